@@ -1,0 +1,395 @@
+"""`tunehand ctl`: drive the account's session from scripts, from any machine.
+
+Talks to the server over HTTP (and the channel for `watch`); never imports textual or
+mpv. Exit codes: 0 ok, 1 other error, 2 usage, 3 not logged in or refused, 4 server
+unreachable, 5 no such device, track or playlist. Read commands take `--json`; the
+field names are documented in the README and stay stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import urllib.parse
+from typing import Any
+
+from tunehand.cli.output import format_status, format_track_line, status_json
+from tunehand.client.config import load_config, resolve_config_dir
+from tunehand.client.credentials import open_store
+from tunehand.client.http import ApiClient
+from tunehand.errors import CommandRefused, NotFound, UsageError
+
+Json = dict[str, Any]
+
+
+def client_for(args: argparse.Namespace) -> ApiClient:
+    config_dir = resolve_config_dir(getattr(args, "config_dir", None), os.environ)
+    config = load_config(config_dir)
+    server = getattr(args, "server", None) or config.server
+    store = open_store(config_dir, os.environ, server)
+    if server is None:
+        creds = store.load()
+        server = creds.server if creds else None
+    if not server:
+        raise UsageError("no server configured: run `tunehand login URL` or pass --server URL")
+    return ApiClient(server, store, config_dir, ca_file=config.ca_file)
+
+
+def _q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _out(args: argparse.Namespace, obj: object, human: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(obj, ensure_ascii=False))
+    else:
+        print(human)
+
+
+def run_ctl(args: argparse.Namespace) -> int:
+    action = args.ctl_command
+    if action is None:
+        raise UsageError("ctl needs an action: status, play, pause, ... (see ctl --help)")
+    api = client_for(args)
+    try:
+        handler = _ACTIONS[action]
+        code: int = handler(api, args)
+        return code
+    finally:
+        api.http.close()
+
+
+# --- commands -------------------------------------------------------------------
+
+
+def command(api: ApiClient, op: str, **fields: Any) -> Json:
+    """Send one command; raise the mapped error when it is refused."""
+    body = {"op": op, "command_id": secrets.token_hex(8), **fields}
+    status, payload = api.request_status("POST", "/v1/session/commands", body)
+    result = payload.get("result") if isinstance(payload, dict) else None
+    if result is None:
+        err = payload.get("error", {}) if isinstance(payload, dict) else {}
+        if status == 404:
+            raise NotFound(err.get("message", "not found"))
+        raise CommandRefused(err.get("code", "error"), err.get("message", f"refused ({status})"))
+    code = result["code"]
+    if code == "ok":
+        return payload  # type: ignore[no-any-return]
+    if code == "no_device":
+        names = _online_names(api)
+        hint = ("choose one with --device: " + ", ".join(names)) if names else result["message"]
+        raise NotFound(f"no device is active; {hint}")
+    if code in ("not_found", "device_offline"):
+        raise NotFound(result["message"])
+    raise CommandRefused(code, result["message"])
+
+
+def _online_names(api: ApiClient) -> list[str]:
+    devices = api.request("GET", "/v1/devices")["devices"]
+    return [d["name"] for d in devices if d["online"]]
+
+
+def _simple(op: str, **fields: Any) -> Any:
+    def run(api: ApiClient, args: argparse.Namespace) -> int:
+        command(api, op, **fields)
+        return 0
+
+    return run
+
+
+def _status(api: ApiClient, args: argparse.Namespace) -> int:
+    payload = api.request("GET", "/v1/session")
+    st = status_json(payload)
+    _out(args, st, format_status(st))
+    return 0
+
+
+def _track_ids(api: ApiClient, args: argparse.Namespace) -> list[str]:
+    ids = list(getattr(args, "track_ids", None) or [])
+    if getattr(args, "track_id", None):
+        ids.append(args.track_id)
+    if getattr(args, "search", None):
+        found = api.request("GET", f"/v1/search?q={_q(args.search)}&limit=1")["tracks"]
+        if not found:
+            raise NotFound(f"nothing in the library matches {args.search!r}")
+        ids.append(found[0]["id"])
+    if getattr(args, "album", None):
+        tracks = api.request("GET", f"/v1/albums/{_q(args.album)}/tracks")["tracks"]
+        ids.extend(t["id"] for t in tracks)
+    if getattr(args, "url", None):
+        ids.append(api.request("POST", "/v1/tracks/remote", {"url": args.url})["id"])
+    return ids
+
+
+def _play(api: ApiClient, args: argparse.Namespace) -> int:
+    fields: Json = {}
+    if args.device:
+        fields["device_id"] = resolve_device(api, args.device)["id"]
+    if args.playlist:
+        pl = api.request("GET", f"/v1/playlists/{_q(args.playlist)}")
+        if not pl["track_ids"]:
+            raise UsageError(f"playlist {args.playlist!r} is empty")
+        command(api, "play", track_ids=pl["track_ids"], replace=True, **fields)
+        return 0
+    ids = _track_ids(api, args)
+    if ids:
+        command(api, "play", track_ids=ids, replace=bool(args.album), **fields)
+    else:
+        command(api, "play", **fields)
+    return 0
+
+
+def parse_seek(pos: str) -> Json:
+    """ "90", "1:30" -> absolute; "+10", "-10" -> relative (seconds)."""
+    try:
+        if pos[:1] in "+-" and pos[1:]:
+            return {"delta_ms": int(float(pos) * 1000)}
+        parts = pos.split(":")
+        if len(parts) > 3 or not pos:
+            raise ValueError(pos)
+        secs = 0.0
+        for p in parts:
+            secs = secs * 60 + float(p)
+        if secs < 0:
+            raise ValueError(pos)
+        return {"position_ms": int(secs * 1000)}
+    except ValueError:
+        raise UsageError(f"seek: {pos!r} is not a position (90, 1:30, +10 or -10)") from None
+
+
+def _seek(api: ApiClient, args: argparse.Namespace) -> int:
+    command(api, "seek", **parse_seek(args.pos))
+    return 0
+
+
+def parse_volume(level: str) -> Json:
+    try:
+        n = int(level)
+    except ValueError:
+        raise UsageError(f"volume: {level!r} is not a number (50, +5 or -5)") from None
+    if level[:1] in "+-":
+        return {"delta": n}
+    if not 0 <= n <= 100:
+        raise UsageError("volume: must be 0 to 100")
+    return {"value": n}
+
+
+def _volume(api: ApiClient, args: argparse.Namespace) -> int:
+    command(api, "volume", **parse_volume(args.level))
+    return 0
+
+
+def _shuffle(api: ApiClient, args: argparse.Namespace) -> int:
+    command(api, "shuffle", on=args.mode == "on")
+    return 0
+
+
+def _repeat(api: ApiClient, args: argparse.Namespace) -> int:
+    command(api, "repeat", mode=args.mode)
+    return 0
+
+
+def _queue(api: ApiClient, args: argparse.Namespace) -> int:
+    edit = args.queue_command
+    if edit is None:
+        q = api.request("GET", "/v1/session/queue")
+        entries = [
+            {
+                "entry_id": e["entry_id"],
+                "current": e["current"],
+                "track": _track_json(e["track"]) if e["track"] else None,
+            }
+            for e in q["entries"]
+        ]
+        lines = [
+            ("▶ " if e["current"] else "  ")
+            + f"{e['entry_id']:<10} "
+            + (format_track_line(e["track"]) if e["track"] else "(track gone)")
+            for e in entries
+        ]
+        _out(
+            args,
+            {"version": q["version"], "current": q["current"], "entries": entries},
+            "\n".join(lines) or "the queue is empty",
+        )
+        return 0
+    if edit in ("add", "next"):
+        ids = _track_ids(api, args)
+        if not ids:
+            raise UsageError(f"queue {edit}: give track ids, --search, --album or --url")
+        command(api, "queue_add" if edit == "add" else "queue_next", track_ids=ids)
+    elif edit == "remove":
+        command(api, "queue_remove", entry_ids=args.entry_ids)
+    elif edit == "move":
+        if args.index < 0:
+            raise UsageError("queue move: the index must be >= 0")
+        command(api, "queue_move", entry_id=args.entry_id, index=args.index)
+    elif edit == "clear":
+        command(api, "queue_clear")
+    return 0
+
+
+def _track_json(t: Json) -> Json:
+    return {k: t.get(k) for k in ("id", "title", "artist", "album", "duration_ms")}
+
+
+def device_list(api: ApiClient) -> list[Json]:
+    devices: list[Json] = api.request("GET", "/v1/devices")["devices"]
+    return devices
+
+
+def resolve_device(api: ApiClient, name: str) -> Json:
+    """A device by id, exact name, or unique name prefix (case-insensitive)."""
+    devices = device_list(api)
+    for d in devices:
+        if d["id"] == name:
+            return d
+    exact = [d for d in devices if d["name"].casefold() == name.casefold()]
+    pref = [d for d in devices if d["name"].casefold().startswith(name.casefold())]
+    for group in (exact, pref):
+        if len(group) == 1:
+            return group[0]
+        if len(group) > 1:
+            online = [d for d in group if d["online"]]
+            if len(online) == 1:
+                return online[0]
+    names = ", ".join(f"{d['name']}{'' if d['online'] else ' (offline)'}" for d in devices)
+    raise NotFound(f"no device {name!r}; devices: {names or 'none'}")
+
+
+def _devices(api: ApiClient, args: argparse.Namespace) -> int:
+    payload = api.request("GET", "/v1/session")
+    active = payload["state"]["active_device"]
+    devices = [d for d in payload["devices"] if args.all or d["online"]]
+    out = [
+        {
+            "id": d["id"],
+            "name": d["name"],
+            "online": d["online"],
+            "active": d["id"] == active,
+            "last_seen_ms": d["last_seen_ms"],
+            "address": d["address"],
+        }
+        for d in devices
+    ]
+    lines = [
+        f"{'*' if d['active'] else ' '} {d['name']:<24} {d['id']:<24} "
+        f"{'online' if d['online'] else 'offline'}"
+        for d in out
+    ]
+    _out(args, out, "\n".join(lines) or "no device is online (see --all)")
+    return 0
+
+
+def _transfer(api: ApiClient, args: argparse.Namespace) -> int:
+    dev = resolve_device(api, args.device)
+    if not dev["online"]:
+        raise NotFound(f"device {dev['name']} is offline")
+    command(api, "transfer", device_id=dev["id"], paused=args.paused)
+    return 0
+
+
+def _search(api: ApiClient, args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 500:
+        raise UsageError("--limit: 1 to 500")
+    tracks = api.request("GET", f"/v1/search?q={_q(args.query)}&limit={args.limit}")["tracks"]
+    out = [_track_json(t) for t in tracks]
+    lines = [f"{t['id']}  {format_track_line(t)}" for t in out]
+    _out(args, out, "\n".join(lines) or "no match")
+    return 0
+
+
+def _playlists(api: ApiClient, args: argparse.Namespace) -> int:
+    edit = args.playlist_command
+    if edit is None:
+        lists = api.request("GET", "/v1/playlists")["playlists"]
+        _out(
+            args,
+            lists,
+            "\n".join(f"{p['name']}  ({p['tracks']} tracks)" for p in lists) or "no playlists",
+        )
+    elif edit == "show":
+        pl = api.request("GET", f"/v1/playlists/{_q(args.name)}")
+        tracks = [_track_json(t) for t in pl["tracks"] if t]
+        _out(
+            args,
+            {"name": pl["name"], "tracks": tracks},
+            "\n".join(f"{t['id']}  {format_track_line(t)}" for t in tracks) or "empty",
+        )
+    elif edit == "save":
+        ids = list(args.track_ids)
+        if not ids:
+            q = api.request("GET", "/v1/session/queue")
+            ids = [e["track_id"] for e in q["entries"]]
+        if not ids:
+            raise UsageError("playlists save: the queue is empty; give track ids")
+        api.request("PUT", f"/v1/playlists/{_q(args.name)}", {"track_ids": ids})
+    elif edit == "delete":
+        api.request("DELETE", f"/v1/playlists/{_q(args.name)}")
+    return 0
+
+
+def _like(api: ApiClient, args: argparse.Namespace) -> int:
+    track_id = args.track_id
+    if track_id is None:
+        track = api.request("GET", "/v1/session")["track"]
+        if track is None:
+            raise UsageError("like: nothing is playing; give a track id")
+        track_id = track["id"]
+    api.request("DELETE" if args.remove else "PUT", f"/v1/likes/{_q(track_id)}")
+    return 0
+
+
+def _likes(api: ApiClient, args: argparse.Namespace) -> int:
+    tracks = [_track_json(t) for t in api.request("GET", "/v1/likes")["tracks"]]
+    _out(args, tracks, "\n".join(f"{t['id']}  {format_track_line(t)}" for t in tracks) or "none")
+    return 0
+
+
+def _history(api: ApiClient, args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 1000:
+        raise UsageError("--limit: 1 to 1000")
+    rows = api.request("GET", f"/v1/history?limit={args.limit}")["history"]
+    out = [
+        {
+            "track": _track_json(r["track"]) if r["track"] else None,
+            "played_ms": r["played_ms"],
+            "device_id": r["device_id"],
+        }
+        for r in rows
+    ]
+    lines = [format_track_line(r["track"]) if r["track"] else "(gone)" for r in out]
+    _out(args, out, "\n".join(lines) or "nothing played yet")
+    return 0
+
+
+def _watch(api: ApiClient, args: argparse.Namespace) -> int:
+    from tunehand.cli.watch import watch
+
+    return watch(api, sys.stdout)
+
+
+_ACTIONS: dict[str, Any] = {
+    "status": _status,
+    "play": _play,
+    "pause": _simple("pause"),
+    "toggle": _simple("toggle"),
+    "next": _simple("next"),
+    "prev": _simple("prev"),
+    "seek": _seek,
+    "volume": _volume,
+    "shuffle": _shuffle,
+    "repeat": _repeat,
+    "queue": _queue,
+    "devices": _devices,
+    "transfer": _transfer,
+    "search": _search,
+    "playlists": _playlists,
+    "like": _like,
+    "likes": _likes,
+    "history": _history,
+    "watch": _watch,
+}

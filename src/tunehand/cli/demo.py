@@ -1,0 +1,79 @@
+"""`tunehand demo` (what `make demo` runs): a server on SQLite with a generated demo
+library, a logged-in demo user, and what to try next. Ctrl-C stops it all.
+
+Everything lives in `.demo/` (music, server data, the demo device's config dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tunehand.demo import make_demo_library
+from tunehand.errors import TunehandError
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo"  # noqa: S105 - the documented password of the local demo account
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    root = Path(args.dir).resolve()
+    music, data, config = root / "music", root / "data", root / "config"
+    print(f"generating the demo library in {music} ...", flush=True)
+    make_demo_library(music)
+    exe = [sys.executable, "-m", "tunehand"]
+    add = subprocess.run(
+        [*exe, "admin", "add-user", DEMO_USER, "--password-stdin", "--data-dir", str(data)],
+        input=DEMO_PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if add.returncode != 0 and "already exists" not in add.stderr:
+        raise TunehandError(add.stderr.strip() or "could not create the demo user")
+    server = subprocess.Popen(
+        [*exe, "serve", "--port", str(args.port), "--music", str(music), "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if "listening on" not in line:
+            raise TunehandError("the demo server did not start (is the port taken? try --port 0)")
+        url = line.rsplit(" ", 1)[1].strip()
+        env = {**os.environ, "TUNEHAND_CONFIG_DIR": str(config)}
+        login = [*exe, "login", url, "--user", DEMO_USER, "--password-stdin"]
+        r = subprocess.run(login, input=DEMO_PASSWORD + "\n", env=env, check=False, text=True)
+        if r.returncode == 3:
+            print("no OS keyring here: the demo keeps its tokens in a 0600 file instead")
+            subprocess.run(
+                [*login, "--insecure-token-file"],
+                input=DEMO_PASSWORD + "\n",
+                env=env,
+                check=True,
+                text=True,
+            )
+        print(
+            f"\nThe demo server runs at {url} (user {DEMO_USER}, password {DEMO_PASSWORD}).\n"
+            f"In another terminal:\n"
+            f"  export TUNEHAND_CONFIG_DIR={config}\n"
+            f"  .venv/bin/tunehand ctl search ro\n"
+            f"  .venv/bin/tunehand ctl status --json\n"
+            f"  .venv/bin/tunehand ctl watch\n"
+            f"Ctrl-C here stops the server.",
+            flush=True,
+        )
+        return server.wait()
+    except KeyboardInterrupt:
+        server.send_signal(signal.SIGINT)
+        server.wait()
+        return 0
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait()

@@ -1,0 +1,146 @@
+"""`tunehand login`, `logout` and `auth status`: tokens into (and out of) the OS keyring.
+
+Tokens go to the OS keyring only; with no keyring, login fails with one line naming
+the fix unless the user asks for `--insecure-token-file` (0600, with a warning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+
+from tunehand.cli.admin import read_password
+from tunehand.client.config import (
+    default_device_name,
+    device_id,
+    ensure_config_dir,
+    load_config,
+    resolve_config_dir,
+    save_server,
+)
+from tunehand.client.credentials import Credentials, FileStore, KeyringStore, open_store
+from tunehand.client.http import HttpClient, check_server_url, error_message
+from tunehand.errors import AuthError, KeyringError, ServerUnreachable, UsageError
+
+TOKEN_FILE = "tokens.json"  # noqa: S105 - a file name, not a secret
+
+
+def run_auth(args: argparse.Namespace) -> int:
+    config_dir = resolve_config_dir(getattr(args, "config_dir", None), os.environ)
+    if args.command == "login":
+        return _login(args, config_dir)
+    if args.command == "logout":
+        return _logout(args, config_dir)
+    return _status(args, config_dir)
+
+
+def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> int:
+    from pathlib import Path
+
+    cdir = Path(str(config_dir))
+    config = load_config(cdir)
+    server = args.url or getattr(args, "server", None) or config.server
+    if not server:
+        raise UsageError("login: give the server URL (tunehand login http://HOST:8440)")
+    server = check_server_url(server)
+    if os.environ.get("TUNEHAND_TOKEN"):
+        raise UsageError("TUNEHAND_TOKEN is set: unset it to log in")
+    user = args.user
+    if not user:
+        if not sys.stdin.isatty():
+            raise UsageError("login: pass --user NAME (no terminal to ask on)")
+        user = input("User: ").strip()
+    if args.password_stdin:
+        password = read_password(True)
+    else:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to ask for a password: use --password-stdin")
+        password = getpass.getpass("Password: ")
+    # Choose where the tokens go before asking the server, so a missing keyring
+    # fails before a login is spent.
+    ensure_config_dir(cdir)
+    store: FileStore | KeyringStore
+    if args.insecure_token_file:
+        store = FileStore(cdir / TOKEN_FILE)
+        print(
+            f"tunehand: warning: tokens will be kept in the plain file {cdir / TOKEN_FILE}",
+            file=sys.stderr,
+        )
+    else:
+        store = KeyringStore(cdir)
+        try:
+            store.load()
+        except KeyringError as exc:
+            raise KeyringError(str(exc)) from None
+    dev = device_id(cdir)
+    name = args.device_name or config.device_name or default_device_name()
+    http = HttpClient(server, ca_file=config.ca_file)
+    try:
+        status, payload = http.request(
+            "POST",
+            "/v1/auth/login",
+            {"user": user, "password": password, "device_id": dev, "device_name": name},
+        )
+    finally:
+        http.close()
+    if status != 200:
+        _, message = error_message(payload, f"login failed ({status})")
+        if status in (401, 429):
+            raise AuthError(message)
+        if status >= 500:
+            raise ServerUnreachable(message)
+        raise UsageError(message)
+    creds = Credentials(
+        server=server,
+        user=user,
+        device_id=dev,
+        access_token=payload["access_token"],
+        access_expires_at=time.time() + float(payload["expires_in"]),
+        refresh_token=payload["refresh_token"],
+    )
+    store.save(creds)
+    if not args.insecure_token_file:
+        # A keyring login replaces an earlier opted-in file.
+        FileStore(cdir / TOKEN_FILE).delete()
+    save_server(cdir, server)
+    print(f"logged in to {server} as {user} (device {name}); tokens in {store.location}")
+    return 0
+
+
+def _logout(args: argparse.Namespace, config_dir: object) -> int:
+    from pathlib import Path
+
+    cdir = Path(str(config_dir))
+    config = load_config(cdir)
+    store = open_store(cdir, os.environ, getattr(args, "server", None) or config.server)
+    creds = store.load()
+    if creds is None:
+        print("not logged in")
+        return 0
+    http = HttpClient(creds.server, ca_file=config.ca_file)
+    try:
+        http.request("POST", "/v1/auth/logout", None, creds.access_token)
+    except ServerUnreachable:
+        print("tunehand: the server is unreachable; forgetting the tokens here", file=sys.stderr)
+    finally:
+        http.close()
+    store.delete()
+    print("logged out")
+    return 0
+
+
+def _status(args: argparse.Namespace, config_dir: object) -> int:
+    from pathlib import Path
+
+    cdir = Path(str(config_dir))
+    config = load_config(cdir)
+    store = open_store(cdir, os.environ, getattr(args, "server", None) or config.server)
+    creds = store.load()
+    if creds is None:
+        print(f"not logged in (tokens would go to {store.location})")
+        return 3
+    print(f"logged in to {creds.server} as {creds.user or '?'}; token in {store.location}")
+    return 0

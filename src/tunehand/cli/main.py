@@ -1,0 +1,144 @@
+"""The `tunehand` command: argument parsing and dispatch to each subcommand's module.
+
+Subcommand modules are imported only when chosen, so `tunehand ctl` never pays for
+the server, the TUI or mpv. Every expected failure ends as one line on stderr and the
+exit code of its error class (see `tunehand.errors`); a traceback only with
+TUNEHAND_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from tunehand import __version__
+from tunehand.errors import TunehandError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _globals(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("global options")
+    g.add_argument(
+        "--config-dir",
+        default=argparse.SUPPRESS,
+        help="this device's config dir (also TUNEHAND_CONFIG_DIR); gives it its own identity",
+    )
+    g.add_argument("--server", default=argparse.SUPPRESS, help="server URL (overrides config)")
+
+
+def _server_store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="server data dir (default: the user data dir)")
+    p.add_argument("--database", help="database URL (default: SQLite in the data dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tunehand", description="A terminal music client with handoff.")
+    parser.add_argument("--version", action="version", version=f"tunehand {__version__}")
+    _globals(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="run the sync server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8440, help="0 picks a free port")
+    serve.add_argument("--music", action="append", default=[], metavar="DIR")
+    serve.add_argument("--redis", help="redis://HOST:PORT to run several instances")
+    serve.add_argument("--no-scan", action="store_true", help="skip the scan at start")
+    _server_store_options(serve)
+
+    admin = sub.add_parser("admin", help="manage users and the library (server side)")
+    _globals(admin)
+    asub = admin.add_subparsers(dest="admin_command", metavar="ACTION", parser_class=_Parser)
+    add = asub.add_parser("add-user", help="create a user")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true")
+    _server_store_options(add)
+    lst = asub.add_parser("list-users", help="list users")
+    lst.add_argument("--json", action="store_true")
+    _server_store_options(lst)
+    rm = asub.add_parser("remove-user", help="delete a user and all their data")
+    rm.add_argument("name")
+    _server_store_options(rm)
+    rs = asub.add_parser("rescan", help="rescan the music folders")
+    rs.add_argument("--music", action="append", default=[], metavar="DIR")
+    _server_store_options(rs)
+    demo = asub.add_parser("demo-library", help="generate a demo library of tagged tracks")
+    demo.add_argument("dir")
+    demo.add_argument("--tracks", type=int, default=36)
+
+    login = sub.add_parser("login", help="log in to a server; tokens go to the OS keyring")
+    _globals(login)
+    login.add_argument("url", nargs="?", help="server URL (default: the configured server)")
+    login.add_argument("--user")
+    login.add_argument("--password-stdin", action="store_true")
+    login.add_argument("--device-name")
+    login.add_argument(
+        "--insecure-token-file",
+        action="store_true",
+        help="keep tokens in a 0600 file in the config dir when there is no OS keyring",
+    )
+    logout = sub.add_parser("logout", help="log out and forget this device's tokens")
+    _globals(logout)
+    auth = sub.add_parser("auth", help="login details")
+    _globals(auth)
+    auth.add_argument("auth_command", choices=["status"])
+
+    demo = sub.add_parser("demo", help="run a local demo server with a generated library")
+    demo.add_argument("--dir", default=".demo")
+    demo.add_argument("--port", type=int, default=8440)
+
+    ctl = sub.add_parser("ctl", help="control the session from scripts")
+    _globals(ctl)
+    from tunehand.cli.ctl_args import add_ctl_arguments
+
+    add_ctl_arguments(ctl, _Parser, _globals)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except TunehandError as exc:
+        if os.environ.get("TUNEHAND_DEBUG"):
+            raise
+        print(f"tunehand: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command is None:
+        from tunehand.errors import UsageError
+
+        raise UsageError("the TUI is not built yet: try `tunehand ctl status` or --help")
+    if command == "serve":
+        from tunehand.cli.serve import run_serve
+
+        return run_serve(args)
+    if command == "admin":
+        from tunehand.cli.admin import run_admin
+
+        return run_admin(args)
+    if command in ("login", "logout", "auth"):
+        from tunehand.cli.login import run_auth
+
+        return run_auth(args)
+    if command == "demo":
+        from tunehand.cli.demo import run_demo
+
+        return run_demo(args)
+    if command == "ctl":
+        from tunehand.cli.ctl import run_ctl
+
+        return run_ctl(args)
+    raise AssertionError(command)

@@ -1,0 +1,74 @@
+"""What `ctl` prints: the stable `--json` shapes and the human one-liners."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunehand.core.model import Position
+
+Json = dict[str, Any]
+
+
+def clock(ms: int | None) -> str:
+    if ms is None:
+        return "-:--"
+    s = max(0, ms) // 1000
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def status_json(payload: Json) -> Json:
+    """The `status --json` object from a `GET /v1/session` answer (documented in README)."""
+    state = payload["state"]
+    track = payload.get("track")
+    active = state.get("active_device")
+    device = None
+    for d in payload.get("devices", []):
+        if d["id"] == active:
+            device = {"id": d["id"], "name": d["name"]}
+    if active is not None and device is None:
+        device = {"id": active, "name": active}
+    duration = track["duration_ms"] if track else 0
+    pos = Position(**state["position"]).at(int(payload["server_time_ms"]), duration)
+    return {
+        "device": device,
+        "playing": bool(state["position"]["playing"]),
+        "track": (
+            {k: track.get(k) for k in ("id", "title", "artist", "album", "duration_ms")}
+            if track
+            else None
+        ),
+        "position_ms": pos if track else 0,
+        "volume": state["volume"],
+        "shuffle": state["shuffle"],
+        "repeat": state["repeat"],
+        "queue_length": len(state["queue"]),
+        "entry_id": state["current"],
+        "version": state["version"],
+    }
+
+
+def format_track_line(t: Json) -> str:
+    artist = t.get("artist") or "Unknown artist"
+    line = f"{t.get('title')} — {artist}"
+    if t.get("album"):
+        line += f" ({t['album']})"
+    if t.get("duration_ms"):
+        line += f"  {clock(t['duration_ms'])}"
+    return line
+
+
+def format_status(st: Json) -> str:
+    track = st["track"]
+    if track is None:
+        head = "nothing is playing" + (" (the queue is empty)" if not st["queue_length"] else "")
+    else:
+        head = ("▶ " if st["playing"] else "⏸ ") + format_track_line({**track, "duration_ms": 0})
+    where = st["device"]["name"] if st["device"] else "no active device"
+    detail = (
+        f"  {clock(st['position_ms'])} / {clock(track['duration_ms'] if track else None)}"
+        f"  on {where}  vol {st['volume']}  shuffle {'on' if st['shuffle'] else 'off'}"
+        f"  repeat {st['repeat']}  queue {st['queue_length']}"
+    )
+    return head + "\n" + detail

@@ -1,0 +1,82 @@
+"""`tunehand serve`: run the sync server until SIGINT or SIGTERM.
+
+The database is opened and migrated before the socket listens, so a bad
+`--database` ends with one line; the listening URL is printed once the app is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import sys
+import time
+
+from tunehand.cli.serverside import settings_from
+from tunehand.core.protocol import MAX_MESSAGE_BYTES
+from tunehand.errors import TunehandError
+from tunehand.server.app import create_app, open_database
+from tunehand.server.services import Services, Settings
+
+
+class _Progress:
+    """Scan progress on the terminal, at most once a second, for long scans."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if total < 200 or (done < total and now - self.last < 1.0):
+            return
+        self.last = now
+        end = "\n" if done >= total or not sys.stderr.isatty() else "\r"
+        print(f"scanning music: {done}/{total} files", end=end, file=sys.stderr, flush=True)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family, reuse_port=False)
+    except OSError as exc:
+        raise TunehandError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = await open_database(settings)
+    await engine.dispose()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    settings = settings_from(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    asyncio.run(_migrate(settings))
+    sock = _bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+
+    def ready(services: Services) -> None:
+        folders = ", ".join(str(m) for m in settings.music) or "none (pass --music DIR)"
+        print(f"tunehand server listening on {url}", flush=True)
+        print(f"data: {settings.data_dir}; music: {folders}", file=sys.stderr, flush=True)
+
+    app = create_app(settings, on_ready=ready, progress=_Progress())
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ws_ping_interval=3.0,
+        ws_ping_timeout=4.0,
+        ws_max_size=MAX_MESSAGE_BYTES,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve(sockets=[sock]))
+    print("tunehand server stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,63 @@
+"""Settings shared by `serve` and `admin`: data dir, database URL, saved music folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from tunehand.errors import ConfigError, UsageError
+from tunehand.server.services import Settings
+
+FOLDERS_FILE = "music-folders.json"
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    raw = getattr(args, "data_dir", None) or os.environ.get("TUNEHAND_DATA_DIR")
+    if raw:
+        return Path(raw).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tunehand"))
+
+
+def database_url(args: argparse.Namespace) -> str | None:
+    return getattr(args, "database", None) or os.environ.get("TUNEHAND_DATABASE_URL") or None
+
+
+def music_folders(args: argparse.Namespace, ddir: Path) -> tuple[Path, ...]:
+    """The folders given now (and remembered for `admin rescan`), else the remembered ones."""
+    given = [Path(m).expanduser().resolve() for m in getattr(args, "music", []) or []]
+    path = ddir / FOLDERS_FILE
+    if given:
+        ddir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([str(g) for g in given]))
+        os.replace(tmp, path)
+        return tuple(given)
+    try:
+        saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc}); pass --music DIR again") from exc
+    if not isinstance(saved, list) or not all(isinstance(s, str) for s in saved):
+        raise ConfigError(f"{path}: not a list of folders; pass --music DIR again")
+    return tuple(Path(s) for s in saved)
+
+
+def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
+    ddir = data_dir(args)
+    port = getattr(args, "port", 8440)
+    if not 0 <= port <= 65535:
+        raise UsageError("--port: must be 0 to 65535")
+    return Settings(
+        host=getattr(args, "host", "127.0.0.1"),
+        port=port,
+        music=music_folders(args, ddir),
+        data_dir=ddir,
+        database_url=database_url(args),
+        redis_url=getattr(args, "redis", None) or os.environ.get("TUNEHAND_REDIS_URL") or None,
+        scan_on_start=not getattr(args, "no_scan", False),
+    )

@@ -1,0 +1,332 @@
+"""The client's config dir and what it holds, apart from tokens.
+
+Owns: choosing the config dir (`--config-dir`, then `TUNEHAND_CONFIG_DIR`, then the
+platformdirs user config dir), reading `config.toml` into a frozen `Config`, the one edit
+tunehand makes to that file (`save_server`), the stable random device id in `device-id`,
+and the private-file helpers (`ensure_config_dir`, `write_file_atomic`) that the
+credential stores reuse. The dir is created with mode 0700 on first write, never on read.
+
+Every failure is a `ConfigError` whose message is one line that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from tunehand.errors import ConfigError
+
+CONFIG_FILE = "config.toml"
+DEVICE_ID_FILE = "device-id"
+
+_DEVICE_ID_RE = re.compile(r"^d[0-9a-f]{20}$")
+_TOML_POSITION_RE = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$")
+_SERVER_LINE_RE = re.compile(r"""^\s*(?:server|"server"|'server')\s*=""")
+
+
+@dataclass(frozen=True)
+class Config:
+    """What `config.toml` says; every field is optional."""
+
+    server: str | None = None
+    device_name: str | None = None
+    mpv_options: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    theme: str | None = None
+    ca_file: str | None = None
+    notifications: bool = True
+
+
+def resolve_config_dir(cli_value: str | None, environ: Mapping[str, str]) -> Path:
+    """`--config-dir` wins, then `TUNEHAND_CONFIG_DIR`, then the platform's user config dir.
+
+    Nothing is created here: reading a config must not leave a directory behind.
+    """
+    chosen = cli_value or environ.get("TUNEHAND_CONFIG_DIR")
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    return Path(platformdirs.user_config_dir("tunehand")).absolute()
+
+
+def ensure_config_dir(config_dir: Path) -> None:
+    """Create the config dir (mode 0700) if it does not exist yet."""
+    try:
+        config_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the config dir {config_dir}: {exc.strerror}: "
+            "fix its parent's permissions or choose another with --config-dir"
+        ) from exc
+
+
+def write_file_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` atomically; the file has `mode` from the moment it exists.
+
+    Writes a temporary file beside `path` (created with `mode`, never wider), fsyncs it and
+    `os.replace`s it over `path`, so a reader sees either the old or the new content.
+    Creates the parent dir with mode 0700 if needed. Raises OSError; callers map it.
+    """
+    ensure_config_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask may have narrowed it; never widens past `mode`
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def load_config(config_dir: Path) -> Config:
+    """Read `config_dir/config.toml`; a missing file is an empty config.
+
+    Unknown top-level keys are ignored (a newer tunehand may have written them).
+    """
+    path = config_dir / CONFIG_FILE
+    text = _read_config_text(path)
+    if text is None:
+        return Config()
+    return _config_from_table(_parse_toml(path, text), path)
+
+
+def save_server(config_dir: Path, server: str) -> None:
+    """Set the top-level `server` key of config.toml, keeping every other line as it is."""
+    path = config_dir / CONFIG_FILE
+    old = _read_config_text(path)
+    if old is None:
+        old = ""
+    else:
+        _parse_toml(path, old)  # refuse to edit a file we cannot read back
+    new = _with_server_line(old, server)
+    try:
+        ok = tomllib.loads(new).get("server") == server
+    except tomllib.TOMLDecodeError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{path}: could not set the server automatically: "
+            f"edit the file and set server = {_toml_string(server)} by hand"
+        )
+    mode = 0o600
+    with contextlib.suppress(FileNotFoundError):
+        mode = path.stat().st_mode & 0o777
+    try:
+        write_file_atomic(path, new.encode("utf-8"), mode)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path}: {exc.strerror}: fix the permissions of {config_dir}"
+        ) from exc
+
+
+def device_id(config_dir: Path) -> str:
+    """This config dir's stable device id ("d" + 20 hex chars), created on first call.
+
+    Two processes racing on the first call agree: the id is published with `os.link`,
+    which fails if another process got there first, and then that one's id is used.
+    """
+    path = config_dir / DEVICE_ID_FILE
+    existing = _read_device_id(path)
+    if existing is not None:
+        return existing
+    new_id = "d" + secrets.token_hex(10)
+    tmp = path.with_name(f".{DEVICE_ID_FILE}.{secrets.token_hex(4)}.tmp")
+    try:
+        write_file_atomic(tmp, (new_id + "\n").encode("ascii"), 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path}: {exc.strerror}: fix the permissions of {config_dir}"
+        ) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    winner = _read_device_id(path)
+    if winner is None:
+        raise ConfigError(f"cannot read back {path}: fix the permissions of {config_dir}")
+    return winner
+
+
+def default_device_name() -> str:
+    """The name a device gets when config.toml does not set `device_name`."""
+    return socket.gethostname()
+
+
+def _read_config_text(path: Path) -> str | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}: fix its permissions or use --config-dir"
+        ) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path} line {line}: not valid UTF-8: save the file as UTF-8") from exc
+
+
+def _read_device_id(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}: fix its permissions or use --config-dir"
+        ) from exc
+    if not _DEVICE_ID_RE.match(text):
+        raise ConfigError(
+            f"{path} is damaged: delete it (this device then gets a new id and must log in again)"
+        )
+    return text
+
+
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else "invalid TOML"
+        match = _TOML_POSITION_RE.search(message)
+        if match is None:
+            line = "?"
+        elif match.group(1) is not None:
+            line = match.group(1)
+        else:
+            line = str(text.count("\n") + 1)
+        reason = _TOML_POSITION_RE.sub("", message)
+        reason = reason[:1].lower() + reason[1:]
+        raise ConfigError(f"{path} line {line}: {reason}: fix that line") from exc
+
+
+def _config_from_table(table: dict[str, Any], path: Path) -> Config:
+    return Config(
+        server=_optional_str(table, "server", path),
+        device_name=_optional_str(table, "device_name", path),
+        mpv_options=_mpv_options(table.get("mpv_options", {}), path),
+        keys=_string_table(table.get("keys", {}), "keys", path),
+        theme=_optional_str(table, "theme", path),
+        ca_file=_optional_str(table, "ca_file", path),
+        notifications=_optional_bool(table, "notifications", path, default=True),
+    )
+
+
+def _toml_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date/time"
+
+
+def _wrong_type(path: Path, key: str, wanted: str, value: object) -> ConfigError:
+    return ConfigError(f"{path}: {key} must be {wanted}, not {_toml_type(value)}: fix that value")
+
+
+def _optional_str(table: dict[str, Any], key: str, path: Path) -> str | None:
+    value = table.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise _wrong_type(path, key, "a string", value)
+
+
+def _optional_bool(table: dict[str, Any], key: str, path: Path, *, default: bool) -> bool:
+    value = table.get(key, default)
+    if isinstance(value, bool):
+        return value
+    raise _wrong_type(path, key, "true or false", value)
+
+
+def _string_table(value: object, key: str, path: Path) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _wrong_type(path, key, "a table", value)
+    result: dict[str, str] = {}
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise _wrong_type(path, f"{key}.{name}", "a string", item)
+        result[name] = item
+    return result
+
+
+def _mpv_options(value: object, path: Path) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _wrong_type(path, "mpv_options", "a table", value)
+    result: dict[str, str] = {}
+    for name, item in value.items():
+        if isinstance(item, bool):
+            result[name] = "yes" if item else "no"
+        elif isinstance(item, str | int | float):
+            result[name] = str(item)
+        else:
+            raise _wrong_type(path, f"mpv_options.{name}", "a string, number or boolean", item)
+    return result
+
+
+def _toml_string(value: str) -> str:
+    """`value` as a TOML basic string."""
+    out = ['"']
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _with_server_line(text: str, server: str) -> str:
+    """Replace or insert the top-level `server = ...` line; leave every other line alone."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    line = f"server = {_toml_string(server)}{newline}"
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += newline
+    first_table = next(
+        (i for i, raw in enumerate(lines) if raw.lstrip().startswith("[")), len(lines)
+    )
+    for i in range(first_table):
+        if _SERVER_LINE_RE.match(lines[i]):
+            lines[i] = line
+            return "".join(lines)
+    # Insert after the last top-level key, before any comments that lead into a table.
+    at = first_table
+    while at > 0 and (not lines[at - 1].strip() or lines[at - 1].lstrip().startswith("#")):
+        at -= 1
+    if at == 0 and first_table == len(lines):
+        at = len(lines)  # a file of only comments: append
+    lines.insert(at, line)
+    return "".join(lines)

@@ -1,0 +1,222 @@
+"""A small blocking HTTP client for one-shot commands (`ctl`, `login`), on http.client.
+
+It stays light on purpose (`tunehand ctl status` must start fast): no httpx here.
+It adds the Bearer token, refreshes an expiring access token transparently (one
+refresh in flight per device, across processes), and maps every failure to the
+project's errors: unreachable server (exit 4), refused login (exit 3), not found (5).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import time
+import urllib.parse
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tunehand.client.credentials import Credentials, CredentialStore, refresh_lock
+from tunehand.errors import (
+    AuthError,
+    CommandRefused,
+    NotFound,
+    ProtocolError,
+    ServerUnreachable,
+    TunehandError,
+    UsageError,
+)
+
+TIMEOUT_S = 10.0
+REFRESH_MARGIN_S = 30.0
+
+
+def check_server_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"server URL must look like http://HOST:PORT, not {url[:80]!r}")
+    return url
+
+
+class HttpClient:
+    """Requests to one server, with no credentials (login, health)."""
+
+    def __init__(self, server: str, *, ca_file: str | None = None, timeout_s: float = TIMEOUT_S):
+        self.server = check_server_url(server)
+        parts = urllib.parse.urlsplit(self.server)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._ca_file = ca_file
+        self._timeout = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._https:
+                ctx = ssl.create_default_context(cafile=self._ca_file)
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self._timeout, context=ctx
+                )
+            else:
+                self._conn = http.client.HTTPConnection(
+                    self._host, self._port, timeout=self._timeout
+                )
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(
+        self, method: str, path: str, body: object = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        for attempt in (0, 1):
+            conn = self._connection()
+            try:
+                conn.request(method, self._prefix + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
+                self.close()
+                if attempt == 1:
+                    raise ServerUnreachable(
+                        f"the server at {self.server} closed the connection"
+                    ) from exc
+            except ssl.SSLError as exc:
+                self.close()
+                raise ServerUnreachable(f"TLS with {self.server} failed: {exc.reason}") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                if isinstance(exc, socket.timeout | TimeoutError):
+                    reason = "timed out"
+                raise ServerUnreachable(
+                    f"cannot reach the server at {self.server}: {reason}"
+                ) from exc
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise ProtocolError(
+                f"the server at {self.server} sent a reply that is not JSON"
+            ) from exc
+        return resp.status, payload
+
+
+def error_message(payload: Any, default: str) -> tuple[str, str]:
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        err = payload["error"]
+        return str(err.get("code", "error")), str(err.get("message", default))
+    return "error", default
+
+
+def raise_for(status: int, payload: Any) -> None:
+    """Map an error answer to the project's exceptions (and so to exit codes)."""
+    if status < 400:
+        return
+    code, message = error_message(payload, f"the server answered {status}")
+    if status in (401, 403):
+        raise AuthError(message)
+    if status == 404:
+        raise NotFound(message)
+    if status == 429:
+        raise CommandRefused("rate_limited", message)
+    if status == 503:
+        raise ServerUnreachable(message)
+    if status >= 500:
+        raise TunehandError(f"the server failed: {message}")
+    raise CommandRefused(code, message)
+
+
+class ApiClient:
+    """Authenticated requests for a logged-in device."""
+
+    def __init__(
+        self,
+        server: str,
+        store: CredentialStore,
+        config_dir: Path,
+        *,
+        ca_file: str | None = None,
+    ) -> None:
+        self.http = HttpClient(server, ca_file=ca_file)
+        self.store = store
+        self.config_dir = config_dir
+        self._creds: Credentials | None = None
+
+    def credentials(self) -> Credentials:
+        if self._creds is None:
+            creds = self.store.load()
+            if creds is None:
+                raise AuthError(f"not logged in: run `tunehand login {self.http.server}`")
+            self._creds = creds
+        return self._creds
+
+    def _refresh(self, stale: Credentials) -> Credentials:
+        with refresh_lock(self.config_dir):
+            # Another process may have refreshed while we waited for the lock.
+            current = self.store.load() or stale
+            if current.access_token != stale.access_token and not _expiring(current):
+                self._creds = current
+                return current
+            if not current.refresh_token:
+                raise AuthError("the access token has expired: log in again")
+            status, payload = self.http.request(
+                "POST", "/v1/auth/refresh", {"refresh_token": current.refresh_token}
+            )
+            if status == 401:
+                self.store.delete()
+                _, message = error_message(payload, "logged out")
+                raise AuthError(message)
+            raise_for(status, payload)
+            fresh = replace(
+                current,
+                access_token=payload["access_token"],
+                refresh_token=payload["refresh_token"],
+                access_expires_at=time.time() + float(payload["expires_in"]),
+            )
+            self.store.save(fresh)
+            self._creds = fresh
+            return fresh
+
+    def request(self, method: str, path: str, body: object = None) -> Any:
+        """Send a request; return the JSON answer, or raise the mapped error."""
+        creds = self.credentials()
+        if _expiring(creds):
+            creds = self._refresh(creds)
+        status, payload = self.http.request(method, path, body, creds.access_token)
+        if status == 401 and creds.refresh_token:
+            creds = self._refresh(creds)
+            status, payload = self.http.request(method, path, body, creds.access_token)
+        raise_for(status, payload)
+        return payload
+
+    def request_status(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        """Like `request`, but hand back error answers instead of raising (commands)."""
+        creds = self.credentials()
+        if _expiring(creds):
+            creds = self._refresh(creds)
+        status, payload = self.http.request(method, path, body, creds.access_token)
+        if status == 401 and creds.refresh_token:
+            creds = self._refresh(creds)
+            status, payload = self.http.request(method, path, body, creds.access_token)
+        if status in (401, 403) or status >= 500:
+            raise_for(status, payload)
+        return status, payload
+
+
+def _expiring(creds: Credentials) -> bool:
+    return creds.access_expires_at - REFRESH_MARGIN_S < time.time()

@@ -1,0 +1,154 @@
+"""What a client asks of the session (`Command`), what a device says (`Report`), and the answer.
+
+Commands are flat, so one dataclass decodes every `command` message; `validate`
+checks that the fields a given `op` needs are there and in range. A command carries
+a client-made `command_id`: the server applies it once and answers a retry with the
+original `Result`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tunehand.core.model import MAX_QUEUE, REPEAT_MODES, Repeat
+
+Op = Literal[
+    "play",
+    "pause",
+    "toggle",
+    "next",
+    "prev",
+    "seek",
+    "volume",
+    "shuffle",
+    "repeat",
+    "queue_add",
+    "queue_next",
+    "queue_remove",
+    "queue_move",
+    "queue_clear",
+    "queue_replace",
+    "transfer",
+]
+OPS: frozenset[str] = frozenset(Op.__args__)  # type: ignore[attr-defined]
+
+ResultCode = Literal[
+    "ok",
+    "invalid",
+    "conflict",
+    "not_found",
+    "no_device",
+    "device_offline",
+    "stale_term",
+    "empty_queue",
+    "rate_limited",
+    "unavailable",
+]
+
+MAX_ID_LEN = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A user's intent. Which fields matter depends on `op` (see `validate`)."""
+
+    op: Op
+    command_id: str
+    if_version: int | None = None
+    track_ids: tuple[str, ...] = ()
+    """play (insert after the current entry and play it; with `replace`, replace the queue),
+    queue_add, queue_next, queue_replace."""
+    replace: bool = False
+    entry_id: str | None = None
+    """play (jump to this entry), queue_move."""
+    entry_ids: tuple[str, ...] = ()
+    """queue_remove."""
+    index: int | None = None
+    """queue_move: the new index; play with track_ids and replace: where to start."""
+    position_ms: int | None = None
+    """seek (absolute), play (start here)."""
+    delta_ms: int | None = None
+    """seek (relative)."""
+    value: int | None = None
+    """volume (absolute, 0-100)."""
+    delta: int | None = None
+    """volume (relative)."""
+    on: bool | None = None
+    """shuffle."""
+    mode: Repeat | None = None
+    """repeat."""
+    device_id: str | None = None
+    """transfer: the target device; play: the device to play on when none is active."""
+    paused: bool = False
+    """transfer: arrive paused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Playback status from the device holding `{active_device, term}`.
+
+    `event` is "progress" for a periodic or discontinuity report, "ended" when the
+    entry played to its end, "error" when the entry could not be played.
+    """
+
+    term: int
+    entry_id: str | None
+    position_ms: int
+    at_ms: int
+    playing: bool
+    rate: float
+    event: Literal["progress", "ended", "error"] = "progress"
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    command_id: str
+    code: ResultCode
+    message: str = ""
+    version: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+
+def validate(cmd: Command) -> str | None:
+    """None when `cmd` is well formed, else one line naming the bad field."""
+    if not cmd.command_id or len(cmd.command_id) > MAX_ID_LEN:
+        return "command_id: must be 1 to 64 characters"
+    if len(cmd.track_ids) > MAX_QUEUE or len(cmd.entry_ids) > MAX_QUEUE:
+        return f"track_ids: at most {MAX_QUEUE} at once"
+    for tid in (*cmd.track_ids, *cmd.entry_ids):
+        if not tid or len(tid) > 2048:
+            return "track_ids: every id must be 1 to 2048 characters"
+    op = cmd.op
+    if op not in OPS:
+        return f"op: unknown operation {op!r}"
+    if op == "seek" and (cmd.position_ms is None) == (cmd.delta_ms is None):
+        return "seek: give exactly one of position_ms or delta_ms"
+    if op == "seek" and cmd.position_ms is not None and cmd.position_ms < 0:
+        return "position_ms: must be >= 0"
+    if op == "volume":
+        if (cmd.value is None) == (cmd.delta is None):
+            return "volume: give exactly one of value or delta"
+        if cmd.value is not None and not 0 <= cmd.value <= 100:
+            return "value: volume must be 0 to 100"
+    if op == "shuffle" and cmd.on is None:
+        return "on: shuffle needs on=true or on=false"
+    if op == "repeat" and cmd.mode not in REPEAT_MODES:
+        return "mode: repeat must be off, all or one"
+    if op in ("queue_add", "queue_next", "queue_replace") and not cmd.track_ids:
+        return f"track_ids: {op} needs at least one track"
+    if op == "queue_replace" and cmd.if_version is None:
+        return "if_version: queue_replace needs the version it replaces"
+    if op == "queue_remove" and not cmd.entry_ids:
+        return "entry_ids: queue_remove needs at least one entry"
+    if op == "queue_move" and (cmd.entry_id is None or cmd.index is None):
+        return "queue_move: needs entry_id and index"
+    if op == "transfer" and not cmd.device_id:
+        return "device_id: transfer needs a device"
+    if cmd.index is not None and cmd.index < 0:
+        return "index: must be >= 0"
+    return None

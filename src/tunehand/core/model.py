@@ -1,0 +1,101 @@
+"""The session's data: queue entries, the position anchor and the whole session state.
+
+Pure data, shared by the client and the server. Every value is immutable; a change
+makes a new `SessionState` with `version` one higher (see `tunehand.core.session`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Repeat = Literal["off", "all", "one"]
+REPEAT_MODES: tuple[Repeat, ...] = ("off", "all", "one")
+
+MAX_QUEUE = 10_000
+"""A queue longer than this is refused: it bounds every state message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One queue entry. `entry_id` is unique per insertion, so edits name entries."""
+
+    entry_id: str
+    track_id: str
+    duration_ms: int = 0
+    """0 when unknown (an internet radio stream); caps position extrapolation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where playback is: `position_ms` at server time `at_ms`, moving at `rate`.
+
+    `rate` is 0 while nothing is audible (paused, loading, seeking, buffering), so
+    observers never run the clock ahead of the speaker.
+    """
+
+    position_ms: int = 0
+    at_ms: int = 0
+    playing: bool = False
+    rate: float = 0.0
+
+    def at(self, now_ms: int, duration_ms: int = 0) -> int:
+        """The position at server time `now_ms`, capped at the track's duration."""
+        pos = self.position_ms
+        if self.playing and self.rate > 0 and now_ms > self.at_ms:
+            pos += int((now_ms - self.at_ms) * self.rate)
+        if duration_ms > 0:
+            pos = min(pos, duration_ms)
+        return max(pos, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """The authoritative session of one account, as the server stores and sends it."""
+
+    version: int = 0
+    queue: tuple[Entry, ...] = ()
+    current: str | None = None
+    position: Position = field(default_factory=Position)
+    volume: int = 100
+    shuffle: bool = False
+    order: tuple[str, ...] = ()
+    """The play order as entry ids: the stored shuffle permutation, empty when not shuffled."""
+    repeat: Repeat = "off"
+    active_device: str | None = None
+    term: int = 0
+    """Fencing number for the right to play; increases on every activation or transfer."""
+
+    def entry(self, entry_id: str | None) -> Entry | None:
+        if entry_id is None:
+            return None
+        for e in self.queue:
+            if e.entry_id == entry_id:
+                return e
+        return None
+
+    @property
+    def current_entry(self) -> Entry | None:
+        return self.entry(self.current)
+
+    def play_order(self) -> tuple[str, ...]:
+        """Entry ids in the order they play: the shuffle permutation or the queue order."""
+        if self.shuffle and self.order:
+            return self.order
+        return tuple(e.entry_id for e in self.queue)
+
+    def position_at(self, now_ms: int) -> int:
+        cur = self.current_entry
+        return self.position.at(now_ms, cur.duration_ms if cur else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device of the account, as the server lists it."""
+
+    id: str
+    name: str
+    online: bool = False
+    last_seen_ms: int = 0
+    address: str = ""
+    capabilities: tuple[str, ...] = ()

@@ -1,0 +1,197 @@
+"""The session channel's messages, both directions, as frozen dataclasses.
+
+Every message is a JSON object with a `type`. The client's first message is `auth`;
+the server answers `hello`. See DESIGN.md ("Channel protocol"). Decoding and encoding
+live in `tunehand.wire`; this module only says what the messages are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tunehand.core.commands import Command, Report, ResultCode
+from tunehand.core.model import DeviceInfo, SessionState
+
+MAX_MESSAGE_BYTES = 256 * 1024
+"""A channel message larger than this closes the connection with code 1009."""
+
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+CLOSE_AUTH = 4001
+CLOSE_REVOKED = 4003
+CLOSE_GOING_AWAY = 1001
+
+
+@dataclass(frozen=True, slots=True)
+class TrackView:
+    """What a client shows of a track."""
+
+    id: str
+    title: str
+    artist: str = ""
+    album: str = ""
+    album_artist: str = ""
+    duration_ms: int = 0
+    track_no: int | None = None
+    disc_no: int | None = None
+    year: int | None = None
+    genre: str = ""
+    url: str | None = None
+    """A signed stream URL (library tracks) or the http(s) URL of a remote track."""
+
+
+# --- client to server -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHello:
+    id: str
+    name: str
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    device: DeviceHello
+    token: str | None = None
+    """May instead come in the upgrade request's Authorization header."""
+    last_version: int | None = None
+    type: Literal["auth"] = "auth"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandMsg:
+    command: Command
+    type: Literal["command"] = "command"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportMsg:
+    report: Report
+    type: Literal["report"] = "report"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRequest:
+    t0: float
+    """The client's monotonic clock, ms."""
+    type: Literal["time"] = "time"
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    last_version: int | None = None
+    type: Literal["resync"] = "resync"
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    type: Literal["ping"] = "ping"
+
+
+ClientMessage = Auth | CommandMsg | ReportMsg | TimeRequest | Resync | Ping
+
+
+# --- server to client -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateMsg:
+    version: int
+    state: SessionState
+    track: TrackView | None = None
+    """The current entry's track, so a status line needs no second request."""
+    type: Literal["state"] = "state"
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    device_id: str
+    server_time_ms: int
+    version: int
+    state: StateMsg | None
+    """None when the client said it is already at `version`."""
+    devices: tuple[DeviceInfo, ...] = ()
+    server_version: str = ""
+    type: Literal["hello"] = "hello"
+
+
+@dataclass(frozen=True, slots=True)
+class DevicesMsg:
+    devices: tuple[DeviceInfo, ...]
+    type: Literal["devices"] = "devices"
+
+
+@dataclass(frozen=True, slots=True)
+class DirectiveMsg:
+    action: str
+    term: int
+    entry_id: str | None = None
+    position_ms: int = 0
+    at_ms: int = 0
+    playing: bool = False
+    track: TrackView | None = None
+    type: Literal["directive"] = "directive"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultMsg:
+    command_id: str
+    code: ResultCode
+    message: str = ""
+    version: int = 0
+    type: Literal["result"] = "result"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeReply:
+    t0: float
+    t1: int
+    t2: int
+    type: Literal["time"] = "time"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMsg:
+    code: str
+    message: str
+    type: Literal["error"] = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    server_time_ms: int
+    type: Literal["pong"] = "pong"
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    reason: str
+    message: str = ""
+    type: Literal["bye"] = "bye"
+
+
+ServerMessage = (
+    Hello | StateMsg | DevicesMsg | DirectiveMsg | ResultMsg | TimeReply | ErrorMsg | Pong | Bye
+)
+
+CLIENT_TYPES: dict[str, type[Any]] = {
+    "auth": Auth,
+    "command": CommandMsg,
+    "report": ReportMsg,
+    "time": TimeRequest,
+    "resync": Resync,
+    "ping": Ping,
+}
+SERVER_TYPES: dict[str, type[Any]] = {
+    "hello": Hello,
+    "state": StateMsg,
+    "devices": DevicesMsg,
+    "directive": DirectiveMsg,
+    "result": ResultMsg,
+    "time": TimeReply,
+    "error": ErrorMsg,
+    "pong": Pong,
+    "bye": Bye,
+}

@@ -1,0 +1,301 @@
+"""REST routes for logins, the session (a mirror of the channel), devices and account data.
+
+Every route but login, refresh and health needs a Bearer access token, and every
+query is scoped to that token's account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tunehand import __version__
+from tunehand.core.commands import Command, Result
+from tunehand.server import auth
+from tunehand.server.db import accounts as qa
+from tunehand.server.db import userdata as qu
+from tunehand.server.web import (
+    ApiError,
+    body,
+    client_address,
+    json,
+    now_ms,
+    path_param,
+    principal,
+    query_int,
+    services,
+)
+
+RESULT_STATUS = {
+    "ok": 200,
+    "invalid": 422,
+    "conflict": 409,
+    "not_found": 404,
+    "no_device": 409,
+    "device_offline": 409,
+    "stale_term": 409,
+    "empty_queue": 409,
+    "rate_limited": 429,
+    "unavailable": 503,
+}
+
+
+@dataclass(frozen=True)
+class LoginBody:
+    user: str
+    password: str
+    device_id: str
+    device_name: str = ""
+
+
+@dataclass(frozen=True)
+class RefreshBody:
+    refresh_token: str
+
+
+@dataclass(frozen=True)
+class PlaylistBody:
+    track_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RemoteBody:
+    url: str
+    title: str = ""
+
+
+def _pair(pair: auth.TokenPair, user: str) -> dict[str, object]:
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "expires_in": pair.expires_in_s,
+        "device_id": pair.device_id,
+        "user": user,
+    }
+
+
+async def health(request: Request) -> Response:
+    return json({"server": "tunehand", "version": __version__, "server_time_ms": now_ms()})
+
+
+async def login(request: Request) -> Response:
+    b = await body(request, LoginBody)
+    if not b.device_id or len(b.device_id) > 64 or len(b.device_name) > 128:
+        raise ApiError(422, "invalid", "device_id: 1 to 64 characters; device_name at most 128")
+    pair = await auth.login(
+        services(request).engine,
+        b.user,
+        b.password,
+        b.device_id,
+        b.device_name or b.device_id,
+        client_address(request),
+        now_ms(),
+    )
+    return json(_pair(pair, b.user))
+
+
+async def refresh(request: Request) -> Response:
+    b = await body(request, RefreshBody)
+    pair = await auth.refresh(services(request).engine, b.refresh_token, now_ms())
+    return json(_pair(pair, ""))
+
+
+async def logout(request: Request) -> Response:
+    who = await principal(request)
+    await auth.logout(services(request).engine, who)
+    return json({"ok": True})
+
+
+async def whoami(request: Request) -> Response:
+    who = await principal(request)
+    return json({"user": who.account_name, "device_id": who.device_id})
+
+
+async def get_session(request: Request) -> Response:
+    who = await principal(request)
+    sessions = services(request).sessions
+    state = await sessions.state(who.account_id)
+    msg = await sessions.state_message(who.account_id, state)
+    devices = await sessions.devices(who.account_id)
+    return json(
+        {"state": msg.state, "track": msg.track, "devices": devices, "server_time_ms": now_ms()}
+    )
+
+
+async def get_queue(request: Request) -> Response:
+    who = await principal(request)
+    sessions = services(request).sessions
+    state = await sessions.state(who.account_id)
+    views = await sessions.tracks(who.account_id, [e.track_id for e in state.queue])
+    order = state.play_order()
+    entries = [
+        {
+            "entry_id": e.entry_id,
+            "track": views.get(e.track_id),
+            "track_id": e.track_id,
+            "current": e.entry_id == state.current,
+        }
+        for e in state.queue
+    ]
+    return json(
+        {"version": state.version, "current": state.current, "order": order, "entries": entries}
+    )
+
+
+async def post_command(request: Request) -> Response:
+    who = await principal(request)
+    cmd = await body(request, Command)
+    sessions = services(request).sessions
+    res: Result = await sessions.execute(who.account_id, cmd, None)
+    state = await sessions.state(who.account_id)
+    msg = await sessions.state_message(who.account_id, state)
+    return json(
+        {"result": res, "state": msg.state, "track": msg.track}, RESULT_STATUS.get(res.code, 400)
+    )
+
+
+async def get_devices(request: Request) -> Response:
+    who = await principal(request)
+    return json({"devices": await services(request).sessions.devices(who.account_id)})
+
+
+async def delete_device(request: Request) -> Response:
+    who = await principal(request)
+    device_id = path_param(request, "device_id", 64)
+    s = services(request)
+    async with s.engine.begin() as conn:
+        dev = await qa.device(conn, device_id)
+        if dev is None or dev.account_id != who.account_id:
+            raise ApiError(404, "not_found", f"no device {device_id}")
+        await qa.revoke_device(conn, who.account_id, device_id)
+    await s.hub.close_device(who.account_id, device_id, 4003, "revoked")
+    await s.sessions.publish_devices(who.account_id)
+    return json({"ok": True})
+
+
+async def list_playlists(request: Request) -> Response:
+    who = await principal(request)
+    async with services(request).engine.connect() as conn:
+        lists = await qu.list_playlists(conn, who.account_id)
+    return json(
+        {
+            "playlists": [
+                {"name": p.name, "tracks": len(p.track_ids), "updated_ms": p.updated_ms}
+                for p in lists
+            ]
+        }
+    )
+
+
+async def get_playlist(request: Request) -> Response:
+    who = await principal(request)
+    name = path_param(request, "name")
+    s = services(request)
+    async with s.engine.connect() as conn:
+        p = await qu.playlist(conn, who.account_id, name)
+    if p is None:
+        raise ApiError(404, "not_found", f"no playlist named {name!r}")
+    views = await s.sessions.tracks(who.account_id, p.track_ids)
+    return json(
+        {"name": p.name, "track_ids": p.track_ids, "tracks": [views.get(t) for t in p.track_ids]}
+    )
+
+
+async def put_playlist(request: Request) -> Response:
+    who = await principal(request)
+    name = path_param(request, "name")
+    b = await body(request, PlaylistBody)
+    if len(b.track_ids) > 10_000:
+        raise ApiError(422, "invalid", "track_ids: at most 10000")
+    s = services(request)
+    known = await s.sessions.tracks(who.account_id, b.track_ids)
+    missing = [t for t in b.track_ids if t not in known]
+    if missing:
+        raise ApiError(404, "not_found", f"no such track: {missing[0]}")
+    async with s.engine.begin() as conn:
+        await qu.save_playlist(conn, who.account_id, name, b.track_ids, now_ms())
+    return json({"ok": True})
+
+
+async def delete_playlist(request: Request) -> Response:
+    who = await principal(request)
+    name = path_param(request, "name")
+    async with services(request).engine.begin() as conn:
+        if not await qu.delete_playlist(conn, who.account_id, name):
+            raise ApiError(404, "not_found", f"no playlist named {name!r}")
+    return json({"ok": True})
+
+
+async def likes(request: Request) -> Response:
+    who = await principal(request)
+    s = services(request)
+    async with s.engine.connect() as conn:
+        ids = await qu.liked(conn, who.account_id)
+    views = await s.sessions.tracks(who.account_id, ids)
+    return json({"tracks": [views[t] for t in ids if t in views]})
+
+
+async def like(request: Request) -> Response:
+    who = await principal(request)
+    track_id = path_param(request, "track_id")
+    s = services(request)
+    if track_id not in await s.sessions.tracks(who.account_id, [track_id]):
+        raise ApiError(404, "not_found", f"no track {track_id}")
+    async with s.engine.begin() as conn:
+        if request.method == "DELETE":
+            await qu.unlike(conn, who.account_id, track_id)
+        else:
+            await qu.like(conn, who.account_id, track_id, now_ms())
+    return json({"ok": True})
+
+
+async def history(request: Request) -> Response:
+    who = await principal(request)
+    limit = query_int(request, "limit", 50, 1, 1000)
+    s = services(request)
+    async with s.engine.connect() as conn:
+        rows = await qu.recent(conn, who.account_id, limit)
+    views = await s.sessions.tracks(who.account_id, [r[0] for r in rows])
+    return json(
+        {
+            "history": [
+                {"track": views.get(t), "track_id": t, "played_ms": at, "device_id": dev}
+                for t, at, dev in rows
+            ]
+        }
+    )
+
+
+async def add_remote(request: Request) -> Response:
+    who = await principal(request)
+    b = await body(request, RemoteBody)
+    if not b.url.startswith(("http://", "https://")) or len(b.url) > 2000:
+        raise ApiError(422, "invalid", "url: must be an http(s) URL of at most 2000 characters")
+    async with services(request).engine.begin() as conn:
+        rid = await qu.add_remote(conn, who.account_id, b.url, b.title[:300])
+    return json({"id": rid})
+
+
+routes = [
+    Route("/v1/health", health),
+    Route("/v1/auth/login", login, methods=["POST"]),
+    Route("/v1/auth/refresh", refresh, methods=["POST"]),
+    Route("/v1/auth/logout", logout, methods=["POST"]),
+    Route("/v1/auth/whoami", whoami),
+    Route("/v1/session", get_session),
+    Route("/v1/session/queue", get_queue),
+    Route("/v1/session/commands", post_command, methods=["POST"]),
+    Route("/v1/devices", get_devices),
+    Route("/v1/devices/{device_id}", delete_device, methods=["DELETE"]),
+    Route("/v1/playlists", list_playlists),
+    Route("/v1/playlists/{name}", get_playlist),
+    Route("/v1/playlists/{name}", put_playlist, methods=["PUT"]),
+    Route("/v1/playlists/{name}", delete_playlist, methods=["DELETE"]),
+    Route("/v1/likes", likes),
+    Route("/v1/likes/{track_id}", like, methods=["PUT", "DELETE"]),
+    Route("/v1/history", history),
+    Route("/v1/tracks/remote", add_remote, methods=["POST"]),
+]

@@ -1,0 +1,120 @@
+"""REST routes for the library: search, browse, track details, rescans and the streams.
+
+Stream URLs are signed and expire; they carry no account token, so mpv can fetch
+them with no headers (see `streams`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import replace
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from tunehand.server.db import library as ql
+from tunehand.server.web import ApiError, error, json, path_param, principal, query_int, services
+
+MAX_QUERY = 200
+
+
+async def search(request: Request) -> Response:
+    who = await principal(request)
+    q = request.query_params.get("q", "")
+    if not q.strip() or len(q) > MAX_QUERY:
+        raise ApiError(422, "invalid", f"q: give 1 to {MAX_QUERY} characters to search for")
+    limit = query_int(request, "limit", 50, 1, 500)
+    s = services(request)
+    async with s.engine.connect() as conn:
+        found = await ql.find(conn, q, limit)
+    now_s = int(time.time())
+    del who
+    return json({"tracks": [replace(t, url=s.signer.path(t.id, now_s)) for t in found]})
+
+
+async def artists(request: Request) -> Response:
+    await principal(request)
+    async with services(request).engine.connect() as conn:
+        rows = await ql.artists(conn)
+    return json({"artists": rows})
+
+
+async def artist_albums(request: Request) -> Response:
+    await principal(request)
+    key = path_param(request, "artist")
+    async with services(request).engine.connect() as conn:
+        rows = await ql.albums(conn, key)
+    if not rows:
+        raise ApiError(404, "not_found", f"no artist {key!r}")
+    return json({"albums": rows})
+
+
+async def albums(request: Request) -> Response:
+    await principal(request)
+    async with services(request).engine.connect() as conn:
+        rows = await ql.albums(conn)
+    return json({"albums": rows})
+
+
+async def album_tracks(request: Request) -> Response:
+    await principal(request)
+    album = path_param(request, "album")
+    s = services(request)
+    async with s.engine.connect() as conn:
+        found = await ql.album_tracks(conn, album)
+    if not found:
+        raise ApiError(404, "not_found", f"no album {album!r}")
+    now_s = int(time.time())
+    return json({"tracks": [replace(t, url=s.signer.path(t.id, now_s)) for t in found]})
+
+
+async def track(request: Request) -> Response:
+    who = await principal(request)
+    track_id = path_param(request, "track_id")
+    views = await services(request).sessions.tracks(who.account_id, [track_id])
+    if track_id not in views:
+        raise ApiError(404, "not_found", f"no track {track_id}")
+    return json(views[track_id])
+
+
+async def rescan(request: Request) -> Response:
+    await principal(request)
+    lib = services(request).library
+    if not lib.folders:
+        raise ApiError(409, "no_folders", "the server has no music folders: start it with --music")
+    if lib.scanning:
+        return json({"scanning": True}, 202)
+    summary = await lib.rescan()
+    return json({"scanning": False, "summary": summary})
+
+
+async def stream(request: Request) -> Response:
+    track_id = path_param(request, "track_id")
+    exp = request.query_params.get("exp", "")
+    sig = request.query_params.get("sig", "")
+    s = services(request)
+    if not s.signer.verify(track_id, exp, sig, int(time.time())):
+        return error(403, "forbidden", "the stream link is forged or expired")
+    async with s.engine.connect() as conn:
+        stored = await ql.get(conn, track_id)
+    if stored is None:
+        return error(404, "not_found", f"no track {track_id}")
+    exists = await asyncio.to_thread(os.path.isfile, stored.path)
+    if not exists:
+        return error(404, "not_found", "the file is gone: rescan the library")
+    return FileResponse(stored.path, media_type=stored.mime, headers={"Cache-Control": "private"})
+
+
+routes = [
+    Route("/v1/search", search),
+    Route("/v1/artists", artists),
+    Route("/v1/artists/{artist}/albums", artist_albums),
+    Route("/v1/albums", albums),
+    Route("/v1/albums/{album}/tracks", album_tracks),
+    Route("/v1/tracks/{track_id}", track),
+    Route("/v1/library/rescan", rescan, methods=["POST"]),
+    Route("/v1/stream/{track_id}", stream, methods=["GET", "HEAD"]),
+]

@@ -1,0 +1,111 @@
+"""The server application, built by a factory from `Settings`.
+
+The lifespan opens the database (migrating it), the bus and the hub, loads the
+signing key, starts the first library scan, and holds all of it in lifespan state;
+there are no module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import WebSocketRoute
+
+from tunehand.errors import StoreError, TunehandError
+from tunehand.server import api, api_library
+from tunehand.server.bus import open_bus
+from tunehand.server.channel import channel_endpoint
+from tunehand.server.db import migrate
+from tunehand.server.db.engine import default_url, open_engine
+from tunehand.server.hub import Hub
+from tunehand.server.library.service import Library
+from tunehand.server.service import SessionService
+from tunehand.server.services import Services, Settings
+from tunehand.server.streams import Signer, load_or_create_key
+from tunehand.server.web import ApiError, handle_error
+
+log = logging.getLogger("tunehand.server")
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or default_url(settings.data_dir)
+
+
+async def open_database(settings: Settings) -> Any:
+    engine = open_engine(database_url(settings))
+    try:
+        await migrate.upgrade(engine)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        await engine.dispose()
+        raise StoreError(f"cannot open the database: {str(exc).splitlines()[0]}") from exc
+    return engine
+
+
+def create_app(
+    settings: Settings,
+    *,
+    on_ready: Callable[[Services], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        import os
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        engine = await open_database(settings)
+        signer = Signer(load_or_create_key(settings.data_dir, os.environ))
+        bus = open_bus(settings.redis_url)
+        hub = Hub(bus)
+        await hub.start()
+        sessions = SessionService(engine, hub, signer)
+        library = Library(engine, settings.music, lambda line: log.warning("%s", line), progress)
+        services = Services(settings, engine, bus, hub, signer, sessions, library)
+        scan: asyncio.Task[None] | None = None
+        if settings.music and settings.scan_on_start:
+            scan = asyncio.create_task(_first_scan(library))
+        if on_ready is not None:
+            on_ready(services)
+        try:
+            yield {"services": services}
+        finally:
+            if scan is not None:
+                scan.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await scan
+            await hub.close_all(1001, "server going away")
+            await bus.close()
+            await engine.dispose()
+
+    handlers: dict[Any, Any] = {
+        ApiError: handle_error,
+        TunehandError: handle_error,
+        HTTPException: handle_error,
+        Exception: handle_error,
+    }
+    return Starlette(
+        routes=[*api.routes, *api_library.routes, WebSocketRoute("/v1/channel", channel_endpoint)],
+        lifespan=lifespan,
+        exception_handlers=handlers,
+    )
+
+
+async def _first_scan(library: Library) -> None:
+    try:
+        summary = await library.rescan()
+    except StoreError as exc:
+        log.error("library scan failed: %s", exc)
+        return
+    log.warning(
+        "library scan finished: %d tracks (%d new or changed, %d removed, %d skipped)",
+        summary.tracks,
+        summary.changed,
+        summary.removed,
+        summary.skipped,
+    )

@@ -1,0 +1,176 @@
+"""Passwords (argon2id), tokens (opaque, stored hashed) and login throttling.
+
+An access token is short-lived; a refresh token rotates on every use, and using an
+already used refresh token again revokes its whole family (that device's login).
+Only SHA-256 hashes of tokens are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import Argon2Error
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tunehand.errors import AuthError, UsageError
+from tunehand.server.db import accounts as q
+
+ACCESS_TTL_MS = 15 * 60 * 1000
+REFRESH_TTL_MS = 90 * 24 * 3600 * 1000
+FREE_FAILURES = 3
+MAX_DELAY_S = 300
+MAX_NAME = 64
+MAX_PASSWORD = 1024
+
+_hasher = PasswordHasher()  # argon2id with the library's recommended parameters
+_DUMMY_HASH = _hasher.hash("tunehand-dummy-password")
+
+
+class Throttled(AuthError):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many failed attempts: try again in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request or channel acts for."""
+
+    account_id: int
+    account_name: str
+    device_id: str
+    family: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in_s: int
+    device_id: str
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or not all(c.isalnum() or c in "._-@" for c in name):
+        raise UsageError("user name: 1 to 64 letters, digits or . _ - @")
+    return name
+
+
+async def hash_password(password: str) -> str:
+    if not password or len(password) > MAX_PASSWORD:
+        raise UsageError("password: must be 1 to 1024 characters")
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def _verify(pw_hash: str, password: str) -> bool:
+    def run() -> bool:
+        try:
+            return bool(_hasher.verify(pw_hash, password))
+        except Argon2Error:
+            return False
+
+    return await asyncio.to_thread(run)
+
+
+def throttle_delay_s(failures: int) -> int:
+    """Growing delay after the first few failures: 2, 4, 8 ... seconds, capped."""
+    if failures < FREE_FAILURES:
+        return 0
+    return int(min(MAX_DELAY_S, 2 ** (failures - FREE_FAILURES + 1)))
+
+
+async def _check_throttle(conn: AsyncConnection, keys: list[str], now_ms: int) -> None:
+    for key in keys:
+        fails, last = await q.failures(conn, key)
+        wait_ms = throttle_delay_s(fails) * 1000 - (now_ms - last)
+        if wait_ms > 0:
+            raise Throttled(max(1, wait_ms // 1000))
+
+
+async def _issue(
+    conn: AsyncConnection, account_id: int, device_id: str, family: str, now_ms: int
+) -> TokenPair:
+    access = "tha_" + secrets.token_urlsafe(32)
+    refresh = "thr_" + secrets.token_urlsafe(32)
+    for tok, kind, ttl in ((access, "access", ACCESS_TTL_MS), (refresh, "refresh", REFRESH_TTL_MS)):
+        await q.insert_token(
+            conn,
+            q.TokenRow(
+                token_hash(tok), kind, account_id, device_id, family, now_ms + ttl, None, False
+            ),
+        )
+    return TokenPair(access, refresh, ACCESS_TTL_MS // 1000, device_id)
+
+
+async def login(
+    engine: AsyncEngine,
+    name: str,
+    password: str,
+    device_id: str,
+    device_name: str,
+    address: str,
+    now_ms: int,
+) -> TokenPair:
+    """Check a password and start a new token family for `device_id`."""
+    keys = [f"user:{name[:MAX_NAME]}", f"addr:{address}"]
+    async with engine.begin() as conn:
+        await _check_throttle(conn, keys, now_ms)
+        account = await q.account_by_name(conn, name) if len(name) <= MAX_NAME else None
+    # Same work for an unknown user as for a wrong password.
+    ok = await _verify(account.password_hash if account else _DUMMY_HASH, password[:MAX_PASSWORD])
+    async with engine.begin() as conn:
+        if account is None or not ok:
+            for key in keys:
+                await q.record_failure(conn, key, now_ms)
+            raise AuthError("wrong user name or password")
+        for key in keys:
+            await q.clear_failures(conn, key)
+        existing = await q.device(conn, device_id)
+        if existing is not None and existing.account_id != account.id:
+            raise AuthError("this device id belongs to another account: use another --config-dir")
+        await q.upsert_device(conn, account.id, device_id, device_name, now_ms, address)
+        await q.revoke_device_tokens(conn, account.id, device_id)
+        return await _issue(conn, account.id, device_id, secrets.token_hex(8), now_ms)
+
+
+async def refresh(engine: AsyncEngine, refresh_token: str, now_ms: int) -> TokenPair:
+    async with engine.begin() as conn:
+        row = await q.token(conn, token_hash(refresh_token), "refresh")
+        if row is None or row.revoked or row.expires_ms < now_ms:
+            raise AuthError("logged out: the login has expired or was revoked; log in again")
+        if row.used_ms is not None or not await q.mark_used(conn, row.hash, now_ms):
+            await q.revoke_family(conn, row.account_id, row.family)
+            reused = True
+        else:
+            reused = False
+            pair = await _issue(conn, row.account_id, row.device_id, row.family, now_ms)
+    if reused:
+        raise AuthError("logged out: this login was used from somewhere else; log in again")
+    return pair
+
+
+async def authenticate(engine: AsyncEngine, access_token: str, now_ms: int) -> Principal:
+    if not access_token or len(access_token) > 200:
+        raise AuthError("not logged in")
+    async with engine.connect() as conn:
+        row = await q.token(conn, token_hash(access_token), "access")
+        if row is None or row.revoked or row.expires_ms < now_ms:
+            raise AuthError("the access token is expired or revoked")
+        account = await q.account_by_id(conn, row.account_id)
+    if account is None:
+        raise AuthError("the account no longer exists")
+    return Principal(account.id, account.name, row.device_id, row.family)
+
+
+async def logout(engine: AsyncEngine, who: Principal) -> None:
+    async with engine.begin() as conn:
+        await q.revoke_family(conn, who.account_id, who.family)

@@ -1,0 +1,124 @@
+"""Fan-out between server instances: in-process by default, Redis pub/sub with `--redis`.
+
+A bus carries opaque bytes on per-account topics. Delivery is at most once; clients
+recover from a gap through `version` (they resync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+Handler = Callable[[str, bytes], Awaitable[None] | None]
+
+
+class Bus(Protocol):
+    async def start(self, handler: Handler) -> None: ...
+    async def publish(self, topic: str, data: bytes) -> None: ...
+    async def subscribe(self, topic: str) -> None: ...
+    async def unsubscribe(self, topic: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class MemoryBus:
+    """One process: publish calls the handler directly for subscribed topics."""
+
+    def __init__(self) -> None:
+        self._handler: Handler | None = None
+        self._topics: set[str] = set()
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        if self._handler is not None and topic in self._topics:
+            res = self._handler(topic, data)
+            if res is not None:
+                await res
+
+    async def subscribe(self, topic: str) -> None:
+        self._topics.add(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        self._topics.discard(topic)
+
+    async def close(self) -> None:
+        self._topics.clear()
+
+
+class RedisBus:
+    """Redis pub/sub; resubscribes after Redis comes back, and the hub resyncs clients."""
+
+    def __init__(self, url: str, on_reconnect: Callable[[], Awaitable[None]] | None = None) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url)
+        self._pubsub = self._redis.pubsub()
+        self._handler: Handler | None = None
+        self._topics: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._on_reconnect = on_reconnect
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+        await self._redis.ping()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        import redis.exceptions
+
+        backoff = 0.2
+        while True:
+            try:
+                if not self._topics:
+                    await self._pubsub.subscribe("tunehand:keepalive")
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                backoff = 0.2
+                if msg is None or self._handler is None:
+                    continue
+                topic = msg["channel"].decode()
+                res = self._handler(topic, msg["data"])
+                if res is not None:
+                    await res
+            except asyncio.CancelledError:
+                raise
+            except (redis.exceptions.RedisError, OSError):
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                try:
+                    await self._pubsub.reset()
+                    self._pubsub = self._redis.pubsub()
+                    topics = list(self._topics) or ["tunehand:keepalive"]
+                    await self._pubsub.subscribe(*topics)
+                    if self._on_reconnect is not None:
+                        await self._on_reconnect()
+                except (redis.exceptions.RedisError, OSError):
+                    continue
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        await self._redis.publish(topic, data)
+
+    async def subscribe(self, topic: str) -> None:
+        self._topics.add(topic)
+        await self._pubsub.subscribe(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        self._topics.discard(topic)
+        await self._pubsub.unsubscribe(topic)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._redis.aclose()
+
+
+def open_bus(url: str | None) -> Bus:
+    if not url or url == "memory://":
+        return MemoryBus()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBus(url)
+    from tunehand.errors import UsageError
+
+    raise UsageError(f"--redis: unsupported URL {url.split('://')[0]!r}; use redis://HOST:PORT")

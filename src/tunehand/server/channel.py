@@ -1,0 +1,215 @@
+"""The session channel at `/v1/channel`: one websocket per device.
+
+The first message authenticates (`auth`, or a Bearer header) and names the device;
+the server answers `hello`. After that, commands, reports, time requests and resyncs
+arrive; state, devices, directives and results go out. A malformed or unknown message
+gets an `error` reply and the connection stays up; an oversized one closes it (1009).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tunehand import __version__, wire
+from tunehand.core.protocol import (
+    CLOSE_AUTH,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    MAX_MESSAGE_BYTES,
+    Auth,
+    CommandMsg,
+    ErrorMsg,
+    Hello,
+    Ping,
+    Pong,
+    ReportMsg,
+    ResultMsg,
+    Resync,
+    TimeReply,
+    TimeRequest,
+)
+from tunehand.errors import AuthError, ProtocolError, StoreError
+from tunehand.server import auth
+from tunehand.server.db import accounts as qa
+from tunehand.server.hub import Connection
+from tunehand.server.service import now_ms
+from tunehand.server.services import Services
+
+log = logging.getLogger("tunehand.channel")
+
+AUTH_TIMEOUT_S = 10.0
+COMMANDS_PER_S = 50.0
+COMMAND_BURST = 100.0
+MAX_NAME = 128
+
+
+class _Bucket:
+    """Token bucket bounding the command rate of one connection."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.level, self.t = rate, burst, burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.level = min(self.burst, self.level + (now - self.t) * self.rate)
+        self.t = now
+        if self.level < 1:
+            return False
+        self.level -= 1
+        return True
+
+
+async def _receive(ws: WebSocket) -> str | bytes | None:
+    msg = await ws.receive()
+    if msg["type"] == "websocket.disconnect":
+        return None
+    data: str | bytes | None = msg.get("text")
+    if data is None:
+        data = msg.get("bytes") or b""
+    return data
+
+
+def _bearer(ws: WebSocket) -> str | None:
+    header = ws.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+async def _send(ws: WebSocket, obj: object) -> None:
+    await ws.send_text(wire.encode(obj).decode())
+
+
+async def channel_endpoint(ws: WebSocket) -> None:
+    services: Services = ws.state.services
+    await ws.accept()
+    try:
+        first = await asyncio.wait_for(_receive(ws), AUTH_TIMEOUT_S)
+    except (TimeoutError, WebSocketDisconnect):
+        await _close(ws, CLOSE_AUTH, "authenticate first")
+        return
+    if first is None:
+        return
+    if len(first) > MAX_MESSAGE_BYTES:
+        await _close(ws, CLOSE_TOO_BIG, "message too big")
+        return
+    try:
+        hello = wire.decode_client(first)
+        if not isinstance(hello, Auth):
+            raise ProtocolError("the first message must be `auth`")
+        if not hello.device.id or len(hello.device.id) > 64 or len(hello.device.name) > MAX_NAME:
+            raise ProtocolError("device: id must be 1 to 64 characters, name at most 128")
+        token = hello.token or _bearer(ws) or ""
+        who = await auth.authenticate(services.engine, token, now_ms())
+    except ProtocolError as exc:
+        await _send(ws, ErrorMsg("invalid", str(exc)))
+        await _close(ws, CLOSE_POLICY, "bad first message")
+        return
+    except AuthError as exc:
+        await _send(ws, ErrorMsg("unauthorized", str(exc)))
+        await _close(ws, CLOSE_AUTH, "unauthorized")
+        return
+    device = hello.device
+    address = ws.client.host if ws.client else ""
+    async with services.engine.begin() as conn:
+        owner = await qa.device(conn, device.id)
+        if owner is not None and (owner.account_id != who.account_id or owner.revoked):
+            await _send(ws, ErrorMsg("unauthorized", "this device id is not yours or revoked"))
+            await _close(ws, CLOSE_AUTH, "unauthorized")
+            return
+        await qa.upsert_device(
+            conn, who.account_id, device.id, device.name or device.id, now_ms(), address
+        )
+    conn_obj = Connection(
+        who.account_id,
+        device.id,
+        device.name,
+        address,
+        tuple(device.capabilities),
+        lambda data: ws.send_text(data.decode()),
+        lambda code, reason: _close(ws, code, reason),
+    )
+    sessions = services.sessions
+    await services.hub.attach(conn_obj)
+    try:
+        state = await sessions.state(who.account_id)
+        full = None
+        if hello.last_version != state.version:
+            full = await sessions.state_message(who.account_id, state)
+        await _send(
+            ws,
+            Hello(
+                device.id,
+                now_ms(),
+                state.version,
+                full,
+                await sessions.devices(who.account_id),
+                __version__,
+            ),
+        )
+        await sessions.publish_devices(who.account_id)
+        await _serve(ws, services, who.account_id, device.id)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        last = await services.hub.detach(conn_obj)
+        if last:
+            try:
+                await sessions.device_lost(who.account_id, device.id)
+                await sessions.publish_devices(who.account_id)
+            except StoreError as exc:
+                log.warning("could not record the loss of device %s: %s", device.id, exc)
+
+
+async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: str) -> None:
+    bucket = _Bucket(COMMANDS_PER_S, COMMAND_BURST)
+    sessions = services.sessions
+    while True:
+        data = await _receive(ws)
+        if data is None:
+            return
+        if len(data) > MAX_MESSAGE_BYTES:
+            await _close(ws, CLOSE_TOO_BIG, "message too big")
+            return
+        try:
+            msg: Any = wire.decode_client(data)
+        except ProtocolError as exc:
+            await _send(ws, ErrorMsg("invalid", str(exc)))
+            continue
+        if isinstance(msg, TimeRequest):
+            t1 = now_ms()
+            await _send(ws, TimeReply(msg.t0, t1, now_ms()))
+        elif isinstance(msg, Ping):
+            await _send(ws, Pong(now_ms()))
+        elif isinstance(msg, CommandMsg):
+            if not bucket.take():
+                await _send(ws, ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
+                continue
+            try:
+                res = await sessions.execute(account_id, msg.command, device_id)
+            except StoreError as exc:
+                await _send(ws, ResultMsg(msg.command.command_id, "unavailable", str(exc)))
+                continue
+            await _send(ws, ResultMsg(res.command_id, res.code, res.message, res.version))
+        elif isinstance(msg, ReportMsg):
+            if not bucket.take():
+                continue
+            code = await sessions.report(account_id, device_id, msg.report)
+            if code == "stale_term":
+                await _send(ws, ErrorMsg("stale_term", "another device holds playback: stop"))
+        elif isinstance(msg, Resync):
+            state = await sessions.state(account_id)
+            await _send(ws, await sessions.state_message(account_id, state))
+        elif isinstance(msg, Auth):
+            await _send(ws, ErrorMsg("invalid", "already authenticated"))
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        await ws.close(code, reason)

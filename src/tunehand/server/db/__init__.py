@@ -1,0 +1,1 @@
+"""Storage: tables, migrations and the Store that every server query goes through."""

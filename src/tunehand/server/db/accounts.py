@@ -1,0 +1,238 @@
+"""Queries on accounts, devices and tokens. Every device and token query names its account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tunehand.server.db.tables import accounts, devices, login_attempts, tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    hash: str
+    kind: str
+    account_id: int
+    device_id: str
+    family: str
+    expires_ms: int
+    used_ms: int | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    id: str
+    account_id: int
+    name: str
+    last_seen_ms: int
+    address: str
+    revoked: bool
+
+
+async def create_account(conn: AsyncConnection, name: str, pw_hash: str, now_ms: int) -> int:
+    res = await conn.execute(
+        sa.insert(accounts).values(name=name, password_hash=pw_hash, created_ms=now_ms)
+    )
+    pk = res.inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+async def account_by_name(conn: AsyncConnection, name: str) -> Account | None:
+    row = (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).first()
+    return Account(row.id, row.name, row.password_hash) if row else None
+
+
+async def account_by_id(conn: AsyncConnection, account_id: int) -> Account | None:
+    row = (await conn.execute(sa.select(accounts).where(accounts.c.id == account_id))).first()
+    return Account(row.id, row.name, row.password_hash) if row else None
+
+
+async def list_accounts(conn: AsyncConnection) -> list[Account]:
+    rows = await conn.execute(sa.select(accounts).order_by(accounts.c.name))
+    return [Account(r.id, r.name, r.password_hash) for r in rows]
+
+
+async def delete_account(conn: AsyncConnection, account_id: int) -> None:
+    # Children first, so this works with or without foreign-key cascades.
+    from tunehand.server.db import tables as t
+
+    for table in (
+        t.tokens,
+        t.devices,
+        t.sessions,
+        t.command_results,
+        t.playlists,
+        t.likes,
+        t.history,
+        t.remote_tracks,
+    ):
+        await conn.execute(sa.delete(table).where(table.c.account_id == account_id))
+    await conn.execute(sa.delete(accounts).where(accounts.c.id == account_id))
+
+
+async def set_password(conn: AsyncConnection, account_id: int, pw_hash: str) -> None:
+    await conn.execute(
+        sa.update(accounts).where(accounts.c.id == account_id).values(password_hash=pw_hash)
+    )
+
+
+# --- tokens -----------------------------------------------------------------------
+
+
+async def insert_token(conn: AsyncConnection, row: TokenRow) -> None:
+    await conn.execute(
+        sa.insert(tokens).values(
+            hash=row.hash,
+            kind=row.kind,
+            account_id=row.account_id,
+            device_id=row.device_id,
+            family=row.family,
+            expires_ms=row.expires_ms,
+            used_ms=row.used_ms,
+            revoked=row.revoked,
+        )
+    )
+
+
+async def token(conn: AsyncConnection, token_hash: str, kind: str) -> TokenRow | None:
+    row = (
+        await conn.execute(
+            sa.select(tokens).where(tokens.c.hash == token_hash, tokens.c.kind == kind)
+        )
+    ).first()
+    if row is None:
+        return None
+    return TokenRow(
+        row.hash,
+        row.kind,
+        row.account_id,
+        row.device_id,
+        row.family,
+        row.expires_ms,
+        row.used_ms,
+        bool(row.revoked),
+    )
+
+
+async def mark_used(conn: AsyncConnection, token_hash: str, now_ms: int) -> bool:
+    """Mark a refresh token used; False when another request used it first."""
+    res = await conn.execute(
+        sa.update(tokens)
+        .where(tokens.c.hash == token_hash, tokens.c.used_ms.is_(None))
+        .values(used_ms=now_ms)
+    )
+    return res.rowcount == 1
+
+
+async def revoke_family(conn: AsyncConnection, account_id: int, family: str) -> None:
+    await conn.execute(
+        sa.update(tokens)
+        .where(tokens.c.account_id == account_id, tokens.c.family == family)
+        .values(revoked=True)
+    )
+
+
+async def revoke_device_tokens(conn: AsyncConnection, account_id: int, device_id: str) -> None:
+    await conn.execute(
+        sa.update(tokens)
+        .where(tokens.c.account_id == account_id, tokens.c.device_id == device_id)
+        .values(revoked=True)
+    )
+
+
+async def purge_expired_tokens(conn: AsyncConnection, now_ms: int) -> None:
+    await conn.execute(sa.delete(tokens).where(tokens.c.expires_ms < now_ms))
+
+
+# --- devices ----------------------------------------------------------------------
+
+
+async def device(conn: AsyncConnection, device_id: str) -> DeviceRow | None:
+    row = (await conn.execute(sa.select(devices).where(devices.c.id == device_id))).first()
+    if row is None:
+        return None
+    return DeviceRow(
+        row.id, row.account_id, row.name, row.last_seen_ms, row.address, bool(row.revoked)
+    )
+
+
+async def upsert_device(
+    conn: AsyncConnection, account_id: int, device_id: str, name: str, now_ms: int, address: str
+) -> None:
+    res = await conn.execute(
+        sa.update(devices)
+        .where(devices.c.id == device_id, devices.c.account_id == account_id)
+        .values(name=name, last_seen_ms=now_ms, address=address, revoked=False)
+    )
+    if res.rowcount == 0:
+        await conn.execute(
+            sa.insert(devices).values(
+                id=device_id,
+                account_id=account_id,
+                name=name,
+                last_seen_ms=now_ms,
+                address=address,
+            )
+        )
+
+
+async def touch_device(conn: AsyncConnection, account_id: int, device_id: str, now_ms: int) -> None:
+    await conn.execute(
+        sa.update(devices)
+        .where(devices.c.id == device_id, devices.c.account_id == account_id)
+        .values(last_seen_ms=now_ms)
+    )
+
+
+async def list_devices(conn: AsyncConnection, account_id: int) -> list[DeviceRow]:
+    rows = await conn.execute(
+        sa.select(devices)
+        .where(devices.c.account_id == account_id, devices.c.revoked.is_(False))
+        .order_by(devices.c.name)
+    )
+    return [
+        DeviceRow(r.id, r.account_id, r.name, r.last_seen_ms, r.address, bool(r.revoked))
+        for r in rows
+    ]
+
+
+async def revoke_device(conn: AsyncConnection, account_id: int, device_id: str) -> None:
+    await conn.execute(
+        sa.update(devices)
+        .where(devices.c.id == device_id, devices.c.account_id == account_id)
+        .values(revoked=True)
+    )
+    await revoke_device_tokens(conn, account_id, device_id)
+
+
+# --- login throttling -------------------------------------------------------------
+
+
+async def failures(conn: AsyncConnection, key: str) -> tuple[int, int]:
+    row = (await conn.execute(sa.select(login_attempts).where(login_attempts.c.key == key))).first()
+    return (row.failures, row.last_ms) if row else (0, 0)
+
+
+async def record_failure(conn: AsyncConnection, key: str, now_ms: int) -> None:
+    res = await conn.execute(
+        sa.update(login_attempts)
+        .where(login_attempts.c.key == key)
+        .values(failures=login_attempts.c.failures + 1, last_ms=now_ms)
+    )
+    if res.rowcount == 0:
+        await conn.execute(sa.insert(login_attempts).values(key=key, failures=1, last_ms=now_ms))
+
+
+async def clear_failures(conn: AsyncConnection, key: str) -> None:
+    await conn.execute(sa.delete(login_attempts).where(login_attempts.c.key == key))

@@ -1,0 +1,219 @@
+"""Library queries: storing a scan, looking tracks up, browsing and searching.
+
+The library is the server's, shared by its accounts; what an account does with it
+(playlists, likes, history) lives in `userdata`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tunehand.core.protocol import TrackView
+from tunehand.server.db.tables import tracks
+from tunehand.server.library import search
+from tunehand.server.library.scan import ScannedTrack
+
+UNKNOWN_ARTIST = "Unknown artist"
+UNKNOWN_ALBUM = "Unknown album"
+SEARCH_CANDIDATES = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTrack:
+    view: TrackView
+    path: str
+    mime: str
+    size: int
+    mtime_ns: int
+    album_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArtistRow:
+    key: str
+    name: str
+    albums: int
+    tracks: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlbumRow:
+    id: str
+    title: str
+    artist: str
+    year: int | None
+    tracks: int
+
+
+def album_id(album_artist: str, album: str) -> str:
+    key = f"{search.normalize(album_artist)}\x00{search.normalize(album)}"
+    return "a" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def _row_values(t: ScannedTrack) -> dict[str, object]:
+    artist = t.artist or UNKNOWN_ARTIST
+    album_artist = t.album_artist or artist
+    album = t.album or UNKNOWN_ALBUM
+    return {
+        "id": t.id,
+        "path": t.path,
+        "title": t.title,
+        "artist": artist,
+        "album": album,
+        "album_artist": album_artist,
+        "album_id": album_id(album_artist, album),
+        "track_no": t.track_no,
+        "disc_no": t.disc_no,
+        "year": t.year,
+        "genre": t.genre,
+        "duration_ms": t.duration_ms,
+        "replaygain_track_gain": t.replaygain_track_gain,
+        "replaygain_album_gain": t.replaygain_album_gain,
+        "mime": t.mime,
+        "size": t.size,
+        "mtime_ns": t.mtime_ns,
+        "search_key": search.search_key(t.title, artist, album, album_artist),
+        "artist_key": search.normalize(album_artist) or "unknown",
+    }
+
+
+async def store_scan(
+    conn: AsyncConnection, scanned: Sequence[ScannedTrack], keep_under: Sequence[str] = ()
+) -> tuple[int, int]:
+    """Make the tracks table match a scan. Returns (added or changed, removed).
+
+    Tracks under `keep_under` (folders that could not be read this time, such as an
+    unmounted drive) are kept as they are.
+    """
+    existing = {
+        r.id: (r.mtime_ns, r.size, r.path)
+        for r in await conn.execute(
+            sa.select(tracks.c.id, tracks.c.mtime_ns, tracks.c.size, tracks.c.path)
+        )
+    }
+    seen: set[str] = set()
+    changed: list[dict[str, object]] = []
+    added: list[dict[str, object]] = []
+    for t in scanned:
+        if t.id in seen:
+            continue
+        seen.add(t.id)
+        old = existing.get(t.id)
+        if old is None:
+            added.append(_row_values(t))
+        elif old != (t.mtime_ns, t.size, t.path):
+            changed.append(_row_values(t))
+    gone = [
+        tid
+        for tid, (_, _, path) in existing.items()
+        if tid not in seen and not any(path.startswith(k) for k in keep_under)
+    ]
+    for i in range(0, len(gone), 500):
+        await conn.execute(sa.delete(tracks).where(tracks.c.id.in_(gone[i : i + 500])))
+    for row in changed:
+        await conn.execute(sa.update(tracks).where(tracks.c.id == row["id"]).values(**row))
+    for i in range(0, len(added), 1000):
+        await conn.execute(sa.insert(tracks), added[i : i + 1000])
+    return len(added) + len(changed), len(gone)
+
+
+def _stored(r: sa.Row[tuple[object, ...]] | sa.RowMapping) -> StoredTrack:
+    m = r._mapping if isinstance(r, sa.Row) else r
+    view = TrackView(
+        id=m["id"],
+        title=m["title"],
+        artist=m["artist"],
+        album=m["album"],
+        album_artist=m["album_artist"],
+        duration_ms=m["duration_ms"],
+        track_no=m["track_no"],
+        disc_no=m["disc_no"],
+        year=m["year"],
+        genre=m["genre"],
+    )
+    return StoredTrack(view, m["path"], m["mime"], m["size"], m["mtime_ns"], m["album_id"])
+
+
+async def get(conn: AsyncConnection, track_id: str) -> StoredTrack | None:
+    row = (await conn.execute(sa.select(tracks).where(tracks.c.id == track_id))).first()
+    return _stored(row) if row else None
+
+
+async def get_many(conn: AsyncConnection, track_ids: Sequence[str]) -> dict[str, StoredTrack]:
+    out: dict[str, StoredTrack] = {}
+    ids = list(dict.fromkeys(track_ids))
+    for i in range(0, len(ids), 500):
+        rows = await conn.execute(sa.select(tracks).where(tracks.c.id.in_(ids[i : i + 500])))
+        for r in rows:
+            s = _stored(r)
+            out[s.view.id] = s
+    return out
+
+
+async def count(conn: AsyncConnection) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(tracks))).scalar_one())
+
+
+def _like_escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def find(conn: AsyncConnection, query: str, limit: int = 50) -> list[TrackView]:
+    words = search.query_words(query)
+    if not words:
+        return []
+    stmt = sa.select(tracks)
+    for w in words:
+        stmt = stmt.where(tracks.c.search_key.like(f"% {_like_escape(w)}%", escape="\\"))
+    rows = await conn.execute(stmt.limit(SEARCH_CANDIDATES))
+    scored: list[tuple[int, str, TrackView]] = []
+    for r in rows:
+        s = search.score(words, r.title, r.artist, r.album)
+        if s is not None:
+            scored.append((s, r.title, _stored(r).view))
+    scored.sort(key=lambda x: (-x[0], x[1].casefold()))
+    return [v for _, _, v in scored[:limit]]
+
+
+async def artists(conn: AsyncConnection) -> list[ArtistRow]:
+    stmt = (
+        sa.select(
+            tracks.c.artist_key,
+            sa.func.min(tracks.c.album_artist).label("name"),
+            sa.func.count(sa.distinct(tracks.c.album_id)).label("albums"),
+            sa.func.count().label("tracks"),
+        )
+        .group_by(tracks.c.artist_key)
+        .order_by(tracks.c.artist_key)
+    )
+    return [ArtistRow(r.artist_key, r.name, r.albums, r.tracks) for r in await conn.execute(stmt)]
+
+
+async def albums(conn: AsyncConnection, artist_key: str | None = None) -> list[AlbumRow]:
+    stmt = sa.select(
+        tracks.c.album_id,
+        sa.func.min(tracks.c.album).label("title"),
+        sa.func.min(tracks.c.album_artist).label("artist"),
+        sa.func.max(tracks.c.year).label("year"),
+        sa.func.count().label("tracks"),
+    ).group_by(tracks.c.album_id)
+    if artist_key is not None:
+        stmt = stmt.where(tracks.c.artist_key == artist_key)
+    rows = await conn.execute(
+        stmt.order_by(sa.func.max(tracks.c.year), sa.func.min(tracks.c.album))
+    )
+    return [AlbumRow(r.album_id, r.title, r.artist, r.year, r.tracks) for r in rows]
+
+
+async def album_tracks(conn: AsyncConnection, album: str) -> list[TrackView]:
+    rows = await conn.execute(
+        sa.select(tracks)
+        .where(tracks.c.album_id == album)
+        .order_by(tracks.c.disc_no, tracks.c.track_no, tracks.c.title)
+    )
+    return [_stored(r).view for r in rows]

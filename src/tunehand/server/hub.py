@@ -1,0 +1,127 @@
+"""Live channel connections of this instance, and fan-out to them through the bus.
+
+Each connection has a bounded outbox drained by its own writer task, so one slow
+device never delays the others; a device whose outbox overflows is disconnected and
+resyncs when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tunehand.server.bus import Bus
+
+OUTBOX_LIMIT = 512
+ALL = "*"
+
+
+@dataclass(eq=False)
+class Connection:
+    account_id: int
+    device_id: str
+    name: str
+    address: str
+    capabilities: tuple[str, ...]
+    send_raw: Callable[[bytes], Awaitable[None]]
+    close: Callable[[int, str], Awaitable[None]]
+    outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
+    writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.writer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            data = await self.outbox.get()
+            await self.send_raw(data)
+
+    def push(self, data: bytes) -> bool:
+        try:
+            self.outbox.put_nowait(data)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        if self.writer is not None:
+            self.writer.cancel()
+
+
+def topic(account_id: int) -> str:
+    return f"tunehand:acct:{account_id}"
+
+
+class Hub:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._conns: dict[int, dict[str, list[Connection]]] = {}
+
+    async def start(self) -> None:
+        await self.bus.start(self._deliver)
+
+    def online(self, account_id: int, capability: str | None = None) -> list[str]:
+        """Devices of the account connected here; with `capability`, only those that have it."""
+        devices = self._conns.get(account_id, {})
+        return sorted(
+            d
+            for d, conns in devices.items()
+            if capability is None or any(capability in c.capabilities for c in conns)
+        )
+
+    def connection_count(self) -> int:
+        return sum(len(c) for d in self._conns.values() for c in d.values())
+
+    async def attach(self, conn: Connection) -> None:
+        devices = self._conns.setdefault(conn.account_id, {})
+        if not devices:
+            await self.bus.subscribe(topic(conn.account_id))
+        devices.setdefault(conn.device_id, []).append(conn)
+        conn.start()
+
+    async def detach(self, conn: Connection) -> bool:
+        """Forget a connection. True when it was the device's last one."""
+        await conn.stop()
+        devices = self._conns.get(conn.account_id, {})
+        conns = devices.get(conn.device_id, [])
+        if conn in conns:
+            conns.remove(conn)
+        last = not conns
+        if last:
+            devices.pop(conn.device_id, None)
+        if not devices:
+            self._conns.pop(conn.account_id, None)
+            await self.bus.unsubscribe(topic(conn.account_id))
+        return last
+
+    async def send(self, account_id: int, payload: bytes, to: str = ALL) -> None:
+        """Send to every connection of the account (or one device) on every instance."""
+        await self.bus.publish(topic(account_id), to.encode() + b"\n" + payload)
+
+    async def _deliver(self, name: str, data: bytes) -> None:
+        try:
+            account_id = int(name.rsplit(":", 1)[1])
+            to, payload = data.split(b"\n", 1)
+        except (ValueError, IndexError):
+            return
+        devices = self._conns.get(account_id)
+        if not devices:
+            return
+        target = to.decode()
+        conns = (
+            [c for cs in devices.values() for c in cs] if target == ALL else devices.get(target, [])
+        )
+        for c in list(conns):
+            if not c.push(payload):
+                await c.close(1013, "too slow: reconnect and resync")
+
+    async def close_device(self, account_id: int, device_id: str, code: int, reason: str) -> None:
+        for c in list(self._conns.get(account_id, {}).get(device_id, [])):
+            await c.close(code, reason)
+
+    async def close_all(self, code: int, reason: str) -> None:
+        for devices in list(self._conns.values()):
+            for conns in list(devices.values()):
+                for c in list(conns):
+                    await c.close(code, reason)

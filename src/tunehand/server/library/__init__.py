@@ -1,0 +1,1 @@
+"""The music library: scanning folders, tags, search."""

@@ -1,0 +1,209 @@
+"""Running the session core against the database: commands, reports, device loss.
+
+Every change is one transaction that loads the account's session, applies the pure
+core, and compares and sets `version`; after it commits, the new state goes to every
+device of the account through the hub. A command's result is stored under its
+`command_id`, so a retried or replayed command gets its original result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tunehand import wire
+from tunehand.core import session as core
+from tunehand.core.commands import Command, Report, Result, ResultCode
+from tunehand.core.model import DeviceInfo, SessionState
+from tunehand.core.protocol import DevicesMsg, DirectiveMsg, StateMsg, TrackView
+from tunehand.errors import StoreError
+from tunehand.server.db import accounts as qa
+from tunehand.server.db import library as ql
+from tunehand.server.db import sessions as qs
+from tunehand.server.db import userdata as qu
+from tunehand.server.hub import Hub
+from tunehand.server.streams import Signer
+
+CAS_RETRIES = 20
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SessionService:
+    def __init__(self, engine: AsyncEngine, hub: Hub, signer: Signer) -> None:
+        self.engine = engine
+        self.hub = hub
+        self.signer = signer
+        self._serial = engine.dialect.name == "sqlite"
+        self._global = asyncio.Lock()
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._history_marker: dict[int, str] = {}
+
+    def _lock(self, account_id: int) -> asyncio.Lock:
+        """SQLite has one writer: serialise all writes; otherwise one writer per account here."""
+        if self._serial:
+            return self._global
+        return self._locks.setdefault(account_id, asyncio.Lock())
+
+    # --- reading ----------------------------------------------------------------
+
+    async def state(self, account_id: int) -> SessionState:
+        async with self.engine.connect() as conn:
+            return await qs.load(conn, account_id)
+
+    async def tracks(self, account_id: int, ids: Sequence[str]) -> dict[str, TrackView]:
+        """Views of library and remote tracks, with fresh signed stream URLs."""
+        now_s = int(time.time())
+        async with self.engine.connect() as conn:
+            stored = await ql.get_many(conn, ids)
+            remote = await qu.remotes(conn, account_id, [i for i in ids if i not in stored])
+        out = {tid: replace(s.view, url=self.signer.path(tid, now_s)) for tid, s in stored.items()}
+        for rid, (url, title) in remote.items():
+            out[rid] = TrackView(id=rid, title=title or url, url=url)
+        return out
+
+    async def state_message(self, account_id: int, state: SessionState) -> StateMsg:
+        cur = state.current_entry
+        track = None
+        if cur is not None:
+            track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
+        return StateMsg(state.version, state, track)
+
+    async def devices(self, account_id: int) -> tuple[DeviceInfo, ...]:
+        online = set(self.hub.online(account_id))
+        async with self.engine.connect() as conn:
+            rows = await qa.list_devices(conn, account_id)
+        return tuple(
+            DeviceInfo(r.id, r.name, r.id in online, r.last_seen_ms, r.address) for r in rows
+        )
+
+    async def publish_devices(self, account_id: int) -> None:
+        await self.hub.send(account_id, wire.encode(DevicesMsg(await self.devices(account_id))))
+
+    # --- writing ----------------------------------------------------------------
+
+    async def execute(self, account_id: int, cmd: Command, sender: str | None) -> Result:
+        """Apply a command once; a repeated `command_id` returns the first result."""
+        for _ in range(CAS_RETRIES):
+            try:
+                done = await self._try_execute(account_id, cmd, sender)
+            except IntegrityError:
+                done = None  # the same command_id committed concurrently: read its result
+            except OperationalError as exc:
+                raise StoreError("the database is unavailable: try again") from exc
+            if done is not None:
+                return done
+        return Result(cmd.command_id, "conflict", "too much contention: try again", 0)
+
+    async def _try_execute(
+        self, account_id: int, cmd: Command, sender: str | None
+    ) -> Result | None:
+        async with self._lock(account_id), self.engine.begin() as conn:
+            prior = await qs.result(conn, account_id, cmd.command_id)
+            if prior is not None:
+                return prior
+            state = await qs.load(conn, account_id)
+            durations, missing = await self._durations(conn, account_id, cmd.track_ids)
+            if missing:
+                res = Result(cmd.command_id, "not_found", "no such track: " + missing[0], 0)
+                await qs.save_result(conn, account_id, res, now_ms())
+                return res
+            if cmd.device_id is not None:
+                dev = await qa.device(conn, cmd.device_id)
+                if dev is None or dev.account_id != account_id or dev.revoked:
+                    res = Result(cmd.command_id, "not_found", "no such device", 0)
+                    await qs.save_result(conn, account_id, res, now_ms())
+                    return res
+            ctx = core.Context(
+                now_ms(),
+                durations,
+                self.hub.online(account_id, "play"),
+                secrets.randbits(32),
+                sender,
+            )
+            out = core.apply(state, cmd, ctx)
+            if out.result.ok and not await qs.compare_and_set(
+                conn, account_id, state.version, out.state
+            ):
+                await conn.rollback()
+                return None
+            await qs.save_result(conn, account_id, out.result, ctx.now_ms)
+        if out.result.ok:
+            await self._publish(account_id, out.state, out.directives)
+        return out.result
+
+    async def _durations(
+        self, conn: AsyncConnection, account_id: int, track_ids: Sequence[str]
+    ) -> tuple[dict[str, int], list[str]]:
+        if not track_ids:
+            return {}, []
+        stored = await ql.get_many(conn, track_ids)
+        durations = {tid: s.view.duration_ms for tid, s in stored.items()}
+        rest = [t for t in track_ids if t not in durations]
+        if rest:
+            remote = await qu.remotes(conn, account_id, rest)
+            durations.update(dict.fromkeys(remote, 0))
+        return durations, [t for t in track_ids if t not in durations]
+
+    async def report(self, account_id: int, device_id: str, rep: Report) -> ResultCode:
+        async with self._lock(account_id), self.engine.begin() as conn:
+            state = await qs.load(conn, account_id)
+            new, code = core.apply_report(state, device_id, rep, core.Context(now_ms()))
+            if new.version == state.version:
+                return code
+            if not await qs.compare_and_set(conn, account_id, state.version, new):
+                return "conflict"
+            await self._record_history(conn, account_id, device_id, state, new, rep)
+        await self._publish(account_id, new, ())
+        return code
+
+    async def _record_history(
+        self,
+        conn: AsyncConnection,
+        account_id: int,
+        device_id: str,
+        old: SessionState,
+        new: SessionState,
+        rep: Report,
+    ) -> None:
+        """A track enters the history when it starts being heard."""
+        cur = new.current_entry
+        if cur is None or not (new.position.playing and new.position.rate > 0):
+            return
+        if self._history_marker.get(account_id) == cur.entry_id:
+            return
+        self._history_marker[account_id] = cur.entry_id
+        await qu.add_history(conn, account_id, cur.track_id, device_id, now_ms())
+
+    async def device_lost(self, account_id: int, device_id: str) -> None:
+        lost_at = now_ms()
+        async with self._lock(account_id), self.engine.begin() as conn:
+            state = await qs.load(conn, account_id)
+            new = core.device_lost(state, device_id, lost_at)
+            if new is None or not await qs.compare_and_set(conn, account_id, state.version, new):
+                return
+        await self._publish(account_id, new, ())
+
+    async def _publish(
+        self, account_id: int, state: SessionState, directives: Sequence[core.Directive]
+    ) -> None:
+        msg = await self.state_message(account_id, state)
+        for d in directives:
+            await self.hub.send(
+                account_id,
+                wire.encode(
+                    DirectiveMsg(
+                        d.action, d.term, d.entry_id, d.position_ms, d.at_ms, d.playing, msg.track
+                    )
+                ),
+                to=d.device_id,
+            )
+        await self.hub.send(account_id, wire.encode(msg))
