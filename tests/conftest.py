@@ -1,3 +1,3 @@
 """Shared fixtures. Fixture modules live beside this file and are loaded as plugins."""
 
-pytest_plugins = ["tests.fixtures_audio", "tests.fixtures_keyring"]
+pytest_plugins = ["tests.fixtures_audio", "tests.fixtures_keyring", "tests.fixtures_server"]

@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
-import urllib.parse
 from typing import Any
 
 from tunehand.cli.output import format_status, format_track_line, status_json
 from tunehand.client.config import load_config, resolve_config_dir
 from tunehand.client.credentials import open_store
-from tunehand.client.http import ApiClient
+from tunehand.client.http import ApiClient, quote
 from tunehand.errors import CommandRefused, NotFound, UsageError
 
 Json = dict[str, Any]
@@ -39,7 +37,7 @@ def client_for(args: argparse.Namespace) -> ApiClient:
 
 
 def _q(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
+    return quote(value)
 
 
 def _out(args: argparse.Namespace, obj: object, human: str) -> None:
@@ -67,7 +65,7 @@ def run_ctl(args: argparse.Namespace) -> int:
 
 def command(api: ApiClient, op: str, **fields: Any) -> Json:
     """Send one command; raise the mapped error when it is refused."""
-    body = {"op": op, "command_id": secrets.token_hex(8), **fields}
+    body = {"op": op, "command_id": os.urandom(8).hex(), **fields}
     status, payload = api.request_status("POST", "/v1/session/commands", body)
     result = payload.get("result") if isinstance(payload, dict) else None
     if result is None:

@@ -1,4 +1,8 @@
-"""The arguments of `tunehand ctl` and its subcommands (parsing only; `ctl` runs them)."""
+"""The arguments of `tunehand ctl` and its subcommands (parsing only; `ctl` runs them).
+
+Only the chosen action's arguments are built (argparse is slow to build ~30 parsers,
+and `ctl` must start fast); `--help` builds them all.
+"""
 
 from __future__ import annotations
 
@@ -6,92 +10,118 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+Globals = Callable[[argparse.ArgumentParser], None]
+P = argparse.ArgumentParser
 
-def add_ctl_arguments(
-    ctl: argparse.ArgumentParser,
-    parser_class: type[argparse.ArgumentParser],
-    globals_: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    sub = ctl.add_subparsers(dest="ctl_command", metavar="ACTION", parser_class=parser_class)
 
-    def add(name: str, help_: str, *, json: bool = False) -> argparse.ArgumentParser:
-        p: Any = sub.add_parser(name, help=help_)
-        globals_(p)
-        if json:
-            p.add_argument("--json", action="store_true", help="machine-readable output")
-        return p  # type: ignore[no-any-return]
-
-    add("status", "what plays, where, and the position", json=True)
-    play = add("play", "play (resume, a track, search hit, album or playlist)")
-    play.add_argument("track_id", nargs="?")
-    what = play.add_mutually_exclusive_group()
+def _play(p: P, cls: type[P], g: Globals) -> None:
+    p.add_argument("track_id", nargs="?")
+    what = p.add_mutually_exclusive_group()
     what.add_argument("--search", metavar="Q", help="play the best match for Q")
     what.add_argument("--album", metavar="ID", help="replace the queue with an album and play")
     what.add_argument("--playlist", metavar="NAME", help="replace the queue with a playlist")
     what.add_argument("--url", metavar="URL", help="play an http(s) stream (radio, podcast)")
-    play.add_argument("--device", metavar="DEVICE", help="the device to play on if none is")
-    for name, help_ in (
-        ("pause", "pause"),
-        ("toggle", "play or pause"),
-        ("next", "next entry"),
-        ("prev", "previous entry (restarts the track after 3 s)"),
-    ):
-        add(name, help_)
-    seek = add("seek", "seek to POS (s or m:ss), or by +S / -S seconds")
-    seek.add_argument("pos")
-    vol = add("volume", "set volume N (0-100), or change it by +N / -N")
-    vol.add_argument("level")
-    shuffle = add("shuffle", "shuffle on or off")
-    shuffle.add_argument("mode", choices=["on", "off"])
-    repeat = add("repeat", "repeat off, all or one")
-    repeat.add_argument("mode", choices=["off", "all", "one"])
+    p.add_argument("--device", metavar="DEVICE", help="the device to play on if none is")
 
-    queue = add("queue", "list or edit the queue", json=True)
-    qsub = queue.add_subparsers(dest="queue_command", metavar="EDIT", parser_class=parser_class)
+
+def _queue(p: P, cls: type[P], g: Globals) -> None:
+    qsub = p.add_subparsers(dest="queue_command", metavar="EDIT", parser_class=cls)
     for name, help_ in (("add", "add tracks at the end"), ("next", "add tracks to play next")):
         qp = qsub.add_parser(name, help=help_)
-        globals_(qp)
+        g(qp)
         qp.add_argument("track_ids", nargs="*")
         qp.add_argument("--search", metavar="Q")
         qp.add_argument("--album", metavar="ID")
         qp.add_argument("--url", metavar="URL")
     qr = qsub.add_parser("remove", help="remove entries")
-    globals_(qr)
+    g(qr)
     qr.add_argument("entry_ids", nargs="+")
     qm = qsub.add_parser("move", help="move an entry to a new index (0 is the top)")
-    globals_(qm)
+    g(qm)
     qm.add_argument("entry_id")
     qm.add_argument("index", type=int)
-    qc = qsub.add_parser("clear", help="empty the queue")
-    globals_(qc)
+    g(qsub.add_parser("clear", help="empty the queue"))
 
-    devices = add("devices", "the account's devices", json=True)
-    devices.add_argument("--all", action="store_true", help="include offline devices")
-    transfer = add("transfer", "move playback to a device (name or id)")
-    transfer.add_argument("device")
-    transfer.add_argument("--paused", action="store_true")
-    search = add("search", "search the library", json=True)
-    search.add_argument("query")
-    search.add_argument("--limit", type=int, default=20)
 
-    pl = add("playlists", "list and edit playlists", json=True)
-    psub = pl.add_subparsers(dest="playlist_command", metavar="EDIT", parser_class=parser_class)
+def _playlists(p: P, cls: type[P], g: Globals) -> None:
+    psub = p.add_subparsers(dest="playlist_command", metavar="EDIT", parser_class=cls)
     show = psub.add_parser("show", help="the tracks of a playlist")
-    globals_(show)
+    g(show)
     show.add_argument("name")
     show.add_argument("--json", action="store_true")
     save = psub.add_parser("save", help="save the current queue (or given tracks) as NAME")
-    globals_(save)
+    g(save)
     save.add_argument("name")
     save.add_argument("track_ids", nargs="*")
     delete = psub.add_parser("delete", help="delete a playlist")
-    globals_(delete)
+    g(delete)
     delete.add_argument("name")
 
-    like = add("like", "like a track (default: the current one)")
-    like.add_argument("track_id", nargs="?")
-    like.add_argument("--remove", action="store_true", help="unlike instead")
-    add("likes", "liked tracks", json=True)
-    hist = add("history", "recently played tracks", json=True)
-    hist.add_argument("--limit", type=int, default=20)
-    add("watch", "print one JSON object per state change (for status bars)")
+
+def _one(name: str, **kw: Any) -> Callable[[P, type[P], Globals], None]:
+    def build(p: P, cls: type[P], g: Globals) -> None:
+        p.add_argument(name, **kw)
+
+    return build
+
+
+def _none(p: P, cls: type[P], g: Globals) -> None:
+    pass
+
+
+def _devices(p: P, cls: type[P], g: Globals) -> None:
+    p.add_argument("--all", action="store_true", help="include offline devices")
+
+
+def _transfer(p: P, cls: type[P], g: Globals) -> None:
+    p.add_argument("device")
+    p.add_argument("--paused", action="store_true")
+
+
+def _search(p: P, cls: type[P], g: Globals) -> None:
+    p.add_argument("query")
+    p.add_argument("--limit", type=int, default=20)
+
+
+def _like(p: P, cls: type[P], g: Globals) -> None:
+    p.add_argument("track_id", nargs="?")
+    p.add_argument("--remove", action="store_true", help="unlike instead")
+
+
+# name: (help, takes --json, builder)
+ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
+    "status": ("what plays, where, and the position", True, _none),
+    "play": ("play (resume, a track, search hit, album or playlist)", False, _play),
+    "pause": ("pause", False, _none),
+    "toggle": ("play or pause", False, _none),
+    "next": ("next entry", False, _none),
+    "prev": ("previous entry (restarts the track after 3 s)", False, _none),
+    "seek": ("seek to POS (s or m:ss), or by +S / -S seconds", False, _one("pos")),
+    "volume": ("set volume N (0-100), or change it by +N / -N", False, _one("level")),
+    "shuffle": ("shuffle on or off", False, _one("mode", choices=["on", "off"])),
+    "repeat": ("repeat off, all or one", False, _one("mode", choices=["off", "all", "one"])),
+    "queue": ("list or edit the queue", True, _queue),
+    "devices": ("the account's devices", True, _devices),
+    "transfer": ("move playback to a device (name or id)", False, _transfer),
+    "search": ("search the library", True, _search),
+    "playlists": ("list and edit playlists", True, _playlists),
+    "like": ("like a track (default: the current one)", False, _like),
+    "likes": ("liked tracks", True, _none),
+    "history": ("recently played tracks", True, _one("--limit", type=int, default=20)),
+    "watch": ("print one JSON object per state change (for status bars)", False, _none),
+}
+
+
+def add_ctl_arguments(
+    ctl: P, parser_class: type[P], globals_: Globals, chosen: str | None = None
+) -> None:
+    sub = ctl.add_subparsers(dest="ctl_command", metavar="ACTION", parser_class=parser_class)
+    everything = chosen not in ACTIONS
+    for name, (help_, json, build) in ACTIONS.items():
+        if not everything and name != chosen:
+            continue
+        p = sub.add_parser(name, help=help_)
+        globals_(p)
+        if json:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        build(p, parser_class, globals_)

@@ -37,13 +37,68 @@ def _server_store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database", help="database URL (default: SQLite in the data dir)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv (skipping global options and their values)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--config-dir", "--server"):
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen subcommand's tree is built in full (fast start)."""
+    chosen = _chosen_command(sys.argv[1:] if argv is None else argv)
+
+    def wanted(name: str) -> bool:
+        return chosen is None or chosen == name or chosen not in _COMMANDS
+
     parser = _Parser(prog="tunehand", description="A terminal music client with handoff.")
     parser.add_argument("--version", action="version", version=f"tunehand {__version__}")
     _globals(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    serve = sub.add_parser("serve", help="run the sync server")
+    if wanted("serve"):
+        serve = sub.add_parser("serve", help="run the sync server")
+        _serve_arguments(serve)
+    if wanted("admin"):
+        admin = sub.add_parser("admin", help="manage users and the library (server side)")
+        _globals(admin)
+        _admin_arguments(admin)
+    if wanted("login"):
+        login = sub.add_parser("login", help="log in to a server; tokens go to the OS keyring")
+        _globals(login)
+        _login_arguments(login)
+    if wanted("logout"):
+        logout = sub.add_parser("logout", help="log out and forget this device's tokens")
+        _globals(logout)
+    if wanted("auth"):
+        auth = sub.add_parser("auth", help="login details")
+        _globals(auth)
+        auth.add_argument("auth_command", choices=["status"])
+    if wanted("demo"):
+        demo = sub.add_parser("demo", help="run a local demo server with a generated library")
+        demo.add_argument("--dir", default=".demo")
+        demo.add_argument("--port", type=int, default=8440)
+    if wanted("ctl"):
+        ctl = sub.add_parser("ctl", help="control the session from scripts")
+        _globals(ctl)
+        from tunehand.cli.ctl_args import add_ctl_arguments
+
+        rest = list(sys.argv[1:] if argv is None else argv)
+        action = _chosen_command(rest[rest.index("ctl") + 1 :]) if "ctl" in rest else None
+        add_ctl_arguments(ctl, _Parser, _globals, action)
+    return parser
+
+
+_COMMANDS = ("serve", "admin", "login", "logout", "auth", "demo", "ctl")
+
+
+def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8440, help="0 picks a free port")
     serve.add_argument("--music", action="append", default=[], metavar="DIR")
@@ -51,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-scan", action="store_true", help="skip the scan at start")
     _server_store_options(serve)
 
-    admin = sub.add_parser("admin", help="manage users and the library (server side)")
-    _globals(admin)
+
+def _admin_arguments(admin: argparse.ArgumentParser) -> None:
     asub = admin.add_subparsers(dest="admin_command", metavar="ACTION", parser_class=_Parser)
     add = asub.add_parser("add-user", help="create a user")
     add.add_argument("name")
@@ -71,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("dir")
     demo.add_argument("--tracks", type=int, default=36)
 
-    login = sub.add_parser("login", help="log in to a server; tokens go to the OS keyring")
-    _globals(login)
+
+def _login_arguments(login: argparse.ArgumentParser) -> None:
     login.add_argument("url", nargs="?", help="server URL (default: the configured server)")
     login.add_argument("--user")
     login.add_argument("--password-stdin", action="store_true")
@@ -82,26 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep tokens in a 0600 file in the config dir when there is no OS keyring",
     )
-    logout = sub.add_parser("logout", help="log out and forget this device's tokens")
-    _globals(logout)
-    auth = sub.add_parser("auth", help="login details")
-    _globals(auth)
-    auth.add_argument("auth_command", choices=["status"])
-
-    demo = sub.add_parser("demo", help="run a local demo server with a generated library")
-    demo.add_argument("--dir", default=".demo")
-    demo.add_argument("--port", type=int, default=8440)
-
-    ctl = sub.add_parser("ctl", help="control the session from scripts")
-    _globals(ctl)
-    from tunehand.cli.ctl_args import add_ctl_arguments
-
-    add_ctl_arguments(ctl, _Parser, _globals)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return _dispatch(args)
     except TunehandError as exc:

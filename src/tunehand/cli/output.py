@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunehand.core.model import Position
+from tunehand.core.clock import extrapolate
 
 Json = dict[str, Any]
 
@@ -30,7 +30,9 @@ def status_json(payload: Json) -> Json:
     if active is not None and device is None:
         device = {"id": active, "name": active}
     duration = track["duration_ms"] if track else 0
-    pos = Position(**state["position"]).at(int(payload["server_time_ms"]), duration)
+    p = state["position"]
+    now = int(payload["server_time_ms"])
+    pos = extrapolate(p["position_ms"], p["at_ms"], p["playing"], p["rate"], now, duration)
     return {
         "device": device,
         "playing": bool(state["position"]["playing"]),

@@ -14,15 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import socket
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import platformdirs
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from tunehand.errors import ConfigError
 
@@ -34,14 +30,16 @@ _TOML_POSITION_RE = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of docume
 _SERVER_LINE_RE = re.compile(r"""^\s*(?:server|"server"|'server')\s*=""")
 
 
-@dataclass(frozen=True)
-class Config:
-    """What `config.toml` says; every field is optional."""
+class Config(NamedTuple):
+    """What `config.toml` says; every field is optional.
+
+    A NamedTuple rather than a dataclass: importing `dataclasses` costs `ctl` ~10 ms.
+    """
 
     server: str | None = None
     device_name: str | None = None
-    mpv_options: dict[str, str] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
+    mpv_options: Mapping[str, str] = MappingProxyType({})
+    keys: Mapping[str, str] = MappingProxyType({})
     theme: str | None = None
     ca_file: str | None = None
     notifications: bool = True
@@ -55,6 +53,8 @@ def resolve_config_dir(cli_value: str | None, environ: Mapping[str, str]) -> Pat
     chosen = cli_value or environ.get("TUNEHAND_CONFIG_DIR")
     if chosen:
         return Path(chosen).expanduser().absolute()
+    import platformdirs  # only when no config dir is given: keeps `ctl` quick
+
     return Path(platformdirs.user_config_dir("tunehand")).absolute()
 
 
@@ -77,7 +77,7 @@ def write_file_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     Creates the parent dir with mode 0700 if needed. Raises OSError; callers map it.
     """
     ensure_config_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         try:
@@ -117,8 +117,8 @@ def save_server(config_dir: Path, server: str) -> None:
         _parse_toml(path, old)  # refuse to edit a file we cannot read back
     new = _with_server_line(old, server)
     try:
-        ok = tomllib.loads(new).get("server") == server
-    except tomllib.TOMLDecodeError:
+        ok = _toml().loads(new).get("server") == server
+    except _toml().TOMLDecodeError:
         ok = False
     if not ok:
         raise ConfigError(
@@ -146,8 +146,8 @@ def device_id(config_dir: Path) -> str:
     existing = _read_device_id(path)
     if existing is not None:
         return existing
-    new_id = "d" + secrets.token_hex(10)
-    tmp = path.with_name(f".{DEVICE_ID_FILE}.{secrets.token_hex(4)}.tmp")
+    new_id = "d" + os.urandom(10).hex()
+    tmp = path.with_name(f".{DEVICE_ID_FILE}.{os.urandom(4).hex()}.tmp")
     try:
         write_file_atomic(tmp, (new_id + "\n").encode("ascii"), 0o600)
         try:
@@ -207,6 +207,8 @@ def _read_device_id(path: Path) -> str | None:
 
 
 def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    import tomllib
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -330,3 +332,10 @@ def _with_server_line(text: str, server: str) -> str:
         at = len(lines)  # a file of only comments: append
     lines.insert(at, line)
     return "".join(lines)
+
+
+def _toml() -> Any:
+    """tomllib, imported only when a config file exists (keeps `ctl` quick)."""
+    import tomllib
+
+    return tomllib

@@ -8,17 +8,14 @@ project's errors: unreachable server (exit 4), refused login (exit 3), not found
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
-import ssl
+import re
 import time
-import urllib.parse
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tunehand.client.credentials import Credentials, CredentialStore, refresh_lock
+from tunehand.client.http11 import Http11, MalformedResponse
 from tunehand.errors import (
     AuthError,
     CommandRefused,
@@ -33,12 +30,30 @@ TIMEOUT_S = 10.0
 REFRESH_MARGIN_S = 30.0
 
 
-def check_server_url(url: str) -> str:
-    url = url.strip().rstrip("/")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+_URL_RE = re.compile(
+    r"^(https?)://(\[[0-9a-fA-F:.]+\]|[^/:\[\]@?#\s]+)(?::(\d{1,5}))?(/[^?#\s]*)?$"
+)
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def split_server_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path prefix) of a server URL; UsageError when it is not one."""
+    match = _URL_RE.match(url.strip().rstrip("/"))
+    port = int(match.group(3)) if match and match.group(3) else None
+    if match is None or (port is not None and not 0 < port < 65536):
         raise UsageError(f"server URL must look like http://HOST:PORT, not {url[:80]!r}")
-    return url
+    scheme, host = match.group(1), match.group(2).strip("[]")
+    return scheme, host, port or (443 if scheme == "https" else 80), (match.group(4) or "")
+
+
+def check_server_url(url: str) -> str:
+    split_server_url(url)
+    return url.strip().rstrip("/")
+
+
+def quote(value: str) -> str:
+    """Percent-encode a path segment or query value (like urllib's quote(safe=""))."""
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in value.encode("utf-8"))
 
 
 class HttpClient:
@@ -46,26 +61,21 @@ class HttpClient:
 
     def __init__(self, server: str, *, ca_file: str | None = None, timeout_s: float = TIMEOUT_S):
         self.server = check_server_url(server)
-        parts = urllib.parse.urlsplit(self.server)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port or (443 if self._https else 80)
-        self._prefix = parts.path.rstrip("/")
+        scheme, self._host, self._port, prefix = split_server_url(self.server)
+        self._https = scheme == "https"
+        self._prefix = prefix.rstrip("/")
         self._ca_file = ca_file
         self._timeout = timeout_s
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Http11 | None = None
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> Http11:
         if self._conn is None:
+            ctx = None
             if self._https:
+                import ssl
+
                 ctx = ssl.create_default_context(cafile=self._ca_file)
-                self._conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=self._timeout, context=ctx
-                )
-            else:
-                self._conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self._timeout
-                )
+            self._conn = Http11(self._host, self._port, self._timeout, ctx)
         return self._conn
 
     def close(self) -> None:
@@ -86,23 +96,23 @@ class HttpClient:
         for attempt in (0, 1):
             conn = self._connection()
             try:
-                conn.request(method, self._prefix + path, body=data, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
+                status, raw = conn.exchange(method, self._prefix + path, headers, data)
                 break
-            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
+            except MalformedResponse as exc:
+                self.close()
+                raise ProtocolError(f"the server at {self.server} sent a bad reply: {exc}") from exc
+            except (ConnectionResetError, BrokenPipeError) as exc:
                 self.close()
                 if attempt == 1:
                     raise ServerUnreachable(
                         f"the server at {self.server} closed the connection"
                     ) from exc
-            except ssl.SSLError as exc:
+            except OSError as exc:
                 self.close()
-                raise ServerUnreachable(f"TLS with {self.server} failed: {exc.reason}") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                if isinstance(exc, socket.timeout | TimeoutError):
+                reason = exc.strerror or str(exc)
+                if type(exc).__module__ == "ssl":
+                    reason = f"TLS failed: {getattr(exc, 'reason', None) or exc}"
+                if isinstance(exc, TimeoutError):
                     reason = "timed out"
                 raise ServerUnreachable(
                     f"cannot reach the server at {self.server}: {reason}"
@@ -113,7 +123,7 @@ class HttpClient:
             raise ProtocolError(
                 f"the server at {self.server} sent a reply that is not JSON"
             ) from exc
-        return resp.status, payload
+        return status, payload
 
 
 def error_message(payload: Any, default: str) -> tuple[str, str]:
@@ -182,8 +192,7 @@ class ApiClient:
                 _, message = error_message(payload, "logged out")
                 raise AuthError(message)
             raise_for(status, payload)
-            fresh = replace(
-                current,
+            fresh = current._replace(
                 access_token=payload["access_token"],
                 refresh_token=payload["refresh_token"],
                 access_expires_at=time.time() + float(payload["expires_in"]),

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tunehand.core.clock import extrapolate
+
 Repeat = Literal["off", "all", "one"]
 REPEAT_MODES: tuple[Repeat, ...] = ("off", "all", "one")
 
@@ -41,12 +43,9 @@ class Position:
 
     def at(self, now_ms: int, duration_ms: int = 0) -> int:
         """The position at server time `now_ms`, capped at the track's duration."""
-        pos = self.position_ms
-        if self.playing and self.rate > 0 and now_ms > self.at_ms:
-            pos += int((now_ms - self.at_ms) * self.rate)
-        if duration_ms > 0:
-            pos = min(pos, duration_ms)
-        return max(pos, 0)
+        return extrapolate(
+            self.position_ms, self.at_ms, self.playing, self.rate, now_ms, duration_ms
+        )
 
 
 @dataclass(frozen=True, slots=True)

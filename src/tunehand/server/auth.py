@@ -127,11 +127,13 @@ async def login(
         account = await q.account_by_name(conn, name) if len(name) <= MAX_NAME else None
     # Same work for an unknown user as for a wrong password.
     ok = await _verify(account.password_hash if account else _DUMMY_HASH, password[:MAX_PASSWORD])
-    async with engine.begin() as conn:
-        if account is None or not ok:
+    if account is None or not ok:
+        # Commit the failures before raising: raising inside the transaction rolls it back.
+        async with engine.begin() as conn:
             for key in keys:
                 await q.record_failure(conn, key, now_ms)
-            raise AuthError("wrong user name or password")
+        raise AuthError("wrong user name or password")
+    async with engine.begin() as conn:
         for key in keys:
             await q.clear_failures(conn, key)
         existing = await q.device(conn, device_id)

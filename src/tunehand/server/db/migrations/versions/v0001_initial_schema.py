@@ -75,7 +75,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("last_seen_ms", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("address", sa.String(length=64), server_default="", nullable=False),
-        sa.Column("revoked", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("revoked", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -145,7 +145,7 @@ def upgrade() -> None:
         sa.Column("family", sa.String(length=64), nullable=False),
         sa.Column("expires_ms", sa.BigInteger(), nullable=False),
         sa.Column("used_ms", sa.BigInteger(), nullable=True),
-        sa.Column("revoked", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("revoked", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("hash"),
     )

@@ -1,0 +1,144 @@
+"""What the benchmarks share: the `Result` row, statistics, and a real server to measure.
+
+`running_server()` starts `python -m tunehand serve --port 0` through the test suite's
+own `tests.fixtures_server.launch()` (a generated library, SQLite by default or a fresh
+PostgreSQL database), creates one user, and stops the server (and drops the database)
+when the block ends, whatever happened inside it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.fixtures_server import ServerProc, fresh_postgres_database, launch
+
+POSTGRES_ENV = "TUNEHAND_TEST_POSTGRES_URL"
+USER = "bench"
+PASSWORD = "bench-password"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One figure. `target` is an upper bound in `unit`; None means "for reference"."""
+
+    name: str
+    value: float
+    unit: str
+    target: float | None = None
+    ok: bool | None = None
+    """True/False against `target`; None when there is no target or nothing was measured."""
+    note: str = ""
+
+
+def check(
+    name: str, value: float, unit: str, target: float | None = None, note: str = ""
+) -> Result:
+    """A `Result` judged against an upper-bound `target` (no target: for reference)."""
+    ok = None if target is None or math.isnan(value) else value <= target
+    return Result(name, value, unit, target, ok, note)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0-100), linear between the closest ranks."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def tunehand_bin() -> Path:
+    """The `tunehand` console entry of the interpreter running the benchmarks."""
+    return Path(sys.executable).parent / "tunehand"
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without anything that would pick another identity."""
+    env = dict(os.environ)
+    for key in ("TUNEHAND_TOKEN", "TUNEHAND_CONFIG_DIR", "PYTHON_KEYRING_BACKEND"):
+        env.pop(key, None)
+    return {**env, **(extra or {})}
+
+
+def postgres_configured() -> bool:
+    return bool(os.environ.get(POSTGRES_ENV))
+
+
+def _reap_orphan_server(marker: str) -> None:
+    """Stop a child server that `launch()` started but gave up on (it keeps no handle).
+
+    Only our own children whose command line names this run's private data dir.
+    """
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == me and marker in cmdline:
+            pid = int(entry.name)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+@contextmanager
+def running_server(backend: str = "sqlite") -> Iterator[ServerProc]:
+    """A real server on loopback with user `USER`; stopped when the block ends."""
+    drop = None
+    with tempfile.TemporaryDirectory(prefix="tunehand-bench-") as tmp:
+        srv: ServerProc | None = None
+        try:
+            database = None
+            if backend == "postgres":
+                database, drop = fresh_postgres_database()
+            elif backend != "sqlite":
+                raise ValueError(f"unknown backend {backend!r}")
+            try:
+                srv = launch(Path(tmp), database=database)
+            except BaseException:
+                _reap_orphan_server(tmp)
+                raise
+            srv.add_user(USER, PASSWORD)
+            yield srv
+        finally:
+            if srv is not None:
+                srv.stop()
+            if drop is not None:
+                drop()
+
+
+def login_cli(srv: ServerProc, config_dir: Path, env: dict[str, str], *, file_store: bool) -> None:
+    """`tunehand login URL --user ... --password-stdin` into `config_dir`."""
+    args = [str(tunehand_bin()), "login", srv.url, "--user", USER, "--password-stdin"]
+    if file_store:
+        args.append("--insecure-token-file")
+    r = subprocess.run(
+        args,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        env={**env, "TUNEHAND_CONFIG_DIR": str(config_dir)},
+        timeout=60,
+        check=False,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"tunehand login failed ({r.returncode}): {r.stderr.strip()}")
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0

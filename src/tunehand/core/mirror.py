@@ -1,0 +1,65 @@
+"""A client's copy of the session: server state in `version` order, plus optimistic predictions.
+
+`Mirror` takes what the server sends (`hello`, `state`, `result`) and what the user
+does (`predict`), and says what to show (`shown`): the last server state with the
+commands still in flight replayed on top by the same pure core. Older states are
+dropped; a refused command simply stops being replayed, so the rollback is visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tunehand.core import session as core
+from tunehand.core.commands import Command, Result
+from tunehand.core.model import DeviceInfo, SessionState
+from tunehand.core.protocol import DevicesMsg, Hello, StateMsg, TrackView
+
+
+@dataclass
+class Mirror:
+    state: SessionState = field(default_factory=SessionState)
+    track: TrackView | None = None
+    devices: tuple[DeviceInfo, ...] = ()
+    pending: list[Command] = field(default_factory=list)
+    refused: list[Result] = field(default_factory=list)
+    """Refusals not yet told to the user; the caller drains it."""
+
+    @property
+    def version(self) -> int:
+        return self.state.version
+
+    def on_hello(self, msg: Hello) -> None:
+        self.devices = msg.devices
+        if msg.state is not None:
+            self.on_state(msg.state, force=True)
+
+    def on_state(self, msg: StateMsg, *, force: bool = False) -> bool:
+        """Take a state; False (and nothing changes) when it is not newer than ours."""
+        if not force and msg.version <= self.state.version:
+            return False
+        self.state = msg.state
+        self.track = msg.track
+        return True
+
+    def on_devices(self, msg: DevicesMsg) -> None:
+        self.devices = msg.devices
+
+    def on_result(self, res: Result) -> None:
+        self.pending = [c for c in self.pending if c.command_id != res.command_id]
+        if not res.ok:
+            self.refused.append(res)
+
+    def predict(self, cmd: Command, ctx: core.Context) -> core.Outcome:
+        """Record a command sent to the server and return its predicted outcome."""
+        self.pending.append(cmd)
+        return core.apply(self.shown(ctx), cmd, ctx)
+
+    def shown(self, ctx: core.Context) -> SessionState:
+        """What to show now: the server's state with pending commands replayed on it."""
+        state = self.state
+        for cmd in self.pending:
+            out = core.apply(state, cmd, ctx)
+            if out.result.ok:
+                state = out.state
+        return state
