@@ -10,6 +10,7 @@ Nothing here sleeps to wait: every wait is on a process, a queue or a condition.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -63,10 +64,15 @@ def error_line(r: subprocess.CompletedProcess[str], code: int) -> str:
     assert r.returncode == code, (
         f"exit {r.returncode}, wanted {code}\nstdout: {r.stdout!r}\nstderr: {r.stderr!r}"
     )
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), f"not one line on stderr: {r.stderr!r}"
-    assert r.stderr.endswith("\n"), r.stderr
+    return one_line(r.stderr)
+
+
+def one_line(text: str) -> str:
+    """Assert that `text` is exactly one non-empty line (and no traceback); return it."""
+    assert "Traceback" not in text, text
+    lines = text.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), f"not one line: {text!r}"
+    assert text.endswith("\n"), text
     return lines[0]
 
 
@@ -216,12 +222,13 @@ class FakePlayer:
     closed: bool = False
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _ws: Any = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def start(self, timeout: float = 15.0) -> FakePlayer:
         from websockets.sync.client import connect
 
         ws_url = "ws://" + self.url.removeprefix("http://") + "/v1/channel"
-        self._ws = connect(ws_url, open_timeout=timeout)
+        self._ws = self._stack.enter_context(connect(ws_url, open_timeout=timeout))
         self._ws.send(
             json.dumps(
                 {
@@ -249,9 +256,10 @@ class FakePlayer:
                     self.messages.append(msg)
                     if msg.get("type") == "hello" and msg.get("state"):
                         self.state = msg["state"]["state"]
-                    elif msg.get("type") == "state":
-                        if self.state is None or msg["version"] > self.state["version"]:
-                            self.state = msg["state"]
+                    elif msg.get("type") == "state" and (
+                        self.state is None or msg["version"] > self.state["version"]
+                    ):
+                        self.state = msg["state"]
                     self._cond.notify_all()
         except ConnectionClosed:
             pass
@@ -301,11 +309,14 @@ class FakePlayer:
         }
         self._ws.send(json.dumps({"type": "report", "report": report}))
 
-    def close(self, timeout: float = 10.0) -> None:
-        if self._ws is not None:
-            self._ws.close()
+    def wait_closed(self, timeout: float = 15.0) -> None:
+        """Block until the server closed the channel."""
         with self._cond:
-            self._cond.wait_for(lambda: self.closed, timeout)
+            assert self._cond.wait_for(lambda: self.closed, timeout), f"{self.name}: still open"
+
+    def close(self) -> None:
+        self._stack.close()
+        self.wait_closed()
 
 
 def new_device_id() -> str:
@@ -313,30 +324,34 @@ def new_device_id() -> str:
 
 
 def add_users(srv: ServerProc, names: Iterable[str], password: str = PASSWORD) -> None:
-    """`tunehand admin add-user` for every name, all at once (each one costs an argon2 hash)."""
-    extra = ["--data-dir", str(srv.data_dir)]
-    if srv.database:
-        extra += ["--database", srv.database]
-    procs = []
-    for name in names:
-        p = subprocess.Popen(
-            tunehand_cmd("admin", "add-user", name, "--password-stdin", *extra),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=srv.env,
-        )
-        procs.append((name, p))
-    for name, p in procs:
-        out, err = p.communicate(password + "\n", timeout=CLI_TIMEOUT_S)
-        assert p.returncode == 0, f"add-user {name}: {err}"
+    """Create users in the running server's database, as `admin add-user` does, in-process.
+
+    `admin add-user` costs a second of imports per user; these tests make a user each, so
+    they use the server's own account code directly. test_e2e_login covers the real command.
+    """
+    import asyncio
+
+    from tunehand.server import auth
+    from tunehand.server.db import accounts
+    from tunehand.server.db.engine import default_url, open_engine
+
+    async def run() -> None:
+        pw_hash = await auth.hash_password(password)
+        engine = open_engine(srv.database or default_url(srv.data_dir))
+        try:
+            async with engine.begin() as conn:
+                for name in names:
+                    await accounts.create_account(conn, name, pw_hash, time.time_ns() // 10**6)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
 
 
 class UserPool:
     """Fresh users of one server, made in batches ahead of time: one per test."""
 
-    def __init__(self, srv: ServerProc, prefix: str, batch: int = 8) -> None:
+    def __init__(self, srv: ServerProc, prefix: str, batch: int = 16) -> None:
         self.srv, self.prefix, self.batch = srv, prefix, batch
         self.ready: list[str] = []
         self.count = 0

@@ -115,7 +115,12 @@ class Room:
     results: dict[str, Result] = field(default_factory=dict)
     applied: list[Command] = field(default_factory=list)
     """Commands that changed the state, in the order they were applied."""
+    history: dict[int, SessionState] = field(default_factory=dict)
+    """Every state the room has held, by version."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.history[self.state.version] = self.state
 
     def context(self, sender: str | None = None) -> session.Context:
         return session.Context(self.now_ms, self.durations, tuple(self.clients), self.seed, sender)
@@ -129,6 +134,10 @@ class Room:
         self.clients[device_id] = client
         client.inbox.append(Hello(device_id, self.now_ms, self.state.version, self._state_msg()))
         return client
+
+    def resync(self, device_id: str) -> None:
+        """The client saw a gap and asked for the whole state again."""
+        self.clients[device_id].inbox.append(self._state_msg())
 
     def disconnect(self, device_id: str) -> None:
         """The device's channel is gone: it is offline, and if it was playing, paused."""
@@ -163,7 +172,9 @@ class Room:
         return StateMsg(self.state.version, self.state)
 
     def _publish(self, new: SessionState, directives: Iterable[session.Directive]) -> None:
+        assert new.version == self.state.version + 1
         self.state = new
+        self.history[new.version] = new
         for d in directives:
             target = self.clients.get(d.device_id)
             if target is not None:

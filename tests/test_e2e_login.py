@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.cli_helpers import (
     client_env,
     error_line,
     files_containing,
+    one_line,
 )
 from tests.fixtures_keyring import start_secret_service
 from tests.fixtures_server import ServerProc
@@ -195,12 +195,9 @@ def test_no_keyring_refuses_login_and_names_the_fix(
     devices = httpx.get(
         srv.url + "/v1/devices", headers={"Authorization": f"Bearer {token}"}, timeout=10
     ).json()["devices"]
-    mine = (
-        (device.config_dir / "device-id").read_text().strip()
-        if (device.config_dir / "device-id").exists()
-        else None
-    )
-    assert mine not in {d["id"] for d in devices}
+    id_file = device.config_dir / "device-id"
+    if id_file.exists():
+        assert id_file.read_text().strip() not in {d["id"] for d in devices}
 
 
 def test_insecure_token_file_is_private_and_warned_about(
@@ -210,7 +207,7 @@ def test_insecure_token_file_is_private_and_warned_about(
     device = Device(config_dir, client_env(keyring_env, config_dir, **NO_KEYRING))
     r = device.login(srv.url, user, PASSWORD, "--insecure-token-file")
     assert r.returncode == 0, r.stderr
-    warning = error_line(subprocess.CompletedProcess(r.args, 1, r.stdout, r.stderr), 1)
+    warning = one_line(r.stderr)
     assert "warning" in warning and "tokens.json" in warning, warning
     tokens = config_dir / "tokens.json"
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import logging
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
+from tunehand.cli.password import read_password
 from tunehand.cli.serverside import settings_from
 from tunehand.errors import NotFound, TunehandError, UsageError
 from tunehand.server import auth
@@ -22,21 +22,6 @@ from tunehand.server.app import open_database
 from tunehand.server.db import accounts as qa
 from tunehand.server.library.service import Library
 from tunehand.server.service import now_ms
-
-
-def read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        line = sys.stdin.readline()
-        password = line.rstrip("\r\n")
-        if not password:
-            raise UsageError("--password-stdin: no password on standard input")
-        return password
-    if not sys.stdin.isatty():
-        raise UsageError("no terminal to ask for a password: use --password-stdin")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Again: "):
-        raise UsageError("the passwords differ")
-    return first
 
 
 def run_admin(args: argparse.Namespace) -> int:

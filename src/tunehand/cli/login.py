@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from tunehand.cli.admin import read_password
+from tunehand.cli.password import read_password
 from tunehand.client.config import (
     default_device_name,
     device_id,

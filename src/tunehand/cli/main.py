@@ -84,6 +84,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         demo = sub.add_parser("demo", help="run a local demo server with a generated library")
         demo.add_argument("--dir", default=".demo")
         demo.add_argument("--port", type=int, default=8440)
+    for name, help_ in (
+        ("receiver", "a headless device that plays what is pushed to it"),
+        ("resume", "pull playback to this terminal and play in the foreground"),
+    ):
+        if wanted(name):
+            dev = sub.add_parser(name, help=help_)
+            _globals(dev)
+            dev.add_argument("--device-name", help="this device's name (default: the host name)")
+            dev.add_argument(
+                "--mpv-option",
+                action="append",
+                metavar="KEY=VALUE",
+                help="passed to libmpv unchanged (repeatable), e.g. audio-device=... or ao=null",
+            )
     if wanted("ctl"):
         ctl = sub.add_parser("ctl", help="control the session from scripts")
         _globals(ctl)
@@ -95,7 +109,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = ("serve", "admin", "login", "logout", "auth", "demo", "ctl")
+_COMMANDS = ("serve", "admin", "login", "logout", "auth", "demo", "ctl", "receiver", "resume")
 
 
 def _serve_arguments(serve: argparse.ArgumentParser) -> None:
@@ -176,6 +190,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tunehand.cli.demo import run_demo
 
         return run_demo(args)
+    if command == "receiver":
+        from tunehand.cli.receiver import run_receiver
+
+        return run_receiver(args)
+    if command == "resume":
+        from tunehand.cli.resume import run_resume
+
+        return run_resume(args)
     if command == "ctl":
         from tunehand.cli.ctl import run_ctl
 

@@ -201,6 +201,13 @@ class ApiClient:
             self._creds = fresh
             return fresh
 
+    def access_token(self) -> str:
+        """A valid access token, refreshed first when it is about to expire."""
+        creds = self.credentials()
+        if _expiring(creds):
+            creds = self._refresh(creds)
+        return creds.access_token
+
     def request(self, method: str, path: str, body: object = None) -> Any:
         """Send a request; return the JSON answer, or raise the mapped error."""
         creds = self.credentials()

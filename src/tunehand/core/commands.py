@@ -44,6 +44,7 @@ ResultCode = Literal[
     "empty_queue",
     "rate_limited",
     "unavailable",
+    "transfer_failed",
 ]
 
 MAX_ID_LEN = 64
@@ -118,17 +119,17 @@ def validate(cmd: Command) -> str | None:
     """None when `cmd` is well formed, else one line naming the bad field."""
     if not cmd.command_id or len(cmd.command_id) > MAX_ID_LEN:
         return "command_id: must be 1 to 64 characters"
-    if len(cmd.track_ids) > MAX_QUEUE or len(cmd.entry_ids) > MAX_QUEUE:
-        return f"track_ids: at most {MAX_QUEUE} at once"
-    for tid in (*cmd.track_ids, *cmd.entry_ids):
-        if not tid or len(tid) > 2048:
-            return "track_ids: every id must be 1 to 2048 characters"
+    for name, values in (("track_ids", cmd.track_ids), ("entry_ids", cmd.entry_ids)):
+        if len(values) > MAX_QUEUE:
+            return f"{name}: at most {MAX_QUEUE} at once"
+        if not all(0 < len(v) <= 2048 for v in values):
+            return f"{name}: every id must be 1 to 2048 characters"
     op = cmd.op
     if op not in OPS:
         return f"op: unknown operation {op!r}"
     if op == "seek" and (cmd.position_ms is None) == (cmd.delta_ms is None):
         return "seek: give exactly one of position_ms or delta_ms"
-    if op == "seek" and cmd.position_ms is not None and cmd.position_ms < 0:
+    if cmd.position_ms is not None and cmd.position_ms < 0:
         return "position_ms: must be >= 0"
     if op == "volume":
         if (cmd.value is None) == (cmd.delta is None):

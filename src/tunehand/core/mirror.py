@@ -20,10 +20,14 @@ from tunehand.core.protocol import DevicesMsg, Hello, StateMsg, TrackView
 class Mirror:
     state: SessionState = field(default_factory=SessionState)
     track: TrackView | None = None
+    next_track: TrackView | None = None
     devices: tuple[DeviceInfo, ...] = ()
     pending: list[Command] = field(default_factory=list)
     refused: list[Result] = field(default_factory=list)
     """Refusals not yet told to the user; the caller drains it."""
+    confirmed: dict[str, int] = field(default_factory=dict)
+    """Pending commands the server applied (command_id -> version) whose state is not here
+    yet: they are replayed until it is, so the prediction does not flicker off and on."""
 
     @property
     def version(self) -> int:
@@ -40,20 +44,29 @@ class Mirror:
             return False
         self.state = msg.state
         self.track = msg.track
+        self.next_track = msg.next_track
+        done = {cid for cid, v in self.confirmed.items() if v <= self.state.version}
+        if done:
+            self.pending = [c for c in self.pending if c.command_id not in done]
+            self.confirmed = {cid: v for cid, v in self.confirmed.items() if cid not in done}
         return True
 
     def on_devices(self, msg: DevicesMsg) -> None:
         self.devices = msg.devices
 
     def on_result(self, res: Result) -> None:
-        self.pending = [c for c in self.pending if c.command_id != res.command_id]
+        if res.ok and res.version > self.state.version:
+            self.confirmed[res.command_id] = res.version
+        else:
+            self.pending = [c for c in self.pending if c.command_id != res.command_id]
         if not res.ok:
             self.refused.append(res)
 
     def predict(self, cmd: Command, ctx: core.Context) -> core.Outcome:
         """Record a command sent to the server and return its predicted outcome."""
+        base = self.shown(ctx)
         self.pending.append(cmd)
-        return core.apply(self.shown(ctx), cmd, ctx)
+        return core.apply(base, cmd, ctx)
 
     def shown(self, ctx: core.Context) -> SessionState:
         """What to show now: the server's state with pending commands replayed on it."""

@@ -83,6 +83,16 @@ class SessionState:
             return self.order
         return tuple(e.entry_id for e in self.queue)
 
+    def next_entry_id(self) -> str | None:
+        """The entry that plays after the current one (what a device prefetches)."""
+        order = self.play_order()
+        if self.current not in order or self.repeat == "one":
+            return None
+        i = order.index(self.current)
+        if i + 1 < len(order):
+            return order[i + 1]
+        return order[0] if self.repeat == "all" else None
+
     def position_at(self, now_ms: int) -> int:
         cur = self.current_entry
         return self.position.at(now_ms, cur.duration_ms if cur else 0)

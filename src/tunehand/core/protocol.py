@@ -90,7 +90,24 @@ class Ping:
     type: Literal["ping"] = "ping"
 
 
-ClientMessage = Auth | CommandMsg | ReportMsg | TimeRequest | Resync | Ping
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The target of a transfer has the audio loaded and waiting at the asked position."""
+
+    transfer_id: str
+    type: Literal["ready"] = "ready"
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The target of a transfer cannot play (the transfer is aborted)."""
+
+    transfer_id: str
+    message: str = ""
+    type: Literal["failed"] = "failed"
+
+
+ClientMessage = Auth | CommandMsg | ReportMsg | TimeRequest | Resync | Ping | Ready | Failed
 
 
 # --- server to client -------------------------------------------------------------
@@ -102,6 +119,8 @@ class StateMsg:
     state: SessionState
     track: TrackView | None = None
     """The current entry's track, so a status line needs no second request."""
+    next_track: TrackView | None = None
+    """The track of the entry after the current one in play order (for gapless prefetch)."""
     type: Literal["state"] = "state"
 
 
@@ -125,13 +144,18 @@ class DevicesMsg:
 
 @dataclass(frozen=True, slots=True)
 class DirectiveMsg:
-    action: str
+    """Something one device must do: `prepare` (load paused at `position_ms`, answer
+    `ready`), `start` (play `entry_id` from `position_ms` at server time `at_ms`, holding
+    `term`) or `stop` (stop at server time `at_ms`)."""
+
+    action: Literal["prepare", "start", "stop"]
     term: int
     entry_id: str | None = None
     position_ms: int = 0
     at_ms: int = 0
     playing: bool = False
     track: TrackView | None = None
+    transfer_id: str = ""
     type: Literal["directive"] = "directive"
 
 
@@ -183,6 +207,8 @@ CLIENT_TYPES: dict[str, type[Any]] = {
     "time": TimeRequest,
     "resync": Resync,
     "ping": Ping,
+    "ready": Ready,
+    "failed": Failed,
 }
 SERVER_TYPES: dict[str, type[Any]] = {
     "hello": Hello,

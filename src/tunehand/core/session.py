@@ -91,6 +91,10 @@ def apply_report(
         return state, "stale_term"
     if report.entry_id is not None and state.entry(report.entry_id) is None:
         return state, "not_found"
+    if report.entry_id is not None and report.entry_id != state.current:
+        # Sent before the device saw a newer state (next, a jump, a removal, a repeated
+        # `ended`): that state stands, and the device follows it when it arrives.
+        return state, "conflict"
     if report.event == "ended":
         new = _advance(state, ctx.now_ms, natural=True, from_entry=report.entry_id)
         return replace(new, version=state.version + 1), "ok"
@@ -312,7 +316,7 @@ def _insert_after_current(state: SessionState, entries: tuple[Entry, ...]) -> Se
     queue[i + 1 : i + 1] = entries
     new_ids = [e.entry_id for e in entries]
     order = list(state.order)
-    if state.shuffle and order:
+    if state.shuffle:
         j = order.index(state.current) if state.current in order else -1
         order[j + 1 : j + 1] = new_ids
     return replace(state, queue=tuple(queue), order=tuple(order))
@@ -387,7 +391,12 @@ def _transfer(state: SessionState, cmd: Command, ctx: Context) -> Handled:
     if target not in ctx.online_devices:
         raise Refused("device_offline", f"device {target} is not online")
     old = state.active_device
-    pos_ms = state.position_at(ctx.now_ms)
+    if old is not None and old not in ctx.online_devices:
+        # The source is gone: its last report is the last known position; never
+        # extrapolate from that stale anchor.
+        pos_ms = state.position.position_ms
+    else:
+        pos_ms = state.position_at(ctx.now_ms)
     playing = state.position.playing and not cmd.paused
     new = replace(
         state,

@@ -40,6 +40,7 @@ RESULT_STATUS = {
     "empty_queue": 409,
     "rate_limited": 429,
     "unavailable": 503,
+    "transfer_failed": 409,
 }
 
 

@@ -25,9 +25,11 @@ from tunehand.core.protocol import (
     Auth,
     CommandMsg,
     ErrorMsg,
+    Failed,
     Hello,
     Ping,
     Pong,
+    Ready,
     ReportMsg,
     ResultMsg,
     Resync,
@@ -159,7 +161,7 @@ async def channel_endpoint(ws: WebSocket) -> None:
         pass
     finally:
         last = await services.hub.detach(conn_obj)
-        if last:
+        if last and not services.hub.closing:
             try:
                 await sessions.device_lost(who.account_id, device.id)
                 await sessions.publish_devices(who.account_id)
@@ -206,6 +208,10 @@ async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: 
         elif isinstance(msg, Resync):
             state = await sessions.state(account_id)
             await _send(ws, await sessions.state_message(account_id, state))
+        elif isinstance(msg, Ready):
+            sessions.transfer_reply(account_id, device_id, msg.transfer_id, True, "")
+        elif isinstance(msg, Failed):
+            sessions.transfer_reply(account_id, device_id, msg.transfer_id, False, msg.message)
         elif isinstance(msg, Auth):
             await _send(ws, ErrorMsg("invalid", "already authenticated"))
 

@@ -57,6 +57,8 @@ class Hub:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self._conns: dict[int, dict[str, list[Connection]]] = {}
+        self.closing = False
+        """Set when the server shuts down: its devices are not lost, they will reconnect."""
 
     async def start(self) -> None:
         await self.bus.start(self._deliver)
@@ -121,6 +123,7 @@ class Hub:
             await c.close(code, reason)
 
     async def close_all(self, code: int, reason: str) -> None:
+        self.closing = True
         for devices in list(self._conns.values()):
             for conns in list(devices.values()):
                 for c in list(conns):

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tunehand import wire
 from tunehand.core import session as core
+from tunehand.core import transfer
 from tunehand.core.commands import Command, Report, Result, ResultCode
 from tunehand.core.model import DeviceInfo, SessionState
 from tunehand.core.protocol import DevicesMsg, DirectiveMsg, StateMsg, TrackView
@@ -46,6 +47,7 @@ class SessionService:
         self._global = asyncio.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._history_marker: dict[int, str] = {}
+        self._transfers: dict[str, tuple[int, str, asyncio.Future[tuple[bool, str]]]] = {}
 
     def _lock(self, account_id: int) -> asyncio.Lock:
         """SQLite has one writer: serialise all writes; otherwise one writer per account here."""
@@ -72,10 +74,15 @@ class SessionService:
 
     async def state_message(self, account_id: int, state: SessionState) -> StateMsg:
         cur = state.current_entry
-        track = None
-        if cur is not None:
-            track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
-        return StateMsg(state.version, state, track)
+        nxt = state.entry(state.next_entry_id())
+        ids = [e.track_id for e in (cur, nxt) if e is not None]
+        views = await self.tracks(account_id, ids) if ids else {}
+        return StateMsg(
+            state.version,
+            state,
+            views.get(cur.track_id) if cur else None,
+            views.get(nxt.track_id) if nxt else None,
+        )
 
     async def devices(self, account_id: int) -> tuple[DeviceInfo, ...]:
         online = set(self.hub.online(account_id))
@@ -92,6 +99,11 @@ class SessionService:
 
     async def execute(self, account_id: int, cmd: Command, sender: str | None) -> Result:
         """Apply a command once; a repeated `command_id` returns the first result."""
+        if cmd.op == "transfer" and cmd.device_id:
+            return await self._transfer(account_id, cmd, sender)
+        return await self._execute(account_id, cmd, sender)
+
+    async def _execute(self, account_id: int, cmd: Command, sender: str | None) -> Result:
         for _ in range(CAS_RETRIES):
             try:
                 done = await self._try_execute(account_id, cmd, sender)
@@ -139,6 +151,101 @@ class SessionService:
         if out.result.ok:
             await self._publish(account_id, out.state, out.directives)
         return out.result
+
+    # --- handoff ----------------------------------------------------------------
+
+    async def _transfer(self, account_id: int, cmd: Command, sender: str | None) -> Result:
+        """Prepare the target, then switch both devices at one server instant.
+
+        If the target is not ready within 3 s the transfer is aborted and the source
+        keeps playing. Anything that is not a handoff of playing audio (nothing plays,
+        `paused`, the source is gone) is a plain activation through the core.
+        """
+        assert cmd.device_id is not None
+        async with self.engine.connect() as conn:
+            if (prior := await qs.result(conn, account_id, cmd.command_id)) is not None:
+                return prior
+            state = await qs.load(conn, account_id)
+        online = self.hub.online(account_id, "play")
+        source_online = state.active_device in online
+        prep = None
+        if cmd.device_id in online:
+            prep = transfer.plan(state, cmd.device_id, source_online, now_ms(), paused=cmd.paused)
+        if prep is None:
+            return await self._execute(account_id, cmd, sender)
+        cur = state.current_entry
+        assert cur is not None
+        track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
+        transfer_id = secrets.token_hex(8)
+        ready: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+        self._transfers[transfer_id] = (account_id, prep.target, ready)
+        try:
+            await self.hub.send(
+                account_id,
+                wire.encode(
+                    DirectiveMsg(
+                        "prepare",
+                        state.term,
+                        prep.entry_id,
+                        prep.position_ms,
+                        prep.switch_at_ms,
+                        True,
+                        track,
+                        transfer_id,
+                    )
+                ),
+                to=prep.target,
+            )
+            ok, message = await asyncio.wait_for(ready, transfer.READY_TIMEOUT_MS / 1000)
+        except TimeoutError:
+            ok, message = False, "the device was not ready within 3 s"
+        finally:
+            self._transfers.pop(transfer_id, None)
+        if not ok:
+            res = Result(
+                cmd.command_id,
+                "transfer_failed",
+                f"transfer aborted ({message}); playback stays where it was",
+                0,
+            )
+            async with self.engine.begin() as conn:
+                await qs.save_result(conn, account_id, res, now_ms())
+            return res
+        return await self._switch(account_id, cmd, sender, prep)
+
+    async def _switch(
+        self, account_id: int, cmd: Command, sender: str | None, prep: transfer.Prepare
+    ) -> Result:
+        async with self._lock(account_id), self.engine.begin() as conn:
+            state = await qs.load(conn, account_id)
+            done = transfer.switch(state, prep, transfer.switch_time(prep, now_ms()))
+            if done is None:
+                switched = None
+            else:
+                new, directives = done
+                if not await qs.compare_and_set(conn, account_id, state.version, new):
+                    switched = None
+                else:
+                    res = Result(cmd.command_id, "ok", "", new.version)
+                    await qs.save_result(conn, account_id, res, now_ms())
+                    switched = (new, directives, res)
+        if switched is None:
+            # The session changed while the target prepared: apply it plainly.
+            return await self._execute(account_id, cmd, sender)
+        new, directives, res = switched
+        await self._publish(account_id, new, directives)
+        return res
+
+    def transfer_reply(
+        self, account_id: int, device_id: str, transfer_id: str, ok: bool, message: str
+    ) -> None:
+        """The target answered `ready` or `failed` to a prepare directive."""
+        pending = self._transfers.get(transfer_id)
+        if pending is None:
+            return
+        acct, target, fut = pending
+        if acct == account_id and target == device_id and not fut.done():
+            fut.set_result((ok, message or "the device cannot play it"))
 
     async def _durations(
         self, conn: AsyncConnection, account_id: int, track_ids: Sequence[str]

@@ -1,0 +1,80 @@
+"""`tunehand receiver`: a headless device for a box next to a speaker.
+
+It plays what is pushed to it and logs one line per event. SIGINT/SIGTERM stop it
+cleanly; if it was playing, the session is left paused at the exact position.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from tunehand.cli.device import build_agent
+from tunehand.cli.output import clock
+from tunehand.client.agent import Snapshot
+
+log = logging.getLogger("tunehand.receiver")
+
+
+class _EventLog:
+    """One log line when what this device plays changes."""
+
+    def __init__(self) -> None:
+        self.last: tuple[object, ...] | None = None
+
+    def __call__(self, snap: Snapshot) -> None:
+        here = snap.active_here
+        track = snap.track
+        key = (here, track.id if track else None, snap.state.position.playing, snap.connected)
+        if key == self.last:
+            return
+        self.last = key
+        if not here:
+            return
+        if track is None:
+            log.info("nothing to play")
+            return
+        state = "playing" if snap.state.position.playing else "paused"
+        log.info(
+            "%s %s — %s at %s",
+            state,
+            track.title,
+            track.artist or "Unknown artist",
+            clock(snap.position_ms),
+        )
+
+
+async def _run(args: argparse.Namespace) -> int:
+    agent = build_agent(args, on_snapshot=_EventLog())
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "receiver %s (%s) for %s; Ctrl-C stops it",
+        agent.device.name,
+        agent.device.id,
+        agent.channel.server,
+    )
+    runner = asyncio.create_task(agent.run())
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if runner in done:
+        stopper.cancel()
+        runner.result()  # raises the reason it ended (a refused login)
+        return 1
+    await agent.leave()
+    runner.cancel()
+    log.info("receiver stopped")
+    return 0
+
+
+def run_receiver(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    return asyncio.run(_run(args))

@@ -1,0 +1,183 @@
+"""`tunehand resume`: pull the session to this terminal and play in the foreground.
+
+A one-line live status (title, artist, elapsed/duration, play state, device). Keys:
+space pause, n/p next/previous, ←/→ seek 5 s, +/- volume, q quit. Quitting (q or
+Ctrl-C) leaves the session paused at the exact position for the next device. With
+nothing in the session it says so and exits 1. Without a terminal it just plays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+
+from tunehand.cli.device import build_agent
+from tunehand.cli.output import clock
+from tunehand.client.agent import Agent, Snapshot
+from tunehand.core.clock import extrapolate
+from tunehand.errors import CommandRefused, ServerUnreachable, TunehandError
+
+CONNECT_TIMEOUT_S = 15.0
+KEYS = {
+    " ": ("toggle", {}),
+    "n": ("next", {}),
+    "p": ("prev", {}),
+    "\x1b[C": ("seek", {"delta_ms": 5000}),
+    "\x1b[D": ("seek", {"delta_ms": -5000}),
+    "+": ("volume", {"delta": 5}),
+    "=": ("volume", {"delta": 5}),
+    "-": ("volume", {"delta": -5}),
+}
+
+
+def status_line(snap: Snapshot, now_ms: int, width: int) -> str:
+    st = snap.state
+    track = snap.track
+    if track is None:
+        return "nothing is playing"[:width]
+    icon = "▶" if st.position.playing else "⏸"
+    p = st.position
+    pos = extrapolate(p.position_ms, p.at_ms, p.playing, p.rate, now_ms, track.duration_ms)
+    where = snap.device_name(st.active_device) or "no device"
+    conn = "" if snap.connected else "  [offline]"
+    line = (
+        f"{icon} {track.title} — {track.artist or 'Unknown artist'}  "
+        f"{clock(pos)}/{clock(track.duration_ms or None)}  vol {st.volume}  on {where}{conn}"
+    )
+    return line[: max(10, width)]
+
+
+@contextlib.contextmanager
+def _raw_terminal(fd: int) -> Iterator[None]:
+    import termios
+    import tty
+
+    old = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+class _Screen:
+    def __init__(self, agent: Agent, tty: bool) -> None:
+        self.agent = agent
+        self.tty = tty
+        self.snap: Snapshot | None = None
+
+    def __call__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        if snap.event and not self.tty:
+            print(snap.event, file=sys.stderr, flush=True)
+        self.draw()
+
+    def draw(self) -> None:
+        if not self.tty or self.snap is None:
+            return
+        width = shutil.get_terminal_size((80, 24)).columns - 1
+        line = status_line(self.snap, self.agent.server_now(), width)
+        sys.stdout.write("\r\x1b[K" + line)
+        sys.stdout.flush()
+
+
+async def _pull(agent: Agent) -> None:
+    st = agent.mirror.state
+    if not st.queue:
+        raise TunehandError(
+            "nothing to resume: the queue is empty (try `tunehand ctl play --search ...`)"
+        )
+    if st.active_device != agent.device.id:
+        res = await agent.pull()
+        if not res.ok:
+            raise CommandRefused(res.code, res.message)
+    if not agent.mirror.state.position.playing:
+        res = await agent.command("play")
+        if not res.ok:
+            raise CommandRefused(res.code, res.message)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    screen: _Screen | None = None
+
+    def on_snapshot(snap: Snapshot) -> None:
+        if screen is not None:
+            screen(snap)
+
+    agent = build_agent(args, on_snapshot=on_snapshot)
+    screen = _Screen(agent, tty)
+    loop = asyncio.get_running_loop()
+    quit_ = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, quit_.set)
+    runner = asyncio.create_task(agent.run())
+    try:
+        waiting = asyncio.create_task(agent.first_state.wait())
+        done, _ = await asyncio.wait(
+            {runner, waiting}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        if runner in done:
+            runner.result()
+        if waiting not in done:
+            waiting.cancel()
+            raise ServerUnreachable(f"cannot reach the server at {agent.channel.server}")
+        await _pull(agent)
+        if tty:
+            fd = sys.stdin.fileno()
+            with _raw_terminal(fd):
+                loop.add_reader(fd, _on_key, agent, fd, quit_)
+                ticker = asyncio.create_task(_tick(screen))
+                try:
+                    await _until(quit_, runner)
+                finally:
+                    loop.remove_reader(fd)
+                    ticker.cancel()
+                    sys.stdout.write("\n")
+        else:
+            await _until(quit_, runner)
+        await agent.leave()
+        return 0
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+
+
+async def _until(quit_: asyncio.Event, runner: asyncio.Task[None]) -> None:
+    stopper = asyncio.create_task(quit_.wait())
+    done, _ = await asyncio.wait({stopper, runner}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if runner in done:
+        runner.result()
+
+
+async def _tick(screen: _Screen) -> None:
+    while True:
+        await asyncio.sleep(0.25)
+        screen.draw()
+
+
+def _on_key(agent: Agent, fd: int, quit_: asyncio.Event) -> None:
+    data = os.read(fd, 16).decode(errors="ignore")
+    if not data or "q" in data or "\x03" in data:
+        quit_.set()
+        return
+    action = KEYS.get(data) or KEYS.get(data[:1])
+    if action is not None:
+        op, fields = action
+        task = asyncio.ensure_future(agent.command(op, **fields))
+        task.add_done_callback(lambda t: t.exception())
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("tunehand.agent").setLevel(logging.WARNING)
+    return asyncio.run(_run(args))

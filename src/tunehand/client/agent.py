@@ -1,0 +1,517 @@
+"""The device agent (the controller): the only driver on the client.
+
+It feeds the session's messages into a `Mirror`, makes the player match the state
+while this device holds playback (`active_device` and `term`), reports the real
+position on every discontinuity and every 5 s, carries out transfer directives at
+the scheduled server time, keeps the clock offset, queues commands made while the
+server is unreachable (replayed once on reconnect, by command id), and publishes an
+immutable `Snapshot` to whoever listens (the TUI, `resume`, `receiver`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tunehand.client.channel import Channel
+from tunehand.core import session as core
+from tunehand.core.commands import Command, Report, Result
+from tunehand.core.mirror import Mirror
+from tunehand.core.model import DeviceInfo, SessionState
+from tunehand.core.protocol import (
+    DeviceHello,
+    DevicesMsg,
+    DirectiveMsg,
+    ErrorMsg,
+    Failed,
+    Hello,
+    Ready,
+    ReportMsg,
+    ResultMsg,
+    ServerMessage,
+    StateMsg,
+    TimeReply,
+    TimeRequest,
+    TrackView,
+)
+from tunehand.core.timesync import TimeSync, sample
+from tunehand.player import base as pev
+from tunehand.player.base import Player
+
+log = logging.getLogger("tunehand.agent")
+
+REPORT_EVERY_S = 5.0
+SEEK_TOLERANCE_MS = 300
+JOURNAL_MAX_AGE_S = 120.0
+JOURNAL_MAX = 200
+TIME_BURST = 5
+TIME_EVERY_ACTIVE_S = 10.0
+TIME_EVERY_IDLE_S = 60.0
+COMMAND_TIMEOUT_S = 10.0
+ANYWHERE_OPS = frozenset({"queue_add", "queue_next", "queue_remove", "queue_move", "queue_clear"})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What listeners show. `position_ms` is for `server_time_ms`; extrapolate with
+    `state.position` for later times."""
+
+    device_id: str
+    connected: bool
+    state: SessionState
+    track: TrackView | None
+    devices: tuple[DeviceInfo, ...]
+    server_time_ms: int
+    position_ms: int
+    event: str = ""
+
+    @property
+    def active_here(self) -> bool:
+        return self.state.active_device == self.device_id
+
+    def device_name(self, device_id: str | None) -> str | None:
+        for d in self.devices:
+            if d.id == device_id:
+                return d.name
+        return device_id
+
+
+PlayerFactory = Callable[[pev.EventSink, asyncio.AbstractEventLoop], Player]
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        server: str,
+        token: Callable[[], Awaitable[str]],
+        device: DeviceHello,
+        player_factory: PlayerFactory | None,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+        ca_file: str | None = None,
+    ) -> None:
+        self.device = device
+        self.mirror = Mirror()
+        self.sync = TimeSync()
+        self._player_factory = player_factory
+        self.player: Player | None = None
+        self._on_snapshot = on_snapshot
+        self._hello_seen = False
+        self.channel = Channel(
+            server,
+            token,
+            device,
+            self._on_message,
+            self._on_connection,
+            lambda: self.mirror.version if self._hello_seen else None,
+            ca_file,
+        )
+        self._results: dict[str, asyncio.Future[Result]] = {}
+        self._journal: list[tuple[float, Command]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_report: tuple[int, str | None, bool] | None = None
+        self._last_anchor: tuple[int, int] | None = None
+        self._preparing: tuple[str, str] | None = None  # (transfer id, entry id)
+        self._holding_for_transfer = False
+        self._next_prefetched: str | None = None
+        self._volume: int | None = None
+        self.events: asyncio.Queue[str] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self.first_state = asyncio.Event()
+        self.state_changed = asyncio.Event()
+        self._stopped = False
+
+    # --- time -------------------------------------------------------------------
+
+    @staticmethod
+    def _local_ms() -> float:
+        return time.monotonic() * 1000
+
+    def server_now(self) -> int:
+        return self.sync.server_ms(self._local_ms())
+
+    # --- running ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled (or the login is refused: AuthError)."""
+        loop = asyncio.get_running_loop()
+        if self._player_factory is not None and self.player is None:
+            self.player = self._player_factory(self._on_player_event, loop)
+        self._spawn(self._clock_loop())
+        self._spawn(self._report_loop())
+        try:
+            await self.channel.run()
+        finally:
+            for t in list(self._tasks):
+                t.cancel()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _send(self, msg: object) -> None:
+        self._spawn(self.channel.send(msg))
+
+    def _publish(self, event: str = "") -> None:
+        if event:
+            self.events.put_nowait(event)
+            log.info("%s", event)
+        if self._on_snapshot is None:
+            return
+        now = self.server_now()
+        self._on_snapshot(
+            Snapshot(
+                self.device.id,
+                self.channel.connected,
+                self.mirror.shown(core.Context(now)),
+                self.mirror.track,
+                self.mirror.devices,
+                now,
+                self.position_ms(),
+                event,
+            )
+        )
+
+    def position_ms(self) -> int:
+        """Where playback is now: the player's own position when it plays here."""
+        st = self.mirror.state
+        if self.player is not None and st.active_device == self.device.id:
+            tag = self.player.playing_tag()
+            pos = self.player.position_ms()
+            if tag is not None and tag == st.current and pos is not None:
+                return pos
+        return st.position_at(self.server_now())
+
+    # --- connection and messages ------------------------------------------------
+
+    def _on_connection(self, up: bool) -> None:
+        if up:
+            self.connected.set()
+            self._spawn(self._time_burst())
+        else:
+            self.connected.clear()
+            self._publish("connection to the server lost; reconnecting")
+
+    def _on_message(self, msg: ServerMessage) -> None:
+        if isinstance(msg, Hello):
+            self._hello_seen = True
+            self.mirror.on_hello(msg)
+            self._publish("connected to the server")
+            self._replay_journal()
+            self._after_state()
+        elif isinstance(msg, StateMsg):
+            if self.mirror.on_state(msg):
+                self._after_state()
+        elif isinstance(msg, DevicesMsg):
+            self.mirror.on_devices(msg)
+            self._publish()
+        elif isinstance(msg, ResultMsg):
+            res = Result(msg.command_id, msg.code, msg.message, msg.version)
+            self.mirror.on_result(res)
+            fut = self._results.pop(msg.command_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(res)
+            if not res.ok:
+                self._publish(f"refused: {res.message}")
+        elif isinstance(msg, TimeReply):
+            self.sync.add(sample(msg.t0, msg.t1, msg.t2, self._local_ms()))
+        elif isinstance(msg, DirectiveMsg):
+            self._on_directive(msg)
+        elif isinstance(msg, ErrorMsg):
+            if msg.code == "stale_term" and self.player is not None:
+                self.player.stop()
+                self._publish("another device holds playback: stopped here")
+            else:
+                log.warning("server: %s", msg.message)
+
+    def _after_state(self) -> None:
+        self.first_state.set()
+        self.state_changed.set()
+        self._reconcile()
+        self._publish()
+
+    # --- commands ---------------------------------------------------------------
+
+    async def command(self, op: str, **fields: Any) -> Result:
+        """Send a command; while offline it waits in the journal and is replayed once."""
+        cmd = Command(op=op, command_id=os.urandom(8).hex(), **fields)  # type: ignore[arg-type]
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._results[cmd.command_id] = fut
+        self.mirror.predict(cmd, core.Context(self.server_now()))
+        self._reconcile()
+        self._publish()
+        from tunehand.core.protocol import CommandMsg
+
+        if not await self.channel.send(CommandMsg(cmd)):
+            self._journal.append((time.monotonic(), cmd))
+            del self._journal[:-JOURNAL_MAX]
+            self._publish(f"offline: {op} will be sent when the server is back")
+        return await fut
+
+    def _replay_journal(self) -> None:
+        from tunehand.core.protocol import CommandMsg
+
+        now = time.monotonic()
+        kept = [c for t, c in self._journal if c.op in ANYWHERE_OPS or now - t < JOURNAL_MAX_AGE_S]
+        dropped = [c for _, c in self._journal if c not in kept]
+        self._journal = []
+        for c in dropped:
+            self.mirror.on_result(Result(c.command_id, "conflict", "too old to replay"))
+            fut = self._results.pop(c.command_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(Result(c.command_id, "conflict", "dropped: made too long ago"))
+            self._publish(f"dropped {c.op}: made while offline too long ago")
+        for c in kept:
+            self._send(CommandMsg(c))
+
+    async def pull(self, paused: bool = False) -> Result:
+        """Move playback to this device (the same transfer path as `ctl transfer`)."""
+        return await self.command("transfer", device_id=self.device.id, paused=paused)
+
+    # --- reconciling the player with the state ----------------------------------
+
+    def _mine(self) -> bool:
+        return self.mirror.state.active_device == self.device.id
+
+    def _reconcile(self) -> None:
+        player = self.player
+        if player is None or self._stopped:
+            return
+        st = self.mirror.state
+        if not self._mine():
+            busy = self._preparing is not None or self._holding_for_transfer
+            if player.playing_tag() is not None and not busy:
+                player.stop()
+                self._next_prefetched = None
+                self._publish("playback moved to another device")
+            return
+        if self._volume != st.volume:
+            self._volume = st.volume
+            player.set_volume(st.volume)
+        cur = st.current_entry
+        if cur is None:
+            if player.playing_tag() is not None:
+                player.stop()
+            return
+        track = self.mirror.track
+        anchor = (st.position.position_ms, st.position.at_ms)
+        external = anchor != self._last_anchor
+        self._last_anchor = anchor
+        want_pos = st.position_at(self.server_now())
+        if player.playing_tag() != cur.entry_id:
+            if track is None or track.url is None:
+                return
+            self._holding_for_transfer = False
+            player.load(
+                cur.entry_id,
+                self._absolute(track.url),
+                position_ms=want_pos,
+                paused=not st.position.playing,
+            )
+            self._next_prefetched = None
+            self._last_report = None
+        else:
+            if st.position.playing and player.paused():
+                player.resume()
+            elif not st.position.playing and not player.paused():
+                player.pause()
+                self._report(False)
+            pos = player.position_ms()
+            if external and pos is not None and abs(pos - want_pos) > SEEK_TOLERANCE_MS:
+                player.seek(want_pos)
+            if st.position.playing and st.position.rate == 0 and not player.paused():
+                self._report(True)
+        self._prefetch_next()
+
+    def _prefetch_next(self) -> None:
+        if self.player is None:
+            return
+        nxt = self.mirror.next_track
+        next_entry = self.mirror.state.next_entry_id()
+        if next_entry == self._next_prefetched:
+            return
+        self._next_prefetched = next_entry
+        url = self._absolute(nxt.url) if nxt is not None and nxt.url else None
+        self.player.set_next(next_entry if url else None, url)
+
+    def _absolute(self, url: str) -> str:
+        return url if "://" in url else self.channel.server + url
+
+    def _report(self, playing: bool, event: str = "progress", entry: str | None = None) -> None:
+        if self.player is None or not self._mine():
+            return
+        st = self.mirror.state
+        pos = self.player.position_ms() or 0
+        tag = entry or self.player.playing_tag() or st.current
+        rep = Report(
+            term=st.term,
+            entry_id=tag,
+            position_ms=pos,
+            at_ms=self.server_now(),
+            playing=playing,
+            rate=1.0 if playing else 0.0,
+            event=event,  # type: ignore[arg-type]
+        )
+        key = (st.version, tag, playing)
+        if event == "progress" and key == self._last_report:
+            return
+        self._last_report = key
+        self._send(ReportMsg(rep))
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_EVERY_S)
+            if self.player is not None and self._mine() and not self.player.paused():
+                self._last_report = None
+                self._report(True)
+
+    # --- player events ----------------------------------------------------------
+
+    def _on_player_event(self, ev: pev.PlayerEvent) -> None:
+        st = self.mirror.state
+        if isinstance(ev, pev.Ready):
+            if self._preparing is not None and ev.tag == self._preparing[1]:
+                transfer_id = self._preparing[0]
+                self._preparing = None
+                self._holding_for_transfer = True
+                self._send(Ready(transfer_id))
+                return
+            if self._mine() and ev.tag == st.current and self.player is not None:
+                self._last_report = None
+                self._report(not self.player.paused())
+        elif isinstance(ev, pev.Advanced):
+            if ev.previous is not None:
+                self._report(True, "ended", ev.previous)
+            self._next_prefetched = None
+        elif isinstance(ev, pev.Ended):
+            self._report(False, "ended", ev.tag)
+        elif isinstance(ev, pev.Failed):
+            if self._preparing is not None and ev.tag == self._preparing[1]:
+                self._send(Failed(self._preparing[0], ev.message))
+                self._preparing = None
+                return
+            self._publish(f"cannot play {ev.tag}: {ev.message}; skipping")
+            self._report(False, "error", ev.tag)
+        self._publish()
+
+    # --- transfer directives ----------------------------------------------------
+
+    def _on_directive(self, d: DirectiveMsg) -> None:
+        player = self.player
+        if player is None:
+            if d.action == "prepare":
+                self._send(Failed(d.transfer_id, "this device does not play"))
+            return
+        if d.action == "prepare":
+            if d.track is None or d.track.url is None or d.entry_id is None:
+                self._send(Failed(d.transfer_id, "nothing to play"))
+                return
+            self._preparing = (d.transfer_id, d.entry_id)
+            player.load(
+                d.entry_id, self._absolute(d.track.url), position_ms=d.position_ms, paused=True
+            )
+        elif d.action == "start":
+            self._at(d.at_ms, lambda: self._start(d))
+        elif d.action == "stop":
+            self._holding_for_transfer = False
+            self._at(d.at_ms, self._stop_for_transfer)
+
+    def _at(self, server_ms: int, fn: Callable[[], None]) -> None:
+        """Run `fn` when the server clock reads `server_ms` (at once if that has passed)."""
+        loop = asyncio.get_running_loop()
+        delay_s = (self.sync.local_ms(server_ms) - self._local_ms()) / 1000
+        if delay_s <= 0.0005:
+            fn()
+        else:
+            loop.call_at(loop.time() + delay_s, fn)
+
+    def _start(self, d: DirectiveMsg) -> None:
+        player = self.player
+        if player is None or d.entry_id is None:
+            return
+        self._holding_for_transfer = False
+        if player.playing_tag() != d.entry_id:
+            if d.track is None or d.track.url is None:
+                return
+            player.load(
+                d.entry_id,
+                self._absolute(d.track.url),
+                position_ms=d.position_ms,
+                paused=not d.playing,
+            )
+        else:
+            pos = player.position_ms()
+            if pos is not None and abs(pos - d.position_ms) > 40:
+                player.seek(d.position_ms)
+            if d.playing:
+                player.resume()
+        self._last_anchor = None
+        self._publish("playback moved here")
+
+    def _stop_for_transfer(self) -> None:
+        if self.player is not None and self.player.playing_tag() is not None:
+            self.player.pause()
+            self.player.stop()
+            self._next_prefetched = None
+
+    # --- clock ------------------------------------------------------------------
+
+    async def _time_burst(self) -> None:
+        for _ in range(TIME_BURST):
+            if not await self.channel.send(TimeRequest(self._local_ms())):
+                return
+            await asyncio.sleep(0.02)
+
+    async def _clock_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TIME_EVERY_ACTIVE_S if self._mine() else TIME_EVERY_IDLE_S)
+            await self.channel.send(TimeRequest(self._local_ms()))
+
+    # --- leaving ----------------------------------------------------------------
+
+    async def leave(self, timeout_s: float = 3.0) -> None:
+        """Stop here; if this device was playing, leave the session paused at the exact
+        position the speaker reached (a report fenced by our term), for the next device."""
+        player = self.player
+        if player is not None and self._mine() and player.playing_tag() is not None:
+            player.pause()
+            st = self.mirror.state
+            pos = player.position_ms() or 0
+            rep = Report(
+                term=st.term,
+                entry_id=player.playing_tag(),
+                position_ms=pos,
+                at_ms=self.server_now(),
+                playing=False,
+                rate=0.0,
+            )
+            sent = await self.channel.send(ReportMsg(rep))
+            if sent:
+                await self._wait_paused(timeout_s)
+        self._stopped = True
+        if player is not None:
+            player.close()
+        await self.channel.close()
+
+    async def _wait_paused(self, timeout_s: float) -> None:
+        await self.wait_for(lambda st: not st.position.playing, timeout_s)
+
+    async def wait_for(self, pred: Callable[[SessionState], bool], timeout_s: float) -> bool:
+        """Wait until the server's state satisfies `pred`; False at the deadline."""
+        deadline = time.monotonic() + timeout_s
+        while not pred(self.mirror.state):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.state_changed.clear()
+            try:
+                await asyncio.wait_for(self.state_changed.wait(), left)
+            except TimeoutError:
+                return pred(self.mirror.state)
+        return True

@@ -1,0 +1,144 @@
+"""The device's websocket to `/v1/channel`: authenticate, read, send, reconnect forever.
+
+Reconnects with jittered exponential backoff (never gives up) and tells its owner
+when the connection comes and goes. Only a refused login ends it (`AuthError`).
+Library exceptions stop here: the owner sees `ServerMessage`s and booleans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tunehand import wire
+from tunehand.core.backoff import backoff
+from tunehand.core.protocol import (
+    CLOSE_AUTH,
+    CLOSE_REVOKED,
+    MAX_MESSAGE_BYTES,
+    Auth,
+    DeviceHello,
+    ErrorMsg,
+    ServerMessage,
+)
+from tunehand.errors import AuthError, ProtocolError, TunehandError
+
+log = logging.getLogger("tunehand.channel")
+
+PING_INTERVAL_S = 3.0
+PING_TIMEOUT_S = 4.0
+
+
+def channel_url(server: str) -> str:
+    if server.startswith("https://"):
+        return "wss://" + server[len("https://") :] + "/v1/channel"
+    return "ws://" + server[len("http://") :] + "/v1/channel"
+
+
+class Channel:
+    def __init__(
+        self,
+        server: str,
+        token: Callable[[], Awaitable[str]],
+        device: DeviceHello,
+        on_message: Callable[[ServerMessage], None],
+        on_connection: Callable[[bool], None],
+        last_version: Callable[[], int | None],
+        ca_file: str | None = None,
+    ) -> None:
+        self.server = server
+        self._token = token
+        self._device = device
+        self._on_message = on_message
+        self._on_connection = on_connection
+        self._last_version = last_version
+        self._ca_file = ca_file
+        self._ws: Any = None
+        self._lock = asyncio.Lock()
+        self.connected = False
+
+    async def run(self) -> None:
+        """Stay connected until cancelled; raises AuthError when the login is refused."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+        delays = backoff(random.Random())
+        while True:
+            try:
+                token = await self._token()
+                ssl_ctx = None
+                if self.server.startswith("https://"):
+                    import ssl
+
+                    ssl_ctx = ssl.create_default_context(cafile=self._ca_file)
+                async with connect(
+                    channel_url(self.server),
+                    additional_headers={"Authorization": f"Bearer {token}"},
+                    max_size=MAX_MESSAGE_BYTES * 16,
+                    ping_interval=PING_INTERVAL_S,
+                    ping_timeout=PING_TIMEOUT_S,
+                    open_timeout=10,
+                    ssl=ssl_ctx,
+                ) as ws:
+                    await ws.send(
+                        wire.encode(Auth(self._device, last_version=self._last_version())).decode()
+                    )
+                    self._ws = ws
+                    async for raw in ws:
+                        msg = wire.decode_server(raw)
+                        if isinstance(msg, ErrorMsg) and msg.code == "unauthorized":
+                            raise AuthError(msg.message)
+                        if not self.connected and msg.type == "hello":
+                            self.connected = True
+                            delays = backoff(random.Random())
+                            self._on_connection(True)
+                        self._on_message(msg)
+                    close_code = ws.close_code
+                if close_code in (CLOSE_AUTH, CLOSE_REVOKED):
+                    raise AuthError("the server refused this device's login: log in again")
+            except asyncio.CancelledError:
+                raise
+            except AuthError:
+                self._lost()
+                raise
+            except ProtocolError as exc:
+                log.warning("the server sent something unreadable: %s", exc)
+            except (
+                ConnectionClosed,
+                InvalidStatus,
+                WebSocketException,
+                OSError,
+                TimeoutError,
+                TunehandError,
+            ) as exc:
+                log.info("channel: connection lost (%s)", type(exc).__name__)
+            self._lost()
+            await asyncio.sleep(next(delays))
+
+    def _lost(self) -> None:
+        self._ws = None
+        if self.connected:
+            self.connected = False
+            self._on_connection(False)
+
+    async def send(self, msg: object) -> bool:
+        """Send if connected; False when there is no connection right now."""
+        ws = self._ws
+        if ws is None or not self.connected:
+            return False
+        try:
+            async with self._lock:
+                await ws.send(wire.encode(msg).decode())
+        except Exception:  # the connection just dropped; run() reconnects
+            return False
+        return True
+
+    async def close(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()

@@ -1,0 +1,101 @@
+"""Handoff in two phases, make-before-break (DESIGN.md, "Handoff").
+
+`plan` decides how a transfer goes: an immediate activation (nothing plays, the
+target already plays, `paused`, or the source is gone) or a prepared switch, where
+the target first loads the track paused at the position predicted for server time
+`switch_at_ms` and answers ready. `switch` then makes the new state and the two
+directives (the source stops and the target starts at the same server instant, with
+the new term). Pure: time comes in as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from tunehand.core.model import Position, SessionState
+from tunehand.core.session import Directive
+
+READY_TIMEOUT_MS = 3_000
+LEAD_MS = 150
+"""How far ahead the switch is planned: covers the target's load and both round trips."""
+LATE_LEAD_MS = 40
+"""When `ready` comes after the planned instant, switch this far after it instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Ask `target` to load `entry_id` paused at `position_ms` (for `switch_at_ms`)."""
+
+    target: str
+    source: str | None
+    entry_id: str
+    position_ms: int
+    switch_at_ms: int
+
+
+def plan(
+    state: SessionState,
+    target: str,
+    source_online: bool,
+    now_ms: int,
+    *,
+    paused: bool = False,
+    lead_ms: int = LEAD_MS,
+) -> Prepare | None:
+    """A `Prepare` when the handoff needs one; None for an immediate activation."""
+    cur = state.current_entry
+    if (
+        paused
+        or cur is None
+        or not state.position.playing
+        or state.active_device is None
+        or state.active_device == target
+        or not source_online
+    ):
+        return None
+    at = now_ms + lead_ms
+    return Prepare(target, state.active_device, cur.entry_id, state.position_at(at), at)
+
+
+def switch_time(p: Prepare, ready_at_ms: int) -> int:
+    """The planned instant, or a little after `ready` if that came too late for it."""
+    return max(p.switch_at_ms, ready_at_ms + LATE_LEAD_MS)
+
+
+def switch(
+    state: SessionState, p: Prepare, at_ms: int
+) -> tuple[SessionState, tuple[Directive, ...]] | None:
+    """The state after the switch at `at_ms`, and the stop/start directives.
+
+    None when the session changed under the transfer so that it no longer applies
+    (paused, another track, another device): the caller re-plans or gives up.
+    """
+    cur = state.current_entry
+    if (
+        cur is None
+        or cur.entry_id != p.entry_id
+        or state.active_device != p.source
+        or not state.position.playing
+    ):
+        return None
+    pos = state.position_at(at_ms)
+    new = replace(
+        state,
+        active_device=p.target,
+        term=state.term + 1,
+        position=Position(pos, at_ms, True, 1.0),
+        version=state.version + 1,
+    )
+    directives = (
+        Directive(p.source, "stop", new.term, p.entry_id, pos, at_ms, False)
+        if p.source is not None
+        else None,
+        Directive(p.target, "start", new.term, p.entry_id, pos, at_ms, True),
+    )
+    return new, tuple(d for d in directives if d is not None)
+
+
+def vanished_source_position(state: SessionState) -> SessionState:
+    """The source is gone: hold the last known position, never extrapolated from it."""
+    pos = state.position
+    return replace(state, position=Position(pos.position_ms, pos.at_ms, pos.playing, 0.0))

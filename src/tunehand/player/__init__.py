@@ -1,0 +1,1 @@
+"""Audio playback behind the small `Player` protocol; mpv is imported in one module only."""

@@ -1,0 +1,60 @@
+"""The `Player` protocol and the events a player hands to the event loop.
+
+A player plays one queue entry at a time (named by a `tag`, the entry id) and may
+hold the next one prefetched for a gapless advance. Its events are frozen values
+delivered on the event loop, never on the audio library's own thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """`tag` is loaded and seeked: audio is decoded and waiting (or playing, if not paused)."""
+
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    """The prefetched next entry `tag` took over, with no gap."""
+
+    tag: str
+    previous: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """`tag` played to its end and nothing was prefetched after it."""
+
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """`tag` could not be played (unreadable file, 404, the network dropped)."""
+
+    tag: str
+    message: str
+
+
+PlayerEvent = Ready | Advanced | Ended | Failed
+EventSink = Callable[[PlayerEvent], None]
+
+
+class Player(Protocol):
+    def load(self, tag: str, url: str, *, position_ms: int, paused: bool) -> None: ...
+    def set_next(self, tag: str | None, url: str | None) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def seek(self, position_ms: int) -> None: ...
+    def stop(self) -> None: ...
+    def set_volume(self, level: int) -> None: ...
+    def position_ms(self) -> int | None: ...
+    def playing_tag(self) -> str | None: ...
+    def paused(self) -> bool: ...
+    def close(self) -> None: ...

@@ -1,0 +1,169 @@
+"""`MpvPlayer`: the `Player` protocol over libmpv (python-mpv). The only module importing mpv.
+
+mpv calls back on its own event thread; the callback only packs the raw event and
+hands it to the event loop with `call_soon_threadsafe`, where it is translated
+(never `call_from_thread`, never a `wait_*`, never an mpv call from mpv's thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from tunehand.errors import MediaError
+from tunehand.player.base import Advanced, Ended, EventSink, Failed, PlayerEvent, Ready
+
+LIBMPV_HINT = "libmpv is not installed: install it with `apt-get install libmpv2` (Debian/Ubuntu)"
+
+DEFAULTS: dict[str, str] = {
+    "vid": "no",
+    "video": "no",
+    "idle": "yes",
+    "gapless-audio": "yes",
+    "prefetch-playlist": "yes",
+    "keep-open": "no",
+    "input-default-bindings": "no",
+    "input-vo-keyboard": "no",
+    "terminal": "no",
+    "audio-display": "no",
+}
+
+
+def import_mpv() -> Any:
+    try:
+        import mpv
+    except (OSError, ImportError) as exc:
+        raise MediaError(LIBMPV_HINT) from exc
+    return mpv
+
+
+class MpvPlayer:
+    def __init__(
+        self,
+        sink: EventSink,
+        loop: asyncio.AbstractEventLoop,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        mpv = import_mpv()
+        opts = {**DEFAULTS, **(options or {})}
+        self._sink = sink
+        self._loop = loop
+        self._tags: dict[int, str] = {}
+        self._current: int | None = None
+        self._next: int | None = None
+        try:
+            self._mpv = mpv.MPV(**{k.replace("-", "_"): v for k, v in opts.items()})
+        except (AttributeError, TypeError, ValueError, mpv.ShutdownError) as exc:
+            raise MediaError(f"mpv refused an option: {exc}") from exc
+        except Exception as exc:  # python-mpv raises its own error types for bad options
+            raise MediaError(f"mpv refused an option: {str(exc).splitlines()[0]}") from exc
+        self._mpv.register_event_callback(self._on_mpv_event)
+
+    # --- mpv's thread: pack and hand over, nothing else ---------------------------
+
+    def _on_mpv_event(self, event: Any) -> None:
+        try:
+            d = event.as_dict()
+        except Exception:  # an event python-mpv cannot decode: not one we use
+            return
+        kind = d.get("event")
+        if kind not in (b"start-file", b"end-file", b"playback-restart"):
+            return
+        raw = (kind, d.get("playlist_entry_id"), d.get("reason"), d.get("file_error"))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+            self._loop.call_soon_threadsafe(self._translate, raw)
+
+    # --- the event loop's thread --------------------------------------------------
+
+    def _translate(self, raw: tuple[bytes, int | None, bytes | None, bytes | None]) -> None:
+        kind, entry_id, reason, error = raw
+        event: PlayerEvent | None = None
+        if kind == b"start-file" and entry_id is not None:
+            if entry_id == self._next and entry_id in self._tags:
+                previous = self._tags.get(self._current) if self._current is not None else None
+                self._current, self._next = entry_id, None
+                event = Advanced(self._tags[entry_id], previous)
+        elif kind == b"playback-restart" and self._current is not None:
+            tag = self._tags.get(self._current)
+            event = Ready(tag) if tag is not None else None
+        elif kind == b"end-file" and entry_id is not None:
+            tag = self._tags.get(entry_id)
+            if tag is not None and entry_id == self._current:
+                if reason == b"error":
+                    message = (error or b"cannot play").decode(errors="replace")
+                    event = Failed(tag, message)
+                elif reason == b"eof" and self._next is None:
+                    event = Ended(tag)
+        if event is not None:
+            self._sink(event)
+
+    def _loadfile(self, url: str, mode: str, options: str) -> int | None:
+        args: list[Any] = ["loadfile", url, mode]
+        if self._mpv.mpv_version_tuple >= (0, 38, 0):
+            args.append(-1)
+        args.append(options)
+        try:
+            result = self._mpv.command(*args)
+        except Exception as exc:  # mpv refused the command: report it as a failure
+            raise MediaError(f"mpv could not load the track: {exc}") from exc
+        if isinstance(result, dict) and "playlist_entry_id" in result:
+            return int(result["playlist_entry_id"])
+        return None
+
+    def load(self, tag: str, url: str, *, position_ms: int, paused: bool) -> None:
+        opts = f"start={max(0, position_ms) / 1000:.3f},pause={'yes' if paused else 'no'}"
+        entry = self._loadfile(url, "replace", opts)
+        self._tags = {}
+        self._next = None
+        self._current = entry
+        if entry is not None:
+            self._tags[entry] = tag
+
+    def set_next(self, tag: str | None, url: str | None) -> None:
+        if self._next is not None:
+            self._mpv.command("playlist-clear")
+            self._tags.pop(self._next, None)
+            self._next = None
+        if tag is None or url is None or self._current is None:
+            return
+        entry = self._loadfile(url, "append", "")
+        if entry is not None:
+            self._next = entry
+            self._tags[entry] = tag
+
+    def pause(self) -> None:
+        self._mpv.pause = True
+
+    def resume(self) -> None:
+        self._mpv.pause = False
+
+    def paused(self) -> bool:
+        return bool(self._mpv.pause)
+
+    def seek(self, position_ms: int) -> None:
+        if self._current is None:
+            return
+        try:
+            self._mpv.seek(max(0, position_ms) / 1000, reference="absolute", precision="exact")
+        except Exception as exc:  # seeking before the file is loaded: mpv refuses
+            raise MediaError(f"mpv could not seek: {exc}") from exc
+
+    def stop(self) -> None:
+        self._mpv.command("stop")
+        self._tags = {}
+        self._current = self._next = None
+
+    def set_volume(self, level: int) -> None:
+        self._mpv.volume = max(0, min(100, level))
+
+    def position_ms(self) -> int | None:
+        pos = self._mpv.time_pos
+        return None if pos is None else int(pos * 1000)
+
+    def playing_tag(self) -> str | None:
+        return self._tags.get(self._current) if self._current is not None else None
+
+    def close(self) -> None:
+        self._mpv.terminate()

@@ -1,0 +1,480 @@
+"""Accounts are isolated: a generated matrix over every REST route, and the channel.
+
+The routes come from `tunehand.server.api.routes` and `tunehand.server.api_library.routes`,
+so a new route is covered as soon as it exists: every non-public route must answer 401
+to a missing, malformed, forged, expired or revoked token, and account B's token must
+never show or change account A's session, devices, playlists, likes, history or remote
+tracks. The library is server-wide by design; stream URLs carry no account, only a
+signature, so they are checked for the signature instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Route
+from websockets.asyncio.client import connect
+
+from tests.fixtures_server import ServerProc
+from tests.test_api import (
+    TIMEOUT_S,
+    Api,
+    Json,
+    accounts,
+    add_users,
+    all_tracks,
+    assert_log_clean,
+    channel,
+    db_url,
+    expect_closed,
+    now_ms,
+    run_async,
+    unique,
+    ws_url,
+)
+from tunehand.server import api, api_library, auth
+from tunehand.server.db import accounts as qa
+from tunehand.server.db.engine import open_engine
+
+ALL_ROUTES: list[Route] = [r for r in (*api.routes, *api_library.routes) if isinstance(r, Route)]
+ENDPOINTS: list[tuple[str, str]] = sorted(
+    {(m, r.path) for r in ALL_ROUTES for m in (r.methods or ()) if m != "HEAD"}
+)
+PUBLIC = {
+    ("GET", "/v1/health"),
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/auth/refresh"),
+    ("GET", "/v1/stream/{track_id}"),  # signed URL instead of a token
+}
+PROTECTED = [e for e in ENDPOINTS if e not in PUBLIC]
+
+
+@dataclass
+class World:
+    """Account A with data of every kind, account B with its own, and bad tokens."""
+
+    srv: ServerProc
+    a: Api
+    b: Api
+    a_player: str
+    a_playlist: str
+    a_remote: str
+    a_remote_url: str
+    a_remote_title: str
+    library_track: str
+    album_id: str
+    expired_token: str
+    revoked_token: str
+    markers: list[str] = field(default_factory=list)
+
+    def path(self, method: str, template: str) -> str:
+        """Fill a route's path parameters with ids that belong to account A."""
+        values = {
+            "device_id": self.a.device_id,
+            "name": self.a_playlist,
+            "track_id": self.a_remote,
+            "artist": "sigur ros",
+            "album": self.album_id,
+        }
+        if template == "/v1/stream/{track_id}":
+            values["track_id"] = self.library_track
+        route = next(r for r in ALL_ROUTES if r.path == template)
+        for param in route.param_convertors:
+            assert param in values, f"{template}: give test_isolation an id for {{{param}}}"
+        return template.format(**values)
+
+    def body(self, method: str, template: str) -> Json | None:
+        """A well-formed body that, for B, names A's things where it can."""
+        bodies: dict[tuple[str, str], Json] = {
+            ("POST", "/v1/session/commands"): {
+                "op": "queue_add",
+                "command_id": unique("iso"),
+                "track_ids": [self.a_remote],
+            },
+            ("PUT", "/v1/playlists/{name}"): {"track_ids": [self.a_remote]},
+            ("POST", "/v1/tracks/remote"): {"url": "http://b.example/" + unique("s")},
+            ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
+            ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
+        }
+        return bodies.get((method, template))
+
+    def call(self, method: str, template: str, headers: dict[str, str]) -> httpx.Response:
+        params = {"q": "ros"} if template == "/v1/search" else None
+        return httpx.request(
+            method,
+            self.srv.url + self.path(method, template),
+            json=self.body(method, template),
+            params=params,
+            headers=headers,
+            timeout=30,
+        )
+
+
+def _strip(obj: Any) -> Any:
+    """Drop what changes on its own: times, online flags, fresh stream signatures."""
+    if isinstance(obj, dict):
+        return {
+            k: _strip(v)
+            for k, v in obj.items()
+            if k not in ("server_time_ms", "last_seen_ms", "online", "address")
+            and not (k == "url" and isinstance(v, str) and v.startswith("/v1/stream/"))
+        }
+    if isinstance(obj, list):
+        return [_strip(x) for x in obj]
+    return obj
+
+
+def snapshot(who: Api, playlist: str | None = None, remote: str | None = None) -> Json:
+    """Everything an account owns, as it sees it."""
+    snap: Json = {
+        "session": who.ok("GET", "/v1/session"),
+        "queue": who.ok("GET", "/v1/session/queue"),
+        "devices": who.ok("GET", "/v1/devices"),
+        "playlists": who.ok("GET", "/v1/playlists"),
+        "likes": who.ok("GET", "/v1/likes"),
+        "history": who.ok("GET", "/v1/history"),
+    }
+    if playlist is not None:
+        snap["playlist"] = who.ok("GET", f"/v1/playlists/{playlist}")
+    if remote is not None:
+        snap["remote"] = who.ok("GET", f"/v1/tracks/{remote}")
+    out: Json = _strip(snap)
+    return out
+
+
+def mint_token(srv: ServerProc, user: str, device_id: str, expires_ms: int) -> str:
+    """An access token stored the way the server stores them, with a chosen expiry."""
+
+    async def run() -> str:
+        engine = open_engine(db_url(srv))
+        try:
+            async with engine.begin() as conn:
+                acct = await qa.account_by_name(conn, user)
+                assert acct is not None
+                token = "tha_" + secrets.token_urlsafe(32)
+                row = qa.TokenRow(
+                    auth.token_hash(token),
+                    "access",
+                    acct.id,
+                    device_id,
+                    "minted-" + secrets.token_hex(4),
+                    expires_ms,
+                    None,
+                    False,
+                )
+                await qa.insert_token(conn, row)
+                return token
+        finally:
+            await engine.dispose()
+
+    out: str = run_async(run)
+    return out
+
+
+async def _play_and_be_heard(a: Api, player_id: str) -> None:
+    """Make A's history non-empty: play on a player that reports audible playback, then
+    let it go (the session pauses) and wait until the server has recorded that."""
+    async with channel(a.srv, a.token) as watcher:
+        async with channel(a.srv, a.token, device_id=player_id, capabilities=("play",)) as p:
+            assert (await p.command("play"))["code"] == "ok"
+            start = await p.wait("directive")
+            report = {
+                "term": start["term"],
+                "entry_id": start["entry_id"],
+                "position_ms": 0,
+                "at_ms": now_ms(),
+                "playing": True,
+                "rate": 1.0,
+            }
+            await p.send(type="report", report=report)
+            await p.wait("state", lambda m: m["state"]["position"]["rate"] == 1.0)
+        await watcher.wait("state", lambda m: m["state"]["active_device"] is None)
+
+
+@pytest.fixture(scope="module")
+def world(shared_server: ServerProc) -> Iterator[World]:
+    with accounts(shared_server) as make:
+        a, b = make("alice"), make("bob")
+        lib = all_tracks(a)
+        tag = secrets.token_hex(4)
+        remote_url = f"http://a-secret-{tag}.example/stream"
+        remote_title = f"A secret station {tag}"
+        rid = a.ok("POST", "/v1/tracks/remote", json={"url": remote_url, "title": remote_title})[
+            "id"
+        ]
+        playlist = f"alist-{tag}"
+        a.ok("PUT", f"/v1/playlists/{playlist}", json={"track_ids": [lib[0]["id"], rid]})
+        a.ok("PUT", f"/v1/likes/{lib[1]['id']}")
+        a.ok("PUT", f"/v1/likes/{rid}")
+        a.cmd("queue_add", track_ids=[lib[2]["id"], rid])
+        a.cmd("volume", value=37)
+        player = f"adev-{tag}"
+        asyncio.run(_play_and_be_heard(a, player))
+        # B has data of its own.
+        b.ok("PUT", "/v1/playlists/blist", json={"track_ids": [lib[3]["id"]]})
+        b.cmd("queue_add", track_ids=[lib[3]["id"]])
+        # A token of a logged-out login of A, and an expired one.
+        spare = Api(shared_server, a.name, shared_server.login(a.name))
+        revoked = spare.token
+        spare.ok("POST", "/v1/auth/logout")
+        spare.close()
+        expired = mint_token(shared_server, a.name, a.device_id, now_ms() - 1000)
+        w = World(
+            shared_server,
+            a,
+            b,
+            a_player=player,
+            a_playlist=playlist,
+            a_remote=rid,
+            a_remote_url=remote_url,
+            a_remote_title=remote_title,
+            library_track=lib[0]["id"],
+            album_id=a.ok("GET", "/v1/albums")["albums"][0]["id"],
+            expired_token=expired,
+            revoked_token=revoked,
+        )
+        w.markers = [a.name, a.device_id, player, playlist, rid, remote_url, remote_title]
+        assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
+        yield w
+
+
+@pytest.fixture(scope="module")
+def a_before(world: World) -> Json:
+    return snapshot(world.a, world.a_playlist, world.a_remote)
+
+
+# --- the route list itself ------------------------------------------------------------
+
+
+def test_the_public_routes_exist_and_everything_else_is_protected() -> None:
+    assert set(ENDPOINTS) >= PUBLIC
+    assert len(PROTECTED) >= 20  # the matrix below is not silently empty
+
+
+def test_minted_tokens_work_until_they_expire(world: World) -> None:
+    """The expired token below is refused for its age, not for being made up."""
+    fresh = mint_token(world.srv, world.a.name, world.a.device_id, now_ms() + 60_000)
+    r = httpx.get(world.srv.url + "/v1/auth/whoami", headers={"Authorization": f"Bearer {fresh}"})
+    assert (r.status_code, r.json()["user"]) == (200, world.a.name)
+
+
+# --- no valid token: 401 everywhere ---------------------------------------------------
+
+BAD_CREDENTIALS: dict[str, Callable[[World], dict[str, str]]] = {
+    "missing": lambda w: {},
+    "basic": lambda w: {"Authorization": "Basic YWxpY2U6c2VjcmV0LXB3"},
+    "empty-bearer": lambda w: {"Authorization": "Bearer "},
+    "forged": lambda w: {"Authorization": "Bearer tha_" + secrets.token_urlsafe(32)},
+    "garbage": lambda w: {"Authorization": "Bearer ../../etc/passwd"},
+    "too-long": lambda w: {"Authorization": "Bearer tha_" + "x" * 5000},
+    "expired": lambda w: {"Authorization": f"Bearer {w.expired_token}"},
+    "revoked": lambda w: {"Authorization": f"Bearer {w.revoked_token}"},
+    "refresh-as-access": lambda w: {"Authorization": f"Bearer {w.a.tokens['refresh_token']}"},
+}
+
+
+@pytest.mark.parametrize("credential", sorted(BAD_CREDENTIALS))
+@pytest.mark.parametrize(("method", "template"), PROTECTED)
+def test_a_protected_route_refuses_a_bad_token(
+    world: World, method: str, template: str, credential: str
+) -> None:
+    r = world.call(method, template, BAD_CREDENTIALS[credential](world))
+    assert r.status_code == 401, r.text
+    err = r.json()["error"]
+    assert err["code"] == "unauthorized"
+    for marker in world.markers:
+        assert marker not in r.text
+
+
+# --- account B's token: never A's data -----------------------------------------------
+
+# What B gets for each route when it names A's things (see World.path and World.body).
+EXPECT_B: dict[tuple[str, str], int] = {
+    ("GET", "/v1/auth/whoami"): 200,
+    ("POST", "/v1/auth/logout"): 200,
+    ("GET", "/v1/session"): 200,
+    ("GET", "/v1/session/queue"): 200,
+    ("POST", "/v1/session/commands"): 404,  # A's remote track is not_found for B
+    ("GET", "/v1/devices"): 200,
+    ("DELETE", "/v1/devices/{device_id}"): 404,
+    ("GET", "/v1/playlists"): 200,
+    ("GET", "/v1/playlists/{name}"): 404,
+    ("PUT", "/v1/playlists/{name}"): 404,  # it names A's remote track
+    ("DELETE", "/v1/playlists/{name}"): 404,
+    ("GET", "/v1/likes"): 200,
+    ("PUT", "/v1/likes/{track_id}"): 404,
+    ("DELETE", "/v1/likes/{track_id}"): 404,
+    ("GET", "/v1/history"): 200,
+    ("POST", "/v1/tracks/remote"): 200,
+    ("GET", "/v1/tracks/{track_id}"): 404,
+    # The library is the server's, shared by every account.
+    ("GET", "/v1/search"): 200,
+    ("GET", "/v1/artists"): 200,
+    ("GET", "/v1/artists/{artist}/albums"): 200,
+    ("GET", "/v1/albums"): 200,
+    ("GET", "/v1/albums/{album}/tracks"): 200,
+    ("POST", "/v1/library/rescan"): 200,
+}
+
+
+@pytest.mark.parametrize(("method", "template"), PROTECTED)
+def test_account_b_never_sees_or_changes_account_a(
+    world: World, a_before: Json, method: str, template: str
+) -> None:
+    b = world.b
+    if (method, template) == ("POST", "/v1/auth/logout"):
+        b = Api(world.srv, b.name, world.srv.login(b.name))  # keep B's main login
+    try:
+        r = world.call(method, template, b.headers)
+    finally:
+        if b is not world.b:
+            b.close()
+    assert r.status_code < 500, r.text
+    sent = world.path(method, template) + json.dumps(world.body(method, template))
+    for marker in world.markers:
+        if marker not in sent:  # echoing what B itself sent back is no leak
+            assert marker not in r.text, (marker, r.text)
+    if (method, template) in EXPECT_B:
+        assert r.status_code == EXPECT_B[method, template], r.text
+    if r.status_code >= 400:
+        assert set(r.json()["error"]) == {"code", "message"}
+    assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
+
+
+def test_b_sees_only_its_own(world: World) -> None:
+    b = world.b
+    assert b.ok("GET", "/v1/auth/whoami")["user"] == b.name
+    assert {d["id"] for d in b.ok("GET", "/v1/devices")["devices"]} == {b.device_id}
+    assert [p["name"] for p in b.ok("GET", "/v1/playlists")["playlists"]] == ["blist"]
+    assert b.ok("GET", "/v1/likes") == {"tracks": []}
+    assert b.ok("GET", "/v1/history") == {"history": []}
+    st = b.state()
+    assert st["volume"] == 100
+    assert world.a_remote not in json.dumps(st)
+    # B queueing, playing or transferring to A's things: not found.
+    b.cmd("queue_next", "not_found", track_ids=[world.a_remote])
+    b.cmd("play", "not_found", device_id=world.a_player)
+    b.cmd("transfer", "not_found", device_id=world.a_player)
+    b.cmd("transfer", "not_found", device_id=world.a.device_id)
+    assert b.post("/v1/tracks/remote", json={"url": world.a_remote_url}).json()["id"] != (
+        world.a_remote
+    )
+
+
+def test_sessions_move_independently(shared_server: ServerProc) -> None:
+    with accounts(shared_server) as make:
+        c, d = make("carol"), make("dave")
+        tid = all_tracks(c)[0]["id"]
+        d_before = snapshot(d)
+        c.cmd("queue_add", track_ids=[tid])
+        c.cmd("next")
+        c.cmd("volume", value=5)
+        c.cmd("repeat", mode="one")
+        assert snapshot(d) == d_before
+        c_before = snapshot(c)
+        d.cmd("queue_add", track_ids=[tid, tid])
+        d.cmd("shuffle", on=True)
+        d.ok("PUT", "/v1/playlists/mine", json={"track_ids": [tid]})
+        d.ok("PUT", f"/v1/likes/{tid}")
+        assert snapshot(c) == c_before
+        assert c.get("/v1/playlists/mine").status_code == 404
+        assert d.state()["version"] == 2
+
+
+def test_stream_urls_need_a_valid_signature_not_a_token(world: World) -> None:
+    url = world.srv.url + f"/v1/stream/{world.library_track}"
+    for headers in ({}, world.a.headers, world.b.headers):
+        for params in ({}, {"exp": "9999999999", "sig": "forged"}):
+            r = httpx.get(url, params=params, headers=headers)
+            assert r.status_code == 403, r.text
+            assert r.json()["error"]["code"] == "forbidden"
+    # A's signed URL works for anybody who has it: the library is the server's.
+    view = world.b.ok("GET", f"/v1/tracks/{world.library_track}")
+    assert httpx.get(world.srv.url + view["url"]).status_code == 200
+    # A remote track has no stream: its URL is its own.
+    assert world.a.ok("GET", f"/v1/tracks/{world.a_remote}")["url"] == world.a_remote_url
+    r = httpx.get(world.srv.url + f"/v1/stream/{world.a_remote}")
+    assert r.status_code == 403
+
+
+def test_account_a_is_unchanged_after_all_of_that(world: World, a_before: Json) -> None:
+    assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
+
+
+# --- the channel (changes A's session, so it comes last) ---------------------------
+
+
+async def test_b_channel_never_hears_about_a(world: World) -> None:
+    a, b = world.a, world.b
+    async with channel(b.srv, b.token, device_id=unique("bdev")) as bch:
+        await bch.barrier()
+        async with (
+            channel(a.srv, a.token) as ach,
+            channel(a.srv, a.token, device_id=world.a_player, capabilities=("play",)) as player,
+        ):
+            assert (await ach.command("volume", value=37))["code"] == "ok"
+            assert (await ach.command("play"))["code"] == "ok"
+            await player.wait("directive")
+            assert (await ach.command("pause"))["code"] == "ok"
+            await player.barrier()
+        heard = await bch.barrier()
+    own = {bch.device_id, b.device_id}
+    for m in bch.seen:
+        assert m["type"] in ("hello", "devices", "pong"), m
+        for marker in world.markers:
+            assert marker not in json.dumps(m)
+        if m["type"] == "devices":
+            assert {d["id"] for d in m["devices"]} <= own
+    assert heard == []
+
+
+@pytest.mark.parametrize("whose", ["player", "login"])
+async def test_b_cannot_take_a_device_id_of_a(world: World, whose: str) -> None:
+    device_id = world.a_player if whose == "player" else world.a.device_id
+    async with connect(ws_url(world.srv)) as ws:
+        auth_msg = {
+            "type": "auth",
+            "token": world.b.token,
+            "device": {"id": device_id, "name": "x"},
+        }
+        await ws.send(json.dumps(auth_msg))
+        err = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+        assert (err["type"], err["code"]) == ("error", "unauthorized")
+        assert await expect_closed(ws) == 4001
+    # The device is still A's.
+    async with channel(world.a.srv, world.a.token, device_id=device_id) as ch:
+        assert ch.hello["device_id"] == device_id
+
+
+def test_a_login_cannot_take_a_device_id_of_another_account(world: World) -> None:
+    r = httpx.post(
+        world.srv.url + "/v1/auth/login",
+        json={"user": world.b.name, "password": "secret-pw", "device_id": world.a_player},
+    )
+    assert r.status_code == 401
+    assert world.a.device_id not in r.text
+
+
+def test_new_accounts_start_empty(shared_server: ServerProc) -> None:
+    name = unique("eve")
+    add_users(shared_server, name)
+    eve = Api(shared_server, name, shared_server.login(name))
+    try:
+        snap = snapshot(eve)
+        assert snap["session"]["state"]["version"] == 0
+        assert snap["playlists"] == {"playlists": []}
+        assert snap["likes"] == {"tracks": []}
+        assert snap["history"] == {"history": []}
+    finally:
+        eve.close()
+
+
+def test_server_log_has_no_traceback(shared_server: ServerProc) -> None:
+    assert_log_clean(shared_server)
