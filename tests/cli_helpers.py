@@ -217,6 +217,8 @@ class FakePlayer:
     device_id: str
     name: str
     capabilities: tuple[str, ...] = ("play",)
+    on_prepare: str = "ready"
+    """How it answers a transfer's `prepare`: "ready", "failed" or "ignore"."""
     messages: list[dict[str, Any]] = field(default_factory=list)
     state: dict[str, Any] | None = None
     closed: bool = False
@@ -252,6 +254,8 @@ class FakePlayer:
         try:
             for raw in self._ws:
                 msg = json.loads(raw)
+                if msg.get("type") == "directive" and msg.get("action") == "prepare":
+                    self._answer_prepare(msg)
                 with self._cond:
                     self.messages.append(msg)
                     if msg.get("type") == "hello" and msg.get("state"):
@@ -267,6 +271,16 @@ class FakePlayer:
             with self._cond:
                 self.closed = True
                 self._cond.notify_all()
+
+    def _answer_prepare(self, msg: dict[str, Any]) -> None:
+        if self.on_prepare == "ready":
+            self._ws.send(json.dumps({"type": "ready", "transfer_id": msg["transfer_id"]}))
+        elif self.on_prepare == "failed":
+            self._ws.send(
+                json.dumps(
+                    {"type": "failed", "transfer_id": msg["transfer_id"], "message": "no audio"}
+                )
+            )
 
     def wait_message(
         self, pred: Callable[[dict[str, Any]], bool], timeout: float = 15.0

@@ -100,6 +100,17 @@ def add_users(srv: ServerProc, *names: str) -> None:
     run_async(run)
 
 
+def check_answer(r: httpx.Response, out: Json, code: str) -> None:
+    """A command's answer: its result code, the matching status, and for a refusal the
+    error object every 4xx answer has."""
+    assert out["result"]["code"] == code, r.text
+    assert r.status_code == STATUS[code], r.text
+    if code != "ok":
+        assert out["error"] == {"code": code, "message": out["result"]["message"]}, r.text
+    else:
+        assert "error" not in out
+
+
 class Api:
     """One logged-in device of an account, talking HTTP."""
 
@@ -144,8 +155,7 @@ class Api:
         body = {"op": op, "command_id": unique("c"), **fields}
         r = self.post("/v1/session/commands", json=body)
         out: Json = r.json()
-        assert out["result"]["code"] == code, r.text
-        assert r.status_code == STATUS[code], r.text
+        check_answer(r, out, code)
         return out
 
     def state(self) -> Json:
@@ -259,8 +269,7 @@ async def acmd(http: httpx.AsyncClient, op: str, code: str = "ok", **fields: Any
     body = {"op": op, "command_id": unique("c"), **fields}
     r = await http.post("/v1/session/commands", json=body)
     out: Json = r.json()
-    assert out["result"]["code"] == code, r.text
-    assert r.status_code == STATUS[code], r.text
+    check_answer(r, out, code)
     return out
 
 

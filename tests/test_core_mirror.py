@@ -359,20 +359,22 @@ def test_three_clients_editing_at_once_converge() -> None:
 # --- property: any delivery schedule converges ----------------------------------------------
 
 
-def _some_command(draw: st.DrawFn, client: Client) -> tuple[str, dict[str, Any]]:
+def _some_command(data: st.DataObject, client: Client) -> tuple[str, dict[str, Any]]:
     shown = client.shown()
     entries = [e.entry_id for e in shown.queue] or ["e0"]
-    op = draw(st.sampled_from(["volume", "add", "remove", "move", "next", "shuffle", "replace"]))
+    op = data.draw(
+        st.sampled_from(["volume", "add", "remove", "move", "next", "shuffle", "replace"])
+    )
     if op == "volume":
-        return "volume", {"delta": draw(st.integers(-30, 30))}
+        return "volume", {"delta": data.draw(st.integers(-30, 30))}
     if op == "add":
-        return "queue_add", {"track_ids": (draw(st.sampled_from(["t1", "t2", "t3"])),)}
+        return "queue_add", {"track_ids": (data.draw(st.sampled_from(["t1", "t2", "t3"])),)}
     if op == "remove":
-        return "queue_remove", {"entry_ids": (draw(st.sampled_from(entries)),)}
+        return "queue_remove", {"entry_ids": (data.draw(st.sampled_from(entries)),)}
     if op == "move":
-        return "queue_move", {"entry_id": draw(st.sampled_from(entries)), "index": 0}
+        return "queue_move", {"entry_id": data.draw(st.sampled_from(entries)), "index": 0}
     if op == "shuffle":
-        return "shuffle", {"on": draw(st.booleans())}
+        return "shuffle", {"on": data.draw(st.booleans())}
     if op == "replace":
         return "queue_replace", {"track_ids": ("t1", "t2"), "if_version": client.mirror.version}
     return "next", {}
@@ -391,7 +393,7 @@ def test_any_delivery_schedule_converges(data: st.DataObject) -> None:
             label="action",
         )
         if action == "send":
-            op, fields = _some_command(data.draw, client)
+            op, fields = _some_command(data, client)
             client.send(op, **fields)
             sent += 1
         elif action == "transmit":

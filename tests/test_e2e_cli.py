@@ -71,10 +71,12 @@ class Account:
     dev: Device
     players: list[FakePlayer] = field(default_factory=list)
 
-    def player(self, name: str, capabilities: tuple[str, ...] = ("play",)) -> FakePlayer:
+    def player(
+        self, name: str, capabilities: tuple[str, ...] = ("play",), on_prepare: str = "ready"
+    ) -> FakePlayer:
         device_id = new_device_id()
         token = self.srv.login(self.user, device_id=device_id)["access_token"]
-        p = FakePlayer(self.srv.url, token, device_id, name, capabilities).start()
+        p = FakePlayer(self.srv.url, token, device_id, name, capabilities, on_prepare).start()
         self.players.append(p)
         return p
 
@@ -424,12 +426,24 @@ def test_transfer_by_name_id_and_prefix(acct: Account, catalogue: Catalogue) -> 
     st = acct.change("transfer", "kitchen")
     assert st["device"] == {"id": kitchen.device_id, "name": "kitchen"} and st["playing"]
     assert st["track"]["id"] == song
+    prepare = kitchen.wait_message(lambda m: m.get("action") == "prepare")
+    assert prepare["track"]["id"] == song and prepare["transfer_id"]
     assert room.wait_message(lambda m: m.get("action") == "stop")["type"] == "directive"
     start = kitchen.wait_message(lambda m: m.get("action") == "start")
-    assert start["playing"] is True and start["track"]["id"] == song
+    assert start["playing"] is True and start["term"] > prepare["term"]
 
     st = acct.change("transfer", room.device_id)
     assert st["device"]["id"] == room.device_id and st["playing"] is True
+
+    # A target that cannot play aborts the transfer; the music stays where it was.
+    acct.player("bathroom", on_prepare="failed")
+    before = dev.status()
+    line = dev.fails(1, "ctl", "transfer", "bathroom")
+    assert "transfer" in line and "aborted" in line, line
+    after = dev.status()
+    assert after["device"] == before["device"] and after["playing"] is True
+    assert after["version"] == before["version"]
+
     st = acct.change("transfer", "KIT", "--paused")  # unique prefix, any case
     assert st["device"]["id"] == kitchen.device_id and st["playing"] is False
 
@@ -523,9 +537,15 @@ def test_unknown_things_exit_5_naming_them(idle: Device, args: tuple[str, ...], 
     assert named in idle.fails(5, "ctl", *args)
 
 
-@pytest.mark.parametrize("args", [("next",), ("prev",), ("seek", "10")])
-def test_refused_commands_exit_1_with_one_line(idle: Device, args: tuple[str, ...]) -> None:
-    assert "empty" in idle.fails(1, "ctl", *args)
+@pytest.mark.parametrize(
+    "args,says",
+    [(("next",), "empty"), (("prev",), "empty"), (("seek", "10"), "nothing to seek")],
+    ids=lambda a: " ".join(a),
+)
+def test_refused_commands_exit_1_with_one_line(
+    idle: Device, args: tuple[str, ...], says: str
+) -> None:
+    assert says in idle.fails(1, "ctl", *args)
 
 
 def test_unreachable_server_exits_4(idle: Device, unused_url: str) -> None:
@@ -628,11 +648,15 @@ def test_server_stops_cleanly_and_keeps_every_write(
         after = dev.json("ctl", "--server", second.url, "status")
         assert after["volume"] == 37
         assert [p["name"] for p in dev.json("ctl", "--server", second.url, "playlists")] == ["kept"]
-        expected = before["queue_length"] + (1 if in_flight.returncode == 0 else 0)
-        assert after["queue_length"] == expected
-        assert after["version"] == before["version"] + (1 if in_flight.returncode == 0 else 0)
-        # The active device was lost with the server: the session waits, paused, on the song.
+        # A command that got its answer is kept (one that did not may or may not be).
+        added = 1 if in_flight.returncode == 0 else 0
+        assert in_flight.returncode in (0, 4), in_flight.returncode
+        assert after["queue_length"] == before["queue_length"] + added
+        # The active device was lost with the server: the session waits, paused, on the
+        # song (one more version).
         assert after["track"]["id"] == song and after["playing"] is False
+        assert after["device"] is None
+        assert after["version"] == before["version"] + added + 1
     finally:
         first.stop()
         if second is not None:

@@ -20,6 +20,22 @@ DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"  # noqa: S105 - the documented password of the local demo account
 
 
+def _start_receiver(
+    exe: list[str], url: str, config: Path, env: dict[str, str]
+) -> subprocess.Popen[str]:
+    """The demo's `living-room` receiver (ao=null when this machine has no sound card)."""
+    renv = {**env, "TUNEHAND_CONFIG_DIR": str(config)}
+    login = [*exe, "login", url, "--user", DEMO_USER, "--password-stdin"]
+    login += ["--insecure-token-file", "--device-name", "living-room"]
+    subprocess.run(
+        login, input=DEMO_PASSWORD + "\n", env=renv, check=True, text=True, capture_output=True
+    )
+    cmd = [*exe, "receiver", "--device-name", "living-room"]
+    if not Path("/dev/snd").exists():
+        cmd += ["--mpv-option", "ao=null"]
+    return subprocess.Popen(cmd, env=renv, text=True, stderr=subprocess.DEVNULL)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     root = Path(args.dir).resolve()
     music, data, config = root / "music", root / "data", root / "config"
@@ -58,17 +74,23 @@ def run_demo(args: argparse.Namespace) -> int:
                 check=True,
                 text=True,
             )
+        receiver = _start_receiver(exe, url, root / "living-room", env)
         print(
-            f"\nThe demo server runs at {url} (user {DEMO_USER}, password {DEMO_PASSWORD}).\n"
-            f"In another terminal:\n"
+            f"\nThe demo server runs at {url} (user {DEMO_USER}, password {DEMO_PASSWORD}),\n"
+            f"with a receiver named `living-room`. In another terminal:\n"
             f"  export TUNEHAND_CONFIG_DIR={config}\n"
-            f"  .venv/bin/tunehand ctl search ro\n"
-            f"  .venv/bin/tunehand ctl status --json\n"
+            f"  .venv/bin/tunehand ctl play --device living-room --search a\n"
+            f"  .venv/bin/tunehand resume          # pull it here; q leaves it paused\n"
+            f"  .venv/bin/tunehand ctl transfer living-room\n"
             f"  .venv/bin/tunehand ctl watch\n"
-            f"Ctrl-C here stops the server.",
+            f"Ctrl-C here stops the server and the receiver.",
             flush=True,
         )
-        return server.wait()
+        try:
+            return server.wait()
+        finally:
+            receiver.send_signal(signal.SIGINT)
+            receiver.wait()
     except KeyboardInterrupt:
         server.send_signal(signal.SIGINT)
         server.wait()

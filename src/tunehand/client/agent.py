@@ -39,7 +39,7 @@ from tunehand.core.protocol import (
     TimeRequest,
     TrackView,
 )
-from tunehand.core.timesync import TimeSync, sample
+from tunehand.core.timesync import Sample, TimeSync, sample
 from tunehand.player import base as pev
 from tunehand.player.base import Player
 
@@ -53,6 +53,9 @@ TIME_BURST = 5
 TIME_EVERY_ACTIVE_S = 10.0
 TIME_EVERY_IDLE_S = 60.0
 COMMAND_TIMEOUT_S = 10.0
+COARSE_DELAY_MS = 10_000.0
+HOLD_PREPARED_S = 5.0
+"""A transfer target drops its prepared track if the switch has not come by then."""
 ANYWHERE_OPS = frozenset({"queue_add", "queue_next", "queue_remove", "queue_move", "queue_clear"})
 
 
@@ -118,6 +121,7 @@ class Agent:
         self._last_anchor: tuple[int, int] | None = None
         self._preparing: tuple[str, str] | None = None  # (transfer id, entry id)
         self._holding_for_transfer = False
+        self._holding_since = 0.0
         self._next_prefetched: str | None = None
         self._volume: int | None = None
         self.events: asyncio.Queue[str] = asyncio.Queue()
@@ -200,6 +204,10 @@ class Agent:
 
     def _on_message(self, msg: ServerMessage) -> None:
         if isinstance(msg, Hello):
+            if not self.sync.ready:
+                # A coarse first estimate (its delay unknown, so any real exchange wins),
+                # so server times mean something before the first `time` reply.
+                self.sync.add(Sample(msg.server_time_ms - self._local_ms(), COARSE_DELAY_MS))
             self._hello_seen = True
             self.mirror.on_hello(msg)
             self._publish("connected to the server")
@@ -285,6 +293,10 @@ class Agent:
             return
         st = self.mirror.state
         if not self._mine():
+            if time.monotonic() - self._holding_since > HOLD_PREPARED_S:
+                # A transfer to here that never switched was aborted: let it go.
+                self._holding_for_transfer = False
+                self._preparing = None
             busy = self._preparing is not None or self._holding_for_transfer
             if player.playing_tag() is not None and not busy:
                 player.stop()
@@ -380,6 +392,7 @@ class Agent:
                 transfer_id = self._preparing[0]
                 self._preparing = None
                 self._holding_for_transfer = True
+                self._holding_since = time.monotonic()
                 self._send(Ready(transfer_id))
                 return
             if self._mine() and ev.tag == st.current and self.player is not None:
@@ -413,6 +426,7 @@ class Agent:
                 self._send(Failed(d.transfer_id, "nothing to play"))
                 return
             self._preparing = (d.transfer_id, d.entry_id)
+            self._holding_since = time.monotonic()
             player.load(
                 d.entry_id, self._absolute(d.track.url), position_ms=d.position_ms, paused=True
             )

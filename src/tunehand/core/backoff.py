@@ -17,7 +17,7 @@ def backoff(
     rng: random.Random, initial: float = INITIAL_S, maximum: float = MAX_S
 ) -> Iterator[float]:
     """Delays in seconds: full jitter over an exponentially growing cap."""
-    cap = initial
+    cap = min(initial, maximum)
     while True:
         yield rng.uniform(cap / 2, cap)
         cap = min(cap * FACTOR, maximum)

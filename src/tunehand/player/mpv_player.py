@@ -159,6 +159,8 @@ class MpvPlayer:
         self._mpv.volume = max(0, min(100, level))
 
     def position_ms(self) -> int | None:
+        if self._current is None:
+            return None
         pos = self._mpv.time_pos
         return None if pos is None else int(pos * 1000)
 

@@ -153,9 +153,10 @@ async def post_command(request: Request) -> Response:
     res: Result = await sessions.execute(who.account_id, cmd, None)
     state = await sessions.state(who.account_id)
     msg = await sessions.state_message(who.account_id, state)
-    return json(
-        {"result": res, "state": msg.state, "track": msg.track}, RESULT_STATUS.get(res.code, 400)
-    )
+    answer: dict[str, object] = {"result": res, "state": msg.state, "track": msg.track}
+    if not res.ok:  # every 4xx answer carries the usual error object too
+        answer["error"] = {"code": res.code, "message": res.message}
+    return json(answer, RESULT_STATUS.get(res.code, 400))
 
 
 async def get_devices(request: Request) -> Response:
