@@ -83,6 +83,13 @@ class Device:
     config_dir: Path
     env: dict[str, str]
     server: str = ""
+    server_log: list[str] | None = None
+    """The server's output, shown when a command fails unexpectedly."""
+
+    def _log_tail(self) -> str:
+        if not self.server_log:
+            return ""
+        return "\nserver log (last lines):\n" + "\n".join(self.server_log[-15:])
 
     def run(
         self,
@@ -105,8 +112,8 @@ class Device:
     def ok(self, *args: str, input: str | None = None) -> str:
         """Run a command that must succeed without complaint; return its stdout."""
         r = self.run(*args, input=input)
-        assert r.returncode == 0, f"{args}: exit {r.returncode}: {r.stderr!r}"
-        assert r.stderr == "", f"{args}: {r.stderr!r}"
+        assert r.returncode == 0, f"{args}: exit {r.returncode}: {r.stderr!r}{self._log_tail()}"
+        assert r.stderr == "", f"{args}: {r.stderr!r}{self._log_tail()}"
         return r.stdout
 
     def fails(self, code: int, *args: str, input: str | None = None) -> str:

@@ -156,7 +156,7 @@ class Room:
             res = self.results[cmd.command_id] = out.result
             if out.result.ok:
                 self.applied.append(cmd)
-                self._publish(out.state, out.directives)
+                self._publish(out.state, out.directives, cmd.command_id)
         client = self.clients.get(device_id)
         if client is not None:
             client.inbox.append(ResultMsg(res.command_id, res.code, res.message, res.version))
@@ -168,10 +168,15 @@ class Room:
             self._publish(new, ())
         return code
 
-    def _state_msg(self) -> StateMsg:
-        return StateMsg(self.state.version, self.state)
+    def _state_msg(self, command_id: str | None = None) -> StateMsg:
+        return StateMsg(self.state.version, self.state, command_id=command_id)
 
-    def _publish(self, new: SessionState, directives: Iterable[session.Directive]) -> None:
+    def _publish(
+        self,
+        new: SessionState,
+        directives: Iterable[session.Directive],
+        command_id: str | None = None,
+    ) -> None:
         assert new.version == self.state.version + 1
         self.state = new
         self.history[new.version] = new
@@ -181,7 +186,7 @@ class Room:
                 target.inbox.append(
                     DirectiveMsg(d.action, d.term, d.entry_id, d.position_ms, d.at_ms, d.playing)
                 )
-        msg = self._state_msg()
+        msg = self._state_msg(command_id)
         for client in self.clients.values():
             client.inbox.append(msg)
 

@@ -48,6 +48,7 @@ STATUS = {
     "stale_term": 409,
     "empty_queue": 409,
     "rate_limited": 429,
+    "transfer_failed": 409,
 }
 
 Json = dict[str, Any]
@@ -222,7 +223,7 @@ class Chan:
 
     async def command(self, op: str, **fields: Any) -> Json:
         """Send a command over the channel; return its `result` message."""
-        cid = unique("w")
+        cid = str(fields.pop("command_id", None) or unique("w"))
         await self.send(type="command", command={"op": op, "command_id": cid, **fields})
         return await self.wait("result", lambda m: m["command_id"] == cid)
 
@@ -312,19 +313,28 @@ def account(shared_server: ServerProc) -> Iterator[Callable[..., Api]]:
         yield make
 
 
+@contextlib.contextmanager
+def backend_proc(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+    """A server on "sqlite" or "postgres" (skipped when no test PostgreSQL is configured)."""
+    database, drop = None, None
+    if backend == "postgres":
+        database, drop = fresh_postgres_database()
+    srv = launch(tmp_path_factory.mktemp(f"server-{backend}"), database=database)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if drop is not None:
+            drop()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def backend_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProc]:
     """One server per backend, for the tests whose outcome depends on the database."""
-    database, drop = None, None
-    if request.param == "postgres":
-        database, drop = fresh_postgres_database()
-    srv = launch(tmp_path_factory.mktemp(f"server-{request.param}"), database=database)
-    yield srv
-    srv.stop()
-    if drop is not None:
-        drop()
+    with backend_proc(request.param, tmp_path_factory) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -450,6 +460,36 @@ def test_parallel_failed_logins_never_fail_the_server(backend_server: ServerProc
 
     codes = run_async(run)
     assert set(codes) <= {401, 429}, codes
+    assert_log_clean(backend_server)
+
+
+def test_concurrent_identical_writes_all_succeed(backend_server: ServerProc) -> None:
+    """Double clicks and retries: the same write sent 8 times at once is done once."""
+    with accounts(backend_server) as make:
+        a = make()
+        tid = all_tracks(a)[0]["id"]
+
+        async def run() -> list[httpx.Response]:
+            async with async_http(a) as http:
+                return list(
+                    await asyncio.gather(
+                        *(
+                            http.put("/v1/playlists/twice", json={"track_ids": [tid]})
+                            for _ in range(8)
+                        ),
+                        *(http.put(f"/v1/likes/{tid}") for _ in range(8)),
+                        *(
+                            http.post("/v1/tracks/remote", json={"url": "http://r.example/1"})
+                            for _ in range(8)
+                        ),
+                    )
+                )
+
+        answers = asyncio.run(run())
+        assert [r.status_code for r in answers] == [200] * 24, [r.text for r in answers]
+        assert len({r.json()["id"] for r in answers[16:]}) == 1
+        assert [p["name"] for p in a.ok("GET", "/v1/playlists")["playlists"]] == ["twice"]
+        assert [t["id"] for t in a.ok("GET", "/v1/likes")["tracks"]] == [tid]
     assert_log_clean(backend_server)
 
 
@@ -876,13 +916,30 @@ async def test_pause_toggle_and_transfer(account: Callable[..., Api], tracks: li
         await acmd(http, "toggle")
 
         term = st["term"]
-        st = (await acmd(http, "transfer", device_id=p2.device_id))["state"]
+        # Handing off playing audio: the target prepares and says ready, then both switch.
+        moving = asyncio.create_task(acmd(http, "transfer", device_id=p2.device_id))
+        prep = await p2.wait("directive")
+        assert (prep["action"], prep["term"], prep["entry_id"]) == ("prepare", term, st["current"])
+        assert prep["track"]["id"] == tracks[0]["id"]
+        await p2.send(type="ready", transfer_id=prep["transfer_id"])
+        st = (await moving)["state"]
         assert (st["active_device"], st["term"]) == (p2.device_id, term + 1)
         assert st["position"]["playing"] is True
         stop = await p1.wait("directive")
         assert (stop["action"], stop["term"]) == ("stop", term + 1)
         go = await p2.wait("directive")
         assert (go["action"], go["term"], go["entry_id"]) == ("start", term + 1, st["current"])
+        # A target that cannot play aborts the handoff: the source keeps playing.
+        moving = asyncio.create_task(
+            acmd(http, "transfer", "transfer_failed", device_id=p1.device_id)
+        )
+        prep = await p1.wait("directive", lambda m: m["action"] == "prepare")
+        await p1.send(type="failed", transfer_id=prep["transfer_id"], message="no audio output")
+        out = await moving
+        assert "no audio output" in out["result"]["message"]
+        kept = out["state"]
+        assert (kept["active_device"], kept["term"]) == (p2.device_id, term + 1)
+        assert kept["position"]["playing"] is True
         # Arriving paused.
         st = (await acmd(http, "transfer", device_id=p1.device_id, paused=True))["state"]
         assert (st["active_device"], st["position"]["playing"]) == (p1.device_id, False)

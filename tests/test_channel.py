@@ -200,6 +200,8 @@ async def test_reconnect_sends_the_state_only_when_the_client_is_behind(
 MALFORMED: list[tuple[str | bytes, str]] = [
     ("not json", "malformed JSON"),
     (b"\x00\xff\xfe", "malformed JSON"),
+    (b'{"type": "ping", "x": "\xff\xfe"}', "UTF-8"),
+    ("[" * 100_000, "nested"),
     ("[1, 2]", "JSON object"),
     ('"ping"', "JSON object"),
     ('{"no_type": 1}', "type"),

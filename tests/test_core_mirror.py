@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -280,11 +279,6 @@ def test_result_before_state_never_hides_the_prediction() -> None:
     assert pair.a.mirror.pending == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a state that already holds a pending command is replayed on until its result "
-    "arrives: the Mirror cannot tell without the command_id in the StateMsg",
-)
 def test_state_before_result_does_not_apply_the_command_twice() -> None:
     pair = connect("a", "b")
     pair.a.send("volume", delta=-30)

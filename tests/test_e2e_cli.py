@@ -92,7 +92,7 @@ class Account:
 def logged_in_device(
     srv: ServerProc, user: str, config_dir: Path, keyring: dict[str, str], name: str = "laptop"
 ) -> Device:
-    dev = Device(config_dir, client_env(keyring, config_dir))
+    dev = Device(config_dir, client_env(keyring, config_dir), server_log=srv.log)
     r = dev.login(srv.url, user, PASSWORD, "--device-name", name)
     assert r.returncode == 0, r.stderr
     return dev
@@ -177,6 +177,18 @@ def test_play_without_an_active_device_names_the_choices(
     assert start["track"]["id"] == song
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: with no player online, `ctl play` offers every online device as a choice, "
+    "observers too (`ctl watch`, status bars): /v1/devices leaves DeviceInfo.capabilities "
+    "empty, so ctl cannot tell which devices play",
+)
+def test_play_offers_only_devices_that_play(acct: Account, catalogue: Catalogue) -> None:
+    acct.player("status-bar", capabilities=())
+    line = acct.dev.fails(5, "ctl", "play", catalogue.id("Crossroads"))
+    assert "status-bar" not in line, line
+
+
 def test_play_uses_the_only_online_player(acct: Account, catalogue: Catalogue) -> None:
     dev, song = acct.dev, catalogue.id("Paper Boats")
     acct.player("status-bar", capabilities=())  # online, but it cannot play
@@ -203,10 +215,14 @@ def test_play_uses_the_only_online_player(acct: Account, catalogue: Catalogue) -
     assert every["laptop"]["online"] is False and every["laptop"]["id"] == dev.device_id()
     assert "living-room" in dev.ctl("devices")
 
+    st = acct.change("play", "--search", "staralfur")
+    assert st["track"]["title"] == "Starálfur" and st["queue_length"] == 2
+
     # The active device going away pauses the session where it was; nothing is lost.
     room.close()
     st = dev.status()
-    assert st["device"] is None and st["playing"] is False and st["track"]["id"] == song
+    assert st["device"] is None and st["playing"] is False
+    assert st["track"]["title"] == "Starálfur"
 
 
 # --- transport: pause, toggle, next, prev, seek, volume, shuffle, repeat ---------------
@@ -343,7 +359,7 @@ def test_playlists(acct: Account, catalogue: Catalogue) -> None:
     dev = acct.dev
     a, b, c = (catalogue.id(t) for t in ("Svefn-g-englar", "Bernoulli", "Rainroad"))
     assert dev.json("ctl", "playlists") == []
-    name = "Road trip ü/2"  # a space, an accent and a slash survive the URL
+    name = "Road trip ü?#%"  # spaces, accents and URL syntax survive the URL
     dev.ctl("playlists", "save", name, a, b)
     lists = dev.json("ctl", "playlists")
     assert [(p["name"], p["tracks"]) for p in lists] == [(name, 2)]
@@ -376,6 +392,21 @@ def test_playlists(acct: Account, catalogue: Catalogue) -> None:
     dev.fails(5, "ctl", "playlists", "delete", name)
     dev.fails(5, "ctl", "playlists", "save", "bad", "tnosuchtrack0000000")
     assert [p["name"] for p in dev.json("ctl", "playlists")] == ["from queue"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a playlist name with '/' is sent as %2F, which the server's router decodes "
+    "before matching /v1/playlists/{name}: `save` exits 5 with a bare 'Not Found'",
+)
+def test_playlist_name_with_a_slash(acct: Account, catalogue: Catalogue) -> None:
+    song = catalogue.id("Open Road")
+    r = acct.dev.run("ctl", "playlists", "save", "AC/DC", song)
+    if r.returncode == 0:  # either it works...
+        shown = acct.dev.json("ctl", "playlists", "show", "AC/DC")
+        assert [t["id"] for t in shown["tracks"]] == [song]
+    else:  # ...or it is refused as a usage error that says why
+        assert "/" in error_line(r, 2)
 
 
 def test_like_likes_and_history(acct: Account, catalogue: Catalogue) -> None:
@@ -479,6 +510,10 @@ def test_watch_prints_one_json_line_per_change(acct: Account) -> None:
         assert [s["queue_length"] for s in lines] == [0, 0, 0, 1]
         assert lines[-1] == dev.status() | {"position_ms": lines[-1]["position_ms"]}
         assert proc.poll() is None
+        # watch is an observer: it is online but never a player, and keeps the device's name.
+        me = {d["id"]: d for d in dev.json("ctl", "devices")}[dev.device_id()]
+        assert me["online"] is True and me["active"] is False
+        assert me["name"] == "laptop"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -515,6 +550,22 @@ def test_bad_arguments_exit_2_with_one_line(idle: Device, args: tuple[str, ...])
     before = idle.status()
     idle.fails(2, "ctl", *args)
     assert idle.status() == before
+
+
+@pytest.mark.parametrize("args", BAD_USAGE, ids=lambda a: " ".join(a) or "nothing")
+def test_bad_arguments_are_found_before_the_keyring_is_read(
+    idle: Device, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Usage errors need no server, login or keyring: a hung keyring must not delay them.
+
+    (With no server configured, ctl reads the login to find one: that must come after.)
+    """
+    config_dir = tmp_path / "fresh"
+    fresh = Device(config_dir, {**idle.env, "TUNEHAND_CONFIG_DIR": str(config_dir)})
+    hung = {"PYTHON_KEYRING_BACKEND": "tests.hanging_keyring.HangingKeyring"}
+    line = error_line(fresh.run("ctl", *args, env=hung, timeout=4), 2)
+    assert "keyring" not in line and "server" not in line and "log" not in line, line
+    assert not config_dir.exists()  # reading a config leaves nothing behind
 
 
 NOT_FOUND = [

@@ -51,6 +51,7 @@ def run_ctl(args: argparse.Namespace) -> int:
     action = args.ctl_command
     if action is None:
         raise UsageError("ctl needs an action: status, play, pause, ... (see ctl --help)")
+    check_args(args)
     api = client_for(args)
     try:
         handler = _ACTIONS[action]
@@ -58,6 +59,25 @@ def run_ctl(args: argparse.Namespace) -> int:
         return code
     finally:
         api.http.close()
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The usage errors found without the server, so they come before reading the login."""
+    action = args.ctl_command
+    edit = getattr(args, "queue_command", None)
+    if action == "seek":
+        parse_seek(args.pos)
+    elif action == "volume":
+        parse_volume(args.level)
+    elif action == "queue" and edit in ("add", "next"):
+        if not (args.track_ids or args.search or args.album or args.url):
+            raise UsageError(f"queue {edit}: give track ids, --search, --album or --url")
+    elif action == "queue" and edit == "move" and args.index < 0:
+        raise UsageError("queue move: the index must be >= 0")
+    elif action == "search" and not 1 <= args.limit <= 500:
+        raise UsageError("--limit: 1 to 500")
+    elif action == "history" and not 1 <= args.limit <= 1000:
+        raise UsageError("--limit: 1 to 1000")
 
 
 # --- commands -------------------------------------------------------------------
@@ -222,8 +242,6 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
     elif edit == "remove":
         command(api, "queue_remove", entry_ids=args.entry_ids)
     elif edit == "move":
-        if args.index < 0:
-            raise UsageError("queue move: the index must be >= 0")
         command(api, "queue_move", entry_id=args.entry_id, index=args.index)
     elif edit == "clear":
         command(api, "queue_clear")
@@ -291,8 +309,6 @@ def _transfer(api: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _search(api: ApiClient, args: argparse.Namespace) -> int:
-    if not 1 <= args.limit <= 500:
-        raise UsageError("--limit: 1 to 500")
     tracks = api.request("GET", f"/v1/search?q={_q(args.query)}&limit={args.limit}")["tracks"]
     out = [_track_json(t) for t in tracks]
     lines = [f"{t['id']}  {format_track_line(t)}" for t in out]
@@ -348,8 +364,6 @@ def _likes(api: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _history(api: ApiClient, args: argparse.Namespace) -> int:
-    if not 1 <= args.limit <= 1000:
-        raise UsageError("--limit: 1 to 1000")
     rows = api.request("GET", f"/v1/history?limit={args.limit}")["history"]
     out = [
         {

@@ -72,12 +72,24 @@ class _Screen:
         self.agent = agent
         self.tty = tty
         self.snap: Snapshot | None = None
+        self.held: list[str] | None = []
+        """Events before the pull succeeded: shown after it, dropped if it fails (then
+        the error is the one line on stderr)."""
 
     def __call__(self, snap: Snapshot) -> None:
         self.snap = snap
         if snap.event and not self.tty:
-            print(snap.event, file=sys.stderr, flush=True)
+            if self.held is not None:
+                self.held.append(snap.event)
+            else:
+                print(snap.event, file=sys.stderr, flush=True)
         self.draw()
+
+    def release(self) -> None:
+        """The pull succeeded: show the events held until now, and the next ones as they come."""
+        held, self.held = self.held or [], None
+        for event in held:
+            print(event, file=sys.stderr, flush=True)
 
     def draw(self) -> None:
         if not self.tty or self.snap is None:
@@ -130,6 +142,7 @@ async def _run(args: argparse.Namespace) -> int:
             waiting.cancel()
             raise ServerUnreachable(f"cannot reach the server at {agent.channel.server}")
         await _pull(agent)
+        screen.release()
         if tty:
             fd = sys.stdin.fileno()
             with _raw_terminal(fd):

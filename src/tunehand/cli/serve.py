@@ -18,7 +18,7 @@ from typing import Any
 
 from tunehand.cli.serverside import settings_from
 from tunehand.core.protocol import MAX_MESSAGE_BYTES
-from tunehand.errors import TunehandError
+from tunehand.errors import StoreError, TunehandError
 from tunehand.server.app import create_app, open_database
 from tunehand.server.services import Services, Settings
 
@@ -72,6 +72,17 @@ def _bind(host: str, port: int) -> socket.socket:
 async def _migrate(settings: Settings) -> None:
     engine = await open_database(settings)
     await engine.dispose()
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
+
+        client = aioredis.from_url(settings.redis_url)
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
+        finally:
+            await client.aclose()
 
 
 def run_serve(args: argparse.Namespace) -> int:

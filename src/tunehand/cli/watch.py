@@ -25,17 +25,29 @@ def _ws_url(server: str) -> str:
     )
 
 
+def _registered_name(api: ApiClient, my_id: str) -> str | None:
+    """This device's name on the server (as given at login), so watching never renames it."""
+    for d in api.request("GET", "/v1/devices")["devices"]:
+        if d.get("id") == my_id and isinstance(d.get("name"), str) and d["name"]:
+            return str(d["name"])
+    return None
+
+
 def watch(api: ApiClient, out: IO[str]) -> int:
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
     from websockets.sync.client import connect
 
     config = load_config(api.config_dir)
-    me = {"id": device_id(api.config_dir), "name": config.device_name or default_device_name()}
+    my_id = device_id(api.config_dir)
+    name = config.device_name
     delays = backoff(random.Random())
     last_printed: str | None = None
     while True:
         try:
             api.request("GET", "/v1/auth/whoami")  # refreshes the token when needed
+            if name is None:
+                name = _registered_name(api, my_id) or default_device_name()
+            me = {"id": my_id, "name": name}
             creds = api.credentials()
             with connect(
                 _ws_url(api.http.server),

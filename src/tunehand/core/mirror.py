@@ -46,6 +46,8 @@ class Mirror:
         self.track = msg.track
         self.next_track = msg.next_track
         done = {cid for cid, v in self.confirmed.items() if v <= self.state.version}
+        if msg.command_id is not None:
+            done.add(msg.command_id)
         if done:
             self.pending = [c for c in self.pending if c.command_id not in done]
             self.confirmed = {cid: v for cid, v in self.confirmed.items() if cid not in done}
@@ -55,12 +57,15 @@ class Mirror:
         self.devices = msg.devices
 
     def on_result(self, res: Result) -> None:
-        if res.ok and res.version > self.state.version:
+        if res.ok and res.version > self.state.version and self._is_pending(res.command_id):
             self.confirmed[res.command_id] = res.version
         else:
             self.pending = [c for c in self.pending if c.command_id != res.command_id]
         if not res.ok:
             self.refused.append(res)
+
+    def _is_pending(self, command_id: str) -> bool:
+        return any(c.command_id == command_id for c in self.pending)
 
     def predict(self, cmd: Command, ctx: core.Context) -> core.Outcome:
         """Record a command sent to the server and return its predicted outcome."""

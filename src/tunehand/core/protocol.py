@@ -121,6 +121,8 @@ class StateMsg:
     """The current entry's track, so a status line needs no second request."""
     next_track: TrackView | None = None
     """The track of the entry after the current one in play order (for gapless prefetch)."""
+    command_id: str | None = None
+    """The command that made this state, so its sender stops replaying its prediction."""
     type: Literal["state"] = "state"
 
 

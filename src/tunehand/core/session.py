@@ -346,6 +346,8 @@ def _queue_remove(state: SessionState, cmd: Command, ctx: Context) -> Handled:
         order = state.play_order()
         i = order.index(state.current) if state.current in order else 0
         after = [x for x in order[i + 1 :] if x not in gone]
+        if not after and state.repeat == "all":
+            after = [x for x in order[:i] if x not in gone]  # wrap, as `next` does
         nxt = after[0] if after else None
         pos = state.position
         if nxt is None:

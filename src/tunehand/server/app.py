@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,12 +21,13 @@ from starlette.routing import WebSocketRoute
 
 from tunehand.errors import StoreError, TunehandError
 from tunehand.server import api, api_library
-from tunehand.server.bus import open_bus
+from tunehand.server.bus import RedisBus, open_bus
 from tunehand.server.channel import channel_endpoint
 from tunehand.server.db import migrate
 from tunehand.server.db.engine import default_url, open_engine
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
+from tunehand.server.presence import RedisPresence, open_presence
 from tunehand.server.service import SessionService
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import Signer, load_or_create_key
@@ -62,9 +64,18 @@ def create_app(
         engine = await open_database(settings)
         signer = Signer(load_or_create_key(settings.data_dir, os.environ))
         bus = open_bus(settings.redis_url)
-        hub = Hub(bus)
-        await hub.start()
+        presence = open_presence(settings.redis_url)
+        hub = Hub(bus, presence)
+        try:
+            await hub.start()
+            if isinstance(presence, RedisPresence):
+                await presence.start()
+        except (OSError, RedisError) as exc:
+            await engine.dispose()
+            raise StoreError(f"cannot reach Redis at {settings.redis_url}: {exc}") from exc
         sessions = SessionService(engine, hub, signer)
+        if isinstance(bus, RedisBus):
+            bus.on_reconnect = sessions.resync_local
         library = Library(engine, settings.music, lambda line: log.warning("%s", line), progress)
         services = Services(settings, engine, bus, hub, signer, sessions, library)
         scan: asyncio.Task[None] | None = None
@@ -80,6 +91,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await scan
             await hub.close_all(1001, "server going away")
+            await presence.close()
             await bus.close()
             await engine.dispose()
 

@@ -58,7 +58,7 @@ class RedisBus:
         self._handler: Handler | None = None
         self._topics: set[str] = set()
         self._task: asyncio.Task[None] | None = None
-        self._on_reconnect = on_reconnect
+        self.on_reconnect = on_reconnect
 
     async def start(self, handler: Handler) -> None:
         self._handler = handler
@@ -91,8 +91,8 @@ class RedisBus:
                     self._pubsub = self._redis.pubsub()
                     topics = list(self._topics) or ["tunehand:keepalive"]
                     await self._pubsub.subscribe(*topics)
-                    if self._on_reconnect is not None:
-                        await self._on_reconnect()
+                    if self.on_reconnect is not None:
+                        await self.on_reconnect()
                 except (redis.exceptions.RedisError, OSError):
                     continue
 

@@ -42,6 +42,7 @@ from tunehand.server.db import accounts as qa
 from tunehand.server.hub import Connection
 from tunehand.server.service import now_ms
 from tunehand.server.services import Services
+from tunehand.server.web import MAX_ADDRESS, NUL_MESSAGE, has_nul
 
 log = logging.getLogger("tunehand.channel")
 
@@ -49,6 +50,9 @@ AUTH_TIMEOUT_S = 10.0
 COMMANDS_PER_S = 50.0
 COMMAND_BURST = 100.0
 MAX_NAME = 128
+MAX_RATE = 100.0
+"""The fastest playback a report may claim (mpv's own limit on speed)."""
+MAX_MS = 2**53
 
 
 class _Bucket:
@@ -77,6 +81,27 @@ async def _receive(ws: WebSocket) -> str | bytes | None:
     return data
 
 
+def _decode(data: str | bytes) -> Any:
+    """`wire.decode_client`, refusing what the database cannot take (a NUL in a string);
+    msgspec's RecursionError (deep nesting) and UnicodeDecodeError become ProtocolErrors."""
+    try:
+        msg = wire.decode_client(data)
+    except RecursionError:
+        raise ProtocolError("malformed JSON: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ProtocolError("malformed JSON: not valid UTF-8") from None
+    if has_nul(wire.to_builtins(msg)):
+        raise ProtocolError(NUL_MESSAGE)
+    if isinstance(msg, ReportMsg):
+        rep = msg.report
+        # Bounds that keep position arithmetic finite (a rate of 1e308 would overflow it).
+        if not 0.0 <= rep.rate <= MAX_RATE:
+            raise ProtocolError(f"rate: must be 0 to {MAX_RATE:g}")
+        if not (0 <= rep.position_ms <= MAX_MS and 0 <= rep.at_ms <= MAX_MS):
+            raise ProtocolError("position_ms, at_ms: must be 0 to 2**53")
+    return msg
+
+
 def _bearer(ws: WebSocket) -> str | None:
     header = ws.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -102,7 +127,7 @@ async def channel_endpoint(ws: WebSocket) -> None:
         await _close(ws, CLOSE_TOO_BIG, "message too big")
         return
     try:
-        hello = wire.decode_client(first)
+        hello = _decode(first)
         if not isinstance(hello, Auth):
             raise ProtocolError("the first message must be `auth`")
         if not hello.device.id or len(hello.device.id) > 64 or len(hello.device.name) > MAX_NAME:
@@ -118,7 +143,7 @@ async def channel_endpoint(ws: WebSocket) -> None:
         await _close(ws, CLOSE_AUTH, "unauthorized")
         return
     device = hello.device
-    address = ws.client.host if ws.client else ""
+    address = (ws.client.host if ws.client else "")[:MAX_ADDRESS]
     async with services.engine.begin() as conn:
         owner = await qa.device(conn, device.id)
         if owner is not None and (owner.account_id != who.account_id or owner.revoked):
@@ -180,7 +205,7 @@ async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: 
             await _close(ws, CLOSE_TOO_BIG, "message too big")
             return
         try:
-            msg: Any = wire.decode_client(data)
+            msg: Any = _decode(data)
         except ProtocolError as exc:
             await _send(ws, ErrorMsg("invalid", str(exc)))
             continue
@@ -209,9 +234,11 @@ async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: 
             state = await sessions.state(account_id)
             await _send(ws, await sessions.state_message(account_id, state))
         elif isinstance(msg, Ready):
-            sessions.transfer_reply(account_id, device_id, msg.transfer_id, True, "")
+            await services.hub.transfer_reply(account_id, device_id, msg.transfer_id, True, "")
         elif isinstance(msg, Failed):
-            sessions.transfer_reply(account_id, device_id, msg.transfer_id, False, msg.message)
+            await services.hub.transfer_reply(
+                account_id, device_id, msg.transfer_id, False, msg.message[:200]
+            )
         elif isinstance(msg, Auth):
             await _send(ws, ErrorMsg("invalid", "already authenticated"))
 

@@ -8,13 +8,19 @@ resyncs when it reconnects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tunehand.server.bus import Bus
+from tunehand.server.presence import LocalPresence, Presence
 
 OUTBOX_LIMIT = 512
 ALL = "*"
+TRANSFERS = "tunehand:transfers"
+"""Topic for a transfer target's ready/failed, which may reach another instance."""
 
 
 @dataclass(eq=False)
@@ -54,23 +60,36 @@ def topic(account_id: int) -> str:
 
 
 class Hub:
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, presence: Presence | None = None) -> None:
         self.bus = bus
+        self.presence: Presence = presence or LocalPresence()
         self._conns: dict[int, dict[str, list[Connection]]] = {}
         self.closing = False
+        self.on_transfer_reply: Callable[[dict[str, Any]], None] | None = None
         """Set when the server shuts down: its devices are not lost, they will reconnect."""
 
     async def start(self) -> None:
         await self.bus.start(self._deliver)
+        await self.bus.subscribe(TRANSFERS)
 
-    def online(self, account_id: int, capability: str | None = None) -> list[str]:
-        """Devices of the account connected here; with `capability`, only those that have it."""
-        devices = self._conns.get(account_id, {})
-        return sorted(
-            d
-            for d, conns in devices.items()
-            if capability is None or any(capability in c.capabilities for c in conns)
-        )
+    def local_accounts(self) -> list[int]:
+        return list(self._conns)
+
+    def push_local(self, account_id: int, payload: bytes) -> None:
+        """Send to this instance's connections of the account only (a resync)."""
+        for conns in list(self._conns.get(account_id, {}).values()):
+            for c in list(conns):
+                c.push(payload)
+
+    async def transfer_reply(
+        self, account_id: int, device_id: str, transfer_id: str, ok: bool, message: str
+    ) -> None:
+        reply = {"a": account_id, "d": device_id, "t": transfer_id, "ok": ok, "m": message}
+        await self.bus.publish(TRANSFERS, json.dumps(reply).encode())
+
+    async def online(self, account_id: int, capability: str | None = None) -> list[str]:
+        """Devices of the account connected to any instance (with `capability`, if given)."""
+        return await self.presence.online(account_id, capability)
 
     def connection_count(self) -> int:
         return sum(len(c) for d in self._conns.values() for c in d.values())
@@ -80,6 +99,8 @@ class Hub:
         if not devices:
             await self.bus.subscribe(topic(conn.account_id))
         devices.setdefault(conn.device_id, []).append(conn)
+        caps = {c for cs in devices[conn.device_id] for c in cs.capabilities}
+        await self.presence.join(conn.account_id, conn.device_id, tuple(sorted(caps)))
         conn.start()
 
     async def detach(self, conn: Connection) -> bool:
@@ -92,6 +113,7 @@ class Hub:
         last = not conns
         if last:
             devices.pop(conn.device_id, None)
+            await self.presence.leave(conn.account_id, conn.device_id)
         if not devices:
             self._conns.pop(conn.account_id, None)
             await self.bus.unsubscribe(topic(conn.account_id))
@@ -102,6 +124,11 @@ class Hub:
         await self.bus.publish(topic(account_id), to.encode() + b"\n" + payload)
 
     async def _deliver(self, name: str, data: bytes) -> None:
+        if name == TRANSFERS:
+            if self.on_transfer_reply is not None:
+                with contextlib.suppress(ValueError, TypeError):
+                    self.on_transfer_reply(json.loads(data))
+            return
         try:
             account_id = int(name.rsplit(":", 1)[1])
             to, payload = data.split(b"\n", 1)

@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tunehand import wire
 from tunehand.core import session as core
 from tunehand.core import transfer
-from tunehand.core.commands import Command, Report, Result, ResultCode
+from tunehand.core.commands import Command, Report, Result, ResultCode, validate
 from tunehand.core.model import DeviceInfo, SessionState
 from tunehand.core.protocol import DevicesMsg, DirectiveMsg, StateMsg, TrackView
 from tunehand.errors import StoreError
@@ -48,6 +49,7 @@ class SessionService:
         self._locks: dict[int, asyncio.Lock] = {}
         self._history_marker: dict[int, str] = {}
         self._transfers: dict[str, tuple[int, str, asyncio.Future[tuple[bool, str]]]] = {}
+        hub.on_transfer_reply = self._on_transfer_reply
 
     def _lock(self, account_id: int) -> asyncio.Lock:
         """SQLite has one writer: serialise all writes; otherwise one writer per account here."""
@@ -85,7 +87,7 @@ class SessionService:
         )
 
     async def devices(self, account_id: int) -> tuple[DeviceInfo, ...]:
-        online = set(self.hub.online(account_id))
+        online = set(await self.hub.online(account_id))
         async with self.engine.connect() as conn:
             rows = await qa.list_devices(conn, account_id)
         return tuple(
@@ -99,6 +101,9 @@ class SessionService:
 
     async def execute(self, account_id: int, cmd: Command, sender: str | None) -> Result:
         """Apply a command once; a repeated `command_id` returns the first result."""
+        problem = validate(cmd)
+        if problem is not None:  # before any query: a too long command_id cannot be stored
+            return Result(cmd.command_id, "invalid", problem, 0)
         if cmd.op == "transfer" and cmd.device_id:
             return await self._transfer(account_id, cmd, sender)
         return await self._execute(account_id, cmd, sender)
@@ -137,7 +142,7 @@ class SessionService:
             ctx = core.Context(
                 now_ms(),
                 durations,
-                self.hub.online(account_id, "play"),
+                await self.hub.online(account_id, "play"),
                 secrets.randbits(32),
                 sender,
             )
@@ -149,7 +154,7 @@ class SessionService:
                 return None
             await qs.save_result(conn, account_id, out.result, ctx.now_ms)
         if out.result.ok:
-            await self._publish(account_id, out.state, out.directives)
+            await self._publish(account_id, out.state, out.directives, cmd.command_id)
         return out.result
 
     # --- handoff ----------------------------------------------------------------
@@ -166,7 +171,7 @@ class SessionService:
             if (prior := await qs.result(conn, account_id, cmd.command_id)) is not None:
                 return prior
             state = await qs.load(conn, account_id)
-        online = self.hub.online(account_id, "play")
+        online = await self.hub.online(account_id, "play")
         source_online = state.active_device in online
         prep = None
         if cmd.device_id in online:
@@ -233,19 +238,25 @@ class SessionService:
             # The session changed while the target prepared: apply it plainly.
             return await self._execute(account_id, cmd, sender)
         new, directives, res = switched
-        await self._publish(account_id, new, directives)
+        await self._publish(account_id, new, directives, cmd.command_id)
         return res
 
-    def transfer_reply(
-        self, account_id: int, device_id: str, transfer_id: str, ok: bool, message: str
-    ) -> None:
-        """The target answered `ready` or `failed` to a prepare directive."""
-        pending = self._transfers.get(transfer_id)
+    def _on_transfer_reply(self, reply: dict[str, Any]) -> None:
+        """A target answered `ready` or `failed` (on this instance or another one)."""
+        pending = self._transfers.get(str(reply.get("t")))
         if pending is None:
             return
         acct, target, fut = pending
-        if acct == account_id and target == device_id and not fut.done():
-            fut.set_result((ok, message or "the device cannot play it"))
+        if acct == reply.get("a") and target == reply.get("d") and not fut.done():
+            fut.set_result((bool(reply.get("ok")), str(reply.get("m") or "cannot play it")))
+
+    async def resync_local(self) -> None:
+        """After the bus was down, send every device connected here the current state."""
+        for account_id in self.hub.local_accounts():
+            state = await self.state(account_id)
+            self.hub.push_local(
+                account_id, wire.encode(await self.state_message(account_id, state))
+            )
 
     async def _durations(
         self, conn: AsyncConnection, account_id: int, track_ids: Sequence[str]
@@ -300,9 +311,13 @@ class SessionService:
         await self._publish(account_id, new, ())
 
     async def _publish(
-        self, account_id: int, state: SessionState, directives: Sequence[core.Directive]
+        self,
+        account_id: int,
+        state: SessionState,
+        directives: Sequence[core.Directive],
+        command_id: str | None = None,
     ) -> None:
-        msg = await self.state_message(account_id, state)
+        msg = replace(await self.state_message(account_id, state), command_id=command_id)
         for d in directives:
             await self.hub.send(
                 account_id,

@@ -22,6 +22,7 @@ from tunehand.server.services import Services
 
 T = TypeVar("T")
 MAX_BODY = 1024 * 1024
+MAX_ADDRESS = 64
 log = logging.getLogger("tunehand.api")
 
 
@@ -49,6 +50,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+NUL_MESSAGE = "text must not contain NUL characters"
+
+
+def has_nul(value: object) -> bool:
+    """True when a string in decoded JSON holds a NUL, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 async def body(request: Request, type_: type[T]) -> T:
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
@@ -63,7 +78,15 @@ async def body(request: Request, type_: type[T]) -> T:
     raw = b"".join(chunks)
     if not raw:
         raise ApiError(400, "invalid", "a JSON body is required")
-    return wire.decode(raw, type_)
+    try:
+        value = wire.decode(raw, type_)
+    except RecursionError:  # msgspec's answer to very deeply nested JSON
+        raise ApiError(422, "invalid", "malformed JSON: nested too deeply") from None
+    except UnicodeDecodeError:  # and to a string that is not UTF-8
+        raise ApiError(422, "invalid", "malformed JSON: not valid UTF-8") from None
+    if has_nul(wire.to_builtins(value)):
+        raise ApiError(422, "invalid", NUL_MESSAGE)
+    return value
 
 
 async def principal(request: Request) -> auth.Principal:
@@ -74,7 +97,9 @@ async def principal(request: Request) -> auth.Principal:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
+    """The peer's address, cut to what the database keeps (a proxy's X-Forwarded-For can be
+    anything)."""
+    return (request.client.host if request.client else "")[:MAX_ADDRESS]
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
@@ -102,13 +127,17 @@ def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> in
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.lstrip("-").isdigit():
-        raise ApiError(422, "invalid", f"{name}: must be an integer")
-    return max(lo, min(hi, int(raw)))
+    try:
+        value = int(raw)
+    except ValueError:  # also "--5" and "²", which str.isdigit() lets through
+        raise ApiError(422, "invalid", f"{name}: must be an integer") from None
+    return max(lo, min(hi, value))
 
 
 def path_param(request: Request, name: str, max_len: int = 200) -> str:
     value: Any = request.path_params.get(name, "")
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise ApiError(422, "invalid", f"{name}: must be 1 to {max_len} characters")
+    if "\x00" in value:
+        raise ApiError(422, "invalid", f"{name}: {NUL_MESSAGE}")
     return value

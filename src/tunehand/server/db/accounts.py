@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tunehand.server.db.tables import accounts, devices, login_attempts, tokens
+from tunehand.server.db.upsert import upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,21 +171,16 @@ async def device(conn: AsyncConnection, device_id: str) -> DeviceRow | None:
 async def upsert_device(
     conn: AsyncConnection, account_id: int, device_id: str, name: str, now_ms: int, address: str
 ) -> None:
-    res = await conn.execute(
-        sa.update(devices)
-        .where(devices.c.id == device_id, devices.c.account_id == account_id)
-        .values(name=name, last_seen_ms=now_ms, address=address, revoked=False)
+    """Register or refresh a device of this account (another account's device is left alone)."""
+    seen = {"name": name, "last_seen_ms": now_ms, "address": address}
+    await upsert(
+        conn,
+        devices,
+        {"id": device_id, "account_id": account_id, **seen},
+        ["id"],
+        {**seen, "revoked": False},
+        where=devices.c.account_id == account_id,
     )
-    if res.rowcount == 0:
-        await conn.execute(
-            sa.insert(devices).values(
-                id=device_id,
-                account_id=account_id,
-                name=name,
-                last_seen_ms=now_ms,
-                address=address,
-            )
-        )
 
 
 async def touch_device(conn: AsyncConnection, account_id: int, device_id: str, now_ms: int) -> None:
@@ -225,13 +221,13 @@ async def failures(conn: AsyncConnection, key: str) -> tuple[int, int]:
 
 
 async def record_failure(conn: AsyncConnection, key: str, now_ms: int) -> None:
-    res = await conn.execute(
-        sa.update(login_attempts)
-        .where(login_attempts.c.key == key)
-        .values(failures=login_attempts.c.failures + 1, last_ms=now_ms)
+    await upsert(
+        conn,
+        login_attempts,
+        {"key": key, "failures": 1, "last_ms": now_ms},
+        ["key"],
+        {"failures": login_attempts.c.failures + 1, "last_ms": now_ms},
     )
-    if res.rowcount == 0:
-        await conn.execute(sa.insert(login_attempts).values(key=key, failures=1, last_ms=now_ms))
 
 
 async def clear_failures(conn: AsyncConnection, key: str) -> None:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tunehand.server.db.tables import history, likes, playlists, remote_tracks
+from tunehand.server.db.upsert import upsert
 
 HISTORY_KEPT = 10_000
 
@@ -53,17 +54,13 @@ async def save_playlist(
     conn: AsyncConnection, account_id: int, name: str, track_ids: Sequence[str], now_ms: int
 ) -> None:
     blob = json.dumps(list(track_ids))
-    res = await conn.execute(
-        sa.update(playlists)
-        .where(playlists.c.account_id == account_id, playlists.c.name == name)
-        .values(track_ids=blob, updated_ms=now_ms)
+    await upsert(
+        conn,
+        playlists,
+        {"account_id": account_id, "name": name, "track_ids": blob, "updated_ms": now_ms},
+        ["account_id", "name"],
+        {"track_ids": blob, "updated_ms": now_ms},
     )
-    if res.rowcount == 0:
-        await conn.execute(
-            sa.insert(playlists).values(
-                account_id=account_id, name=name, track_ids=blob, updated_ms=now_ms
-            )
-        )
 
 
 async def delete_playlist(conn: AsyncConnection, account_id: int, name: str) -> bool:
@@ -74,17 +71,12 @@ async def delete_playlist(conn: AsyncConnection, account_id: int, name: str) -> 
 
 
 async def like(conn: AsyncConnection, account_id: int, track_id: str, now_ms: int) -> None:
-    exists = (
-        await conn.execute(
-            sa.select(likes.c.track_id).where(
-                likes.c.account_id == account_id, likes.c.track_id == track_id
-            )
-        )
-    ).first()
-    if exists is None:
-        await conn.execute(
-            sa.insert(likes).values(account_id=account_id, track_id=track_id, created_ms=now_ms)
-        )
+    await upsert(
+        conn,
+        likes,
+        {"account_id": account_id, "track_id": track_id, "created_ms": now_ms},
+        ["account_id", "track_id"],
+    )
 
 
 async def unlike(conn: AsyncConnection, account_id: int, track_id: str) -> None:
@@ -127,18 +119,13 @@ def remote_id(account_id: int, url: str) -> str:
 
 
 async def add_remote(conn: AsyncConnection, account_id: int, url: str, title: str) -> str:
-    rid = remote_id(account_id, url)
-    exists = (
-        await conn.execute(
-            sa.select(remote_tracks.c.id).where(
-                remote_tracks.c.id == rid, remote_tracks.c.account_id == account_id
-            )
-        )
-    ).first()
-    if exists is None:
-        await conn.execute(
-            sa.insert(remote_tracks).values(id=rid, account_id=account_id, url=url, title=title)
-        )
+    rid = remote_id(account_id, url)  # the account is part of the id: no clash across accounts
+    await upsert(
+        conn,
+        remote_tracks,
+        {"id": rid, "account_id": account_id, "url": url, "title": title},
+        ["id"],
+    )
     return rid
 
 

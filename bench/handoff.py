@@ -1,0 +1,883 @@
+"""Handoff and command latency, read from mpv's own playback position (not tunehand's reports).
+
+Setup: a real server on a library of TRACKS generated tracks of TRACK_S seconds, and two
+real receivers (`tunehand receiver`, each logged in with its own config dir, mpv with
+`ao=null` and a JSON IPC socket). The queue holds every track with repeat on, and plays
+on r1. A poller thread asks each mpv for `time-pos` every POLL_S (2 ms); `pause`,
+`core-idle` and `idle-active` come as `observe_property` events. Every reply and event
+is stamped with time.monotonic() when it arrives (loopback IPC answers in ~0.1 ms).
+
+mpv with `ao=null` moves `time-pos` in steps of ~50 ms while it plays, but sets it
+exactly on pause and starts moving it at once on unpause; the points where it steps lie
+on a line `t - pos = c` within a few ms. So for each handoff (`ctl transfer`, back and
+forth, HANDOFFS times after WARMUP_HANDOFFS):
+
+- source end: the first sign after the command that the source stopped (time-pos gone,
+  or `pause`/`core-idle`/`idle-active` turning true);
+- target start: the first sample after the target's unpause where its time-pos moved;
+- gap = target start - source end (negative: both played at once). The literal figure,
+  target start - the source's last time-pos step, is printed too: it is larger by up to
+  one ~50 ms step, an artefact of ao=null;
+- jump = target's first moving time-pos - the source's position extrapolated (from its
+  steady line) to that instant (positive: audio skipped, negative: audio repeated);
+- whether the target's position moves off its line again within a second of starting
+  (a second seek or a stall), and by how much;
+- ctl transfer latency: from just before the `ctl` process starts to the target start.
+
+The remote watcher (a websocket device without capabilities) sees the switch `state`:
+its `position.at_ms` is the planned switch instant T, converted to this machine's
+monotonic clock with time.time() - time.monotonic() (every process here shares both
+clocks), so each handoff also shows when the source stopped and the target started
+relative to T.
+
+Then pause latency: `ctl pause` / `ctl play` alternately (PAUSES each), from just before
+the process starts to mpv's `pause` event on the active device; and the same commands
+sent over the watcher's already open `/v1/channel` connection.
+
+`ctl` runs with a private bytecode cache (as an installed tunehand would), like
+bench.ctl_status.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tests.audiogen import make_track
+from tests.fixtures_server import ServerProc, launch
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from bench.common import (
+    PASSWORD,
+    USER,
+    Result,
+    check,
+    clean_env,
+    login_cli,
+    ms,
+    percentile,
+    tunehand_bin,
+)
+
+TRACKS = 4
+TRACK_S = 60
+HANDOFFS = 15
+WARMUP_HANDOFFS = 2
+PAUSES = 15
+"""`ctl pause` measurements (and as many `ctl play` in between)."""
+WS_PAUSES = 15
+POLL_S = 0.002
+SETTLE_S = 1.5
+"""Steady playback before each handoff or command (the source's line needs ~20 steps)."""
+AFTER_START_S = 1.2
+"""How long the target is watched after it starts (a second seek comes at T)."""
+REWIND_BEFORE_END_S = 12.0
+"""A handoff is not measured this close to the track's end: seek back first."""
+WAIT_S = 8.0
+CTL_TIMEOUT_S = 20.0
+STARTUP_S = 30.0
+STOP_S = 10.0
+DISCONTINUITY_S = 0.030
+"""A move of the target's `t - time-pos` line by more than this after it started."""
+
+TARGET_GAP_MS = 30.0
+TARGET_JUMP_MS = 30.0
+TARGET_TRANSFER_MS = 250.0
+TARGET_CTL_PAUSE_MS = 100.0
+TARGET_WS_PAUSE_MS = 10.0
+
+_POLL_ID = 1_000
+_PROPS = ("pause", "core-idle", "idle-active")
+
+
+def _wall_minus_mono() -> float:
+    """time.time() - time.monotonic() now (the smallest of a few reads), in seconds."""
+    best: tuple[float, float] | None = None
+    for _ in range(5):
+        a = time.monotonic()
+        w = time.time()
+        b = time.monotonic()
+        if best is None or b - a < best[0]:
+            best = (b - a, w - (a + b) / 2)
+    assert best is not None
+    return best[1]
+
+
+# --- mpv's own state over its JSON IPC socket -----------------------------------------
+
+
+class MpvWatch:
+    """One mpv's `time-pos` samples and property events, stamped with time.monotonic()."""
+
+    def __init__(self, name: str, path: Path, proc: subprocess.Popen[bytes] | None = None) -> None:
+        self.name = name
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+                break
+            except OSError:
+                sock.close()
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited ({proc.returncode}) before mpv's IPC socket"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name}: no mpv IPC socket at {path}") from None
+                time.sleep(0.05)
+        self._sock = sock
+        self._file = sock.makefile("rb")
+        self._send_lock = threading.Lock()
+        self._next_id = _POLL_ID
+        self.times: list[float] = []
+        self.positions: list[float | None] = []
+        self.events: list[tuple[float, str, Any]] = []
+        self._reader = threading.Thread(target=self._read, name=f"mpv-ipc-{name}", daemon=True)
+        self._reader.start()
+        for i, prop in enumerate(_PROPS, 1):
+            self._send({"command": ["observe_property", i, prop]})
+
+    def _send(self, obj: object) -> None:
+        data = json.dumps(obj).encode() + b"\n"
+        with self._send_lock:
+            self._sock.sendall(data)
+
+    def poll(self) -> None:
+        self._next_id += 1
+        self._send({"command": ["get_property", "time-pos"], "request_id": self._next_id})
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in self._file:
+                t = time.monotonic()
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if msg.get("event") == "property-change":
+                    self.events.append((t, msg.get("name", ""), msg.get("data")))
+                elif msg.get("request_id", 0) >= _POLL_ID:
+                    data = msg.get("data") if msg.get("error") == "success" else None
+                    pos = float(data) if isinstance(data, int | float) else None
+                    self.positions.append(pos)  # positions first: times is the length guard
+                    self.times.append(t)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._reader.join(timeout=2)
+
+    # --- reading the record ---------------------------------------------------------
+
+    def samples(self, t0: float, t1: float = math.inf) -> list[tuple[float, float | None]]:
+        n = len(self.times)
+        times = self.times[:n]
+        lo = bisect.bisect_left(times, t0)
+        hi = bisect.bisect_right(times, t1)
+        return list(zip(times[lo:hi], self.positions[lo:hi], strict=True))
+
+    def advances(self, t0: float, t1: float = math.inf) -> list[tuple[float, float]]:
+        """(t, pos) of every sample in [t0, t1] where time-pos moved forward."""
+        out: list[tuple[float, float]] = []
+        prev: float | None = None
+        for t, p in self.samples(t0, t1):
+            if p is not None and prev is not None and p > prev:
+                out.append((t, p))
+            prev = p
+        return out
+
+    def first_event(self, name: str, value: Any, after: float) -> float | None:
+        for t, n, v in list(self.events):
+            if t > after and n == name and v == value:
+                return t
+        return None
+
+    def wait_event(self, name: str, value: Any, after: float, timeout_s: float = WAIT_S) -> float:
+        deadline = time.monotonic() + timeout_s
+        while (t := self.first_event(name, value, after)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: mpv's {name} never became {value}")
+            time.sleep(0.001)
+        return t
+
+    def wait_advancing(self, after: float, timeout_s: float = WAIT_S) -> tuple[float, float]:
+        deadline = time.monotonic() + timeout_s
+        while not (adv := self.advances(after)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: mpv's time-pos never moved")
+            time.sleep(0.002)
+        return adv[0]
+
+    def position(self) -> float | None:
+        return self.positions[-1] if self.positions else None
+
+    def playing(self, window_s: float = 0.3) -> bool:
+        return len(self.advances(time.monotonic() - window_s)) >= 2
+
+
+class Poller:
+    """Asks every watched mpv for time-pos every POLL_S, on its own thread."""
+
+    def __init__(self, watches: Sequence[MpvWatch]) -> None:
+        self._watches = list(watches)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mpv-poller", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_S):
+            for w in self._watches:
+                with contextlib.suppress(OSError):
+                    w.poll()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+def bench_env(tmp: Path, config_dir: Path | None = None) -> dict[str, str]:
+    """A clean environment with a private bytecode cache (nothing written into the tree)."""
+    env = clean_env({"PYTHONPYCACHEPREFIX": str(tmp / "pycache")})
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if config_dir is not None:
+        env["TUNEHAND_CONFIG_DIR"] = str(config_dir)
+    return env
+
+
+def make_music(music: Path, n: int = TRACKS, duration_s: float = TRACK_S) -> None:
+    for i in range(1, n + 1):
+        make_track(
+            music,
+            f"{i:02d} bench {i}",
+            "flac",
+            title=f"Bench {i}",
+            artist="Bench",
+            album="Bench",
+            track_no=i,
+            duration_s=duration_s,
+            freq=220 * i,
+        )
+
+
+@contextmanager
+def bench_server(root: Path) -> Iterator[ServerProc]:
+    """A real server on a library of long generated tracks, with user USER; always stopped."""
+    music = root / "music"
+    make_music(music)
+    srv: ServerProc | None = None
+    try:
+        srv = launch(root, music=music)
+        srv.add_user(USER, PASSWORD)
+        yield srv
+    finally:
+        if srv is not None:
+            srv.stop()
+
+
+@dataclass
+class Receiver:
+    name: str
+    config_dir: Path
+    socket_path: Path
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    device_id: str = ""
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start_receiver(stack: ExitStack, srv: ServerProc, tmp: Path, name: str) -> Receiver:
+    """Log `name` in with its own config dir and start `tunehand receiver` (stopped by `stack`)."""
+    config_dir = tmp / name
+    login_cli(srv, config_dir, bench_env(tmp), file_store=True)
+    sock = tmp / f"{name}.sock"
+    log_path = tmp / f"{name}.log"
+    argv = [
+        str(tunehand_bin()),
+        "receiver",
+        "--config-dir",
+        str(config_dir),
+        "--device-name",
+        name,
+        "--mpv-option",
+        "ao=null",
+        "--mpv-option",
+        f"input-ipc-server={sock}",
+    ]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=bench_env(tmp), start_new_session=True
+        )
+    rec = Receiver(name, config_dir, sock, proc, log_path)
+    stack.callback(stop_processes, [proc])
+    return rec
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[Any]]) -> None:
+    """SIGTERM each (a receiver then leaves the session paused), wait, SIGKILL stragglers."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_S
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+class Api:
+    """Bench-side REST calls with a token of its own."""
+
+    def __init__(self, srv: ServerProc) -> None:
+        self.url = srv.url
+        self.token: str = srv.login(USER, PASSWORD)["access_token"]
+        self.http = httpx.Client(
+            base_url=srv.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
+
+    def get(self, path: str) -> Any:
+        r = self.http.get(path)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_online(self, receivers: Sequence[Receiver]) -> None:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            devices = {d["name"]: d for d in self.get("/v1/devices")["devices"]}
+            if all(devices.get(r.name, {}).get("online") for r in receivers):
+                for r in receivers:
+                    r.device_id = devices[r.name]["id"]
+                return
+            for r in receivers:
+                if r.proc.poll() is not None:
+                    raise RuntimeError(f"receiver {r.name} exited:\n{r.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("receivers never came online: " + json.dumps(devices)[:500])
+            time.sleep(0.1)
+
+    def track_ids(self) -> list[str]:
+        found = self.get("/v1/search?q=bench")["tracks"]
+        return [t["id"] for t in sorted(found, key=lambda t: t["title"])]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def ctl(env: dict[str, str], *args: str) -> float:
+    """Run `tunehand ctl ARGS`; its wall time in seconds. A failure raises."""
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [str(tunehand_bin()), "ctl", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CTL_TIMEOUT_S,
+        check=False,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"ctl {' '.join(args)} exited {r.returncode}: {r.stderr.strip()}")
+    return time.monotonic() - t0
+
+
+def start_playing(env: dict[str, str], api: Api, device: str, watch: MpvWatch) -> None:
+    """Queue every bench track (repeat all) and play it on `device`; wait until mpv plays."""
+    ids = api.track_ids()
+    if len(ids) < TRACKS:
+        raise RuntimeError(f"the library has {len(ids)} bench tracks, expected {TRACKS}")
+    ctl(env, "queue", "add", *ids)
+    ctl(env, "repeat", "all")
+    t = time.monotonic()
+    ctl(env, "play", "--device", device)
+    watch.wait_advancing(t)
+
+
+# --- the watcher: a remote client on /v1/channel ----------------------------------------
+
+
+@dataclass
+class _Seen:
+    t: float
+    version: int
+    active: str | None
+    playing: bool
+    at_ms: int
+    position_ms: int
+
+
+class Remote:
+    """A websocket device without capabilities: sends commands, records every `state`."""
+
+    def __init__(self, url: str, token: str) -> None:
+        ws_url = url.replace("http://", "ws://", 1) + "/v1/channel"
+        self.ws: ClientConnection = connect(ws_url, open_timeout=10, close_timeout=2)
+        device = {"id": "bench-remote", "name": "bench", "capabilities": []}
+        self.ws.send(json.dumps({"type": "auth", "token": token, "device": device}))
+        deadline = time.monotonic() + 10
+        while True:
+            msg = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if msg.get("type") == "hello":
+                break
+            if msg.get("type") == "error":
+                raise RuntimeError(f"channel refused the watcher: {msg}")
+        self.states: list[_Seen] = []
+        self.results: dict[str, tuple[float, str]] = {}
+        self.times: list[tuple[float, float, int, int]] = []
+        self._n = 0
+        self._reader = threading.Thread(target=self._read, name="bench-remote", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            for raw in self.ws:
+                t = time.monotonic()
+                msg = json.loads(raw)
+                kind = msg.get("type")
+                if kind == "state":
+                    st = msg["state"]
+                    pos = st.get("position", {})
+                    self.states.append(
+                        _Seen(
+                            t,
+                            msg["version"],
+                            st.get("active_device"),
+                            bool(pos.get("playing")),
+                            int(pos.get("at_ms", 0)),
+                            int(pos.get("position_ms", 0)),
+                        )
+                    )
+                elif kind == "result":
+                    self.results[msg["command_id"]] = (t, msg.get("code", ""))
+                elif kind == "time":
+                    self.times.append((msg["t0"], t * 1000, msg["t1"], msg["t2"]))
+
+    def command(self, op: str, **fields: Any) -> tuple[str, float]:
+        """Send a command; its id and time.monotonic() just before the send."""
+        self._n += 1
+        cid = f"bench-{os.getpid()}-{self._n}-{time.monotonic_ns()}"
+        message = json.dumps(
+            {"type": "command", "command": {"op": op, "command_id": cid, **fields}}
+        )
+        t = time.monotonic()
+        self.ws.send(message)
+        return cid, t
+
+    def switch_state(self, after: float, device_id: str) -> _Seen | None:
+        for s in list(self.states):
+            if s.t > after and s.active == device_id:
+                return s
+        return None
+
+    def clock_offset_error_ms(self, n: int = 8) -> tuple[float, float]:
+        """The NTP-style estimate a device would make on loopback (lowest-delay samples,
+        as core.timesync does) minus the true wall - monotonic offset; and the min delay."""
+        self.times.clear()
+        for _ in range(n):
+            self.ws.send(json.dumps({"type": "time", "t0": time.monotonic() * 1000}))
+            time.sleep(0.02)
+        deadline = time.monotonic() + 2
+        while len(self.times) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        samples = []
+        for t0, t3, t1, t2 in self.times:
+            offset = ((t1 - t0) + (t2 - t3)) / 2
+            delay = max(0.0, (t3 - t0) - (t2 - t1))
+            samples.append((delay, offset))
+        if not samples:
+            return math.nan, math.nan
+        best = sorted(samples)[:4]
+        estimate = sorted(o for _, o in best)[len(best) // 2]
+        return estimate - _wall_minus_mono() * 1000, best[0][0]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.close()
+        self._reader.join(timeout=3)
+
+
+# --- one handoff -------------------------------------------------------------------------
+
+
+@dataclass
+class Handoff:
+    label: str
+    ctl_s: float
+    latency_ms: float
+    gap_ms: float
+    gap_literal_ms: float
+    jump_ms: float
+    marks_vs_t_ms: dict[str, float]
+    """Relative to the planned switch instant T: state seen, target loaded, source end,
+    target unpaused, target start (NaN when the watcher saw no switch state)."""
+    discontinuity_ms: float
+    discontinuity_at_ms: float
+    notes: list[str] = field(default_factory=list)
+
+
+MARKS = ("state", "loaded", "src end", "unpause", "start")
+
+
+def _line(adv: Sequence[tuple[float, float]]) -> float:
+    """c in `t - pos = c` (seconds) from the time-pos steps, by median."""
+    return statistics.median(t - p for t, p in adv)
+
+
+def _source_end(src: MpvWatch, after: float) -> float | None:
+    """The first sign that the source stopped: time-pos gone, paused, idle."""
+    marks = [src.first_event(name, True, after) for name in _PROPS]
+    gone = next((t for t, p in src.samples(after) if p is None), None)
+    found = [t for t in [*marks, gone] if t is not None]
+    return min(found) if found else None
+
+
+def _moved_after_start(tgt: MpvWatch, t_start: float, p_start: float) -> tuple[float, float]:
+    """How far the target's `t - pos` line has moved by the end of the window (seconds; +
+    means its position fell behind: audio repeated or stalled), and from when (NaN, NaN:
+    it stayed within DISCONTINUITY_S of where it started)."""
+    after = tgt.advances(t_start + 1e-6, t_start + AFTER_START_S)
+    base = t_start - p_start
+    dev = [((t - p) - base, t) for t, p in after]
+    if len(dev) < 4:
+        return math.nan, math.nan
+    shift = statistics.median(d for d, _ in dev[-(len(dev) // 3) :])
+    if abs(shift) <= DISCONTINUITY_S:
+        return 0.0, math.nan
+    # from the first step after which every step stays nearer the new line than the old
+    at = dev[-1][1]
+    for d, t in reversed(dev):
+        if abs(d - shift) > abs(d):
+            break
+        at = t
+    return shift, at - t_start
+
+
+def measure_handoff(
+    label: str,
+    env: dict[str, str],
+    remote: Remote,
+    src: MpvWatch,
+    tgt: MpvWatch,
+    tgt_rec: Receiver,
+) -> Handoff:
+    wall = _wall_minus_mono()
+    t_cmd = time.monotonic()
+    ctl_s = ctl(env, "transfer", tgt_rec.name)
+    unpaused = tgt.wait_event("pause", False, t_cmd)
+    t_start, p_start = tgt.wait_advancing(unpaused)
+    deadline = time.monotonic() + WAIT_S
+    while (src_end := _source_end(src, t_cmd)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{label}: the source never stopped")
+        time.sleep(0.005)
+    time.sleep(max(0.0, t_start + AFTER_START_S - time.monotonic()))
+
+    before = src.advances(t_cmd - SETTLE_S, src_end)
+    if len(before) < 5:
+        raise RuntimeError(f"{label}: the source was not playing steadily before the transfer")
+    c_src = _line(before[-20:])
+    last_step = before[-1][0]
+    jump = p_start - (t_start - c_src)
+    notes: list[str] = []
+    shift, shift_at = _moved_after_start(tgt, t_start, p_start)
+    if any(p is None for _, p in tgt.samples(t_start, t_start + AFTER_START_S)):
+        notes.append("target's time-pos vanished after start (reloaded)")
+    loaded = next((t for t, p in tgt.samples(t_cmd) if p is not None), math.nan)
+
+    seen = remote.switch_state(t_cmd, tgt_rec.device_id)
+    if seen is not None:
+        t_planned = seen.at_ms / 1000 - wall
+        marks = {
+            name: ms(t - t_planned)
+            for name, t in zip(MARKS, (seen.t, loaded, src_end, unpaused, t_start), strict=True)
+        }
+    else:
+        marks = dict.fromkeys(MARKS, math.nan)
+        notes.append("watcher saw no switch state")
+    return Handoff(
+        label,
+        ctl_s,
+        ms(t_start - t_cmd),
+        ms(t_start - src_end),
+        ms(t_start - last_step),
+        ms(jump),
+        marks,
+        ms(shift),
+        ms(shift_at),
+        notes,
+    )
+
+
+def _rewind_if_late(remote: Remote, watch: MpvWatch) -> None:
+    pos = watch.position()
+    if pos is not None and pos > TRACK_S - REWIND_BEFORE_END_S:
+        remote.command("seek", position_ms=3000)
+        deadline = time.monotonic() + WAIT_S
+        while (p := watch.position()) is None or p > TRACK_S - REWIND_BEFORE_END_S:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{watch.name}: the rewind seek never happened")
+            time.sleep(0.01)
+        time.sleep(SETTLE_S)
+
+
+def _wait_steady(watch: MpvWatch) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not watch.playing():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{watch.name} is not playing")
+        time.sleep(0.05)
+    time.sleep(SETTLE_S)
+
+
+def run_handoffs(
+    env: dict[str, str],
+    remote: Remote,
+    watches: dict[str, MpvWatch],
+    receivers: dict[str, Receiver],
+) -> tuple[list[Handoff], str]:
+    """Back and forth between r1 and r2; returns the measured handoffs and the last target."""
+    order = ["r1", "r2"]
+    out: list[Handoff] = []
+    src_name = "r1"
+    print(
+        f"  {'#':>3} {'handoff':<7} {'ctl':>5} {'latency':>7} {'gap':>6} {'literal':>7} "
+        f"{'jump':>6} |" + "".join(f" {m:>7}" for m in MARKS) + " | after start"
+    )
+    for i in range(WARMUP_HANDOFFS + HANDOFFS):
+        tgt_name = order[1 - order.index(src_name)]
+        src, tgt = watches[src_name], watches[tgt_name]
+        _rewind_if_late(remote, src)
+        _wait_steady(src)
+        h = measure_handoff(f"{src_name}→{tgt_name}", env, remote, src, tgt, receivers[tgt_name])
+        warm = i < WARMUP_HANDOFFS
+        after = (
+            "steady"
+            if h.discontinuity_ms == 0
+            else f"moved {h.discontinuity_ms:+.0f} ms at +{h.discontinuity_at_ms:.0f} ms"
+        )
+        print(
+            f"  {'w' if warm else i - WARMUP_HANDOFFS + 1:>3} {h.label:<7} "
+            f"{h.ctl_s * 1000:>5.0f} {h.latency_ms:>7.1f} {h.gap_ms:>+6.1f} "
+            f"{h.gap_literal_ms:>+7.1f} {h.jump_ms:>+6.1f} |"
+            + "".join(f" {h.marks_vs_t_ms[m]:>+7.1f}" for m in MARKS)
+            + f" | {after}"
+            + ("; " + "; ".join(h.notes) if h.notes else "")
+        )
+        if not warm:
+            out.append(h)
+        src_name = tgt_name
+    return out, src_name
+
+
+# --- pause ---------------------------------------------------------------------------------
+
+
+def run_ctl_pauses(env: dict[str, str], watch: MpvWatch) -> tuple[list[float], list[float]]:
+    """`ctl pause` then `ctl play`, PAUSES times: ms until mpv's pause flips each way."""
+    pauses: list[float] = []
+    plays: list[float] = []
+    for _ in range(PAUSES):
+        _wait_steady(watch)
+        t = time.monotonic()
+        ctl(env, "pause")
+        pauses.append(ms(watch.wait_event("pause", True, t) - t))
+        time.sleep(0.3)
+        t = time.monotonic()
+        ctl(env, "play")
+        plays.append(ms(watch.wait_event("pause", False, t) - t))
+    return pauses, plays
+
+
+def run_ws_pauses(remote: Remote, watch: MpvWatch) -> tuple[list[float], list[float], list[float]]:
+    """pause/play over the open channel: ms until mpv flips, and until the pause's result."""
+    pauses: list[float] = []
+    plays: list[float] = []
+    results: list[float] = []
+    for _ in range(WS_PAUSES):
+        _wait_steady(watch)
+        cid, t = remote.command("pause")
+        pauses.append(ms(watch.wait_event("pause", True, t) - t))
+        deadline = time.monotonic() + WAIT_S
+        while cid not in remote.results and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if cid in remote.results:
+            t_res, code = remote.results[cid]
+            if code != "ok":
+                raise RuntimeError(f"pause over the channel: result {code}")
+            results.append(ms(t_res - t))
+        time.sleep(0.3)
+        _, t = remote.command("play")
+        plays.append(ms(watch.wait_event("pause", False, t) - t))
+    return pauses, plays, results
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def summary(label: str, values: Sequence[float], unit: str = "ms") -> str:
+    v = [x for x in values if not math.isnan(x)]
+    if not v:
+        return f"  {label}: no data"
+    return (
+        f"  {label}: median {statistics.median(v):.1f} {unit}, p90 {percentile(v, 90):.1f}, "
+        f"max {max(v):.1f}, min {min(v):.1f} (n={len(v)})"
+    )
+
+
+def _med(values: Sequence[float]) -> float:
+    v = [x for x in values if not math.isnan(x)]
+    return statistics.median(v) if v else math.nan
+
+
+def _handoff_results(hs: list[Handoff]) -> list[Result]:
+    gaps = [h.gap_ms for h in hs]
+    jumps = [h.jump_ms for h in hs]
+    lat = [h.latency_ms for h in hs]
+    abs_gaps = [abs(g) for g in gaps]
+    abs_jumps = [abs(j) for j in jumps]
+    moved = [h for h in hs if h.discontinuity_ms != 0]
+    print(summary("gap, signed (target start - source end)", gaps))
+    print(summary("gap, |.|", abs_gaps))
+    print(
+        summary(
+            "gap, literal (target start - source's last time-pos step)",
+            [h.gap_literal_ms for h in hs],
+        )
+    )
+    print(summary("jump, signed (target pos - source pos extrapolated)", jumps))
+    print(summary("jump, |.|", abs_jumps))
+    print(summary("ctl transfer → target plays", lat))
+    print(summary("ctl transfer process wall time", [ms(h.ctl_s) for h in hs]))
+    print(
+        summary(
+            "watcher sees the switch state (after ctl start)",
+            [h.latency_ms - h.marks_vs_t_ms["start"] + h.marks_vs_t_ms["state"] for h in hs],
+        )
+    )
+    for mark in MARKS:
+        print(summary(f"{mark} - planned switch T", [h.marks_vs_t_ms[mark] for h in hs]))
+    print(
+        f"  target's position moved off its line within {AFTER_START_S:g} s of starting: "
+        f"{len(moved)}/{len(hs)}"
+        + (
+            f" (by {_med([h.discontinuity_ms for h in moved]):+.0f} ms median, "
+            f"{_med([h.discontinuity_at_ms for h in moved]):.0f} ms after start)"
+            if moved
+            else ""
+        )
+    )
+    return [
+        check("handoff |gap| median", _med(abs_gaps), "ms", TARGET_GAP_MS),
+        check("handoff gap p90 |.|", percentile(abs_gaps, 90), "ms"),
+        check("handoff gap signed median", _med(gaps), "ms"),
+        check("handoff |jump| median", _med(abs_jumps), "ms", TARGET_JUMP_MS),
+        check("handoff jump signed median", _med(jumps), "ms"),
+        check(f"handoff 2nd move after start (of {len(hs)})", float(len(moved)), ""),
+        check("ctl transfer → target plays median", _med(lat), "ms", TARGET_TRANSFER_MS),
+        check("ctl transfer → target plays p90", percentile(lat, 90), "ms"),
+    ]
+
+
+def run() -> list[Result]:
+    receivers: dict[str, Receiver] = {}
+    try:
+        return _run(receivers)
+    except BaseException:
+        for rec in receivers.values():
+            print(f"  --- {rec.name}'s log (last lines):\n{rec.log_tail()}")
+        raise
+
+
+def _run(receivers: dict[str, Receiver]) -> list[Result]:
+    results: list[Result] = []
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="th-handoff-")))
+        srv = stack.enter_context(bench_server(tmp))
+        for name in ("r1", "r2"):
+            receivers[name] = start_receiver(stack, srv, tmp, name)
+        api = Api(srv)
+        stack.callback(api.close)
+        api.wait_online(list(receivers.values()))
+        watches: dict[str, MpvWatch] = {}
+        for name, rec in receivers.items():
+            watches[name] = MpvWatch(name, rec.socket_path, rec.proc)
+            stack.callback(watches[name].close)
+        poller = Poller(list(watches.values()))
+        stack.callback(poller.stop)
+        ctl_dir = tmp / "ctl"
+        login_cli(srv, ctl_dir, bench_env(tmp), file_store=True)
+        env = bench_env(tmp, ctl_dir)
+        print(
+            f"  server {srv.url}; receivers r1, r2 (ao=null); {TRACKS} tracks of {TRACK_S} s; "
+            f"mpv polled every {POLL_S * 1000:g} ms"
+        )
+        start_playing(env, api, "r1", watches["r1"])
+        remote = Remote(srv.url, api.token)
+        stack.callback(remote.close)
+        err, delay = remote.clock_offset_error_ms()
+        print(
+            f"  clock offset on loopback (watcher's own NTP exchange): error {err:+.2f} ms, "
+            f"min delay {delay:.2f} ms"
+        )
+        print(f"  load average {_load()}")
+        print(
+            f"  {WARMUP_HANDOFFS} warm-up handoffs (w) then {HANDOFFS}, back and forth "
+            "(ms; the columns after | are relative to the planned switch instant T):"
+        )
+        handoffs, active = run_handoffs(env, remote, watches, receivers)
+        results += _handoff_results(handoffs)
+        results.append(check("clock offset error (loopback)", err, "ms"))
+
+        watch = watches[active]
+        print(f"  pause on {active}: ctl pause / ctl play, {PAUSES} each")
+        pauses, plays = run_ctl_pauses(env, watch)
+        print("    ctl pause: " + " ".join(f"{x:.0f}" for x in pauses))
+        print(summary("ctl pause → mpv paused", pauses))
+        print(summary("ctl play → mpv unpaused", plays))
+        results += [
+            check("ctl pause → mpv paused median", _med(pauses), "ms", TARGET_CTL_PAUSE_MS),
+            check("ctl pause → mpv paused p90", percentile(pauses, 90), "ms"),
+        ]
+        print(f"  pause on {active} over an open channel, {WS_PAUSES} each:")
+        ws_p, ws_play, ws_res = run_ws_pauses(remote, watch)
+        print("    pause: " + " ".join(f"{x:.1f}" for x in ws_p))
+        print(summary("channel pause → mpv paused", ws_p))
+        print(summary("channel play → mpv unpaused", ws_play))
+        print(summary("channel pause → result received", ws_res))
+        results += [
+            check("channel pause → mpv paused median", _med(ws_p), "ms", TARGET_WS_PAUSE_MS),
+            check("channel pause → mpv paused p90", percentile(ws_p, 90), "ms"),
+        ]
+        print(f"  load average {_load()}")
+    return results
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"

@@ -1,0 +1,121 @@
+"""Which devices of an account are connected, across every server instance.
+
+In-process by default (the hub's own connections); with Redis, each instance writes
+its devices into a per-account hash and refreshes them every few seconds, so a
+device connected to instance A counts as online on instance B, and the devices of an
+instance that died fall out after `STALE_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any, Protocol
+
+HEARTBEAT_S = 5.0
+STALE_S = 15.0
+
+
+class Presence(Protocol):
+    async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None: ...
+    async def leave(self, account_id: int, device_id: str) -> None: ...
+    async def online(self, account_id: int, capability: str | None = None) -> list[str]: ...
+    async def close(self) -> None: ...
+
+
+class LocalPresence:
+    def __init__(self) -> None:
+        self._devices: dict[int, dict[str, tuple[str, ...]]] = {}
+
+    async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None:
+        self._devices.setdefault(account_id, {})[device_id] = caps
+
+    async def leave(self, account_id: int, device_id: str) -> None:
+        devices = self._devices.get(account_id, {})
+        devices.pop(device_id, None)
+        if not devices:
+            self._devices.pop(account_id, None)
+
+    async def online(self, account_id: int, capability: str | None = None) -> list[str]:
+        devices = self._devices.get(account_id, {})
+        return sorted(d for d, caps in devices.items() if capability is None or capability in caps)
+
+    async def close(self) -> None:
+        self._devices.clear()
+
+
+class RedisPresence:
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis: Any = aioredis.from_url(url)
+        self._instance = os.urandom(6).hex()
+        self._local = LocalPresence()
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _key(account_id: int) -> str:
+        return f"tunehand:presence:{account_id}"
+
+    def _value(self, caps: tuple[str, ...]) -> str:
+        return json.dumps({"i": self._instance, "c": list(caps), "t": time.time()})
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        import redis.exceptions
+
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                for account_id, devices in list(self._local._devices.items()):
+                    if devices:
+                        await self._redis.hset(
+                            self._key(account_id),
+                            mapping={d: self._value(c) for d, c in devices.items()},
+                        )
+            except (redis.exceptions.RedisError, OSError):
+                continue  # Redis is restarting: the next beat writes everything again
+
+    async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None:
+        await self._local.join(account_id, device_id, caps)
+        await self._redis.hset(self._key(account_id), device_id, self._value(caps))
+
+    async def leave(self, account_id: int, device_id: str) -> None:
+        await self._local.leave(account_id, device_id)
+        raw = await self._redis.hget(self._key(account_id), device_id)
+        if raw is not None and json.loads(raw).get("i") == self._instance:
+            await self._redis.hdel(self._key(account_id), device_id)
+
+    async def online(self, account_id: int, capability: str | None = None) -> list[str]:
+        entries = await self._redis.hgetall(self._key(account_id))
+        now = time.time()
+        out = []
+        for device, raw in entries.items():
+            try:
+                v = json.loads(raw)
+            except ValueError:
+                continue
+            if now - float(v.get("t", 0)) > STALE_S:
+                continue
+            if capability is None or capability in v.get("c", []):
+                out.append(device.decode() if isinstance(device, bytes) else str(device))
+        return sorted(out)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for account_id, devices in list(self._local._devices.items()):
+            for device_id in list(devices):
+                try:
+                    await self.leave(account_id, device_id)
+                except Exception:  # Redis may already be gone at shutdown
+                    break
+        await self._redis.aclose()
+
+
+def open_presence(redis_url: str | None) -> LocalPresence | RedisPresence:
+    return RedisPresence(redis_url) if redis_url else LocalPresence()
