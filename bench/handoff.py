@@ -7,22 +7,25 @@ on r1. A poller thread asks each mpv for `time-pos` every POLL_S (2 ms); `pause`
 `core-idle` and `idle-active` come as `observe_property` events. Every reply and event
 is stamped with time.monotonic() when it arrives (loopback IPC answers in ~0.1 ms).
 
-mpv with `ao=null` moves `time-pos` in steps of ~50 ms while it plays, but sets it
-exactly on pause and starts moving it at once on unpause; the points where it steps lie
-on a line `t - pos = c` within a few ms. So for each handoff (`ctl transfer`, back and
-forth, HANDOFFS times after WARMUP_HANDOFFS):
+mpv with `ao=null` refreshes `time-pos` only on its playloop ticks, ~50 ms apart while it
+plays; but it sets it exactly on pause and stop, and the values it steps to are exact:
+the steps lie on a line `t - pos = c` within a few ms. So for each handoff (`ctl
+transfer`, back and forth, HANDOFFS times after WARMUP_HANDOFFS):
 
 - source end: the first sign after the command that the source stopped (time-pos gone,
   or `pause`/`core-idle`/`idle-active` turning true);
-- target start: the first sample after the target's unpause where its time-pos moved;
-- gap = target start - source end (negative: both played at once). The literal figure,
-  target start - the source's last time-pos step, is printed too: it is larger by up to
-  one ~50 ms step, an artefact of ao=null;
-- jump = target's first moving time-pos - the source's position extrapolated (from its
-  steady line) to that instant (positive: audio skipped, negative: audio repeated);
-- whether the target's position moves off its line again within a second of starting
-  (a second seek or a stall), and by how much;
-- ctl transfer latency: from just before the `ctl` process starts to the target start.
+- target start: when playback started by mpv's own clock: the target's first time-pos
+  step after its unpause, moved back by how far the position advanced from where it
+  was held (`t_step - (pos_step - pos_held)`). The step itself comes up to ~50 ms later;
+- gap = target start - source end (negative: both played at once). The literal figure
+  (target's first time-pos step - the source's last step) is printed too: ao=null's
+  steps make it ~one step (~50 ms) too large at each end;
+- jump = where the target started - where the source was at that instant, by the
+  source's steady line (positive: audio skipped, negative: audio repeated);
+- whether the target's position moves off its line again within AFTER_START_S of
+  starting (a second seek or a stall), and by how much;
+- ctl transfer latency: from just before the `ctl` process starts to the target start
+  (and, printed too, to its first time-pos step).
 
 The remote watcher (a websocket device without capabilities) sees the switch `state`:
 its `position.at_ms` is the planned switch instant T, converted to this machine's
@@ -531,18 +534,20 @@ class Handoff:
     label: str
     ctl_s: float
     latency_ms: float
+    first_step_ms: float
+    """ctl start to the target's first time-pos step (the literal observation)."""
     gap_ms: float
     gap_literal_ms: float
     jump_ms: float
     marks_vs_t_ms: dict[str, float]
     """Relative to the planned switch instant T: state seen, target loaded, source end,
-    target unpaused, target start (NaN when the watcher saw no switch state)."""
+    target unpaused, target start, its first time-pos step (NaN: no switch state seen)."""
     discontinuity_ms: float
     discontinuity_at_ms: float
     notes: list[str] = field(default_factory=list)
 
 
-MARKS = ("state", "loaded", "src end", "unpause", "start")
+MARKS = ("state", "loaded", "src end", "unpause", "start", "1st step")
 
 
 def _line(adv: Sequence[tuple[float, float]]) -> float:
@@ -558,11 +563,19 @@ def _source_end(src: MpvWatch, after: float) -> float | None:
     return min(found) if found else None
 
 
+def _held_before(tgt: MpvWatch, after: float, t_step: float) -> float:
+    """The target's time-pos just before its first step: where it was held, paused."""
+    held = [p for _, p in tgt.samples(after, t_step) if p is not None]
+    if len(held) < 2:
+        raise RuntimeError(f"{tgt.name}: no paused position seen before playback started")
+    return held[-2]
+
+
 def _moved_after_start(tgt: MpvWatch, t_start: float, p_start: float) -> tuple[float, float]:
     """How far the target's `t - pos` line has moved by the end of the window (seconds; +
     means its position fell behind: audio repeated or stalled), and from when (NaN, NaN:
     it stayed within DISCONTINUITY_S of where it started)."""
-    after = tgt.advances(t_start + 1e-6, t_start + AFTER_START_S)
+    after = tgt.advances(t_start - 1e-6, t_start + AFTER_START_S)
     base = t_start - p_start
     dev = [((t - p) - base, t) for t, p in after]
     if len(dev) < 4:
@@ -591,7 +604,12 @@ def measure_handoff(
     t_cmd = time.monotonic()
     ctl_s = ctl(env, "transfer", tgt_rec.name)
     unpaused = tgt.wait_event("pause", False, t_cmd)
-    t_start, p_start = tgt.wait_advancing(unpaused)
+    t_step, p_start = tgt.wait_advancing(unpaused)
+    p_held = _held_before(tgt, unpaused, t_step)
+    # time-pos is refreshed only on mpv's playloop ticks: where it first moved to says
+    # when playback started by mpv's own clock (the first step itself comes up to ~50 ms
+    # later, reported as "first step").
+    t_start = t_step - (p_start - p_held)
     deadline = time.monotonic() + WAIT_S
     while (src_end := _source_end(src, t_cmd)) is None:
         if time.monotonic() > deadline:
@@ -604,9 +622,9 @@ def measure_handoff(
         raise RuntimeError(f"{label}: the source was not playing steadily before the transfer")
     c_src = _line(before[-20:])
     last_step = before[-1][0]
-    jump = p_start - (t_start - c_src)
+    jump = p_held - (t_start - c_src)
     notes: list[str] = []
-    shift, shift_at = _moved_after_start(tgt, t_start, p_start)
+    shift, shift_at = _moved_after_start(tgt, t_step, p_start)
     if any(p is None for _, p in tgt.samples(t_start, t_start + AFTER_START_S)):
         notes.append("target's time-pos vanished after start (reloaded)")
     loaded = next((t for t, p in tgt.samples(t_cmd) if p is not None), math.nan)
@@ -616,7 +634,9 @@ def measure_handoff(
         t_planned = seen.at_ms / 1000 - wall
         marks = {
             name: ms(t - t_planned)
-            for name, t in zip(MARKS, (seen.t, loaded, src_end, unpaused, t_start), strict=True)
+            for name, t in zip(
+                MARKS, (seen.t, loaded, src_end, unpaused, t_start, t_step), strict=True
+            )
         }
     else:
         marks = dict.fromkeys(MARKS, math.nan)
@@ -625,8 +645,9 @@ def measure_handoff(
         label,
         ctl_s,
         ms(t_start - t_cmd),
+        ms(t_step - t_cmd),
         ms(t_start - src_end),
-        ms(t_start - last_step),
+        ms(t_step - last_step),
         ms(jump),
         marks,
         ms(shift),
@@ -699,31 +720,56 @@ def run_handoffs(
 # --- pause ---------------------------------------------------------------------------------
 
 
-def run_ctl_pauses(env: dict[str, str], watch: MpvWatch) -> tuple[list[float], list[float]]:
-    """`ctl pause` then `ctl play`, PAUSES times: ms until mpv's pause flips each way."""
-    pauses: list[float] = []
-    plays: list[float] = []
+@dataclass
+class Toggle:
+    """One pause or play: ms from the command to mpv's `pause` flipping, and the part
+    up to the watcher receiving the `state` (the server's share plus, for ctl, the
+    process start; mpv flips on the receiver after the same state arrives there)."""
+
+    total_ms: float
+    state_ms: float
+
+
+def _toggle(remote: Remote, watch: MpvWatch, t: float, paused: bool, active_id: str) -> Toggle:
+    flipped = watch.wait_event("pause", paused, t)
+    seen = next(
+        (s.t for s in list(remote.states) if s.t > t and s.playing != paused),
+        math.nan,
+    )
+    return Toggle(ms(flipped - t), ms(seen - t))
+
+
+def run_ctl_pauses(
+    env: dict[str, str], remote: Remote, watch: MpvWatch, active_id: str
+) -> tuple[list[Toggle], list[Toggle]]:
+    """`ctl pause` then `ctl play`, PAUSES times."""
+    pauses: list[Toggle] = []
+    plays: list[Toggle] = []
     for _ in range(PAUSES):
+        _rewind_if_late(remote, watch)
         _wait_steady(watch)
         t = time.monotonic()
         ctl(env, "pause")
-        pauses.append(ms(watch.wait_event("pause", True, t) - t))
+        pauses.append(_toggle(remote, watch, t, True, active_id))
         time.sleep(0.3)
         t = time.monotonic()
         ctl(env, "play")
-        plays.append(ms(watch.wait_event("pause", False, t) - t))
+        plays.append(_toggle(remote, watch, t, False, active_id))
     return pauses, plays
 
 
-def run_ws_pauses(remote: Remote, watch: MpvWatch) -> tuple[list[float], list[float], list[float]]:
-    """pause/play over the open channel: ms until mpv flips, and until the pause's result."""
-    pauses: list[float] = []
-    plays: list[float] = []
+def run_ws_pauses(
+    remote: Remote, watch: MpvWatch, active_id: str
+) -> tuple[list[Toggle], list[Toggle], list[float]]:
+    """pause/play over the open channel; and ms until the pause's `result` comes back."""
+    pauses: list[Toggle] = []
+    plays: list[Toggle] = []
     results: list[float] = []
     for _ in range(WS_PAUSES):
+        _rewind_if_late(remote, watch)
         _wait_steady(watch)
         cid, t = remote.command("pause")
-        pauses.append(ms(watch.wait_event("pause", True, t) - t))
+        pauses.append(_toggle(remote, watch, t, True, active_id))
         deadline = time.monotonic() + WAIT_S
         while cid not in remote.results and time.monotonic() < deadline:
             time.sleep(0.001)
@@ -734,8 +780,14 @@ def run_ws_pauses(remote: Remote, watch: MpvWatch) -> tuple[list[float], list[fl
             results.append(ms(t_res - t))
         time.sleep(0.3)
         _, t = remote.command("play")
-        plays.append(ms(watch.wait_event("pause", False, t) - t))
+        plays.append(_toggle(remote, watch, t, False, active_id))
     return pauses, plays, results
+
+
+def _print_toggles(label: str, toggles: Sequence[Toggle]) -> None:
+    print(summary(f"{label} → mpv flips", [x.total_ms for x in toggles]))
+    print(summary(f"{label} → watcher sees the state", [x.state_ms for x in toggles]))
+    print(summary(f"{label}: state seen → mpv flips", [x.total_ms - x.state_ms for x in toggles]))
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -774,6 +826,7 @@ def _handoff_results(hs: list[Handoff]) -> list[Result]:
     print(summary("jump, signed (target pos - source pos extrapolated)", jumps))
     print(summary("jump, |.|", abs_jumps))
     print(summary("ctl transfer → target plays", lat))
+    print(summary("ctl transfer → target's first time-pos step", [h.first_step_ms for h in hs]))
     print(summary("ctl transfer process wall time", [ms(h.ctl_s) for h in hs]))
     print(
         summary(
@@ -806,19 +859,14 @@ def _handoff_results(hs: list[Handoff]) -> list[Result]:
 
 
 def run() -> list[Result]:
-    receivers: dict[str, Receiver] = {}
-    try:
-        return _run(receivers)
-    except BaseException:
-        for rec in receivers.values():
-            print(f"  --- {rec.name}'s log (last lines):\n{rec.log_tail()}")
-        raise
+    return _run({})
 
 
 def _run(receivers: dict[str, Receiver]) -> list[Result]:
     results: list[Result] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="th-handoff-")))
+        stack.push(dump_logs_on_error(receivers))
         srv = stack.enter_context(bench_server(tmp))
         for name in ("r1", "r2"):
             receivers[name] = start_receiver(stack, srv, tmp, name)
@@ -856,27 +904,42 @@ def _run(receivers: dict[str, Receiver]) -> list[Result]:
         results.append(check("clock offset error (loopback)", err, "ms"))
 
         watch = watches[active]
+        active_id = receivers[active].device_id
         print(f"  pause on {active}: ctl pause / ctl play, {PAUSES} each")
-        pauses, plays = run_ctl_pauses(env, watch)
-        print("    ctl pause: " + " ".join(f"{x:.0f}" for x in pauses))
-        print(summary("ctl pause → mpv paused", pauses))
-        print(summary("ctl play → mpv unpaused", plays))
+        pauses, plays = run_ctl_pauses(env, remote, watch, active_id)
+        print("    ctl pause: " + " ".join(f"{x.total_ms:.0f}" for x in pauses))
+        _print_toggles("ctl pause", pauses)
+        _print_toggles("ctl play", plays)
+        p = [x.total_ms for x in pauses]
         results += [
-            check("ctl pause → mpv paused median", _med(pauses), "ms", TARGET_CTL_PAUSE_MS),
-            check("ctl pause → mpv paused p90", percentile(pauses, 90), "ms"),
+            check("ctl pause → mpv paused median", _med(p), "ms", TARGET_CTL_PAUSE_MS),
+            check("ctl pause → mpv paused p90", percentile(p, 90), "ms"),
         ]
         print(f"  pause on {active} over an open channel, {WS_PAUSES} each:")
-        ws_p, ws_play, ws_res = run_ws_pauses(remote, watch)
-        print("    pause: " + " ".join(f"{x:.1f}" for x in ws_p))
-        print(summary("channel pause → mpv paused", ws_p))
-        print(summary("channel play → mpv unpaused", ws_play))
-        print(summary("channel pause → result received", ws_res))
+        ws_p, ws_play, ws_res = run_ws_pauses(remote, watch, active_id)
+        print("    pause: " + " ".join(f"{x.total_ms:.1f}" for x in ws_p))
+        _print_toggles("channel pause", ws_p)
+        _print_toggles("channel play", ws_play)
+        print(summary("channel pause → its result received", ws_res))
+        p = [x.total_ms for x in ws_p]
         results += [
-            check("channel pause → mpv paused median", _med(ws_p), "ms", TARGET_WS_PAUSE_MS),
-            check("channel pause → mpv paused p90", percentile(ws_p, 90), "ms"),
+            check("channel pause → mpv paused median", _med(p), "ms", TARGET_WS_PAUSE_MS),
+            check("channel pause → mpv paused p90", percentile(p, 90), "ms"),
         ]
         print(f"  load average {_load()}")
     return results
+
+
+def dump_logs_on_error(receivers: dict[str, Receiver]) -> Any:
+    """An ExitStack exit callback: on an error, print the receivers' last log lines."""
+
+    def dump(exc_type: type[BaseException] | None, *_: object) -> bool:
+        if exc_type is not None:
+            for rec in receivers.values():
+                print(f"  --- {rec.name}'s log (last lines):\n{rec.log_tail()}")
+        return False
+
+    return dump
 
 
 def _load() -> str:

@@ -30,8 +30,10 @@ from bench.handoff import (
     Api,
     MpvWatch,
     Poller,
+    Receiver,
     bench_env,
     bench_server,
+    dump_logs_on_error,
     start_playing,
     start_receiver,
     stop_processes,
@@ -141,7 +143,9 @@ def run() -> list[Result]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="th-mem-")))
         srv = stack.enter_context(bench_server(tmp))
-        rec = start_receiver(stack, srv, tmp, "r1")
+        receivers: dict[str, Receiver] = {}
+        stack.push(dump_logs_on_error(receivers))
+        rec = receivers["r1"] = start_receiver(stack, srv, tmp, "r1")
         api = Api(srv)
         stack.callback(api.close)
         api.wait_online([rec])

@@ -370,8 +370,8 @@ NUL_BODIES: list[tuple[str, str, Json]] = [
 
 def test_nul_characters_are_refused_not_stored(both: Api) -> None:
     for method, path in NUL_PATHS:
-        body = {"track_ids": []} if method == "PUT" else None
-        r = both.http.request(method, path, json=body)
+        empty: Json | None = {"track_ids": []} if method == "PUT" else None
+        r = both.http.request(method, path, json=empty)
         assert check_error(r, 422)["error"]["code"] == "invalid", (method, path)
     for method, path, body in NUL_BODIES:
         r = both.http.request(method, path, json=body)
@@ -434,7 +434,6 @@ BAD_REPORTS: list[tuple[str, Json]] = [
     ("huge-rate", {"rate": 1e308}),
     ("infinite-rate", {"rate": 1e400}),
     ("negative-rate", {"rate": -1.0}),
-    ("negative-position", {"position_ms": -5}),
     ("huge-position", {"position_ms": 10**30}),
     ("huge-at", {"at_ms": 10**30}),
     ("negative-at", {"at_ms": -(10**30)}),

@@ -361,6 +361,12 @@ def test_receiver_sigterm_leaves_the_session_paused_at_its_position(acct: Accoun
 # --- 7. server restart mid-playback -------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: on SIGTERM uvicorn closes the websockets before the lifespan "
+    "shutdown sets `hub.closing`, so every active device is recorded as lost (session "
+    "paused, no device) and the receiver stops when it reconnects",
+)
 def test_server_restart_mid_playback(acct: Account) -> None:
     world = acct.world
     r1 = playing_on(acct, "r1")
@@ -375,8 +381,8 @@ def test_server_restart_mid_playback(acct: Account) -> None:
     r1.wait_for("connected to the server", since=mark, timeout=30)
     s1 = status(acct.remote)
     mpv1 = r1.ipc.time_pos()
-    assert mpv1 is not None, r1.lines.text()
     assert s1["device"] == {"id": r1.dev.device_id(), "name": "r1"} and s1["playing"], s1
+    assert mpv1 is not None, r1.lines.text()
     assert abs(s1["position_ms"] / 1000 - mpv1) < 0.5, (s1["position_ms"], mpv1)
     r1.ipc.wait_time_pos(lambda v: v >= mpv1 + 1.0)
     s2 = status(acct.remote)

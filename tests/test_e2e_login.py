@@ -287,11 +287,6 @@ def stopped_keyring(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: KeyringStore.load tries the D-Bus fast path (5 s timeout per call) and then "
-    "the keyring path (another 5 s), so a hung gnome-keyring takes 10 s, not the documented 5",
-)
 def test_frozen_gnome_keyring_fails_within_the_deadline(
     stopped_keyring: dict[str, str], tmp_path: Path, srv: ServerProc, user: str
 ) -> None:

@@ -107,7 +107,7 @@ def command(api: ApiClient, op: str, **fields: Any) -> Json:
 
 def _online_names(api: ApiClient) -> list[str]:
     devices = api.request("GET", "/v1/devices")["devices"]
-    return [d["name"] for d in devices if d["online"]]
+    return [d["name"] for d in devices if d["online"] and "play" in d.get("capabilities", ())]
 
 
 def _simple(op: str, **fields: Any) -> Any:
@@ -249,7 +249,7 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _track_json(t: Json) -> Json:
-    return {k: t.get(k) for k in ("id", "title", "artist", "album", "duration_ms")}
+    return {k: t.get(k) for k in ("id", "title", "artist", "album", "duration_ms", "album_id")}
 
 
 def device_list(api: ApiClient) -> list[Json]:

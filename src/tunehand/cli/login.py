@@ -20,6 +20,7 @@ from tunehand.client.config import (
     load_config,
     resolve_config_dir,
     save_server,
+    save_setting,
 )
 from tunehand.client.credentials import Credentials, FileStore, KeyringStore, open_store
 from tunehand.client.http import HttpClient, check_server_url, error_message
@@ -106,6 +107,8 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
         # A keyring login replaces an earlier opted-in file.
         FileStore(cdir / TOKEN_FILE).delete()
     save_server(cdir, server)
+    if args.device_name:
+        save_setting(cdir, "device_name", args.device_name)
     print(f"logged in to {server} as {user} (device {name}); tokens in {store.location}")
     return 0
 

@@ -37,7 +37,7 @@ def status_json(payload: Json) -> Json:
         "device": device,
         "playing": bool(state["position"]["playing"]),
         "track": (
-            {k: track.get(k) for k in ("id", "title", "artist", "album", "duration_ms")}
+            {k: track.get(k) for k in ("id", "title", "artist", "album", "duration_ms", "album_id")}
             if track
             else None
         ),

@@ -119,6 +119,16 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_report: tuple[int, str | None, bool] | None = None
         self._last_anchor: tuple[int, int] | None = None
+        self._directive_term = 0
+        self._switching = 0
+        """Start/stop directives waiting for their server time: until then the state that
+        announces the switch (it arrives first) must not start or stop the player early."""
+        """The term of the last start/stop directive. A state with an older term was sent
+        before it (a command's result can overtake its state) and must not undo it."""
+        self._settling: str | None = None
+        """The entry the player is loading or seeking, until it says Ready: its position
+        means nothing yet (mpv answers 0 or the old one), so it is neither reported nor
+        compared, and what changed meanwhile is applied on Ready."""
         self._preparing: tuple[str, str] | None = None  # (transfer id, entry id)
         self._holding_for_transfer = False
         self._holding_since = 0.0
@@ -292,6 +302,8 @@ class Agent:
         if player is None or self._stopped:
             return
         st = self.mirror.state
+        if st.term < self._directive_term or self._switching:
+            return  # the directive's state is on its way, or its time has not come
         if not self._mine():
             if time.monotonic() - self._holding_since > HOLD_PREPARED_S:
                 # A transfer to here that never switched was aborted: let it go.
@@ -314,21 +326,21 @@ class Agent:
         track = self.mirror.track
         anchor = (st.position.position_ms, st.position.at_ms)
         external = anchor != self._last_anchor
-        self._last_anchor = anchor
         want_pos = st.position_at(self.server_now())
         if player.playing_tag() != cur.entry_id:
             if track is None or track.url is None:
                 return
+            self._last_anchor = anchor
             self._holding_for_transfer = False
-            player.load(
-                cur.entry_id,
-                self._absolute(track.url),
-                position_ms=want_pos,
-                paused=not st.position.playing,
-            )
+            self._load(cur.entry_id, self._absolute(track.url), want_pos, not st.position.playing)
             self._next_prefetched = None
             self._last_report = None
+        elif self._settling == cur.entry_id:
+            # mpv may drop a pause or resume made before the file is in (the load's own
+            # options win): keep the anchor unseen, and reconcile again on Ready.
+            pass
         else:
+            self._last_anchor = anchor
             if st.position.playing and player.paused():
                 player.resume()
             elif not st.position.playing and not player.paused():
@@ -336,6 +348,7 @@ class Agent:
                 self._report(False)
             pos = player.position_ms()
             if external and pos is not None and abs(pos - want_pos) > SEEK_TOLERANCE_MS:
+                self._settling = cur.entry_id
                 player.seek(want_pos)
             if st.position.playing and st.position.rate == 0 and not player.paused():
                 self._report(True)
@@ -352,6 +365,11 @@ class Agent:
         url = self._absolute(nxt.url) if nxt is not None and nxt.url else None
         self.player.set_next(next_entry if url else None, url)
 
+    def _load(self, tag: str, url: str, position_ms: int, paused: bool) -> None:
+        assert self.player is not None
+        self._settling = tag
+        self.player.load(tag, url, position_ms=position_ms, paused=paused)
+
     def _absolute(self, url: str) -> str:
         return url if "://" in url else self.channel.server + url
 
@@ -359,12 +377,14 @@ class Agent:
         if self.player is None or not self._mine():
             return
         st = self.mirror.state
-        pos = self.player.position_ms() or 0
         tag = entry or self.player.playing_tag() or st.current
+        pos = self.player.position_ms()
+        if tag == self._settling or pos is None:
+            return  # not known yet: the player's Ready reports it
         rep = Report(
             term=st.term,
             entry_id=tag,
-            position_ms=pos,
+            position_ms=max(0, pos),
             at_ms=self.server_now(),
             playing=playing,
             rate=1.0 if playing else 0.0,
@@ -387,6 +407,8 @@ class Agent:
 
     def _on_player_event(self, ev: pev.PlayerEvent) -> None:
         st = self.mirror.state
+        if isinstance(ev, (pev.Ready, pev.Failed)) and ev.tag == self._settling:
+            self._settling = None
         if isinstance(ev, pev.Ready):
             if self._preparing is not None and ev.tag == self._preparing[1]:
                 transfer_id = self._preparing[0]
@@ -397,6 +419,7 @@ class Agent:
                 return
             if self._mine() and ev.tag == st.current and self.player is not None:
                 self._last_report = None
+                self._reconcile()  # what changed while it loaded or seeked
                 self._report(not self.player.paused())
         elif isinstance(ev, pev.Advanced):
             if ev.previous is not None:
@@ -427,14 +450,24 @@ class Agent:
                 return
             self._preparing = (d.transfer_id, d.entry_id)
             self._holding_since = time.monotonic()
-            player.load(
-                d.entry_id, self._absolute(d.track.url), position_ms=d.position_ms, paused=True
-            )
+            self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, True)
         elif d.action == "start":
-            self._at(d.at_ms, lambda: self._start(d))
+            self._switch(d, lambda: self._start(d))
         elif d.action == "stop":
             self._holding_for_transfer = False
-            self._at(d.at_ms, self._stop_for_transfer)
+            self._switch(d, self._stop_for_transfer)
+
+    def _switch(self, d: DirectiveMsg, fn: Callable[[], None]) -> None:
+        """Carry out a start/stop directive at its server time, then catch up with the state."""
+        self._directive_term = max(self._directive_term, d.term)
+        self._switching += 1
+
+        def run() -> None:
+            self._switching -= 1
+            fn()
+            self._reconcile()
+
+        self._at(d.at_ms, run)
 
     def _at(self, server_ms: int, fn: Callable[[], None]) -> None:
         """Run `fn` when the server clock reads `server_ms` (at once if that has passed)."""
@@ -453,15 +486,11 @@ class Agent:
         if player.playing_tag() != d.entry_id:
             if d.track is None or d.track.url is None:
                 return
-            player.load(
-                d.entry_id,
-                self._absolute(d.track.url),
-                position_ms=d.position_ms,
-                paused=not d.playing,
-            )
+            self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, not d.playing)
         else:
             pos = player.position_ms()
             if pos is not None and abs(pos - d.position_ms) > 40:
+                self._settling = d.entry_id
                 player.seek(d.position_ms)
             if d.playing:
                 player.resume()
@@ -473,6 +502,7 @@ class Agent:
             self.player.pause()
             self.player.stop()
             self._next_prefetched = None
+            self._publish("playback moved to another device")
 
     # --- clock ------------------------------------------------------------------
 

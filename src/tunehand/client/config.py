@@ -27,7 +27,6 @@ DEVICE_ID_FILE = "device-id"
 
 _DEVICE_ID_RE = re.compile(r"^d[0-9a-f]{20}$")
 _TOML_POSITION_RE = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$")
-_SERVER_LINE_RE = re.compile(r"""^\s*(?:server|"server"|'server')\s*=""")
 
 
 class Config(NamedTuple):
@@ -109,21 +108,26 @@ def load_config(config_dir: Path) -> Config:
 
 def save_server(config_dir: Path, server: str) -> None:
     """Set the top-level `server` key of config.toml, keeping every other line as it is."""
+    save_setting(config_dir, "server", server)
+
+
+def save_setting(config_dir: Path, key: str, value: str) -> None:
+    """Set a top-level string key of config.toml, keeping every other line as it is."""
     path = config_dir / CONFIG_FILE
     old = _read_config_text(path)
     if old is None:
         old = ""
     else:
         _parse_toml(path, old)  # refuse to edit a file we cannot read back
-    new = _with_server_line(old, server)
+    new = _with_key_line(old, key, value)
     try:
-        ok = _toml().loads(new).get("server") == server
+        ok = _toml().loads(new).get(key) == value
     except _toml().TOMLDecodeError:
         ok = False
     if not ok:
         raise ConfigError(
-            f"{path}: could not set the server automatically: "
-            f"edit the file and set server = {_toml_string(server)} by hand"
+            f"{path}: could not set {key} automatically: "
+            f"edit the file and set {key} = {_toml_string(value)} by hand"
         )
     mode = 0o600
     with contextlib.suppress(FileNotFoundError):
@@ -310,10 +314,11 @@ def _toml_string(value: str) -> str:
     return "".join(out)
 
 
-def _with_server_line(text: str, server: str) -> str:
-    """Replace or insert the top-level `server = ...` line; leave every other line alone."""
+def _with_key_line(text: str, key: str, value: str) -> str:
+    """Replace or insert the top-level `key = ...` line; leave every other line alone."""
     newline = "\r\n" if "\r\n" in text else "\n"
-    line = f"server = {_toml_string(server)}{newline}"
+    line = f"{key} = {_toml_string(value)}{newline}"
+    key_re = re.compile(rf"""^\s*(?:{key}|"{key}"|'{key}')\s*=""")
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith(("\n", "\r")):
         lines[-1] += newline
@@ -321,7 +326,7 @@ def _with_server_line(text: str, server: str) -> str:
         (i for i, raw in enumerate(lines) if raw.lstrip().startswith("[")), len(lines)
     )
     for i in range(first_table):
-        if _SERVER_LINE_RE.match(lines[i]):
+        if key_re.match(lines[i]):
             lines[i] = line
             return "".join(lines)
     # Insert after the last top-level key, before any comments that lead into a table.

@@ -156,7 +156,7 @@ class KeyringStore:
         return f"OS keyring ({type(self._backend).__module__.rsplit('.', 1)[-1]})"
 
     def load(self) -> Credentials | None:
-        from tunehand.client.secret_service import Unavailable, read_secret
+        from tunehand.client.secret_service import Hung, Unavailable, read_secret
 
         blob: str | None
         try:
@@ -165,6 +165,11 @@ class KeyringStore:
                 {"service": KEYRING_SERVICE, "username": self.username}, self.timeout_s
             )
             self._read_directly = True
+        except Hung:
+            raise KeyringError(
+                f"the OS keyring did not answer within {self.timeout_s:g} s: unlock it "
+                f"(gnome-keyring/KWallet), or {_FALLBACKS}"
+            ) from None
         except Unavailable:
             blob = self._call(lambda kr: kr.get_password(KEYRING_SERVICE, self.username))
         if blob is None:

@@ -10,6 +10,7 @@ the caller falls back to the full `keyring` path, which can prompt and write.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 SERVICE = "org.freedesktop.secrets"
@@ -22,6 +23,10 @@ class Unavailable(Exception):
     """The fast path cannot answer; use the full keyring path."""
 
 
+class Hung(Exception):
+    """The Secret Service did not answer in time: the full path would hang as well."""
+
+
 def read_secret(attributes: dict[str, str], timeout_s: float) -> str:
     """The secret of the unlocked item with these attributes."""
     if not os.environ.get("DBUS_SESSION_BUS_ADDRESS") or os.environ.get("PYTHON_KEYRING_BACKEND"):
@@ -32,13 +37,23 @@ def read_secret(attributes: dict[str, str], timeout_s: float) -> str:
     except ImportError as exc:
         raise Unavailable("jeepney is not installed") from exc
     service = DBusAddress(PATH, bus_name=SERVICE, interface=IFACE)
+    deadline = time.monotonic() + timeout_s
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Hung("the Secret Service did not answer in time")
+        return remaining
+
     try:
-        conn = open_dbus_connection(bus="SESSION")
+        conn = open_dbus_connection(bus="SESSION", auth_timeout=left())
+    except TimeoutError as exc:
+        raise Hung(str(exc)) from exc
     except Exception as exc:  # any failure to reach the bus: fall back
         raise Unavailable(str(exc)) from exc
     try:
         reply: Any = conn.send_and_get_reply(
-            new_method_call(service, "SearchItems", "a{ss}", (attributes,)), timeout=timeout_s
+            new_method_call(service, "SearchItems", "a{ss}", (attributes,)), timeout=left()
         )
         unlocked, _locked = _body(reply)
         if not unlocked:
@@ -46,19 +61,21 @@ def read_secret(attributes: dict[str, str], timeout_s: float) -> str:
             # locked keyring (and offer to unlock it). Being logged out is the rare case.
             raise Unavailable("no unlocked item")
         reply = conn.send_and_get_reply(
-            new_method_call(service, "OpenSession", "sv", ("plain", ("s", ""))), timeout=timeout_s
+            new_method_call(service, "OpenSession", "sv", ("plain", ("s", ""))), timeout=left()
         )
         _, session = _body(reply)
         item = DBusAddress(unlocked[0], bus_name=SERVICE, interface=ITEM_IFACE)
         reply = conn.send_and_get_reply(
-            new_method_call(item, "GetSecret", "o", (session,)), timeout=timeout_s
+            new_method_call(item, "GetSecret", "o", (session,)), timeout=left()
         )
         (secret,) = _body(reply)
         value: bytes = secret[2]
         return value.decode("utf-8")
-    except Unavailable:
+    except (Unavailable, Hung):
         raise
-    except Exception as exc:  # timeouts, D-Bus errors, unexpected shapes: fall back
+    except TimeoutError as exc:
+        raise Hung(str(exc)) from exc
+    except Exception as exc:  # D-Bus errors, unexpected shapes: fall back
         raise Unavailable(str(exc)) from exc
     finally:
         conn.close()

@@ -39,6 +39,7 @@ class TrackView:
     genre: str = ""
     url: str | None = None
     """A signed stream URL (library tracks) or the http(s) URL of a remote track."""
+    album_id: str = ""
 
 
 # --- client to server -------------------------------------------------------------

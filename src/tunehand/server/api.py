@@ -293,9 +293,10 @@ routes = [
     Route("/v1/devices", get_devices),
     Route("/v1/devices/{device_id}", delete_device, methods=["DELETE"]),
     Route("/v1/playlists", list_playlists),
-    Route("/v1/playlists/{name}", get_playlist),
-    Route("/v1/playlists/{name}", put_playlist, methods=["PUT"]),
-    Route("/v1/playlists/{name}", delete_playlist, methods=["DELETE"]),
+    # `:path` so a name may hold "/" (sent as %2F, which the router decodes first).
+    Route("/v1/playlists/{name:path}", get_playlist),
+    Route("/v1/playlists/{name:path}", put_playlist, methods=["PUT"]),
+    Route("/v1/playlists/{name:path}", delete_playlist, methods=["DELETE"]),
     Route("/v1/likes", likes),
     Route("/v1/likes/{track_id}", like, methods=["PUT", "DELETE"]),
     Route("/v1/history", history),

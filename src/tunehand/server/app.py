@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import WebSocketRoute
 
 from tunehand.errors import StoreError, TunehandError
-from tunehand.server import api, api_library
+from tunehand.server import api, api_library, auth
 from tunehand.server.bus import RedisBus, open_bus
 from tunehand.server.channel import channel_endpoint
 from tunehand.server.db import migrate
@@ -61,6 +61,7 @@ def create_app(
         import os
 
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(auth.prime)
         engine = await open_database(settings)
         signer = Signer(load_or_create_key(settings.data_dir, os.environ))
         bus = open_bus(settings.redis_url)

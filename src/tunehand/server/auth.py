@@ -27,7 +27,19 @@ MAX_NAME = 64
 MAX_PASSWORD = 1024
 
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters
-_DUMMY_HASH = _hasher.hash("tunehand-dummy-password")
+_dummy: list[str] = []
+
+
+def prime() -> None:
+    """Make the dummy hash before the first login, so it costs no unknown user extra time."""
+    _dummy_hash()
+
+
+def _dummy_hash() -> str:
+    """A real hash to verify against for unknown users (made once)."""
+    if not _dummy:
+        _dummy.append(_hasher.hash("tunehand-dummy-password"))
+    return _dummy[0]
 
 
 class Throttled(AuthError):
@@ -126,7 +138,7 @@ async def login(
         await _check_throttle(conn, keys, now_ms)
         account = await q.account_by_name(conn, name) if len(name) <= MAX_NAME else None
     # Same work for an unknown user as for a wrong password.
-    ok = await _verify(account.password_hash if account else _DUMMY_HASH, password[:MAX_PASSWORD])
+    ok = await _verify(account.password_hash if account else _dummy_hash(), password[:MAX_PASSWORD])
     if account is None or not ok:
         # Commit the failures before raising: raising inside the transaction rolls it back.
         async with engine.begin() as conn:

@@ -97,8 +97,8 @@ def _decode(data: str | bytes) -> Any:
         # Bounds that keep position arithmetic finite (a rate of 1e308 would overflow it).
         if not 0.0 <= rep.rate <= MAX_RATE:
             raise ProtocolError(f"rate: must be 0 to {MAX_RATE:g}")
-        if not (0 <= rep.position_ms <= MAX_MS and 0 <= rep.at_ms <= MAX_MS):
-            raise ProtocolError("position_ms, at_ms: must be 0 to 2**53")
+        if abs(rep.position_ms) > MAX_MS or abs(rep.at_ms) > MAX_MS:
+            raise ProtocolError("position_ms, at_ms: must be within 2**53")
     return msg
 
 

@@ -22,7 +22,12 @@ class Presence(Protocol):
     async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None: ...
     async def leave(self, account_id: int, device_id: str) -> None: ...
     async def online(self, account_id: int, capability: str | None = None) -> list[str]: ...
+    async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]: ...
     async def close(self) -> None: ...
+
+
+def _with(devices: dict[str, tuple[str, ...]], capability: str | None) -> list[str]:
+    return sorted(d for d, caps in devices.items() if capability is None or capability in caps)
 
 
 class LocalPresence:
@@ -39,8 +44,11 @@ class LocalPresence:
             self._devices.pop(account_id, None)
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:
-        devices = self._devices.get(account_id, {})
-        return sorted(d for d, caps in devices.items() if capability is None or capability in caps)
+        return _with(await self.devices(account_id), capability)
+
+    async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]:
+        """Online devices of the account and their capabilities."""
+        return dict(self._devices.get(account_id, {}))
 
     async def close(self) -> None:
         self._devices.clear()
@@ -91,19 +99,21 @@ class RedisPresence:
             await self._redis.hdel(self._key(account_id), device_id)
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:
+        return _with(await self.devices(account_id), capability)
+
+    async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]:
         entries = await self._redis.hgetall(self._key(account_id))
         now = time.time()
-        out = []
+        out: dict[str, tuple[str, ...]] = {}
         for device, raw in entries.items():
             try:
                 v = json.loads(raw)
             except ValueError:
                 continue
-            if now - float(v.get("t", 0)) > STALE_S:
-                continue
-            if capability is None or capability in v.get("c", []):
-                out.append(device.decode() if isinstance(device, bytes) else str(device))
-        return sorted(out)
+            if now - float(v.get("t", 0)) <= STALE_S:
+                name = device.decode() if isinstance(device, bytes) else str(device)
+                out[name] = tuple(str(c) for c in v.get("c", []))
+        return out
 
     async def close(self) -> None:
         if self._task is not None:

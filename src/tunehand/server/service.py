@@ -87,11 +87,14 @@ class SessionService:
         )
 
     async def devices(self, account_id: int) -> tuple[DeviceInfo, ...]:
-        online = set(await self.hub.online(account_id))
+        online = await self.hub.presence.devices(account_id)
         async with self.engine.connect() as conn:
             rows = await qa.list_devices(conn, account_id)
         return tuple(
-            DeviceInfo(r.id, r.name, r.id in online, r.last_seen_ms, r.address) for r in rows
+            DeviceInfo(
+                r.id, r.name, r.id in online, r.last_seen_ms, r.address, online.get(r.id, ())
+            )
+            for r in rows
         )
 
     async def publish_devices(self, account_id: int) -> None:

@@ -135,6 +135,7 @@ def _stored(r: sa.Row[tuple[object, ...]] | sa.RowMapping) -> StoredTrack:
         disc_no=m["disc_no"],
         year=m["year"],
         genre=m["genre"],
+        album_id=m["album_id"],
     )
     return StoredTrack(view, m["path"], m["mime"], m["size"], m["mtime_ns"], m["album_id"])
 
