@@ -31,7 +31,10 @@ The remote watcher (a websocket device without capabilities) sees the switch `st
 its `position.at_ms` is the planned switch instant T, converted to this machine's
 monotonic clock with time.time() - time.monotonic() (every process here shares both
 clocks), so each handoff also shows when the source stopped and the target started
-relative to T.
+relative to T. Its `position_ms` is where the server put the source at T, which the
+target was loaded at: "model" is that minus where the source really was at T (by the
+source's line), and "anchor" the same for the last position anchor before the command.
+A jump that equals "model" comes from the server's position, not from the switch.
 
 Then pause latency: `ctl pause` / `ctl play` alternately (PAUSES each), from just before
 the process starts to mpv's `pause` event on the active device; and the same commands
@@ -542,6 +545,11 @@ class Handoff:
     marks_vs_t_ms: dict[str, float]
     """Relative to the planned switch instant T: state seen, target loaded, source end,
     target unpaused, target start, its first time-pos step (NaN: no switch state seen)."""
+    model_err_ms: float
+    """The server's position for the source at T (what the target loaded) - where the
+    source really was at T by its own line (NaN: no switch state seen)."""
+    anchor_err_ms: float
+    """The same for the last position anchor the watcher saw before the command."""
     discontinuity_ms: float
     discontinuity_at_ms: float
     notes: list[str] = field(default_factory=list)
@@ -630,8 +638,14 @@ def measure_handoff(
     loaded = next((t for t, p in tgt.samples(t_cmd) if p is not None), math.nan)
 
     seen = remote.switch_state(t_cmd, tgt_rec.device_id)
+    model_err = anchor_err = math.nan
+    anchors = [st for st in list(remote.states) if st.t < t_cmd and st.playing]
+    if anchors:
+        a = anchors[-1]
+        anchor_err = a.position_ms / 1000 - (a.at_ms / 1000 - wall - c_src)
     if seen is not None:
         t_planned = seen.at_ms / 1000 - wall
+        model_err = seen.position_ms / 1000 - (t_planned - c_src)
         marks = {
             name: ms(t - t_planned)
             for name, t in zip(
@@ -650,6 +664,8 @@ def measure_handoff(
         ms(t_step - last_step),
         ms(jump),
         marks,
+        ms(model_err),
+        ms(anchor_err),
         ms(shift),
         ms(shift_at),
         notes,
@@ -689,7 +705,9 @@ def run_handoffs(
     src_name = "r1"
     print(
         f"  {'#':>3} {'handoff':<7} {'ctl':>5} {'latency':>7} {'gap':>6} {'literal':>7} "
-        f"{'jump':>6} |" + "".join(f" {m:>7}" for m in MARKS) + " | after start"
+        f"{'jump':>6} {'model':>6} {'anchor':>6} |"
+        + "".join(f" {m:>7}" for m in MARKS)
+        + " | after start"
     )
     for i in range(WARMUP_HANDOFFS + HANDOFFS):
         tgt_name = order[1 - order.index(src_name)]
@@ -706,7 +724,8 @@ def run_handoffs(
         print(
             f"  {'w' if warm else i - WARMUP_HANDOFFS + 1:>3} {h.label:<7} "
             f"{h.ctl_s * 1000:>5.0f} {h.latency_ms:>7.1f} {h.gap_ms:>+6.1f} "
-            f"{h.gap_literal_ms:>+7.1f} {h.jump_ms:>+6.1f} |"
+            f"{h.gap_literal_ms:>+7.1f} {h.jump_ms:>+6.1f} {h.model_err_ms:>+6.1f} "
+            f"{h.anchor_err_ms:>+6.1f} |"
             + "".join(f" {h.marks_vs_t_ms[m]:>+7.1f}" for m in MARKS)
             + f" | {after}"
             + ("; " + "; ".join(h.notes) if h.notes else "")
@@ -825,6 +844,13 @@ def _handoff_results(hs: list[Handoff]) -> list[Result]:
     )
     print(summary("jump, signed (target pos - source pos extrapolated)", jumps))
     print(summary("jump, |.|", abs_jumps))
+    print(
+        summary(
+            "server's position for the source at T - its true position",
+            [h.model_err_ms for h in hs],
+        )
+    )
+    print(summary("last anchor before the command - true position", [h.anchor_err_ms for h in hs]))
     print(summary("ctl transfer → target plays", lat))
     print(summary("ctl transfer → target's first time-pos step", [h.first_step_ms for h in hs]))
     print(summary("ctl transfer process wall time", [ms(h.ctl_s) for h in hs]))

@@ -421,7 +421,10 @@ class FakeDevice:
         self.messages: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self._closed = False
-        self._ws = connect("ws://" + url.removeprefix("http://") + "/v1/channel", open_timeout=15)
+        self._stack = contextlib.ExitStack()
+        self._ws = self._stack.enter_context(
+            connect("ws://" + url.removeprefix("http://") + "/v1/channel", open_timeout=15)
+        )
         self._ws.send(
             json.dumps(
                 {
@@ -465,7 +468,7 @@ class FakeDevice:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._ws.close()
+            self._stack.close()
 
 
 # --- the server ---------------------------------------------------------------------

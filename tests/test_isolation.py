@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,8 +45,15 @@ from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import open_engine
 
 ALL_ROUTES: list[Route] = [r for r in (*api.routes, *api_library.routes) if isinstance(r, Route)]
+
+
+def template_of(route: Route) -> str:
+    """The route's path with its parameters bare: "/v1/playlists/{name:path}" -> "{name}"."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+
+
 ENDPOINTS: list[tuple[str, str]] = sorted(
-    {(m, r.path) for r in ALL_ROUTES for m in (r.methods or ()) if m != "HEAD"}
+    {(m, template_of(r)) for r in ALL_ROUTES for m in (r.methods or ()) if m != "HEAD"}
 )
 PUBLIC = {
     ("GET", "/v1/health"),
@@ -74,7 +82,7 @@ class World:
     revoked_token: str
     markers: list[str] = field(default_factory=list)
 
-    def path(self, method: str, template: str) -> str:
+    def path(self, method: str, path: str) -> str:
         """Fill a route's path parameters with ids that belong to account A."""
         values = {
             "device_id": self.a.device_id,
@@ -83,12 +91,12 @@ class World:
             "artist": "sigur ros",
             "album": self.album_id,
         }
-        if template == "/v1/stream/{track_id}":
+        if path == "/v1/stream/{track_id}":
             values["track_id"] = self.library_track
-        route = next(r for r in ALL_ROUTES if r.path == template)
+        route = next(r for r in ALL_ROUTES if template_of(r) == path)
         for param in route.param_convertors:
-            assert param in values, f"{template}: give test_isolation an id for {{{param}}}"
-        return template.format(**values)
+            assert param in values, f"{path}: give test_isolation an id for {{{param}}}"
+        return path.format(**values)
 
     def body(self, method: str, template: str) -> Json | None:
         """A well-formed body that, for B, names A's things where it can."""

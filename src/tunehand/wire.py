@@ -32,6 +32,10 @@ def _parse(data: bytes | str) -> dict[str, Any]:
         obj = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"malformed JSON: {exc}") from exc
+    except RecursionError:
+        raise ProtocolError("malformed JSON: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ProtocolError("malformed JSON: invalid UTF-8") from None
     if not isinstance(obj, dict):
         raise ProtocolError("a message must be a JSON object")
     return obj

@@ -118,6 +118,13 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--music", action="append", default=[], metavar="DIR")
     serve.add_argument("--redis", help="redis://HOST:PORT to run several instances")
     serve.add_argument("--no-scan", action="store_true", help="skip the scan at start")
+    serve.add_argument(
+        "--trust-proxy",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeatable; default: none)",
+    )
     _server_store_options(serve)
 
 

@@ -112,6 +112,10 @@ def run_serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=4.0,
         ws_max_size=MAX_MESSAGE_BYTES,
         timeout_graceful_shutdown=5,
+        # Client addresses drive login throttling: believe X-Forwarded-For only from
+        # proxies the operator named.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
     )
     server = _server_class()(config)
     asyncio.run(server.serve(sockets=[sock]))

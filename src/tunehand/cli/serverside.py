@@ -60,4 +60,5 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         database_url=database_url(args),
         redis_url=getattr(args, "redis", None) or os.environ.get("TUNEHAND_REDIS_URL") or None,
         scan_on_start=not getattr(args, "no_scan", False),
+        trusted_proxies=tuple(getattr(args, "trust_proxy", []) or []),
     )

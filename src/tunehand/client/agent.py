@@ -526,7 +526,7 @@ class Agent:
         if player is not None and self._mine() and player.playing_tag() is not None:
             player.pause()
             st = self.mirror.state
-            pos = player.position_ms() or 0
+            pos = max(0, player.position_ms() or 0)
             rep = Report(
                 term=st.term,
                 entry_id=player.playing_tag(),
