@@ -5,7 +5,7 @@ One real server (bench.handoff's library of long generated tracks) and one recei
 time-pos advance). The queue plays on the receiver; once mpv's position has advanced
 for PLAY_S seconds, VmRSS of the receiver's process and of all its descendants is read
 from /proc/PID/status (with RssAnon, RssFile, VmHWM, and Pss from smaps_rollup: most
-file-backed pages are shared libraries, which other processes share).
+file-backed pages are shared libraries, so Pss drops when other processes map them too).
 
 For reference, at the same time, bare interpreters that build up to what the receiver
 does, printing VmRSS after each stage: the receiver's Python imports (without mpv);
@@ -190,7 +190,8 @@ def run() -> list[Result]:
         print(
             f"  receiver, after {PLAY_S:g} s playing: VmRSS {_mb(st['VmRSS']):.1f} MB "
             f"(anon {_mb(st['RssAnon']):.1f}, file {_mb(st['RssFile']):.1f}; "
-            f"peak VmHWM {_mb(st['VmHWM']):.1f}; Pss {_mb(st['Pss']):.1f})"
+            f"peak VmHWM {_mb(st['VmHWM']):.1f}; Pss {_mb(st['Pss']):.1f}, lowered by the "
+            "reference interpreters below sharing the same libraries right now)"
         )
         for label, proc in refs.items():
             _stages(proc, label)
@@ -202,7 +203,6 @@ def run() -> list[Result]:
                 TARGET_MB,
                 f"anon {_mb(st['RssAnon']):.0f} MB, file {_mb(st['RssFile']):.0f} MB",
             ),
-            check("receiver Pss after playing", _mb(st["Pss"]), "MB"),
             check("receiver RSS before playing", _mb(idle["VmRSS"]), "MB"),
         ]
     return results

@@ -28,6 +28,9 @@ DEFAULTS: dict[str, str] = {
     "input-vo-keyboard": "no",
     "terminal": "no",
     "audio-display": "no",
+    # Bounded read-ahead: by default mpv may hold a whole file in memory.
+    "demuxer-max-bytes": "4MiB",
+    "demuxer-max-back-bytes": "1MiB",
 }
 
 
