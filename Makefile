@@ -6,10 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYS_PKGS := libmpv2 gnome-keyring dbus dbus-daemon sox libsox-fmt-all lame flac vorbis-tools
+SYS_PKGS := libmpv2 gnome-keyring dbus dbus-daemon sox libsox-fmt-all lame flac vorbis-tools libcairo2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit bench sysdeps deps clean
+.PHONY: demo test lint unit bench screenshots sysdeps deps clean
 
 sysdeps:
 	@missing=""; for p in $(SYS_PKGS); do \
@@ -46,6 +46,9 @@ test: lint unit
 
 bench: deps
 	$(BIN)/python -m bench
+
+screenshots: deps
+	$(BIN)/python -m tunehand.tui.screenshots screenshots
 
 clean:
 	rm -rf $(VENV) .demo .bench .mypy_cache .ruff_cache .pytest_cache

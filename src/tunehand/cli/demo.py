@@ -30,10 +30,26 @@ def _start_receiver(
     subprocess.run(
         login, input=DEMO_PASSWORD + "\n", env=renv, check=True, text=True, capture_output=True
     )
+    _silent_without_sound_card(config)
     cmd = [*exe, "receiver", "--device-name", "living-room"]
-    if not Path("/dev/snd").exists():
-        cmd += ["--mpv-option", "ao=null"]
     return subprocess.Popen(cmd, env=renv, text=True, stderr=subprocess.DEVNULL)
+
+
+def _silent_without_sound_card(config: Path) -> None:
+    """On a machine with no sound card, the demo devices play to mpv's null output."""
+    if Path("/dev/snd").exists():
+        return
+    path = config / "config.toml"
+    text = path.read_text() if path.exists() else ""
+    if "[mpv_options]" not in text:
+        path.write_text(text.rstrip("\n") + '\n\n[mpv_options]\nao = "null"\n')
+
+
+def _open_tui(config: Path) -> int:
+    """The TUI as the demo device, logged in to the demo server."""
+    from tunehand.tui.app import run_tui
+
+    return run_tui(argparse.Namespace(config_dir=str(config), server=None))
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -74,19 +90,22 @@ def run_demo(args: argparse.Namespace) -> int:
                 check=True,
                 text=True,
             )
+        _silent_without_sound_card(config)
         receiver = _start_receiver(exe, url, root / "living-room", env)
-        print(
-            f"\nThe demo server runs at {url} (user {DEMO_USER}, password {DEMO_PASSWORD}),\n"
-            f"with a receiver named `living-room`. In another terminal:\n"
-            f"  export TUNEHAND_CONFIG_DIR={config}\n"
-            f"  .venv/bin/tunehand ctl play --device living-room --search a\n"
-            f"  .venv/bin/tunehand resume          # pull it here; q leaves it paused\n"
-            f"  .venv/bin/tunehand ctl transfer living-room\n"
-            f"  .venv/bin/tunehand ctl watch\n"
-            f"Ctrl-C here stops the server and the receiver.",
-            flush=True,
-        )
         try:
+            if sys.stdin.isatty() and sys.stdout.isatty():
+                return _open_tui(config)
+            print(
+                f"\nThe demo server runs at {url} (user {DEMO_USER}, password {DEMO_PASSWORD}),\n"
+                f"with a receiver named `living-room`. In another terminal:\n"
+                f"  export TUNEHAND_CONFIG_DIR={config}\n"
+                f"  .venv/bin/tunehand                 # the TUI: d for devices, ? for keys\n"
+                f"  .venv/bin/tunehand ctl play --device living-room --search a\n"
+                f"  .venv/bin/tunehand resume          # pull it here; q leaves it paused\n"
+                f"  .venv/bin/tunehand ctl transfer living-room\n"
+                f"Ctrl-C here stops the server and the receiver.",
+                flush=True,
+            )
             return server.wait()
         finally:
             receiver.send_signal(signal.SIGINT)

@@ -178,9 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command is None:
-        from tunehand.errors import UsageError
+        from tunehand.tui.app import run_tui
 
-        raise UsageError("the TUI is not built yet: try `tunehand ctl status` or --help")
+        return run_tui(args)
     if command == "serve":
         from tunehand.cli.serve import run_serve
 

@@ -1,0 +1,156 @@
+"""The TUI's one seam to the outside world: the `Backend` protocol and the data it speaks.
+
+The TUI never does I/O. Everything it shows comes through a `Backend`: library and
+account data (async methods), the session (a `SessionSnapshot` pushed to a callback
+by `run`), and every session command (`command`, `pull`). `backend_live` implements it
+on the device agent and the REST client; `backend_fake` in memory, for tests and
+screenshots. Failures are `tunehand.errors.TunehandError`s whose text is one line for
+the user; the TUI shows it in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tunehand.core.commands import Result
+from tunehand.core.model import DeviceInfo, SessionState
+from tunehand.core.protocol import TrackView
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    server: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Artist:
+    key: str
+    name: str
+    albums: int = 0
+    tracks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Album:
+    id: str
+    title: str
+    artist: str = ""
+    year: int | None = None
+    tracks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlaylistInfo:
+    name: str
+    tracks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Played:
+    """One row of the listening history."""
+
+    track_id: str
+    track: TrackView | None
+    played_ms: int
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    entry_id: str
+    track_id: str
+    track: TrackView | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """What the session looks like now, as the controller publishes it.
+
+    `position_ms` is for `server_time_ms`; extrapolate with `state.position_at(now)`.
+    `event` is a notice for the user that the TUI does not derive from the state
+    itself (a refused command, a command kept while offline, a playback error).
+    """
+
+    device_id: str
+    connected: bool
+    state: SessionState
+    track: TrackView | None
+    devices: tuple[DeviceInfo, ...]
+    server_time_ms: int
+    position_ms: int
+    event: str = ""
+    plays: bool = True
+    """Whether this terminal can play (False when libmpv is missing: a remote only)."""
+
+    @property
+    def active_here(self) -> bool:
+        return self.state.active_device == self.device_id
+
+    def device_name(self, device_id: str | None) -> str | None:
+        for d in self.devices:
+            if d.id == device_id:
+                return d.name
+        return device_id
+
+
+SnapshotSink = Callable[[SessionSnapshot], None]
+
+
+class Backend(Protocol):
+    """What the TUI needs from the world. Every method may raise `TunehandError`."""
+
+    @property
+    def default_server(self) -> str:
+        """The server URL to offer on the login screen ("" when none is configured)."""
+        ...
+
+    async def account(self) -> Account | None:
+        """Who is logged in on this device, or None."""
+        ...
+
+    async def login(self, server: str, user: str, password: str) -> Account: ...
+
+    async def run(self, on_snapshot: SnapshotSink) -> None:
+        """Run the session (connect, reconnect, play) until cancelled.
+
+        `on_snapshot` is called on the event loop on every change; it may fire often.
+        Raises `AuthError` when the server refuses this device's login.
+        """
+        ...
+
+    def server_now(self) -> int:
+        """The server's clock, ms (to extrapolate the position)."""
+        ...
+
+    async def search(self, query: str, limit: int = 200) -> list[TrackView]: ...
+
+    async def artists(self) -> list[Artist]: ...
+
+    async def albums(self, artist_key: str) -> list[Album]: ...
+
+    async def album_tracks(self, album_id: str) -> list[TrackView]: ...
+
+    async def playlists(self) -> list[PlaylistInfo]: ...
+
+    async def playlist(self, name: str) -> list[TrackView]: ...
+
+    async def likes(self) -> list[TrackView]: ...
+
+    async def history(self) -> list[Played]: ...
+
+    async def queue(self) -> list[QueueItem]: ...
+
+    async def command(self, op: str, **fields: Any) -> Result:
+        """A session command (ops and fields: `tunehand.core.commands`)."""
+        ...
+
+    async def pull(self) -> Result:
+        """Move playback to this terminal."""
+        ...
+
+    async def close(self) -> None:
+        """Leave: if this terminal plays, the session stays paused at the exact position."""
+        ...

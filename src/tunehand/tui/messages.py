@@ -1,0 +1,38 @@
+"""Messages that go up from widgets and from the controller to the app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from tunehand.tui.backend import SessionSnapshot
+
+
+class SnapshotChanged(Message):
+    """The session changed. Fires often; a newer one replaces one still queued."""
+
+    def __init__(self, snapshot: SessionSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotChanged)
+
+
+class SessionCommand(Message):
+    """A widget asks for a session command (ops and fields: `tunehand.core.commands`)."""
+
+    def __init__(self, op: str, **fields: Any) -> None:
+        super().__init__()
+        self.op = op
+        self.fields = fields
+
+
+class Notice(Message):
+    """Something to tell the user in a toast."""
+
+    def __init__(self, text: str, error: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error

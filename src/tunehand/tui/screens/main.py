@@ -1,0 +1,207 @@
+"""The main screen: panes (library, playlists, liked, history, queue, search), devices, now playing.
+
+It receives each `SessionSnapshot` from the app (`show`) and hands it down to the
+widgets. Its actions (playback, volume, modes, panes, devices, help) post
+`SessionCommand`s or switch what is shown; every one is in `keys.ACTIONS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Header, Tab, Tabs
+
+from tunehand.core.model import REPEAT_MODES
+from tunehand.tui import keys
+from tunehand.tui.backend import Account, Backend, SessionSnapshot
+from tunehand.tui.messages import SessionCommand
+from tunehand.tui.widgets.browse import (
+    BrowsePane,
+    HistoryPane,
+    LibraryPane,
+    LikesPane,
+    PlaylistsPane,
+)
+from tunehand.tui.widgets.devices import DevicesPanel
+from tunehand.tui.widgets.nowplaying import NowPlaying
+from tunehand.tui.widgets.queue import QueuePane
+from tunehand.tui.widgets.search import SearchPane
+
+PANES = (
+    ("library", "1 Library"),
+    ("playlists", "2 Playlists"),
+    ("likes", "3 Liked"),
+    ("history", "4 History"),
+    ("queue", "5 Queue"),
+    ("search", "/ Search"),
+)
+SEEK_MS = 5_000
+VOLUME_STEP = 5
+
+
+class MainScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("main")
+
+    def __init__(
+        self,
+        backend: Backend,
+        account: Account,
+        *,
+        debounce_s: float = 0.25,
+        tick_s: float = 0.25,
+    ) -> None:
+        super().__init__(id="main")
+        self.backend = backend
+        self.account = account
+        self.snapshot: SessionSnapshot | None = None
+        self.library = LibraryPane(backend, id="library")
+        self.playlists = PlaylistsPane(backend, id="playlists")
+        self.likes = LikesPane(backend, id="likes")
+        self.history = HistoryPane(backend, id="history")
+        self.queue = QueuePane(backend, id="queue")
+        self.search = SearchPane(backend, id="search", debounce_s=debounce_s)
+        self.devices = DevicesPanel(id="devices")
+        self.now = NowPlaying(backend.server_now, tick_s=tick_s, id="now")
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="♫")
+        yield Tabs(*(Tab(label, id=f"tab-{name}") for name, label in PANES), id="tabs")
+        with Horizontal(id="body"):
+            with ContentSwitcher(initial="library", id="panes"):
+                yield self.library
+                yield self.playlists
+                yield self.likes
+                yield self.history
+                yield self.queue
+                yield self.search
+            yield self.devices
+        yield self.now
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.account.user} @ {self.account.server}"
+        self.query_one(Tabs).can_focus = False
+        self.devices.display = False
+        self.show_pane("library")
+
+    # --- attributes down ----------------------------------------------------------
+
+    def show(self, snap: SessionSnapshot) -> None:
+        self.snapshot = snap
+        self.now.snapshot = snap
+        self.queue.show(snap)
+        self.devices.show(snap)
+        track_id = snap.track.id if snap.track else None
+        for pane in self.query(BrowsePane):
+            pane.set_current_track(track_id)
+
+    @property
+    def pane(self) -> str:
+        return self.query_one(ContentSwitcher).current or "library"
+
+    def show_pane(self, name: str) -> None:
+        self.query_one(ContentSwitcher).current = name
+        self.query_one(Tabs).active = f"tab-{name}"
+        pane: Any = self.query_one(f"#{name}")
+        stale = name in ("history", "likes", "playlists") or pane.status.has_class("error")
+        if not pane.loaded or stale:
+            pane.reload()
+        pane.focus_list()
+
+    @on(Tabs.TabActivated)
+    def _tab(self, event: Tabs.TabActivated) -> None:
+        name = (event.tab.id or "tab-library").removeprefix("tab-")
+        if name != self.pane:
+            self.show_pane(name)
+
+    # --- actions ------------------------------------------------------------------
+
+    def _send(self, op: str, **fields: Any) -> None:
+        self.post_message(SessionCommand(op, **fields))
+
+    def action_play_pause(self) -> None:
+        self._send("toggle")
+
+    def action_next(self) -> None:
+        self._send("next")
+
+    def action_prev(self) -> None:
+        self._send("prev")
+
+    def action_seek_forward(self) -> None:
+        self._send("seek", delta_ms=SEEK_MS)
+
+    def action_seek_back(self) -> None:
+        self._send("seek", delta_ms=-SEEK_MS)
+
+    def action_volume_up(self) -> None:
+        self._send("volume", delta=VOLUME_STEP)
+
+    def action_volume_down(self) -> None:
+        self._send("volume", delta=-VOLUME_STEP)
+
+    def action_shuffle(self) -> None:
+        on_now = self.snapshot is not None and self.snapshot.state.shuffle
+        self._send("shuffle", on=not on_now)
+
+    def action_repeat(self) -> None:
+        mode = self.snapshot.state.repeat if self.snapshot else "off"
+        self._send("repeat", mode=REPEAT_MODES[(REPEAT_MODES.index(mode) + 1) % 3])
+
+    def action_search(self) -> None:
+        self.show_pane("search")
+
+    def action_show_library(self) -> None:
+        self.show_pane("library")
+
+    def action_show_playlists(self) -> None:
+        self.show_pane("playlists")
+
+    def action_show_likes(self) -> None:
+        self.show_pane("likes")
+
+    def action_show_history(self) -> None:
+        self.show_pane("history")
+
+    def action_show_queue(self) -> None:
+        self.show_pane("queue")
+
+    def action_devices(self) -> None:
+        panel = self.devices
+        if panel.display and panel.table.has_focus:
+            panel.display = False
+            pane: Any = self.query_one(f"#{self.pane}")
+            pane.focus_list()
+        else:
+            panel.display = True
+            panel.table.focus()
+
+    def action_pull(self) -> None:
+        snap = self.snapshot
+        if snap is None:
+            return
+        if not snap.plays:
+            self.notify("This terminal cannot play (libmpv is missing)", severity="error")
+            return
+        self._send("transfer", device_id=snap.device_id)
+
+    def action_push(self) -> None:
+        if not self.devices.display or not self.devices.table.has_focus:
+            self.devices.display = True
+            self.devices.table.focus()
+            self.devices.status.say("choose a device and press Enter")
+            return
+        self.devices.action_transfer()
+
+    def action_help(self) -> None:
+        from tunehand.tui.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen(getattr(self.app, "user_keymap", {})))
+
+    async def action_quit(self) -> None:
+        await self.app.action_quit()

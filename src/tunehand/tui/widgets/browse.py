@@ -1,0 +1,273 @@
+"""Browsing panes: a drill-down of lists (artists → albums → tracks; playlists → tracks).
+
+`BrowsePane` owns a stack of `Table`s, one per level, and the track keys (play, add
+to the queue, play next, back). Data comes from the injected `Backend` in workers;
+a failure shows in the pane's status line, never as a crash. Commands go up as
+`SessionCommand` messages. Subclasses say what each level lists (`load_level`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from tunehand.core.model import MAX_QUEUE
+from tunehand.core.protocol import TrackView
+from tunehand.tui import keys
+from tunehand.tui.attempt import attempt
+from tunehand.tui.backend import Album, Artist, Backend, Played, PlaylistInfo
+from tunehand.tui.fmt import duration, track_cells
+from tunehand.tui.messages import SessionCommand
+from tunehand.tui.widgets.status import StatusLine
+from tunehand.tui.widgets.table import Column, Table
+
+TRACK_COLUMNS = (
+    Column("#", 4, right=True),
+    Column("Title", flex=3),
+    Column("Artist", flex=2),
+    Column("Album", flex=2),
+    Column("Time", 7, right=True),
+)
+
+
+def track_table(empty: str, marked: Callable[[TrackView], bool]) -> Table[TrackView]:
+    return Table(TRACK_COLUMNS, track_cells, marked=marked, empty=empty, classes="tracks")
+
+
+class BrowsePane(Vertical):
+    """A titled stack of lists; the last level lists tracks."""
+
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("tracks")
+    TITLE = ""
+    play_list = True
+    """Enter plays the whole list from the chosen track (an album); False: just that track."""
+
+    def __init__(self, backend: Backend, *, id: str) -> None:
+        super().__init__(id=id, classes="pane")
+        self.backend = backend
+        self.crumbs: list[str] = [self.TITLE]
+        self.level = 0
+        self.current_track_id: str | None = None
+        self.title = Static(self.TITLE, classes="crumb")
+        self.status = StatusLine()
+        self.tables: list[Table[Any]] = self.make_tables()
+        self.loaded = False
+
+    def make_tables(self) -> list[Table[Any]]:
+        return [track_table("no tracks", self._is_current)]
+
+    def compose(self) -> ComposeResult:
+        yield self.title
+        yield from self.tables
+        yield self.status
+
+    def on_mount(self) -> None:
+        self._show(0)
+
+    def _is_current(self, t: TrackView) -> bool:
+        return t.id == self.current_track_id
+
+    def set_current_track(self, track_id: str | None) -> None:
+        if track_id != self.current_track_id:
+            self.current_track_id = track_id
+            self.tables[-1].refresh()
+
+    @property
+    def table(self) -> Table[Any]:
+        return self.tables[self.level]
+
+    def _show(self, level: int) -> None:
+        had_focus = any(t.has_focus for t in self.tables)
+        self.level = level
+        for i, t in enumerate(self.tables):
+            t.display = i == level
+        self.title.update(" › ".join(self.crumbs[: level + 1]))
+        if had_focus:
+            self.table.focus()
+
+    def focus_list(self) -> None:
+        self.table.focus()
+
+    # --- loading ------------------------------------------------------------------
+
+    def set_status(self, text: str, error: bool = False) -> None:
+        self.status.say(text, error)
+
+    def reload(self) -> None:
+        """Load the top level again (and go back to it)."""
+        self.loaded = True
+        self.crumbs = [self.TITLE]
+        self._show(0)
+        self.run_worker(self._load(0, None), group=f"load-{self.id}", exclusive=True)
+
+    async def _load(self, level: int, parent: Any) -> None:
+        self.tables[level].set_empty("loading…")
+        self.tables[level].set_rows((), cursor=0)
+        self.set_status("")
+        rows = await attempt(self.load_level(level, parent), lambda m: self.set_status(m, True))
+        if rows is None:
+            self.tables[level].set_empty("could not load: see below")
+            return
+        self.tables[level].set_empty(self.empty_text(level))
+        self.tables[level].set_rows(rows, cursor=0)
+
+    async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def empty_text(self, level: int) -> str:
+        return "nothing here"
+
+    def crumb(self, row: Any) -> str:
+        return str(row)
+
+    # --- actions ------------------------------------------------------------------
+
+    def on_table_activated(self, event: Table.Activated) -> None:
+        event.stop()
+        self.action_play()
+
+    def _tracks(self) -> Sequence[TrackView]:
+        rows: Sequence[TrackView] = self.tables[-1].rows
+        return rows
+
+    def action_play(self) -> None:
+        table = self.table
+        row = table.current
+        if row is None:
+            return
+        if self.level < len(self.tables) - 1:
+            self.crumbs[self.level + 1 :] = [self.crumb(row)]
+            self._show(self.level + 1)
+            self.run_worker(self._load(self.level, row), group=f"load-{self.id}", exclusive=True)
+            return
+        i = table.cursor_row
+        if not self.play_list:
+            self.post_message(SessionCommand("play", track_ids=(row.id,)))
+            return
+        ids = [t.id for t in self._tracks()]
+        start = max(0, min(i, len(ids) - MAX_QUEUE)) if len(ids) > MAX_QUEUE else 0
+        window = tuple(ids[start : start + MAX_QUEUE])
+        self.post_message(SessionCommand("play", track_ids=window, replace=True, index=i - start))
+
+    def _enqueue(self, op: str) -> None:
+        row = self.table.current
+        if row is None:
+            return
+        if self.level == len(self.tables) - 1:
+            self.post_message(SessionCommand(op, track_ids=(row.id,)))
+        else:
+            self.run_worker(self._enqueue_group(op, row), group=f"enqueue-{self.id}")
+
+    async def _enqueue_group(self, op: str, row: Any) -> None:
+        tracks = await attempt(self.group_tracks(row), lambda m: self.set_status(m, True))
+        if tracks:
+            self.post_message(SessionCommand(op, track_ids=tuple(t.id for t in tracks)))
+
+    async def group_tracks(self, row: Any) -> Sequence[TrackView]:
+        """The tracks an upper-level row stands for (an album's, a playlist's)."""
+        return ()
+
+    def action_enqueue(self) -> None:
+        self._enqueue("queue_add")
+
+    def action_enqueue_next(self) -> None:
+        self._enqueue("queue_next")
+
+    def action_back(self) -> None:
+        if self.level > 0:
+            self._show(self.level - 1)
+
+
+class LibraryPane(BrowsePane):
+    TITLE = "Artists"
+
+    def make_tables(self) -> list[Table[Any]]:
+        artists: Table[Artist] = Table(
+            (Column("Artist", flex=3), Column("Albums", 7, right=True)),
+            lambda a: (a.name, str(a.albums)),
+            empty="no artists",
+        )
+        albums: Table[Album] = Table(
+            (Column("Album", flex=3), Column("Year", 5), Column("Tracks", 7, right=True)),
+            lambda a: (a.title, str(a.year or ""), str(a.tracks)),
+            empty="no albums",
+        )
+        return [artists, albums, track_table("no tracks", self._is_current)]
+
+    async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
+        if level == 0:
+            return await self.backend.artists()
+        if level == 1:
+            return await self.backend.albums(parent.key)
+        return await self.backend.album_tracks(parent.id)
+
+    def crumb(self, row: Any) -> str:
+        return str(row.name if isinstance(row, Artist) else row.title)
+
+    async def group_tracks(self, row: Any) -> Sequence[TrackView]:
+        if isinstance(row, Album):
+            return await self.backend.album_tracks(row.id)
+        albums = await self.backend.albums(row.key)
+        tracks: list[TrackView] = []
+        for album in albums:
+            tracks.extend(await self.backend.album_tracks(album.id))
+        return tracks
+
+
+class PlaylistsPane(BrowsePane):
+    TITLE = "Playlists"
+
+    def make_tables(self) -> list[Table[Any]]:
+        lists: Table[PlaylistInfo] = Table(
+            (Column("Playlist", flex=3), Column("Tracks", 7, right=True)),
+            lambda p: (p.name, str(p.tracks)),
+            empty="no playlists yet: `tunehand ctl playlists save NAME` saves the queue",
+        )
+        return [lists, track_table("this playlist is empty", self._is_current)]
+
+    async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
+        if level == 0:
+            return await self.backend.playlists()
+        return await self.backend.playlist(parent.name)
+
+    def crumb(self, row: Any) -> str:
+        return str(row.name)
+
+    async def group_tracks(self, row: Any) -> Sequence[TrackView]:
+        return await self.backend.playlist(row.name)
+
+
+class LikesPane(BrowsePane):
+    TITLE = "Liked tracks"
+
+    async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
+        tracks = await self.backend.likes()
+        self.title.update(f"Liked tracks · {len(tracks)}")
+        return tracks
+
+    def empty_text(self, level: int) -> str:
+        return "no liked tracks yet: `tunehand ctl like` likes what plays"
+
+
+def _history_row(p: Played) -> TrackView:
+    return p.track or TrackView(p.track_id, "(track gone)")
+
+
+class HistoryPane(BrowsePane):
+    TITLE = "Listening history"
+    play_list = False
+
+    async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
+        return [_history_row(p) for p in await self.backend.history()]
+
+    def empty_text(self, level: int) -> str:
+        return "nothing played yet"
+
+
+def total_time(tracks: Sequence[TrackView]) -> str:
+    return duration(sum(t.duration_ms for t in tracks))

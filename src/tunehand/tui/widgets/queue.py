@@ -1,0 +1,175 @@
+"""The queue pane: the session's queue, live, with its edits.
+
+The rows are the session state's own entries (`snapshot.state.queue`), so a
+prediction or another device's edit shows at once. Titles come from a cache of
+`TrackView`s filled by the backend's `queue()` when an entry's track is unknown.
+Edits name entry ids and go up as `SessionCommand`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from tunehand.core.model import Entry
+from tunehand.core.protocol import TrackView
+from tunehand.tui import keys
+from tunehand.tui.attempt import attempt
+from tunehand.tui.backend import Backend, SessionSnapshot
+from tunehand.tui.fmt import duration
+from tunehand.tui.messages import SessionCommand
+from tunehand.tui.widgets.browse import TRACK_COLUMNS
+from tunehand.tui.widgets.status import StatusLine
+from tunehand.tui.widgets.table import Table
+
+
+class QueuePane(Vertical):
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("queue")
+
+    def __init__(self, backend: Backend, *, id: str) -> None:
+        super().__init__(id=id, classes="pane")
+        self.backend = backend
+        self.tracks: dict[str, TrackView] = {}
+        self.snapshot: SessionSnapshot | None = None
+        self.title = Static("Queue", classes="crumb")
+        self.status = StatusLine()
+        self.table: Table[Entry] = Table(
+            TRACK_COLUMNS,
+            self._cells,
+            marked=self._is_current,
+            empty="the queue is empty: press Enter or a on a track",
+            classes="tracks",
+        )
+        self._fetching = False
+        self._clear_armed = False
+        self.loaded = True
+
+    def compose(self) -> ComposeResult:
+        yield self.title
+        yield self.table
+        yield self.status
+
+    def focus_list(self) -> None:
+        self.table.focus()
+
+    def reload(self) -> None:
+        self._fetch()
+
+    # --- attributes down ----------------------------------------------------------
+
+    def show(self, snap: SessionSnapshot) -> None:
+        self.snapshot = snap
+        if snap.track is not None:
+            self.tracks[snap.track.id] = snap.track
+        st = snap.state
+        self.table.set_rows(st.queue)
+        total = sum(e.duration_ms for e in st.queue)
+        flags = f"shuffle {'on' if st.shuffle else 'off'} · repeat {st.repeat}"
+        self.title.update(f"Queue · {len(st.queue)} tracks · {duration(total)} · {flags}")
+        if any(e.track_id not in self.tracks for e in st.queue):
+            self._fetch()
+
+    def _fetch(self) -> None:
+        if not self._fetching:
+            self._fetching = True
+            self.run_worker(self._load(), group="queue-tracks")
+
+    async def _load(self) -> None:
+        try:
+            items = await attempt(self.backend.queue(), self._failed)
+        finally:
+            self._fetching = False
+        if items is None:
+            return
+        for item in items:
+            self.tracks[item.track_id] = item.track or TrackView(item.track_id, "(track gone)")
+        self.set_status("")
+        self.table.refresh()
+
+    def _failed(self, message: str) -> None:
+        self.set_status(message, True)
+
+    def set_status(self, text: str, error: bool = False) -> None:
+        self.status.say(text, error)
+
+    # --- drawing ------------------------------------------------------------------
+
+    def _is_current(self, e: Entry) -> bool:
+        return self.snapshot is not None and e.entry_id == self.snapshot.state.current
+
+    def _cells(self, e: Entry) -> Sequence[str]:
+        t = self.tracks.get(e.track_id)
+        mark = "▶" if self._is_current(e) else ""
+        if t is None:
+            return (mark, e.track_id, "", "", duration(e.duration_ms))
+        return (mark, t.title, t.artist or "Unknown artist", t.album, duration(t.duration_ms))
+
+    # --- actions ------------------------------------------------------------------
+
+    def on_table_activated(self, event: Table.Activated) -> None:
+        event.stop()
+        self.action_play_entry()
+
+    def _entry(self) -> Entry | None:
+        return self.table.current
+
+    def action_play_entry(self) -> None:
+        if (e := self._entry()) is not None:
+            self.post_message(SessionCommand("play", entry_id=e.entry_id))
+
+    def action_remove(self) -> None:
+        if (e := self._entry()) is not None:
+            self.post_message(SessionCommand("queue_remove", entry_ids=(e.entry_id,)))
+
+    def _move(self, delta: int) -> None:
+        e = self._entry()
+        i = self.table.cursor_row
+        if e is None or not 0 <= i + delta < len(self.table.rows):
+            return
+        self.post_message(SessionCommand("queue_move", entry_id=e.entry_id, index=i + delta))
+        self.table.cursor_row = i + delta
+
+    def action_move_up(self) -> None:
+        self._move(-1)
+
+    def action_move_down(self) -> None:
+        self._move(1)
+
+    def action_play_next(self) -> None:
+        e = self._entry()
+        if e is None or self.snapshot is None:
+            return
+        ids = [x.entry_id for x in self.table.rows]
+        cur = self.snapshot.state.current
+        i = self.table.cursor_row
+        if cur not in ids:
+            target = 0
+        else:
+            c = ids.index(cur)
+            if i == c:
+                return
+            target = c + 1 if i > c else c
+        self.post_message(SessionCommand("queue_move", entry_id=e.entry_id, index=target))
+        self.table.cursor_row = target
+
+    def action_clear(self) -> None:
+        if not self.table.rows:
+            return
+        if not self._clear_armed:
+            self._clear_armed = True
+            keys_ = keys.key_label(keys.BY_NAME["clear"].key)
+            self.set_status(f"press {keys_} again to clear the whole queue")
+            return
+        self._clear_armed = False
+        self.set_status("")
+        self.post_message(SessionCommand("queue_clear"))
+
+    def on_descendant_blur(self) -> None:
+        if self._clear_armed:
+            self._clear_armed = False
+            self.set_status("")
