@@ -1,0 +1,162 @@
+"""Two real server instances on one PostgreSQL and one Redis behave as one server.
+
+A device on instance A sees what a command on instance B changed; presence and
+directives cross instances; a handoff whose target is on the other instance completes;
+concurrent commands through both instances are each applied exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.fixtures_server import ServerProc, fresh_postgres_database, launch
+from tests.test_api import Api, acmd, add_users, all_tracks, channel, unique
+
+REDIS = os.environ.get("TUNEHAND_TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProc, ServerProc]]:
+    if not REDIS:
+        pytest.skip("TUNEHAND_TEST_REDIS_URL is not set (CI always sets it)")
+    url, drop = fresh_postgres_database()
+    a = launch(tmp_path_factory.mktemp("inst-a"), database=url, extra_args=("--redis", REDIS))
+    b = launch(
+        tmp_path_factory.mktemp("inst-b"),
+        music=a.music,
+        database=url,
+        extra_args=("--redis", REDIS, "--no-scan"),
+        wait_scan=False,
+    )
+    try:
+        yield a, b
+    finally:
+        b.stop()
+        a.stop()
+        drop()
+
+
+def login_on(srv: ServerProc, name: str) -> Api:
+    return Api(srv, name, srv.login(name))
+
+
+@pytest.fixture
+def user(pair: tuple[ServerProc, ServerProc]) -> Callable[[ServerProc], Api]:
+    """A fresh account; `user(srv)` logs a new device of it in on that instance."""
+    name = unique("m")
+    add_users(pair[0], name)
+    return lambda srv: login_on(srv, name)
+
+
+async def test_state_crosses_instances(
+    pair: tuple[ServerProc, ServerProc], user: Callable[[ServerProc], Api]
+) -> None:
+    a, b = pair
+    on_a, on_b = user(a), user(b)
+    tid = all_tracks(on_b)[0]["id"]
+    async with channel(a, on_a.token) as dev_a:
+        async with httpx.AsyncClient(base_url=b.url, headers=on_b.headers) as http:
+            out = await acmd(http, "queue_add", track_ids=[tid])
+        version = out["state"]["version"]
+        msg = await dev_a.wait("state", lambda m: m["version"] == version)
+        assert [e["track_id"] for e in msg["state"]["queue"]] == [tid]
+
+
+async def test_presence_and_directives_cross_instances(
+    pair: tuple[ServerProc, ServerProc], user: Callable[[ServerProc], Api]
+) -> None:
+    a, b = pair
+    on_a, on_b = user(a), user(b)
+    tid = all_tracks(on_b)[0]["id"]
+    async with channel(a, on_a.token, capabilities=("play",)) as player:
+        devices = on_b.ok("GET", "/v1/devices")["devices"]
+        mine = [d for d in devices if d["id"] == player.device_id]
+        assert mine and mine[0]["online"] and "play" in mine[0]["capabilities"]
+        async with httpx.AsyncClient(base_url=b.url, headers=on_b.headers) as http:
+            out = await acmd(http, "play", track_ids=[tid])
+        assert out["state"]["active_device"] == player.device_id
+        start = await player.wait("directive", lambda m: m["action"] == "start")
+        assert start["track"]["id"] == tid
+
+
+async def test_handoff_to_a_device_on_the_other_instance(
+    pair: tuple[ServerProc, ServerProc], user: Callable[[ServerProc], Api]
+) -> None:
+    a, b = pair
+    on_a, on_b = user(a), user(b)
+    tid = all_tracks(on_a)[0]["id"]
+    async with (
+        channel(a, on_a.token, capabilities=("play",)) as source,
+        channel(b, on_b.token, capabilities=("play",)) as target,
+    ):
+        out = on_a.cmd("play", track_ids=[tid], device_id=source.device_id)
+        await source.wait("directive", lambda m: m["action"] == "start")
+        entry = out["state"]["current"]
+        term = out["state"]["term"]
+        await source.send(
+            type="report",
+            report={
+                "term": term,
+                "entry_id": entry,
+                "position_ms": 500,
+                "at_ms": out["state"]["position"]["at_ms"],
+                "playing": True,
+                "rate": 1.0,
+            },
+        )
+
+        async def answer_ready() -> None:
+            prep = await target.wait("directive", lambda m: m["action"] == "prepare")
+            assert prep["entry_id"] == entry
+            await target.send(type="ready", transfer_id=prep["transfer_id"])
+
+        answering = asyncio.create_task(answer_ready())
+        async with httpx.AsyncClient(base_url=a.url, headers=on_a.headers, timeout=30) as http:
+            moved = await acmd(http, "transfer", device_id=target.device_id)
+        await answering
+        assert moved["state"]["active_device"] == target.device_id
+        assert moved["state"]["term"] == term + 1
+        stop = await source.wait("directive", lambda m: m["action"] == "stop")
+        start = await target.wait("directive", lambda m: m["action"] == "start")
+        assert stop["at_ms"] == start["at_ms"] and start["term"] == term + 1
+
+
+async def test_concurrent_commands_on_both_instances_apply_once(
+    pair: tuple[ServerProc, ServerProc], user: Callable[[ServerProc], Api]
+) -> None:
+    a, b = pair
+    on_a, on_b = user(a), user(b)
+    base = on_a.state()["version"]
+    n = 40
+    async with (
+        httpx.AsyncClient(base_url=a.url, headers=on_a.headers, timeout=60) as ha,
+        httpx.AsyncClient(base_url=b.url, headers=on_b.headers, timeout=60) as hb,
+        channel(a, on_a.token) as watch_a,
+        channel(b, on_b.token) as watch_b,
+    ):
+        sends = [acmd(ha if i % 2 else hb, "volume", delta=-1) for i in range(n)]
+        results = await asyncio.gather(*sends)
+        versions = sorted(r["result"]["version"] for r in results)
+        assert versions == list(range(base + 1, base + n + 1))
+        final = base + n
+        for w in (watch_a, watch_b):
+            msg = await w.wait("state", lambda m: m["version"] == final)
+            assert msg["state"]["volume"] == 100 - n
+    assert on_b.state()["version"] == final
+
+
+async def test_a_retried_command_on_the_other_instance_is_applied_once(
+    pair: tuple[ServerProc, ServerProc], user: Callable[[ServerProc], Api]
+) -> None:
+    a, b = pair
+    on_a, on_b = user(a), user(b)
+    body = {"op": "volume", "command_id": unique("retry"), "value": 37}
+    first = on_a.post("/v1/session/commands", json=body).json()
+    again = on_b.post("/v1/session/commands", json=body).json()
+    assert first["result"] == again["result"]
+    assert on_b.state()["version"] == first["result"]["version"]
