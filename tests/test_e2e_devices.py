@@ -122,6 +122,8 @@ def acct(world: World, tmp_path: Path) -> Iterator[Account]:
     yield a
     for r in a.receivers:
         r.stop()
+        # Shown by pytest only when the test failed: what every device said.
+        print(f"--- {r.lines.label} (exit {r.proc.returncode}):\n{r.lines.text()}")
 
 
 def play(acct: Account, *args: str) -> None:
@@ -223,7 +225,6 @@ def test_transfer_to_a_device_that_never_gets_ready_is_aborted(acct: Account) ->
         fake.close()
     after = status(acct.remote)
     assert after["device"] == before["device"] and after["playing"] is True
-    assert after["version"] == before["version"] or after["device"]["name"] == "r1"
     # The music never stopped on r1.
     now = r1.ipc.time_pos()
     assert now is not None
@@ -252,11 +253,6 @@ def wait_active(acct: Account, w: Watch, proc: Receiver, timeout: float = 10.0) 
         raise AssertionError(f"{exc}\n{proc.lines.label}:\n{proc.lines.text()}") from None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the channel handles a device's own `transfer` command inline, so "
-    "it cannot read that device's `ready` until the command ends (aborted after 3 s)",
-)
 def test_resume_pulls_playback_from_a_playing_receiver(acct: Account) -> None:
     r1 = playing_on(acct, "r1")
     r1_mark = r1.mark()
@@ -274,8 +270,7 @@ def test_resume_leaves_the_session_paused_at_its_position(
     acct: Account, sig: signal.Signals
 ) -> None:
     r1 = playing_on(acct, "r1")
-    # Pulling a paused session is a plain activation: no prepare/ready round (see the
-    # xfail above for pulling audio that plays).
+    # Pulling a paused session is a plain activation, without the prepare/ready round.
     ctl_ok(acct.remote, "pause")
     paused_at = status(acct.remote)["position_ms"] / 1000
     assert paused_at >= 1.4, paused_at
@@ -361,12 +356,6 @@ def test_receiver_sigterm_leaves_the_session_paused_at_its_position(acct: Accoun
 # --- 7. server restart mid-playback -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: on SIGTERM uvicorn closes the websockets before the lifespan "
-    "shutdown sets `hub.closing`, so every active device is recorded as lost (session "
-    "paused, no device) and the receiver stops when it reconnects",
-)
 def test_server_restart_mid_playback(acct: Account) -> None:
     world = acct.world
     r1 = playing_on(acct, "r1")

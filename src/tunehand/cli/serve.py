@@ -13,7 +13,8 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 from tunehand.cli.serverside import settings_from
@@ -27,7 +28,15 @@ def _server_class() -> type[Any]:
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn's server, but a SIGINT/SIGTERM shutdown ends with exit 0, not the signal."""
+        """uvicorn's server, but a SIGINT/SIGTERM shutdown ends with exit 0, not the signal,
+        and the app learns of the shutdown before uvicorn closes the websockets."""
+
+        on_exit: Callable[[], None] | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.on_exit is not None:
+                self.on_exit()
+            super().handle_exit(sig, frame)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -98,11 +107,14 @@ def run_serve(args: argparse.Namespace) -> int:
     url = f"http://{shown}:{port}"
 
     def ready(services: Services) -> None:
+        # Devices cut off by a shutdown are not lost: they keep playing and reconnect.
+        server.on_exit = services.hub.begin_shutdown
         folders = ", ".join(str(m) for m in settings.music) or "none (pass --music DIR)"
         print(f"tunehand server listening on {url}", flush=True)
         print(f"data: {settings.data_dir}; music: {folders}", file=sys.stderr, flush=True)
 
     app = create_app(settings, on_ready=ready, progress=_Progress())
+    server: Any = None
     config = uvicorn.Config(
         app,
         log_level="warning",

@@ -125,6 +125,9 @@ class Agent:
         announces the switch (it arrives first) must not start or stop the player early."""
         """The term of the last start/stop directive. A state with an older term was sent
         before it (a command's result can overtake its state) and must not undo it."""
+        self._early: list[StateMsg] = []
+        """States that came before this connection's `hello` (the server may send them
+        first); taken after it, so an older `hello` cannot undo a newer state."""
         self._settling: str | None = None
         """The entry the player is loading or seeking, until it says Ready: its position
         means nothing yet (mpv answers 0 or the old one), so it is neither reported nor
@@ -220,11 +223,16 @@ class Agent:
                 self.sync.add(Sample(msg.server_time_ms - self._local_ms(), COARSE_DELAY_MS))
             self._hello_seen = True
             self.mirror.on_hello(msg)
+            for early in self._early:
+                self.mirror.on_state(early)
+            self._early.clear()
             self._publish("connected to the server")
             self._replay_journal()
             self._after_state()
         elif isinstance(msg, StateMsg):
-            if self.mirror.on_state(msg):
+            if not self.channel.connected:
+                self._early.append(msg)
+            elif self.mirror.on_state(msg):
                 self._after_state()
         elif isinstance(msg, DevicesMsg):
             self.mirror.on_devices(msg)

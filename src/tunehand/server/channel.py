@@ -17,6 +17,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tunehand import __version__, wire
+from tunehand.core.commands import Command, Result
 from tunehand.core.protocol import (
     CLOSE_AUTH,
     CLOSE_POLICY,
@@ -195,7 +196,36 @@ async def channel_endpoint(ws: WebSocket) -> None:
 
 
 async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: str) -> None:
+    """Read messages until the connection ends. Commands run in order on their own task,
+    so a device's `ready` is read while its own `transfer` (a pull) is waiting for it."""
     bucket = _Bucket(COMMANDS_PER_S, COMMAND_BURST)
+    sessions = services.sessions
+    commands: asyncio.Queue[Command] = asyncio.Queue(int(COMMAND_BURST))
+
+    async def run_commands() -> None:
+        while True:
+            cmd = await commands.get()
+            try:
+                res = await sessions.execute(account_id, cmd, device_id)
+            except StoreError as exc:
+                res = Result(cmd.command_id, "unavailable", str(exc))
+            await _send(ws, ResultMsg(res.command_id, res.code, res.message, res.version))
+
+    worker = asyncio.create_task(run_commands())
+    try:
+        await _read_loop(ws, services, account_id, device_id, bucket, commands)
+    finally:
+        worker.cancel()
+
+
+async def _read_loop(
+    ws: WebSocket,
+    services: Services,
+    account_id: int,
+    device_id: str,
+    bucket: _Bucket,
+    commands: asyncio.Queue[Command],
+) -> None:
     sessions = services.sessions
     while True:
         data = await _receive(ws)
@@ -215,15 +245,10 @@ async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: 
         elif isinstance(msg, Ping):
             await _send(ws, Pong(now_ms()))
         elif isinstance(msg, CommandMsg):
-            if not bucket.take():
+            if not bucket.take() or commands.full():
                 await _send(ws, ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
                 continue
-            try:
-                res = await sessions.execute(account_id, msg.command, device_id)
-            except StoreError as exc:
-                await _send(ws, ResultMsg(msg.command.command_id, "unavailable", str(exc)))
-                continue
-            await _send(ws, ResultMsg(res.command_id, res.code, res.message, res.version))
+            commands.put_nowait(msg.command)
         elif isinstance(msg, ReportMsg):
             if not bucket.take():
                 continue

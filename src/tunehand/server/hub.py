@@ -149,6 +149,9 @@ class Hub:
         for c in list(self._conns.get(account_id, {}).get(device_id, [])):
             await c.close(code, reason)
 
+    def begin_shutdown(self) -> None:
+        self.closing = True
+
     async def close_all(self, code: int, reason: str) -> None:
         self.closing = True
         for devices in list(self._conns.values()):
