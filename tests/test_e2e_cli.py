@@ -478,6 +478,40 @@ def test_transfer_by_name_id_and_prefix(acct: Account, catalogue: Catalogue) -> 
 # --- watch -------------------------------------------------------------------------
 
 
+def test_watch_template_and_waybar(acct: Account, catalogue: Catalogue) -> None:
+    dev = acct.dev
+    assert "not a field" in dev.fails(2, "ctl", "watch", "--format", "{nope}")
+    room = acct.player("living-room")
+    plain = dev.popen("ctl", "watch", "--format", "{state}|{title}|{artist}|{device}|{volume}")
+    bar = dev.popen("ctl", "watch", "--waybar")
+    try:
+        out, bar_out = LineReader(plain.stdout), LineReader(bar.stdout)  # type: ignore[arg-type]
+        assert out.next() == "stopped||||100"
+        assert json.loads(bar_out.next())["class"] == "stopped"
+        dev.ctl("play", catalogue.id("Paper Boats"))
+        room.wait_message(lambda m: m.get("type") == "directive")
+        line = out.next()
+        assert line.split("|")[1:] == ["Paper Boats", line.split("|")[2], "living-room", "100"]
+        assert line.split("|")[0] in ("playing", "paused")
+        shown = json.loads(bar_out.next())
+        assert "Paper Boats" in shown["text"] and "living-room" in shown["tooltip"]
+        assert set(shown) == {"text", "tooltip", "class", "alt"}
+    finally:
+        for p in (plain, bar):
+            p.terminate()
+            p.wait(timeout=10)
+
+
+def test_revoke_logs_a_device_out(acct: Account) -> None:
+    room = acct.player("kitchen")
+    line = acct.dev.ctl("revoke", "kitchen")
+    assert "revoked kitchen" in line
+    room.wait_closed()
+    names = [d["name"] for d in acct.dev.json("ctl", "devices", "--all")]
+    assert "kitchen" not in names
+    assert "no device" in acct.dev.fails(5, "ctl", "revoke", "kitchen")
+
+
 def test_watch_prints_one_json_line_per_change(acct: Account) -> None:
     dev = acct.dev
     proc = dev.popen("ctl", "watch")

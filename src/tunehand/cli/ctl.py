@@ -78,6 +78,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--limit: 1 to 500")
     elif action == "history" and not 1 <= args.limit <= 1000:
         raise UsageError("--limit: 1 to 1000")
+    elif action == "watch" and args.format is not None:
+        from tunehand.cli.watch import check_template
+
+        check_template(args.format)
 
 
 # --- commands -------------------------------------------------------------------
@@ -379,9 +383,17 @@ def _history(api: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _watch(api: ApiClient, args: argparse.Namespace) -> int:
-    from tunehand.cli.watch import watch
+    from tunehand.cli.watch import formatter, watch
 
-    return watch(api, sys.stdout)
+    tick = bool(args.format and "{elapsed}" in args.format)
+    return watch(api, sys.stdout, formatter(args.format, args.waybar), tick)
+
+
+def _revoke(api: ApiClient, args: argparse.Namespace) -> int:
+    dev = resolve_device(api, args.device)
+    api.request("DELETE", f"/v1/devices/{_q(dev['id'])}")
+    print(f"revoked {dev['name']}: it is logged out")
+    return 0
 
 
 _ACTIONS: dict[str, Any] = {
@@ -404,4 +416,5 @@ _ACTIONS: dict[str, Any] = {
     "likes": _likes,
     "history": _history,
     "watch": _watch,
+    "revoke": _revoke,
 }

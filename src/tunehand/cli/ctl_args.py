@@ -88,6 +88,15 @@ def _like(p: P, cls: type[P], g: Globals) -> None:
     p.add_argument("--remove", action="store_true", help="unlike instead")
 
 
+def _watch(p: P, cls: type[P], g: Globals) -> None:
+    p.add_argument(
+        "--format",
+        metavar="TEMPLATE",
+        help="e.g. '{icon} {title} — {artist} {elapsed}/{duration} on {device}'",
+    )
+    p.add_argument("--waybar", action="store_true", help="waybar's custom-module JSON")
+
+
 # name: (help, takes --json, builder)
 ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "status": ("what plays, where, and the position", True, _none),
@@ -108,7 +117,8 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "like": ("like a track (default: the current one)", False, _like),
     "likes": ("liked tracks", True, _none),
     "history": ("recently played tracks", True, _one("--limit", type=int, default=20)),
-    "watch": ("print one JSON object per state change (for status bars)", False, _none),
+    "watch": ("print one line per state change (JSON, a template, or waybar)", False, _watch),
+    "revoke": ("log a device out at once (name or id)", False, _one("device")),
 }
 
 

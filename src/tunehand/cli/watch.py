@@ -10,13 +10,14 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
-from tunehand.cli.output import status_json
+from tunehand.cli.output import clock, status_json
 from tunehand.client.config import default_device_name, device_id, load_config
 from tunehand.client.http import ApiClient
 from tunehand.core.backoff import backoff
-from tunehand.errors import AuthError, ServerUnreachable
+from tunehand.errors import AuthError, ServerUnreachable, UsageError
 
 
 def _ws_url(server: str) -> str:
@@ -33,7 +34,77 @@ def _registered_name(api: ApiClient, my_id: str) -> str | None:
     return None
 
 
-def watch(api: ApiClient, out: IO[str]) -> int:
+FIELDS = (
+    "title",
+    "artist",
+    "album",
+    "elapsed",
+    "duration",
+    "device",
+    "state",
+    "icon",
+    "volume",
+    "shuffle",
+    "repeat",
+)
+
+
+def template_fields(st: dict[str, Any]) -> dict[str, str]:
+    """The `--format` fields of a `status --json` object."""
+    track = st["track"] or {}
+    state = "stopped" if not track else ("playing" if st["playing"] else "paused")
+    return {
+        "title": track.get("title") or "",
+        "artist": track.get("artist") or "",
+        "album": track.get("album") or "",
+        "elapsed": clock(st["position_ms"]) if track else "",
+        "duration": clock(track.get("duration_ms") or None) if track else "",
+        "device": (st["device"] or {}).get("name") or "",
+        "state": state,
+        "icon": {"playing": "▶", "paused": "⏸", "stopped": "■"}[state],
+        "volume": str(st["volume"]),
+        "shuffle": "on" if st["shuffle"] else "off",
+        "repeat": st["repeat"],
+    }
+
+
+def check_template(template: str) -> None:
+    try:
+        template.format(**dict.fromkeys(FIELDS, ""))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(
+            f"--format: {exc} is not a field; use {', '.join('{' + f + '}' for f in FIELDS)}"
+        ) from None
+
+
+def formatter(template: str | None, waybar: bool) -> Callable[[dict[str, Any]], str]:
+    """One output line for a status object: JSON, a template, or waybar's JSON."""
+    if waybar:
+
+        def bar(st: dict[str, Any]) -> str:
+            f = template_fields(st)
+            text = (template or "{icon} {title} — {artist}").format(**f) if st["track"] else ""
+            tip = f"{f['title']} — {f['artist']} ({f['album']})\non {f['device']}"
+            return json.dumps(
+                {"text": text, "tooltip": tip, "class": f["state"], "alt": f["state"]},
+                ensure_ascii=False,
+            )
+
+        return bar
+    if template is not None:
+        return lambda st: template.format(**template_fields(st))
+    return lambda st: json.dumps(st, ensure_ascii=False)
+
+
+def watch(
+    api: ApiClient,
+    out: IO[str],
+    fmt: Callable[[dict[str, Any]], str] | None = None,
+    tick: bool = False,
+) -> int:
+    """Print one line per state change; with `tick` (a template showing `{elapsed}`),
+    also every second while playing."""
+    fmt = fmt or formatter(None, False)
     from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
     from websockets.sync.client import connect
 
@@ -57,8 +128,13 @@ def watch(api: ApiClient, out: IO[str]) -> int:
             ) as ws:
                 ws.send(json.dumps({"type": "auth", "device": {**me, "capabilities": []}}))
                 devices: list[Any] = []
-                for raw in ws:
-                    msg = json.loads(raw)
+                state_msg: Any = None
+                while True:
+                    try:
+                        raw = ws.recv(timeout=1.0 if tick else None)
+                    except TimeoutError:
+                        raw = None
+                    msg: dict[str, Any] = json.loads(raw) if raw is not None else {"type": "tick"}
                     kind = msg.get("type")
                     if kind == "error" and msg.get("code") == "unauthorized":
                         raise AuthError(msg.get("message", "refused"))
@@ -70,7 +146,7 @@ def watch(api: ApiClient, out: IO[str]) -> int:
                         continue
                     elif kind == "state":
                         state_msg = msg
-                    else:
+                    elif kind != "tick":
                         continue
                     if state_msg is None:
                         continue
@@ -80,7 +156,7 @@ def watch(api: ApiClient, out: IO[str]) -> int:
                         "devices": devices,
                         "server_time_ms": time.time_ns() // 1_000_000,
                     }
-                    line = json.dumps(status_json(payload), ensure_ascii=False)
+                    line = fmt(status_json(payload))
                     if line != last_printed:
                         out.write(line + "\n")
                         out.flush()
