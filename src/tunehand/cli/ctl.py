@@ -33,7 +33,8 @@ def client_for(args: argparse.Namespace) -> ApiClient:
         server = creds.server if creds else None
     if not server:
         raise UsageError("no server configured: run `tunehand login URL` or pass --server URL")
-    return ApiClient(server, store, config_dir, ca_file=config.ca_file)
+    ca_file = getattr(args, "ca_file", None) or config.ca_file
+    return ApiClient(server, store, config_dir, ca_file=ca_file)
 
 
 def _q(value: str) -> str:

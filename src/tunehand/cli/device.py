@@ -60,5 +60,5 @@ def build_agent(
         device=DeviceHello(device_id(api.config_dir), name, ("play",) if plays else ()),
         player_factory=factory,
         on_snapshot=on_snapshot,
-        ca_file=config.ca_file,
+        ca_file=api.http.ca_file,
     )

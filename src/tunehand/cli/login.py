@@ -78,7 +78,7 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
             raise KeyringError(str(exc)) from None
     dev = device_id(cdir)
     name = args.device_name or config.device_name or default_device_name()
-    http = HttpClient(server, ca_file=config.ca_file)
+    http = HttpClient(server, ca_file=getattr(args, "ca_file", None) or config.ca_file)
     try:
         status, payload = http.request(
             "POST",

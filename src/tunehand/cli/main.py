@@ -30,6 +30,11 @@ def _globals(p: argparse.ArgumentParser) -> None:
         help="this device's config dir (also TUNEHAND_CONFIG_DIR); gives it its own identity",
     )
     g.add_argument("--server", default=argparse.SUPPRESS, help="server URL (overrides config)")
+    g.add_argument(
+        "--ca-file",
+        default=argparse.SUPPRESS,
+        help="a private CA's certificate to verify the server with (also `ca_file` in config)",
+    )
 
 
 def _server_store_options(p: argparse.ArgumentParser) -> None:
@@ -43,7 +48,7 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--config-dir", "--server"):
+        elif arg in ("--config-dir", "--server", "--ca-file"):
             skip = True
         elif not arg.startswith("-"):
             return arg
@@ -118,6 +123,8 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--music", action="append", default=[], metavar="DIR")
     serve.add_argument("--redis", help="redis://HOST:PORT to run several instances")
     serve.add_argument("--no-scan", action="store_true", help="skip the scan at start")
+    serve.add_argument("--certfile", help="TLS certificate (PEM) to serve https and wss")
+    serve.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
     serve.add_argument(
         "--trust-proxy",
         action="append",

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import sys
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 from tunehand.cli.serverside import settings_from
 from tunehand.core.protocol import MAX_MESSAGE_BYTES
-from tunehand.errors import StoreError, TunehandError
+from tunehand.errors import StoreError, TunehandError, UsageError
 from tunehand.server.app import create_app, open_database
 from tunehand.server.services import Services, Settings
 
@@ -101,10 +102,16 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     asyncio.run(_migrate(settings))
+    certfile, keyfile = getattr(args, "certfile", None), getattr(args, "keyfile", None)
+    if bool(certfile) != bool(keyfile):
+        raise UsageError("--certfile and --keyfile go together")
+    for f in (certfile, keyfile):
+        if f and not os.access(f, os.R_OK):
+            raise UsageError(f"cannot read {f}")
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}"
+    url = f"{'https' if certfile else 'http'}://{shown}:{port}"
 
     def ready(services: Services) -> None:
         # Devices cut off by a shutdown are not lost: they keep playing and reconnect.
@@ -128,6 +135,8 @@ def run_serve(args: argparse.Namespace) -> int:
         # proxies the operator named.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
     server = _server_class()(config)
     asyncio.run(server.serve(sockets=[sock]))

@@ -120,8 +120,14 @@ def watch(
                 name = _registered_name(api, my_id) or default_device_name()
             me = {"id": my_id, "name": name}
             creds = api.credentials()
+            ssl_ctx = None
+            if api.http.server.startswith("https://"):
+                import ssl
+
+                ssl_ctx = ssl.create_default_context(cafile=api.http.ca_file)
             with connect(
                 _ws_url(api.http.server),
+                ssl=ssl_ctx,
                 additional_headers={"Authorization": f"Bearer {creds.access_token}"},
                 max_size=1 << 22,
                 open_timeout=10,

@@ -64,7 +64,7 @@ class HttpClient:
         scheme, self._host, self._port, prefix = split_server_url(self.server)
         self._https = scheme == "https"
         self._prefix = prefix.rstrip("/")
-        self._ca_file = ca_file
+        self.ca_file = ca_file
         self._timeout = timeout_s
         self._conn: Http11 | None = None
 
@@ -74,7 +74,7 @@ class HttpClient:
             if self._https:
                 import ssl
 
-                ctx = ssl.create_default_context(cafile=self._ca_file)
+                ctx = ssl.create_default_context(cafile=self.ca_file)
             self._conn = Http11(self._host, self._port, self._timeout, ctx)
         return self._conn
 
@@ -111,7 +111,10 @@ class HttpClient:
                 self.close()
                 reason = exc.strerror or str(exc)
                 if type(exc).__module__ == "ssl":
-                    reason = f"TLS failed: {getattr(exc, 'reason', None) or exc}"
+                    why = getattr(exc, "reason", None) or exc
+                    reason = f"TLS failed: {why}"
+                    if why == "CERTIFICATE_VERIFY_FAILED":
+                        reason += " (a private CA? give it with --ca-file or ca_file in config)"
                 if isinstance(exc, TimeoutError):
                     reason = "timed out"
                 raise ServerUnreachable(
