@@ -387,8 +387,11 @@ class Agent:
         st = self.mirror.state
         tag = entry or self.player.playing_tag() or st.current
         pos = self.player.position_ms()
-        if tag == self._settling or pos is None:
+        if event == "progress" and (tag == self._settling or pos is None):
             return  # not known yet: the player's Ready reports it
+        # An `ended` or `error` report must go out even when the player no longer knows
+        # a position (it moved on): without it the server never advances.
+        pos = pos or 0
         rep = Report(
             term=st.term,
             entry_id=tag,

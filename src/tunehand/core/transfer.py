@@ -16,8 +16,10 @@ from tunehand.core.model import Position, SessionState
 from tunehand.core.session import Directive
 
 READY_TIMEOUT_MS = 3_000
-LEAD_MS = 150
-"""How far ahead the switch is planned: covers the target's load and both round trips."""
+LEAD_MS = 100
+"""How far ahead the switch is planned: covers the target's load and both round trips
+(on a LAN a prepare takes ~15 ms and a round trip a few; a later `ready` switches at
+ready + LATE_LEAD_MS instead, and the target seeks to the position for that instant)."""
 LATE_LEAD_MS = 40
 """When `ready` comes after the planned instant, switch this far after it instead."""
 

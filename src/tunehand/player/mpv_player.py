@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from tunehand.errors import MediaError
 from tunehand.player.base import Advanced, Ended, EventSink, Failed, PlayerEvent, Ready
 
+STALE_CAP_S = 0.2
 LIBMPV_HINT = "libmpv is not installed: install it with `apt-get install libmpv2` (Debian/Ubuntu)"
 
 DEFAULTS: dict[str, str] = {
@@ -56,6 +58,8 @@ class MpvPlayer:
         self._tags: dict[int, str] = {}
         self._current: int | None = None
         self._next: int | None = None
+        self._last_pos: float | None = None
+        self._last_pos_at = 0.0
         try:
             self._mpv = mpv.MPV(**{k.replace("-", "_"): v for k, v in opts.items()})
         except (AttributeError, TypeError, ValueError, mpv.ShutdownError) as exc:
@@ -162,10 +166,20 @@ class MpvPlayer:
         self._mpv.volume = max(0, min(100, level))
 
     def position_ms(self) -> int | None:
+        """mpv's `time-pos`, moved on by the time since it last changed while playing:
+        mpv updates it only every few tens of ms, and a report must not be that stale."""
         if self._current is None:
             return None
         pos = self._mpv.time_pos
-        return None if pos is None else int(pos * 1000)
+        if pos is None:
+            return None
+        now = time.monotonic()
+        if pos != self._last_pos:
+            self._last_pos, self._last_pos_at = pos, now
+            return int(pos * 1000)
+        if self._mpv.pause:
+            return int(pos * 1000)
+        return int(pos * 1000) + int(min(now - self._last_pos_at, STALE_CAP_S) * 1000)
 
     def playing_tag(self) -> str | None:
         return self._tags.get(self._current) if self._current is not None else None
