@@ -103,6 +103,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 metavar="KEY=VALUE",
                 help="passed to libmpv unchanged (repeatable), e.g. audio-device=... or ao=null",
             )
+    if wanted("doctor"):
+        doctor = sub.add_parser("doctor", help="check libmpv, audio, keyring, server and login")
+        _globals(doctor)
     if wanted("ctl"):
         ctl = sub.add_parser("ctl", help="control the session from scripts")
         _globals(ctl)
@@ -114,7 +117,18 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = ("serve", "admin", "login", "logout", "auth", "demo", "ctl", "receiver", "resume")
+_COMMANDS = (
+    "serve",
+    "admin",
+    "login",
+    "logout",
+    "auth",
+    "demo",
+    "ctl",
+    "receiver",
+    "resume",
+    "doctor",
+)
 
 
 def _serve_arguments(serve: argparse.ArgumentParser) -> None:
@@ -212,6 +226,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tunehand.cli.resume import run_resume
 
         return run_resume(args)
+    if command == "doctor":
+        from tunehand.cli.doctor import run_doctor
+
+        return run_doctor(args)
     if command == "ctl":
         from tunehand.cli.ctl import run_ctl
 

@@ -181,6 +181,14 @@ class MpvPlayer:
             return int(pos * 1000)
         return int(pos * 1000) + int(min(now - self._last_pos_at, STALE_CAP_S) * 1000)
 
+    def audio_output(self) -> str | None:
+        """The audio output mpv opened (`current-ao`), None when it opened none."""
+        try:
+            ao = self._mpv.current_ao
+        except Exception:  # the property is unavailable before audio starts
+            return None
+        return str(ao) if ao else None
+
     def playing_tag(self) -> str | None:
         return self._tags.get(self._current) if self._current is not None else None
 
