@@ -58,8 +58,7 @@ class MpvPlayer:
         self._tags: dict[int, str] = {}
         self._current: int | None = None
         self._next: int | None = None
-        self._last_pos: float | None = None
-        self._last_pos_at = 0.0
+        self._pos_sample: tuple[float | None, float] = (None, 0.0)
         try:
             self._mpv = mpv.MPV(**{k.replace("-", "_"): v for k, v in opts.items()})
         except (AttributeError, TypeError, ValueError, mpv.ShutdownError) as exc:
@@ -67,6 +66,7 @@ class MpvPlayer:
         except Exception as exc:  # python-mpv raises its own error types for bad options
             raise MediaError(f"mpv refused an option: {str(exc).splitlines()[0]}") from exc
         self._mpv.register_event_callback(self._on_mpv_event)
+        self._mpv.observe_property("time-pos", self._on_time_pos)
 
     # --- mpv's thread: pack and hand over, nothing else ---------------------------
 
@@ -122,6 +122,7 @@ class MpvPlayer:
     def load(self, tag: str, url: str, *, position_ms: int, paused: bool) -> None:
         opts = f"start={max(0, position_ms) / 1000:.3f},pause={'yes' if paused else 'no'}"
         entry = self._loadfile(url, "replace", opts)
+        self._pos_sample = (None, 0.0)
         self._tags = {}
         self._next = None
         self._current = entry
@@ -152,6 +153,7 @@ class MpvPlayer:
     def seek(self, position_ms: int) -> None:
         if self._current is None:
             return
+        self._pos_sample = (None, 0.0)
         try:
             self._mpv.seek(max(0, position_ms) / 1000, reference="absolute", precision="exact")
         except Exception as exc:  # seeking before the file is loaded: mpv refuses
@@ -166,20 +168,21 @@ class MpvPlayer:
         self._mpv.volume = max(0, min(100, level))
 
     def position_ms(self) -> int | None:
-        """mpv's `time-pos`, moved on by the time since it last changed while playing:
-        mpv updates it only every few tens of ms, and a report must not be that stale."""
+        """mpv's `time-pos`, moved on by the time since mpv last published it: mpv
+        updates it only every few tens of ms, and a report must not be that stale."""
         if self._current is None:
             return None
-        pos = self._mpv.time_pos
-        if pos is None:
-            return None
-        now = time.monotonic()
-        if pos != self._last_pos:
-            self._last_pos, self._last_pos_at = pos, now
-            return int(pos * 1000)
+        value, at = self._pos_sample
+        if value is None:
+            pos = self._mpv.time_pos
+            return None if pos is None else int(pos * 1000)
         if self._mpv.pause:
-            return int(pos * 1000)
-        return int(pos * 1000) + int(min(now - self._last_pos_at, STALE_CAP_S) * 1000)
+            return int(value * 1000)
+        return int(value * 1000) + int(min(time.monotonic() - at, STALE_CAP_S) * 1000)
+
+    def _on_time_pos(self, _name: str, value: float | None) -> None:
+        # mpv's thread: only note the value and when it came (a tuple swap is atomic).
+        self._pos_sample = (value, time.monotonic())
 
     def audio_output(self) -> str | None:
         """The audio output mpv opened (`current-ao`), None when it opened none."""
