@@ -218,7 +218,9 @@ class MpvIpc:
         self._sock.connect(str(path))
         self._buf = b""
         self._next_id = 1
-        self._observed: dict[str, Any] = {}
+        self._observed: dict[int, Any] = {}
+        """The last value of each observation, by its id: a late event of an earlier
+        observation of the same property never counts for a new one."""
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -239,8 +241,8 @@ class MpvIpc:
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         msg: dict[str, Any] = json.loads(line)
-        if msg.get("event") == "property-change":
-            self._observed[msg["name"]] = msg.get("data")
+        if msg.get("event") == "property-change" and msg.get("id") in self._observed:
+            self._observed[msg["id"]] = msg.get("data")
         return msg
 
     def command(self, *args: Any, timeout: float = 5.0) -> Any:
@@ -267,22 +269,25 @@ class MpvIpc:
 
     def wait_prop(self, prop: str, pred: Callable[[Any], bool], timeout: float = 15.0) -> Any:
         """Observe `prop` until `pred(value)`; returns the value that satisfied it."""
-        self._observed.pop(prop, None)
         oid = self._next_id
+        unset = object()
+        self._observed[oid] = unset
         self.command("observe_property", oid, prop)
         deadline = time.monotonic() + timeout
         try:
             while True:
-                if prop in self._observed and pred(self._observed[prop]):
-                    return self._observed[prop]
+                value = self._observed[oid]
+                if value is not unset and pred(value):
+                    return value
                 try:
                     self._read_msg(deadline)
                 except TimeoutError:
-                    last = self._observed.get(prop)
+                    last = None if value is unset else value
                     raise AssertionError(
                         f"mpv {prop} never matched in {timeout:g} s; last {last!r}"
                     ) from None
         finally:
+            del self._observed[oid]
             with contextlib.suppress(Exception):
                 self.command("unobserve_property", oid)
 

@@ -151,6 +151,8 @@ def watch(
                         devices = msg["devices"]
                         continue
                     elif kind == "state":
+                        if state_msg is not None and msg["version"] <= state_msg["version"]:
+                            continue  # older than what we show: a delivery overtaken
                         state_msg = msg
                     elif kind != "tick":
                         continue

@@ -120,11 +120,11 @@ class Agent:
         self._last_report: tuple[int, str | None, bool] | None = None
         self._last_anchor: tuple[int, int] | None = None
         self._directive_term = 0
+        """The term of the last start/stop directive. A state with an older term was sent
+        before it (a command's result can overtake its state) and must not undo it."""
         self._switching = 0
         """Start/stop directives waiting for their server time: until then the state that
         announces the switch (it arrives first) must not start or stop the player early."""
-        """The term of the last start/stop directive. A state with an older term was sent
-        before it (a command's result can overtake its state) and must not undo it."""
         self._early: list[StateMsg] = []
         """States that came before this connection's `hello` (the server may send them
         first); taken after it, so an older `hello` cannot undo a newer state."""

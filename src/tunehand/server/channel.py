@@ -181,6 +181,7 @@ async def channel_endpoint(ws: WebSocket) -> None:
                 __version__,
             ),
         )
+        conn_obj.start()
         await sessions.publish_devices(who.account_id)
         await _serve(ws, services, who.account_id, device.id)
     except WebSocketDisconnect:

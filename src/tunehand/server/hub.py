@@ -101,7 +101,8 @@ class Hub:
         devices.setdefault(conn.device_id, []).append(conn)
         caps = {c for cs in devices[conn.device_id] for c in cs.capabilities}
         await self.presence.join(conn.account_id, conn.device_id, tuple(sorted(caps)))
-        conn.start()
+        # The caller starts the connection's writer once it has sent `hello`, so nothing
+        # queued meanwhile overtakes it.
 
     async def detach(self, conn: Connection) -> bool:
         """Forget a connection. True when it was the device's last one."""
