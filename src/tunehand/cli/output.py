@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunehand.core.clock import extrapolate
+from tunehand.core.clock import clock, extrapolate
 
 Json = dict[str, Any]
-
-
-def clock(ms: int | None) -> str:
-    if ms is None:
-        return "-:--"
-    s = max(0, ms) // 1000
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def status_json(payload: Json) -> Json:

@@ -13,8 +13,8 @@ import signal
 import sys
 
 from tunehand.cli.device import build_agent
-from tunehand.cli.output import clock
 from tunehand.client.agent import Snapshot
+from tunehand.core.clock import clock
 
 log = logging.getLogger("tunehand.receiver")
 

@@ -19,9 +19,8 @@ import sys
 from collections.abc import Iterator
 
 from tunehand.cli.device import build_agent
-from tunehand.cli.output import clock
 from tunehand.client.agent import Agent, Snapshot
-from tunehand.core.clock import extrapolate
+from tunehand.core.clock import clock, extrapolate
 from tunehand.errors import CommandRefused, ServerUnreachable, TunehandError
 
 CONNECT_TIMEOUT_S = 15.0

@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from tunehand.cli.output import clock, status_json
+from tunehand.cli.output import status_json
 from tunehand.client.config import default_device_name, device_id, load_config
 from tunehand.client.http import ApiClient
 from tunehand.core.backoff import backoff
+from tunehand.core.clock import clock
 from tunehand.errors import AuthError, ServerUnreachable, UsageError
 
 

@@ -207,12 +207,10 @@ class ApiClient:
     def access_token(self) -> str:
         """A valid access token, refreshed first when it is about to expire."""
         creds = self.credentials()
-        if _expiring(creds):
-            creds = self._refresh(creds)
-        return creds.access_token
+        return (self._refresh(creds) if _expiring(creds) else creds).access_token
 
-    def request(self, method: str, path: str, body: object = None) -> Any:
-        """Send a request; return the JSON answer, or raise the mapped error."""
+    def _authorized(self, method: str, path: str, body: object) -> tuple[int, Any]:
+        """Send with a fresh token; on a 401, refresh once and send again."""
         creds = self.credentials()
         if _expiring(creds):
             creds = self._refresh(creds)
@@ -220,18 +218,17 @@ class ApiClient:
         if status == 401 and creds.refresh_token:
             creds = self._refresh(creds)
             status, payload = self.http.request(method, path, body, creds.access_token)
+        return status, payload
+
+    def request(self, method: str, path: str, body: object = None) -> Any:
+        """Send a request; return the JSON answer, or raise the mapped error."""
+        status, payload = self._authorized(method, path, body)
         raise_for(status, payload)
         return payload
 
     def request_status(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         """Like `request`, but hand back error answers instead of raising (commands)."""
-        creds = self.credentials()
-        if _expiring(creds):
-            creds = self._refresh(creds)
-        status, payload = self.http.request(method, path, body, creds.access_token)
-        if status == 401 and creds.refresh_token:
-            creds = self._refresh(creds)
-            status, payload = self.http.request(method, path, body, creds.access_token)
+        status, payload = self._authorized(method, path, body)
         if status in (401, 403) or status >= 500:
             raise_for(status, payload)
         return status, payload

@@ -19,3 +19,13 @@ def extrapolate(
     if duration_ms > 0:
         pos = min(pos, duration_ms)
     return max(pos, 0)
+
+
+def clock(ms: int | None) -> str:
+    """A time as people read it: 1:05, 1:02:03; "-:--" when unknown."""
+    if ms is None:
+        return "-:--"
+    s = max(0, ms) // 1000
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

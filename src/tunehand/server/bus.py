@@ -7,8 +7,12 @@ recover from a gap through `version` (they resync).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+log = logging.getLogger("tunehand.bus")
 
 Handler = Callable[[str, bytes], Awaitable[None] | None]
 
@@ -97,15 +101,29 @@ class RedisBus:
                     continue
 
     async def publish(self, topic: str, data: bytes) -> None:
-        await self._redis.publish(topic, data)
+        """At most once: while Redis is down the message is lost (the change it carries is
+        already committed), and every device is resynced once the bus is back."""
+        import redis.exceptions
+
+        try:
+            await self._redis.publish(topic, data)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning("bus: cannot publish (%s); devices resync when Redis is back", exc)
 
     async def subscribe(self, topic: str) -> None:
+        """Recorded first: if Redis is down now, the reconnect loop subscribes it."""
+        import redis.exceptions
+
         self._topics.add(topic)
-        await self._pubsub.subscribe(topic)
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            await self._pubsub.subscribe(topic)
 
     async def unsubscribe(self, topic: str) -> None:
+        import redis.exceptions
+
         self._topics.discard(topic)
-        await self._pubsub.unsubscribe(topic)
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            await self._pubsub.unsubscribe(topic)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -9,6 +9,7 @@ instance that died fall out after `STALE_S`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -89,20 +90,34 @@ class RedisPresence:
                 continue  # Redis is restarting: the next beat writes everything again
 
     async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None:
+        import redis.exceptions
+
         await self._local.join(account_id, device_id, caps)
-        await self._redis.hset(self._key(account_id), device_id, self._value(caps))
+        # While Redis restarts, the next heartbeat after it is back writes the device.
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            await self._redis.hset(self._key(account_id), device_id, self._value(caps))
 
     async def leave(self, account_id: int, device_id: str) -> None:
+        import redis.exceptions
+
         await self._local.leave(account_id, device_id)
-        raw = await self._redis.hget(self._key(account_id), device_id)
-        if raw is not None and json.loads(raw).get("i") == self._instance:
-            await self._redis.hdel(self._key(account_id), device_id)
+        # While Redis restarts, the device's entry goes stale and falls out after STALE_S.
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            raw = await self._redis.hget(self._key(account_id), device_id)
+            if raw is not None and json.loads(raw).get("i") == self._instance:
+                await self._redis.hdel(self._key(account_id), device_id)
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:
         return _with(await self.devices(account_id), capability)
 
     async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]:
-        entries = await self._redis.hgetall(self._key(account_id))
+        """Devices on every instance; while Redis is unreachable, this instance's only."""
+        import redis.exceptions
+
+        try:
+            entries = await self._redis.hgetall(self._key(account_id))
+        except (redis.exceptions.RedisError, OSError):
+            return await self._local.devices(account_id)
         now = time.time()
         out: dict[str, tuple[str, ...]] = {}
         for device, raw in entries.items():

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tunehand.core.clock import clock
 from tunehand.core.protocol import TrackView
 
 TRACK_COLUMNS = ("#", "Title", "Artist", "Album", "Time")
-
-
-def clock(ms: int | None) -> str:
-    """1:05, 1:02:03; "-:--" when unknown."""
-    if ms is None:
-        return "-:--"
-    s = max(0, ms) // 1000
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def duration(ms: int) -> str:

@@ -16,8 +16,9 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tunehand.core.clock import clock
 from tunehand.tui.backend import SessionSnapshot
-from tunehand.tui.fmt import clock, progress_bar
+from tunehand.tui.fmt import progress_bar
 
 
 class NowPlaying(Widget):
