@@ -1,0 +1,183 @@
+"""End to end: the real TUI (live backend, its own silent mpv) pulls playback from a
+running receiver and pushes it back, against a real server.
+
+A real `tunehand serve`, a real `tunehand receiver` subprocess ("living-room", ao=null),
+and `TunehandApp` on `LiveBackend` in-process through `run_test()`, logged in with the
+insecure token file and `[mpv_options] ao = "null"` in its config.toml. Every wait has a
+deadline: receiver log lines on a condition variable (in a thread, so the app's event
+loop keeps running), the app's state by a bounded loop of short `pilot.pause()`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from tests.audiogen import make_track
+from tests.device_helpers import (
+    DeviceDir,
+    Receiver,
+    add_users,
+    ctl_ok,
+    login_all,
+    status,
+)
+from tests.fixtures_server import ServerProc
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sox") is None, reason="sox is not installed (generated audio)"
+)
+
+TITLE = "Long Tone"
+USER = "tuiuser"
+WAIT_S = 20.0
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    # mpv's IPC socket paths must be short (sun_path is 108 bytes).
+    path = Path(tempfile.mkdtemp(prefix="th-tui-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def wait_app(
+    pilot: Pilot[Any], what: str, predicate: Callable[[], bool], timeout: float = WAIT_S
+) -> None:
+    """Let the app run (short pauses) until `predicate()` holds, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened in {timeout:g} s: {what}")
+        await pilot.pause(0.02)
+
+
+async def test_tui_pulls_playback_from_a_receiver_and_pushes_it_back(
+    start_server: Callable[..., ServerProc],
+    tmp_path: Path,
+    sock_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    try:
+        import mpv  # noqa: F401
+    except (OSError, ImportError):
+        pytest.skip("libmpv is not installed")
+    from tunehand.cli.main import build_parser
+    from tunehand.tui.app import TunehandApp
+    from tunehand.tui.backend_live import LiveBackend
+    from tunehand.tui.screens.main import MainScreen
+
+    music = tmp_path / "music"
+    make_track(
+        music, "01 Long Tone", "flac", title=TITLE, artist="Tester", album="Tones", duration_s=30
+    )
+    srv = start_server(music=music)
+    await asyncio.to_thread(add_users, srv, [USER])  # it runs its own event loop
+    living = DeviceDir("living-room", tmp_path / "living")
+    remote = DeviceDir("remote", tmp_path / "remote")
+    term = DeviceDir("tui-term", tmp_path / "term")
+    login_all(srv.url, USER, [living, remote, term])
+    with (term.config_dir / "config.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[mpv_options]\nao = "null"\n')
+    living_id, term_id = living.device_id(), term.device_id()
+
+    receiver = Receiver.start(living, sock_dir)
+    try:
+        mark = receiver.mark()
+        ctl_ok(remote, "play", "--device", "living-room", "--search", TITLE)
+        receiver.wait_for(f"playing {TITLE}", since=mark)
+        assert status(remote)["device"] == {"id": living_id, "name": "living-room"}
+
+        # The TUI in-process, as `tunehand --config-dir TERM` builds it (token file only).
+        for key, value in term.env.items():
+            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_")):
+                monkeypatch.setenv(key, value)
+        for key in ("TUNEHAND_TOKEN", "TUNEHAND_CONFIG_DIR"):
+            monkeypatch.delenv(key, raising=False)
+        args = build_parser().parse_args(["--config-dir", str(term.config_dir)])
+        backend, settings = LiveBackend.from_args(args)
+        app = TunehandApp(backend, keys_config=settings.keys, theme=settings.theme)
+        async with app.run_test(size=(120, 34)) as pilot:
+
+            def snap_ok(check: Callable[[Any], bool]) -> Callable[[], bool]:
+                return lambda: app.snapshot is not None and check(app.snapshot)
+
+            await wait_app(pilot, "the main screen", lambda: isinstance(app.screen, MainScreen))
+            screen = app.screen
+            assert isinstance(screen, MainScreen)
+            await wait_app(
+                pilot,
+                "connected, living-room playing and online",
+                snap_ok(
+                    lambda s: (
+                        s.connected
+                        and s.device_id == term_id
+                        and s.state.active_device == living_id
+                        and any(d.id == living_id and d.online for d in s.devices)
+                    )
+                ),
+            )
+
+            # Pull: the devices panel, then `h`.
+            await pilot.press("d")
+            await wait_app(
+                pilot, "the devices panel has the focus", lambda: screen.devices.table.has_focus
+            )
+            mark = receiver.mark()
+            await pilot.press("h")
+            await wait_app(
+                pilot,
+                "this terminal is active",
+                snap_ok(lambda s: s.state.active_device == term_id),
+            )
+            await asyncio.to_thread(
+                receiver.wait_for, "playback moved to another device", WAIT_S, mark
+            )
+            s = await asyncio.to_thread(status, remote)
+            assert s["device"] == {"id": term_id, "name": "tui-term"}, s
+            assert s["playing"] is True and s["track"]["title"] == TITLE, s
+            assert ("transfer", {"device_id": term_id}) in [
+                (c.op, dict(c.fields)) for c in app.sent
+            ]
+
+            # Push: select living-room in the panel, then `t`.
+            table = screen.devices.table
+            await wait_app(
+                pilot,
+                "living-room listed",
+                lambda: any(d.id == living_id for d in table.rows),
+            )
+            target = next(i for i, d in enumerate(table.rows) if d.id == living_id)
+            step = "down" if target > table.cursor_row else "up"
+            for _ in range(abs(target - table.cursor_row)):
+                await pilot.press(step)
+            await wait_app(
+                pilot,
+                "living-room selected",
+                lambda: table.current is not None and table.current.id == living_id,
+            )
+            mark = receiver.mark()
+            await pilot.press("t")
+            await wait_app(
+                pilot,
+                "living-room is active again",
+                snap_ok(lambda s: s.state.active_device == living_id),
+            )
+            await asyncio.to_thread(receiver.wait_for, "playback moved here", WAIT_S, mark)
+            s = await asyncio.to_thread(status, remote)
+            assert s["device"] == {"id": living_id, "name": "living-room"}, s
+            assert s["playing"] is True, s
+
+            await app.action_quit()
+        assert not [w for w in app.workers if w.group == "commands" and w.error]
+    finally:
+        receiver.stop()
+        print(f"--- receiver (exit {receiver.proc.returncode}):\n{receiver.lines.text()}")
