@@ -39,10 +39,12 @@ from tests.test_api import (
     now_ms,
     ws_url,
 )
-from tunehand.server import api, api_library
+from tunehand.server import api, api_device, api_library
 from tunehand.server.streams import Signer
 
-ROUTES: list[Route] = [r for r in (*api.routes, *api_library.routes) if isinstance(r, Route)]
+ROUTES: list[Route] = [
+    r for r in (*api.routes, *api_library.routes, *api_device.routes) if isinstance(r, Route)
+]
 
 # Every route that reads a JSON body, with a path to call it at.
 BODY_ROUTES: dict[tuple[str, str], str] = {
@@ -51,7 +53,12 @@ BODY_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/session/commands"): "/v1/session/commands",
     ("PUT", "/v1/playlists/{name}"): "/v1/playlists/bad-input",
     ("POST", "/v1/tracks/remote"): "/v1/tracks/remote",
+    ("POST", "/v1/auth/device"): "/v1/auth/device",
+    ("POST", "/v1/auth/device/token"): "/v1/auth/device/token",
+    ("POST", "/v1/auth/device/approve"): "/v1/auth/device/approve",
 }
+# The HTML approval page reads a form, not JSON (tests/test_device_code.py covers it).
+FORM_ROUTES = {("POST", "/approve")}
 # Routes that change something but read no body.
 NO_BODY = {
     ("POST", "/v1/auth/logout"),
@@ -101,7 +108,7 @@ def test_every_changing_route_is_classified() -> None:
         for m in (r.methods or ())
         if m not in ("GET", "HEAD")
     }
-    assert changing == set(BODY_ROUTES) | NO_BODY
+    assert changing == set(BODY_ROUTES) | NO_BODY | FORM_ROUTES
 
 
 # --- bodies -----------------------------------------------------------------------------

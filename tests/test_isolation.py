@@ -40,11 +40,13 @@ from tests.test_api import (
     unique,
     ws_url,
 )
-from tunehand.server import api, api_library, auth
+from tunehand.server import api, api_device, api_library, auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import open_engine
 
-ALL_ROUTES: list[Route] = [r for r in (*api.routes, *api_library.routes) if isinstance(r, Route)]
+ALL_ROUTES: list[Route] = [
+    r for r in (*api.routes, *api_library.routes, *api_device.routes) if isinstance(r, Route)
+]
 
 
 def template_of(route: Route) -> str:
@@ -60,6 +62,11 @@ PUBLIC = {
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
     ("GET", "/v1/stream/{track_id}"),  # signed URL instead of a token
+    # Device-code login: a new device has no token yet; the page checks a password.
+    ("POST", "/v1/auth/device"),
+    ("POST", "/v1/auth/device/token"),
+    ("GET", "/approve"),
+    ("POST", "/approve"),
 }
 PROTECTED = [e for e in ENDPOINTS if e not in PUBLIC]
 
@@ -110,6 +117,7 @@ class World:
             ("POST", "/v1/tracks/remote"): {"url": "http://b.example/" + unique("s")},
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
+            ("POST", "/v1/auth/device/approve"): {"user_code": "BCDF-GHJK"},
         }
         return bodies.get((method, template))
 

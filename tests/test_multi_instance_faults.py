@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -27,11 +28,22 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.audiogen import make_library
 from tests.fixtures_server import ServerProc, fresh_postgres_database, launch
 from tests.tcp_proxy import TcpProxy
-from tests.test_api import Api, Chan, acmd, add_users, all_tracks, channel, unique
+from tests.test_api import (
+    Api,
+    Chan,
+    acmd,
+    add_users,
+    all_tracks,
+    channel,
+    expect_closed,
+    unique,
+    ws_url,
+)
 from tunehand.client.agent import Agent
 from tunehand.core.protocol import DeviceHello
 
@@ -42,6 +54,8 @@ SERVICE_TIMEOUT_S = 30.0
 RECONNECT_TIMEOUT_S = 20.0
 """Deadline for instances and devices to recover (the bus backs off up to 5 s, the
 client's reconnect up to 15 s, presence beats every 5 s)."""
+OUTAGE_S = 2.0
+"""How long Redis stays down (the fault's length, not a wait for anything)."""
 REDIS_START = [
     "redis-server",
     "--daemonize",
@@ -282,10 +296,11 @@ async def test_redis_restart_resubscribes_and_resyncs(pair: Pair) -> None:
     a, b = pair
     name = unique("redis")
     add_users(a, name)
-    on_b = api_on(b, name)
+    on_a, on_b = api_on(a, name), api_on(b, name)
     async with (
-        channel(a, api_on(a, name).token, capabilities=("play",)) as dev,
+        channel(a, on_a.token, capabilities=("play",)) as dev,
         httpx.AsyncClient(base_url=b.url, headers=on_b.headers, timeout=30) as http,
+        contextlib.AsyncExitStack() as late,
     ):
         first = (await acmd(http, "volume", value=10))["state"]
         await dev.wait("state", lambda m: m["version"] == first["version"])
@@ -297,20 +312,30 @@ async def test_redis_restart_resubscribes_and_resyncs(pair: Pair) -> None:
                 "/v1/session/commands",
                 json={"op": "volume", "command_id": unique("c"), "value": 20},
             )
-            assert r.status_code == 200, r.text + "\n".join(b.log + a.log)
+            assert r.status_code == 200, r.text
             during = r.json()["state"]
             assert during["version"] == first["version"] + 1
+            # A device connecting now (B's first for the account: a new bus topic) works.
+            joined = await late.enter_async_context(channel(b, on_b.token))
+            assert joined.hello["version"] == during["version"]
+            # Redis stays down for a while, as a real restart does: the instances' bus
+            # retries fail meanwhile and must keep retrying.
+            await asyncio.sleep(OUTAGE_S)
 
         # A resubscribed and resynced its device with what it missed.
         msg = await dev.wait(
             "state", lambda m: m["version"] >= during["version"], RECONNECT_TIMEOUT_S
         )
         assert msg["version"] == during["version"] and msg["state"]["volume"] == 20
-        # A command on B reaches the device on A again (the bus backs off up to 5 s).
+        # A command on B reaches the device on A again (the bus backs off up to 5 s),
+        # and one on A reaches the device that joined B during the outage.
         after = (await acmd(http, "volume", value=30))["state"]
         await dev.wait("state", lambda m: m["version"] == after["version"], RECONNECT_TIMEOUT_S)
+        last = on_a.cmd("volume", value=40)["state"]
+        await joined.wait("state", lambda m: m["version"] == last["version"], RECONNECT_TIMEOUT_S)
         # Presence comes back with A's next heartbeat: B sees the device online.
         await presence_online(http, dev.device_id)
+    on_a.close()
     on_b.close()
     assert_log_clean(a, b)
 
@@ -338,7 +363,9 @@ async def test_postgres_restart_gives_retryable_errors_and_loses_nothing(pair: P
     async with (
         channel(a, api_on(a, name).token) as dev,
         httpx.AsyncClient(base_url=b.url, headers=on_b.headers, timeout=30) as http,
+        contextlib.AsyncExitStack() as leaving,
     ):
+        gone = await leaving.enter_async_context(channel(a, on_b.token))
         await acmd(http, "queue_add", track_ids=tracks)
         base = (await acmd(http, "volume", value=25))["state"]
         await dev.wait("state", lambda m: m["version"] == base["version"])
@@ -352,6 +379,23 @@ async def test_postgres_restart_gives_retryable_errors_and_loses_nothing(pair: P
             res = await dev.command("volume", value=80)
             assert res["code"] == "unavailable", res
             assert res["message"]
+            # A device that connects now is told so and asked to come back later (not
+            # refused as unauthorized); one that leaves now is not lost with a traceback.
+            async with connect(ws_url(a)) as ws:
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "auth",
+                            "token": on_b.token,
+                            "device": {"id": unique("late"), "name": "late", "capabilities": []},
+                        }
+                    )
+                )
+                err = json.loads(await asyncio.wait_for(ws.recv(), 5.0))
+                assert (err["type"], err["code"]) == ("error", "unavailable"), err
+                assert await expect_closed(ws) == 1013
+            await leaving.aclose()
+            await asyncio.to_thread(a.wait_for_line, f"loss of device {gone.device_id}", 10.0)
 
         # Nothing was half-applied: exactly the state from before the outage.
         now = on_b.state()

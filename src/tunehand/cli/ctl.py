@@ -397,6 +397,18 @@ def _revoke(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _approve(api: ApiClient, args: argparse.Namespace) -> int:
+    allow = not args.deny
+    answer = api.request(
+        "POST", "/v1/auth/device/approve", {"user_code": args.code, "approve": allow}
+    )
+    if allow:
+        print(f"approved: {answer['device_name']} is logged in as {answer['user']}")
+    else:
+        print(f"denied: {answer['device_name']} stays logged out")
+    return 0
+
+
 _ACTIONS: dict[str, Any] = {
     "status": _status,
     "play": _play,
@@ -418,4 +430,5 @@ _ACTIONS: dict[str, Any] = {
     "history": _history,
     "watch": _watch,
     "revoke": _revoke,
+    "approve": _approve,
 }

@@ -97,6 +97,11 @@ def _watch(p: P, cls: type[P], g: Globals) -> None:
     p.add_argument("--waybar", action="store_true", help="waybar's custom-module JSON")
 
 
+def _approve(p: P, cls: type[P], g: Globals) -> None:
+    p.add_argument("code", help="the code the new device shows, e.g. WDJB-MJHT")
+    p.add_argument("--deny", action="store_true", help="refuse the login instead")
+
+
 # name: (help, takes --json, builder)
 ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "status": ("what plays, where, and the position", True, _none),
@@ -119,6 +124,7 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "history": ("recently played tracks", True, _one("--limit", type=int, default=20)),
     "watch": ("print one line per state change (JSON, a template, or waybar)", False, _watch),
     "revoke": ("log a device out at once (name or id)", False, _one("device")),
+    "approve": ("log in a new device showing CODE (tunehand login --device-code)", False, _approve),
 }
 
 

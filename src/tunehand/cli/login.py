@@ -1,4 +1,5 @@
-"""`tunehand login`, `logout` and `auth status`: tokens into (and out of) the OS keyring.
+"""`tunehand login` (password or device code), `logout` and `auth status`: tokens into
+(and out of) the OS keyring.
 
 Tokens go to the OS keyring only; with no keyring, login fails with one line naming
 the fix unless the user asks for `--insecure-token-file` (0600, with a warning).
@@ -11,6 +12,8 @@ import getpass
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from tunehand.cli.password import read_password
 from tunehand.client.config import (
@@ -49,17 +52,6 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
     server = check_server_url(server)
     if os.environ.get("TUNEHAND_TOKEN"):
         raise UsageError("TUNEHAND_TOKEN is set: unset it to log in")
-    user = args.user
-    if not user:
-        if not sys.stdin.isatty():
-            raise UsageError("login: pass --user NAME (no terminal to ask on)")
-        user = input("User: ").strip()
-    if args.password_stdin:
-        password = read_password(True)
-    else:
-        if not sys.stdin.isatty():
-            raise UsageError("no terminal to ask for a password: use --password-stdin")
-        password = getpass.getpass("Password: ")
     # Choose where the tokens go before asking the server, so a missing keyring
     # fails before a login is spent.
     ensure_config_dir(cdir)
@@ -80,20 +72,13 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
     name = args.device_name or config.device_name or default_device_name()
     http = HttpClient(server, ca_file=getattr(args, "ca_file", None) or config.ca_file)
     try:
-        status, payload = http.request(
-            "POST",
-            "/v1/auth/login",
-            {"user": user, "password": password, "device_id": dev, "device_name": name},
-        )
+        if getattr(args, "device_code", False):
+            payload = device_code_login(http, dev, name)
+        else:
+            payload = _password_login(http, args, dev, name)
     finally:
         http.close()
-    if status != 200:
-        _, message = error_message(payload, f"login failed ({status})")
-        if status in (401, 429):
-            raise AuthError(message)
-        if status >= 500:
-            raise ServerUnreachable(message)
-        raise UsageError(message)
+    user = str(payload.get("user") or "")
     creds = Credentials(
         server=server,
         user=user,
@@ -111,6 +96,85 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
         save_setting(cdir, "device_name", args.device_name)
     print(f"logged in to {server} as {user} (device {name}); tokens in {store.location}")
     return 0
+
+
+def _password_login(
+    http: HttpClient, args: argparse.Namespace, dev: str, name: str
+) -> dict[str, Any]:
+    user = args.user
+    if not user:
+        if not sys.stdin.isatty():
+            raise UsageError("login: pass --user NAME (no terminal to ask on)")
+        user = input("User: ").strip()
+    if args.password_stdin:
+        password = read_password(True)
+    else:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to ask for a password: use --password-stdin")
+        password = getpass.getpass("Password: ")
+    status, payload = http.request(
+        "POST",
+        "/v1/auth/login",
+        {"user": user, "password": password, "device_id": dev, "device_name": name},
+    )
+    if status != 200:
+        _raise_login_error(status, payload)
+    answer: dict[str, Any] = dict(payload)
+    answer["user"] = user
+    return answer
+
+
+def _raise_login_error(status: int, payload: Any) -> NoReturn:
+    _, message = error_message(payload, f"login failed ({status})")
+    if status in (401, 429):
+        raise AuthError(message)
+    if status >= 500:
+        raise ServerUnreachable(message)
+    raise UsageError(message)
+
+
+def device_code_login(
+    http: HttpClient, dev: str, name: str, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Any]:
+    """RFC 8628: get a code, show it, poll at the announced interval until approved."""
+    status, start = http.request("POST", "/v1/auth/device", {"device_id": dev, "device_name": name})
+    if status != 200:
+        _raise_login_error(status, start)
+    code = str(start["user_code"])
+    uri = str(start["verification_uri"])
+    interval = float(start["interval"])
+    print(f"Your code: {code}", flush=True)
+    print(
+        f"On a logged-in device run `tunehand ctl approve {code}`, "
+        f"or open {uri} and enter the code.",
+        flush=True,
+    )
+    print(
+        f"Waiting for approval (the code expires in {int(start['expires_in']) // 60} min)...",
+        flush=True,
+    )
+    while True:
+        sleep(interval)
+        status, payload = http.request(
+            "POST", "/v1/auth/device/token", {"device_code": start["device_code"]}
+        )
+        if status == 200:
+            answer: dict[str, Any] = dict(payload)
+            return answer
+        err_code, message = error_message(payload, f"login failed ({status})")
+        if err_code == "authorization_pending":
+            continue
+        if err_code == "slow_down":
+            err = payload.get("error", {}) if isinstance(payload, dict) else {}
+            interval = max(interval + 5, float(err.get("interval") or 0))
+            continue
+        if err_code == "expired_token":
+            raise AuthError("the code expired before it was approved: run the login again")
+        if err_code == "access_denied":
+            raise AuthError(f"the login was denied: {message}")
+        if status == 400:  # invalid_grant: unknown or already used code
+            raise AuthError(message)
+        _raise_login_error(status, payload)
 
 
 def _logout(args: argparse.Namespace, config_dir: object) -> int:

@@ -106,6 +106,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     if wanted("doctor"):
         doctor = sub.add_parser("doctor", help="check libmpv, audio, keyring, server and login")
         _globals(doctor)
+    if wanted("mpd"):
+        mpd = sub.add_parser("mpd", help="serve the MPD protocol over this account's session")
+        _globals(mpd)
+        mpd.add_argument("--host", default="127.0.0.1", help="address to listen on")
+        mpd.add_argument("--port", type=int, default=6600, help="0 picks a free port")
+        mpd.add_argument("--password-file", help="a file holding the password clients must give")
     if wanted("ctl"):
         ctl = sub.add_parser("ctl", help="control the session from scripts")
         _globals(ctl)
@@ -128,6 +134,7 @@ _COMMANDS = (
     "receiver",
     "resume",
     "doctor",
+    "mpd",
 )
 
 
@@ -174,6 +181,11 @@ def _login_arguments(login: argparse.ArgumentParser) -> None:
     login.add_argument("--user")
     login.add_argument("--password-stdin", action="store_true")
     login.add_argument("--device-name")
+    login.add_argument(
+        "--device-code",
+        action="store_true",
+        help="show a code to approve from a logged-in device or the server's /approve page",
+    )
     login.add_argument(
         "--insecure-token-file",
         action="store_true",
@@ -230,6 +242,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tunehand.cli.doctor import run_doctor
 
         return run_doctor(args)
+    if command == "mpd":
+        from tunehand.mpd.cli import run_mpd
+
+        return run_mpd(args)
     if command == "ctl":
         from tunehand.cli.ctl import run_ctl
 

@@ -188,7 +188,9 @@ class ApiClient:
             if not current.refresh_token:
                 raise AuthError("the access token has expired: log in again")
             status, payload = self.http.request(
-                "POST", "/v1/auth/refresh", {"refresh_token": current.refresh_token}
+                "POST",
+                "/v1/auth/refresh",
+                {"refresh_token": current.refresh_token, "device_id": current.device_id},
             )
             if status == 401:
                 self.store.delete()

@@ -55,6 +55,7 @@ class LoginBody:
 @dataclass(frozen=True)
 class RefreshBody:
     refresh_token: str
+    device_id: str = ""  # lets the same device get a lost rotation's answer again
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,15 @@ async def login(request: Request) -> Response:
 
 async def refresh(request: Request) -> Response:
     b = await body(request, RefreshBody)
-    pair = await auth.refresh(services(request).engine, b.refresh_token, now_ms())
+    s = services(request)
+    pair = await auth.refresh(
+        s.engine,
+        b.refresh_token,
+        now_ms(),
+        key=s.signer.subkey("refresh-rotation"),
+        device_id=b.device_id,
+        grace_ms=s.settings.refresh_grace_s * 1000,
+    )
     return json(_pair(pair, ""))
 
 

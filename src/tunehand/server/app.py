@@ -20,11 +20,11 @@ from starlette.exceptions import HTTPException
 from starlette.routing import WebSocketRoute
 
 from tunehand.errors import StoreError, TunehandError
-from tunehand.server import api, api_library, auth
+from tunehand.server import api, api_device, api_library, auth
 from tunehand.server.bus import RedisBus, open_bus
 from tunehand.server.channel import channel_endpoint
 from tunehand.server.db import migrate
-from tunehand.server.db.engine import default_url, open_engine
+from tunehand.server.db.engine import default_url, open_engine, unavailable_types
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
 from tunehand.server.presence import RedisPresence, open_presence
@@ -101,9 +101,17 @@ def create_app(
         TunehandError: handle_error,
         HTTPException: handle_error,
         Exception: handle_error,
+        # Not left to the catch-all `Exception`, whose handler still re-raises (a traceback
+        # in the log): a database restart is no bug, handle_error answers 503.
+        **dict.fromkeys(unavailable_types(), handle_error),
     }
     return Starlette(
-        routes=[*api.routes, *api_library.routes, WebSocketRoute("/v1/channel", channel_endpoint)],
+        routes=[
+            *api.routes,
+            *api_device.routes,
+            *api_library.routes,
+            WebSocketRoute("/v1/channel", channel_endpoint),
+        ],
         lifespan=lifespan,
         exception_handlers=handlers,
     )

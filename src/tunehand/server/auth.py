@@ -1,14 +1,20 @@
 """Passwords (argon2id), tokens (opaque, stored hashed) and login throttling.
 
 An access token is short-lived; a refresh token rotates on every use, and using an
-already used refresh token again revokes its whole family (that device's login).
+already used refresh token again revokes its whole family (that device's login) --
+except within a short grace window, by the same device, while the pair it was rotated
+into is still unused (the answer was lost on the network): then the same pair is
+answered again. A rotated pair is derived from the old refresh token with a server
+key (HMAC), so it can be answered again without keeping any token in clear.
 Only SHA-256 hashes of tokens are stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -100,7 +106,7 @@ def throttle_delay_s(failures: int) -> int:
     return int(min(MAX_DELAY_S, 2 ** (failures - FREE_FAILURES + 1)))
 
 
-async def _check_throttle(conn: AsyncConnection, keys: list[str], now_ms: int) -> None:
+async def check_throttle(conn: AsyncConnection, keys: list[str], now_ms: int) -> None:
     for key in keys:
         fails, last = await q.failures(conn, key)
         wait_ms = throttle_delay_s(fails) * 1000 - (now_ms - last)
@@ -108,11 +114,15 @@ async def _check_throttle(conn: AsyncConnection, keys: list[str], now_ms: int) -
             raise Throttled(max(1, wait_ms // 1000))
 
 
-async def _issue(
-    conn: AsyncConnection, account_id: int, device_id: str, family: str, now_ms: int
+async def _store_pair(
+    conn: AsyncConnection,
+    access: str,
+    refresh: str,
+    account_id: int,
+    device_id: str,
+    family: str,
+    now_ms: int,
 ) -> TokenPair:
-    access = "tha_" + secrets.token_urlsafe(32)
-    refresh = "thr_" + secrets.token_urlsafe(32)
     for tok, kind, ttl in ((access, "access", ACCESS_TTL_MS), (refresh, "refresh", REFRESH_TTL_MS)):
         await q.insert_token(
             conn,
@@ -123,19 +133,22 @@ async def _issue(
     return TokenPair(access, refresh, ACCESS_TTL_MS // 1000, device_id)
 
 
-async def login(
-    engine: AsyncEngine,
-    name: str,
-    password: str,
-    device_id: str,
-    device_name: str,
-    address: str,
-    now_ms: int,
+async def _issue(
+    conn: AsyncConnection, account_id: int, device_id: str, family: str, now_ms: int
 ) -> TokenPair:
-    """Check a password and start a new token family for `device_id`."""
+    access = "tha_" + secrets.token_urlsafe(32)
+    refresh = "thr_" + secrets.token_urlsafe(32)
+    return await _store_pair(conn, access, refresh, account_id, device_id, family, now_ms)
+
+
+async def check_password(
+    engine: AsyncEngine, name: str, password: str, address: str, now_ms: int
+) -> q.Account:
+    """The account for a right password, with login throttling per user and per address;
+    an unknown user costs the same time as a wrong password."""
     keys = [f"user:{name[:MAX_NAME]}", f"addr:{address}"]
     async with engine.begin() as conn:
-        await _check_throttle(conn, keys, now_ms)
+        await check_throttle(conn, keys, now_ms)
         account = await q.account_by_name(conn, name) if len(name) <= MAX_NAME else None
     # Same work for an unknown user as for a wrong password.
     ok = await _verify(account.password_hash if account else _dummy_hash(), password[:MAX_PASSWORD])
@@ -148,26 +161,104 @@ async def login(
     async with engine.begin() as conn:
         for key in keys:
             await q.clear_failures(conn, key)
-        existing = await q.device(conn, device_id)
-        if existing is not None and existing.account_id != account.id:
-            raise AuthError("this device id belongs to another account: use another --config-dir")
-        await q.upsert_device(conn, account.id, device_id, device_name, now_ms, address)
-        await q.revoke_device_tokens(conn, account.id, device_id)
-        return await _issue(conn, account.id, device_id, secrets.token_hex(8), now_ms)
+    return account
 
 
-async def refresh(engine: AsyncEngine, refresh_token: str, now_ms: int) -> TokenPair:
+async def start_family(
+    conn: AsyncConnection,
+    account_id: int,
+    device_id: str,
+    device_name: str,
+    address: str,
+    now_ms: int,
+) -> TokenPair:
+    """Register `device_id` with the account and give it a new token family (its earlier
+    tokens are revoked)."""
+    existing = await q.device(conn, device_id)
+    if existing is not None and existing.account_id != account_id:
+        raise AuthError("this device id belongs to another account: use another --config-dir")
+    await q.upsert_device(conn, account_id, device_id, device_name, now_ms, address)
+    await q.revoke_device_tokens(conn, account_id, device_id)
+    return await _issue(conn, account_id, device_id, secrets.token_hex(8), now_ms)
+
+
+async def login(
+    engine: AsyncEngine,
+    name: str,
+    password: str,
+    device_id: str,
+    device_name: str,
+    address: str,
+    now_ms: int,
+) -> TokenPair:
+    """Check a password and start a new token family for `device_id`."""
+    account = await check_password(engine, name, password, address, now_ms)
+    async with engine.begin() as conn:
+        return await start_family(conn, account.id, device_id, device_name, address, now_ms)
+
+
+def _rotated(key: bytes, parent: str) -> tuple[str, str]:
+    """The (access, refresh) pair a refresh token rotates into: the same every time."""
+
+    def mac(kind: bytes) -> str:
+        digest = hmac.new(
+            key, b"tunehand-rotation\x00" + kind + b"\x00" + parent.encode(), "sha256"
+        )
+        return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
+
+    return "tha_" + mac(b"access"), "thr_" + mac(b"refresh")
+
+
+async def _answer_again(
+    conn: AsyncConnection, row: q.TokenRow, parent: str, key: bytes, now_ms: int
+) -> TokenPair | None:
+    """The pair `parent` (of `row`) was rotated into, when it is still live and unused."""
+    access, refresh = _rotated(key, parent)
+    child = await q.token(conn, token_hash(refresh), "refresh")
+    acc = await q.token(conn, token_hash(access), "access")
+    if child is None or acc is None or child.used_ms is not None:
+        return None
+    for tok in (child, acc):
+        if tok.revoked or tok.family != row.family or tok.expires_ms < now_ms:
+            return None
+    return TokenPair(access, refresh, max(1, (acc.expires_ms - now_ms) // 1000), row.device_id)
+
+
+async def refresh(
+    engine: AsyncEngine,
+    refresh_token: str,
+    now_ms: int,
+    *,
+    key: bytes,
+    device_id: str = "",
+    grace_ms: int = 0,
+) -> TokenPair:
+    """Rotate a refresh token. A token used again within `grace_ms` by the same device,
+    whose rotated pair is still unused, gets that same pair again; any other reuse
+    revokes the family."""
     async with engine.begin() as conn:
         row = await q.token(conn, token_hash(refresh_token), "refresh")
         if row is None or row.revoked or row.expires_ms < now_ms:
             raise AuthError("logged out: the login has expired or was revoked; log in again")
-        if row.used_ms is not None or not await q.mark_used(conn, row.hash, now_ms):
-            await q.revoke_family(conn, row.account_id, row.family)
-            reused = True
+        pair: TokenPair | None = None
+        if row.used_ms is None and await q.mark_used(conn, row.hash, now_ms):
+            access, refresh_ = _rotated(key, refresh_token)
+            pair = await _store_pair(
+                conn, access, refresh_, row.account_id, row.device_id, row.family, now_ms
+            )
         else:
-            reused = False
-            pair = await _issue(conn, row.account_id, row.device_id, row.family, now_ms)
-    if reused:
+            used = await q.token(conn, row.hash, "refresh")
+            used_ms = used.used_ms if used is not None else None
+            if (
+                grace_ms > 0
+                and device_id == row.device_id
+                and used_ms is not None
+                and now_ms - used_ms <= grace_ms
+            ):
+                pair = await _answer_again(conn, row, refresh_token, key, now_ms)
+            if pair is None:
+                await q.revoke_family(conn, row.account_id, row.family)
+    if pair is None:
         raise AuthError("logged out: this login was used from somewhere else; log in again")
     return pair
 

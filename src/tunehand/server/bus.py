@@ -10,7 +10,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger("tunehand.bus")
 
@@ -55,9 +58,7 @@ class RedisBus:
     """Redis pub/sub; resubscribes after Redis comes back, and the hub resyncs clients."""
 
     def __init__(self, url: str, on_reconnect: Callable[[], Awaitable[None]] | None = None) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.from_url(url)
+        self._redis = redis_client(url)
         self._pubsub = self._redis.pubsub()
         self._handler: Handler | None = None
         self._topics: set[str] = set()
@@ -72,13 +73,11 @@ class RedisBus:
     async def _run(self) -> None:
         import redis.exceptions
 
-        backoff = 0.2
         while True:
             try:
                 if not self._topics:
                     await self._pubsub.subscribe("tunehand:keepalive")
                 msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                backoff = 0.2
                 if msg is None or self._handler is None:
                     continue
                 topic = msg["channel"].decode()
@@ -88,17 +87,31 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except (redis.exceptions.RedisError, OSError):
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                try:
-                    await self._pubsub.reset()
-                    self._pubsub = self._redis.pubsub()
-                    topics = list(self._topics) or ["tunehand:keepalive"]
-                    await self._pubsub.subscribe(*topics)
-                    if self.on_reconnect is not None:
-                        await self.on_reconnect()
-                except (redis.exceptions.RedisError, OSError):
-                    continue
+                await self._resubscribe()
+
+    async def _resubscribe(self) -> None:
+        """Retry (with backoff) until a new pub/sub connection has every topic again,
+        then let the hub resync its devices with what they missed meanwhile."""
+        import redis.exceptions
+
+        backoff = 0.2
+        while True:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+            try:
+                await self._pubsub.reset()
+                self._pubsub = self._redis.pubsub()
+                topics = list(self._topics) or ["tunehand:keepalive"]
+                await self._pubsub.subscribe(*topics)
+            except (redis.exceptions.RedisError, OSError):
+                continue  # still down; a failed subscribe leaves the new pubsub unconnected
+            break
+        log.warning("bus: connected to Redis again; resyncing devices")
+        if self.on_reconnect is not None:
+            try:
+                await self.on_reconnect()
+            except Exception as exc:  # e.g. the database is down too: devices catch up later
+                log.warning("bus: could not resync devices: %r", exc)
 
     async def publish(self, topic: str, data: bytes) -> None:
         """At most once: while Redis is down the message is lost (the change it carries is
@@ -130,6 +143,17 @@ class RedisBus:
             self._task.cancel()
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()
+
+
+def redis_client(url: str) -> Redis:
+    """A Redis client that retries a command once its connection is found broken: after a
+    Redis restart every pooled connection is dead, and without retries the first command
+    on each fails although Redis is back (a lost publish, a missed presence beat)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    return aioredis.from_url(url, retry=Retry(ExponentialBackoff(cap=0.25, base=0.01), 2))
 
 
 def open_bus(url: str | None) -> Bus:

@@ -40,6 +40,7 @@ from tunehand.core.protocol import (
 from tunehand.errors import AuthError, ProtocolError, StoreError
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
+from tunehand.server.db.engine import unavailable
 from tunehand.server.hub import Connection
 from tunehand.server.service import now_ms
 from tunehand.server.services import Services
@@ -54,6 +55,8 @@ MAX_NAME = 128
 MAX_RATE = 100.0
 """The fastest playback a report may claim (mpv's own limit on speed)."""
 MAX_MS = 2**53
+CLOSE_TRY_AGAIN = 1013
+UNAVAILABLE = "the database is unavailable: try again"
 
 
 class _Bucket:
@@ -143,17 +146,28 @@ async def channel_endpoint(ws: WebSocket) -> None:
         await _send(ws, ErrorMsg("unauthorized", str(exc)))
         await _close(ws, CLOSE_AUTH, "unauthorized")
         return
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        await _unavailable(ws, exc)
+        return
     device = hello.device
     address = (ws.client.host if ws.client else "")[:MAX_ADDRESS]
-    async with services.engine.begin() as conn:
-        owner = await qa.device(conn, device.id)
-        if owner is not None and (owner.account_id != who.account_id or owner.revoked):
-            await _send(ws, ErrorMsg("unauthorized", "this device id is not yours or revoked"))
-            await _close(ws, CLOSE_AUTH, "unauthorized")
-            return
-        await qa.upsert_device(
-            conn, who.account_id, device.id, device.name or device.id, now_ms(), address
-        )
+    try:
+        async with services.engine.begin() as conn:
+            owner = await qa.device(conn, device.id)
+            if owner is not None and (owner.account_id != who.account_id or owner.revoked):
+                await _send(ws, ErrorMsg("unauthorized", "this device id is not yours or revoked"))
+                await _close(ws, CLOSE_AUTH, "unauthorized")
+                return
+            await qa.upsert_device(
+                conn, who.account_id, device.id, device.name or device.id, now_ms(), address
+            )
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        await _unavailable(ws, exc)
+        return
     conn_obj = Connection(
         who.account_id,
         device.id,
@@ -186,14 +200,20 @@ async def channel_endpoint(ws: WebSocket) -> None:
         await _serve(ws, services, who.account_id, device.id)
     except WebSocketDisconnect:
         pass
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        await _unavailable(ws, exc)  # the device reconnects, and its hello resyncs it
     finally:
         last = await services.hub.detach(conn_obj)
         if last and not services.hub.closing:
             try:
                 await sessions.device_lost(who.account_id, device.id)
                 await sessions.publish_devices(who.account_id)
-            except StoreError as exc:
-                log.warning("could not record the loss of device %s: %s", device.id, exc)
+            except Exception as exc:
+                if not (isinstance(exc, StoreError) or unavailable(exc)):
+                    raise
+                log.warning("could not record the loss of device %s: %r", device.id, exc)
 
 
 async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: str) -> None:
@@ -210,6 +230,10 @@ async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: 
                 res = await sessions.execute(account_id, cmd, device_id)
             except StoreError as exc:
                 res = Result(cmd.command_id, "unavailable", str(exc))
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                res = Result(cmd.command_id, "unavailable", UNAVAILABLE)
             await _send(ws, ResultMsg(res.command_id, res.code, res.message, res.version))
 
     worker = asyncio.create_task(run_commands())
@@ -267,6 +291,15 @@ async def _read_loop(
             )
         elif isinstance(msg, Auth):
             await _send(ws, ErrorMsg("invalid", "already authenticated"))
+
+
+async def _unavailable(ws: WebSocket, exc: BaseException) -> None:
+    """The database is down or restarting: tell the device and close with 1013 (try
+    again later); it reconnects with backoff and resyncs."""
+    log.warning("channel: database unavailable: %r", exc)
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+        await _send(ws, ErrorMsg("unavailable", UNAVAILABLE))
+    await _close(ws, CLOSE_TRY_AGAIN, "database unavailable: reconnect later")
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:

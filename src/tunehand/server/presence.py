@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any, Protocol
 
+from tunehand.server.bus import redis_client
+
 HEARTBEAT_S = 5.0
 STALE_S = 15.0
 
@@ -57,9 +59,7 @@ class LocalPresence:
 
 class RedisPresence:
     def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis: Any = aioredis.from_url(url)
+        self._redis: Any = redis_client(url)
         self._instance = os.urandom(6).hex()
         self._local = LocalPresence()
         self._task: asyncio.Task[None] | None = None

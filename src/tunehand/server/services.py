@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,16 @@ class Settings:
     redis_url: str | None = None
     scan_on_start: bool = True
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    # Read once, when the server builds its settings (tests shorten them).
+    device_code_ttl_s: int = field(
+        default_factory=lambda: _env_int("TUNEHAND_DEVICE_CODE_TTL_S", 600)
+    )
+    refresh_grace_s: int = field(default_factory=lambda: _env_int("TUNEHAND_REFRESH_GRACE_S", 10))
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip().isdigit() else default
 
 
 @dataclass(eq=False)

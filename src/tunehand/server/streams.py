@@ -43,6 +43,10 @@ class Signer:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
+    def subkey(self, purpose: str) -> bytes:
+        """A key for another use of the server secret (e.g. refresh-token rotation)."""
+        return hmac.new(self._key, b"tunehand-subkey\x00" + purpose.encode(), "sha256").digest()
+
     def signature(self, track_id: str, expires_s: int) -> str:
         mac = hmac.new(self._key, f"{track_id}\x00{expires_s}".encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac.digest()[:18]).decode()

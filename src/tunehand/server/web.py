@@ -18,6 +18,7 @@ from starlette.responses import Response
 from tunehand import wire
 from tunehand.errors import AuthError, NotFound, ProtocolError, StoreError, UsageError
 from tunehand.server import auth
+from tunehand.server.db.engine import unavailable
 from tunehand.server.services import Services
 
 T = TypeVar("T")
@@ -117,6 +118,9 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         return error(404, "not_found", str(exc))
     if isinstance(exc, StoreError):
         return error(503, "unavailable", str(exc))
+    if unavailable(exc):
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return error(503, "unavailable", "the database is unavailable: try again")
     if isinstance(exc, HTTPException):
         return error(exc.status_code, "http", str(exc.detail))
     log.error("unexpected error on %s %s: %r", request.method, request.url.path, exc)

@@ -77,6 +77,7 @@ async def delete_account(conn: AsyncConnection, account_id: int) -> None:
         t.likes,
         t.history,
         t.remote_tracks,
+        t.device_codes,
     ):
         await conn.execute(sa.delete(table).where(table.c.account_id == account_id))
     await conn.execute(sa.delete(accounts).where(accounts.c.id == account_id))

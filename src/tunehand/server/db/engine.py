@@ -46,3 +46,30 @@ def open_engine(url: str) -> AsyncEngine:
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def unavailable_types() -> tuple[type[Exception], ...]:
+    """What a database that is down or restarting raises (a restart also cuts pooled
+    connections). The asyncpg driver lets some through unwrapped: a refused connect is
+    a bare ConnectionRefusedError, "the database system is starting up" an asyncpg error."""
+    import asyncpg.exceptions as pg  # type: ignore[import-untyped]
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return (
+        OperationalError,
+        InterfaceError,
+        ConnectionError,
+        pg.PostgresConnectionError,
+        pg.OperatorInterventionError,
+        pg.InterfaceError,
+    )
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached right now: retryable, so
+    answered with 503 `unavailable` (a `result` code on the channel), never a 500."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, unavailable_types())

@@ -163,3 +163,18 @@ login_attempts = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("last_ms", sa.BigInteger, nullable=False),
 )
+
+device_codes = sa.Table(
+    "device_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),  # SHA-256 of the device code
+    sa.Column("user_code", sa.String(16), nullable=False, unique=True),
+    sa.Column("device_id", sa.String(64), nullable=False),
+    sa.Column("device_name", sa.String(128), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False, index=True),
+    sa.Column("interval_s", sa.Integer, nullable=False),
+    sa.Column("last_poll_ms", sa.BigInteger, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # pending|approved|denied|used
+    sa.Column("account_id", sa.Integer, nullable=True),  # the approving account
+)

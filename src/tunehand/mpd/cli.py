@@ -1,0 +1,90 @@
+"""`tunehand mpd`: serve the MPD protocol over this account's session and library.
+
+It connects as a remote-only device (it never plays: the account's devices do), waits
+for the session, listens (loopback by default), prints one line naming the address,
+and runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from tunehand.errors import TunehandError, UsageError
+
+log = logging.getLogger("tunehand.mpd")
+
+
+def _password(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--password-file: cannot read {path}: {exc.strerror}") from None
+    password = text.strip("\r\n")
+    if not password:
+        raise UsageError(f"--password-file: {path} is empty")
+    return password
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from tunehand.cli.ctl import client_for
+    from tunehand.cli.device import build_agent
+    from tunehand.mpd.frontend import Frontend
+    from tunehand.mpd.server import start
+
+    if not 0 <= args.port < 65536:
+        raise UsageError("--port: 0 to 65535 (0 picks a free port)")
+    password = _password(args.password_file)
+    api = client_for(args)
+    fe: list[Frontend] = []  # the agent's publish hook reaches the frontend made next
+    agent = build_agent(args, on_snapshot=lambda snap: fe[0].on_snapshot(snap), plays=False)
+    fe.append(Frontend(agent, api))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("mpd frontend: waiting for the session from %s", agent.channel.server)
+    runner = asyncio.create_task(agent.run())
+    first = asyncio.create_task(agent.first_state.wait())
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({runner, first, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if runner in done:
+        first.cancel()
+        stopper.cancel()
+        runner.result()  # raises why it ended (a refused login)
+        return 1
+    if stopper in done:
+        first.cancel()
+        runner.cancel()
+        return 0
+    try:
+        server = await start(fe[0], args.host, args.port, password)
+    except OSError as exc:
+        runner.cancel()
+        raise TunehandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
+    port = server.sockets[0].getsockname()[1]
+    print(f"mpd frontend listening on {args.host}:{port}", flush=True)
+    done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    server.close()
+    if runner in done:
+        stopper.cancel()
+        runner.result()
+        return 1
+    await agent.leave()
+    runner.cancel()
+    api.http.close()
+    return 0
+
+
+def run_mpd(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    return asyncio.run(_run(args))

@@ -1,0 +1,198 @@
+"""Device-code logins (RFC 8628 style): a new device asks for a code, shows its short
+user code, and polls; a logged-in device of an account (or that account's password on
+the server's approval page) approves it, and the next poll gets a new token family.
+
+A device code is a long secret stored only as its SHA-256 hash; a user code is eight
+letters from an alphabet without vowels or look-alike digits. Codes expire (10 minutes
+by default) and are used once. Guessing user codes is throttled per address and per
+account with the growing delays of password logins, so the 20^8 code space is out of
+reach.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tunehand.errors import AuthError, StoreError
+from tunehand.server import auth
+from tunehand.server.db import accounts as qa
+from tunehand.server.db import device_codes as dq
+
+ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels, no digits: nothing to misread
+USER_CODE_LEN = 8
+INTERVAL_S = 5
+SLOW_DOWN_S = 5
+KEEP_EXPIRED_MS = 3600 * 1000  # answer "expired_token" (not "unknown") for an hour
+FORGET_FAILURES_MS = 24 * 3600 * 1000
+
+
+class GrantError(AuthError):
+    """A device-code answer other than tokens; `code` is the RFC 8628 error code."""
+
+    def __init__(self, status: int, code: str, message: str, interval_s: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.interval_s = interval_s
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    device_code: str
+    user_code: str  # shown as XXXX-XXXX
+    expires_in_s: int
+    interval_s: int
+
+
+def new_user_code(randbelow: Callable[[int], int] = secrets.randbelow) -> str:
+    return "".join(ALPHABET[randbelow(len(ALPHABET))] for _ in range(USER_CODE_LEN))
+
+
+def normalize(raw: str) -> str:
+    """ "wdjb-mjht", "WDJB MJHT" -> "WDJBMJHT"; "" when it cannot be a user code."""
+    code = "".join(c for c in raw.upper() if c not in "- ")
+    ok = len(code) == USER_CODE_LEN and all(c in ALPHABET for c in code)
+    return code if ok else ""
+
+
+def shown(code: str) -> str:
+    return f"{code[:4]}-{code[4:]}"
+
+
+async def start(
+    engine: AsyncEngine, device_id: str, device_name: str, ttl_s: int, now_ms: int
+) -> Started:
+    async with engine.begin() as conn:
+        await dq.purge_expired(conn, now_ms - KEEP_EXPIRED_MS)
+        for _ in range(8):
+            device_code = "thd_" + secrets.token_urlsafe(32)
+            user_code = new_user_code()
+            if await dq.insert(
+                conn,
+                auth.token_hash(device_code),
+                user_code,
+                device_id,
+                device_name,
+                now_ms,
+                now_ms + ttl_s * 1000,
+                INTERVAL_S,
+            ):
+                return Started(device_code, shown(user_code), ttl_s, INTERVAL_S)
+    raise StoreError("could not pick a free user code; try again")
+
+
+async def poll(
+    engine: AsyncEngine, device_code: str, address: str, now_ms: int
+) -> tuple[auth.TokenPair, str]:
+    """Tokens and the account name once approved; otherwise raise the RFC 8628 answer."""
+    refusal: GrantError | None = None
+    async with engine.begin() as conn:
+        row = await dq.by_hash(conn, auth.token_hash(device_code)) if device_code else None
+        if row is None:
+            raise GrantError(400, "invalid_grant", "unknown device code: start the login again")
+        if row.status == "used":
+            raise GrantError(400, "invalid_grant", "this code was already used")
+        if row.expires_ms < now_ms:
+            raise GrantError(400, "expired_token", "the code has expired: start the login again")
+        if row.status == "denied":
+            raise GrantError(400, "access_denied", "the login was denied")
+        if row.status == "pending":
+            too_soon = row.last_poll_ms is not None and (
+                now_ms - row.last_poll_ms < row.interval_s * 1000
+            )
+            interval = row.interval_s + (SLOW_DOWN_S if too_soon else 0)
+            await dq.polled(conn, row.code_hash, now_ms, interval)
+            if too_soon:
+                refusal = GrantError(
+                    400, "slow_down", f"polling too fast: wait {interval} s", interval
+                )
+            else:
+                refusal = GrantError(400, "authorization_pending", "waiting for approval", interval)
+        else:
+            if row.account_id is None or not await dq.consume(conn, row.code_hash):
+                raise GrantError(400, "invalid_grant", "this code was already used")
+            account = await qa.account_by_id(conn, row.account_id)
+            if account is None:
+                raise GrantError(400, "access_denied", "the approving account no longer exists")
+            try:
+                pair = await auth.start_family(
+                    conn, account.id, row.device_id, row.device_name, address, now_ms
+                )
+            except AuthError as exc:
+                raise GrantError(400, "access_denied", str(exc)) from None
+            return pair, account.name
+    assert refusal is not None
+    raise refusal
+
+
+async def _forget_old_failures(engine: AsyncEngine, keys: list[str], now_ms: int) -> None:
+    async with engine.begin() as conn:
+        for key in keys:
+            fails, last = await qa.failures(conn, key)
+            if fails and now_ms - last > FORGET_FAILURES_MS:
+                await qa.clear_failures(conn, key)
+
+
+async def approve(
+    engine: AsyncEngine,
+    user_code: str,
+    account_id: int,
+    allow: bool,
+    address: str,
+    now_ms: int,
+) -> str:
+    """Approve (or deny) a pending code for `account_id`; returns the new device's name.
+
+    Wrong codes count against the address and the account; a right code never clears
+    them (else an attacker could reset the count with codes of their own).
+    """
+    keys = [f"code-addr:{address}", f"code-acct:{account_id}"]
+    await _forget_old_failures(engine, keys, now_ms)
+    code = normalize(user_code)
+    async with engine.begin() as conn:
+        await auth.check_throttle(conn, keys, now_ms)
+        row = await dq.by_user_code(conn, code) if code else None
+        if row is not None:
+            if row.expires_ms < now_ms:
+                raise GrantError(
+                    400, "expired_token", "this code has expired: start the login again"
+                )
+            if row.status != "pending":
+                raise GrantError(400, "invalid_grant", "this code was already used")
+            other = await qa.device(conn, row.device_id)
+            if other is not None and other.account_id != account_id:
+                raise GrantError(
+                    409, "conflict", "that device belongs to another account: log it out there"
+                )
+            if not await dq.decide(
+                conn, row.code_hash, "approved" if allow else "denied", account_id
+            ):
+                raise GrantError(400, "invalid_grant", "this code was already used")
+            return row.device_name
+    async with engine.begin() as conn:
+        for key in keys:
+            await qa.record_failure(conn, key, now_ms)
+    raise GrantError(404, "not_found", "no such code: check the code the new device shows")
+
+
+async def approve_with_password(
+    engine: AsyncEngine,
+    user_code: str,
+    name: str,
+    password: str,
+    allow: bool,
+    address: str,
+    now_ms: int,
+) -> str:
+    """The approval page: the password check, throttling and timing of a login, then
+    `approve` for that account."""
+    addr_key = f"code-addr:{address}"
+    await _forget_old_failures(engine, [addr_key], now_ms)
+    async with engine.begin() as conn:
+        await auth.check_throttle(conn, [addr_key], now_ms)
+    account = await auth.check_password(engine, name, password, address, now_ms)
+    return await approve(engine, user_code, account.id, allow, address, now_ms)
