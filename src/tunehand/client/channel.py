@@ -91,7 +91,7 @@ class Channel:
                     async for raw in ws:
                         msg = wire.decode_server(raw)
                         if isinstance(msg, ErrorMsg) and msg.code == "unauthorized":
-                            raise AuthError(msg.message)
+                            raise AuthError(f"logged out ({msg.message}): log in again")
                         if not self.connected and msg.type == "hello":
                             self.connected = True
                             delays = backoff(random.Random())
