@@ -112,6 +112,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         mpd.add_argument("--host", default="127.0.0.1", help="address to listen on")
         mpd.add_argument("--port", type=int, default=6600, help="0 picks a free port")
         mpd.add_argument("--password-file", help="a file holding the password clients must give")
+    if wanted("completion"):
+        comp = sub.add_parser("completion", help="print a shell completion script")
+        comp.add_argument("shell", choices=["bash", "zsh", "fish"])
+    if chosen == "_complete":
+        hidden = sub.add_parser("_complete")
+        _globals(hidden)
+        hidden.add_argument("what", choices=["devices", "playlists"])
     if wanted("ctl"):
         ctl = sub.add_parser("ctl", help="control the session from scripts")
         _globals(ctl)
@@ -135,6 +142,8 @@ _COMMANDS = (
     "resume",
     "doctor",
     "mpd",
+    "completion",
+    "_complete",
 )
 
 
@@ -246,6 +255,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tunehand.mpd.cli import run_mpd
 
         return run_mpd(args)
+    if command == "completion":
+        from tunehand.cli.completion import run_completion
+
+        return run_completion(args)
+    if command == "_complete":
+        from tunehand.cli.completion import run_complete
+
+        return run_complete(args)
     if command == "ctl":
         from tunehand.cli.ctl import run_ctl
 
