@@ -13,8 +13,9 @@ import signal
 import sys
 
 from tunehand.cli.device import build_agent
-from tunehand.client.agent import Snapshot
+from tunehand.client.agent import Agent, Snapshot
 from tunehand.core.clock import clock
+from tunehand.desktop.service import desktop_for
 
 log = logging.getLogger("tunehand.receiver")
 
@@ -48,7 +49,23 @@ class _EventLog:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    agent = build_agent(args, on_snapshot=_EventLog())
+    desktop = desktop_for(getattr(args, "config_dir", None))
+    event_log = _EventLog()
+
+    def on_snapshot(snap: Snapshot) -> None:
+        event_log(snap)
+        desktop.on_snapshot(snap)
+
+    agent = build_agent(args, on_snapshot=on_snapshot)
+    if await desktop.start(agent):
+        log.info("MPRIS: %s on the session bus", desktop.name)
+    try:
+        return await _serve(agent)
+    finally:
+        await desktop.close()
+
+
+async def _serve(agent: Agent) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

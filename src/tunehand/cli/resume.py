@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from tunehand.cli.device import build_agent
 from tunehand.client.agent import Agent, Snapshot
 from tunehand.core.clock import clock, extrapolate
+from tunehand.desktop.service import desktop_for
 from tunehand.errors import CommandRefused, ServerUnreachable, TunehandError
 
 CONNECT_TIMEOUT_S = 15.0
@@ -118,13 +119,23 @@ async def _pull(agent: Agent) -> None:
 async def _run(args: argparse.Namespace) -> int:
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     screen: _Screen | None = None
+    desktop = desktop_for(getattr(args, "config_dir", None))
 
     def on_snapshot(snap: Snapshot) -> None:
         if screen is not None:
             screen(snap)
+        desktop.on_snapshot(snap)
 
     agent = build_agent(args, on_snapshot=on_snapshot)
     screen = _Screen(agent, tty)
+    await desktop.start(agent)
+    try:
+        return await _play(agent, screen, tty)
+    finally:
+        await desktop.close()
+
+
+async def _play(agent: Agent, screen: _Screen, tty: bool) -> int:
     loop = asyncio.get_running_loop()
     quit_ = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

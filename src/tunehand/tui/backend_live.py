@@ -43,6 +43,7 @@ from tunehand.client.credentials import (
 from tunehand.client.http import ApiClient, HttpClient, check_server_url, error_message, quote
 from tunehand.core.commands import Result
 from tunehand.core.protocol import TrackView
+from tunehand.desktop.service import Desktop
 from tunehand.errors import (
     AuthError,
     KeyringError,
@@ -92,6 +93,7 @@ class LiveBackend:
         self._agent: Agent | None = None
         self._plays = True
         self._notice = ""
+        self._desktop = Desktop(notifications=config.notifications)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> tuple[LiveBackend, UiSettings]:
@@ -181,6 +183,7 @@ class LiveBackend:
             event = "" if snap.event in DERIVED_EVENTS else snap.event
             if self._notice:
                 event, self._notice = self._notice, ""
+            self._desktop.on_snapshot(snap)
             on_snapshot(
                 SessionSnapshot(
                     snap.device_id,
@@ -205,6 +208,7 @@ class LiveBackend:
             self._plays = False
             self._notice = f"this terminal cannot play ({exc}); it works as a remote"
         self._agent = agent
+        await self._desktop.start(agent)
         await agent.run()
 
     def server_now(self) -> int:
@@ -236,6 +240,7 @@ class LiveBackend:
         agent, self._agent = self._agent, None
         if agent is not None:
             await agent.leave()
+        await self._desktop.close()
 
         def shut() -> None:
             with self._lock:

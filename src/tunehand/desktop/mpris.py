@@ -1,0 +1,299 @@
+"""The MPRIS interfaces (`org.mpris.MediaPlayer2` and `.Player`) over an agent.
+
+Properties are read from the agent's mirror when asked (Position from the position
+model at call time); methods and property writes become session commands, so they
+control the account's session wherever it plays. `PlayerIface.publish(snapshot)` emits
+PropertiesChanged for what changed and `Seeked` when the position jumps (a new anchor
+more than 1 s away from where the old one had run to). This module imports dbus-fast:
+`service` imports it only when a session bus is there.
+"""
+
+import asyncio
+import logging
+import re
+from typing import Annotated, Any
+
+from dbus_fast import DBusError, PropertyAccess, Variant
+from dbus_fast.annotations import (
+    DBusBool,
+    DBusDict,
+    DBusDouble,
+    DBusInt64,
+    DBusObjectPath,
+    DBusSignature,
+    DBusStr,
+)
+from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
+
+from tunehand.client.agent import Agent, Snapshot
+from tunehand.core.model import SessionState
+
+log = logging.getLogger("tunehand.desktop")
+
+OBJECT_PATH = "/org/mpris/MediaPlayer2"
+NO_TRACK = "/org/mpris/MediaPlayer2/TrackList/NoTrack"
+SEEK_JUMP_MS = 1000
+COMMAND_WAIT_S = 5.0
+"""How long a method call waits for the server's answer; offline, the command applies
+when the connection is back (the agent's journal) and the call returns at once."""
+LOOP = {"off": "None", "one": "Track", "all": "Playlist"}
+REPEAT = {v: k for k, v in LOOP.items()}
+DBusStrList = Annotated[list[str], DBusSignature("as")]
+
+
+def track_path(entry_id: str | None) -> str:
+    if not entry_id:
+        return NO_TRACK
+    return "/org/tunehand/track/" + (re.sub(r"[^A-Za-z0-9_]", "_", entry_id) or "_")
+
+
+def playback_status(st: SessionState) -> str:
+    if st.current_entry is None:
+        return "Stopped"
+    return "Playing" if st.position.playing else "Paused"
+
+
+class RootIface(ServiceInterface):
+    def __init__(self) -> None:
+        super().__init__("org.mpris.MediaPlayer2")
+
+    @dbus_method()
+    def Raise(self) -> None:
+        pass
+
+    @dbus_method()
+    def Quit(self) -> None:
+        pass
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CanQuit(self) -> DBusBool:
+        return False
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CanRaise(self) -> DBusBool:
+        return False
+
+    @dbus_property(access=PropertyAccess.READ)
+    def HasTrackList(self) -> DBusBool:
+        return False
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Identity(self) -> DBusStr:
+        return "tunehand"
+
+    @dbus_property(access=PropertyAccess.READ)
+    def DesktopEntry(self) -> DBusStr:
+        return "tunehand"
+
+    @dbus_property(access=PropertyAccess.READ)
+    def SupportedUriSchemes(self) -> DBusStrList:
+        return ["http", "https"]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def SupportedMimeTypes(self) -> DBusStrList:
+        return []
+
+
+class PlayerIface(ServiceInterface):
+    def __init__(self, agent: Agent) -> None:
+        super().__init__("org.mpris.MediaPlayer2.Player")
+        self._agent = agent
+        self._shown: dict[str, Any] = {}
+        self._anchor: tuple[str | None, int, int, bool, float] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- commands ---------------------------------------------------------------
+
+    async def _do(self, op: str, **fields: Any) -> None:
+        task = asyncio.ensure_future(self._agent.command(op, **fields))
+        self._keep(task)
+        try:
+            res = await asyncio.wait_for(asyncio.shield(task), COMMAND_WAIT_S)
+        except TimeoutError:
+            return
+        if not res.ok:
+            raise DBusError("org.mpris.MediaPlayer2.tunehand.Refused", res.message or res.code)
+
+    def _spawn(self, op: str, **fields: Any) -> None:
+        """For property setters (they cannot wait): the command runs on the loop."""
+        self._keep(asyncio.ensure_future(self._agent.command(op, **fields)))
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    @dbus_method()
+    async def PlayPause(self) -> None:
+        await self._do("toggle")
+
+    @dbus_method()
+    async def Play(self) -> None:
+        await self._do("play")
+
+    @dbus_method()
+    async def Pause(self) -> None:
+        await self._do("pause")
+
+    @dbus_method()
+    async def Stop(self) -> None:
+        await self._do("pause")
+
+    @dbus_method()
+    async def Next(self) -> None:
+        await self._do("next")
+
+    @dbus_method()
+    async def Previous(self) -> None:
+        await self._do("prev")
+
+    @dbus_method()
+    async def Seek(self, offset: DBusInt64) -> None:
+        await self._do("seek", delta_ms=offset // 1000)
+
+    @dbus_method()
+    async def SetPosition(self, track_id: DBusObjectPath, position: DBusInt64) -> None:
+        st = self._agent.mirror.state
+        track = self._agent.mirror.track
+        length_us = track.duration_ms * 1000 if track is not None else 0
+        if track_id != track_path(st.current) or position < 0:
+            return  # the spec says: ignore a stale track id
+        if length_us and position > length_us:
+            return  # and a position past the end
+        await self._do("seek", position_ms=position // 1000)
+
+    @dbus_method()
+    def OpenUri(self, uri: DBusStr) -> None:
+        raise DBusError(
+            "org.freedesktop.DBus.Error.NotSupported",
+            "OpenUri is not supported: use `tunehand ctl play --url URL`",
+        )
+
+    @dbus_signal()
+    def Seeked(self, position: DBusInt64) -> DBusInt64:
+        return position
+
+    # --- properties -------------------------------------------------------------
+
+    @dbus_property(access=PropertyAccess.READ)
+    def PlaybackStatus(self) -> DBusStr:
+        return playback_status(self._agent.mirror.state)
+
+    @dbus_property()
+    def LoopStatus(self) -> DBusStr:
+        return LOOP.get(self._agent.mirror.state.repeat, "None")
+
+    @LoopStatus.setter  # type: ignore[no-redef]
+    def LoopStatus(self, value: DBusStr) -> None:
+        if value not in REPEAT:
+            raise DBusError("org.freedesktop.DBus.Error.InvalidArgs", f"no loop status {value}")
+        self._spawn("repeat", mode=REPEAT[value])
+
+    @dbus_property()
+    def Shuffle(self) -> DBusBool:
+        return self._agent.mirror.state.shuffle
+
+    @Shuffle.setter  # type: ignore[no-redef]
+    def Shuffle(self, value: DBusBool) -> None:
+        self._spawn("shuffle", on=bool(value))
+
+    @dbus_property()
+    def Volume(self) -> DBusDouble:
+        return self._agent.mirror.state.volume / 100
+
+    @Volume.setter  # type: ignore[no-redef]
+    def Volume(self, value: DBusDouble) -> None:
+        self._spawn("volume", value=max(0, min(100, round(value * 100))))
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Position(self) -> DBusInt64:
+        return max(0, self._agent.position_ms()) * 1000
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Metadata(self) -> DBusDict:
+        return self._metadata()
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Rate(self) -> DBusDouble:
+        return 1.0
+
+    @dbus_property(access=PropertyAccess.READ)
+    def MinimumRate(self) -> DBusDouble:
+        return 1.0
+
+    @dbus_property(access=PropertyAccess.READ)
+    def MaximumRate(self) -> DBusDouble:
+        return 1.0
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CanGoNext(self) -> DBusBool:
+        return True
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CanGoPrevious(self) -> DBusBool:
+        return True
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CanPlay(self) -> DBusBool:
+        return True
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CanPause(self) -> DBusBool:
+        return True
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CanSeek(self) -> DBusBool:
+        return True
+
+    @dbus_property(access=PropertyAccess.READ)
+    def CanControl(self) -> DBusBool:
+        return True
+
+    def _metadata(self) -> dict[str, Variant]:
+        st = self._agent.mirror.state
+        track = self._agent.mirror.track
+        meta = {"mpris:trackid": Variant("o", track_path(st.current))}
+        if track is not None and st.current is not None:
+            meta["mpris:length"] = Variant("x", track.duration_ms * 1000)
+            meta["xesam:title"] = Variant("s", track.title)
+            meta["xesam:artist"] = Variant("as", [track.artist] if track.artist else [])
+            meta["xesam:album"] = Variant("s", track.album)
+        return meta
+
+    # --- signals from snapshots -------------------------------------------------
+
+    def publish(self, snap: Snapshot) -> None:
+        st = snap.state
+        now = {
+            "PlaybackStatus": playback_status(st),
+            "LoopStatus": LOOP.get(st.repeat, "None"),
+            "Shuffle": st.shuffle,
+            "Volume": st.volume / 100,
+            "Metadata": self._metadata(),
+        }
+        changed = {k: v for k, v in now.items() if self._shown.get(k) != v}
+        self._shown = now
+        if changed:
+            self.emit_properties_changed(changed)
+        p = st.position
+        anchor = (st.current, p.position_ms, p.at_ms, p.playing, p.rate)
+        old, self._anchor = self._anchor, anchor
+        if old is None or old == anchor or old[0] != st.current or "Metadata" in changed:
+            return
+        duration = snap.track.duration_ms if snap.track is not None else 0
+        t = snap.server_time_ms
+        was = _extrapolate(old, t, duration)
+        is_ = p.at(t, duration)
+        if abs(is_ - was) > SEEK_JUMP_MS:
+            self.Seeked(max(0, is_) * 1000)
+
+
+def _extrapolate(anchor: tuple[str | None, int, int, bool, float], now: int, dur: int) -> int:
+    from tunehand.core.clock import extrapolate
+
+    _, pos, at, playing, rate = anchor
+    return extrapolate(pos, at, playing, rate, now, dur)

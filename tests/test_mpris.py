@@ -1,0 +1,536 @@
+"""MPRIS and desktop notifications, end to end on a private D-Bus session bus.
+
+A private `dbus-daemon` (no service activation), a real server, real receivers (mpv,
+ao=null) whose DBUS_SESSION_BUS_ADDRESS points at that bus, and the real `playerctl`.
+`BusPeer` is the test's own connection to the bus, on an asyncio loop in a thread: it
+owns org.freedesktop.Notifications (a fake daemon that records every Notify with its
+sender) and records the MPRIS `Seeked` signals. A device with no bus (the default
+`device_env`) stands for another machine.
+
+Waits are on conditions with deadlines; playerctl's output is polled with small pauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.audiogen import make_track
+from tests.device_helpers import (
+    DeviceDir,
+    Receiver,
+    add_users,
+    ctl_ok,
+    login_all,
+    status,
+)
+from tests.fixtures_keyring import _BUS_CONF, _stop
+from tests.fixtures_server import ServerProc, launch
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sox") is None
+    or shutil.which("playerctl") is None
+    or shutil.which("dbus-daemon") is None,
+    reason="needs sox, playerctl and dbus-daemon",
+)
+
+TRACKS = ("Tone Alpha", "Tone Beta", "Tone Gamma")
+TRACK_S = 40
+MPRIS = "org.mpris.MediaPlayer2.tunehand"
+WAIT_S = 20.0
+
+
+# --- the pure parts --------------------------------------------------------------------
+
+
+def _snap(current: str | None, device: str | None, *, connected: bool = True) -> Any:
+    from tunehand.client.agent import Snapshot
+    from tunehand.core.model import DeviceInfo, Entry, SessionState
+    from tunehand.core.protocol import TrackView
+
+    queue = (Entry("e1", "t1"), Entry("e2", "t2"))
+    titles = {"e1": "One", "e2": "Two"}
+    track = TrackView(current, titles[current], "Ann") if current else None
+    devices = (DeviceInfo("d1", "kitchen"), DeviceInfo("d2", "desk"))
+    state = SessionState(queue=queue, current=current, active_device=device)
+    return Snapshot("d1", connected, state, track, devices, 0, 0)
+
+
+def test_notices_follow_track_changes_and_handoffs() -> None:
+    from tunehand.desktop.notify import Notices
+
+    n = Notices()
+    assert n.feed(_snap("e1", "d1", connected=False)) == []
+    assert n.feed(_snap("e1", "d1")) == []  # the baseline
+    assert n.feed(_snap("e1", "d1")) == []
+    assert n.feed(_snap("e2", "d1")) == [("Now playing", "Now playing Two — Ann on kitchen")]
+    assert n.feed(_snap("e2", "d2")) == [("Playback moved", "Playback moved to desk")]
+    assert n.feed(_snap("e1", None)) == []  # nothing plays anywhere: nothing to say
+    assert n.feed(_snap("e2", "d1")) == [("Now playing", "Now playing Two — Ann on kitchen")]
+
+
+def test_track_paths_are_valid_object_paths() -> None:
+    from dbus_fast.validators import is_object_path_valid
+
+    from tunehand.desktop.mpris import NO_TRACK, track_path
+
+    assert track_path("e1:0") == "/org/tunehand/track/e1_0"
+    assert track_path(None) == NO_TRACK
+    for weird in ("", "a-b.c/d", "ü", "0"):
+        assert is_object_path_valid(track_path(weird)), weird
+
+
+# --- the private bus and our peer on it ---------------------------------------------
+
+
+@dataclass
+class Note:
+    sender: str
+    app: str
+    summary: str
+    body: str
+
+
+class BusPeer:
+    """The test's connection: a fake notification daemon and a `Seeked` recorder."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.notes: list[Note] = []
+        self.seeked: list[int] = []
+        self._cond = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.bus: Any = self.run(self._connect())
+
+    def run(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _connect(self) -> Any:
+        from dbus_fast import Message, MessageType, NameFlag, RequestNameReply
+        from dbus_fast.aio import MessageBus
+
+        bus = await MessageBus(bus_address=self.address).connect()
+
+        def handle(msg: Message) -> Message | None:
+            if msg.message_type == MessageType.METHOD_CALL and msg.member == "Notify":
+                app, _, _, summary, body, *_ = msg.body
+                with self._cond:
+                    self.notes.append(Note(msg.sender or "", app, summary, body))
+                    self._cond.notify_all()
+                return Message.new_method_return(msg, "u", [len(self.notes)])
+            if msg.message_type == MessageType.SIGNAL and msg.member == "Seeked":
+                with self._cond:
+                    self.seeked.append(int(msg.body[0]))
+                    self._cond.notify_all()
+            return None
+
+        bus.add_message_handler(handle)
+        reply = await bus.request_name("org.freedesktop.Notifications", NameFlag.DO_NOT_QUEUE)
+        assert reply == RequestNameReply.PRIMARY_OWNER
+        await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="AddMatch",
+                signature="s",
+                body=["type='signal',interface='org.mpris.MediaPlayer2.Player',member='Seeked'"],
+            )
+        )
+        return bus
+
+    def name_owner(self, name: str) -> str:
+        from dbus_fast import Message
+
+        async def ask() -> str:
+            reply = await self.bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="GetNameOwner",
+                    signature="s",
+                    body=[name],
+                )
+            )
+            assert reply.body, reply
+            return str(reply.body[0])
+
+        owner: str = self.run(ask())
+        return owner
+
+    def mark(self) -> tuple[int, int]:
+        with self._cond:
+            return len(self.notes), len(self.seeked)
+
+    def wait_note(self, pred: Callable[[Note], bool], since: int = 0) -> Note:
+        deadline = time.monotonic() + WAIT_S
+        with self._cond:
+            while True:
+                for n in self.notes[since:]:
+                    if pred(n):
+                        return n
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no such notification; got {self.notes[since:]}")
+                self._cond.wait(left)
+
+    def wait_seeked(self, pred: Callable[[int], bool], since: int = 0) -> int:
+        deadline = time.monotonic() + WAIT_S
+        with self._cond:
+            while True:
+                for us in self.seeked[since:]:
+                    if pred(us):
+                        return us
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no such Seeked; got {self.seeked[since:]}")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.call_soon_threadsafe(self.bus.disconnect)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def bus_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("session-bus")
+    socket_dir = Path(tempfile.mkdtemp(prefix="th-bus-"))
+    conf = tmp / "bus.conf"
+    conf.write_text(_BUS_CONF.format(dir=socket_dir))
+    with (tmp / "dbus-daemon.log").open("wb") as err:
+        proc = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={conf}", "--nofork", "--print-address=1"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline().decode().strip()
+        proc.stdout.close()
+        assert address, (tmp / "dbus-daemon.log").read_text()
+        yield address
+    finally:
+        _stop(proc)
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def peer(bus_address: str) -> Iterator[BusPeer]:
+    p = BusPeer(bus_address)
+    yield p
+    p.close()
+
+
+# --- the server and accounts ----------------------------------------------------------
+
+
+@dataclass
+class World:
+    srv: ServerProc
+    users: list[str]
+    sock_dir: Path
+    bus: str
+    count: int = 0
+
+    def user(self) -> str:
+        self.count += 1
+        return self.users[self.count - 1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, bus_address: str) -> Iterator[World]:
+    try:
+        import mpv  # noqa: F401
+    except (OSError, ImportError):
+        pytest.skip("libmpv is not installed")
+    root = tmp_path_factory.mktemp("mpris-server")
+    music = root / "music"
+    for i, title in enumerate(TRACKS):
+        make_track(
+            music,
+            f"{i + 1:02d} {title}",
+            "ogg",
+            title=title,
+            artist="Tester",
+            album="Tones",
+            track_no=i + 1,
+            duration_s=TRACK_S,
+            freq=300 + 50 * i,
+        )
+    srv = launch(root, music=music)
+    users = [f"mpris{i}" for i in range(6)]
+    add_users(srv, users)
+    sock_dir = Path(tempfile.mkdtemp(prefix="th-mpris-"))
+    yield World(srv, users, sock_dir, bus_address)
+    srv.stop()
+    shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@dataclass
+class Account:
+    world: World
+    remote: DeviceDir
+    devices: dict[str, DeviceDir]
+    receivers: list[Receiver] = field(default_factory=list)
+
+    def receiver(self, name: str) -> Receiver:
+        r = Receiver.start(self.devices[name], self.world.sock_dir)
+        self.receivers.append(r)
+        return r
+
+
+@pytest.fixture
+def acct(world: World, tmp_path: Path) -> Iterator[Account]:
+    """A fresh user: a remote ("laptop", no bus), "r" and "quiet" on the private bus,
+    and "far" (no bus: another machine)."""
+    user = world.user()
+    remote = DeviceDir("laptop", tmp_path / "laptop")
+    devs = {n: DeviceDir(n, tmp_path / n) for n in ("r", "quiet", "far")}
+    for n in ("r", "quiet"):
+        devs[n].env["DBUS_SESSION_BUS_ADDRESS"] = world.bus
+    login_all(world.srv.url, user, [remote, *devs.values()])
+    (devs["quiet"].config_dir / "config.toml").write_text("notifications = false\n")
+    a = Account(world, remote, devs)
+    yield a
+    for r in a.receivers:
+        r.stop()
+        print(f"--- {r.lines.label} (exit {r.proc.returncode}):\n{r.lines.text()}")
+
+
+def playerctl(bus: str, *args: str, player: str = "tunehand") -> str:
+    env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": bus}
+    r = subprocess.run(
+        ["playerctl", "-p", player, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=10,
+        check=False,
+    )
+    return r.stdout.strip() if r.returncode == 0 else f"<exit {r.returncode}: {r.stderr.strip()}>"
+
+
+def until(fn: Callable[[], Any], pred: Callable[[Any], bool], what: str) -> Any:
+    """Poll `fn` (a playerctl call) with small pauses until `pred` holds, within a deadline."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        value = fn()
+        if pred(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: last {value!r}")
+        time.sleep(0.05)
+
+
+def meta(bus: str, player: str = "tunehand") -> str:
+    return playerctl(
+        bus,
+        "metadata",
+        "--format",
+        "{{title}}|{{artist}}|{{album}}|{{mpris:length}}",
+        player=player,
+    )
+
+
+def play_all(acct: Account, device: str) -> None:
+    """Play the first track on `device`, with the other two queued after it."""
+    ctl_ok(acct.remote, "play", "--search", TRACKS[0], "--device", device)
+    for title in TRACKS[1:]:
+        ctl_ok(acct.remote, "queue", "add", "--search", title)
+
+
+def mpris_name(r: Receiver) -> str:
+    line = r.wait_for("MPRIS: ", timeout=WAIT_S)
+    return line.split("MPRIS: ", 1)[1].split()[0]
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+def test_playerctl_reflects_and_controls_the_session(acct: Account, peer: BusPeer) -> None:
+    bus = acct.world.bus
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    assert "tunehand" in playerctl(bus, "-l", player="tunehand").split()
+    play_all(acct, "r")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "status")
+    m = until(lambda: meta(bus), lambda s: s.startswith(TRACKS[0] + "|"), "metadata")
+    _title, artist, album, length = m.split("|")
+    assert (artist, album) == ("Tester", "Tones")
+    assert abs(int(length) - TRACK_S * 1_000_000) < 1_000_000, length
+    trackid = playerctl(bus, "metadata", "--format", "{{mpris:trackid}}").strip(
+        "'"
+    )  # GVariant print
+    assert trackid.startswith("/org/tunehand/track/"), trackid
+    first = float(until(lambda: playerctl(bus, "position"), lambda s: s[:1].isdigit(), "pos"))
+    until(lambda: float(playerctl(bus, "position")), lambda v: v >= first + 0.5, "position runs")
+
+    # Controls from playerctl change the session (seen by ctl on another device).
+    playerctl(bus, "play-pause")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Paused", "paused")
+    assert status(acct.remote)["playing"] is False
+    playerctl(bus, "play-pause")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "playing again")
+    playerctl(bus, "next")
+    until(lambda: meta(bus), lambda s: s.startswith(TRACKS[1] + "|"), "next track")
+    assert status(acct.remote)["track"]["title"] == TRACKS[1]
+    playerctl(bus, "volume", "0.5")
+    until(lambda: status(acct.remote)["volume"], lambda v: v == 50, "volume via ctl")
+    until(lambda: playerctl(bus, "volume"), lambda s: s.startswith("0.5"), "volume")
+    playerctl(bus, "loop", "Playlist")
+    until(lambda: playerctl(bus, "loop"), lambda s: s == "Playlist", "loop")
+    playerctl(bus, "shuffle", "On")
+    until(lambda: playerctl(bus, "shuffle"), lambda s: s == "On", "shuffle")
+
+    # Seeking: SetPosition moves playback, and the jump is announced with Seeked.
+    _, seek_mark = peer.mark()
+    playerctl(bus, "position", "20")
+    until(lambda: float(playerctl(bus, "position")), lambda v: 19.0 <= v <= 25.0, "seeked")
+    us = peer.wait_seeked(lambda v: 19_000_000 <= v <= 25_000_000, since=seek_mark)
+    assert us > 0
+
+    # A change made elsewhere shows up in playerctl.
+    ctl_ok(acct.remote, "pause")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Paused", "paused elsewhere")
+    ctl_ok(acct.remote, "volume", "30")
+    until(lambda: playerctl(bus, "volume"), lambda s: s.startswith("0.3"), "volume elsewhere")
+    ctl_ok(acct.remote, "play")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "playing elsewhere")
+
+
+def test_mpris_follows_the_session_when_another_device_plays(acct: Account) -> None:
+    bus = acct.world.bus
+    r = acct.receiver("r")
+    far = acct.receiver("far")
+    assert mpris_name(r) == MPRIS
+    ctl_ok(acct.remote, "play", "--search", TRACKS[2], "--device", "far")
+    until(lambda: meta(bus), lambda s: s.startswith(TRACKS[2] + "|"), "metadata")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "status")
+    playerctl(bus, "pause")
+    until(lambda: status(acct.remote)["playing"], lambda p: p is False, "far paused")
+    assert status(acct.remote)["device"]["name"] == far.dev.name
+    # "far" has no session bus: it stays off quietly.
+    assert "MPRIS" not in far.lines.text() and "bus" not in far.lines.text().lower()
+
+
+def test_notifications_on_track_change_and_handoff(acct: Account, peer: BusPeer) -> None:
+    r = acct.receiver("r")
+    name = mpris_name(r)
+    acct.receiver("far")
+    since, _ = peer.mark()
+    play_all(acct, "r")
+    owner = peer.name_owner(name)
+    n = peer.wait_note(lambda n: TRACKS[0] in n.body, since)
+    assert n.body == f"Now playing {TRACKS[0]} — Tester on r", n
+    assert (n.app, n.sender) == ("tunehand", owner)
+    ctl_ok(acct.remote, "next")
+    n = peer.wait_note(lambda n: TRACKS[1] in n.body, since)
+    assert n.body == f"Now playing {TRACKS[1]} — Tester on r", n
+    ctl_ok(acct.remote, "transfer", "far")
+    n = peer.wait_note(lambda n: n.body.startswith("Playback moved"), since)
+    assert n.body == "Playback moved to far", n
+
+
+def test_notifications_false_sends_none(acct: Account, peer: BusPeer) -> None:
+    quiet = acct.receiver("quiet")  # notifications = false; owns the well-known name
+    assert mpris_name(quiet) == MPRIS
+    loud = acct.receiver("r")  # on the same bus: the instance name, and a control
+    loud_name = mpris_name(loud)
+    assert loud_name == f"{MPRIS}.instance{loud.proc.pid}"
+    quiet_owner, loud_owner = peer.name_owner(MPRIS), peer.name_owner(loud_name)
+    since, _ = peer.mark()
+    play_all(acct, "quiet")
+    peer.wait_note(lambda n: TRACKS[0] in n.body and n.sender == loud_owner, since)
+    ctl_ok(acct.remote, "next")
+    peer.wait_note(lambda n: TRACKS[1] in n.body and n.sender == loud_owner, since)
+    # The quiet receiver saw the same changes (its MPRIS shows them) and said nothing.
+    until(
+        lambda: meta(acct.world.bus, player="tunehand"),
+        lambda s: s.startswith(TRACKS[1] + "|"),
+        "quiet metadata",
+    )
+    senders = {n.sender for n in peer.notes[since:]}
+    assert quiet_owner not in senders, peer.notes[since:]
+
+
+def test_resume_publishes_mpris(acct: Account) -> None:
+    bus = acct.world.bus
+    acct.receiver("far")
+    play_all(acct, "far")
+    until(lambda: status(acct.remote)["playing"], lambda p: p is True, "playing on far")
+    r = Receiver.start(acct.devices["r"], acct.world.sock_dir, command="resume")
+    acct.receivers.append(r)
+    until(lambda: playerctl(bus, "-l"), lambda s: "tunehand" in s.split(), "MPRIS name")
+    until(lambda: status(acct.remote)["device"]["name"], lambda n: n == "r", "pulled to r")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "status")
+    playerctl(bus, "next")
+    until(lambda: meta(bus), lambda s: s.startswith(TRACKS[1] + "|"), "next track")
+
+
+async def test_tui_publishes_mpris(
+    acct: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI in-process on `LiveBackend` (as tests/test_tui_e2e.py runs it) owns the
+    MPRIS name; playerctl sees what it plays and pauses it."""
+    from textual.pilot import Pilot
+
+    from tunehand.cli.main import build_parser
+    from tunehand.tui.app import TunehandApp
+    from tunehand.tui.backend_live import LiveBackend
+
+    bus = acct.world.bus
+    term = acct.devices["quiet"]  # on the private bus; its config has notifications off
+    with (term.config_dir / "config.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[mpv_options]\nao = "null"\n')
+    acct.receiver("far")
+    play_all(acct, "far")
+    for key, value in term.env.items():
+        if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_")):
+            monkeypatch.setenv(key, value)
+    for key in ("TUNEHAND_TOKEN", "TUNEHAND_CONFIG_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    args = build_parser().parse_args(["--config-dir", str(term.config_dir)])
+    backend, settings = LiveBackend.from_args(args)
+    app = TunehandApp(backend, keys_config=settings.keys, theme=settings.theme)
+
+    async def wait(pilot: Pilot[Any], what: str, pred: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not pred():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never happened in {WAIT_S:g} s: {what}")
+            await pilot.pause(0.05)
+
+    async with app.run_test(size=(120, 34)) as pilot:
+        await wait(pilot, "connected", lambda: app.snapshot is not None and app.snapshot.connected)
+        meta_now = ""
+        deadline = time.monotonic() + WAIT_S
+        while not meta_now.startswith(TRACKS[0] + "|"):
+            assert time.monotonic() < deadline, meta_now
+            meta_now = await asyncio.to_thread(meta, bus)
+            await pilot.pause(0.05)
+        assert await asyncio.to_thread(playerctl, bus, "status") == "Playing"
+        await asyncio.to_thread(playerctl, bus, "pause")
+        await wait(
+            pilot,
+            "paused through MPRIS",
+            lambda: app.snapshot is not None and not app.snapshot.state.position.playing,
+        )
+        await app.action_quit()
