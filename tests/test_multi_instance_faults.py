@@ -186,7 +186,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory, music: Path) -> Iterator[Pair
     finally:
         b.stop()
         a.stop()
-        postgres_start()  # a failed test may have left it down; dropping needs it
+        # A failed test may have left a service down (outage() restarts it too).
+        redis_start()
+        postgres_start()  # dropping the database needs it
         drop()
 
 
@@ -199,11 +201,6 @@ def assert_log_clean(*servers: ServerProc) -> None:
         text = "\n".join(srv.log)
         assert "Traceback" not in text, text
         assert "unexpected error" not in text, text
-
-
-def volume_of(api: Api) -> tuple[int, int]:
-    st = api.state()
-    return st["version"], st["volume"]
 
 
 # --- an instance dies ------------------------------------------------------------

@@ -40,7 +40,7 @@ def _silence(path: Path) -> None:
         w.setnchannels(2)
         w.setsampwidth(2)
         w.setframerate(44100)
-        w.writeframes(b"\0\0\0\0" * 4410)
+        w.writeframes(b"\0\0\0\0" * 44100 * 3)  # long enough to still play when asked
 
 
 async def _audio(options: dict[str, str]) -> Check:
@@ -65,7 +65,10 @@ async def _audio(options: dict[str, str]) -> Check:
             if isinstance(ev, Failed):
                 return ("audio output", False, f"{ev.message}: check mpv_options")
             assert isinstance(ev, Ready)
-            ao = player.audio_output()
+            # mpv opens the output a moment after the file is ready: look for a while.
+            deadline = time.monotonic() + 2.0
+            while (ao := player.audio_output()) is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
         finally:
             player.close()
     if not ao:

@@ -33,6 +33,7 @@ from tunehand.core.protocol import (
     Ready,
     ReportMsg,
     ResultMsg,
+    Resync,
     ServerMessage,
     StateMsg,
     TimeReply,
@@ -250,9 +251,11 @@ class Agent:
         elif isinstance(msg, DirectiveMsg):
             self._on_directive(msg)
         elif isinstance(msg, ErrorMsg):
-            if msg.code == "stale_term" and self.player is not None:
-                self.player.stop()
-                self._publish("another device holds playback: stopped here")
+            if msg.code == "stale_term":
+                # Our report carried an old term: maybe another device holds playback, or
+                # our copy of the state is behind. Ask for the state; if another device
+                # does hold playback, reconciling with it stops the player here.
+                self._send(Resync(self.mirror.version))
             else:
                 log.warning("server: %s", msg.message)
 
@@ -393,7 +396,7 @@ class Agent:
         # a position (it moved on): without it the server never advances.
         pos = pos or 0
         rep = Report(
-            term=st.term,
+            term=max(st.term, self._directive_term),
             entry_id=tag,
             position_ms=max(0, pos),
             at_ms=self.server_now(),
@@ -539,7 +542,7 @@ class Agent:
             st = self.mirror.state
             pos = max(0, player.position_ms() or 0)
             rep = Report(
-                term=st.term,
+                term=max(st.term, self._directive_term),
                 entry_id=player.playing_tag(),
                 position_ms=pos,
                 at_ms=self.server_now(),
