@@ -16,22 +16,32 @@ holding its share of the accounts (all devices of an account in one process, so 
 clock times a fan-out) on one asyncio loop with the websockets asyncio client.
 
 Per configuration (one instance on PostgreSQL with its in-process bus; two instances
-on PostgreSQL + Redis, the devices of each account spread over both):
+on PostgreSQL + a private Redis (see `_private_redis`), the devices of each account
+spread over both), two runs on fresh servers and a fresh database:
 
-1. connections: every device connects and waits for its `hello` (at most
-   CONNECT_CONCURRENCY handshakes in flight per generator, a deadline for all); then
-   the active accounts start playing; then everything is held for HOLD_S and the
-   devices still open are counted. The server's memory per connection is its VmRSS
-   (from /proc/PID/status, summed over the instances) after the hold minus before the
-   first connection, divided by the connections held.
-2. fan-out: commands (`volume`, a new value each time) go out on the channel of one
-   device of an account (accounts round-robin, the sending device rotating) at each
-   rate of RATES for RATE_S, open loop (on schedule whatever the answers). The latency
-   of one delivery is from just before the send to when another device of the account
-   receives the `state` naming the command (`command_id`), both read with the same
-   monotonic clock. After a drain, every device must have seen every version of its
-   account exactly once (lost: a version or a command's state never arrived at a
-   device; duplicated: one arrived twice).
+1. capacity: TARGET_CONNECTIONS devices (fewer if the file descriptor limit says so)
+   connect and wait for their `hello`, at most CONNECT_CONCURRENCY handshakes in flight
+   per generator and none started after CONNECT_DEADLINE_S; the active accounts start
+   playing; everything is held idle for HOLD_S and the devices still open are counted.
+   The server's memory per connection is its VmRSS (/proc/PID/status, summed over the
+   instances) after the hold minus before the first connection, divided by the
+   connections held. Then TARGET_RATE commands/s for FULL_RATE_S over all those accounts.
+2. latency: LATENCY_DEVICES devices, so that the server's CPU goes to commands, at each
+   rate of RATES for RATE_S.
+
+A rate phase: commands (`volume`, a new value each time) go out on the channel of one
+device of an account (accounts round-robin, the sending device rotating) on schedule
+whatever the answers (open loop). The latency of one delivery is from just before the
+send to when another device of the account receives the `state` naming the command
+(`command_id`), both read with the same monotonic clock. Then the backlog drains: until
+every command is answered and delivered, or nothing arrived for DRAIN_S. Lost: a command
+answered `ok` whose state another connected device of the account never got, or a
+version of its account a connected device never saw; duplicated: a version (or a
+command's state) a device got twice. A device the server cut off (an overloaded server
+misses pings) is counted apart: a real one would reconnect and resync.
+
+Last, for reference, one instance with LATENCY_DEVICES devices that do not offer
+permessage-deflate: the memory per connection that compression costs.
 
 Also printed: the generators' own loop lag (it adds to the latencies), CPU use of the
 servers, the generators and PostgreSQL/Redis during each phase, and the file
@@ -42,17 +52,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
 import resource
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,11 +83,21 @@ ACTIVE_SHARE = 0.1
 GENERATORS = 2
 CONNECT_CONCURRENCY = 64
 """Handshakes in flight per generator (the server's listen backlog is 2048)."""
-CONNECT_DEADLINE_S = 420.0
+CONNECT_DEADLINE_S = 240.0
+"""No new connection is started after this; the ramp's figures say how far it got."""
+PROGRESS_S = 15.0
 HOLD_S = 20.0
-RATES = (100.0, 250.0, 500.0, 1000.0)
-RATE_S = 15.0
-DRAIN_S = 10.0
+LATENCY_DEVICES = 3000
+"""The population of the latency runs: small enough to leave the server CPU for commands."""
+RATES = (50.0, 100.0, 200.0, 400.0, 1000.0)
+RATE_S = 10.0
+FULL_RATE_S = 5.0
+"""The target rate with every device held runs this long (a saturated server's backlog
+must drain within DRAIN_S)."""
+DRAIN_S = 5.0
+"""A delivery still missing when nothing arrived for this long is lost."""
+DRAIN_MAX_S = 90.0
+"""The longest wait for an overloaded server's backlog after a rate phase."""
 PING_INTERVAL_S = 3.0
 PING_TIMEOUT_S = 4.0
 """As `tunehand.client.channel`: websocket pings both ways."""
@@ -86,6 +109,8 @@ STEP_TIMEOUT_S = 120.0
 REDIS_ENV = "TUNEHAND_TEST_REDIS_URL"
 
 Json = dict[str, Any]
+_NEVER = 1e18
+"""The latency of a delivery that never came, for percentiles (shown as inf)."""
 
 
 # --- the generator (a worker process) ----------------------------------------------
@@ -132,12 +157,15 @@ class _Generator:
         self.tracks = {acct["n"]: acct["track"] for acct in spec["accounts"] if acct["track"]}
         """The radio stream an active account plays (None: the account stays idle)."""
         self.devices = [d for devs in self.accounts for d in devs]
+        self.by_account = {devs[0].account: devs for devs in self.accounts}
         self.sent: dict[str, tuple[float, int, int]] = {}
         """command_id -> (send time, account, sender index), during a rate phase."""
-        self.delivered: Counter[str] = Counter()
+        self.delivered: dict[str, list[int]] = {}
+        """command_id -> the indices of the devices that got its state (not the sender)."""
         self.latencies: list[float] = []
         self.results: Counter[str] = Counter()
         self.refused: set[str] = set()
+        self.answered: set[str] = set()
         self.errors: Counter[str] = Counter()
         self.reports = 0
         self.started = 0
@@ -151,12 +179,19 @@ class _Generator:
 
         sem = asyncio.Semaphore(self.spec["concurrency"])
         t0 = time.monotonic()
+        deadline = t0 + self.spec["connect_deadline"]
+        skipped = 0
 
         async def one(d: _Device) -> None:
+            nonlocal skipped
             async with sem:
+                if time.monotonic() > deadline:
+                    skipped += 1
+                    return
                 try:
                     ws = await connect(
                         d.url,
+                        compression=self.spec["compression"],
                         ping_interval=PING_INTERVAL_S,
                         ping_timeout=PING_TIMEOUT_S,
                         open_timeout=60,
@@ -180,10 +215,24 @@ class _Generator:
                 d.version = msg["version"]
                 asyncio.get_running_loop().create_task(self.read(d))
 
+        async def progress() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_S)
+                up = sum(1 for d in self.devices if d.ws is not None and not d.closed)
+                print(
+                    f"    generator {os.getpid()}: {up}/{len(self.devices)} open after "
+                    f"{time.monotonic() - t0:.0f} s; failures {sum(self.errors.values())}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        ticker = asyncio.create_task(progress())
         await asyncio.gather(*(one(d) for d in self.devices))
+        ticker.cancel()
         connected = sum(1 for d in self.devices if d.ws is not None)
         return {
             "connected": connected,
+            "skipped": skipped,
             "seconds": time.monotonic() - t0,
             "errors": dict(self.errors),
         }
@@ -203,8 +252,10 @@ class _Generator:
                     await self.on_directive(d, msg)
                 elif kind == "result":
                     self.results[msg["code"]] += 1
-                    if msg["code"] != "ok":
-                        self.refused.add(msg["command_id"])
+                    if msg["command_id"] in self.sent:
+                        self.answered.add(msg["command_id"])
+                        if msg["code"] != "ok":
+                            self.refused.add(msg["command_id"])
         except ConnectionClosed:
             pass
         except Exception as exc:
@@ -220,7 +271,7 @@ class _Generator:
             cid = msg.get("command_id")
             sent = self.sent.get(cid) if isinstance(cid, str) else None
             if sent is not None and isinstance(cid, str) and d.index != sent[2]:
-                self.delivered[cid] += 1
+                self.delivered.setdefault(cid, []).append(d.index)
                 self.latencies.append((now - sent[0]) * 1000.0)
         if version <= d.version:
             return
@@ -295,9 +346,10 @@ class _Generator:
             }
             with contextlib.suppress(Exception):
                 await d.ws.send(json.dumps({"type": "command", "command": cmd}))
-        async with asyncio.timeout(STEP_TIMEOUT_S / 2):
-            while self.started < n:
-                await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STEP_TIMEOUT_S / 2):
+                while self.started < n:
+                    await asyncio.sleep(0.1)
         return {"active": self.started, "seconds": time.monotonic() - t0}
 
     async def hold(self, seconds: float) -> Json:
@@ -312,14 +364,22 @@ class _Generator:
         self.latencies = []
         self.lags = []
         self.refused.clear()
+        self.answered.clear()
         results = Counter(self.results)
-        live = [devs for devs in self.accounts if all(d.ws is not None for d in devs)]
+        # Accounts with a sender and a receiver still connected (an overloaded server
+        # cuts devices off; those the sender rotates over).
+        live = [
+            open_devs
+            for devs in self.accounts
+            if len(open_devs := [d for d in devs if d.ws is not None and not d.closed]) >= 2
+        ]
+        open_before = sum(1 for d in self.devices if d.ws is not None and not d.closed)
         for d in self.devices:
             d.seen = set()
             d.dups = 0
         start_versions = {id(d): d.version for d in self.devices}
         self.measuring = True
-        n = int(rate * seconds)
+        n = int(rate * seconds) if live else 0
         t0 = time.perf_counter()
         behind = 0.0
         for i in range(n):
@@ -330,24 +390,43 @@ class _Generator:
             else:
                 behind = max(behind, -delay)
             devices = live[i % len(live)]
-            sender = devices[(i // len(live)) % DEVICES_PER_ACCOUNT]
+            sender = devices[(i // len(live)) % len(devices)]
             cid = f"l{i}-{secrets.token_hex(4)}"
             cmd = {"op": "volume", "command_id": cid, "value": i % 101}
             self.sent[cid] = (time.perf_counter(), sender.account, sender.index)
             try:
                 await sender.ws.send(json.dumps({"type": "command", "command": cmd}))
-            except Exception:
+            except Exception:  # the server cut this device off meanwhile
+                del self.sent[cid]
                 self.errors["send"] += 1
-        sent_s = time.perf_counter() - t0
-        want = DEVICES_PER_ACCOUNT - 1
+        sent_s = max(1e-3, time.perf_counter() - t0)
 
         def missing() -> int:
-            ok = [c for c in self.sent if c not in self.refused]
-            return sum(max(0, want - self.delivered[c]) for c in ok)
+            """Deliveries still due for commands answered `ok`, to the devices still
+            connected (one the server cut off would resync on reconnecting)."""
+            due = 0
+            for c in self.answered - self.refused:
+                _, account, sender = self.sent[c]
+                got = set(self.delivered.get(c, ()))
+                for d in self.by_account[account]:
+                    if d.index != sender and not d.closed and d.index not in got:
+                        due += 1
+            return due
 
-        deadline = time.monotonic() + DRAIN_S
-        while missing() and time.monotonic() < deadline:
+        # Drain, within DRAIN_MAX_S: until every command is answered (an overloaded
+        # server may answer none for a long while) and then delivered, or, once all are
+        # answered, nothing arrived for DRAIN_S (what is missing then is lost).
+        deadline = time.monotonic() + DRAIN_MAX_S
+        progress = -1
+        stalled_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if len(self.latencies) != progress:
+                progress, stalled_since = len(self.latencies), time.monotonic()
+            stalled = time.monotonic() - stalled_since > DRAIN_S
+            if len(self.answered) == len(self.sent) and (stalled or not missing()):
+                break
             await asyncio.sleep(0.1)
+        drain_s = time.monotonic() - (deadline - DRAIN_MAX_S)
         self.measuring = False
         lost_versions = 0
         dups = 0
@@ -359,7 +438,7 @@ class _Generator:
                 expected = set(range(start_versions[id(d)] + 1, top + 1))
                 lost_versions += len(expected - d.seen)
                 dups += d.dups
-        dup_deliveries = sum(max(0, c - want) for c in self.delivered.values())
+        dup_deliveries = sum(len(got) - len(set(got)) for got in self.delivered.values())
         return {
             "sent": n,
             "send_seconds": sent_s,
@@ -370,9 +449,12 @@ class _Generator:
             "lost_versions": lost_versions,
             "dup_versions": dups,
             "refused": len(self.refused),
+            "unanswered": len(self.sent) - len(self.answered),
+            "drain_seconds": drain_s,
             "results": dict(self.results - results),
             "lags": self.lags,
             "open": sum(1 for d in self.devices if d.ws is not None and not d.closed),
+            "open_before": open_before,
             "errors": dict(self.errors),
         }
 
@@ -591,14 +673,69 @@ def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | 
 
 
 @contextlib.contextmanager
+def _private_redis() -> Iterator[str]:
+    """A Redis of our own on a free port: pub/sub channels are global to a Redis server
+    (not per database number), and the servers' topics are `tunehand:acct:<account id>`,
+    so instances of another deployment on the shared Redis (a test suite running at the
+    same time, on its own fresh database with the same small account ids) would deliver
+    their states to our devices. Falls back to the shared one without redis-server."""
+    import socket
+
+    shared = os.environ.get(REDIS_ENV, "")
+    exe = shutil.which("redis-server")
+    if exe is None:
+        print(f"  (no redis-server: using the shared {shared}; other users may cross-talk)")
+        yield shared
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:  # an external server: poll its readiness, with a deadline
+            with socket.socket() as c:
+                try:
+                    c.settimeout(1.0)
+                    c.connect(("127.0.0.1", port))
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        break
+                except OSError:
+                    pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {port} did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
 def _servers(instances: int, tmp: Path) -> Iterator[list[Any]]:
+    """Fresh PostgreSQL database; instance A scans, the others run with --no-scan; with
+    several instances, a private Redis is their bus. All stopped, the database dropped."""
     from tests.fixtures_server import fresh_postgres_database, launch
 
-    redis = os.environ.get(REDIS_ENV)
-    url, drop = fresh_postgres_database()
-    started: list[Any] = []
-    try:
-        extra: tuple[str, ...] = ("--redis", redis) if instances > 1 and redis else ()
+    with ExitStack() as stack:
+        url, drop = fresh_postgres_database()
+        stack.callback(drop)
+        extra: tuple[str, ...] = ()
+        if instances > 1:
+            extra = ("--redis", stack.enter_context(_private_redis()))
+        started: list[Any] = []
+
+        def stop_all() -> None:
+            for srv in reversed(started):
+                srv.stop()
+
+        stack.callback(stop_all)
         a = launch(tmp / "a", database=url, extra_args=extra)
         started.append(a)
         for i in range(1, instances):
@@ -612,10 +749,6 @@ def _servers(instances: int, tmp: Path) -> Iterator[list[Any]]:
                 )
             )
         yield started
-    finally:
-        for s in reversed(started):
-            s.stop()
-        drop()
 
 
 def _ms(values: Sequence[float]) -> str:
@@ -627,41 +760,56 @@ def _ms(values: Sequence[float]) -> str:
     )
 
 
-def _configuration(instances: int, tmp: Path) -> list[Result]:
-    label = "1 instance" if instances == 1 else f"{instances} instances"
-    out: list[Result] = []
-    fd_limit = _raise_fd_limit()
-    with ExitStack() as stack:
-        servers = stack.enter_context(_servers(instances, tmp))
-        pids = [s.proc.pid for s in servers]
-        limits = [_fd_limit(p) for p in pids]
-        base_fds = [_fds(p) for p in pids]
-        per_instance = [lim - fds - FD_RESERVE for lim, fds in zip(limits, base_fds, strict=True)]
-        devices = min(TARGET_CONNECTIONS, sum(per_instance))
-        accounts = math.ceil(devices / DEVICES_PER_ACCOUNT)
-        if accounts * DEVICES_PER_ACCOUNT > sum(per_instance):
-            accounts -= 1
-        devices = accounts * DEVICES_PER_ACCOUNT
+class _Population:
+    """Servers, accounts and connected generators for one run; `close()` ends it all."""
+
+    def __init__(
+        self, instances: int, tmp: Path, devices: int, label: str, compression: str | None
+    ) -> None:
+        self.label = label
+        self.compression = compression
+        self.stack = ExitStack()
+        try:
+            self._start(instances, tmp, devices)
+        except BaseException:
+            self.stack.close()
+            raise
+
+    def _start(self, instances: int, tmp: Path, devices: int) -> None:
+        fd_limit = _raise_fd_limit()
+        self.workers: list[_Worker] = []
+        self.stack.callback(self._stop_workers)  # after the servers have stopped (LIFO)
+        self.servers = self.stack.enter_context(_servers(instances, tmp))
+        self.pids = [s.proc.pid for s in self.servers]
+        limits = [_fd_limit(p) for p in self.pids]
+        base_fds = [_fds(p) for p in self.pids]
+        room = sum(lim - fds - FD_RESERVE for lim, fds in zip(limits, base_fds, strict=True))
+        accounts = min(devices, room) // DEVICES_PER_ACCOUNT
+        self.devices = accounts * DEVICES_PER_ACCOUNT
         print(
-            f"  {label}: servers {', '.join(s.url for s in servers)} (pids {pids}); "
-            f"RLIMIT_NOFILE {limits} (this process {fd_limit}), {base_fds} open at start; "
-            f"{accounts} accounts x {DEVICES_PER_ACCOUNT} = {devices} devices"
+            f"  {self.label}: servers {', '.join(s.url for s in self.servers)} (pids "
+            f"{self.pids}); RLIMIT_NOFILE {limits} (here {fd_limit}); {accounts} accounts x "
+            f"{DEVICES_PER_ACCOUNT} = {self.devices} devices; load average "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
         )
-        if devices < TARGET_CONNECTIONS:
+        if self.devices < devices:
             print(
-                f"  {label}: the target {TARGET_CONNECTIONS} does not fit: a process may "
-                f"hold {limits[0]} file descriptors (the hard RLIMIT_NOFILE; raising it needs "
-                f"CAP_SYS_RESOURCE), and the server needs ~{FD_RESERVE} besides its devices"
+                f"  {self.label}: {devices} do not fit: a process may hold {limits[0]} file "
+                "descriptors (the hard RLIMIT_NOFILE; raising it needs CAP_SYS_RESOURCE), "
+                f"and a server needs ~{FD_RESERVE} besides its devices"
             )
         t = time.monotonic()
         active = set(range(0, accounts, max(1, round(1 / ACTIVE_SHARE))))
-        made = _make_accounts(servers[0].database, accounts, active)
-        print(f"  {label}: accounts and tokens made in {time.monotonic() - t:.1f} s")
-        ws_urls = [s.url.replace("http://", "ws://", 1) + "/v1/channel" for s in servers]
+        made = _make_accounts(self.servers[0].database, accounts, active)
+        self.active = len(active)
+        print(f"  {self.label}: accounts and tokens made in {time.monotonic() - t:.1f} s")
+        ws_urls = [s.url.replace("http://", "ws://", 1) + "/v1/channel" for s in self.servers]
         specs: list[Json] = [
             {
                 "urls": ws_urls,
                 "concurrency": CONNECT_CONCURRENCY,
+                "connect_deadline": CONNECT_DEADLINE_S,
+                "compression": self.compression,
                 "accounts": [],
             }
             for _ in range(GENERATORS)
@@ -677,66 +825,149 @@ def _configuration(instances: int, tmp: Path) -> list[Result]:
                 }
             )
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        workers: list[_Worker] = []
-
-        def stop_workers() -> None:
-            for w in workers:
-                w.stop()
-
-        stack.callback(stop_workers)
-        workers += [_Worker(spec, env) for spec in specs]
-        gen_pids = [w.proc.pid for w in workers]
-        cpu = _Cpu(
+        for spec in specs:
+            self.workers.append(_Worker(spec, env))
+        self.cpu = _Cpu(
             {
-                "servers": pids,
-                "generators": gen_pids,
+                "servers": self.pids,
+                "generators": [w.proc.pid for w in self.workers],
                 "postgres": "postgres",
                 "redis": "redis-server",
             }
         )
 
-        rss0 = [_status_kb(p, "VmRSS") for p in pids]
-        gen_rss0 = sum(_status_kb(p, "VmRSS") for p in gen_pids)
-        cpu.start()
-        answers = _steps(workers, {"step": "connect"}, CONNECT_DEADLINE_S)
+    def _stop_workers(self) -> None:
+        """The servers stopped first (shutting down, they record no device as lost), so
+        the generators exit without closing every connection."""
+        for w in self.workers:
+            w.stop()
+
+    def steps(self, step: Json, timeout: float) -> list[Json]:
+        return _steps(self.workers, step, timeout)
+
+    def rss_kb(self) -> list[int]:
+        return [_status_kb(p, "VmRSS") for p in self.pids]
+
+    def connect(self) -> tuple[int, Counter[str]]:
+        self.cpu.start()
+        answers = self.steps({"step": "connect"}, CONNECT_DEADLINE_S + STEP_TIMEOUT_S)
         connected = sum(a["connected"] for a in answers)
         ramp_s = max(a["seconds"] for a in answers)
+        skipped = sum(a["skipped"] for a in answers)
         errors: Counter[str] = Counter()
         for a in answers:
             errors.update(a["errors"])
         print(
-            f"  {label}: {connected}/{devices} connected in {ramp_s:.1f} s "
-            f"({connected / ramp_s:.0f}/s); {cpu.stop()}"
+            f"  {self.label}: {connected}/{self.devices} connected in {ramp_s:.1f} s "
+            f"({connected / ramp_s:.0f}/s)"
+            + (f", {skipped} not tried by the {CONNECT_DEADLINE_S:g} s deadline" if skipped else "")
+            + f"; {self.cpu.stop()}"
             + (f"; failures {dict(errors)}" if errors else "")
         )
-        act = _steps(workers, {"step": "activate"}, STEP_TIMEOUT_S)
-        print(f"  {label}: {sum(a['active'] for a in act)}/{len(active)} accounts playing")
-        cpu.start()
-        held = _steps(workers, {"step": "hold", "seconds": HOLD_S}, HOLD_S + STEP_TIMEOUT_S)
+        act = self.steps({"step": "activate"}, STEP_TIMEOUT_S)
+        print(f"  {self.label}: {sum(a['active'] for a in act)}/{self.active} accounts playing")
+        return connected, errors
+
+    def hold(self, seconds: float) -> tuple[int, str]:
+        self.cpu.start()
+        held = self.steps({"step": "hold", "seconds": seconds}, seconds + STEP_TIMEOUT_S)
+        usage = self.cpu.stop()
         open_ = sum(a["open"] for a in held)
         reports = sum(a["reports"] for a in held)
-        rss1 = [_status_kb(p, "VmRSS") for p in pids]
-        fds1 = [_fds(p) for p in pids]
-        gen_rss1 = sum(_status_kb(p, "VmRSS") for p in gen_pids)
-        per_conn = (sum(rss1) - sum(rss0)) / max(1, open_)
         print(
-            f"  {label}: {open_} connections held after {HOLD_S:g} s ({reports} reports); "
-            f"server fds {fds1}; {cpu.stop()}"
+            f"  {self.label}: {open_} connections open after {seconds:g} s idle "
+            f"({reports} reports); server fds {[_fds(p) for p in self.pids]}; {usage}"
         )
+        return open_, usage
+
+    def rate(self, rate: float, seconds: float, target: float | None) -> list[Result]:
+        self.cpu.start()
+        step = {"step": "rate", "rate": rate / GENERATORS, "seconds": seconds}
+        runs = self.steps(step, seconds + DRAIN_MAX_S + STEP_TIMEOUT_S)
+        usage = self.cpu.stop()
+        lat = [x for r in runs for x in r["latencies"]]
+        lags = [x for r in runs for x in r["lags"]]
+        sent = sum(r["sent"] for r in runs)
+        send_s = max(r["send_seconds"] for r in runs)
+        lost = sum(r["lost_deliveries"] for r in runs)
+        lost_v = sum(r["lost_versions"] for r in runs)
+        dups = sum(r["dup_deliveries"] for r in runs) + sum(r["dup_versions"] for r in runs)
+        results: Counter[str] = Counter()
+        for r in runs:
+            results.update(r["results"])
+        behind = max(r["behind_ms"] for r in runs)
+        print(
+            f"  {self.label} @ {rate:g}/s: sent {sent} in {send_s:.1f} s ({sent / send_s:.0f}/s,"
+            f" at most {behind:.0f} ms behind schedule); results {dict(results)}; "
+            f"{len(lat)} deliveries: {_ms(lat)}"
+        )
+        unanswered = sum(r["unanswered"] for r in runs)
+        drain = max(r["drain_seconds"] for r in runs)
+        # Deliveries that never came (lost, or commands still unanswered at the end of the
+        # drain) are later than any latency: a p99 they reach is infinite.
+        late = lost + unanswered * (DEVICES_PER_ACCOUNT - 1)
+        p99 = percentile([*lat, *[_NEVER] * late], 99) if lat or late else math.nan
+        p99 = math.inf if p99 >= _NEVER / 2 else p99
+        print(
+            f"  {self.label} @ {rate:g}/s: backlog drained {drain:.1f} s after the last send; "
+            f"lost {lost} deliveries, {lost_v} versions; duplicated {dups}; unanswered "
+            f"{unanswered}; open {sum(r['open_before'] for r in runs)} -> "
+            f"{sum(r['open'] for r in runs)}; generator loop lag "
+            f"{_ms(lags)}; {usage}"
+        )
+        name = f"load {self.label} @ {rate:g} cmd/s"
+        return [
+            check(f"{name}: fan-out p99", p99, "ms", target, f"{late} never delivered"),
+            check(f"{name}: fan-out median", percentile(lat, 50), "ms"),
+            check(f"{name}: lost or duplicated", float(lost + lost_v + dups), "", 0.0),
+        ]
+
+    def close(self) -> None:
+        try:
+            self._print_server_log()
+        finally:
+            self.stack.close()
+
+    def _print_server_log(self) -> None:
+        """What the servers logged (warnings and errors), counted by their first words."""
+        seen: Counter[str] = Counter()
+        for srv in self.servers:
+            for line in srv.log:
+                if line.startswith("20") and ": " in line:  # "DATE TIME logger: message"
+                    text = line.split(" ", 2)[2]
+                    seen[" ".join(text.split()[:7])[:110]] += 1
+                elif "Traceback" in line:
+                    seen["Traceback"] += 1
+        for text, n in seen.most_common(6):
+            print(f"  {self.label}: server log: {n} x {text}")
+
+
+def _capacity(instances: int, tmp: Path, label: str) -> list[Result]:
+    """Connect up to TARGET_CONNECTIONS devices, hold them, then the target command rate."""
+    pop = _Population(instances, tmp, TARGET_CONNECTIONS, label, "deflate")
+    try:
+        rss0 = pop.rss_kb()
+        gen_pids = [w.proc.pid for w in pop.workers]
+        gen0 = sum(_status_kb(p, "VmRSS") for p in gen_pids)
+        _, errors = pop.connect()
+        open_, usage = pop.hold(HOLD_S)
+        rss1 = pop.rss_kb()
+        per_conn = (sum(rss1) - sum(rss0)) / max(1, open_)
+        gen1 = sum(_status_kb(p, "VmRSS") for p in gen_pids)
         print(
             f"  {label}: server VmRSS {[round(r / 1024, 1) for r in rss0]} MiB -> "
             f"{[round(r / 1024, 1) for r in rss1]} MiB: {per_conn:.1f} KiB per connection; "
-            f"generators {(gen_rss1 - gen_rss0) / max(1, open_):.1f} KiB per connection"
+            f"generators {(gen1 - gen0) / max(1, open_):.1f} KiB per connection"
         )
-        out += [
-            check(f"load {label}: connections held", float(open_), ""),
+        out = [
             Result(
-                f"load {label}: held of {TARGET_CONNECTIONS}",
+                f"load {label}: connections held",
                 float(open_),
                 "",
                 None,
                 open_ >= TARGET_CONNECTIONS,
-                f"attempted {devices}; failures {sum(errors.values())}",
+                f"of {pop.devices} tried, target {TARGET_CONNECTIONS}; "
+                f"failures {sum(errors.values())}; idle: {usage}",
             ),
             check(
                 f"load {label}: server memory per connection",
@@ -745,56 +976,69 @@ def _configuration(instances: int, tmp: Path) -> list[Result]:
                 TARGET_KIB_PER_CONNECTION,
             ),
         ]
+        out += pop.rate(TARGET_RATE, FULL_RATE_S, TARGET_P99_MS)
+        return out
+    finally:
+        pop.close()
 
+
+def _latency(instances: int, tmp: Path, label: str) -> list[Result]:
+    """LATENCY_DEVICES devices; fan-out latency and loss at each of RATES."""
+    pop = _Population(instances, tmp, LATENCY_DEVICES, label, "deflate")
+    try:
+        pop.connect()
+        pop.hold(2 * PING_INTERVAL_S)
+        out: list[Result] = []
         for rate in RATES:
-            cpu.start()
-            step = {"step": "rate", "rate": rate / GENERATORS, "seconds": RATE_S}
-            runs = _steps(workers, step, RATE_S + DRAIN_S + STEP_TIMEOUT_S)
-            usage = cpu.stop()
-            lat = [x for r in runs for x in r["latencies"]]
-            lags = [x for r in runs for x in r["lags"]]
-            sent = sum(r["sent"] for r in runs)
-            send_s = max(r["send_seconds"] for r in runs)
-            lost = sum(r["lost_deliveries"] for r in runs)
-            lost_v = sum(r["lost_versions"] for r in runs)
-            dups = sum(r["dup_deliveries"] for r in runs) + sum(r["dup_versions"] for r in runs)
-            results: Counter[str] = Counter()
-            for r in runs:
-                results.update(r["results"])
-            p99 = percentile(lat, 99)
-            print(
-                f"  {label} @ {rate:g}/s: sent {sent} in {send_s:.1f} s "
-                f"({sent / send_s:.0f}/s, at most {max(r['behind_ms'] for r in runs):.0f} ms "
-                f"behind schedule); results {dict(results)}; {len(lat)} deliveries: {_ms(lat)}"
-            )
-            print(
-                f"  {label} @ {rate:g}/s: lost {lost} deliveries, {lost_v} versions; "
-                f"duplicated {dups}; open {sum(r['open'] for r in runs)}; "
-                f"generator loop lag {_ms(lags)}; {usage}"
-            )
-            name = f"load {label} fan-out @ {rate:g}/s"
-            out.append(
-                check(f"{name} p99", p99, "ms", TARGET_P99_MS if rate >= TARGET_RATE else None)
-            )
-            out.append(check(f"{name} median", percentile(lat, 50), "ms"))
-            out.append(check(f"{name} lost or duplicated", float(lost + lost_v + dups), "", 0.0))
-    return out
+            out += pop.rate(rate, RATE_S, TARGET_P99_MS if rate >= TARGET_RATE else None)
+        return out
+    finally:
+        pop.close()
+
+
+def _memory_without_deflate(tmp: Path) -> list[Result]:
+    """For reference: one instance, LATENCY_DEVICES devices that do not offer
+    permessage-deflate (the real client does): what compression costs per connection."""
+    label = f"1 instance, {LATENCY_DEVICES} devices without deflate"
+    pop = _Population(1, tmp, LATENCY_DEVICES, label, None)
+    try:
+        rss0 = pop.rss_kb()
+        pop.connect()
+        open_, _ = pop.hold(2 * PING_INTERVAL_S)
+        per_conn = (sum(pop.rss_kb()) - sum(rss0)) / max(1, open_)
+        print(f"  {label}: {per_conn:.1f} KiB of server VmRSS per connection")
+        return [check(f"load {label}: server memory per connection", per_conn, "KiB")]
+    finally:
+        pop.close()
 
 
 def run() -> list[Result]:
     if not postgres_configured():
         print("  skipped: TUNEHAND_TEST_POSTGRES_URL is not set")
         return [Result("load", math.nan, "", None, None, "needs PostgreSQL")]
+    configs = [(1, "1 instance")]
+    if os.environ.get(REDIS_ENV) or shutil.which("redis-server"):
+        configs.append((2, "2 instances"))
+    else:
+        print(f"  2 instances: skipped (no redis-server and {REDIS_ENV} is not set)")
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="tunehand-load-") as tmp:
-        root = Path(tmp)
-        (root / "one").mkdir()
-        results += _configuration(1, root / "one")
-        if os.environ.get(REDIS_ENV):
-            (root / "two").mkdir()
-            results += _configuration(2, root / "two")
-        else:
-            print(f"  2 instances: skipped ({REDIS_ENV} is not set)")
+        parts: list[tuple[str, Callable[[Path], list[Result]]]] = []
+        for instances, label in configs:
+            latency_label = f"{label}, {LATENCY_DEVICES} devices"
+            parts.append((label, functools.partial(_capacity, instances, label=label)))
+            parts.append(
+                (latency_label, functools.partial(_latency, instances, label=latency_label))
+            )
+        parts.append(("1 instance without deflate", _memory_without_deflate))
+        for n, (name, measure) in enumerate(parts):
+            root = Path(tmp) / str(n)
+            root.mkdir()
+            try:
+                results += measure(root)
+            except Exception as exc:  # one part failing leaves the others' figures
+                traceback.print_exc()
+                results.append(Result(f"load {name}", math.nan, "", None, False, f"error: {exc}"))
     return results
 
 
