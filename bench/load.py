@@ -430,14 +430,21 @@ class _Generator:
         self.measuring = False
         lost_versions = 0
         dups = 0
+        examples: list[str] = []
         for devices in live:
             top = max(d.version for d in devices)
             for d in devices:
                 if d.closed:
                     continue
                 expected = set(range(start_versions[id(d)] + 1, top + 1))
-                lost_versions += len(expected - d.seen)
+                gone = expected - d.seen
+                lost_versions += len(gone)
                 dups += d.dups
+                if gone and len(examples) < 5:
+                    examples.append(
+                        f"{d.id}: missed {sorted(gone)[:5]} of {start_versions[id(d)] + 1}"
+                        f"..{top}, saw up to {max(d.seen, default=0)}"
+                    )
         dup_deliveries = sum(len(got) - len(set(got)) for got in self.delivered.values())
         return {
             "sent": n,
@@ -455,6 +462,7 @@ class _Generator:
             "lags": self.lags,
             "open": sum(1 for d in self.devices if d.ws is not None and not d.closed),
             "open_before": open_before,
+            "missed": examples,
             "errors": dict(self.errors),
         }
 
@@ -792,7 +800,7 @@ class _Population:
             f"{DEVICES_PER_ACCOUNT} = {self.devices} devices; load average "
             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
         )
-        if self.devices < devices:
+        if room < devices:
             print(
                 f"  {self.label}: {devices} do not fit: a process may hold {limits[0]} file "
                 "descriptors (the hard RLIMIT_NOFILE; raising it needs CAP_SYS_RESOURCE), "
@@ -915,6 +923,9 @@ class _Population:
             f"{sum(r['open'] for r in runs)}; generator loop lag "
             f"{_ms(lags)}; {usage}"
         )
+        for r in runs:
+            for line in r["missed"]:
+                print(f"  {self.label} @ {rate:g}/s: lost: {line}")
         name = f"load {self.label} @ {rate:g} cmd/s"
         return [
             check(f"{name}: fan-out p99", p99, "ms", target, f"{late} never delivered"),
@@ -932,12 +943,17 @@ class _Population:
         """What the servers logged (warnings and errors), counted by their first words."""
         seen: Counter[str] = Counter()
         for srv in self.servers:
+            in_traceback = False
             for line in srv.log:
-                if line.startswith("20") and ": " in line:  # "DATE TIME logger: message"
+                if line.startswith("Traceback"):
+                    in_traceback = True
+                elif in_traceback and line and not line.startswith(" "):
+                    if not line.startswith(("The above exception", "During handling")):
+                        seen["Traceback ... " + line[:100]] += 1  # the exception it ends with
+                        in_traceback = False
+                elif line.startswith("20") and ": " in line:  # "DATE TIME logger: message"
                     text = line.split(" ", 2)[2]
                     seen[" ".join(text.split()[:7])[:110]] += 1
-                elif "Traceback" in line:
-                    seen["Traceback"] += 1
         for text, n in seen.most_common(6):
             print(f"  {self.label}: server log: {n} x {text}")
 

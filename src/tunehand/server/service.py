@@ -9,6 +9,7 @@ device of the account through the hub. A command's result is stored under its
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Sequence
@@ -29,8 +30,10 @@ from tunehand.server.db import accounts as qa
 from tunehand.server.db import library as ql
 from tunehand.server.db import sessions as qs
 from tunehand.server.db import userdata as qu
-from tunehand.server.hub import Hub
+from tunehand.server.hub import ALL, Hub
 from tunehand.server.streams import Signer
+
+log = logging.getLogger("tunehand.service")
 
 CAS_RETRIES = 20
 
@@ -49,6 +52,7 @@ class SessionService:
         self._locks: dict[int, asyncio.Lock] = {}
         self._history_marker: dict[int, str] = {}
         self._transfers: dict[str, tuple[int, str, asyncio.Future[tuple[bool, str]]]] = {}
+        self._fanning: set[asyncio.Future[None]] = set()
         hub.on_transfer_reply = self._on_transfer_reply
 
     def _lock(self, account_id: int) -> asyncio.Lock:
@@ -320,15 +324,48 @@ class SessionService:
         directives: Sequence[core.Directive],
         command_id: str | None = None,
     ) -> None:
+        """Fan out a committed change. If the caller is cancelled meanwhile (a channel's
+        command task is, when its device disconnects), what is left goes out in the
+        background: otherwise the account's other devices would never get that version.
+        (A message caught mid-send may go out twice; devices drop states not newer.)"""
+        sent: list[int] = []
+        try:
+            await self._fan_out(account_id, state, directives, command_id, sent)
+        except asyncio.CancelledError:
+            task = asyncio.ensure_future(
+                self._fan_out(account_id, state, directives, command_id, sent)
+            )
+            self._fanning.add(task)
+            task.add_done_callback(self._fanned)
+            raise
+
+    def _fanned(self, task: asyncio.Future[None]) -> None:
+        self._fanning.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not fan out a change: %r", task.exception())
+
+    async def _fan_out(
+        self,
+        account_id: int,
+        state: SessionState,
+        directives: Sequence[core.Directive],
+        command_id: str | None,
+        sent: list[int],
+    ) -> None:
+        """The directives, then the state; `sent` counts what went out (a retry skips it)."""
         msg = replace(await self.state_message(account_id, state), command_id=command_id)
-        for d in directives:
-            await self.hub.send(
-                account_id,
+        out = [
+            (
+                d.device_id,
                 wire.encode(
                     DirectiveMsg(
                         d.action, d.term, d.entry_id, d.position_ms, d.at_ms, d.playing, msg.track
                     )
                 ),
-                to=d.device_id,
             )
-        await self.hub.send(account_id, wire.encode(msg))
+            for d in directives
+        ]
+        out.append((ALL, wire.encode(msg)))
+        for to, payload in out[len(sent) :]:
+            await self.hub.send(account_id, payload, to=to)
+            sent.append(1)
