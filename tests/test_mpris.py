@@ -56,9 +56,9 @@ WAIT_S = 20.0
 
 
 def _snap(current: str | None, device: str | None, *, connected: bool = True) -> Any:
-    from tunehand.client.agent import Snapshot
     from tunehand.core.model import DeviceInfo, Entry, SessionState
     from tunehand.core.protocol import TrackView
+    from tunehand.core.snapshot import Snapshot
 
     queue = (Entry("e1", "t1"), Entry("e2", "t2"))
     titles = {"e1": "One", "e2": "Two"}

@@ -11,9 +11,10 @@ import asyncio
 from collections.abc import Callable
 
 from tunehand.cli.ctl import client_for
-from tunehand.client.agent import Agent, Snapshot
+from tunehand.client.agent import Agent
 from tunehand.client.config import default_device_name, device_id, load_config
 from tunehand.core.protocol import DeviceHello
+from tunehand.core.snapshot import Snapshot
 from tunehand.errors import UsageError
 
 

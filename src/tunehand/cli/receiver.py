@@ -13,8 +13,9 @@ import signal
 import sys
 
 from tunehand.cli.device import build_agent
-from tunehand.client.agent import Agent, Snapshot
+from tunehand.client.agent import Agent
 from tunehand.core.clock import clock
+from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import desktop_for
 
 log = logging.getLogger("tunehand.receiver")

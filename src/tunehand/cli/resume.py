@@ -19,8 +19,9 @@ import sys
 from collections.abc import Iterator
 
 from tunehand.cli.device import build_agent
-from tunehand.client.agent import Agent, Snapshot
+from tunehand.client.agent import Agent
 from tunehand.core.clock import clock, extrapolate
+from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import desktop_for
 from tunehand.errors import CommandRefused, ServerUnreachable, TunehandError
 

@@ -15,14 +15,13 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from tunehand.client.channel import Channel
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
-from tunehand.core.model import DeviceInfo, SessionState
+from tunehand.core.model import SessionState
 from tunehand.core.protocol import (
     DeviceHello,
     DevicesMsg,
@@ -38,8 +37,8 @@ from tunehand.core.protocol import (
     StateMsg,
     TimeReply,
     TimeRequest,
-    TrackView,
 )
+from tunehand.core.snapshot import Snapshot
 from tunehand.core.timesync import Sample, TimeSync, sample
 from tunehand.player import base as pev
 from tunehand.player.base import Player
@@ -58,31 +57,6 @@ COARSE_DELAY_MS = 10_000.0
 HOLD_PREPARED_S = 5.0
 """A transfer target drops its prepared track if the switch has not come by then."""
 ANYWHERE_OPS = frozenset({"queue_add", "queue_next", "queue_remove", "queue_move", "queue_clear"})
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What listeners show. `position_ms` is for `server_time_ms`; extrapolate with
-    `state.position` for later times."""
-
-    device_id: str
-    connected: bool
-    state: SessionState
-    track: TrackView | None
-    devices: tuple[DeviceInfo, ...]
-    server_time_ms: int
-    position_ms: int
-    event: str = ""
-
-    @property
-    def active_here(self) -> bool:
-        return self.state.active_device == self.device_id
-
-    def device_name(self, device_id: str | None) -> str | None:
-        for d in self.devices:
-            if d.id == device_id:
-                return d.name
-        return device_id
 
 
 PlayerFactory = Callable[[pev.EventSink, asyncio.AbstractEventLoop], Player]

@@ -25,8 +25,9 @@ from dbus_fast.annotations import (
 )
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
 
-from tunehand.client.agent import Agent, Snapshot
+from tunehand.client.agent import Agent
 from tunehand.core.model import SessionState
+from tunehand.core.snapshot import Snapshot
 
 log = logging.getLogger("tunehand.desktop")
 

@@ -7,7 +7,7 @@ takes playback over. The first connected snapshot is the baseline and shows noth
 
 from __future__ import annotations
 
-from tunehand.client.agent import Snapshot
+from tunehand.core.snapshot import Snapshot
 
 APP_NAME = "tunehand"
 

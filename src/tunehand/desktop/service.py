@@ -14,7 +14,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from tunehand.client.agent import Agent, Snapshot
+from tunehand.client.agent import Agent
+from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.notify import APP_NAME, Notices
 
 if TYPE_CHECKING:

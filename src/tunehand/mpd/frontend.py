@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tunehand.client.agent import Agent, Snapshot
+from tunehand.client.agent import Agent
 from tunehand.client.http import ApiClient, quote
 from tunehand.core.model import DeviceInfo, SessionState
+from tunehand.core.snapshot import Snapshot
 from tunehand.errors import NotFound, TunehandError
 from tunehand.mpd.protocol import (
     ACK_ARG,

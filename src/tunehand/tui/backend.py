@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tunehand.core.commands import Result
-from tunehand.core.model import DeviceInfo, SessionState
 from tunehand.core.protocol import TrackView
+from tunehand.core.snapshot import Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,35 +65,8 @@ class QueueItem:
     track: TrackView | None
 
 
-@dataclass(frozen=True, slots=True)
-class SessionSnapshot:
-    """What the session looks like now, as the controller publishes it.
-
-    `position_ms` is for `server_time_ms`; extrapolate with `state.position_at(now)`.
-    `event` is a notice for the user that the TUI does not derive from the state
-    itself (a refused command, a command kept while offline, a playback error).
-    """
-
-    device_id: str
-    connected: bool
-    state: SessionState
-    track: TrackView | None
-    devices: tuple[DeviceInfo, ...]
-    server_time_ms: int
-    position_ms: int
-    event: str = ""
-    plays: bool = True
-    """Whether this terminal can play (False when libmpv is missing: a remote only)."""
-
-    @property
-    def active_here(self) -> bool:
-        return self.state.active_device == self.device_id
-
-    def device_name(self, device_id: str | None) -> str | None:
-        for d in self.devices:
-            if d.id == device_id:
-                return d.name
-        return device_id
+SessionSnapshot = Snapshot
+"""What the session looks like now, as the controller publishes it."""
 
 
 SnapshotSink = Callable[[SessionSnapshot], None]

@@ -22,7 +22,7 @@ from typing import Any
 
 from tunehand.cli.ctl import client_for
 from tunehand.cli.device import build_agent
-from tunehand.client.agent import Agent, Snapshot
+from tunehand.client.agent import Agent
 from tunehand.client.config import (
     Config,
     default_device_name,
@@ -43,6 +43,7 @@ from tunehand.client.credentials import (
 from tunehand.client.http import ApiClient, HttpClient, check_server_url, error_message, quote
 from tunehand.core.commands import Result
 from tunehand.core.protocol import TrackView
+from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import Desktop
 from tunehand.errors import (
     AuthError,
