@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYS_PKGS := libmpv2 gnome-keyring dbus dbus-daemon sox libsox-fmt-all lame flac vorbis-tools libcairo2 mpc openssl zsh fish playerctl
+SYS_PKGS := libmpv2 gnome-keyring dbus dbus-daemon sox libsox-fmt-all lame flac vorbis-tools libcairo2 mpc mpd openssl zsh fish playerctl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint unit bench screenshots sysdeps deps clean

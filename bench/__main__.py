@@ -21,7 +21,7 @@ from typing import TextIO
 
 from bench.common import Result
 
-MODULES = ("ctl_status", "fanout", "handoff", "receiver_mem", "tui", "load")
+MODULES = ("ctl_status", "fanout", "handoff", "receiver_mem", "mpd", "tui", "load")
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -58,7 +58,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,10 +288,11 @@ def make_music(music: Path, n: int = TRACKS, duration_s: float = TRACK_S) -> Non
 
 
 @contextmanager
-def bench_server(root: Path) -> Iterator[ServerProc]:
-    """A real server on a library of long generated tracks, with user USER; always stopped."""
+def bench_server(root: Path, make: Callable[[Path], None] | None = None) -> Iterator[ServerProc]:
+    """A real server on a library made by `make` (default: long generated tracks), with
+    user USER; always stopped."""
     music = root / "music"
-    make_music(music)
+    (make or make_music)(music)
     srv: ServerProc | None = None
     try:
         srv = launch(root, music=music)

@@ -46,6 +46,15 @@ permessage-deflate: the memory per connection that compression costs.
 Also printed: the generators' own loop lag (it adds to the latencies), CPU use of the
 servers, the generators and PostgreSQL/Redis during each phase, and the file
 descriptor limit, which bounds the connections one process can hold.
+
+Shorter variants for iterating, from the environment: TUNEHAND_LOAD_PARTS (any of
+`capacity1 latency1 capacity2 latency2 nodeflate`, comma-separated; default all),
+TUNEHAND_LOAD_DEVICES (devices tried in a capacity run; the target stays
+TARGET_CONNECTIONS), TUNEHAND_LOAD_LATENCY_DEVICES, TUNEHAND_LOAD_RATES (e.g.
+`100,400`), TUNEHAND_LOAD_RATE_S, TUNEHAND_LOAD_HOLD_S, TUNEHAND_LOAD_FULL_RATE and
+TUNEHAND_LOAD_FULL_RATE_S (the rate phase of a capacity run; judged against the target
+only at TARGET_RATE or more) and TUNEHAND_LOAD_SERVE_ARGS (more `tunehand serve`
+options).
 """
 
 from __future__ import annotations
@@ -107,6 +116,21 @@ FD_RESERVE = 96
 STEP_TIMEOUT_S = 120.0
 """Deadline for a generator's answer to any step but the connection ramp."""
 REDIS_ENV = "TUNEHAND_TEST_REDIS_URL"
+PARTS = ("capacity1", "latency1", "capacity2", "latency2", "nodeflate")
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get("TUNEHAND_LOAD_" + name, "").strip() or default
+
+
+DEVICES = int(_env("DEVICES", str(TARGET_CONNECTIONS)))
+LATENCY_DEVICES = int(_env("LATENCY_DEVICES", str(LATENCY_DEVICES)))
+RATES = tuple(float(r) for r in _env("RATES", ",".join(f"{r:g}" for r in RATES)).split(","))
+RATE_S = float(_env("RATE_S", str(RATE_S)))
+HOLD_S = float(_env("HOLD_S", str(HOLD_S)))
+FULL_RATE = float(_env("FULL_RATE", str(TARGET_RATE)))
+FULL_RATE_S = float(_env("FULL_RATE_S", str(FULL_RATE_S)))
+SERVE_ARGS = tuple(_env("SERVE_ARGS", "").split())
 
 Json = dict[str, Any]
 _NEVER = 1e18
@@ -171,6 +195,9 @@ class _Generator:
         self.started = 0
         self.lags: list[float] = []
         self.measuring = False
+        self.late: Counter[int] = Counter()
+        """Deliveries later than TARGET_P99_MS, by the second of the phase they were sent in."""
+        self.t_phase = 0.0
 
     # the devices
 
@@ -272,7 +299,10 @@ class _Generator:
             sent = self.sent.get(cid) if isinstance(cid, str) else None
             if sent is not None and isinstance(cid, str) and d.index != sent[2]:
                 self.delivered.setdefault(cid, []).append(d.index)
-                self.latencies.append((now - sent[0]) * 1000.0)
+                ms = (now - sent[0]) * 1000.0
+                self.latencies.append(ms)
+                if ms > TARGET_P99_MS:
+                    self.late[int(sent[0] - self.t_phase)] += 1
         if version <= d.version:
             return
         d.version = version
@@ -362,6 +392,7 @@ class _Generator:
         self.sent.clear()
         self.delivered.clear()
         self.latencies = []
+        self.late: Counter[int] = Counter()
         self.lags = []
         self.refused.clear()
         self.answered.clear()
@@ -380,7 +411,7 @@ class _Generator:
         start_versions = {id(d): d.version for d in self.devices}
         self.measuring = True
         n = int(rate * seconds) if live else 0
-        t0 = time.perf_counter()
+        t0 = self.t_phase = time.perf_counter()
         behind = 0.0
         for i in range(n):
             due = t0 + i / rate
@@ -460,6 +491,7 @@ class _Generator:
             "drain_seconds": drain_s,
             "results": dict(self.results - results),
             "lags": self.lags,
+            "late": dict(self.late),
             "open": sum(1 for d in self.devices if d.ws is not None and not d.closed),
             "open_before": open_before,
             "missed": examples,
@@ -729,14 +761,14 @@ def _private_redis() -> Iterator[str]:
 def _servers(instances: int, tmp: Path) -> Iterator[list[Any]]:
     """Fresh PostgreSQL database; instance A scans, the others run with --no-scan; with
     several instances, a private Redis is their bus. All stopped, the database dropped."""
-    from tests.fixtures_server import fresh_postgres_database, launch
+    from tests.fixtures_server import Store, fresh_postgres_database, launch
 
     with ExitStack() as stack:
         url, drop = fresh_postgres_database()
         stack.callback(drop)
-        extra: tuple[str, ...] = ()
+        store = Store(url)
         if instances > 1:
-            extra = ("--redis", stack.enter_context(_private_redis()))
+            store = Store(url, stack.enter_context(_private_redis()))
         started: list[Any] = []
 
         def stop_all() -> None:
@@ -744,15 +776,15 @@ def _servers(instances: int, tmp: Path) -> Iterator[list[Any]]:
                 srv.stop()
 
         stack.callback(stop_all)
-        a = launch(tmp / "a", database=url, extra_args=extra)
+        a = launch(tmp / "a", store=store, extra_args=SERVE_ARGS)
         started.append(a)
         for i in range(1, instances):
             started.append(
                 launch(
                     tmp / f"i{i}",
                     music=a.music,
-                    database=url,
-                    extra_args=(*extra, "--no-scan"),
+                    store=store,
+                    extra_args=(*SERVE_ARGS, "--no-scan"),
                     wait_scan=False,
                 )
             )
@@ -923,6 +955,14 @@ class _Population:
             f"{sum(r['open'] for r in runs)}; generator loop lag "
             f"{_ms(lags)}; {usage}"
         )
+        by_second: Counter[str] = Counter()
+        for r in runs:
+            by_second.update({f"{int(k):03d}": v for k, v in r["late"].items()})
+        if by_second:
+            print(
+                f"  {self.label} @ {rate:g}/s: deliveries over {TARGET_P99_MS:g} ms by the second "
+                f"they were sent in: {dict(sorted(by_second.items()))}"
+            )
         for r in runs:
             for line in r["missed"]:
                 print(f"  {self.label} @ {rate:g}/s: lost: {line}")
@@ -960,7 +1000,7 @@ class _Population:
 
 def _capacity(instances: int, tmp: Path, label: str) -> list[Result]:
     """Connect up to TARGET_CONNECTIONS devices, hold them, then the target command rate."""
-    pop = _Population(instances, tmp, TARGET_CONNECTIONS, label, "deflate")
+    pop = _Population(instances, tmp, DEVICES, label, "deflate")
     try:
         rss0 = pop.rss_kb()
         gen_pids = [w.proc.pid for w in pop.workers]
@@ -992,7 +1032,7 @@ def _capacity(instances: int, tmp: Path, label: str) -> list[Result]:
                 TARGET_KIB_PER_CONNECTION,
             ),
         ]
-        out += pop.rate(TARGET_RATE, FULL_RATE_S, TARGET_P99_MS)
+        out += pop.rate(FULL_RATE, FULL_RATE_S, TARGET_P99_MS if FULL_RATE >= TARGET_RATE else None)
         return out
     finally:
         pop.close()
@@ -1037,16 +1077,20 @@ def run() -> list[Result]:
         configs.append((2, "2 instances"))
     else:
         print(f"  2 instances: skipped (no redis-server and {REDIS_ENV} is not set)")
+    wanted = set(_env("PARTS", ",".join(PARTS)).split(","))
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="tunehand-load-") as tmp:
         parts: list[tuple[str, Callable[[Path], list[Result]]]] = []
         for instances, label in configs:
             latency_label = f"{label}, {LATENCY_DEVICES} devices"
-            parts.append((label, functools.partial(_capacity, instances, label=label)))
-            parts.append(
-                (latency_label, functools.partial(_latency, instances, label=latency_label))
-            )
-        parts.append(("1 instance without deflate", _memory_without_deflate))
+            if f"capacity{instances}" in wanted:
+                parts.append((label, functools.partial(_capacity, instances, label=label)))
+            if f"latency{instances}" in wanted:
+                parts.append(
+                    (latency_label, functools.partial(_latency, instances, label=latency_label))
+                )
+        if "nodeflate" in wanted:
+            parts.append(("1 instance without deflate", _memory_without_deflate))
         for n, (name, measure) in enumerate(parts):
             root = Path(tmp) / str(n)
             root.mkdir()

@@ -10,6 +10,7 @@ This module deliberately does not use tunehand's own code to write tags.
 
 from __future__ import annotations
 
+import io
 import random
 import shutil
 import subprocess
@@ -259,3 +260,51 @@ def make_library(dir: Path, n_tracks: int = 12) -> Path:
     (dir / COVER_NAME).write_bytes(b"\xff\xd8\xff\xe0" + rng.randbytes(256) + b"\xff\xd9")
     (dir / "notes.txt").write_text("not audio\n", encoding="utf-8")
     return dir
+
+
+def make_picture(
+    width: int = 600,
+    height: int = 600,
+    color: tuple[int, int, int] = (200, 40, 40),
+    fmt: Literal["JPEG", "PNG"] = "JPEG",
+) -> bytes:
+    """An image (Pillow) with a diagonal stripe, so it is not one flat colour."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), color)
+    ImageDraw.Draw(img).line((0, 0, width, height), fill=(255, 255, 255), width=max(1, width // 20))
+    out = io.BytesIO()
+    img.save(out, fmt)
+    return bytes(out.getvalue())
+
+
+def embed_picture(path: Path, data: bytes, mime: str = "image/jpeg") -> None:
+    """Embed `data` as the front cover: FLAC picture, ID3 APIC, Ogg METADATA_BLOCK_PICTURE,
+    or MP4 covr, written with mutagen's own classes."""
+    import base64
+
+    from mutagen.flac import FLAC, Picture
+    from mutagen.mp4 import MP4, MP4Cover
+
+    audio: Any = mutagen.File(path)
+    if audio is None:
+        raise RuntimeError(f"not audio: {path}")
+    if isinstance(audio, FLAC) or audio.__class__.__name__ in ("OggVorbis", "OggOpus"):
+        pic: Any = Picture()
+        pic.type, pic.mime, pic.desc, pic.data = 3, mime, "Front", data
+        if isinstance(audio, FLAC):
+            audio.add_picture(pic)
+        else:
+            if audio.tags is None:
+                audio.add_tags()
+            audio.tags["metadata_block_picture"] = [base64.b64encode(pic.write()).decode()]
+    elif isinstance(audio, MP4):
+        if audio.tags is None:
+            audio.add_tags()
+        kind = MP4Cover.FORMAT_PNG if mime == "image/png" else MP4Cover.FORMAT_JPEG
+        audio.tags["covr"] = [MP4Cover(data, imageformat=kind)]
+    else:
+        if audio.tags is None:
+            audio.add_tags()
+        audio.tags.add(_id3.APIC(encoding=3, mime=mime, type=3, desc="Front", data=data))
+    audio.save()

@@ -485,7 +485,7 @@ def restart_server(srv: ServerProc) -> ServerProc:
     new = launch(
         srv.data_dir.parent,
         music=srv.music,
-        database=srv.database,
+        store=srv.store,
         extra_args=("--port", port),
     )
     assert new.url == srv.url, (new.url, srv.url)

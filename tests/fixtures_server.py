@@ -1,15 +1,30 @@
-"""A real `tunehand serve` process for API and end-to-end tests, on SQLite or PostgreSQL.
+"""A real `tunehand serve` process for API and end-to-end tests, on either backend.
 
-`start_server()` runs `python -m tunehand serve --port 0` on a fresh data dir and a
-generated library, waits (on the server's own output, never a sleep) until it listens
-and the first scan has finished, and stops it at teardown. `backend` parametrizes a
-test over SQLite and PostgreSQL (PostgreSQL runs when TUNEHAND_TEST_POSTGRES_URL is
-set, which `.ci/run` always does).
+`launch()` runs `python -m tunehand serve --port 0` on a fresh data dir and a generated
+library, and waits (on the server's own output, never a sleep) until it listens and the
+first scan has finished. `start_server` (per test) and `shared_server` (per module)
+launch servers on the module's `backend`:
+
+- `sqlite`: SQLite in the server's data dir, the in-process bus and presence;
+- `postgres`: PostgreSQL and Redis (from TUNEHAND_TEST_POSTGRES_URL and
+  TUNEHAND_TEST_REDIS_URL, which `.ci/run` always sets; skipped with a reason when
+  they are not set).
+
+A test that names `backend` among its arguments runs once per backend, and so does,
+in a module marked `every_backend` (the server's own test modules), every test that
+reaches it through `shared_server` or `start_server` (but for one marked `sqlite_only`, a
+client flow the module's other tests cover on both); any other test runs on SQLite. Each
+`Backend.store()` is a deployment of its own: on PostgreSQL a fresh database and a
+fresh Redis prefix, so neither tests nor test runs sharing the services see each
+other's rows, keys or fan-out. The backend drops them when its module ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import inspect
 import os
 import queue
 import secrets
@@ -18,6 +33,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +44,33 @@ import pytest
 from tests.audiogen import make_library
 
 STARTUP_TIMEOUT_S = 30.0
+BACKENDS = ("sqlite", "postgres")
+POSTGRES_ENV = "TUNEHAND_TEST_POSTGRES_URL"
+REDIS_ENV = "TUNEHAND_TEST_REDIS_URL"
 
 
 def tunehand_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tunehand", *args]
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where one deployment keeps its state. Servers launched on the same store are
+    instances of one deployment; on different stores they share nothing."""
+
+    database: str | None = None
+    """A database URL; None is SQLite in each server's data dir."""
+    redis: str | None = None
+    """A Redis URL for the bus and presence; None is the in-process ones."""
+    redis_prefix: str | None = None
+
+    def args(self) -> list[str]:
+        out = ["--database", self.database] if self.database else []
+        if self.redis:
+            out += ["--redis", self.redis]
+        if self.redis_prefix:
+            out += ["--redis-prefix", self.redis_prefix]
+        return out
 
 
 @dataclass
@@ -39,11 +78,15 @@ class ServerProc:
     url: str
     data_dir: Path
     music: Path
-    database: str | None
+    store: Store
     proc: subprocess.Popen[str]
     env: dict[str, str]
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
     log: list[str] = field(default_factory=list)
+
+    @property
+    def database(self) -> str | None:
+        return self.store.database
 
     def wait_for_line(self, needle: str, timeout: float = STARTUP_TIMEOUT_S) -> str:
         """Block until the server prints a line containing `needle` (stdout or stderr)."""
@@ -133,26 +176,105 @@ async def _pg_admin(url: str, sql: str) -> None:
         await conn.close()
 
 
+def _pg_admin_sync(url: str, sql: str) -> None:
+    """`_pg_admin`, also from a test that runs in an event loop (then in a thread)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _pg_admin(url, sql)).result()
+
+
 def fresh_postgres_database() -> tuple[str, Callable[[], None]]:
     """A new empty database on the test PostgreSQL; returns its URL and a dropper."""
-    base = os.environ.get("TUNEHAND_TEST_POSTGRES_URL")
+    base = os.environ.get(POSTGRES_ENV)
     if not base:
-        pytest.skip("TUNEHAND_TEST_POSTGRES_URL is not set (CI always sets it)")
+        pytest.skip(f"{POSTGRES_ENV} is not set (CI always sets it)")
     name = "th_" + secrets.token_hex(6)
-    asyncio.run(_pg_admin(base, f"CREATE DATABASE {name}"))
+    _pg_admin_sync(base, f"CREATE DATABASE {name}")
     url = base.rsplit("/", 1)[0] + "/" + name
 
     def drop() -> None:
-        asyncio.run(_pg_admin(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        _pg_admin_sync(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     return url, drop
+
+
+def _drop_redis_keys(url: str, prefix: str) -> None:
+    """Delete what a deployment left in Redis (presence hashes; channels leave nothing)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        with contextlib.suppress(redis.RedisError, OSError):  # a fault test may have it down
+            keys = list(client.scan_iter(match=prefix + "*", count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
+@dataclass(eq=False)
+class Backend:
+    """One backend the server tests run on; hands out stores and drops them at the end."""
+
+    name: str
+    _cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def store(self) -> Store:
+        """A new deployment: on PostgreSQL a fresh database and a fresh Redis prefix."""
+        if self.name == "sqlite":
+            return Store()
+        redis_url = os.environ.get(REDIS_ENV)
+        if not redis_url:
+            pytest.skip(f"{REDIS_ENV} is not set (CI always sets it)")
+        database, drop = fresh_postgres_database()
+        prefix = f"tunehand-test-{secrets.token_hex(6)}:"
+        self._cleanups.append(drop)
+        self._cleanups.append(lambda: _drop_redis_keys(redis_url, prefix))
+        return Store(database, redis_url, prefix)
+
+    def close(self) -> None:
+        for cleanup in reversed(self._cleanups):
+            cleanup()
+        self._cleanups.clear()
+
+
+@contextmanager
+def two_instances(
+    tmp_path_factory: pytest.TempPathFactory, store: Store, music: Path | None = None
+) -> Iterator[tuple[ServerProc, ServerProc]]:
+    """Instances A (scans `music`, or a generated library) and B (`--no-scan`, same
+    files) of one deployment; both stopped at the end."""
+    a = launch(tmp_path_factory.mktemp("inst-a"), music=music, store=store)
+    try:
+        b = launch(
+            tmp_path_factory.mktemp("inst-b"),
+            music=a.music,
+            store=store,
+            extra_args=("--no-scan",),
+            wait_scan=False,
+        )
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        b.stop()
+        a.stop()
+
+
+def skip_without_services(name: str) -> None:
+    """Skip (with the reason) a PostgreSQL + Redis test when CI's services are not set."""
+    if name == "postgres":
+        missing = [e for e in (POSTGRES_ENV, REDIS_ENV) if not os.environ.get(e)]
+        if missing:
+            pytest.skip(f"{' and '.join(missing)} not set (CI always sets them)")
 
 
 def launch(
     root: Path,
     *,
     music: Path | None = None,
-    database: str | None = None,
+    store: Store | None = None,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     wait_scan: bool = True,
@@ -161,19 +283,18 @@ def launch(
     if music is None:
         music = root / "music"
         make_library(music)
+    store = store or Store()
     full_env = {**os.environ, **(env or {})}
     full_env.pop("TUNEHAND_TOKEN", None)
     args = ["serve", "--port", "0", "--music", str(music), "--data-dir", str(data_dir)]
-    if database:
-        args += ["--database", database]
     proc = subprocess.Popen(
-        tunehand_cmd(*args, *extra_args),
+        tunehand_cmd(*args, *store.args(), *extra_args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=full_env,
     )
-    srv = ServerProc("", data_dir, music, database, proc, full_env)
+    srv = ServerProc("", data_dir, music, store, proc, full_env)
     for stream in (proc.stdout, proc.stderr):
         threading.Thread(target=_pump, args=(stream, srv), daemon=True).start()
     line = srv.wait_for_line("listening on")
@@ -183,40 +304,78 @@ def launch(
     return srv
 
 
-@pytest.fixture
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServerProc]]:
-    """Factory: start as many real servers as a test needs; all are stopped at teardown."""
-    started: list[ServerProc] = []
-    droppers: list[Callable[[], None]] = []
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "every_backend: run the module's server tests on SQLite + the in-process bus and"
+        " on PostgreSQL + Redis",
+    )
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only: in an every_backend module, a test of the client (not the server) that"
+        " runs on SQLite only",
+    )
 
-    def start(*, backend: str = "sqlite", **kw: Any) -> ServerProc:
-        if backend == "postgres" and "database" not in kw:
-            url, drop = fresh_postgres_database()
-            droppers.append(drop)
-            kw["database"] = url
-        srv = launch(tmp_path_factory.mktemp("server"), **kw)
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize `backend` (see the module docstring), at module scope: a module's
+    shared server starts once per backend, and its tests are grouped by backend."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    named = "backend" in inspect.signature(metafunc.function).parameters
+    if named or metafunc.definition.get_closest_marker("every_backend"):
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        names = BACKENDS[:1] if only else BACKENDS
+        metafunc.parametrize("backend", names, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The backend the module's servers run on (SQLite unless parametrized)."""
+    name: str = getattr(request, "param", "sqlite")
+    skip_without_services(name)
+    b = Backend(name)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_backend() -> Iterator[Backend]:
+    """PostgreSQL + Redis, for the tests of several instances (skipped without them)."""
+    skip_without_services("postgres")
+    b = Backend("postgres")
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory, backend: Backend
+) -> Iterator[Callable[..., ServerProc]]:
+    """Factory: start as many real servers as a test needs, each on a store of its own
+    on the test's backend (or on `store=`, or on `backend=`); all are stopped at
+    teardown."""
+    started: list[ServerProc] = []
+    default = backend
+
+    def start(
+        *, store: Store | None = None, backend: Backend | None = None, **kw: Any
+    ) -> ServerProc:
+        store = store or (backend or default).store()
+        srv = launch(tmp_path_factory.mktemp("server"), store=store, **kw)
         started.append(srv)
         return srv
 
     yield start
     for srv in started:
         srv.stop()
-    for drop in droppers:
-        drop()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Run a test against SQLite and against PostgreSQL."""
-    name: str = request.param
-    if name == "postgres" and not os.environ.get("TUNEHAND_TEST_POSTGRES_URL"):
-        pytest.skip("TUNEHAND_TEST_POSTGRES_URL is not set (CI always sets it)")
-    return name
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
-    """One SQLite server for a whole test module (tests must use their own users)."""
-    srv = launch(tmp_path_factory.mktemp("shared-server"))
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, backend: Backend
+) -> Iterator[ServerProc]:
+    """One server for a whole test module, on its backend (tests use their own users)."""
+    srv = launch(tmp_path_factory.mktemp(f"shared-{backend.name}"), store=backend.store())
     yield srv
     srv.stop()

@@ -1,9 +1,8 @@
 """The REST API of a real `tunehand serve`: logins and tokens, every session command,
 the library (search, browse, rescan), playlists, likes, history, remote tracks and streams.
 
-Most tests share one SQLite server per module (`shared_server`) and make their own
-accounts; the few whose outcome depends on the database (tokens, compare-and-set,
-command ids) run on `backend_server`, one server per backend. The helpers at the top
+The tests share one server per backend (`shared_server`: SQLite + the in-process bus,
+then PostgreSQL + Redis) and make their own accounts. The helpers at the top
 (accounts, an HTTP client, a websocket device) are shared with test_channel,
 test_isolation and test_bad_input.
 """
@@ -26,12 +25,14 @@ from websockets.exceptions import ConnectionClosed
 
 import tunehand
 from tests.audiogen import library_tracks, make_track
-from tests.fixtures_server import ServerProc, fresh_postgres_database, launch
+from tests.fixtures_server import ServerProc
 from tunehand.core.commands import OPS
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import default_url, open_engine
 from tunehand.server.streams import STREAM_TTL_S, Signer
+
+pytestmark = pytest.mark.every_backend
 
 PASSWORD = "secret-pw"
 TIMEOUT_S = 5.0
@@ -201,11 +202,15 @@ class Chan:
         self.device_id = device_id
         self.hello: Json = {}
         self.seen: list[Json] = []
+        self.unread: list[Json] = []
+        """Received while `command` waited for its result: read again first."""
 
     async def send(self, **msg: Any) -> None:
         await self.ws.send(json.dumps(msg))
 
     async def recv(self, timeout: float = TIMEOUT_S) -> Json:
+        if self.unread:
+            return self.unread.pop(0)
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         msg: Json = json.loads(raw)
         self.seen.append(msg)
@@ -222,14 +227,23 @@ class Chan:
                     return msg
 
     async def command(self, op: str, **fields: Any) -> Json:
-        """Send a command over the channel; return its `result` message."""
+        """Send a command over the channel; return its `result` message. What the command
+        fanned out may come before its result (through Redis it often does): that is
+        left unread, for the next `wait`."""
         cid = str(fields.pop("command_id", None) or unique("w"))
         await self.send(type="command", command={"op": op, "command_id": cid, **fields})
-        return await self.wait("result", lambda m: m["command_id"] == cid)
+        before: list[Json] = []
+        async with asyncio.timeout(TIMEOUT_S):
+            while True:
+                msg = await self.recv()
+                if msg.get("type") == "result" and msg["command_id"] == cid:
+                    self.unread[:0] = before
+                    return msg
+                before.append(msg)
 
     async def barrier(self) -> list[Json]:
-        """Ping and collect everything that arrives before the pong."""
-        start = len(self.seen)
+        """Ping and collect everything that arrives before the pong (and is unread)."""
+        start = len(self.seen) - len(self.unread)
         await self.send(type="ping")
         await self.wait("pong")
         return self.seen[start:-1]
@@ -313,30 +327,6 @@ def account(shared_server: ServerProc) -> Iterator[Callable[..., Api]]:
         yield make
 
 
-@contextlib.contextmanager
-def backend_proc(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
-    """A server on "sqlite" or "postgres" (skipped when no test PostgreSQL is configured)."""
-    database, drop = None, None
-    if backend == "postgres":
-        database, drop = fresh_postgres_database()
-    srv = launch(tmp_path_factory.mktemp(f"server-{backend}"), database=database)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        if drop is not None:
-            drop()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def backend_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProc]:
-    """One server per backend, for the tests whose outcome depends on the database."""
-    with backend_proc(request.param, tmp_path_factory) as srv:
-        yield srv
-
-
 @pytest.fixture(scope="module")
 def tracks(shared_server: ServerProc) -> list[Json]:
     """Every track of the shared server's library, as the API shows them."""
@@ -372,11 +362,11 @@ def test_health(shared_server: ServerProc) -> None:
     assert before - 1000 <= body["server_time_ms"] <= now_ms() + 1000
 
 
-def test_login_answers_tokens_for_the_device(backend_server: ServerProc) -> None:
+def test_login_answers_tokens_for_the_device(shared_server: ServerProc) -> None:
     name = unique("login")
-    add_users(backend_server, name)
+    add_users(shared_server, name)
     r = httpx.post(
-        backend_server.url + "/v1/auth/login",
+        shared_server.url + "/v1/auth/login",
         json={"user": name, "password": PASSWORD, "device_id": "dev-one", "device_name": "Desk"},
     )
     assert r.status_code == 200, r.text
@@ -386,13 +376,13 @@ def test_login_answers_tokens_for_the_device(backend_server: ServerProc) -> None
     assert body["expires_in"] > 0
     assert (body["device_id"], body["user"]) == ("dev-one", name)
     h = {"Authorization": f"Bearer {body['access_token']}"}
-    who = httpx.get(backend_server.url + "/v1/auth/whoami", headers=h).json()
+    who = httpx.get(shared_server.url + "/v1/auth/whoami", headers=h).json()
     assert who == {"user": name, "device_id": "dev-one"}
-    devices = httpx.get(backend_server.url + "/v1/devices", headers=h).json()["devices"]
+    devices = httpx.get(shared_server.url + "/v1/devices", headers=h).json()["devices"]
     assert [(d["id"], d["name"]) for d in devices] == [("dev-one", "Desk")]
     # The refresh token is not an access token.
     h = {"Authorization": f"Bearer {body['refresh_token']}"}
-    assert httpx.get(backend_server.url + "/v1/auth/whoami", headers=h).status_code == 401
+    assert httpx.get(shared_server.url + "/v1/auth/whoami", headers=h).status_code == 401
 
 
 def _client_from(address: str) -> httpx.Client:
@@ -401,10 +391,10 @@ def _client_from(address: str) -> httpx.Client:
     return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
 
 
-def test_wrong_password_and_unknown_user_are_refused_alike(backend_server: ServerProc) -> None:
+def test_wrong_password_and_unknown_user_are_refused_alike(shared_server: ServerProc) -> None:
     name = unique("pw")
-    add_users(backend_server, name)
-    url = backend_server.url + "/v1/auth/login"
+    add_users(shared_server, name)
+    url = shared_server.url + "/v1/auth/login"
     with _client_from("127.0.0.3") as http:
         wrong = http.post(url, json={"user": name, "password": "nope", "device_id": "d1"})
         unknown = http.post(
@@ -417,10 +407,10 @@ def test_wrong_password_and_unknown_user_are_refused_alike(backend_server: Serve
         assert ok.status_code == 200, ok.text
 
 
-def test_login_is_throttled_after_three_failures(backend_server: ServerProc) -> None:
+def test_login_is_throttled_after_three_failures(shared_server: ServerProc) -> None:
     name = unique("thr")
-    add_users(backend_server, name)
-    url = backend_server.url + "/v1/auth/login"
+    add_users(shared_server, name)
+    url = shared_server.url + "/v1/auth/login"
     with _client_from("127.0.0.2") as http:
         for _ in range(3):
             r = http.post(url, json={"user": name, "password": "bad", "device_id": "d1"})
@@ -436,13 +426,13 @@ def test_login_is_throttled_after_three_failures(backend_server: ServerProc) -> 
         assert r.status_code == 429, r.text
     # ... but other users are not locked out.
     other = unique("thr")
-    add_users(backend_server, other)
-    assert backend_server.login(other)["access_token"]
+    add_users(shared_server, other)
+    assert shared_server.login(other)["access_token"]
 
 
-def test_parallel_failed_logins_never_fail_the_server(backend_server: ServerProc) -> None:
+def test_parallel_failed_logins_never_fail_the_server(shared_server: ServerProc) -> None:
     name = unique("par")
-    add_users(backend_server, name)
+    add_users(shared_server, name)
 
     async def run() -> list[int]:
         transport = httpx.AsyncHTTPTransport(local_address="127.0.0.5")
@@ -450,7 +440,7 @@ def test_parallel_failed_logins_never_fail_the_server(backend_server: ServerProc
             rs = await asyncio.gather(
                 *(
                     http.post(
-                        backend_server.url + "/v1/auth/login",
+                        shared_server.url + "/v1/auth/login",
                         json={"user": name, "password": f"bad{i}", "device_id": "d1"},
                     )
                     for i in range(8)
@@ -460,12 +450,12 @@ def test_parallel_failed_logins_never_fail_the_server(backend_server: ServerProc
 
     codes = run_async(run)
     assert set(codes) <= {401, 429}, codes
-    assert_log_clean(backend_server)
+    assert_log_clean(shared_server)
 
 
-def test_concurrent_identical_writes_all_succeed(backend_server: ServerProc) -> None:
+def test_concurrent_identical_writes_all_succeed(shared_server: ServerProc) -> None:
     """Double clicks and retries: the same write sent 8 times at once is done once."""
-    with accounts(backend_server) as make:
+    with accounts(shared_server) as make:
         a = make()
         tid = all_tracks(a)[0]["id"]
 
@@ -490,14 +480,14 @@ def test_concurrent_identical_writes_all_succeed(backend_server: ServerProc) -> 
         assert len({r.json()["id"] for r in answers[16:]}) == 1
         assert [p["name"] for p in a.ok("GET", "/v1/playlists")["playlists"]] == ["twice"]
         assert [t["id"] for t in a.ok("GET", "/v1/likes")["tracks"]] == [tid]
-    assert_log_clean(backend_server)
+    assert_log_clean(shared_server)
 
 
-def test_refresh_rotates_and_reuse_revokes_the_family(backend_server: ServerProc) -> None:
+def test_refresh_rotates_and_reuse_revokes_the_family(shared_server: ServerProc) -> None:
     name = unique("ref")
-    add_users(backend_server, name)
-    first = backend_server.login(name)
-    url = backend_server.url
+    add_users(shared_server, name)
+    first = shared_server.login(name)
+    url = shared_server.url
 
     def refresh(token: str) -> httpx.Response:
         return httpx.post(url + "/v1/auth/refresh", json={"refresh_token": token})
@@ -524,7 +514,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(backend_server: ServerProc
     assert whoami(third["access_token"]) == 401
     assert refresh(third["refresh_token"]).status_code == 401
     # Another device of the same account is not affected.
-    other = backend_server.login(name)
+    other = shared_server.login(name)
     assert whoami(other["access_token"]) == 200
     assert refresh("thr_" + secrets.token_urlsafe(32)).status_code == 401
 
@@ -597,11 +587,33 @@ def test_every_command_op_is_covered() -> None:
         "queue_next",
         "queue_remove",
         "queue_move",
+        "order_move",
         "queue_clear",
         "queue_replace",
         "transfer",
     }
     assert covered == OPS
+
+
+def test_order_move_moves_in_the_play_order(
+    account: Callable[..., Api], tracks: list[Json]
+) -> None:
+    a = account()
+    t = [tr["id"] for tr in tracks[:4]]
+    st = a.cmd("queue_add", track_ids=t)["state"]
+    stored = entry_ids(st)
+    st = a.cmd("order_move", entry_id=stored[3], index=0)["state"]  # unshuffled: the queue
+    assert entry_ids(st) == [stored[3], *stored[:3]]
+    stored = entry_ids(st)
+    st = a.cmd("shuffle", on=True)["state"]
+    order = a.ok("GET", "/v1/session/queue")["order"]
+    assert sorted(order) == sorted(stored)
+    st = a.cmd("order_move", entry_id=order[0], index=3)["state"]
+    q = a.ok("GET", "/v1/session/queue")
+    assert q["order"] == [*order[1:], order[0]]
+    assert [x["entry_id"] for x in q["entries"]] == stored  # the queue keeps its order
+    a.cmd("order_move", "not_found", entry_id="e999.0", index=0)
+    a.cmd("order_move", "invalid", entry_id=stored[0])
 
 
 def test_queue_edits_name_entries(account: Callable[..., Api], tracks: list[Json]) -> None:
@@ -660,8 +672,8 @@ def test_queue_edits_name_entries(account: Callable[..., Api], tracks: list[Json
     a.cmd("queue_replace", "invalid", track_ids=[t[0]])  # if_version is required
 
 
-def test_stale_if_version_is_refused_with_the_current_state(backend_server: ServerProc) -> None:
-    with accounts(backend_server) as make:
+def test_stale_if_version_is_refused_with_the_current_state(shared_server: ServerProc) -> None:
+    with accounts(shared_server) as make:
         a = make()
         tid = all_tracks(a)[0]["id"]
         st = a.cmd("queue_add", track_ids=[tid, tid])["state"]
@@ -677,7 +689,7 @@ def test_stale_if_version_is_refused_with_the_current_state(backend_server: Serv
 
 
 def test_concurrent_commands_are_each_applied_once_in_version_order(
-    backend_server: ServerProc,
+    shared_server: ServerProc,
 ) -> None:
     n = 16
 
@@ -685,7 +697,7 @@ def test_concurrent_commands_are_each_applied_once_in_version_order(
         async with async_http(a) as http:
             return list(await asyncio.gather(*(acmd(http, "volume", delta=-1) for _ in range(n))))
 
-    with accounts(backend_server) as make:
+    with accounts(shared_server) as make:
         a = make()
         answers = asyncio.run(run(a))
         versions = sorted(x["result"]["version"] for x in answers)
@@ -694,8 +706,8 @@ def test_concurrent_commands_are_each_applied_once_in_version_order(
         assert (final["version"], final["volume"]) == (n, 100 - n)
 
 
-def test_a_repeated_command_id_is_applied_once(backend_server: ServerProc) -> None:
-    with accounts(backend_server) as make:
+def test_a_repeated_command_id_is_applied_once(shared_server: ServerProc) -> None:
+    with accounts(shared_server) as make:
         a = make()
         tid = all_tracks(a)[0]["id"]
         body = {"op": "volume", "command_id": "same-id", "delta": -10}

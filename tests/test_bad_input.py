@@ -5,6 +5,7 @@ Bodies with wrong types, missing fields, no JSON, arrays, deep nesting or too ma
 bytes; path traversal in track ids and playlist names; NUL characters (which
 PostgreSQL cannot store) and other input the database would choke on, on both
 backends; absurd numbers in device reports. The last test reads the server's log.
+Every test runs on SQLite and on PostgreSQL + Redis (`shared_server`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from tests.test_api import (
     all_tracks,
     assert_log_clean,
     async_http,
-    backend_proc,
     channel,
     expect_closed,
     now_ms,
@@ -41,6 +41,8 @@ from tests.test_api import (
 )
 from tunehand.server import api, api_device, api_library
 from tunehand.server.streams import Signer
+
+pytestmark = pytest.mark.every_backend
 
 ROUTES: list[Route] = [
     r for r in (*api.routes, *api_library.routes, *api_device.routes) if isinstance(r, Route)
@@ -93,10 +95,10 @@ def user(shared_server: ServerProc) -> Iterator[Api]:
         yield make("bad")
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def both(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """An account on a server of each backend (PostgreSQL refuses input SQLite takes)."""
-    with backend_proc(request.param, tmp_path_factory) as srv, accounts(srv) as make:
+@pytest.fixture(scope="module")
+def second(shared_server: ServerProc) -> Iterator[Api]:
+    """Another account, for input PostgreSQL refuses where SQLite takes it."""
+    with accounts(shared_server) as make:
         yield make("pg")
 
 
@@ -215,13 +217,13 @@ COMMANDS_OUT_OF_RANGE: list[Json] = [
 
 
 @pytest.mark.parametrize("cmd", COMMANDS_OUT_OF_RANGE, ids=lambda c: f"{c['op']}")
-def test_a_command_out_of_range_is_refused_as_invalid(both: Api, cmd: Json) -> None:
-    before = both.state()
-    r = both.post("/v1/session/commands", json={"command_id": "oor-" + str(now_ms()), **cmd})
+def test_a_command_out_of_range_is_refused_as_invalid(second: Api, cmd: Json) -> None:
+    before = second.state()
+    r = second.post("/v1/session/commands", json={"command_id": "oor-" + str(now_ms()), **cmd})
     body = check_error(r, 422)
     assert body["result"]["code"] == body["error"]["code"] == "invalid"
     assert body["state"] == before
-    assert both.state() == before
+    assert second.state() == before
 
 
 @pytest.mark.parametrize("route", sorted(BODY_ROUTES), ids="-".join)
@@ -381,21 +383,21 @@ NUL_BODIES: list[tuple[str, str, Json]] = [
 ]
 
 
-def test_nul_characters_are_refused_not_stored(both: Api) -> None:
+def test_nul_characters_are_refused_not_stored(second: Api) -> None:
     for method, path in NUL_PATHS:
         empty: Json | None = {"track_ids": []} if method == "PUT" else None
-        r = both.http.request(method, path, json=empty)
+        r = second.http.request(method, path, json=empty)
         assert check_error(r, 422)["error"]["code"] == "invalid", (method, path)
     for method, path, body in NUL_BODIES:
-        r = both.http.request(method, path, json=body)
+        r = second.http.request(method, path, json=body)
         assert check_error(r, 422)["error"]["code"] == "invalid", (method, path, body)
-    assert both.get("/v1/search", params={"q": "ros\x00"}).status_code == 200
-    assert both.get("/v1/session").status_code == 200
-    assert_log_clean(both.srv)
+    assert second.get("/v1/search", params={"q": "ros\x00"}).status_code == 200
+    assert second.get("/v1/session").status_code == 200
+    assert_log_clean(second.srv)
 
 
-def test_long_values_the_columns_cannot_hold_are_refused(both: Api) -> None:
-    srv = both.srv
+def test_long_values_the_columns_cannot_hold_are_refused(second: Api) -> None:
+    srv = second.srv
     r = httpx.post(
         srv.url + "/v1/auth/login",
         json={"user": "u" * 5000, "password": "p" * 5000, "device_id": "d"},
@@ -405,22 +407,22 @@ def test_long_values_the_columns_cannot_hold_are_refused(both: Api) -> None:
     # A proxy's X-Forwarded-For can say anything: the address is cut, the login works.
     r = httpx.post(
         srv.url + "/v1/auth/login",
-        json={"user": both.name, "password": "secret-pw", "device_id": "fwd"},
+        json={"user": second.name, "password": "secret-pw", "device_id": "fwd"},
         headers={"X-Forwarded-For": "a" * 300},
     )
     assert r.status_code == 200, r.text
-    check_error(both.put("/v1/playlists/" + "n" * 201, json={"track_ids": []}), 422)
-    assert both.put("/v1/playlists/" + "n" * 200, json={"track_ids": []}).status_code == 200
-    check_error(both.get("/v1/tracks/" + "t" * 201), 422)
-    check_error(both.put("/v1/likes/" + "t" * 200), 404)
+    check_error(second.put("/v1/playlists/" + "n" * 201, json={"track_ids": []}), 422)
+    assert second.put("/v1/playlists/" + "n" * 200, json={"track_ids": []}).status_code == 200
+    check_error(second.get("/v1/tracks/" + "t" * 201), 422)
+    check_error(second.put("/v1/likes/" + "t" * 200), 404)
     assert_log_clean(srv)
 
 
 REPORT: Json = {"term": 1, "entry_id": None, "position_ms": 0, "at_ms": 0, "playing": False}
 
 
-async def test_the_channel_survives_what_the_database_cannot_take(both: Api) -> None:
-    async with channel(both.srv, both.token) as ch:
+async def test_the_channel_survives_what_the_database_cannot_take(second: Api) -> None:
+    async with channel(second.srv, second.token) as ch:
         res = await ch.command("pause", command_id="c" * 65)
         assert res["code"] == "invalid"
         for raw in (
@@ -434,13 +436,13 @@ async def test_the_channel_survives_what_the_database_cannot_take(both: Api) -> 
             assert err["code"] == "invalid"
         await ch.send(type="ping")
         await ch.wait("pong")
-    async with connect(ws_url(both.srv)) as ws:  # the first message too
-        auth = {"type": "auth", "token": both.token, "device": {"id": "d\x00", "name": "x"}}
+    async with connect(ws_url(second.srv)) as ws:  # the first message too
+        auth = {"type": "auth", "token": second.token, "device": {"id": "d\x00", "name": "x"}}
         await ws.send(json.dumps(auth))
         err = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
         assert (err["type"], err["code"]) == ("error", "invalid")
         assert await expect_closed(ws) == 1008
-    assert_log_clean(both.srv)
+    assert_log_clean(second.srv)
 
 
 BAD_REPORTS: list[tuple[str, Json]] = [

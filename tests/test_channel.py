@@ -31,6 +31,8 @@ from tests.test_api import (
     ws_url,
 )
 
+pytestmark = pytest.mark.every_backend
+
 
 @pytest.fixture
 def account(shared_server: ServerProc) -> Iterator[Callable[..., Api]]:

@@ -577,6 +577,33 @@ class TestQueueMove:
         assert out.state.order == s.order
 
 
+class TestOrderMove:
+    def test_with_shuffle_it_moves_in_the_play_order_only(self) -> None:
+        s = make(current=2, shuffle=True, order=("e2", "e0", "e3", "e1"))
+        out = ok(s, cmd("order_move", entry_id="e1", index=1))
+        assert out.state.order == ("e2", "e1", "e0", "e3")
+        assert ids(out.state) == ids(s)
+        assert out.state.current == "e2"
+        assert out.state.next_entry_id() == "e1"
+
+    def test_an_index_past_the_end_moves_to_the_end(self) -> None:
+        s = make(shuffle=True, order=("e2", "e0", "e3", "e1"))
+        out = ok(s, cmd("order_move", entry_id="e2", index=99))
+        assert out.state.order == ("e0", "e3", "e1", "e2")
+
+    def test_without_shuffle_it_is_a_queue_move(self) -> None:
+        s = make(current=1)
+        out = ok(s, cmd("order_move", entry_id="e3", index=0))
+        assert ids(out.state) == ["e3", "e0", "e1", "e2"]
+        assert out.state.order == ()
+
+    @pytest.mark.parametrize("shuffle", [True, False])
+    def test_unknown_entry_is_refused(self, shuffle: bool) -> None:
+        order = ("e2", "e0", "e3", "e1") if shuffle else ()
+        s = make(shuffle=shuffle, order=order)
+        refused(s, cmd("order_move", entry_id="zz", index=0), "not_found")
+
+
 class TestQueueClearReplace:
     def test_clear_empties_and_stops(self) -> None:
         s = make(playing=True, shuffle=True, order=("e1", "e0", "e2", "e3"))
@@ -702,6 +729,7 @@ LONG = "x" * (MAX_ID_LEN + 1)
         (cmd("transfer"), "device_id"),
         (cmd("transfer", device_id=""), "device_id"),
         (cmd("queue_move", entry_id="e1", index=-1), "index"),
+        (cmd("order_move", entry_id="e1"), "index"),
         (cmd("play", track_ids=("t1",), replace=True, index=-1), "index"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -980,6 +1008,7 @@ def commands(draw: st.DrawFn, state: SessionState, n: int) -> Command:
                 "queue_next",
                 "queue_remove",
                 "queue_move",
+                "order_move",
                 "queue_clear",
                 "queue_replace",
                 "transfer",
@@ -1020,7 +1049,7 @@ def commands(draw: st.DrawFn, state: SessionState, n: int) -> Command:
         fields["if_version"] = state.version - 1 if stale else state.version
     elif op == "queue_remove":
         fields["entry_ids"] = tuple(draw(st.lists(entry, min_size=1, max_size=3)))
-    elif op == "queue_move":
+    elif op in ("queue_move", "order_move"):
         fields["entry_id"] = draw(entry)
         fields["index"] = draw(st.integers(0, 8))
     elif op == "transfer":

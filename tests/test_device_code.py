@@ -6,6 +6,8 @@ page, every polling answer, single use, expiry and the throttling of code guessi
 Tests that record failed attempts (which count per address, and every test talks from
 127.0.0.1) get a server of their own; expiry and the end of the grace window use a
 server started with TUNEHAND_DEVICE_CODE_TTL_S=0 and TUNEHAND_REFRESH_GRACE_S=0.
+The HTTP tests run on both backends; the CLI flow (a client test, which waits one 5 s
+polling interval) on SQLite only.
 """
 
 from __future__ import annotations
@@ -20,19 +22,24 @@ import httpx
 import pytest
 
 from tests.cli_helpers import NO_KEYRING, PASSWORD, Device, LineReader, client_env
-from tests.fixtures_server import ServerProc, launch
+from tests.fixtures_server import Backend, ServerProc, launch
 from tests.test_api import Api, add_users, unique
 from tunehand.server.device_code import ALPHABET, normalize
+
+pytestmark = pytest.mark.every_backend
 
 Json = dict[str, Any]
 CODE_RE = re.compile(r"\b([A-Z]{4}-[A-Z]{4})\b")
 
 
 @pytest.fixture(scope="module")
-def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+def short_server(
+    tmp_path_factory: pytest.TempPathFactory, backend: Backend
+) -> Iterator[ServerProc]:
     """Codes that expire at once and no refresh grace window."""
     srv = launch(
         tmp_path_factory.mktemp("short-server"),
+        store=backend.store(),
         env={"TUNEHAND_DEVICE_CODE_TTL_S": "0", "TUNEHAND_REFRESH_GRACE_S": "0"},
     )
     yield srv
@@ -82,6 +89,7 @@ def whoami(srv: ServerProc, access: str) -> httpx.Response:
 # --- the CLI ------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_cli_device_code_login_approved_by_ctl(tmp_path: Path, shared_server: ServerProc) -> None:
     srv = shared_server
     user = unique("cli")
@@ -114,6 +122,7 @@ def test_cli_device_code_login_approved_by_ctl(tmp_path: Path, shared_server: Se
     assert new.device_id() in ids and old.device_id() in ids
 
 
+@pytest.mark.sqlite_only
 def test_cli_device_code_denied_exits_3_with_one_line(
     tmp_path: Path, shared_server: ServerProc
 ) -> None:
@@ -139,6 +148,7 @@ def test_cli_device_code_denied_exits_3_with_one_line(
     assert not (tmp_path / "new" / "tokens.json").exists()
 
 
+@pytest.mark.sqlite_only
 def test_cli_device_code_expired_exits_3(tmp_path: Path, short_server: ServerProc) -> None:
     new = Device(tmp_path / "new", client_env(NO_KEYRING, tmp_path / "new"))
     r = new.run("login", short_server.url, "--device-code", "--insecure-token-file")

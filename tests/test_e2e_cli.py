@@ -45,7 +45,7 @@ STATUS_FIELDS = {
     "entry_id",
     "version",
 }
-TRACK_FIELDS = {"id", "title", "artist", "album", "duration_ms", "album_id"}
+TRACK_FIELDS = {"id", "title", "artist", "album", "duration_ms", "album_id", "art_url"}
 RADIO = "http://radio.example.org/stream.mp3"
 
 
@@ -318,6 +318,11 @@ def test_queue_commands(acct: Account, catalogue: Catalogue) -> None:
     acct.change("queue", "move", ids[2], "0")  # b to the top
     assert entry_ids(dev.queue()) == [ids[2], ids[0], ids[1], *ids[3:]]
     acct.change("queue", "move", ids[2], "99")  # past the end: the end
+    assert entry_ids(dev.queue()) == [ids[0], ids[1], *ids[3:], ids[2]]
+    # Unshuffled, the play order is the queue: --play-order moves the same way.
+    acct.change("queue", "move", ids[2], "1", "--play-order")
+    assert entry_ids(dev.queue()) == [ids[0], ids[2], ids[1], *ids[3:]]
+    acct.change("queue", "move", ids[2], "99", "--play-order")
     assert entry_ids(dev.queue()) == [ids[0], ids[1], *ids[3:], ids[2]]
     acct.change("queue", "remove", ids[3], ids[4])
     assert entry_ids(dev.queue()) == [ids[0], ids[1], *ids[5:], ids[2]]

@@ -44,6 +44,8 @@ from tunehand.server import api, api_device, api_library, auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import open_engine
 
+pytestmark = pytest.mark.every_backend
+
 ALL_ROUTES: list[Route] = [
     r for r in (*api.routes, *api_library.routes, *api_device.routes) if isinstance(r, Route)
 ]

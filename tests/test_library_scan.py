@@ -366,6 +366,11 @@ def test_demo_library_is_scannable_tagged_and_idempotent(tmp_path: Path) -> None
     assert len({t.artist for t in result.tracks}) >= 4
     assert any(t.artist != t.artist.encode("ascii", "ignore").decode() for t in result.tracks)
     assert not list(root.rglob(".*"))  # no temporary files left behind
+    # Every album has a generated cover.jpg beside its tracks, and the scan finds it.
+    albums = {Path(t.path).parent for t in result.tracks}
+    assert all((album / "cover.jpg").is_file() for album in albums)
+    assert all(t.art_id and t.art_file for t in result.tracks)
+    assert len({t.art_id for t in result.tracks}) == len(albums)  # one picture per album
 
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
     lines.lines.clear()

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.audiogen import make_track
+from tests.audiogen import embed_picture, make_picture, make_track
 from tests.device_helpers import (
     DeviceDir,
     Receiver,
@@ -50,6 +50,7 @@ TRACKS = ("Tone Alpha", "Tone Beta", "Tone Gamma")
 TRACK_S = 40
 MPRIS = "org.mpris.MediaPlayer2.tunehand"
 WAIT_S = 20.0
+ART = make_picture(700, 700, (30, 90, 200))
 
 
 # --- the pure parts --------------------------------------------------------------------
@@ -264,7 +265,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, bus_address: str) -> Iterato
     root = tmp_path_factory.mktemp("mpris-server")
     music = root / "music"
     for i, title in enumerate(TRACKS):
-        make_track(
+        path = make_track(
             music,
             f"{i + 1:02d} {title}",
             "ogg",
@@ -275,8 +276,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, bus_address: str) -> Iterato
             duration_s=TRACK_S,
             freq=300 + 50 * i,
         )
+        if i == 0:
+            embed_picture(path, ART)  # the first track has cover art, the others none
     srv = launch(root, music=music)
-    users = [f"mpris{i}" for i in range(6)]
+    users = [f"mpris{i}" for i in range(8)]
     add_users(srv, users)
     sock_dir = Path(tempfile.mkdtemp(prefix="th-mpris-"))
     yield World(srv, users, sock_dir, bus_address)
@@ -471,6 +474,67 @@ def test_notifications_false_sends_none(acct: Account, peer: BusPeer) -> None:
     assert quiet_owner not in senders, peer.notes[since:]
 
 
+def test_mpris_art_url_is_the_signed_picture(acct: Account) -> None:
+    import io
+
+    import httpx
+    from PIL import Image
+
+    bus = acct.world.bus
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    play_all(acct, "r")
+    until(lambda: meta(bus), lambda s: s.startswith(TRACKS[0] + "|"), "metadata")
+    art_url = playerctl(bus, "metadata", "--format", "{{mpris:artUrl}}")
+    assert art_url.startswith(acct.world.srv.url + "/v1/art/c"), art_url
+    got = httpx.get(art_url)  # what a desktop shell does: no token, just the URL
+    assert got.status_code == 200, got.text
+    with Image.open(io.BytesIO(got.content)) as img:
+        assert img.size == (512, 512)
+    playerctl(bus, "next")  # the second track has no art: no artUrl
+    until(lambda: meta(bus), lambda s: s.startswith(TRACKS[1] + "|"), "next track")
+    assert playerctl(bus, "metadata", "--format", "{{mpris:artUrl}}") == ""
+
+
+@pytest.fixture
+def web_track(tmp_path: Path) -> Iterator[str]:
+    """A generated FLAC on a local HTTP server (what OpenUri gets from a browser)."""
+    import functools
+    import http.server
+
+    root = tmp_path / "web"
+    path = make_track(root, "web tone", "flac", title="Web Tone", duration_s=30)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/{path.name.replace(' ', '%20')}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_open_uri_plays_an_http_url_now(acct: Account, web_track: str) -> None:
+    bus = acct.world.bus
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    play_all(acct, "r")
+    until(lambda: meta(bus), lambda s: s.startswith(TRACKS[0] + "|"), "metadata")
+    out = playerctl(bus, "open", web_track)
+    assert not out.startswith("<exit"), out
+    until(lambda: meta(bus), lambda s: s.startswith(web_track + "|"), "the URL playing")
+    st = status(acct.remote)
+    assert st["track"]["title"] == web_track and st["playing"] is True
+    assert st["queue_length"] == len(TRACKS) + 1  # in after the current entry
+    until(lambda: float(playerctl(bus, "position")), lambda v: v >= 0.5, "it plays")
+    # Anything but http(s) is refused with an error, and the session is untouched.
+    refused = playerctl(bus, "open", "file:///etc/passwd")
+    after = status(acct.remote)
+    assert after["queue_length"] == st["queue_length"], (refused, after)
+    assert after["track"]["title"] == web_track
+
+
 def test_resume_publishes_mpris(acct: Account) -> None:
     bus = acct.world.bus
     acct.receiver("far")
@@ -495,6 +559,7 @@ async def test_tui_publishes_mpris(
     from tunehand.cli.main import build_parser
     from tunehand.tui.app import TunehandApp
     from tunehand.tui.backend_live import LiveBackend
+    from tunehand.tui.widgets.cover import image_factory
 
     bus = acct.world.bus
     term = acct.devices["quiet"]  # on the private bus; its config has notifications off
@@ -509,7 +574,9 @@ async def test_tui_publishes_mpris(
         monkeypatch.delenv(key, raising=False)
     args = build_parser().parse_args(["--config-dir", str(term.config_dir)])
     backend, settings = LiveBackend.from_args(args)
-    app = TunehandApp(backend, keys_config=settings.keys, theme=settings.theme)
+    app = TunehandApp(
+        backend, keys_config=settings.keys, theme=settings.theme, cover=image_factory("blocks")
+    )
 
     async def wait(pilot: Pilot[Any], what: str, pred: Callable[[], bool]) -> None:
         deadline = time.monotonic() + WAIT_S
@@ -527,6 +594,9 @@ async def test_tui_publishes_mpris(
             meta_now = await asyncio.to_thread(meta, bus)
             await pilot.pause(0.05)
         assert await asyncio.to_thread(playerctl, bus, "status") == "Playing"
+        # The cover art came from the server through LiveBackend.art.
+        await wait(pilot, "cover shown", lambda: app.main is not None and app.main.cover.display)
+        assert app.main is not None and app.main.cover.image is not None
         await asyncio.to_thread(playerctl, bus, "pause")
         await wait(
             pilot,

@@ -2,43 +2,43 @@
 
 A device on instance A sees what a command on instance B changed; presence and
 directives cross instances; a handoff whose target is on the other instance completes;
-concurrent commands through both instances are each applied exactly once.
+concurrent commands through both instances are each applied exactly once. Deployments
+that share the Redis under different `--redis-prefix`es do not hear each other.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fixtures_server import ServerProc, fresh_postgres_database, launch
-from tests.test_api import Api, acmd, add_users, all_tracks, channel, unique
-
-REDIS = os.environ.get("TUNEHAND_TEST_REDIS_URL")
+from tests.fixtures_server import Backend, ServerProc, two_instances
+from tests.test_api import (
+    Api,
+    acmd,
+    add_users,
+    all_tracks,
+    async_http,
+    channel,
+    db_url,
+    run_async,
+    unique,
+)
+from tunehand.server.db import accounts as qa
+from tunehand.server.db.engine import open_engine
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProc, ServerProc]]:
-    if not REDIS:
-        pytest.skip("TUNEHAND_TEST_REDIS_URL is not set (CI always sets it)")
-    url, drop = fresh_postgres_database()
-    a = launch(tmp_path_factory.mktemp("inst-a"), database=url, extra_args=("--redis", REDIS))
-    b = launch(
-        tmp_path_factory.mktemp("inst-b"),
-        music=a.music,
-        database=url,
-        extra_args=("--redis", REDIS, "--no-scan"),
-        wait_scan=False,
-    )
-    try:
-        yield a, b
-    finally:
-        b.stop()
-        a.stop()
-        drop()
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, postgres_backend: Backend
+) -> Iterator[tuple[ServerProc, ServerProc]]:
+    """Two instances of one deployment (one database, one Redis prefix)."""
+    with two_instances(tmp_path_factory, postgres_backend.store()) as both:
+        yield both
 
 
 def login_on(srv: ServerProc, name: str) -> Api:
@@ -160,3 +160,67 @@ async def test_a_retried_command_on_the_other_instance_is_applied_once(
     again = on_b.post("/v1/session/commands", json=body).json()
     assert first["result"] == again["result"]
     assert on_b.state()["version"] == first["result"]["version"]
+
+
+# --- several deployments on one Redis ------------------------------------------------
+
+
+def account_id(srv: ServerProc, name: str) -> int:
+    async def run() -> int:
+        engine = open_engine(db_url(srv))
+        try:
+            async with engine.connect() as conn:
+                account = await qa.account_by_name(conn, name)
+        finally:
+            await engine.dispose()
+        assert account is not None
+        return account.id
+
+    return int(run_async(run))
+
+
+def online(api: Api, device_id: str) -> bool:
+    devices = api.ok("GET", "/v1/devices")["devices"]
+    return bool(next(d["online"] for d in devices if d["id"] == device_id))
+
+
+async def test_deployments_with_other_redis_prefixes_do_not_hear_each_other(
+    tmp_path: Path, start_server: Callable[..., ServerProc], postgres_backend: Backend
+) -> None:
+    """Three one-instance deployments on one Redis, each with its own database, so their
+    first accounts have the same id and a device of the same id. `x` and `z` share a
+    prefix (what `--redis-prefix` is there to prevent): `z` hears `x`'s presence and
+    `x` hears `z`'s fan-out. `y` has a prefix of its own and hears neither."""
+    x_store, y_store = postgres_backend.store(), postgres_backend.store()
+    z_store = replace(postgres_backend.store(), redis_prefix=x_store.redis_prefix)
+    assert x_store.redis_prefix != y_store.redis_prefix
+    x, y, z = (
+        start_server(store=s, music=tmp_path, extra_args=("--no-scan",), wait_scan=False)
+        for s in (x_store, y_store, z_store)
+    )
+    names = [unique("p") for _ in range(3)]
+    for srv, name in zip((x, y, z), names, strict=True):
+        add_users(srv, name)
+    assert len({account_id(srv, n) for srv, n in zip((x, y, z), names, strict=True)}) == 1
+    dev = unique("dev")
+    on_x, on_y, on_z = (
+        Api(srv, n, srv.login(n, device_id=dev)) for srv, n in zip((x, y, z), names, strict=True)
+    )
+    async with (
+        channel(x, on_x.token, device_id=dev, capabilities=("play",)) as heard_on_x,
+        async_http(on_y) as hy,
+        async_http(on_z) as hz,
+        async_http(on_x) as hx,
+    ):
+        assert not online(on_y, dev)
+        assert online(on_z, dev)
+        await acmd(hy, "volume", value=11)
+        await acmd(hz, "volume", value=22)
+        await acmd(hx, "volume", value=33)
+        # One Redis delivers in order: anything `y` or `z` fanned out comes before this.
+        await heard_on_x.wait("state", lambda m: m["state"]["volume"] == 33)
+    volumes = [m["state"]["volume"] for m in heard_on_x.seen if m["type"] == "state"]
+    assert 22 in volumes
+    assert 11 not in volumes
+    for api in (on_x, on_y, on_z):
+        api.close()

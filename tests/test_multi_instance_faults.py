@@ -31,7 +31,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.audiogen import make_library
-from tests.fixtures_server import ServerProc, fresh_postgres_database, launch
+from tests.fixtures_server import Backend, ServerProc, two_instances
 from tests.tcp_proxy import TcpProxy
 from tests.test_api import (
     Api,
@@ -162,34 +162,18 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def pair(tmp_path_factory: pytest.TempPathFactory, music: Path) -> Iterator[Pair]:
-    """Instances A (scans) and B (--no-scan) on a fresh database; A may get killed."""
-    assert REDIS
-    url, drop = fresh_postgres_database()
-    a = launch(
-        tmp_path_factory.mktemp("fault-a"), music=music, database=url, extra_args=("--redis", REDIS)
-    )
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, music: Path, postgres_backend: Backend
+) -> Iterator[Pair]:
+    """Instances A (scans) and B (--no-scan) on a fresh deployment; A may get killed."""
     try:
-        b = launch(
-            tmp_path_factory.mktemp("fault-b"),
-            music=music,
-            database=url,
-            extra_args=("--redis", REDIS, "--no-scan"),
-            wait_scan=False,
-        )
-    except BaseException:
-        a.stop()
-        drop()
-        raise
-    try:
-        yield a, b
+        with two_instances(tmp_path_factory, postgres_backend.store(), music) as both:
+            yield both
     finally:
-        b.stop()
-        a.stop()
-        # A failed test may have left a service down (outage() restarts it too).
+        # A failed test may have left a service down (outage() restarts it too); the
+        # backend drops the database and the Redis keys at the end of the module.
         redis_start()
-        postgres_start()  # dropping the database needs it
-        drop()
+        postgres_start()
 
 
 def api_on(srv: ServerProc, name: str) -> Api:

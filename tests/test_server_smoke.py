@@ -1,16 +1,20 @@
-"""The server starts on each backend, migrates, scans, logs in and answers a command."""
+"""The server starts on each backend (SQLite; PostgreSQL + Redis), migrates, scans, logs
+in and answers a command."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.fixtures_server import ServerProc
 
+pytestmark = pytest.mark.every_backend
 
-def test_serve_login_command(start_server: Callable[..., ServerProc], backend: str) -> None:
-    srv = start_server(backend=backend)
+
+def test_serve_login_command(start_server: Callable[..., ServerProc]) -> None:
+    srv = start_server()
     srv.add_user("alice")
     tokens = srv.login("alice")
     h = {"Authorization": f"Bearer {tokens['access_token']}"}

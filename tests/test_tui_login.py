@@ -92,3 +92,67 @@ async def test_a_refused_session_goes_back_to_login_with_the_reason() -> None:
         await settle(pilot)
         assert isinstance(app.screen, LoginScreen)
         assert "revoked" in error_text(app)
+
+
+def code_text(app: object) -> str:
+    screen = app.screen  # type: ignore[attr-defined]
+    return str(screen.query_one("#device-code", Static).render())
+
+
+async def test_code_login_shows_the_code_and_an_approval_opens_the_main_screen() -> None:
+    async with running(FakeBackend(logged_in=False)) as (app, pilot, fake):
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: "WDJB-MJHT" in code_text(app))
+        shown = code_text(app)
+        assert "WDJB-MJHT" in shown
+        assert "tunehand ctl approve WDJB-MJHT" in shown
+        assert fake.default_server + "/approve" in shown
+        assert app.screen.has_class("code-waiting")
+        assert not app.screen.query_one("#password", Input).display
+        fake.answer_device_login("alice")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert app.screen.sub_title == f"alice @ {fake.default_server}"
+        assert ("start_device_login", {"server": fake.default_server}) in fake.calls
+        assert ("run", {}) in fake.calls
+
+
+async def test_a_denied_code_is_told_in_place_and_the_form_comes_back() -> None:
+    async with running(FakeBackend(logged_in=False)) as (app, pilot, fake):
+        await pilot.click("#code-button")
+        await wait_until(pilot, lambda: fake.device_login_waiting)
+        fake.answer_device_login(None)
+        await wait_until(pilot, lambda: "denied" in error_text(app))
+        assert isinstance(app.screen, LoginScreen)
+        assert not app.screen.has_class("code-waiting")
+        assert code_text(app) == ""
+        assert app.screen.query_one("#password", Input).display
+        await fill(pilot, "demo", "demo")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_escape_cancels_a_waiting_code_login() -> None:
+    async with running(FakeBackend(logged_in=False)) as (app, pilot, fake):
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: fake.device_login_waiting)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: error_text(app) == "code login cancelled")
+        assert isinstance(app.screen, LoginScreen)
+        assert app.screen.pending is None
+        assert not app.screen.has_class("code-waiting")
+        assert not app.screen.query_one("#code-button").disabled
+
+
+async def test_code_login_errors_are_shown_in_place() -> None:
+    async with running(FakeBackend(logged_in=False)) as (app, pilot, fake):
+        app.screen.query_one("#server", Input).value = ""
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert error_text(app) == "give the server URL"
+        app.screen.query_one("#server", Input).value = "http://127.0.0.1:1"
+        fake.fail_next(
+            "start_device_login", ServerUnreachable("cannot reach the server at http://127.0.0.1:1")
+        )
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: "cannot reach" in error_text(app))
+        assert not fake.device_login_waiting
+        assert not app.screen.query_one("#code-button").disabled

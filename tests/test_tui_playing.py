@@ -136,3 +136,27 @@ async def test_snapshots_coalesce() -> None:
             fake.apply("volume", value=v)
         await settle(pilot)
         assert seen[-1] == 49 and len(seen) < 50
+
+
+async def test_l_likes_and_shift_l_unlikes_the_playing_track() -> None:
+    async with running(seeded()) as (app, pilot, fake):
+        playing = fake.snapshot().track
+        assert playing is not None and playing.id not in fake.likes_ids
+        await pilot.press("l")
+        await settle(pilot)
+        assert fake.likes_ids[0] == playing.id
+        assert any(f"Liked {playing.title}" in n.message for n in app._notifications)
+        await pilot.press("3")
+        await settle(pilot)
+        assert [t.id for t in main_screen(app).likes.table.rows][:1] == [playing.id]
+        await pilot.press("L")
+        await settle(pilot)
+        assert playing.id not in fake.likes_ids
+
+
+async def test_liking_with_nothing_playing_is_a_warning() -> None:
+    async with running() as (app, pilot, fake):
+        await pilot.press("l")
+        await settle(pilot)
+        assert not any(c[0] == "set_like" for c in fake.calls)
+        assert any("Nothing is playing" in n.message for n in app._notifications)

@@ -1,14 +1,16 @@
 """The demo library: a few dozen tagged tracks of generated music for trying tunehand out.
 
-Owns `make_demo_library`, which writes made-up artists and albums (flac, ogg and mp3) of
-plucked-string arpeggios using sox (and lame when sox cannot write MP3), tagged with
-mutagen. It is idempotent: files that already exist are left alone, and each file appears
-under its final name only once complete. This module imports no server or client code.
+Owns `make_demo_library`, which writes made-up artists and albums (flac, ogg and mp3, and
+a generated cover.jpg per album) of plucked-string arpeggios using sox (and lame when sox
+cannot write MP3), tagged with mutagen. It is idempotent: files that already exist are
+left alone, and each file appears under its final name only once complete. This module
+imports no server or client code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import shutil
@@ -22,6 +24,7 @@ import mutagen
 from tunehand.errors import MediaError, UsageError
 
 SOX_MISSING = "sox is not installed: run `make demo` (it installs sox) or `apt-get install sox`"
+COVER = "cover.jpg"
 SAMPLE_RATE = 22050  # plenty for plucked tones, and halves the generation time
 
 # (artist, album, year, genre, root note, titles)
@@ -169,8 +172,15 @@ def make_demo_library(
     if not sox_mp3 and lame is None:
         planned = tuple(_as_flac(t) if t.fmt == "mp3" else t for t in planned)
     todo = [t for t in planned if not (dir / t.relpath).exists()]
-    if not todo:
+    covers = sorted({(dir / t.relpath).parent / COVER for t in planned} - set(dir.rglob(COVER)))
+    if not todo and not covers:
         emit(f"demo library already complete in {dir}")
+        return dir
+    for cover in covers:
+        cover.parent.mkdir(parents=True, exist_ok=True)
+        _write_cover(cover, cover.parent.name)
+        emit(f"wrote {cover}")
+    if not todo:
         return dir
     emit(f"generating {len(todo)} demo tracks in {dir}")
     workers = max(1, min(8, os.cpu_count() or 1))
@@ -179,6 +189,31 @@ def make_demo_library(
         for job in jobs:
             emit(f"wrote {job.result()}")
     return dir
+
+
+def _write_cover(path: Path, name: str, size: int = 600) -> None:
+    """A made-up album cover (JPEG): a two-colour gradient and a disc, picked by `name`."""
+    from PIL import Image, ImageDraw
+
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big")
+    top = (seed & 0x7F, (seed >> 7) & 0x7F, 80 + ((seed >> 14) & 0x7F))
+    bottom = (150 + ((seed >> 21) & 0x6F), 60 + ((seed >> 28) & 0x7F), (seed >> 35) & 0x7F)
+    img = Image.new("RGB", (size, size))
+    draw = ImageDraw.Draw(img)
+    for y in range(size):
+        t = y / (size - 1)
+        draw.line(
+            [(0, y), (size, y)],
+            fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)),
+        )
+    r = size // 5 + (seed % (size // 8))
+    cx, cy = size // 2 + (seed % 61) - 30, size // 2 + ((seed >> 8) % 61) - 30
+    disc = (200 + seed % 55, 120 + (seed >> 3) % 130, 60 + (seed >> 5) % 170)
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=disc)
+    draw.ellipse([cx - r // 6, cy - r // 6, cx + r // 6, cy + r // 6], fill=top)
+    tmp = path.with_name(f".{path.name}.part")
+    img.save(tmp, format="JPEG", quality=85)
+    os.replace(tmp, path)
 
 
 def _sox_writes_mp3(sox: str) -> bool:

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from tunehand.cli.output import format_status, format_track_line, status_json
+from tunehand.cli.output import format_status, format_track_line, status_json, track_json
 from tunehand.client.config import load_config, resolve_config_dir
 from tunehand.client.credentials import open_store
 from tunehand.client.http import ApiClient, quote
@@ -125,7 +125,7 @@ def _simple(op: str, **fields: Any) -> Any:
 
 def _status(api: ApiClient, args: argparse.Namespace) -> int:
     payload = api.request("GET", "/v1/session")
-    st = status_json(payload)
+    st = status_json(payload, api.http.server)
     _out(args, st, format_status(st))
     return 0
 
@@ -223,7 +223,7 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
             {
                 "entry_id": e["entry_id"],
                 "current": e["current"],
-                "track": _track_json(e["track"]) if e["track"] else None,
+                "track": track_json(e["track"], api.http.server) if e["track"] else None,
             }
             for e in q["entries"]
         ]
@@ -247,14 +247,11 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
     elif edit == "remove":
         command(api, "queue_remove", entry_ids=args.entry_ids)
     elif edit == "move":
-        command(api, "queue_move", entry_id=args.entry_id, index=args.index)
+        op = "order_move" if args.play_order else "queue_move"
+        command(api, op, entry_id=args.entry_id, index=args.index)
     elif edit == "clear":
         command(api, "queue_clear")
     return 0
-
-
-def _track_json(t: Json) -> Json:
-    return {k: t.get(k) for k in ("id", "title", "artist", "album", "duration_ms", "album_id")}
 
 
 def device_list(api: ApiClient) -> list[Json]:
@@ -315,7 +312,7 @@ def _transfer(api: ApiClient, args: argparse.Namespace) -> int:
 
 def _search(api: ApiClient, args: argparse.Namespace) -> int:
     tracks = api.request("GET", f"/v1/search?q={_q(args.query)}&limit={args.limit}")["tracks"]
-    out = [_track_json(t) for t in tracks]
+    out = [track_json(t, api.http.server) for t in tracks]
     lines = [f"{t['id']}  {format_track_line(t)}" for t in out]
     _out(args, out, "\n".join(lines) or "no match")
     return 0
@@ -332,7 +329,7 @@ def _playlists(api: ApiClient, args: argparse.Namespace) -> int:
         )
     elif edit == "show":
         pl = api.request("GET", f"/v1/playlists/{_q(args.name)}")
-        tracks = [_track_json(t) for t in pl["tracks"] if t]
+        tracks = [track_json(t, api.http.server) for t in pl["tracks"] if t]
         _out(
             args,
             {"name": pl["name"], "tracks": tracks},
@@ -363,7 +360,7 @@ def _like(api: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _likes(api: ApiClient, args: argparse.Namespace) -> int:
-    tracks = [_track_json(t) for t in api.request("GET", "/v1/likes")["tracks"]]
+    tracks = [track_json(t, api.http.server) for t in api.request("GET", "/v1/likes")["tracks"]]
     _out(args, tracks, "\n".join(f"{t['id']}  {format_track_line(t)}" for t in tracks) or "none")
     return 0
 
@@ -372,7 +369,7 @@ def _history(api: ApiClient, args: argparse.Namespace) -> int:
     rows = api.request("GET", f"/v1/history?limit={args.limit}")["history"]
     out = [
         {
-            "track": _track_json(r["track"]) if r["track"] else None,
+            "track": track_json(r["track"], api.http.server) if r["track"] else None,
             "played_ms": r["played_ms"],
             "device_id": r["device_id"],
         }

@@ -40,6 +40,11 @@ def _queue(p: P, cls: type[P], g: Globals) -> None:
     g(qm)
     qm.add_argument("entry_id")
     qm.add_argument("index", type=int)
+    qm.add_argument(
+        "--play-order",
+        action="store_true",
+        help="INDEX counts in the play order (the shuffled order while shuffle is on)",
+    )
     g(qsub.add_parser("clear", help="empty the queue"))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import threading
 from collections.abc import Callable
 
 from tunehand.cli.ctl import client_for
@@ -43,8 +44,21 @@ def build_agent(
         raise UsageError("--device-name: at most 128 characters")
     options = {**config.mpv_options, **parse_mpv_options(getattr(args, "mpv_option", None))}
 
+    lock = threading.Lock()  # the client's one connection: one request at a time
+
+    def locked_token() -> str:
+        with lock:
+            return api.access_token()
+
+    def add_remote(url: str) -> str:
+        with lock:
+            return str(api.request("POST", "/v1/tracks/remote", {"url": url})["id"])
+
     async def token() -> str:
-        return await asyncio.to_thread(api.access_token)
+        return await asyncio.to_thread(locked_token)
+
+    async def remote_track(url: str) -> str:
+        return await asyncio.to_thread(add_remote, url)
 
     factory = None
     if plays:
@@ -62,4 +76,5 @@ def build_agent(
         player_factory=factory,
         on_snapshot=on_snapshot,
         ca_file=api.http.ca_file,
+        remote_track=remote_track,
     )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from tunehand.cli.password import read_password
+from tunehand.client import device_login
 from tunehand.client.config import (
     default_device_name,
     device_id,
@@ -26,8 +27,8 @@ from tunehand.client.config import (
     save_setting,
 )
 from tunehand.client.credentials import Credentials, FileStore, KeyringStore, open_store
-from tunehand.client.http import HttpClient, check_server_url, error_message
-from tunehand.errors import AuthError, KeyringError, ServerUnreachable, UsageError
+from tunehand.client.http import HttpClient, check_server_url
+from tunehand.errors import KeyringError, ServerUnreachable, UsageError
 
 TOKEN_FILE = "tokens.json"  # noqa: S105 - a file name, not a secret
 
@@ -125,56 +126,27 @@ def _password_login(
 
 
 def _raise_login_error(status: int, payload: Any) -> NoReturn:
-    _, message = error_message(payload, f"login failed ({status})")
-    if status in (401, 429):
-        raise AuthError(message)
-    if status >= 500:
-        raise ServerUnreachable(message)
-    raise UsageError(message)
+    device_login.raise_login_error(status, payload)
 
 
 def device_code_login(
     http: HttpClient, dev: str, name: str, sleep: Callable[[float], None] = time.sleep
 ) -> dict[str, Any]:
     """RFC 8628: get a code, show it, poll at the announced interval until approved."""
-    status, start = http.request("POST", "/v1/auth/device", {"device_id": dev, "device_name": name})
-    if status != 200:
-        _raise_login_error(status, start)
-    code = str(start["user_code"])
-    uri = str(start["verification_uri"])
-    interval = float(start["interval"])
-    print(f"Your code: {code}", flush=True)
+    code = device_login.start(http, dev, name)
+    print(f"Your code: {code.user_code}", flush=True)
+    print(device_login.instructions(code), flush=True)
     print(
-        f"On a logged-in device run `tunehand ctl approve {code}`, "
-        f"or open {uri} and enter the code.",
+        f"Waiting for approval (the code expires in {code.expires_in_s // 60} min)...",
         flush=True,
     )
-    print(
-        f"Waiting for approval (the code expires in {int(start['expires_in']) // 60} min)...",
-        flush=True,
-    )
+    interval = code.interval_s
     while True:
         sleep(interval)
-        status, payload = http.request(
-            "POST", "/v1/auth/device/token", {"device_code": start["device_code"]}
-        )
-        if status == 200:
-            answer: dict[str, Any] = dict(payload)
-            return answer
-        err_code, message = error_message(payload, f"login failed ({status})")
-        if err_code == "authorization_pending":
-            continue
-        if err_code == "slow_down":
-            err = payload.get("error", {}) if isinstance(payload, dict) else {}
-            interval = max(interval + 5, float(err.get("interval") or 0))
-            continue
-        if err_code == "expired_token":
-            raise AuthError("the code expired before it was approved: run the login again")
-        if err_code == "access_denied":
-            raise AuthError(f"the login was denied: {message}")
-        if status == 400:  # invalid_grant: unknown or already used code
-            raise AuthError(message)
-        _raise_login_error(status, payload)
+        answer = device_login.poll(http, code, interval)
+        if answer.tokens is not None:
+            return answer.tokens
+        interval = answer.interval_s
 
 
 def _logout(args: argparse.Namespace, config_dir: object) -> int:

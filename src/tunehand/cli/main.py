@@ -152,6 +152,12 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, default=8440, help="0 picks a free port")
     serve.add_argument("--music", action="append", default=[], metavar="DIR")
     serve.add_argument("--redis", help="redis://HOST:PORT to run several instances")
+    serve.add_argument(
+        "--redis-prefix",
+        metavar="PREFIX",
+        help="put before every Redis key and channel, so deployments can share one Redis"
+        " (default: tunehand:; also TUNEHAND_REDIS_PREFIX)",
+    )
     serve.add_argument("--no-scan", action="store_true", help="skip the scan at start")
     serve.add_argument("--certfile", help="TLS certificate (PEM) to serve https and wss")
     serve.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")

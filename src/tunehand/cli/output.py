@@ -9,7 +9,19 @@ from tunehand.core.clock import clock, extrapolate
 Json = dict[str, Any]
 
 
-def status_json(payload: Json) -> Json:
+TRACK_KEYS = ("id", "title", "artist", "album", "duration_ms", "album_id")
+
+
+def track_json(t: Json, server: str = "") -> Json:
+    """A track as every `--json` output shows it (documented in README); `art_url` is the
+    absolute, signed picture URL (it expires: fetch it when you read it), or null."""
+    out = {k: t.get(k) for k in TRACK_KEYS}
+    art = t.get("art_url")
+    out["art_url"] = server.rstrip("/") + art if isinstance(art, str) and art else None
+    return out
+
+
+def status_json(payload: Json, server: str = "") -> Json:
     """The `status --json` object from a `GET /v1/session` answer (documented in README)."""
     state = payload["state"]
     track = payload.get("track")
@@ -27,11 +39,7 @@ def status_json(payload: Json) -> Json:
     return {
         "device": device,
         "playing": bool(state["position"]["playing"]),
-        "track": (
-            {k: track.get(k) for k in ("id", "title", "artist", "album", "duration_ms", "album_id")}
-            if track
-            else None
-        ),
+        "track": track_json(track, server) if track else None,
         "position_ms": pos if track else 0,
         "volume": state["volume"],
         "shuffle": state["shuffle"],

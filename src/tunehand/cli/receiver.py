@@ -2,16 +2,21 @@
 
 It plays what is pushed to it and logs one line per event. SIGINT/SIGTERM stop it
 cleanly; if it was playing, the session is left paused at the exact position.
+
+It keeps its memory small (`tunehand.cli.residency`): malloc tuned, and the pages
+only start-up touched given back once connected and again once the first track plays.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 
+from tunehand.cli import residency
 from tunehand.cli.device import build_agent
 from tunehand.client.agent import Agent
 from tunehand.core.clock import clock
@@ -19,6 +24,33 @@ from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import desktop_for
 
 log = logging.getLogger("tunehand.receiver")
+
+SETTLE_S = 5.0
+"""How long after playback first starts here the start-up pages are given back (by then
+the track is open, decoding and out to the audio device)."""
+
+
+class _Trimmer:
+    """Give start-up pages back twice: once connected (libmpv is loaded and running),
+    and SETTLE_S after playback first starts here (opening a track and the audio
+    output touches more, once)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._connected = self._played = False
+
+    def __call__(self, snap: Snapshot) -> None:
+        if snap.connected and not self._connected:
+            self._connected = True
+            self._loop.call_soon(self._release)
+        if snap.active_here and snap.state.position.playing and not self._played:
+            self._played = True
+            self._loop.call_later(SETTLE_S, self._release)
+
+    def _release(self) -> None:
+        # ~30 ms of reading /proc and madvise: off the loop, which may have a switch due.
+        with contextlib.suppress(RuntimeError):  # the loop's executor is shut down: stopping
+            self._loop.run_in_executor(None, residency.release_startup_pages)
 
 
 class _EventLog:
@@ -52,9 +84,11 @@ class _EventLog:
 async def _run(args: argparse.Namespace) -> int:
     desktop = desktop_for(getattr(args, "config_dir", None))
     event_log = _EventLog()
+    trimmer = _Trimmer(asyncio.get_running_loop())
 
     def on_snapshot(snap: Snapshot) -> None:
         event_log(snap)
+        trimmer(snap)
         desktop.on_snapshot(snap)
 
     agent = build_agent(args, on_snapshot=on_snapshot)
@@ -95,4 +129,5 @@ def run_receiver(args: argparse.Namespace) -> int:
         level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    residency.tune_malloc()  # before mpv starts its threads
     return asyncio.run(_run(args))

@@ -1,4 +1,5 @@
-"""Settings shared by `serve` and `admin`: data dir, database URL, saved music folders."""
+"""Settings shared by `serve` and `admin`: data dir, database URL, Redis prefix, saved
+music folders."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import os
 from pathlib import Path
 
 from tunehand.errors import ConfigError, UsageError
+from tunehand.server.bus import DEFAULT_PREFIX
 from tunehand.server.services import Settings
 
 FOLDERS_FILE = "music-folders.json"
+MAX_PREFIX = 100
 
 
 def data_dir(args: argparse.Namespace) -> Path:
@@ -24,6 +27,18 @@ def data_dir(args: argparse.Namespace) -> Path:
 
 def database_url(args: argparse.Namespace) -> str | None:
     return getattr(args, "database", None) or os.environ.get("TUNEHAND_DATABASE_URL") or None
+
+
+def redis_prefix(args: argparse.Namespace) -> str:
+    """`--redis-prefix`, else TUNEHAND_REDIS_PREFIX, else `tunehand:`."""
+    raw = getattr(args, "redis_prefix", None) or os.environ.get("TUNEHAND_REDIS_PREFIX")
+    if not raw:
+        return DEFAULT_PREFIX
+    if any(c.isspace() or not c.isprintable() for c in raw) or len(raw) > MAX_PREFIX:
+        raise UsageError(
+            f"--redis-prefix: printable characters without spaces, at most {MAX_PREFIX}"
+        )
+    return raw
 
 
 def music_folders(args: argparse.Namespace, ddir: Path) -> tuple[Path, ...]:
@@ -59,6 +74,7 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         data_dir=ddir,
         database_url=database_url(args),
         redis_url=getattr(args, "redis", None) or os.environ.get("TUNEHAND_REDIS_URL") or None,
+        redis_prefix=redis_prefix(args),
         scan_on_start=not getattr(args, "no_scan", False),
         trusted_proxies=tuple(getattr(args, "trust_proxy", []) or []),
     )

@@ -47,6 +47,7 @@ FIELDS = (
     "volume",
     "shuffle",
     "repeat",
+    "art_url",
 )
 
 
@@ -66,6 +67,7 @@ def template_fields(st: dict[str, Any]) -> dict[str, str]:
         "volume": str(st["volume"]),
         "shuffle": "on" if st["shuffle"] else "off",
         "repeat": st["repeat"],
+        "art_url": track.get("art_url") or "",
     }
 
 
@@ -165,7 +167,7 @@ def watch(
                         "devices": devices,
                         "server_time_ms": time.time_ns() // 1_000_000,
                     }
-                    line = fmt(status_json(payload))
+                    line = fmt(status_json(payload, api.http.server))
                     if line != last_printed:
                         out.write(line + "\n")
                         out.flush()

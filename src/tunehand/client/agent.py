@@ -56,7 +56,9 @@ COMMAND_TIMEOUT_S = 10.0
 COARSE_DELAY_MS = 10_000.0
 HOLD_PREPARED_S = 5.0
 """A transfer target drops its prepared track if the switch has not come by then."""
-ANYWHERE_OPS = frozenset({"queue_add", "queue_next", "queue_remove", "queue_move", "queue_clear"})
+ANYWHERE_OPS = frozenset(
+    {"queue_add", "queue_next", "queue_remove", "queue_move", "order_move", "queue_clear"}
+)
 
 
 PlayerFactory = Callable[[pev.EventSink, asyncio.AbstractEventLoop], Player]
@@ -72,8 +74,11 @@ class Agent:
         player_factory: PlayerFactory | None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
         ca_file: str | None = None,
+        remote_track: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.device = device
+        self.remote_track = remote_track
+        """Make an http(s) URL a track of the library (its id), for MPRIS OpenUri."""
         self.mirror = Mirror()
         self.sync = TimeSync()
         self._player_factory = player_factory

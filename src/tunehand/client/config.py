@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from tunehand.errors import ConfigError
 
 CONFIG_FILE = "config.toml"
+COVER_ART_MODES = ("auto", "blocks", "off")
 DEVICE_ID_FILE = "device-id"
 
 _DEVICE_ID_RE = re.compile(r"^d[0-9a-f]{20}$")
@@ -42,6 +43,8 @@ class Config(NamedTuple):
     theme: str | None = None
     ca_file: str | None = None
     notifications: bool = True
+    cover_art: str = "auto"
+    """"auto" (the terminal's best: Kitty, Sixel, else half blocks), "blocks" or "off"."""
 
 
 def resolve_config_dir(cli_value: str | None, environ: Mapping[str, str]) -> Path:
@@ -238,6 +241,7 @@ def _config_from_table(table: dict[str, Any], path: Path) -> Config:
         theme=_optional_str(table, "theme", path),
         ca_file=_optional_str(table, "ca_file", path),
         notifications=_optional_bool(table, "notifications", path, default=True),
+        cover_art=_choice(table, "cover_art", COVER_ART_MODES, path),
     )
 
 
@@ -266,6 +270,19 @@ def _optional_str(table: dict[str, Any], key: str, path: Path) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise _wrong_type(path, key, "a string", value)
+
+
+def _choice(table: dict[str, Any], key: str, choices: tuple[str, ...], path: Path) -> str:
+    """A string key that must be one of `choices` (the first is the default)."""
+    value = table.get(key, choices[0])
+    if not isinstance(value, str):
+        raise _wrong_type(path, key, "a string", value)
+    if value not in choices:
+        options = ", ".join(f'"{c}"' for c in choices)
+        raise ConfigError(
+            f"{path}: {key} must be one of {options}, not {value[:40]!r}: fix that value"
+        )
+    return value
 
 
 def _optional_bool(table: dict[str, Any], key: str, path: Path, *, default: bool) -> bool:

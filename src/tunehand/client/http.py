@@ -93,6 +93,22 @@ class HttpClient:
             headers["Content-Type"] = "application/json"
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        status, raw = self._exchange(method, path, headers, data)
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise ProtocolError(
+                f"the server at {self.server} sent a reply that is not JSON"
+            ) from exc
+        return status, payload
+
+    def get_bytes(self, path: str, accept: str = "*/*") -> tuple[int, bytes]:
+        """GET `path` (a signed URL's path and query: no token) and return the raw body."""
+        return self._exchange("GET", path, {"Accept": accept}, None)
+
+    def _exchange(
+        self, method: str, path: str, headers: dict[str, str], data: bytes | None
+    ) -> tuple[int, bytes]:
         for attempt in (0, 1):
             conn = self._connection()
             try:
@@ -120,13 +136,7 @@ class HttpClient:
                 raise ServerUnreachable(
                     f"cannot reach the server at {self.server}: {reason}"
                 ) from exc
-        try:
-            payload = json.loads(raw) if raw else None
-        except ValueError as exc:
-            raise ProtocolError(
-                f"the server at {self.server} sent a reply that is not JSON"
-            ) from exc
-        return status, payload
+        return status, raw
 
 
 def error_message(payload: Any, default: str) -> tuple[str, str]:

@@ -27,6 +27,7 @@ Op = Literal[
     "queue_next",
     "queue_remove",
     "queue_move",
+    "order_move",
     "queue_clear",
     "queue_replace",
     "transfer",
@@ -62,11 +63,13 @@ class Command:
     queue_add, queue_next, queue_replace."""
     replace: bool = False
     entry_id: str | None = None
-    """play (jump to this entry), queue_move."""
+    """play (jump to this entry), queue_move, order_move."""
     entry_ids: tuple[str, ...] = ()
     """queue_remove."""
     index: int | None = None
-    """queue_move: the new index; play with track_ids and replace: where to start."""
+    """queue_move: the new index in the queue; order_move: the new index in the play order
+    (the shuffle permutation while shuffle is on); play with track_ids and replace: where
+    to start."""
     position_ms: int | None = None
     """seek (absolute), play (start here)."""
     delta_ms: int | None = None
@@ -146,8 +149,8 @@ def validate(cmd: Command) -> str | None:
         return "if_version: queue_replace needs the version it replaces"
     if op == "queue_remove" and not cmd.entry_ids:
         return "entry_ids: queue_remove needs at least one entry"
-    if op == "queue_move" and (cmd.entry_id is None or cmd.index is None):
-        return "queue_move: needs entry_id and index"
+    if op in ("queue_move", "order_move") and (cmd.entry_id is None or cmd.index is None):
+        return f"{op}: needs entry_id and index"
     if op == "transfer" and not cmd.device_id:
         return "device_id: transfer needs a device"
     if cmd.index is not None and cmd.index < 0:

@@ -40,6 +40,8 @@ class TrackView:
     url: str | None = None
     """A signed stream URL (library tracks) or the http(s) URL of a remote track."""
     album_id: str = ""
+    art_url: str | None = None
+    """A signed URL of the track's cover art (add `&size=N`), or None when it has none."""
 
 
 # --- client to server -------------------------------------------------------------

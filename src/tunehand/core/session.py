@@ -370,6 +370,19 @@ def _queue_move(state: SessionState, cmd: Command, ctx: Context) -> Handled:
     return replace(state, queue=tuple(queue)), ()
 
 
+def _order_move(state: SessionState, cmd: Command, ctx: Context) -> Handled:
+    """Move an entry within the play order: the shuffle permutation while shuffle is on
+    (the stored queue keeps its order), else the queue itself (as `queue_move`)."""
+    if not (state.shuffle and state.order):
+        return _queue_move(state, cmd, ctx)
+    assert cmd.entry_id is not None and cmd.index is not None
+    if cmd.entry_id not in state.order:
+        raise Refused("not_found", f"no entry {cmd.entry_id} in the queue")
+    order = [x for x in state.order if x != cmd.entry_id]
+    order.insert(min(cmd.index, len(order)), cmd.entry_id)
+    return replace(state, order=tuple(order)), ()
+
+
 def _queue_clear(state: SessionState, cmd: Command, ctx: Context) -> Handled:
     return replace(
         state, queue=(), order=(), current=None, position=Position(0, ctx.now_ms, False, 0.0)
@@ -450,6 +463,7 @@ _HANDLERS = {
     "queue_next": _queue_next,
     "queue_remove": _queue_remove,
     "queue_move": _queue_move,
+    "order_move": _order_move,
     "queue_clear": _queue_clear,
     "queue_replace": _queue_replace,
     "transfer": _transfer,

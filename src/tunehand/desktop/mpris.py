@@ -28,6 +28,7 @@ from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus
 from tunehand.client.agent import Agent
 from tunehand.core.model import SessionState
 from tunehand.core.snapshot import Snapshot
+from tunehand.errors import TunehandError
 
 log = logging.getLogger("tunehand.desktop")
 
@@ -40,6 +41,7 @@ when the connection is back (the agent's journal) and the call returns at once."
 LOOP = {"off": "None", "one": "Track", "all": "Playlist"}
 REPEAT = {v: k for k, v in LOOP.items()}
 DBusStrList = Annotated[list[str], DBusSignature("as")]
+ART_SIZE = 512
 
 
 def track_path(entry_id: str | None) -> str:
@@ -168,11 +170,20 @@ class PlayerIface(ServiceInterface):
         await self._do("seek", position_ms=position // 1000)
 
     @dbus_method()
-    def OpenUri(self, uri: DBusStr) -> None:
-        raise DBusError(
-            "org.freedesktop.DBus.Error.NotSupported",
-            "OpenUri is not supported: use `tunehand ctl play --url URL`",
-        )
+    async def OpenUri(self, uri: DBusStr) -> None:
+        """Play an http(s) URL now (as `tunehand ctl play --url`): it becomes a track of
+        the library, goes in after the current entry and plays, wherever the session plays."""
+        scheme = uri.split(":", 1)[0].lower()
+        if scheme not in ("http", "https") or self._agent.remote_track is None:
+            raise DBusError(
+                "org.freedesktop.DBus.Error.NotSupported",
+                f"only http and https URIs can be opened, not {uri[:200]!r}",
+            )
+        try:
+            track_id = await self._agent.remote_track(uri)
+        except TunehandError as exc:
+            raise DBusError("org.mpris.MediaPlayer2.tunehand.Refused", str(exc)) from None
+        await self._do("play", track_ids=(track_id,))
 
     @dbus_signal()
     def Seeked(self, position: DBusInt64) -> DBusInt64:
@@ -263,7 +274,14 @@ class PlayerIface(ServiceInterface):
             meta["xesam:title"] = Variant("s", track.title)
             meta["xesam:artist"] = Variant("as", [track.artist] if track.artist else [])
             meta["xesam:album"] = Variant("s", track.album)
+            if track.art_url:
+                meta["mpris:artUrl"] = Variant("s", self._art_url(track.art_url))
         return meta
+
+    def _art_url(self, url: str) -> str:
+        """The signed art URL, absolute (a desktop shell fetches it with no token)."""
+        absolute = url if "://" in url else self._agent.channel.server + url
+        return f"{absolute}&size={ART_SIZE}"
 
     # --- signals from snapshots -------------------------------------------------
 

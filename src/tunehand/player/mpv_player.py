@@ -34,6 +34,20 @@ DEFAULTS: dict[str, str] = {
     "demuxer-max-bytes": "4MiB",
     "demuxer-max-back-bytes": "1MiB",
 }
+BUILTIN_SCRIPTS = (
+    "osc",
+    "ytdl",
+    "load-stats-overlay",
+    "load-osd-console",
+    "load-console",
+    "load-auto-profiles",
+    "load-select",
+    "load-positioning",
+    "load-commands",
+)
+"""mpv's built-in Lua scripts (each a thread and a Lua state, ~1 MB): switched off once
+mpv runs, for those this libmpv has (the names change between versions, and a build
+without Lua has none) and the user did not set."""
 
 
 def import_mpv() -> Any:
@@ -65,8 +79,23 @@ class MpvPlayer:
             raise MediaError(f"mpv refused an option: {exc}") from exc
         except Exception as exc:  # python-mpv raises its own error types for bad options
             raise MediaError(f"mpv refused an option: {str(exc).splitlines()[0]}") from exc
+        self._quiet_scripts(opts)
         self._mpv.register_event_callback(self._on_mpv_event)
         self._mpv.observe_property("time-pos", self._on_time_pos)
+
+    def _quiet_scripts(self, opts: Mapping[str, str]) -> None:
+        """Stop the built-in scripts (setting one of these options to no at run time
+        unloads its script); `load-auto-profiles` stays when the user loads mpv.conf."""
+        user_config = "config" in opts or "include" in opts
+        try:
+            known = set(self._mpv.options)
+            for name in BUILTIN_SCRIPTS:
+                if name in known and name not in opts:
+                    if name == "load-auto-profiles" and user_config:
+                        continue
+                    self._mpv[name] = "no"
+        except Exception:  # an mpv that refuses: its scripts stay, which is harmless
+            return
 
     # --- mpv's thread: pack and hand over, nothing else ---------------------------
 

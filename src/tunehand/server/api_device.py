@@ -65,7 +65,12 @@ async def start(request: Request) -> Response:
         raise ApiError(422, "invalid", "device_id: 1 to 64 characters; device_name at most 128")
     s = services(request)
     started = await device_code.start(
-        s.engine, b.device_id, b.device_name or b.device_id, s.settings.device_code_ttl_s, now_ms()
+        s.engine,
+        b.device_id,
+        b.device_name or b.device_id,
+        s.settings.device_code_ttl_s,
+        now_ms(),
+        client_address(request),
     )
     uri = verification_uri(request)
     return json(

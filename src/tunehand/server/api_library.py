@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from tunehand.server.db import library as ql
+from tunehand.server.streams import track_view
 from tunehand.server.web import ApiError, error, json, path_param, principal, query_int, services
 
 MAX_QUERY = 200
@@ -32,7 +32,7 @@ async def search(request: Request) -> Response:
         found = await ql.find(conn, q, limit)
     now_s = int(time.time())
     del who
-    return json({"tracks": [replace(t, url=s.signer.path(t.id, now_s)) for t in found]})
+    return json({"tracks": [track_view(s.signer, t, now_s) for t in found]})
 
 
 async def artists(request: Request) -> Response:
@@ -68,7 +68,7 @@ async def album_tracks(request: Request) -> Response:
     if not found:
         raise ApiError(404, "not_found", f"no album {album!r}")
     now_s = int(time.time())
-    return json({"tracks": [replace(t, url=s.signer.path(t.id, now_s)) for t in found]})
+    return json({"tracks": [track_view(s.signer, t, now_s) for t in found]})
 
 
 async def track(request: Request) -> Response:

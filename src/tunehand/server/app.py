@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import WebSocketRoute
 
 from tunehand.errors import StoreError, TunehandError
-from tunehand.server import api, api_device, api_library, auth
+from tunehand.server import api, api_art, api_device, api_library, auth
 from tunehand.server.bus import RedisBus, open_bus
 from tunehand.server.channel import channel_endpoint
 from tunehand.server.db import migrate
@@ -64,8 +64,8 @@ def create_app(
         await asyncio.to_thread(auth.prime)
         engine = await open_database(settings)
         signer = Signer(load_or_create_key(settings.data_dir, os.environ))
-        bus = open_bus(settings.redis_url)
-        presence = open_presence(settings.redis_url)
+        bus = open_bus(settings.redis_url, settings.redis_prefix)
+        presence = open_presence(settings.redis_url, settings.redis_prefix)
         hub = Hub(bus, presence)
         try:
             await hub.start()
@@ -110,6 +110,7 @@ def create_app(
             *api.routes,
             *api_device.routes,
             *api_library.routes,
+            *api_art.routes,
             WebSocketRoute("/v1/channel", channel_endpoint),
         ],
         lifespan=lifespan,

@@ -49,8 +49,8 @@ def _dummy_hash() -> str:
 
 
 class Throttled(AuthError):
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(f"too many failed attempts: try again in {retry_after_s} s")
+    def __init__(self, retry_after_s: int, what: str = "too many failed attempts") -> None:
+        super().__init__(f"{what}: try again in {retry_after_s} s")
         self.retry_after_s = retry_after_s
 
 
@@ -106,6 +106,17 @@ def throttle_delay_s(failures: int) -> int:
     return int(min(MAX_DELAY_S, 2 ** (failures - FREE_FAILURES + 1)))
 
 
+async def begin_attempts(conn: AsyncConnection, keys: list[str], now_ms: int) -> None:
+    """Count an attempt under every key before it is checked, or raise `Throttled` (which
+    rolls the count back: a refused attempt guessed nothing). Parallel attempts are
+    serialized on the rows, so a burst gets no more than the free attempts."""
+    for key in keys:
+        attempts, last = await q.begin_attempt(conn, key, now_ms)
+        wait_ms = throttle_delay_s(attempts - 1) * 1000 - (now_ms - last)
+        if wait_ms > 0:
+            raise Throttled(max(1, wait_ms // 1000))
+
+
 async def check_throttle(conn: AsyncConnection, keys: list[str], now_ms: int) -> None:
     for key in keys:
         fails, last = await q.failures(conn, key)
@@ -145,18 +156,19 @@ async def check_password(
     engine: AsyncEngine, name: str, password: str, address: str, now_ms: int
 ) -> q.Account:
     """The account for a right password, with login throttling per user and per address;
-    an unknown user costs the same time as a wrong password."""
+    an unknown user costs the same time as a wrong password.
+
+    Every attempt is counted as a failure *before* the password is checked and the count
+    is cleared only when it was right, so a burst of parallel guesses cannot all slip
+    through the throttle while the first ones are still being hashed.
+    """
     keys = [f"user:{name[:MAX_NAME]}", f"addr:{address}"]
     async with engine.begin() as conn:
-        await check_throttle(conn, keys, now_ms)
+        await begin_attempts(conn, keys, now_ms)
         account = await q.account_by_name(conn, name) if len(name) <= MAX_NAME else None
     # Same work for an unknown user as for a wrong password.
     ok = await _verify(account.password_hash if account else _dummy_hash(), password[:MAX_PASSWORD])
     if account is None or not ok:
-        # Commit the failures before raising: raising inside the transaction rolls it back.
-        async with engine.begin() as conn:
-            for key in keys:
-                await q.record_failure(conn, key, now_ms)
         raise AuthError("wrong user name or password")
     async with engine.begin() as conn:
         for key in keys:

@@ -1,7 +1,9 @@
 """Fan-out between server instances: in-process by default, Redis pub/sub with `--redis`.
 
 A bus carries opaque bytes on per-account topics. Delivery is at most once; clients
-recover from a gap through `version` (they resync).
+recover from a gap through `version` (they resync). On Redis every channel is the
+deployment's prefix (`--redis-prefix`, default `tunehand:`) followed by the topic, so
+several deployments can share one Redis without seeing each other's messages.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunehand.bus")
 
 Handler = Callable[[str, bytes], Awaitable[None] | None]
+
+DEFAULT_PREFIX = "tunehand:"
+"""Put before every Redis key and pub/sub channel of a deployment (`--redis-prefix`)."""
+KEEPALIVE = "keepalive"
+"""Topic the Redis bus listens on while it has no other, so its connection stays up."""
 
 
 class Bus(Protocol):
@@ -55,11 +62,20 @@ class MemoryBus:
 
 
 class RedisBus:
-    """Redis pub/sub; resubscribes after Redis comes back, and the hub resyncs clients."""
+    """Redis pub/sub; resubscribes after Redis comes back, and the hub resyncs clients.
 
-    def __init__(self, url: str, on_reconnect: Callable[[], Awaitable[None]] | None = None) -> None:
+    Topics are channels `prefix + topic` on Redis; the handler sees the topic alone."""
+
+    def __init__(
+        self,
+        url: str,
+        on_reconnect: Callable[[], Awaitable[None]] | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
         self._redis = redis_client(url)
         self._pubsub = self._redis.pubsub()
+        self._prefix = prefix
         self._handler: Handler | None = None
         self._topics: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -76,12 +92,14 @@ class RedisBus:
         while True:
             try:
                 if not self._topics:
-                    await self._pubsub.subscribe("tunehand:keepalive")
+                    await self._pubsub.subscribe(self._channel(KEEPALIVE))
                 msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is None or self._handler is None:
                     continue
-                topic = msg["channel"].decode()
-                res = self._handler(topic, msg["data"])
+                channel = msg["channel"].decode()
+                if not channel.startswith(self._prefix):
+                    continue
+                res = self._handler(channel[len(self._prefix) :], msg["data"])
                 if res is not None:
                     await res
             except asyncio.CancelledError:
@@ -101,8 +119,8 @@ class RedisBus:
             try:
                 await self._pubsub.reset()
                 self._pubsub = self._redis.pubsub()
-                topics = list(self._topics) or ["tunehand:keepalive"]
-                await self._pubsub.subscribe(*topics)
+                topics = list(self._topics) or [KEEPALIVE]
+                await self._pubsub.subscribe(*(self._channel(t) for t in topics))
             except (redis.exceptions.RedisError, OSError):
                 continue  # still down; a failed subscribe leaves the new pubsub unconnected
             break
@@ -119,7 +137,7 @@ class RedisBus:
         import redis.exceptions
 
         try:
-            await self._redis.publish(topic, data)
+            await self._redis.publish(self._channel(topic), data)
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning("bus: cannot publish (%s); devices resync when Redis is back", exc)
 
@@ -129,14 +147,17 @@ class RedisBus:
 
         self._topics.add(topic)
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
-            await self._pubsub.subscribe(topic)
+            await self._pubsub.subscribe(self._channel(topic))
 
     async def unsubscribe(self, topic: str) -> None:
         import redis.exceptions
 
         self._topics.discard(topic)
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
-            await self._pubsub.unsubscribe(topic)
+            await self._pubsub.unsubscribe(self._channel(topic))
+
+    def _channel(self, topic: str) -> str:
+        return self._prefix + topic
 
     async def close(self) -> None:
         if self._task is not None:
@@ -156,11 +177,11 @@ def redis_client(url: str) -> Redis:
     return aioredis.from_url(url, retry=Retry(ExponentialBackoff(cap=0.25, base=0.01), 2))
 
 
-def open_bus(url: str | None) -> Bus:
+def open_bus(url: str | None, prefix: str = DEFAULT_PREFIX) -> Bus:
     if not url or url == "memory://":
         return MemoryBus()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisBus(url)
+        return RedisBus(url, prefix=prefix)
     from tunehand.errors import UsageError
 
     raise UsageError(f"--redis: unsupported URL {url.split('://')[0]!r}; use redis://HOST:PORT")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -61,6 +62,8 @@ UNAVAILABLE = "the database is unavailable: try again"
 
 class _Bucket:
     """Token bucket bounding the command rate of one connection."""
+
+    __slots__ = ("burst", "level", "rate", "t")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate, self.burst, self.level, self.t = rate, burst, burst, time.monotonic()
@@ -216,31 +219,68 @@ async def channel_endpoint(ws: WebSocket) -> None:
                 log.warning("could not record the loss of device %s: %r", device.id, exc)
 
 
+class _Commands:
+    """A device's commands, run in arrival order on a task of their own that exists only
+    while some are waiting, so a device's `ready` is read while its own `transfer` (a
+    pull) waits for it, and an idle connection holds no task."""
+
+    __slots__ = ("account_id", "device_id", "pending", "services", "task", "ws")
+
+    def __init__(self, ws: WebSocket, services: Services, account_id: int, device_id: str) -> None:
+        self.ws, self.services = ws, services
+        self.account_id, self.device_id = account_id, device_id
+        self.pending: deque[Command] | None = None  # created with the first command
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, cmd: Command) -> bool:
+        """Queue a command; False when COMMAND_BURST of them are waiting already."""
+        if self.pending is None:
+            self.pending = deque()
+        elif len(self.pending) >= COMMAND_BURST:
+            return False
+        self.pending.append(cmd)
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+        return True
+
+    async def _run(self) -> None:
+        pending = self.pending
+        try:
+            while pending:
+                await self._one(pending.popleft())
+        finally:
+            self.task = None
+            self.pending = None
+
+    async def _one(self, cmd: Command) -> None:
+        sessions = self.services.sessions
+        try:
+            res = await sessions.execute(self.account_id, cmd, self.device_id)
+        except StoreError as exc:
+            res = Result(cmd.command_id, "unavailable", str(exc))
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            res = Result(cmd.command_id, "unavailable", UNAVAILABLE)
+        # The device may be gone meanwhile: the command was applied, and a retry from its
+        # next connection gets the stored result.
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await _send(self.ws, ResultMsg(res.command_id, res.code, res.message, res.version))
+
+    def cancel(self) -> None:
+        self.pending = None
+        if self.task is not None:
+            self.task.cancel()
+
+
 async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: str) -> None:
-    """Read messages until the connection ends. Commands run in order on their own task,
-    so a device's `ready` is read while its own `transfer` (a pull) is waiting for it."""
+    """Read messages until the connection ends; commands run on `_Commands`."""
     bucket = _Bucket(COMMANDS_PER_S, COMMAND_BURST)
-    sessions = services.sessions
-    commands: asyncio.Queue[Command] = asyncio.Queue(int(COMMAND_BURST))
-
-    async def run_commands() -> None:
-        while True:
-            cmd = await commands.get()
-            try:
-                res = await sessions.execute(account_id, cmd, device_id)
-            except StoreError as exc:
-                res = Result(cmd.command_id, "unavailable", str(exc))
-            except Exception as exc:
-                if not unavailable(exc):
-                    raise
-                res = Result(cmd.command_id, "unavailable", UNAVAILABLE)
-            await _send(ws, ResultMsg(res.command_id, res.code, res.message, res.version))
-
-    worker = asyncio.create_task(run_commands())
+    commands = _Commands(ws, services, account_id, device_id)
     try:
         await _read_loop(ws, services, account_id, device_id, bucket, commands)
     finally:
-        worker.cancel()
+        commands.cancel()
 
 
 async def _read_loop(
@@ -249,7 +289,7 @@ async def _read_loop(
     account_id: int,
     device_id: str,
     bucket: _Bucket,
-    commands: asyncio.Queue[Command],
+    commands: _Commands,
 ) -> None:
     sessions = services.sessions
     while True:
@@ -270,10 +310,9 @@ async def _read_loop(
         elif isinstance(msg, Ping):
             await _send(ws, Pong(now_ms()))
         elif isinstance(msg, CommandMsg):
-            if not bucket.take() or commands.full():
+            if not bucket.take() or not commands.add(msg.command):
                 await _send(ws, ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
                 continue
-            commands.put_nowait(msg.command)
         elif isinstance(msg, ReportMsg):
             if not bucket.take():
                 continue

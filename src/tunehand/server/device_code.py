@@ -28,6 +28,11 @@ INTERVAL_S = 5
 SLOW_DOWN_S = 5
 KEEP_EXPIRED_MS = 3600 * 1000  # answer "expired_token" (not "unknown") for an hour
 FORGET_FAILURES_MS = 24 * 3600 * 1000
+STARTS_PER_ADDRESS = 20
+"""New codes one address may ask for per `START_WINDOW_MS`."""
+START_WINDOW_MS = 10 * 60 * 1000
+MAX_PENDING = 10_000
+"""Codes waiting for an answer at once, server-wide: a bound on what strangers can store."""
 
 
 class GrantError(AuthError):
@@ -64,10 +69,29 @@ def shown(code: str) -> str:
 
 
 async def start(
-    engine: AsyncEngine, device_id: str, device_name: str, ttl_s: int, now_ms: int
+    engine: AsyncEngine,
+    device_id: str,
+    device_name: str,
+    ttl_s: int,
+    now_ms: int,
+    address: str = "",
 ) -> Started:
+    """A new pending code. Anyone may ask (it is how a new device begins), so asking is
+    limited per address (`STARTS_PER_ADDRESS` per 10 minutes) and server-wide
+    (`MAX_PENDING`); beyond either the answer is 429 with Retry-After."""
+    async with engine.begin() as conn:
+        count, window_start = await qa.count_in_window(
+            conn, f"dcstart:{address}", now_ms, START_WINDOW_MS
+        )
+    if count > STARTS_PER_ADDRESS:
+        raise auth.Throttled(
+            max(1, (window_start + START_WINDOW_MS - now_ms) // 1000),
+            "too many device-code logins from this address",
+        )
     async with engine.begin() as conn:
         await dq.purge_expired(conn, now_ms - KEEP_EXPIRED_MS)
+        if await dq.count_pending(conn, now_ms) >= MAX_PENDING:
+            raise auth.Throttled(60, "too many device-code logins are waiting")
         for _ in range(8):
             device_code = "thd_" + secrets.token_urlsafe(32)
             user_code = new_user_code()

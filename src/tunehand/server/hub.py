@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tunehand.server.bus import Bus
@@ -19,12 +20,16 @@ from tunehand.server.presence import LocalPresence, Presence
 
 OUTBOX_LIMIT = 512
 ALL = "*"
-TRANSFERS = "tunehand:transfers"
+TRANSFERS = "transfers"
 """Topic for a transfer target's ready/failed, which may reach another instance."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
+    """One device's channel on this instance. Its outbox is drained by a writer task
+    that exists only while there is something to send: tens of thousands of idle
+    connections hold no task and no queue of their own."""
+
     account_id: int
     device_id: str
     name: str
@@ -32,31 +37,53 @@ class Connection:
     capabilities: tuple[str, ...]
     send_raw: Callable[[bytes], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
-    outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
+    outbox: deque[bytes] | None = None
+    """Created on the first push: an empty deque alone is ~600 bytes."""
     writer: asyncio.Task[None] | None = None
+    started: bool = False
+    stopped: bool = False
 
     def start(self) -> None:
-        self.writer = asyncio.create_task(self._drain())
+        """Begin sending (what was pushed before `hello` went out waits until now)."""
+        self.started = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.started and not self.stopped and self.outbox and self.writer is None:
+            self.writer = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
-        while True:
-            data = await self.outbox.get()
-            await self.send_raw(data)
+        outbox = self.outbox
+        try:
+            while outbox:
+                await self.send_raw(outbox.popleft())
+        except Exception:  # the socket is gone: its endpoint is detaching it
+            self.stopped = True
+        finally:
+            self.writer = None
+            self.outbox = None  # drained (or dropped): free it until the next push
 
     def push(self, data: bytes) -> bool:
-        try:
-            self.outbox.put_nowait(data)
-        except asyncio.QueueFull:
+        """Queue `data`; False when the outbox is full (the device is too slow)."""
+        if self.stopped:
+            return True  # going away: nothing more to send
+        if self.outbox is None:
+            self.outbox = deque()
+        elif len(self.outbox) >= OUTBOX_LIMIT:
             return False
+        self.outbox.append(data)
+        self._wake()
         return True
 
     async def stop(self) -> None:
+        self.stopped = True
         if self.writer is not None:
             self.writer.cancel()
 
 
 def topic(account_id: int) -> str:
-    return f"tunehand:acct:{account_id}"
+    """The account's topic (on Redis, the channel `<prefix>acct:<account id>`)."""
+    return f"acct:{account_id}"
 
 
 class Hub:

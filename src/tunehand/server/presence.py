@@ -1,9 +1,9 @@
 """Which devices of an account are connected, across every server instance.
 
 In-process by default (the hub's own connections); with Redis, each instance writes
-its devices into a per-account hash and refreshes them every few seconds, so a
-device connected to instance A counts as online on instance B, and the devices of an
-instance that died fall out after `STALE_S`.
+its devices into a per-account hash (`<prefix>presence:<account id>`) and refreshes
+them every few seconds, so a device connected to instance A counts as online on
+instance B, and the devices of an instance that died fall out after `STALE_S`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any, Protocol
 
-from tunehand.server.bus import redis_client
+from tunehand.server.bus import DEFAULT_PREFIX, redis_client
 
 HEARTBEAT_S = 5.0
 STALE_S = 15.0
@@ -58,15 +58,15 @@ class LocalPresence:
 
 
 class RedisPresence:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis: Any = redis_client(url)
+        self._prefix = prefix
         self._instance = os.urandom(6).hex()
         self._local = LocalPresence()
         self._task: asyncio.Task[None] | None = None
 
-    @staticmethod
-    def _key(account_id: int) -> str:
-        return f"tunehand:presence:{account_id}"
+    def _key(self, account_id: int) -> str:
+        return f"{self._prefix}presence:{account_id}"
 
     def _value(self, caps: tuple[str, ...]) -> str:
         return json.dumps({"i": self._instance, "c": list(caps), "t": time.time()})
@@ -142,5 +142,7 @@ class RedisPresence:
         await self._redis.aclose()
 
 
-def open_presence(redis_url: str | None) -> LocalPresence | RedisPresence:
-    return RedisPresence(redis_url) if redis_url else LocalPresence()
+def open_presence(
+    redis_url: str | None, prefix: str = DEFAULT_PREFIX
+) -> LocalPresence | RedisPresence:
+    return RedisPresence(redis_url, prefix) if redis_url else LocalPresence()

@@ -13,10 +13,12 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tunehand import wire
@@ -30,12 +32,15 @@ from tunehand.server.db import accounts as qa
 from tunehand.server.db import library as ql
 from tunehand.server.db import sessions as qs
 from tunehand.server.db import userdata as qu
+from tunehand.server.db.engine import unavailable
 from tunehand.server.hub import ALL, Hub
-from tunehand.server.streams import Signer
+from tunehand.server.streams import Signer, track_view
 
 log = logging.getLogger("tunehand.service")
 
 CAS_RETRIES = 20
+TRACK_CACHE_S = 30.0
+TRACK_CACHE_SIZE = 20_000
 
 
 def now_ms() -> int:
@@ -48,11 +53,15 @@ class SessionService:
         self.hub = hub
         self.signer = signer
         self._serial = engine.dialect.name == "sqlite"
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._global = asyncio.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._history_marker: dict[int, str] = {}
         self._transfers: dict[str, tuple[int, str, asyncio.Future[tuple[bool, str]]]] = {}
         self._fanning: set[asyncio.Future[None]] = set()
+        self._track_cache: dict[
+            tuple[int, tuple[str, ...]], tuple[float, dict[str, TrackView]]
+        ] = {}
         hub.on_transfer_reply = self._on_transfer_reply
 
     def _lock(self, account_id: int) -> asyncio.Lock:
@@ -68,21 +77,43 @@ class SessionService:
             return await qs.load(conn, account_id)
 
     async def tracks(self, account_id: int, ids: Sequence[str]) -> dict[str, TrackView]:
-        """Views of library and remote tracks, with fresh signed stream URLs."""
+        """Views of library and remote tracks, with fresh signed stream (and art) URLs."""
         now_s = int(time.time())
         async with self.engine.connect() as conn:
             stored = await ql.get_many(conn, ids)
             remote = await qu.remotes(conn, account_id, [i for i in ids if i not in stored])
-        out = {tid: replace(s.view, url=self.signer.path(tid, now_s)) for tid, s in stored.items()}
+        out = {tid: track_view(self.signer, s, now_s) for tid, s in stored.items()}
         for rid, (url, title) in remote.items():
             out[rid] = TrackView(id=rid, title=title or url, url=url)
         return out
+
+    async def _cached_tracks(self, account_id: int, ids: tuple[str, ...]) -> dict[str, TrackView]:
+        """`tracks`, kept TRACK_CACHE_S: every change of a playing session names the same
+        current and next track, and their views (and signed URLs, valid for hours) need
+        not be read and signed again for each."""
+        key = (account_id, ids)
+        now = time.monotonic()
+        hit = self._track_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            views = await self.tracks(account_id, ids)
+        except Exception as exc:
+            # A committed change must still reach the devices: an older view (its URLs
+            # are valid for hours) beats a version nobody hears of.
+            if hit is None or not unavailable(exc):
+                raise
+            return hit[1]
+        if len(self._track_cache) >= TRACK_CACHE_SIZE:
+            self._track_cache.clear()
+        self._track_cache[key] = (now + TRACK_CACHE_S, views)
+        return views
 
     async def state_message(self, account_id: int, state: SessionState) -> StateMsg:
         cur = state.current_entry
         nxt = state.entry(state.next_entry_id())
         ids = [e.track_id for e in (cur, nxt) if e is not None]
-        views = await self.tracks(account_id, ids) if ids else {}
+        views = await self._cached_tracks(account_id, tuple(ids)) if ids else {}
         return StateMsg(
             state.version,
             state,
@@ -121,48 +152,69 @@ class SessionService:
                 done = await self._try_execute(account_id, cmd, sender)
             except IntegrityError:
                 done = None  # the same command_id committed concurrently: read its result
-            except OperationalError as exc:
+            except (OperationalError, PoolTimeout) as exc:
                 raise StoreError("the database is unavailable: try again") from exc
             if done is not None:
                 return done
         return Result(cmd.command_id, "conflict", "too much contention: try again", 0)
 
+    def _hot(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for a command or a report: on PostgreSQL in autocommit (no BEGIN
+        and COMMIT round trips; the compare-and-set on `version` makes the write safe), on
+        SQLite a transaction (its writes are serialised anyway)."""
+        return self.engine.begin() if self._serial else self._autocommit.connect()
+
     async def _try_execute(
         self, account_id: int, cmd: Command, sender: str | None
     ) -> Result | None:
-        async with self._lock(account_id), self.engine.begin() as conn:
-            prior = await qs.result(conn, account_id, cmd.command_id)
-            if prior is not None:
-                return prior
-            state = await qs.load(conn, account_id)
-            durations, missing = await self._durations(conn, account_id, cmd.track_ids)
-            if missing:
-                res = Result(cmd.command_id, "not_found", "no such track: " + missing[0], 0)
-                await qs.save_result(conn, account_id, res, now_ms())
-                return res
-            if cmd.device_id is not None:
-                dev = await qa.device(conn, cmd.device_id)
-                if dev is None or dev.account_id != account_id or dev.revoked:
-                    res = Result(cmd.command_id, "not_found", "no such device", 0)
-                    await qs.save_result(conn, account_id, res, now_ms())
-                    return res
-            ctx = core.Context(
-                now_ms(),
-                durations,
-                await self.hub.online(account_id, "play"),
-                secrets.randbits(32),
-                sender,
-            )
-            out = core.apply(state, cmd, ctx)
-            if out.result.ok and not await qs.compare_and_set(
-                conn, account_id, state.version, out.state
-            ):
-                await conn.rollback()
-                return None
-            await qs.save_result(conn, account_id, out.result, ctx.now_ms)
+        async with self._lock(account_id):
+            async with self._hot() as conn:
+                prior, state = await qs.load_for_command(conn, account_id, cmd.command_id)
+                if prior is not None:
+                    return prior
+                out = await self._apply(conn, account_id, state, cmd, sender)
+                first = out.result.ok and not self._serial and state.version == 0
+                if not out.result.ok:
+                    await qs.save_result(conn, account_id, out.result, now_ms())
+                elif not first and not await qs.commit_command(
+                    conn, account_id, state.version, out.state, out.result, now_ms()
+                ):
+                    return None
+            if first:  # the account's first change inserts its row: a real transaction
+                async with self.engine.begin() as tx:
+                    if not await qs.commit_command(
+                        tx, account_id, state.version, out.state, out.result, now_ms()
+                    ):
+                        return None
         if out.result.ok:
             await self._publish(account_id, out.state, out.directives, cmd.command_id)
         return out.result
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        account_id: int,
+        state: SessionState,
+        cmd: Command,
+        sender: str | None,
+    ) -> core.Outcome:
+        """The core's answer to `cmd`, or a refusal for a track or device that is not there."""
+        durations, missing = await self._durations(conn, account_id, cmd.track_ids)
+        if missing:
+            res = Result(cmd.command_id, "not_found", "no such track: " + missing[0], 0)
+            return core.Outcome(state, res)
+        if cmd.device_id is not None:
+            dev = await qa.device(conn, cmd.device_id)
+            if dev is None or dev.account_id != account_id or dev.revoked:
+                return core.Outcome(state, Result(cmd.command_id, "not_found", "no such device", 0))
+        ctx = core.Context(
+            now_ms(),
+            durations,
+            await self.hub.online(account_id, "play"),
+            secrets.randbits(32),
+            sender,
+        )
+        return core.apply(state, cmd, ctx)
 
     # --- handoff ----------------------------------------------------------------
 
@@ -279,14 +331,16 @@ class SessionService:
         return durations, [t for t in track_ids if t not in durations]
 
     async def report(self, account_id: int, device_id: str, rep: Report) -> ResultCode:
-        async with self._lock(account_id), self.engine.begin() as conn:
-            state = await qs.load(conn, account_id)
+        async with self._lock(account_id):
+            async with self._hot() as conn:
+                state = await qs.load(conn, account_id)
             new, code = core.apply_report(state, device_id, rep, core.Context(now_ms()))
             if new.version == state.version:
-                return code
-            if not await qs.compare_and_set(conn, account_id, state.version, new):
-                return "conflict"
-            await self._record_history(conn, account_id, device_id, state, new, rep)
+                return code  # most reports: the position is where observers predict it
+            async with self.engine.begin() as conn:
+                if not await qs.compare_and_set(conn, account_id, state.version, new):
+                    return "conflict"
+                await self._record_history(conn, account_id, device_id, state, new, rep)
         await self._publish(account_id, new, ())
         return code
 

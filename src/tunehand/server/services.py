@@ -8,8 +8,9 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tunehand.server.bus import Bus
+from tunehand.server.bus import DEFAULT_PREFIX, Bus
 from tunehand.server.hub import Hub
+from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
@@ -23,6 +24,8 @@ class Settings:
     data_dir: Path = Path(".")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = DEFAULT_PREFIX
+    """Put before every Redis key and channel: deployments sharing a Redis differ in it."""
     scan_on_start: bool = True
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     # Read once, when the server builds its settings (tests shorten them).
@@ -46,3 +49,5 @@ class Services:
     signer: Signer
     sessions: SessionService
     library: Library
+    art: ArtCache = field(default_factory=ArtCache)
+    """Resized cover art, shared by this instance's requests."""

@@ -26,6 +26,7 @@ from tunehand.tui.events import transitions
 from tunehand.tui.messages import Notice, SessionCommand, SnapshotChanged
 from tunehand.tui.screens.login import LoginScreen
 from tunehand.tui.screens.main import MainScreen
+from tunehand.tui.widgets.cover import ImageFactory, image_factory
 
 LEAVE_TIMEOUT_S = 4.0
 
@@ -42,13 +43,16 @@ class TunehandApp(App[None]):
         theme: str | None = None,
         debounce_s: float = 0.25,
         tick_s: float = 0.25,
+        cover: ImageFactory | None = None,
     ) -> None:
+        """`cover` draws cover art (see `widgets.cover.image_factory`); None shows none."""
         super().__init__()
         self.backend = backend
         self.user_keymap, self._key_problems = keys.keymap_from_config(keys_config or {})
         self._theme_name = theme
         self._debounce_s = debounce_s
         self._tick_s = tick_s
+        self._cover = cover
         self.snapshot: SessionSnapshot | None = None
         self.main: MainScreen | None = None
         self.sent: list[SessionCommand] = []
@@ -89,7 +93,11 @@ class TunehandApp(App[None]):
 
     def open_main(self, account: Account) -> None:
         self.main = MainScreen(
-            self.backend, account, debounce_s=self._debounce_s, tick_s=self._tick_s
+            self.backend,
+            account,
+            debounce_s=self._debounce_s,
+            tick_s=self._tick_s,
+            cover=self._cover,
         )
         self.push_screen(self.main)
         self.run_worker(self._session(), name="session", group="session", exit_on_error=False)
@@ -213,6 +221,7 @@ def run_tui(args: argparse.Namespace) -> int:
     from tunehand.tui.backend_live import LiveBackend
 
     backend, settings = LiveBackend.from_args(args)
-    app = TunehandApp(backend, keys_config=settings.keys, theme=settings.theme)
+    cover = image_factory(settings.cover_art)  # asks the terminal: before the app runs
+    app = TunehandApp(backend, keys_config=settings.keys, theme=settings.theme, cover=cover)
     app.run()
     return 0

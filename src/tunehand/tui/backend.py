@@ -26,6 +26,16 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceLogin:
+    """A device-code login waiting for approval: what to show the user."""
+
+    server: str
+    user_code: str
+    verification_uri: str
+    expires_in_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class Artist:
     key: str
     name: str
@@ -86,6 +96,17 @@ class Backend(Protocol):
 
     async def login(self, server: str, user: str, password: str) -> Account: ...
 
+    async def start_device_login(self, server: str) -> DeviceLogin:
+        """Ask `server` for a device code (RFC 8628) to show on the login screen."""
+        ...
+
+    async def finish_device_login(self, pending: DeviceLogin) -> Account:
+        """Wait until the code is approved elsewhere, then keep the tokens.
+
+        Raises `AuthError` when it is denied or expires; cancel to give up.
+        """
+        ...
+
     async def run(self, on_snapshot: SnapshotSink) -> None:
         """Run the session (connect, reconnect, play) until cancelled.
 
@@ -112,9 +133,22 @@ class Backend(Protocol):
 
     async def likes(self) -> list[TrackView]: ...
 
+    async def set_like(self, track_id: str, liked: bool) -> None:
+        """Like a track (add it to the liked tracks) or unlike it."""
+        ...
+
+    async def save_playlist(self, name: str, track_ids: list[str]) -> None:
+        """Create or replace the playlist `name` with these tracks, in this order."""
+        ...
+
     async def history(self) -> list[Played]: ...
 
     async def queue(self) -> list[QueueItem]: ...
+
+    async def art(self, url: str, size: int) -> bytes | None:
+        """The picture at a track's `art_url`, about `size` pixels square; None when the
+        server has none (gone, broken) or cannot be reached: the TUI then shows no cover."""
+        ...
 
     async def command(self, op: str, **fields: Any) -> Result:
         """A session command (ops and fields: `tunehand.core.commands`)."""

@@ -5,7 +5,7 @@ as 50,000 tracks) and `FakeBackend`, which applies every command with the pure
 `tunehand.core.session.apply` exactly as the server would, acts as the active
 device's speaker (positions run at rate 1 at once), and publishes `SessionSnapshot`s.
 Its clock only moves when told (`advance`), so what it shows is deterministic. Tests
-drive the world through its helpers (`set_connected`, `move_to`, `fail_next`, ...)
+drive the world through its helpers (`set_connected`, `move_to`, `fail_next`, `give_art`, ...)
 and read what the TUI asked for in `calls`.
 """
 
@@ -25,6 +25,7 @@ from tunehand.tui.backend import (
     Account,
     Album,
     Artist,
+    DeviceLogin,
     Played,
     PlaylistInfo,
     QueueItem,
@@ -192,8 +193,33 @@ class FakeBackend:
         self.closed = False
         self._sink: SnapshotSink | None = None
         self._n = 0
+        self._approval: asyncio.Future[Account] | None = None
+        self.device_login_server = ""
+        self.pictures: dict[str, bytes] = {}
+        """Cover art by art URL path (see `give_art`)."""
 
     # --- test helpers -------------------------------------------------------------
+
+    def answer_device_login(self, user: str | None) -> None:
+        """Approve the pending device-code login as `user`, or deny it (None)."""
+        assert self._approval is not None, "no device-code login is waiting"
+        if user is None:
+            self._approval.set_exception(AuthError("the login was denied: denied by the user"))
+        else:
+            self._approval.set_result(Account(self.device_login_server, user))
+
+    @property
+    def device_login_waiting(self) -> bool:
+        return self._approval is not None and not self._approval.done()
+
+    def give_art(self, album_id: str, picture: bytes) -> str:
+        """Give an album's tracks cover art (any bytes: broken pictures too); returns its URL."""
+        url = f"/v1/art/c{album_id}?exp=1&sig=fake"
+        self.pictures[url.split("?", 1)[0]] = picture
+        views = [replace(t, art_url=url) for t in self.library.album_tracks[album_id]]
+        self.library.album_tracks[album_id] = views
+        self.library.tracks.update((t.id, t) for t in views)
+        return url
 
     def fail_next(self, method: str, error: TunehandError) -> None:
         """Make the next call of `method` raise `error`."""
@@ -283,6 +309,20 @@ class FakeBackend:
         self.account_ = Account(server, user)
         return self.account_
 
+    async def start_device_login(self, server: str) -> DeviceLogin:
+        self._check("start_device_login", server=server)
+        if not server.startswith(("http://", "https://")):
+            raise TunehandError(f"server URL must look like http://HOST:PORT, not {server!r}")
+        self.device_login_server = server
+        self._approval = asyncio.get_running_loop().create_future()
+        return DeviceLogin(server, "WDJB-MJHT", server + "/approve", 600)
+
+    async def finish_device_login(self, pending: DeviceLogin) -> Account:
+        self._check("finish_device_login", user_code=pending.user_code)
+        assert self._approval is not None
+        self.account_ = await self._approval
+        return self.account_
+
     async def run(self, on_snapshot: SnapshotSink) -> None:
         self._check("run")
         self._sink = on_snapshot
@@ -340,6 +380,21 @@ class FakeBackend:
         self._check("likes")
         return [self.library.tracks[t] for t in self.likes_ids]
 
+    async def set_like(self, track_id: str, liked: bool) -> None:
+        self._check("set_like", track_id=track_id, liked=liked)
+        if track_id not in self.library.tracks:
+            raise NotFound(f"no track {track_id}")
+        if liked and track_id not in self.likes_ids:
+            self.likes_ids.insert(0, track_id)
+        elif not liked and track_id in self.likes_ids:
+            self.likes_ids.remove(track_id)
+
+    async def save_playlist(self, name: str, track_ids: list[str]) -> None:
+        self._check("save_playlist", name=name, tracks=len(track_ids))
+        if not name.strip() or len(name) > 200:
+            raise TunehandError("a playlist name has 1 to 200 characters")
+        self.playlists_[name] = list(track_ids)
+
     async def history(self) -> list[Played]:
         self._check("history")
         return list(self.history_)
@@ -348,6 +403,10 @@ class FakeBackend:
         self._check("queue")
         tracks = self.library.tracks
         return [QueueItem(e.entry_id, e.track_id, tracks.get(e.track_id)) for e in self.state.queue]
+
+    async def art(self, url: str, size: int) -> bytes | None:
+        self._check("art", url=url, size=size)
+        return self.pictures.get(url.split("?", 1)[0])
 
     async def command(self, op: str, **fields: Any) -> Result:
         self._check("command", op=op, **fields)

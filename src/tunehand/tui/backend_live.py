@@ -16,12 +16,14 @@ import contextlib
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunehand.cli.ctl import client_for
 from tunehand.cli.device import build_agent
+from tunehand.client import device_login
 from tunehand.client.agent import Agent
 from tunehand.client.config import (
     Config,
@@ -40,7 +42,8 @@ from tunehand.client.credentials import (
     KeyringStore,
     open_store,
 )
-from tunehand.client.http import ApiClient, HttpClient, check_server_url, error_message, quote
+from tunehand.client.device_login import DeviceCode
+from tunehand.client.http import ApiClient, HttpClient, check_server_url, quote
 from tunehand.core.commands import Result
 from tunehand.core.protocol import TrackView
 from tunehand.core.snapshot import Snapshot
@@ -56,6 +59,7 @@ from tunehand.tui.backend import (
     Account,
     Album,
     Artist,
+    DeviceLogin,
     Played,
     PlaylistInfo,
     QueueItem,
@@ -65,6 +69,7 @@ from tunehand.tui.backend import (
 from tunehand.wire import convert
 
 COMMAND_WAIT_S = 10.0
+ART_CACHE_ENTRIES = 32
 HISTORY_LIMIT = 200
 DERIVED_EVENTS = frozenset(
     {
@@ -81,6 +86,7 @@ DERIVED_EVENTS = frozenset(
 class UiSettings:
     keys: dict[str, str]
     theme: str | None
+    cover_art: str = "auto"
 
 
 class LiveBackend:
@@ -95,13 +101,18 @@ class LiveBackend:
         self._plays = True
         self._notice = ""
         self._desktop = Desktop(notifications=config.notifications)
+        self._device_codes: dict[str, tuple[str, DeviceCode]] = {}
+        self._art_http: HttpClient | None = None
+        self._art_lock = threading.Lock()
+        self._art: OrderedDict[tuple[str, int], bytes | None] = OrderedDict()
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> tuple[LiveBackend, UiSettings]:
         """Read the config dir (before the app starts; a bad config.toml fails here)."""
         config_dir = resolve_config_dir(getattr(args, "config_dir", None), os.environ)
         config = load_config(config_dir)
-        return cls(args, config_dir, config), UiSettings(dict(config.keys), config.theme)
+        settings = UiSettings(dict(config.keys), config.theme, config.cover_art)
+        return cls(args, config_dir, config), settings
 
     @property
     def default_server(self) -> str:
@@ -131,51 +142,88 @@ class LiveBackend:
         return await asyncio.to_thread(self._login, server, user, password)
 
     def _login(self, server: str, user: str, password: str) -> Account:
+        server, store = self._prepare_login(server)
+        body = {"user": user, "password": password, "device_id": device_id(self._config_dir)}
+        http = HttpClient(server, ca_file=self._config.ca_file)
+        try:
+            status, payload = http.request(
+                "POST", "/v1/auth/login", {**body, "device_name": self._device_name()}
+            )
+        finally:
+            http.close()
+        if status != 200:
+            device_login.raise_login_error(status, payload)
+        return self._logged_in(server, store, {**payload, "user": user})
+
+    async def start_device_login(self, server: str) -> DeviceLogin:
+        def begin() -> DeviceLogin:
+            checked, _ = self._prepare_login(server)
+            http = HttpClient(checked, ca_file=self._config.ca_file)
+            try:
+                code = device_login.start(http, device_id(self._config_dir), self._device_name())
+            finally:
+                http.close()
+            self._device_codes[code.user_code] = (checked, code)
+            return DeviceLogin(checked, code.user_code, code.verification_uri, code.expires_in_s)
+
+        return await asyncio.to_thread(begin)
+
+    async def finish_device_login(self, pending: DeviceLogin) -> Account:
+        server, code = self._device_codes[pending.user_code]
+        http = HttpClient(server, ca_file=self._config.ca_file)
+        interval = code.interval_s
+        try:
+            while True:
+                # RFC 8628: the client waits the announced interval between polls.
+                await asyncio.sleep(interval)
+                answer = await asyncio.to_thread(device_login.poll, http, code, interval)
+                if answer.tokens is not None:
+                    break
+                interval = answer.interval_s
+        finally:
+            self._device_codes.pop(pending.user_code, None)
+            await asyncio.to_thread(http.close)
+        _, store = await asyncio.to_thread(self._prepare_login, server)
+        return await asyncio.to_thread(self._logged_in, server, store, answer.tokens)
+
+    def _device_name(self) -> str:
+        return self._config.device_name or default_device_name()
+
+    def _prepare_login(self, server: str) -> tuple[str, CredentialStore]:
+        """Check the URL and open the token store, before the server is asked anything."""
         if os.environ.get("TUNEHAND_TOKEN"):
             raise UsageError("TUNEHAND_TOKEN is set: unset it to log in")
         server = check_server_url(server)
         cdir = self._config_dir
         ensure_config_dir(cdir)
-        store: CredentialStore
         if os.path.lexists(cdir / TOKENS_FILE):
-            store = FileStore(cdir / TOKENS_FILE)
-        else:
-            store = KeyringStore(cdir)
-            try:
-                store.load()
-            except KeyringError as exc:
-                raise KeyringError(
-                    f"{exc} (or log in once with `tunehand login --insecure-token-file`)"
-                ) from None
-        name = self._config.device_name or default_device_name()
-        body = {"user": user, "password": password, "device_id": device_id(cdir)}
-        http = HttpClient(server, ca_file=self._config.ca_file)
+            return server, FileStore(cdir / TOKENS_FILE)
+        store = KeyringStore(cdir)
         try:
-            status, payload = http.request("POST", "/v1/auth/login", {**body, "device_name": name})
-        finally:
-            http.close()
-        if status != 200:
-            _, message = error_message(payload, f"login failed ({status})")
-            if status in (401, 429):
-                raise AuthError(message)
-            if status >= 500:
-                raise ServerUnreachable(message)
-            raise UsageError(message)
+            store.load()
+        except KeyringError as exc:
+            raise KeyringError(
+                f"{exc} (or log in once with `tunehand login --insecure-token-file`)"
+            ) from None
+        return server, store
+
+    def _logged_in(self, server: str, store: CredentialStore, tokens: dict[str, Any]) -> Account:
+        user = str(tokens.get("user") or "")
         store.save(
             Credentials(
                 server=server,
                 user=user,
-                device_id=body["device_id"],
-                access_token=payload["access_token"],
-                access_expires_at=time.time() + float(payload["expires_in"]),
-                refresh_token=payload["refresh_token"],
+                device_id=device_id(self._config_dir),
+                access_token=tokens["access_token"],
+                access_expires_at=time.time() + float(tokens["expires_in"]),
+                refresh_token=tokens["refresh_token"],
             )
         )
-        save_server(cdir, server)
+        save_server(self._config_dir, server)
         self._server = server
         with self._lock:
             self._client = None
-        return Account(server, user)
+        return Account(server, user or "?")
 
     # --- the session --------------------------------------------------------------
 
@@ -248,19 +296,32 @@ class LiveBackend:
                 if self._client is not None:
                     self._client.http.close()
                     self._client = None
+            with self._art_lock:
+                if self._art_http is not None:
+                    self._art_http.close()
+                    self._art_http = None
 
         await asyncio.to_thread(shut)
 
     # --- library (REST) -----------------------------------------------------------
 
     async def _get(self, path: str) -> Any:
+        return await self._send("GET", path)
+
+    async def _send(self, method: str, path: str, body: Any = None) -> Any:
         def call() -> Any:
             with self._lock:
                 if self._client is None:
                     self._client = client_for(self._namespace())
-                return self._client.request("GET", path)
+                return self._client.request(method, path, body)
 
         return await asyncio.to_thread(call)
+
+    async def set_like(self, track_id: str, liked: bool) -> None:
+        await self._send("PUT" if liked else "DELETE", f"/v1/likes/{quote(track_id)}")
+
+    async def save_playlist(self, name: str, track_ids: list[str]) -> None:
+        await self._send("PUT", f"/v1/playlists/{quote(name)}", {"track_ids": track_ids})
 
     async def search(self, query: str, limit: int = 200) -> list[TrackView]:
         payload = await self._get(f"/v1/search?q={quote(query[:200])}&limit={limit}")
@@ -297,6 +358,48 @@ class LiveBackend:
     async def queue(self) -> list[QueueItem]:
         entries = (await self._get("/v1/session/queue"))["entries"]
         return [QueueItem(e["entry_id"], e["track_id"], _track(e["track"])) for e in entries]
+
+    # --- cover art ----------------------------------------------------------------
+
+    async def art(self, url: str, size: int) -> bytes | None:
+        """Fetch a signed art URL of this server (its own connection, not the library's).
+
+        Pictures are content-addressed, so they are kept by path (the signature changes
+        hourly, the picture never) in a small in-memory cache.
+        """
+        target = _server_target(url, self._server)
+        if target is None:
+            return None
+        key = (target.split("?", 1)[0], size)
+        if key in self._art:
+            self._art.move_to_end(key)
+            return self._art[key]
+
+        def fetch() -> bytes | None:
+            with self._art_lock:
+                if self._art_http is None:
+                    self._art_http = HttpClient(self._server, ca_file=self._config.ca_file)
+                status, data = self._art_http.get_bytes(f"{target}&size={size}", "image/*")
+            return data if status == 200 and data else None
+
+        try:
+            data = await asyncio.to_thread(fetch)
+        except TunehandError:
+            return None  # unreachable now: not cached, the next track change tries again
+        self._art[key] = data
+        while len(self._art) > ART_CACHE_ENTRIES:
+            self._art.popitem(last=False)
+        return data
+
+
+def _server_target(url: str, server: str) -> str | None:
+    """The path and query of a signed URL on `server` (None for another host's URL)."""
+    if url.startswith("/") and "?" in url:
+        return url
+    base = server.rstrip("/")
+    if base and url.startswith(base + "/") and "?" in url:
+        return url[len(base) :]
+    return None
 
 
 def _track(obj: Any) -> TrackView | None:

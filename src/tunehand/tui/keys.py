@@ -41,6 +41,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("volume_down", "minus", "Volume down"),
     Action("shuffle", "s", "Shuffle on / off"),
     Action("repeat", "r", "Repeat: off → all → one"),
+    Action("like", "l", "Like the playing track"),
+    Action("unlike", "L", "Unlike the playing track"),
     Action("search", "slash", "Search the library", footer=True),
     Action("show_library", "1", "Library: artists, albums, tracks"),
     Action("show_playlists", "2", "Playlists"),
@@ -62,6 +64,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("move_down", "shift+down,J", "Move the entry down", "queue"),
     Action("play_next", "A", "Play the entry next", "queue"),
     Action("clear", "C", "Clear the queue", "queue"),
+    Action("save_queue", "S", "Save the queue as a playlist", "queue"),
     Action("transfer", "enter", "Push playback to this device", "devices"),
 )
 BY_NAME: dict[str, Action] = {a.name: a for a in ACTIONS}

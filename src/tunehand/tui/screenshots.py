@@ -23,10 +23,35 @@ from textual.widgets import Input
 from tunehand.tui.app import TunehandApp
 from tunehand.tui.backend import Played
 from tunehand.tui.backend_fake import FakeBackend
+from tunehand.tui.screens.login import CODE_GROUP
+from tunehand.tui.widgets.cover import HalfBlocks
 
 SIZE = (120, 34)
+WAITING = frozenset({"session", CODE_GROUP})
+"""Worker groups that run until the app ends (or a login is approved): not waited for."""
 PNG_WIDTH = 1600
 Scene = Callable[[Pilot[Any]], Awaitable[None]]
+
+
+def demo_cover(size: int = 64) -> bytes:
+    """A generated album cover (PNG): a dusk gradient with a sun, the same every time."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (size, size))
+    draw = ImageDraw.Draw(img)
+    for y in range(size):
+        t = y / (size - 1)
+        draw.line(
+            [(0, y), (size, y)], fill=(int(40 + 200 * t), int(30 + 60 * t), int(110 - 60 * t))
+        )
+    r = size // 4
+    draw.ellipse([size // 2 - r, size // 2, size // 2 + r, size // 2 + 2 * r], fill=(250, 200, 90))
+    draw.rectangle([0, size * 3 // 4, size, size], fill=(20, 20, 40))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
 
 
 def demo_backend(*, logged_in: bool = True) -> FakeBackend:
@@ -43,6 +68,7 @@ def demo_backend(*, logged_in: bool = True) -> FakeBackend:
         Played(t.id, t, fake.now_ms - i * 250_000, fake.device_id)
         for i, t in enumerate(tracks[30:45])
     ]
+    fake.give_art("al00001", demo_cover())
     album = lib.album_tracks["al00001"]
     fake.seed([t.id for t in album], index=1, position_ms=83_000)
     fake.apply("queue_add", track_ids=tuple(t.id for t in lib.album_tracks["al00004"]))
@@ -57,7 +83,7 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
     await pilot.pause()
     for _ in range(10):
-        busy = [w for w in app.workers if w.group != "session" and not w.is_finished]
+        busy = [w for w in app.workers if w.group not in WAITING and not w.is_finished]
         if not busy:
             break
         await app.workers.wait_for_complete(busy)
@@ -102,6 +128,14 @@ async def _login(pilot: Pilot[Any]) -> None:
     await pilot.press(*"alice")
 
 
+async def _login_code(pilot: Pilot[Any]) -> None:
+    await pilot.press("ctrl+o")
+    for _ in range(100):
+        if pilot.app.screen.has_class("code-waiting"):
+            break
+        await pilot.pause()
+
+
 SCENES: dict[str, Scene] = {
     "library": _library,
     "album": _album,
@@ -110,13 +144,14 @@ SCENES: dict[str, Scene] = {
     "devices": _devices,
     "help": _help,
     "login": _login,
+    "login-code": _login_code,
 }
 
 
 async def capture(name: str) -> str:
     """The SVG of scene `name`, taken from the running app."""
-    backend = demo_backend(logged_in=name != "login")
-    app = TunehandApp(backend, debounce_s=0)
+    backend = demo_backend(logged_in=not name.startswith("login"))
+    app = TunehandApp(backend, debounce_s=0, cover=HalfBlocks)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await SCENES[name](pilot)

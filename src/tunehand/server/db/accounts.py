@@ -231,5 +231,52 @@ async def record_failure(conn: AsyncConnection, key: str, now_ms: int) -> None:
     )
 
 
+async def begin_attempt(conn: AsyncConnection, key: str, now_ms: int) -> tuple[int, int]:
+    """Count an attempt under `key` before it is checked; (attempts, previous attempt ms).
+
+    The count is raised first, which takes the row's write lock (SQLite's database lock,
+    PostgreSQL's row lock) until the transaction ends, so parallel attempts see each
+    other: the n-th of a burst reads n. The caller clears the key on success.
+    """
+    await upsert(
+        conn,
+        login_attempts,
+        {"key": key, "failures": 1, "last_ms": now_ms},
+        ["key"],
+        {"failures": login_attempts.c.failures + 1},
+    )
+    count, last = await failures(conn, key)
+    await conn.execute(
+        sa.update(login_attempts).where(login_attempts.c.key == key).values(last_ms=now_ms)
+    )
+    return count, last
+
+
+async def count_in_window(
+    conn: AsyncConnection, key: str, now_ms: int, window_ms: int
+) -> tuple[int, int]:
+    """Count one more event under `key` in a fixed window; (count, window start ms).
+
+    Kept in the login-attempts table: `failures` is the count, `last_ms` the start of
+    the window, which begins again once `window_ms` has passed.
+    """
+    count, start = await failures(conn, key)
+    if count == 0 or now_ms - start >= window_ms:
+        await upsert(
+            conn,
+            login_attempts,
+            {"key": key, "failures": 1, "last_ms": now_ms},
+            ["key"],
+            {"failures": 1, "last_ms": now_ms},
+        )
+        return 1, now_ms
+    await conn.execute(
+        sa.update(login_attempts)
+        .where(login_attempts.c.key == key)
+        .values(failures=login_attempts.c.failures + 1)
+    )
+    return count + 1, start
+
+
 async def clear_failures(conn: AsyncConnection, key: str) -> None:
     await conn.execute(sa.delete(login_attempts).where(login_attempts.c.key == key))

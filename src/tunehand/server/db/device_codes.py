@@ -76,6 +76,16 @@ async def insert(
     return True
 
 
+async def count_pending(conn: AsyncConnection, now_ms: int) -> int:
+    """Codes still waiting for an answer (not expired, not decided)."""
+    n = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(device_codes)
+        .where(device_codes.c.status == "pending", device_codes.c.expires_ms > now_ms)
+    )
+    return int(n or 0)
+
+
 async def by_hash(conn: AsyncConnection, code_hash: str) -> DeviceCode | None:
     q = sa.select(device_codes).where(device_codes.c.code_hash == code_hash)
     return _row((await conn.execute(q)).first())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,40 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+PING_IDLE_S = 1.0
+"""A pooled connection idle longer than this is pinged before use (see `_pre_ping`)."""
+
+
+def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _pre_ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """SQLAlchemy's `pool_pre_ping`, but only for a connection that sat idle: a ping is
+    three round trips on asyncpg (BEGIN, `;`, ROLLBACK), more than a whole command costs,
+    and a connection that was in use a moment ago is known to be alive. A dead one is
+    replaced (after a database restart, the pool is recycled at the first error)."""
+    if time.monotonic() - record.info.get("checked_in", 0.0) <= PING_IDLE_S:
+        return
+    try:
+        dbapi_conn.ping()
+    except Exception as exc:
+        raise sa.exc.DisconnectionError(str(exc)) from exc
+
+
 def open_engine(url: str) -> AsyncEngine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=8, max_overflow=8)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # Connections beyond pool_size are closed when returned, and opening one costs more
+    # than a command: a pool as large as the busy moments keeps them.
+    engine = create_async_engine(url, pool_size=24, max_overflow=8)
+    sa.event.listen(engine.sync_engine, "connect", _checked_in)  # new: alive
+    sa.event.listen(engine.sync_engine, "checkin", _checked_in)
+    sa.event.listen(engine.sync_engine, "checkout", _pre_ping)
+    return engine
 
 
 def unavailable_types() -> tuple[type[Exception], ...]:
@@ -54,9 +82,11 @@ def unavailable_types() -> tuple[type[Exception], ...]:
     a bare ConnectionRefusedError, "the database system is starting up" an asyncpg error."""
     import asyncpg.exceptions as pg  # type: ignore[import-untyped]
     from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     return (
         OperationalError,
+        PoolTimeout,  # every pooled connection busy for 30 s: overloaded, try again
         InterfaceError,
         ConnectionError,
         pg.PostgresConnectionError,

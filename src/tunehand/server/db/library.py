@@ -31,6 +31,8 @@ class StoredTrack:
     size: int
     mtime_ns: int
     album_id: str
+    art_id: str | None = None
+    art_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,8 @@ def _row_values(t: ScannedTrack) -> dict[str, object]:
         "mtime_ns": t.mtime_ns,
         "search_key": search.search_key(t.title, artist, album, album_artist),
         "artist_key": search.normalize(album_artist) or "unknown",
+        "art_id": t.art_id,
+        "art_file": t.art_file,
     }
 
 
@@ -91,9 +95,16 @@ async def store_scan(
     unmounted drive) are kept as they are.
     """
     existing = {
-        r.id: (r.mtime_ns, r.size, r.path)
+        r.id: (r.mtime_ns, r.size, r.path, r.art_id, r.art_file)
         for r in await conn.execute(
-            sa.select(tracks.c.id, tracks.c.mtime_ns, tracks.c.size, tracks.c.path)
+            sa.select(
+                tracks.c.id,
+                tracks.c.mtime_ns,
+                tracks.c.size,
+                tracks.c.path,
+                tracks.c.art_id,
+                tracks.c.art_file,
+            )
         )
     }
     seen: set[str] = set()
@@ -106,11 +117,11 @@ async def store_scan(
         old = existing.get(t.id)
         if old is None:
             added.append(_row_values(t))
-        elif old != (t.mtime_ns, t.size, t.path):
+        elif old != (t.mtime_ns, t.size, t.path, t.art_id, t.art_file):  # a new cover.jpg too
             changed.append(_row_values(t))
     gone = [
         tid
-        for tid, (_, _, path) in existing.items()
+        for tid, (_, _, path, _, _) in existing.items()
         if tid not in seen and not any(path.startswith(k) for k in keep_under)
     ]
     for i in range(0, len(gone), 500):
@@ -137,7 +148,16 @@ def _stored(r: sa.Row[tuple[object, ...]] | sa.RowMapping) -> StoredTrack:
         genre=m["genre"],
         album_id=m["album_id"],
     )
-    return StoredTrack(view, m["path"], m["mime"], m["size"], m["mtime_ns"], m["album_id"])
+    return StoredTrack(
+        view,
+        m["path"],
+        m["mime"],
+        m["size"],
+        m["mtime_ns"],
+        m["album_id"],
+        m["art_id"],
+        m["art_file"],
+    )
 
 
 async def get(conn: AsyncConnection, track_id: str) -> StoredTrack | None:
@@ -164,7 +184,20 @@ def _like_escape(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def find(conn: AsyncConnection, query: str, limit: int = 50) -> list[TrackView]:
+async def art_sources(
+    conn: AsyncConnection, art: str, limit: int = 4
+) -> list[tuple[str, str | None]]:
+    """Where picture `art` can be read: (track path, picture file or None for embedded)."""
+    rows = await conn.execute(
+        sa.select(tracks.c.path, tracks.c.art_file)
+        .where(tracks.c.art_id == art)
+        .order_by(tracks.c.art_file.is_(None), tracks.c.id)
+        .limit(limit)
+    )
+    return [(r.path, r.art_file) for r in rows]
+
+
+async def find(conn: AsyncConnection, query: str, limit: int = 50) -> list[StoredTrack]:
     words = search.query_words(query)
     if not words:
         return []
@@ -172,11 +205,11 @@ async def find(conn: AsyncConnection, query: str, limit: int = 50) -> list[Track
     for w in words:
         stmt = stmt.where(tracks.c.search_key.like(f"% {_like_escape(w)}%", escape="\\"))
     rows = await conn.execute(stmt.limit(SEARCH_CANDIDATES))
-    scored: list[tuple[int, str, TrackView]] = []
+    scored: list[tuple[int, str, StoredTrack]] = []
     for r in rows:
         s = search.score(words, r.title, r.artist, r.album)
         if s is not None:
-            scored.append((s, r.title, _stored(r).view))
+            scored.append((s, r.title, _stored(r)))
     scored.sort(key=lambda x: (-x[0], x[1].casefold()))
     return [v for _, _, v in scored[:limit]]
 
@@ -211,10 +244,10 @@ async def albums(conn: AsyncConnection, artist_key: str | None = None) -> list[A
     return [AlbumRow(r.album_id, r.title, r.artist, r.year, r.tracks) for r in rows]
 
 
-async def album_tracks(conn: AsyncConnection, album: str) -> list[TrackView]:
+async def album_tracks(conn: AsyncConnection, album: str) -> list[StoredTrack]:
     rows = await conn.execute(
         sa.select(tracks)
         .where(tracks.c.album_id == album)
         .order_by(tracks.c.disc_no, tracks.c.track_no, tracks.c.title)
     )
-    return [_stored(r).view for r in rows]
+    return [_stored(r) for r in rows]

@@ -100,6 +100,8 @@ tracks = sa.Table(
     sa.Column("mtime_ns", sa.BigInteger, nullable=False),
     sa.Column("search_key", sa.Text, nullable=False),
     sa.Column("artist_key", sa.Text, nullable=False, index=True),
+    sa.Column("art_id", sa.String(64), nullable=True, index=True),  # content hash of the picture
+    sa.Column("art_file", sa.Text, nullable=True),  # the picture file; NULL: embedded
 )
 
 remote_tracks = sa.Table(

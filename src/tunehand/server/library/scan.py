@@ -2,8 +2,8 @@
 
 Owns `ScannedTrack` (one audio file as the library sees it), `ScanResult`, `read_track`
 and `scan_folders`. Everything here is synchronous and blocking; the server runs a scan
-in a worker thread. mutagen is called here and nowhere else on the server: its errors are
-mapped to `MediaError` with one line of text.
+in a worker thread. mutagen is called here and in `art` (pictures) and nowhere else on the
+server: its errors are mapped to `MediaError` with one line of text.
 
 Walking rules: folders are walked depth-first with entries sorted by name, so two scans of
 the same tree list tracks in the same order. Directory symlinks are not followed (no loops);
@@ -33,6 +33,7 @@ from mutagen.mp4 import MP4Tags
 from mutagen.oggopus import OggOpus
 
 from tunehand.errors import MediaError
+from tunehand.server.library.art import Covers, find_art
 
 MIME_TYPES: dict[str, str] = {
     ".flac": "audio/flac",
@@ -77,6 +78,10 @@ class ScannedTrack:
     mime: str
     size: int
     mtime_ns: int
+    art_id: str | None = None
+    """The content id of the track's picture (see `art`), or None."""
+    art_file: str | None = None
+    """The picture file beside the track, or None when the picture is embedded (or absent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +106,12 @@ def is_audio_name(name: str) -> bool:
 # --- reading one file -------------------------------------------------------------------
 
 
-def read_track(path: Path) -> ScannedTrack:
-    """Read one audio file's tags and stream info.
+def read_track(path: Path, covers: Covers | None = None) -> ScannedTrack:
+    """Read one audio file's tags, stream info and where its picture is.
 
     Raises MediaError (one line, without the path) if the file is missing, unreadable,
-    not audio, or has no usable length.
+    not audio, or has no usable length. `covers` shares folder covers between the files
+    of one scan.
     """
     resolved = path.resolve()
     try:
@@ -131,6 +137,7 @@ def read_track(path: Path) -> ScannedTrack:
     mime = MIME_TYPES.get(suffix, "application/octet-stream")
     if isinstance(audio, OggOpus):
         mime = MIME_TYPES[".opus"]
+    art = find_art(audio, resolved, covers or Covers())
     return ScannedTrack(
         id=track_id(resolved),
         path=str(resolved),
@@ -148,6 +155,8 @@ def read_track(path: Path) -> ScannedTrack:
         mime=mime,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
+        art_id=art.id if art else None,
+        art_file=art.file if art else None,
     )
 
 
@@ -364,9 +373,10 @@ def scan_folders(
         progress(0, total)
     tracks: list[ScannedTrack] = []
     seen: set[str] = set()
+    covers = Covers()
     for done, path in enumerate(paths, start=1):
         try:
-            track = read_track(path)
+            track = read_track(path, covers)
         except MediaError as exc:
             walk.skip(str(path), str(exc))
         else:

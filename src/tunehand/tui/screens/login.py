@@ -1,31 +1,43 @@
-"""The login screen: server URL, user, password. Errors show in place, under the form.
+"""The login screen: server URL, user, password, or a device code. Errors show in
+place, under the form.
 
 The password goes to the backend and nowhere else; the backend keeps the tokens
-(the OS keyring). On success the screen is dismissed with the `Account`.
+(the OS keyring). "Log in with a code" asks the server for a device code (RFC 8628),
+shows it with how to approve it (`tunehand ctl approve CODE` on a logged-in device,
+or the server's approval page), and waits; Escape gives up. On success the screen is
+dismissed with the `Account`.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Input, Static
 
 from tunehand.tui.attempt import attempt
-from tunehand.tui.backend import Account, Backend
+from tunehand.tui.backend import Account, Backend, DeviceLogin
+
+CODE_GROUP = "code-login"
+"""The worker group of a device-code login: it waits (for minutes) until approved."""
 
 
 class LoginScreen(Screen[Account]):
-    BINDINGS: ClassVar[list[BindingType]] = []
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+o", "code_login", "Log in with a code", show=False),
+        Binding("escape", "cancel_code", "Cancel the code login", show=False),
+    ]
 
     def __init__(self, backend: Backend, *, error: str = "") -> None:
         super().__init__(id="login")
         self.backend = backend
         self.error = error
+        self.pending: DeviceLogin | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="login-box"):
@@ -34,6 +46,8 @@ class LoginScreen(Screen[Account]):
             yield Input(placeholder="user", id="user")
             yield Input(placeholder="password", password=True, id="password")
             yield Button("Log in", variant="primary", id="login-button")
+            yield Button("Log in with a code from another device (ctrl+o)", id="code-button")
+            yield Static("", id="device-code")
             yield Static(self.error, id="login-error")
 
     def on_mount(self) -> None:
@@ -56,6 +70,14 @@ class LoginScreen(Screen[Account]):
     def _pressed(self) -> None:
         self.submit()
 
+    @on(Button.Pressed, "#code-button")
+    def _code_pressed(self) -> None:
+        self.action_code_login()
+
+    def _busy(self, busy: bool) -> None:
+        for button in self.query(Button):
+            button.disabled = busy
+
     def submit(self) -> None:
         server = self.query_one("#server", Input).value.strip()
         user = self.query_one("#user", Input).value.strip()
@@ -67,11 +89,61 @@ class LoginScreen(Screen[Account]):
             self.show_error("give the " + " and the ".join(missing))
             return
         self.show_error("logging in…")
-        self.query_one("#login-button", Button).disabled = True
+        self._busy(True)
         self.run_worker(self._login(server, user, password), group="login", exclusive=True)
 
     async def _login(self, server: str, user: str, password: str) -> None:
         account = await attempt(self.backend.login(server, user, password), self.show_error)
-        self.query_one("#login-button", Button).disabled = False
+        self._busy(False)
         if account is not None:
             self.dismiss(account)
+
+    # --- device code ----------------------------------------------------------------
+
+    def action_code_login(self) -> None:
+        if self.pending is not None:
+            return
+        server = self.query_one("#server", Input).value.strip()
+        if not server:
+            self.show_error("give the server URL")
+            return
+        self.show_error("asking the server for a code…")
+        self._busy(True)
+        self.run_worker(self._code_login(server), group=CODE_GROUP, exclusive=True)
+
+    async def _code_login(self, server: str) -> None:
+        pending = await attempt(self.backend.start_device_login(server), self.show_error)
+        if pending is None:
+            self._busy(False)
+            return
+        self.pending = pending
+        self.show_error("")
+        minutes = max(1, pending.expires_in_s // 60)
+        self.query_one("#device-code", Static).update(
+            Text.assemble(
+                "Your code: ",
+                (pending.user_code, "bold"),
+                "\n\nOn a logged-in device run\n  ",
+                (f"tunehand ctl approve {pending.user_code}", "bold"),
+                f"\nor open {pending.verification_uri} and enter the code.\n\n",
+                f"Waiting for approval (expires in {minutes} min) · Escape cancels",
+            )
+        )
+        self.add_class("code-waiting")
+        account = await attempt(self.backend.finish_device_login(pending), self.show_error)
+        self._end_code()
+        if account is not None:
+            self.dismiss(account)
+
+    def action_cancel_code(self) -> None:
+        if self.pending is None:
+            return
+        self.workers.cancel_group(self, CODE_GROUP)
+        self._end_code()
+        self.show_error("code login cancelled")
+
+    def _end_code(self) -> None:
+        self.pending = None
+        self.remove_class("code-waiting")
+        self.query_one("#device-code", Static).update("")
+        self._busy(False)

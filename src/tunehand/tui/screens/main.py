@@ -17,7 +17,9 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header, Tab, Tabs
 
 from tunehand.core.model import REPEAT_MODES
+from tunehand.core.protocol import TrackView
 from tunehand.tui import keys
+from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Account, Backend, SessionSnapshot
 from tunehand.tui.messages import SessionCommand
 from tunehand.tui.widgets.browse import (
@@ -27,6 +29,7 @@ from tunehand.tui.widgets.browse import (
     LikesPane,
     PlaylistsPane,
 )
+from tunehand.tui.widgets.cover import Cover, ImageFactory
 from tunehand.tui.widgets.devices import DevicesPanel
 from tunehand.tui.widgets.nowplaying import NowPlaying
 from tunehand.tui.widgets.queue import QueuePane
@@ -54,6 +57,7 @@ class MainScreen(Screen[None]):
         *,
         debounce_s: float = 0.25,
         tick_s: float = 0.25,
+        cover: ImageFactory | None = None,
     ) -> None:
         super().__init__(id="main")
         self.backend = backend
@@ -67,6 +71,7 @@ class MainScreen(Screen[None]):
         self.search = SearchPane(backend, id="search", debounce_s=debounce_s)
         self.devices = DevicesPanel(id="devices")
         self.now = NowPlaying(backend.server_now, tick_s=tick_s, id="now")
+        self.cover = Cover(backend, cover, id="cover")
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="♫")
@@ -80,7 +85,9 @@ class MainScreen(Screen[None]):
                 yield self.queue
                 yield self.search
             yield self.devices
-        yield self.now
+        with Horizontal(id="now-row"):
+            yield self.cover
+            yield self.now
         yield Footer()
 
     def on_mount(self) -> None:
@@ -94,6 +101,7 @@ class MainScreen(Screen[None]):
     def show(self, snap: SessionSnapshot) -> None:
         self.snapshot = snap
         self.now.snapshot = snap
+        self.cover.show(snap.track)
         self.queue.show(snap)
         self.devices.show(snap)
         track_id = snap.track.id if snap.track else None
@@ -152,6 +160,29 @@ class MainScreen(Screen[None]):
     def action_repeat(self) -> None:
         mode = self.snapshot.state.repeat if self.snapshot else "off"
         self._send("repeat", mode=REPEAT_MODES[(REPEAT_MODES.index(mode) + 1) % 3])
+
+    def action_like(self) -> None:
+        self._like(True)
+
+    def action_unlike(self) -> None:
+        self._like(False)
+
+    def _like(self, liked: bool) -> None:
+        track = self.snapshot.track if self.snapshot is not None else None
+        if track is None:
+            self.notify("Nothing is playing", severity="warning")
+            return
+        self.run_worker(self._set_like(track, liked), group="like")
+
+    async def _set_like(self, track: TrackView, liked: bool) -> None:
+        problems: list[str] = []
+        await attempt(self.backend.set_like(track.id, liked), problems.append)
+        if problems:
+            self.notify(problems[0], severity="error")
+        elif liked:
+            self.notify(f"♥ Liked {track.title}")
+        else:
+            self.notify(f"Removed {track.title} from the liked tracks")
 
     def action_search(self) -> None:
         self.show_pane("search")

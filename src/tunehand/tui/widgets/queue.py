@@ -1,8 +1,10 @@
 """The queue pane: the session's queue, live, with its edits.
 
-The rows are the session state's own entries (`snapshot.state.queue`), so a
-prediction or another device's edit shows at once. Titles come from a cache of
-`TrackView`s filled by the backend's `queue()` when an entry's track is unknown.
+The rows are the session state's own entries (`snapshot.state.queue`) in the order they
+will play (the shuffle permutation while shuffle is on), so a prediction or another
+device's edit shows at once, and moves (`order_move`) are moves in that order. Titles
+come from a cache of `TrackView`s filled by the backend's `queue()` when an entry's track
+is unknown.
 Edits name entry ids and go up as `SessionCommand`s.
 """
 
@@ -67,7 +69,11 @@ class QueuePane(Vertical):
         if snap.track is not None:
             self.tracks[snap.track.id] = snap.track
         st = snap.state
-        self.table.set_rows(st.queue)
+        if st.shuffle and st.order:
+            by_id = {e.entry_id: e for e in st.queue}
+            self.table.set_rows([by_id[i] for i in st.order if i in by_id])
+        else:
+            self.table.set_rows(st.queue)
         total = sum(e.duration_ms for e in st.queue)
         flags = f"shuffle {'on' if st.shuffle else 'off'} · repeat {st.repeat}"
         self.title.update(f"Queue · {len(st.queue)} tracks · {duration(total)} · {flags}")
@@ -131,7 +137,7 @@ class QueuePane(Vertical):
         i = self.table.cursor_row
         if e is None or not 0 <= i + delta < len(self.table.rows):
             return
-        self.post_message(SessionCommand("queue_move", entry_id=e.entry_id, index=i + delta))
+        self.post_message(SessionCommand("order_move", entry_id=e.entry_id, index=i + delta))
         self.table.cursor_row = i + delta
 
     def action_move_up(self) -> None:
@@ -154,7 +160,7 @@ class QueuePane(Vertical):
             if i == c:
                 return
             target = c + 1 if i > c else c
-        self.post_message(SessionCommand("queue_move", entry_id=e.entry_id, index=target))
+        self.post_message(SessionCommand("order_move", entry_id=e.entry_id, index=target))
         self.table.cursor_row = target
 
     def action_clear(self) -> None:
@@ -168,6 +174,33 @@ class QueuePane(Vertical):
         self._clear_armed = False
         self.set_status("")
         self.post_message(SessionCommand("queue_clear"))
+
+    def action_save_queue(self) -> None:
+        rows = list(self.table.rows)
+        if not rows:
+            self.set_status("the queue is empty: nothing to save", True)
+            return
+        from tunehand.tui.screens.prompt import PromptScreen
+
+        def save(name: str | None) -> None:
+            if name:
+                self.run_worker(self._save(name, [e.track_id for e in rows]), group="save")
+
+        self.app.push_screen(
+            PromptScreen(
+                f"Save the {len(rows)} tracks of the queue as the playlist:",
+                placeholder="playlist name (an existing one is replaced)",
+            ),
+            callback=save,
+        )
+
+    async def _save(self, name: str, track_ids: list[str]) -> None:
+        problems: list[str] = []
+        await attempt(self.backend.save_playlist(name, track_ids), problems.append)
+        if problems:
+            self.set_status(problems[0], True)
+        else:
+            self.set_status(f"saved {len(track_ids)} tracks as the playlist {name!r}")
 
     def on_descendant_blur(self) -> None:
         if self._clear_armed:

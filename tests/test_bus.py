@@ -1,0 +1,147 @@
+"""The bus and presence contracts, on the in-process fakes and on Redis alike, and the
+Redis prefix (`--redis-prefix`) that keeps deployments sharing one Redis apart.
+
+The Redis cases use a fresh prefix per test (TUNEHAND_TEST_REDIS_URL; skipped without
+it), so parallel runs never hear each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from argparse import Namespace
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from tests.fixtures_server import REDIS_ENV
+from tunehand.cli.serverside import redis_prefix
+from tunehand.errors import UsageError
+from tunehand.server.bus import DEFAULT_PREFIX, Bus, MemoryBus, RedisBus
+from tunehand.server.presence import LocalPresence, Presence, RedisPresence
+
+TIMEOUT_S = 5.0
+
+Heard = asyncio.Queue[tuple[str, bytes]]
+
+
+def redis_url() -> str:
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is not set (CI always sets it)")
+    return url
+
+
+def fresh_prefix() -> str:
+    return f"tunehand-test-{secrets.token_hex(6)}:"
+
+
+async def started(bus: Bus) -> Heard:
+    heard: Heard = asyncio.Queue()
+
+    async def handler(topic: str, data: bytes) -> None:
+        await heard.put((topic, data))
+
+    await bus.start(handler)
+    return heard
+
+
+async def next_heard(heard: Heard) -> tuple[str, bytes]:
+    return await asyncio.wait_for(heard.get(), TIMEOUT_S)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[str], Bus]]:
+    """Factory: `make_bus(prefix)`; every memory bus is its own deployment."""
+    url = redis_url() if request.param == "redis" else ""
+    made: list[Bus] = []
+
+    def make(prefix: str) -> Bus:
+        bus: Bus = RedisBus(url, prefix=prefix) if url else MemoryBus()
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        await bus.close()
+
+
+async def test_a_subscribed_topic_is_heard_by_its_name(make_bus: Callable[[str], Bus]) -> None:
+    bus = make_bus(fresh_prefix())
+    heard = await started(bus)
+    await bus.subscribe("acct:1")
+    await bus.publish("acct:2", b"not subscribed")
+    await bus.publish("acct:1", b"hello")
+    assert await next_heard(heard) == ("acct:1", b"hello")
+    await bus.unsubscribe("acct:1")
+    await bus.subscribe("acct:3")
+    await bus.publish("acct:1", b"unsubscribed")
+    await bus.publish("acct:3", b"after")
+    assert await next_heard(heard) == ("acct:3", b"after")
+
+
+async def test_instances_with_one_prefix_hear_each_other_and_others_do_not() -> None:
+    url, ours = redis_url(), fresh_prefix()
+    a, b = RedisBus(url, prefix=ours), RedisBus(url, prefix=ours)
+    other = RedisBus(url, prefix=fresh_prefix())
+    try:
+        heard = await started(a)
+        for bus in (b, other):
+            await started(bus)
+        await a.subscribe("acct:1")
+        await other.publish("acct:1", b"theirs")
+        await b.publish("acct:1", b"ours")
+        # One Redis delivers in order: had `a` heard `other`, "theirs" would come first.
+        assert await next_heard(heard) == ("acct:1", b"ours")
+    finally:
+        for bus in (a, b, other):
+            await bus.close()
+
+
+@pytest.fixture(params=["local", "redis"])
+async def presence(request: pytest.FixtureRequest) -> AsyncIterator[Presence]:
+    p: Presence = (
+        RedisPresence(redis_url(), fresh_prefix()) if request.param == "redis" else LocalPresence()
+    )
+    yield p
+    await p.close()
+
+
+async def test_presence_tracks_devices_and_capabilities(presence: Presence) -> None:
+    await presence.join(1, "phone", ("play",))
+    await presence.join(1, "laptop", ())
+    await presence.join(2, "radio", ("play",))
+    assert await presence.devices(1) == {"phone": ("play",), "laptop": ()}
+    assert await presence.online(1) == ["laptop", "phone"]
+    assert await presence.online(1, "play") == ["phone"]
+    await presence.leave(1, "phone")
+    assert await presence.online(1) == ["laptop"]
+    assert await presence.online(2) == ["radio"]
+
+
+async def test_presence_under_another_prefix_is_not_seen() -> None:
+    url, prefix = redis_url(), fresh_prefix()
+    ours, same = RedisPresence(url, prefix), RedisPresence(url, prefix)
+    theirs = RedisPresence(url, fresh_prefix())
+    try:
+        await theirs.join(1, "phone", ("play",))
+        await ours.join(1, "laptop", ())
+        assert await ours.devices(1) == {"laptop": ()}
+        assert await same.devices(1) == {"laptop": ()}
+    finally:
+        for p in (ours, theirs, same):
+            await p.close()
+
+
+def test_the_prefix_comes_from_the_flag_the_environment_or_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TUNEHAND_REDIS_PREFIX", raising=False)
+    assert redis_prefix(Namespace(redis_prefix=None)) == DEFAULT_PREFIX == "tunehand:"
+    monkeypatch.setenv("TUNEHAND_REDIS_PREFIX", "staging:")
+    assert redis_prefix(Namespace(redis_prefix=None)) == "staging:"
+    assert redis_prefix(Namespace(redis_prefix="prod:")) == "prod:"
+    for bad in ("a b", "tab\there", "x" * 101):
+        with pytest.raises(UsageError, match="--redis-prefix"):
+            redis_prefix(Namespace(redis_prefix=bad))

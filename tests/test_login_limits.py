@@ -1,0 +1,110 @@
+"""Limits on what strangers can do before logging in, on a real server: a burst of
+parallel password guesses, device-code starts per address, and the approval address a
+device is told when the server sits behind a TLS-terminating proxy.
+
+Failures count per address and every test talks from 127.0.0.1, so each test starts a
+server of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.fixtures_server import ServerProc
+from tests.test_api import add_users, unique
+from tunehand.server.auth import FREE_FAILURES
+from tunehand.server.device_code import STARTS_PER_ADDRESS
+
+pytestmark = pytest.mark.every_backend
+
+BURST = 24
+
+
+async def test_a_parallel_burst_of_wrong_passwords_gets_only_a_few_guesses(
+    start_server: Callable[..., ServerProc],
+) -> None:
+    srv = start_server()
+    user = unique("burst")
+    await asyncio.to_thread(add_users, srv, user)
+
+    async with httpx.AsyncClient(base_url=srv.url, timeout=60) as http:
+
+        async def guess(i: int) -> httpx.Response:
+            body = {"user": user, "password": f"wrong-{i}", "device_id": f"burst{i}"}
+            return await http.post("/v1/auth/login", json=body)
+
+        answers = await asyncio.gather(*(guess(i) for i in range(BURST)))
+    statuses = sorted(r.status_code for r in answers)
+    assert set(statuses) <= {401, 429}, statuses
+    checked = statuses.count(401)
+    # Each attempt is counted before its password is hashed: only the free ones (and
+    # at most the few that read the count in the same instant) are ever checked.
+    assert 1 <= checked <= FREE_FAILURES + 2, statuses
+    refused = [r for r in answers if r.status_code == 429]
+    assert refused and all(int(r.headers["Retry-After"]) >= 1 for r in refused)
+    # The right password is throttled too until the delay passes: no guess gets through.
+    async with httpx.AsyncClient(base_url=srv.url, timeout=60) as http:
+        r = await http.post(
+            "/v1/auth/login",
+            json={"user": user, "password": "secret-pw", "device_id": "burst-ok"},
+        )
+    assert r.status_code == 429, r.text
+
+
+def test_a_right_password_clears_the_count_it_made(start_server: Callable[..., ServerProc]) -> None:
+    srv = start_server()
+    user = unique("clear")
+    add_users(srv, user)
+    for i in range(FREE_FAILURES + 3):
+        r = httpx.post(
+            srv.url + "/v1/auth/login",
+            json={"user": user, "password": "secret-pw", "device_id": f"ok{i}"},
+        )
+        assert r.status_code == 200, (i, r.text)
+
+
+def test_device_code_starts_are_limited_per_address(
+    start_server: Callable[..., ServerProc],
+) -> None:
+    srv = start_server()
+    for i in range(STARTS_PER_ADDRESS):
+        r = httpx.post(srv.url + "/v1/auth/device", json={"device_id": f"dc{i}"})
+        assert r.status_code == 200, (i, r.text)
+    r = httpx.post(srv.url + "/v1/auth/device", json={"device_id": "one-too-many"})
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["code"] == "rate_limited"
+    assert "from this address" in r.json()["error"]["message"]
+    assert 1 <= int(r.headers["Retry-After"]) <= 600
+    # Logging in with a password from the same address is not affected.
+    user = unique("dcpw")
+    add_users(srv, user)
+    r = httpx.post(
+        srv.url + "/v1/auth/login",
+        json={"user": user, "password": "secret-pw", "device_id": "pw"},
+    )
+    assert r.status_code == 200, r.text
+
+
+FORWARDED = {"Host": "music.example.org", "X-Forwarded-Proto": "https"}
+
+
+def test_behind_a_trusted_tls_proxy_the_approval_address_is_https(
+    start_server: Callable[..., ServerProc],
+) -> None:
+    srv = start_server(extra_args=("--trust-proxy", "127.0.0.1"))
+    r = httpx.post(srv.url + "/v1/auth/device", json={"device_id": "proxied"}, headers=FORWARDED)
+    assert r.status_code == 200, r.text
+    assert r.json()["verification_uri"] == "https://music.example.org/approve"
+
+
+def test_an_untrusted_peer_cannot_change_the_approval_scheme(
+    start_server: Callable[..., ServerProc],
+) -> None:
+    srv = start_server()
+    r = httpx.post(srv.url + "/v1/auth/device", json={"device_id": "direct"}, headers=FORWARDED)
+    assert r.status_code == 200, r.text
+    assert r.json()["verification_uri"] == "http://music.example.org/approve"
