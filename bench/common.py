@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fixtures_server import ServerProc, fresh_postgres_database, launch
+from tests.fixtures_server import ServerProc, Store, fresh_postgres_database, launch
 
 POSTGRES_ENV = "TUNEHAND_TEST_POSTGRES_URL"
 USER = "bench"
@@ -109,7 +109,7 @@ def running_server(backend: str = "sqlite") -> Iterator[ServerProc]:
             elif backend != "sqlite":
                 raise ValueError(f"unknown backend {backend!r}")
             try:
-                srv = launch(Path(tmp), database=database)
+                srv = launch(Path(tmp), store=Store(database))
             except BaseException:
                 _reap_orphan_server(tmp)
                 raise
