@@ -55,6 +55,30 @@ async def test_a_parallel_burst_of_wrong_passwords_gets_only_a_few_guesses(
     assert r.status_code == 429, r.text
 
 
+async def test_a_parallel_burst_of_wrong_user_codes_gets_only_a_few_guesses(
+    start_server: Callable[..., ServerProc],
+) -> None:
+    srv = start_server()
+    user = unique("codeburst")
+    await asyncio.to_thread(add_users, srv, user)
+    token = (await asyncio.to_thread(srv.login, user))["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=srv.url, timeout=60, headers=headers) as http:
+        started = (await http.post("/v1/auth/device", json={"device_id": "burst-new"})).json()
+
+        async def guess(i: int) -> httpx.Response:
+            wrong = "BCDF" + "".join("GHJK"[(i >> s) & 3] for s in (0, 2, 4, 6))
+            return await http.post("/v1/auth/device/approve", json={"user_code": wrong})
+
+        answers = await asyncio.gather(*(guess(i) for i in range(BURST)))
+        statuses = sorted(r.status_code for r in answers)
+        assert set(statuses) <= {404, 429}, statuses
+        assert 1 <= statuses.count(404) <= FREE_FAILURES + 2, statuses
+        # The right code is throttled too now: the burst bought nothing.
+        r = await http.post("/v1/auth/device/approve", json={"user_code": started["user_code"]})
+        assert r.status_code == 429, r.text
+
+
 def test_a_right_password_clears_the_count_it_made(start_server: Callable[..., ServerProc]) -> None:
     srv = start_server()
     user = unique("clear")

@@ -173,34 +173,45 @@ async def approve(
 
     Wrong codes count against the address and the account; a right code never clears
     them (else an attacker could reset the count with codes of their own).
+
+    Like a password, every attempt is counted before the code is looked up (so a
+    parallel burst sees itself and gets only the free attempts); a code that exists then
+    takes back its own count, and only that.
     """
     keys = [f"code-addr:{address}", f"code-acct:{account_id}"]
     await _forget_old_failures(engine, keys, now_ms)
     code = normalize(user_code)
     async with engine.begin() as conn:
-        await auth.check_throttle(conn, keys, now_ms)
+        await auth.begin_attempts(conn, keys, now_ms)
+    refusal: GrantError | None = None
+    async with engine.begin() as conn:
         row = await dq.by_user_code(conn, code) if code else None
-        if row is not None:
+        if row is None:
+            refusal = GrantError(
+                404, "not_found", "no such code: check the code the new device shows"
+            )
+        else:
+            for key in keys:
+                await qa.undo_attempt(conn, key)
+            other = await qa.device(conn, row.device_id)
             if row.expires_ms < now_ms:
-                raise GrantError(
+                refusal = GrantError(
                     400, "expired_token", "this code has expired: start the login again"
                 )
-            if row.status != "pending":
-                raise GrantError(400, "invalid_grant", "this code was already used")
-            other = await qa.device(conn, row.device_id)
-            if other is not None and other.account_id != account_id:
-                raise GrantError(
+            elif row.status != "pending":
+                refusal = GrantError(400, "invalid_grant", "this code was already used")
+            elif other is not None and other.account_id != account_id:
+                refusal = GrantError(
                     409, "conflict", "that device belongs to another account: log it out there"
                 )
-            if not await dq.decide(
+            elif not await dq.decide(
                 conn, row.code_hash, "approved" if allow else "denied", account_id
             ):
-                raise GrantError(400, "invalid_grant", "this code was already used")
-            return row.device_name
-    async with engine.begin() as conn:
-        for key in keys:
-            await qa.record_failure(conn, key, now_ms)
-    raise GrantError(404, "not_found", "no such code: check the code the new device shows")
+                refusal = GrantError(400, "invalid_grant", "this code was already used")
+    if refusal is not None:
+        raise refusal
+    assert row is not None
+    return row.device_name
 
 
 async def approve_with_password(

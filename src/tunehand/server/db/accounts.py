@@ -252,6 +252,15 @@ async def begin_attempt(conn: AsyncConnection, key: str, now_ms: int) -> tuple[i
     return count, last
 
 
+async def undo_attempt(conn: AsyncConnection, key: str) -> None:
+    """Take back one attempt counted by `begin_attempt` (never below zero)."""
+    await conn.execute(
+        sa.update(login_attempts)
+        .where(login_attempts.c.key == key, login_attempts.c.failures > 0)
+        .values(failures=login_attempts.c.failures - 1)
+    )
+
+
 async def count_in_window(
     conn: AsyncConnection, key: str, now_ms: int, window_ms: int
 ) -> tuple[int, int]:
