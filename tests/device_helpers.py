@@ -497,3 +497,75 @@ def add_users(srv: ServerProc, names: list[str]) -> None:
     from tests.cli_helpers import add_users as _add
 
     _add(srv, names, PASSWORD)
+
+
+def require_mpv() -> None:
+    """Skip the test (with the reason) when libmpv cannot be loaded here."""
+    try:
+        import mpv  # noqa: F401
+    except (OSError, ImportError):
+        import pytest
+
+        pytest.skip("libmpv is not installed")
+
+
+def make_tones(music: Path, titles: tuple[str, ...], *, album: str, duration_s: int) -> list[Path]:
+    """One long Ogg tone per title (track numbers in order, a pitch each) in `music`."""
+    from tests.audiogen import make_track
+
+    return [
+        make_track(
+            music,
+            f"{i + 1:02d} {title}",
+            "ogg",
+            title=title,
+            artist="Tester",
+            album=album,
+            track_no=i + 1,
+            duration_s=duration_s,
+            freq=300 + 50 * i,
+        )
+        for i, title in enumerate(titles)
+    ]
+
+
+@contextlib.contextmanager
+def short_sock_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory with a short path: mpv's IPC socket paths must fit in
+    sun_path (108 bytes), which pytest's tmp_path may not."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+async def wait_app(
+    pilot: Any, what: str, predicate: Callable[[], bool], timeout: float = 20.0
+) -> None:
+    """Let a Textual app run (short pauses) until `predicate()` holds, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened in {timeout:g} s: {what}")
+        await pilot.pause(0.02)
+
+
+def live_tui(dev: DeviceDir, monkeypatch: Any, cover: Any = None) -> Any:
+    """The TUI in-process, as `tunehand --config-dir DIR` builds it for device `dev`
+    (its environment, its config dir; `cover` draws cover art, None shows none)."""
+    from tunehand.cli.main import build_parser
+    from tunehand.tui.app import TunehandApp
+    from tunehand.tui.backend_live import LiveBackend
+
+    for key, value in dev.env.items():
+        if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_")):
+            monkeypatch.setenv(key, value)
+    for key in ("TUNEHAND_TOKEN", "TUNEHAND_CONFIG_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    args = build_parser().parse_args(["--config-dir", str(dev.config_dir)])
+    backend, settings = LiveBackend.from_args(args)
+    return TunehandApp(backend, keys_config=settings.keys, theme=settings.theme, cover=cover)

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from tests.audiogen import make_track
 from tests.device_helpers import (
     DeviceDir,
     Receiver,
@@ -29,7 +28,10 @@ from tests.device_helpers import (
     ctl,
     ctl_ok,
     login_all,
+    make_tones,
+    require_mpv,
     restart_server,
+    short_sock_dir,
     status,
     watching,
 )
@@ -60,35 +62,17 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    try:
-        import mpv  # noqa: F401
-    except (OSError, ImportError):
-        pytest.skip("libmpv is not installed")
+    require_mpv()
     root = tmp_path_factory.mktemp("devices-server")
     music = root / "music"
-    for i, title in enumerate(TRACKS):
-        make_track(
-            music,
-            f"{i + 1:02d} {title}",
-            "ogg",
-            title=title,
-            artist="Tester",
-            album="Long Tones",
-            track_no=i + 1,
-            duration_s=TRACK_S,
-            freq=300 + 50 * i,
-        )
+    make_tones(music, TRACKS, album="Long Tones", duration_s=TRACK_S)
     srv = launch(root, music=music)
     users = [f"dev{i}" for i in range(12)]
     add_users(srv, users)
-    # mpv's IPC socket paths must be short (sun_path is 108 bytes): a short temp dir.
-    import tempfile
-
-    sock_dir = Path(tempfile.mkdtemp(prefix="th-mpv-"))
-    w = World(srv, root, users, sock_dir)
-    yield w
-    w.srv.stop()
-    shutil.rmtree(sock_dir, ignore_errors=True)
+    with short_sock_dir("th-mpv-") as sock_dir:
+        w = World(srv, root, users, sock_dir)
+        yield w
+        w.srv.stop()
 
 
 @dataclass

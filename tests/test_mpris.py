@@ -33,8 +33,13 @@ from tests.device_helpers import (
     Receiver,
     add_users,
     ctl_ok,
+    live_tui,
     login_all,
+    make_tones,
+    require_mpv,
+    short_sock_dir,
     status,
+    wait_app,
 )
 from tests.fixtures_keyring import _BUS_CONF, _stop
 from tests.fixtures_server import ServerProc, launch
@@ -258,33 +263,17 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, bus_address: str) -> Iterator[World]:
-    try:
-        import mpv  # noqa: F401
-    except (OSError, ImportError):
-        pytest.skip("libmpv is not installed")
+    require_mpv()
     root = tmp_path_factory.mktemp("mpris-server")
     music = root / "music"
-    for i, title in enumerate(TRACKS):
-        path = make_track(
-            music,
-            f"{i + 1:02d} {title}",
-            "ogg",
-            title=title,
-            artist="Tester",
-            album="Tones",
-            track_no=i + 1,
-            duration_s=TRACK_S,
-            freq=300 + 50 * i,
-        )
-        if i == 0:
-            embed_picture(path, ART)  # the first track has cover art, the others none
+    paths = make_tones(music, TRACKS, album="Tones", duration_s=TRACK_S)
+    embed_picture(paths[0], ART)  # the first track has cover art, the others none
     srv = launch(root, music=music)
     users = [f"mpris{i}" for i in range(8)]
     add_users(srv, users)
-    sock_dir = Path(tempfile.mkdtemp(prefix="th-mpris-"))
-    yield World(srv, users, sock_dir, bus_address)
-    srv.stop()
-    shutil.rmtree(sock_dir, ignore_errors=True)
+    with short_sock_dir("th-mpris-") as sock_dir:
+        yield World(srv, users, sock_dir, bus_address)
+        srv.stop()
 
 
 @dataclass
@@ -554,11 +543,7 @@ async def test_tui_publishes_mpris(
 ) -> None:
     """The TUI in-process on `LiveBackend` (as tests/test_tui_e2e.py runs it) owns the
     MPRIS name; playerctl sees what it plays and pauses it."""
-    from textual.pilot import Pilot
 
-    from tunehand.cli.main import build_parser
-    from tunehand.tui.app import TunehandApp
-    from tunehand.tui.backend_live import LiveBackend
     from tunehand.tui.widgets.cover import image_factory
 
     bus = acct.world.bus
@@ -567,26 +552,12 @@ async def test_tui_publishes_mpris(
         f.write('\n[mpv_options]\nao = "null"\n')
     acct.receiver("far")
     play_all(acct, "far")
-    for key, value in term.env.items():
-        if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_")):
-            monkeypatch.setenv(key, value)
-    for key in ("TUNEHAND_TOKEN", "TUNEHAND_CONFIG_DIR"):
-        monkeypatch.delenv(key, raising=False)
-    args = build_parser().parse_args(["--config-dir", str(term.config_dir)])
-    backend, settings = LiveBackend.from_args(args)
-    app = TunehandApp(
-        backend, keys_config=settings.keys, theme=settings.theme, cover=image_factory("blocks")
-    )
-
-    async def wait(pilot: Pilot[Any], what: str, pred: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while not pred():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"never happened in {WAIT_S:g} s: {what}")
-            await pilot.pause(0.05)
+    app = live_tui(term, monkeypatch, cover=image_factory("blocks"))
 
     async with app.run_test(size=(120, 34)) as pilot:
-        await wait(pilot, "connected", lambda: app.snapshot is not None and app.snapshot.connected)
+        await wait_app(
+            pilot, "connected", lambda: app.snapshot is not None and app.snapshot.connected
+        )
         meta_now = ""
         deadline = time.monotonic() + WAIT_S
         while not meta_now.startswith(TRACKS[0] + "|"):
@@ -595,10 +566,12 @@ async def test_tui_publishes_mpris(
             await pilot.pause(0.05)
         assert await asyncio.to_thread(playerctl, bus, "status") == "Playing"
         # The cover art came from the server through LiveBackend.art.
-        await wait(pilot, "cover shown", lambda: app.main is not None and app.main.cover.display)
+        await wait_app(
+            pilot, "cover shown", lambda: app.main is not None and app.main.cover.display
+        )
         assert app.main is not None and app.main.cover.image is not None
         await asyncio.to_thread(playerctl, bus, "pause")
-        await wait(
+        await wait_app(
             pilot,
             "paused through MPRIS",
             lambda: app.snapshot is not None and not app.snapshot.state.position.playing,

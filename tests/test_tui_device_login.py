@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 from textual.widgets import Input, Static
 
+from tests.device_helpers import wait_app
 from tests.fixtures_server import ServerProc
 from tests.test_api import Api, add_users, unique
-from tests.test_tui_e2e import wait_app
 from tunehand.client.credentials import KeyringStore
 
 CODE_RE = re.compile(r"Your code: ([A-Z]{4}-[A-Z]{4})")

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.pilot import Pilot
 
 from tests.audiogen import make_track
 from tests.device_helpers import (
@@ -27,8 +24,12 @@ from tests.device_helpers import (
     Receiver,
     add_users,
     ctl_ok,
+    live_tui,
     login_all,
+    require_mpv,
+    short_sock_dir,
     status,
+    wait_app,
 )
 from tests.fixtures_server import ServerProc
 
@@ -43,21 +44,8 @@ WAIT_S = 20.0
 
 @pytest.fixture
 def sock_dir() -> Iterator[Path]:
-    # mpv's IPC socket paths must be short (sun_path is 108 bytes).
-    path = Path(tempfile.mkdtemp(prefix="th-tui-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-async def wait_app(
-    pilot: Pilot[Any], what: str, predicate: Callable[[], bool], timeout: float = WAIT_S
-) -> None:
-    """Let the app run (short pauses) until `predicate()` holds, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened in {timeout:g} s: {what}")
-        await pilot.pause(0.02)
+    with short_sock_dir("th-tui-") as path:
+        yield path
 
 
 async def test_tui_pulls_playback_from_a_receiver_and_pushes_it_back(
@@ -66,13 +54,7 @@ async def test_tui_pulls_playback_from_a_receiver_and_pushes_it_back(
     sock_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    try:
-        import mpv  # noqa: F401
-    except (OSError, ImportError):
-        pytest.skip("libmpv is not installed")
-    from tunehand.cli.main import build_parser
-    from tunehand.tui.app import TunehandApp
-    from tunehand.tui.backend_live import LiveBackend
+    require_mpv()
     from tunehand.tui.screens.main import MainScreen
 
     music = tmp_path / "music"
@@ -97,14 +79,7 @@ async def test_tui_pulls_playback_from_a_receiver_and_pushes_it_back(
         assert status(remote)["device"] == {"id": living_id, "name": "living-room"}
 
         # The TUI in-process, as `tunehand --config-dir TERM` builds it (token file only).
-        for key, value in term.env.items():
-            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_")):
-                monkeypatch.setenv(key, value)
-        for key in ("TUNEHAND_TOKEN", "TUNEHAND_CONFIG_DIR"):
-            monkeypatch.delenv(key, raising=False)
-        args = build_parser().parse_args(["--config-dir", str(term.config_dir)])
-        backend, settings = LiveBackend.from_args(args)
-        app = TunehandApp(backend, keys_config=settings.keys, theme=settings.theme)
+        app = live_tui(term, monkeypatch)
         async with app.run_test(size=(120, 34)) as pilot:
 
             def snap_ok(check: Callable[[Any], bool]) -> Callable[[], bool]:

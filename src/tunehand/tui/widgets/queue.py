@@ -48,6 +48,7 @@ class QueuePane(Vertical):
             classes="tracks",
         )
         self._fetching = False
+        self._ordered_from: tuple[tuple[Entry, ...], tuple[str, ...]] | None = None
         self._clear_armed = False
         self.loaded = True
 
@@ -69,11 +70,13 @@ class QueuePane(Vertical):
         if snap.track is not None:
             self.tracks[snap.track.id] = snap.track
         st = snap.state
-        if st.shuffle and st.order:
+        if not (st.shuffle and st.order):
+            self._ordered_from = None
+            self.table.set_rows(st.queue)
+        elif self._ordered_from != (st.queue, st.order):  # rebuilt only when they change
+            self._ordered_from = (st.queue, st.order)
             by_id = {e.entry_id: e for e in st.queue}
             self.table.set_rows([by_id[i] for i in st.order if i in by_id])
-        else:
-            self.table.set_rows(st.queue)
         total = sum(e.duration_ms for e in st.queue)
         flags = f"shuffle {'on' if st.shuffle else 'off'} · repeat {st.repeat}"
         self.title.update(f"Queue · {len(st.queue)} tracks · {duration(total)} · {flags}")
