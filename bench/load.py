@@ -2,7 +2,8 @@
 
 Simulated devices are websocket clients that behave like `tunehand receiver`: they
 authenticate with capabilities ["play"], ping like the real client (websocket pings
-every 3 s, permessage-deflate as negotiated by default), obey directives (`prepare`
+every 3 s, offering permessage-deflate as the real client does; the server declines
+it), obey directives (`prepare`
 is answered `ready`; `start` makes the device active, `stop` idle) and, while active,
 report their position every 5 s. Devices come in accounts of DEVICES_PER_ACCOUNT; an
 account is created in the database in-process (the server's own queries) with one
@@ -40,15 +41,12 @@ version of its account a connected device never saw; duplicated: a version (or a
 command's state) a device got twice. A device the server cut off (an overloaded server
 misses pings) is counted apart: a real one would reconnect and resync.
 
-Last, for reference, one instance with LATENCY_DEVICES devices that do not offer
-permessage-deflate: the memory per connection that compression costs.
-
 Also printed: the generators' own loop lag (it adds to the latencies), CPU use of the
 servers, the generators and PostgreSQL/Redis during each phase, and the file
 descriptor limit, which bounds the connections one process can hold.
 
 Shorter variants for iterating, from the environment: TUNEHAND_LOAD_PARTS (any of
-`capacity1 latency1 capacity2 latency2 nodeflate`, comma-separated; default all),
+`capacity1 latency1 capacity2 latency2`, comma-separated; default all),
 TUNEHAND_LOAD_DEVICES (devices tried in a capacity run; the target stays
 TARGET_CONNECTIONS), TUNEHAND_LOAD_LATENCY_DEVICES, TUNEHAND_LOAD_RATES (e.g.
 `100,400`), TUNEHAND_LOAD_RATE_S, TUNEHAND_LOAD_HOLD_S, TUNEHAND_LOAD_FULL_RATE and
@@ -116,7 +114,7 @@ FD_RESERVE = 96
 STEP_TIMEOUT_S = 120.0
 """Deadline for a generator's answer to any step but the connection ramp."""
 REDIS_ENV = "TUNEHAND_TEST_REDIS_URL"
-PARTS = ("capacity1", "latency1", "capacity2", "latency2", "nodeflate")
+PARTS = ("capacity1", "latency1", "capacity2", "latency2")
 
 
 def _env(name: str, default: str) -> str:
@@ -1052,22 +1050,6 @@ def _latency(instances: int, tmp: Path, label: str) -> list[Result]:
         pop.close()
 
 
-def _memory_without_deflate(tmp: Path) -> list[Result]:
-    """For reference: one instance, LATENCY_DEVICES devices that do not offer
-    permessage-deflate (the real client does): what compression costs per connection."""
-    label = f"1 instance, {LATENCY_DEVICES} devices without deflate"
-    pop = _Population(1, tmp, LATENCY_DEVICES, label, None)
-    try:
-        rss0 = pop.rss_kb()
-        pop.connect()
-        open_, _ = pop.hold(2 * PING_INTERVAL_S)
-        per_conn = (sum(pop.rss_kb()) - sum(rss0)) / max(1, open_)
-        print(f"  {label}: {per_conn:.1f} KiB of server VmRSS per connection")
-        return [check(f"load {label}: server memory per connection", per_conn, "KiB")]
-    finally:
-        pop.close()
-
-
 def run() -> list[Result]:
     if not postgres_configured():
         print("  skipped: TUNEHAND_TEST_POSTGRES_URL is not set")
@@ -1089,8 +1071,6 @@ def run() -> list[Result]:
                 parts.append(
                     (latency_label, functools.partial(_latency, instances, label=latency_label))
                 )
-        if "nodeflate" in wanted:
-            parts.append(("1 instance without deflate", _memory_without_deflate))
         for n, (name, measure) in enumerate(parts):
             root = Path(tmp) / str(n)
             root.mkdir()

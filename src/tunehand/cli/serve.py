@@ -20,9 +20,8 @@ from types import FrameType
 from typing import Any
 
 from tunehand.cli.serverside import settings_from
-from tunehand.core.protocol import MAX_MESSAGE_BYTES
 from tunehand.errors import StoreError, TunehandError, UsageError
-from tunehand.server import keepalive
+from tunehand.server import channel
 from tunehand.server.app import create_app, open_database
 from tunehand.server.services import Services, Settings
 
@@ -150,16 +149,10 @@ def run_serve(args: argparse.Namespace) -> int:
         log_level="warning",
         access_log=False,
         lifespan="on",
-        # A device silent for 3.5 s is pinged and dropped 4 s later, so a lost one is
-        # noticed 7.5 s after its last frame; clients ping every 3 s, so most are never
-        # pinged (see server.keepalive).
-        ws=keepalive.protocol_class(),
-        ws_ping_interval=3.5,
-        ws_ping_timeout=4.0,
-        # Compression would cost ~48 KiB of zlib state per connection (a server holds
-        # tens of thousands) for messages of a few hundred bytes.
-        ws_per_message_deflate=False,
-        ws_max_size=MAX_MESSAGE_BYTES,
+        # Upgrade requests go to the channel's own websocket (server.websocket): no
+        # task, queue or compression state per idle device; its keepalive pings a
+        # device silent for 3.5 s and drops it 4 s later.
+        ws=channel.protocol_factory(settings.trusted_proxies),
         timeout_graceful_shutdown=5,
         # Client addresses drive login throttling: believe X-Forwarded-For only from
         # proxies the operator named.

@@ -2,7 +2,9 @@
 
 The lifespan opens the database (migrating it), the bus and the hub, loads the
 signing key, starts the first library scan, and holds all of it in lifespan state;
-there are no module globals.
+there are no module globals. The channel websocket (`/v1/channel`) is not a route of
+this app: uvicorn hands upgrade requests straight to `channel.protocol_factory`'s class,
+which finds the services in the same lifespan state.
 """
 
 from __future__ import annotations
@@ -17,12 +19,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import WebSocketRoute
 
 from tunehand.errors import StoreError, TunehandError
 from tunehand.server import api, api_art, api_device, api_library, auth
 from tunehand.server.bus import RedisBus, open_bus
-from tunehand.server.channel import channel_endpoint
 from tunehand.server.db import migrate
 from tunehand.server.db.engine import default_url, open_engine, unavailable_types
 from tunehand.server.hub import Hub
@@ -91,6 +91,7 @@ def create_app(
                 scan.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await scan
+            services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()
             await bus.close()
@@ -111,7 +112,6 @@ def create_app(
             *api_device.routes,
             *api_library.routes,
             *api_art.routes,
-            WebSocketRoute("/v1/channel", channel_endpoint),
         ],
         lifespan=lifespan,
         exception_handlers=handlers,

@@ -4,18 +4,22 @@ The first message authenticates (`auth`, or a Bearer header) and names the devic
 the server answers `hello`. After that, commands, reports, time requests and resyncs
 arrive; state, devices, directives and results go out. A malformed or unknown message
 gets an `error` reply and the connection stays up; an oversized one closes it (1009).
+
+A `Channel` is the websocket itself (`tunehand.server.websocket`): messages that need
+no database (pings, time requests, a command joining its queue) are answered in the
+callback; the others run in arrival order on a task that exists only while some are
+waiting, and commands on a second such task, so a device's `ready` is read while its
+own `transfer` (a pull) waits for it. An idle device holds no task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
-
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tunehand import __version__, wire
 from tunehand.core.commands import Command, Result
@@ -42,50 +46,25 @@ from tunehand.errors import AuthError, ProtocolError, StoreError
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import unavailable
-from tunehand.server.hub import Connection
 from tunehand.server.service import now_ms
 from tunehand.server.services import Services
 from tunehand.server.web import MAX_ADDRESS, NUL_MESSAGE, has_nul
+from tunehand.server.websocket import CLOSE_INTERNAL, SocketSet, Trusted, WebSocket
 
 log = logging.getLogger("tunehand.channel")
 
+PATH = "/v1/channel"
 AUTH_TIMEOUT_S = 10.0
 COMMANDS_PER_S = 50.0
-COMMAND_BURST = 100.0
+COMMAND_BURST = 100
 MAX_NAME = 128
 MAX_RATE = 100.0
 """The fastest playback a report may claim (mpv's own limit on speed)."""
 MAX_MS = 2**53
 CLOSE_TRY_AGAIN = 1013
 UNAVAILABLE = "the database is unavailable: try again"
-
-
-class _Bucket:
-    """Token bucket bounding the command rate of one connection."""
-
-    __slots__ = ("burst", "level", "rate", "t")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.level, self.t = rate, burst, burst, time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.level = min(self.burst, self.level + (now - self.t) * self.rate)
-        self.t = now
-        if self.level < 1:
-            return False
-        self.level -= 1
-        return True
-
-
-async def _receive(ws: WebSocket) -> str | bytes | None:
-    msg = await ws.receive()
-    if msg["type"] == "websocket.disconnect":
-        return None
-    data: str | bytes | None = msg.get("text")
-    if data is None:
-        data = msg.get("bytes") or b""
-    return data
+INBOX_LIMIT = 32
+"""Messages waiting for the database before the connection stops reading."""
 
 
 def _decode(data: str | bytes) -> Any:
@@ -109,238 +88,315 @@ def _decode(data: str | bytes) -> Any:
     return msg
 
 
-def _bearer(ws: WebSocket) -> str | None:
-    header = ws.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return None
+def protocol_factory(trusted_proxies: tuple[str, ...]) -> type[Channel]:
+    """The class for uvicorn's `ws` setting: uvicorn makes one per upgrade request."""
+    trusted = Trusted(trusted_proxies) if trusted_proxies else None
+
+    class ServerChannel(Channel):
+        __slots__ = ()
+
+        def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any]) -> None:
+            services: Services = app_state["services"]
+            super().__init__(services, server_state, trusted)
+
+    return ServerChannel
 
 
-async def _send(ws: WebSocket, obj: object) -> None:
-    await ws.send_text(wire.encode(obj).decode())
+class Channel(WebSocket):
+    """One device's channel: the websocket, the device it authenticated as, and the
+    hub's view of it (`push`, `close`)."""
 
-
-async def channel_endpoint(ws: WebSocket) -> None:
-    services: Services = ws.state.services
-    await ws.accept()
-    try:
-        first = await asyncio.wait_for(_receive(ws), AUTH_TIMEOUT_S)
-    except (TimeoutError, WebSocketDisconnect):
-        await _close(ws, CLOSE_AUTH, "authenticate first")
-        return
-    if first is None:
-        return
-    if len(first) > MAX_MESSAGE_BYTES:
-        await _close(ws, CLOSE_TOO_BIG, "message too big")
-        return
-    try:
-        hello = _decode(first)
-        if not isinstance(hello, Auth):
-            raise ProtocolError("the first message must be `auth`")
-        if not hello.device.id or len(hello.device.id) > 64 or len(hello.device.name) > MAX_NAME:
-            raise ProtocolError("device: id must be 1 to 64 characters, name at most 128")
-        token = hello.token or _bearer(ws) or ""
-        who = await auth.authenticate(services.engine, token, now_ms())
-    except ProtocolError as exc:
-        await _send(ws, ErrorMsg("invalid", str(exc)))
-        await _close(ws, CLOSE_POLICY, "bad first message")
-        return
-    except AuthError as exc:
-        await _send(ws, ErrorMsg("unauthorized", str(exc)))
-        await _close(ws, CLOSE_AUTH, "unauthorized")
-        return
-    except Exception as exc:
-        if not unavailable(exc):
-            raise
-        await _unavailable(ws, exc)
-        return
-    device = hello.device
-    address = (ws.client.host if ws.client else "")[:MAX_ADDRESS]
-    try:
-        async with services.engine.begin() as conn:
-            owner = await qa.device(conn, device.id)
-            if owner is not None and (owner.account_id != who.account_id or owner.revoked):
-                await _send(ws, ErrorMsg("unauthorized", "this device id is not yours or revoked"))
-                await _close(ws, CLOSE_AUTH, "unauthorized")
-                return
-            await qa.upsert_device(
-                conn, who.account_id, device.id, device.name or device.id, now_ms(), address
-            )
-    except Exception as exc:
-        if not unavailable(exc):
-            raise
-        await _unavailable(ws, exc)
-        return
-    conn_obj = Connection(
-        who.account_id,
-        device.id,
-        device.name,
-        address,
-        tuple(device.capabilities),
-        lambda data: ws.send_text(data.decode()),
-        lambda code, reason: _close(ws, code, reason),
+    __slots__ = (
+        "account_id",
+        "attached",
+        "bearer",
+        "capabilities",
+        "cmd_task",
+        "cmds",
+        "device_id",
+        "early",
+        "inbox",
+        "level",
+        "lost",
+        "services",
+        "t_level",
+        "task",
+        "trusted",
     )
-    sessions = services.sessions
-    await services.hub.attach(conn_obj)
-    try:
+    path = PATH
+
+    def __init__(self, services: Services, server_state: Any, trusted: Trusted | None) -> None:
+        super().__init__(services.sockets, server_state, MAX_MESSAGE_BYTES)
+        self.services, self.trusted = services, trusted
+        self.account_id = 0
+        self.device_id = ""
+        self.capabilities: tuple[str, ...] = ()
+        self.bearer = ""
+        self.early: list[bytes] | None = []
+        """What the hub pushed before `hello` went out (None once it has)."""
+        self.inbox: deque[str | bytes] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cmds: deque[Command] | None = None
+        self.cmd_task: asyncio.Task[None] | None = None
+        self.level, self.t_level = float(COMMAND_BURST), time.monotonic()
+        self.lost = False
+        self.attached = False
+
+    # --- the hub's side ---------------------------------------------------------------
+
+    def push(self, data: bytes) -> bool:
+        """Queue `data` for the device; False when it is too slow to take it."""
+        if self.early is not None:
+            self.early.append(data)
+            return True
+        return self.send(data) or self.closing
+
+    # --- the websocket's side ---------------------------------------------------------
+
+    def on_open(self) -> None:
+        assert self.headers is not None
+        header = self.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            self.bearer = header[7:].strip()
+        if self.trusted is not None:
+            self.peer = self.trusted.client(self.peer, self.headers.get("x-forwarded-for", ""))
+        self.peer = self.peer[:MAX_ADDRESS]
+        self.deadline = self.loop.time() + AUTH_TIMEOUT_S
+
+    def on_deadline(self) -> None:
+        if not self.account_id:
+            self.close(CLOSE_AUTH, "authenticate first")
+
+    def on_message(self, data: str | bytes) -> None:
+        if self.task is not None:
+            if self.inbox is None:
+                self.inbox = deque()
+            self.inbox.append(data)
+            if len(self.inbox) == INBOX_LIMIT and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        step = self._handle(data)
+        if step is not None:
+            self.task = self.loop.create_task(self._serially(step))
+
+    def on_closed(self) -> None:
+        self.lost = True
+        self.cmds = None
+        if self.cmd_task is not None:
+            self.cmd_task.cancel()
+        if self.task is None:
+            self.task = self.loop.create_task(self._serially(None))
+        # uvicorn's graceful shutdown waits for these before the lifespan closes the
+        # database and the bus.
+        tasks: set[asyncio.Task[None]] = self.server_state.tasks
+        tasks.add(self.task)
+        self.task.add_done_callback(tasks.discard)
+
+    # --- in order -----------------------------------------------------------------------
+
+    async def _serially(self, step: Awaitable[None] | None) -> None:
+        try:
+            if step is not None:
+                await step
+            while self.inbox:
+                data = self.inbox.popleft()
+                if len(self.inbox) == INBOX_LIMIT - 1 and self.transport is not None:
+                    self.transport.resume_reading()
+                step = self._handle(data)
+                if step is not None:
+                    await step
+            self.inbox = None
+            if self.lost:
+                await self._detach()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if unavailable(exc) and not self.lost:
+                self._unavailable(exc)
+            elif not unavailable(exc):
+                log.exception("channel: device %s", self.device_id or "(not authenticated)")
+                self.close(CLOSE_INTERNAL, "internal error")
+            if self.lost:
+                await self._detach()
+        finally:
+            self.task = None
+            if self.inbox and not self.lost:  # arrived while the last step finished
+                self.task = self.loop.create_task(self._serially(None))
+
+    def _handle(self, data: str | bytes) -> Awaitable[None] | None:
+        """Answer a message now, or return what must wait for it."""
+        if self.closing:
+            return None
+        if len(data) > MAX_MESSAGE_BYTES:
+            self.close(CLOSE_TOO_BIG, "message too big")
+            return None
+        if not self.account_id:
+            return self._authenticate(data)
+        try:
+            msg: Any = _decode(data)
+        except ProtocolError as exc:
+            self._send(ErrorMsg("invalid", str(exc)))
+            return None
+        if isinstance(msg, TimeRequest):
+            t1 = now_ms()
+            self._send(TimeReply(msg.t0, t1, now_ms()))
+        elif isinstance(msg, Ping):
+            self._send(Pong(now_ms()))
+        elif isinstance(msg, CommandMsg):
+            if not self._take() or not self._add(msg.command):
+                self._send(ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
+        elif isinstance(msg, ReportMsg):
+            if self._take():
+                return self._report(msg)
+        elif isinstance(msg, Resync):
+            return self._resync()
+        elif isinstance(msg, Ready):
+            return self.services.hub.transfer_reply(
+                self.account_id, self.device_id, msg.transfer_id, True, ""
+            )
+        elif isinstance(msg, Failed):
+            return self.services.hub.transfer_reply(
+                self.account_id, self.device_id, msg.transfer_id, False, msg.message[:200]
+            )
+        elif isinstance(msg, Auth):
+            self._send(ErrorMsg("invalid", "already authenticated"))
+        return None
+
+    def _send(self, obj: object) -> None:
+        self.send(wire.encode(obj))
+
+    def _take(self) -> bool:
+        """The token bucket bounding this connection's commands and reports."""
+        now = time.monotonic()
+        self.level = min(COMMAND_BURST, self.level + (now - self.t_level) * COMMANDS_PER_S)
+        self.t_level = now
+        if self.level < 1:
+            return False
+        self.level -= 1
+        return True
+
+    async def _report(self, msg: ReportMsg) -> None:
+        code = await self.services.sessions.report(self.account_id, self.device_id, msg.report)
+        if code == "stale_term":
+            self._send(ErrorMsg("stale_term", "another device holds playback: stop"))
+
+    async def _resync(self) -> None:
+        sessions = self.services.sessions
+        state = await sessions.state(self.account_id)
+        self._send(await sessions.state_message(self.account_id, state))
+
+    async def _authenticate(self, first: str | bytes) -> None:
+        services = self.services
+        try:
+            hello = _decode(first)
+            if not isinstance(hello, Auth):
+                raise ProtocolError("the first message must be `auth`")
+            device = hello.device
+            if not device.id or len(device.id) > 64 or len(device.name) > MAX_NAME:
+                raise ProtocolError("device: id must be 1 to 64 characters, name at most 128")
+            who = await auth.authenticate(services.engine, hello.token or self.bearer, now_ms())
+        except ProtocolError as exc:
+            self._send(ErrorMsg("invalid", str(exc)))
+            self.close(CLOSE_POLICY, "bad first message")
+            return
+        except AuthError as exc:
+            self._send(ErrorMsg("unauthorized", str(exc)))
+            self.close(CLOSE_AUTH, "unauthorized")
+            return
+        if not await self._register(who.account_id, device.id, device.name):
+            return
+        self.deadline = 0.0
+        self.account_id, self.device_id = who.account_id, device.id
+        self.capabilities = tuple(device.capabilities)
+        if self.lost:  # gone while authenticating: nothing to attach
+            return
+        sessions = services.sessions
+        await services.hub.attach(self)
+        self.attached = True
         state = await sessions.state(who.account_id)
         full = None
         if hello.last_version != state.version:
             full = await sessions.state_message(who.account_id, state)
-        await _send(
-            ws,
-            Hello(
-                device.id,
-                now_ms(),
-                state.version,
-                full,
-                await sessions.devices(who.account_id),
-                __version__,
-            ),
-        )
-        conn_obj.start()
+        devices = await sessions.devices(who.account_id)
+        self._send(Hello(device.id, now_ms(), state.version, full, devices, __version__))
+        early, self.early = self.early or [], None
+        for data in early:
+            if not self.push(data):
+                self.close(CLOSE_TRY_AGAIN, "too slow: reconnect and resync")
         await sessions.publish_devices(who.account_id)
-        await _serve(ws, services, who.account_id, device.id)
-    except WebSocketDisconnect:
-        pass
-    except Exception as exc:
-        if not unavailable(exc):
-            raise
-        await _unavailable(ws, exc)  # the device reconnects, and its hello resyncs it
-    finally:
-        last = await services.hub.detach(conn_obj)
+
+    async def _register(self, account_id: int, device_id: str, name: str) -> bool:
+        """Record the device (new, or seen again); False when the id is someone else's."""
+        async with self.services.engine.begin() as conn:
+            owner = await qa.device(conn, device_id)
+            if owner is not None and (owner.account_id != account_id or owner.revoked):
+                self._send(ErrorMsg("unauthorized", "this device id is not yours or revoked"))
+                self.close(CLOSE_AUTH, "unauthorized")
+                return False
+            await qa.upsert_device(
+                conn, account_id, device_id, name or device_id, now_ms(), self.peer
+            )
+        return True
+
+    async def _detach(self) -> None:
+        """The connection is gone: forget it; if it was the device's last, the device
+        is lost (its session pauses) unless the server is shutting down."""
+        if not self.attached:
+            return
+        self.attached = False
+        services, account_id, device_id = self.services, self.account_id, self.device_id
+        last = await services.hub.detach(self)
         if last and not services.hub.closing:
             try:
-                await sessions.device_lost(who.account_id, device.id)
-                await sessions.publish_devices(who.account_id)
+                await services.sessions.device_lost(account_id, device_id)
+                await services.sessions.publish_devices(account_id)
             except Exception as exc:
                 if not (isinstance(exc, StoreError) or unavailable(exc)):
                     raise
-                log.warning("could not record the loss of device %s: %r", device.id, exc)
+                log.warning("could not record the loss of device %s: %r", device_id, exc)
 
+    # --- commands -----------------------------------------------------------------------
 
-class _Commands:
-    """A device's commands, run in arrival order on a task of their own that exists only
-    while some are waiting, so a device's `ready` is read while its own `transfer` (a
-    pull) waits for it, and an idle connection holds no task."""
-
-    __slots__ = ("account_id", "device_id", "pending", "services", "task", "ws")
-
-    def __init__(self, ws: WebSocket, services: Services, account_id: int, device_id: str) -> None:
-        self.ws, self.services = ws, services
-        self.account_id, self.device_id = account_id, device_id
-        self.pending: deque[Command] | None = None  # created with the first command
-        self.task: asyncio.Task[None] | None = None
-
-    def add(self, cmd: Command) -> bool:
+    def _add(self, cmd: Command) -> bool:
         """Queue a command; False when COMMAND_BURST of them are waiting already."""
-        if self.pending is None:
-            self.pending = deque()
-        elif len(self.pending) >= COMMAND_BURST:
+        if self.cmds is None:
+            self.cmds = deque()
+        elif len(self.cmds) >= COMMAND_BURST:
             return False
-        self.pending.append(cmd)
-        if self.task is None:
-            self.task = asyncio.create_task(self._run())
+        self.cmds.append(cmd)
+        if self.cmd_task is None:
+            self.cmd_task = self.loop.create_task(self._commands(self.cmds))
         return True
 
-    async def _run(self) -> None:
-        pending = self.pending
+    async def _commands(self, pending: deque[Command]) -> None:
         try:
             while pending:
-                await self._one(pending.popleft())
+                await self._command(pending.popleft())
         finally:
-            self.task = None
-            self.pending = None
+            self.cmd_task = None
+            self.cmds = None
 
-    async def _one(self, cmd: Command) -> None:
-        sessions = self.services.sessions
+    async def _command(self, cmd: Command) -> None:
         try:
-            res = await sessions.execute(self.account_id, cmd, self.device_id)
+            res = await self.services.sessions.execute(self.account_id, cmd, self.device_id)
         except StoreError as exc:
             res = Result(cmd.command_id, "unavailable", str(exc))
         except Exception as exc:
             if not unavailable(exc):
-                raise
+                log.exception("channel: command %s", cmd.command_id)
+                self.close(CLOSE_INTERNAL, "internal error")
+                return
             res = Result(cmd.command_id, "unavailable", UNAVAILABLE)
         # The device may be gone meanwhile: the command was applied, and a retry from its
         # next connection gets the stored result.
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-            await _send(self.ws, ResultMsg(res.command_id, res.code, res.message, res.version))
+        self._send(ResultMsg(res.command_id, res.code, res.message, res.version))
 
-    def cancel(self) -> None:
-        self.pending = None
-        if self.task is not None:
-            self.task.cancel()
-
-
-async def _serve(ws: WebSocket, services: Services, account_id: int, device_id: str) -> None:
-    """Read messages until the connection ends; commands run on `_Commands`."""
-    bucket = _Bucket(COMMANDS_PER_S, COMMAND_BURST)
-    commands = _Commands(ws, services, account_id, device_id)
-    try:
-        await _read_loop(ws, services, account_id, device_id, bucket, commands)
-    finally:
-        commands.cancel()
+    def _unavailable(self, exc: BaseException) -> None:
+        """The database is down or restarting: tell the device and close with 1013 (try
+        again later); it reconnects with backoff and resyncs."""
+        log.warning("channel: database unavailable: %r", exc)
+        self._send(ErrorMsg("unavailable", UNAVAILABLE))
+        self.close(CLOSE_TRY_AGAIN, "database unavailable: reconnect later")
 
 
-async def _read_loop(
-    ws: WebSocket,
-    services: Services,
-    account_id: int,
-    device_id: str,
-    bucket: _Bucket,
-    commands: _Commands,
-) -> None:
-    sessions = services.sessions
-    while True:
-        data = await _receive(ws)
-        if data is None:
-            return
-        if len(data) > MAX_MESSAGE_BYTES:
-            await _close(ws, CLOSE_TOO_BIG, "message too big")
-            return
-        try:
-            msg: Any = _decode(data)
-        except ProtocolError as exc:
-            await _send(ws, ErrorMsg("invalid", str(exc)))
-            continue
-        if isinstance(msg, TimeRequest):
-            t1 = now_ms()
-            await _send(ws, TimeReply(msg.t0, t1, now_ms()))
-        elif isinstance(msg, Ping):
-            await _send(ws, Pong(now_ms()))
-        elif isinstance(msg, CommandMsg):
-            if not bucket.take() or not commands.add(msg.command):
-                await _send(ws, ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
-                continue
-        elif isinstance(msg, ReportMsg):
-            if not bucket.take():
-                continue
-            code = await sessions.report(account_id, device_id, msg.report)
-            if code == "stale_term":
-                await _send(ws, ErrorMsg("stale_term", "another device holds playback: stop"))
-        elif isinstance(msg, Resync):
-            state = await sessions.state(account_id)
-            await _send(ws, await sessions.state_message(account_id, state))
-        elif isinstance(msg, Ready):
-            await services.hub.transfer_reply(account_id, device_id, msg.transfer_id, True, "")
-        elif isinstance(msg, Failed):
-            await services.hub.transfer_reply(
-                account_id, device_id, msg.transfer_id, False, msg.message[:200]
-            )
-        elif isinstance(msg, Auth):
-            await _send(ws, ErrorMsg("invalid", "already authenticated"))
-
-
-async def _unavailable(ws: WebSocket, exc: BaseException) -> None:
-    """The database is down or restarting: tell the device and close with 1013 (try
-    again later); it reconnects with backoff and resyncs."""
-    log.warning("channel: database unavailable: %r", exc)
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-        await _send(ws, ErrorMsg("unavailable", UNAVAILABLE))
-    await _close(ws, CLOSE_TRY_AGAIN, "database unavailable: reconnect later")
-
-
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-        await ws.close(code, reason)
+__all__ = ["PATH", "Channel", "SocketSet", "protocol_factory"]

@@ -1,84 +1,39 @@
 """Live channel connections of this instance, and fan-out to them through the bus.
 
-Each connection has a bounded outbox drained by its own writer task, so one slow
-device never delays the others; a device whose outbox overflows is disconnected and
-resyncs when it reconnects.
+Sending never waits: a message goes to the connection's transport at once, so one slow
+device never delays the others; a device that stops reading is disconnected once too
+much waits for it (`tunehand.server.websocket.MAX_BUFFERED_OUT`) and resyncs when it
+reconnects.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from tunehand.server.bus import Bus
 from tunehand.server.presence import LocalPresence, Presence
 
-OUTBOX_LIMIT = 512
 ALL = "*"
 TRANSFERS = "transfers"
 """Topic for a transfer target's ready/failed, which may reach another instance."""
 
 
-@dataclass(eq=False, slots=True)
-class Connection:
-    """One device's channel on this instance. Its outbox is drained by a writer task
-    that exists only while there is something to send: tens of thousands of idle
-    connections hold no task and no queue of their own."""
+class Connection(Protocol):
+    """One device's channel on this instance (`tunehand.server.channel.Channel`)."""
 
     account_id: int
     device_id: str
-    name: str
-    address: str
     capabilities: tuple[str, ...]
-    send_raw: Callable[[bytes], Awaitable[None]]
-    close: Callable[[int, str], Awaitable[None]]
-    outbox: deque[bytes] | None = None
-    """Created on the first push: an empty deque alone is ~600 bytes."""
-    writer: asyncio.Task[None] | None = None
-    started: bool = False
-    stopped: bool = False
-
-    def start(self) -> None:
-        """Begin sending (what was pushed before `hello` went out waits until now)."""
-        self.started = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self.started and not self.stopped and self.outbox and self.writer is None:
-            self.writer = asyncio.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        outbox = self.outbox
-        try:
-            while outbox:
-                await self.send_raw(outbox.popleft())
-        except Exception:  # the socket is gone: its endpoint is detaching it
-            self.stopped = True
-        finally:
-            self.writer = None
-            self.outbox = None  # drained (or dropped): free it until the next push
 
     def push(self, data: bytes) -> bool:
-        """Queue `data`; False when the outbox is full (the device is too slow)."""
-        if self.stopped:
-            return True  # going away: nothing more to send
-        if self.outbox is None:
-            self.outbox = deque()
-        elif len(self.outbox) >= OUTBOX_LIMIT:
-            return False
-        self.outbox.append(data)
-        self._wake()
-        return True
+        """Send `data` (or keep it until `hello` is out); False when the device is too
+        slow to take it."""
+        ...
 
-    async def stop(self) -> None:
-        self.stopped = True
-        if self.writer is not None:
-            self.writer.cancel()
+    def close(self, code: int, reason: str) -> None: ...
 
 
 def topic(account_id: int) -> str:
@@ -133,7 +88,6 @@ class Hub:
 
     async def detach(self, conn: Connection) -> bool:
         """Forget a connection. True when it was the device's last one."""
-        await conn.stop()
         devices = self._conns.get(conn.account_id, {})
         conns = devices.get(conn.device_id, [])
         if conn in conns:
@@ -171,11 +125,11 @@ class Hub:
         )
         for c in list(conns):
             if not c.push(payload):
-                await c.close(1013, "too slow: reconnect and resync")
+                c.close(1013, "too slow: reconnect and resync")
 
     async def close_device(self, account_id: int, device_id: str, code: int, reason: str) -> None:
         for c in list(self._conns.get(account_id, {}).get(device_id, [])):
-            await c.close(code, reason)
+            c.close(code, reason)
 
     def begin_shutdown(self) -> None:
         self.closing = True
@@ -185,4 +139,4 @@ class Hub:
         for devices in list(self._conns.values()):
             for conns in list(devices.values()):
                 for c in list(conns):
-                    await c.close(code, reason)
+                    c.close(code, reason)

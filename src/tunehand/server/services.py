@@ -14,6 +14,7 @@ from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
+from tunehand.server.websocket import SocketSet
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,5 @@ class Services:
     library: Library
     art: ArtCache = field(default_factory=ArtCache)
     """Resized cover art, shared by this instance's requests."""
+    sockets: SocketSet = field(default_factory=SocketSet)
+    """This instance's open channel websockets (their keepalive)."""
