@@ -63,6 +63,7 @@ import functools
 import json
 import math
 import os
+import random
 import resource
 import secrets
 import shutil
@@ -153,6 +154,8 @@ class _Device:
     entry: str | None = None
     anchor: tuple[int, int] = (0, 0)
     next_report: float = 0.0
+    first_report: bool = False
+    listed: bool = False
     closed: bool = False
 
 
@@ -179,6 +182,8 @@ class _Generator:
         self.tracks = {acct["n"]: acct["track"] for acct in spec["accounts"] if acct["track"]}
         """The radio stream an active account plays (None: the account stays idle)."""
         self.devices = [d for devs in self.accounts for d in devs]
+        self.playing: list[_Device] = []
+        """Devices told to start (reports go out from those still active)."""
         self.by_account = {devs[0].account: devs for devs in self.accounts}
         self.sent: dict[str, tuple[float, int, int]] = {}
         """command_id -> (send time, account, sender index), during a rate phase."""
@@ -320,6 +325,10 @@ class _Generator:
             d.anchor = (msg["position_ms"], msg["at_ms"])
             self.started += 1
             d.next_report = 0.0  # at once, like a player that just got audible
+            d.first_report = True
+            if not d.listed:
+                d.listed = True
+                self.playing.append(d)
         elif action == "stop":
             d.active = False
 
@@ -328,10 +337,13 @@ class _Generator:
         while True:
             await asyncio.sleep(0.05)
             now = time.monotonic()
-            for d in self.devices:
+            for d in self.playing:
                 if not d.active or d.closed or d.ws is None or d.next_report > now:
                     continue
-                d.next_report = now + REPORT_EVERY_S
+                # The bench starts its players together; real ones start at different
+                # moments, so after the first report each keeps a phase of its own.
+                d.next_report = now + REPORT_EVERY_S * (random.random() if d.first_report else 1)
+                d.first_report = False
                 at = _now_ms()
                 position, anchored = d.anchor
                 report = {

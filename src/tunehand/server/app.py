@@ -24,7 +24,7 @@ from tunehand.errors import StoreError, TunehandError
 from tunehand.server import api, api_art, api_device, api_library, auth
 from tunehand.server.bus import RedisBus, open_bus
 from tunehand.server.db import migrate
-from tunehand.server.db.engine import default_url, open_engine, unavailable_types
+from tunehand.server.db.engine import default_url, open_engine, unavailable_types, warm_pool
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
 from tunehand.server.presence import RedisPresence, open_presence
@@ -63,6 +63,7 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await asyncio.to_thread(auth.prime)
         engine = await open_database(settings)
+        await warm_pool(engine)
         signer = Signer(load_or_create_key(settings.data_dir, os.environ))
         bus = open_bus(settings.redis_url, settings.redis_prefix)
         presence = open_presence(settings.redis_url, settings.redis_prefix)

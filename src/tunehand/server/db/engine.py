@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,25 @@ def open_engine(url: str) -> AsyncEngine:
     sa.event.listen(engine.sync_engine, "checkin", _checked_in)
     sa.event.listen(engine.sync_engine, "checkout", _pre_ping)
     return engine
+
+
+WARM_CONNECTIONS = 8
+"""Enough for a thousand commands a second; the rest of the pool opens when needed
+(every connection counts against PostgreSQL's `max_connections`)."""
+
+
+async def warm_pool(engine: AsyncEngine) -> None:
+    """Open the pool's connections now (PostgreSQL), so the first busy second after a
+    start does not pay for opening them one by one while commands wait."""
+    if engine.dialect.name != "postgresql":
+        return
+    size = min(WARM_CONNECTIONS, getattr(engine.pool, "size", lambda: 0)())
+    async with contextlib.AsyncExitStack() as stack:
+        # A connection that fails now is opened on demand later, as without this.
+        await asyncio.gather(
+            *(stack.enter_async_context(engine.connect()) for _ in range(size)),
+            return_exceptions=True,
+        )
 
 
 def unavailable_types() -> tuple[type[Exception], ...]:
