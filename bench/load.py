@@ -18,7 +18,10 @@ clock times a fan-out) on one asyncio loop with the websockets asyncio client.
 
 Per configuration (one instance on PostgreSQL with its in-process bus; two instances
 on PostgreSQL + a private Redis (see `_private_redis`), the devices of each account
-spread over both), two runs on fresh servers and a fresh database:
+spread over both), two runs on fresh servers and a fresh database. A process may hold
+at most RLIMIT_NOFILE sockets (20,000 here, a hard limit), so one instance also runs
+as `tunehand serve --workers WORKERS` (a worker per core, on PostgreSQL + a private
+Redis), capacity run only:
 
 1. capacity: TARGET_CONNECTIONS devices (fewer if the file descriptor limit says so)
    connect and wait for their `hello`, at most CONNECT_CONCURRENCY handshakes in flight
@@ -46,7 +49,7 @@ servers, the generators and PostgreSQL/Redis during each phase, and the file
 descriptor limit, which bounds the connections one process can hold.
 
 Shorter variants for iterating, from the environment: TUNEHAND_LOAD_PARTS (any of
-`capacity1 latency1 capacity2 latency2`, comma-separated; default all),
+`capacity1 latency1 capacity1w capacity2 latency2`, comma-separated; default all),
 TUNEHAND_LOAD_DEVICES (devices tried in a capacity run; the target stays
 TARGET_CONNECTIONS), TUNEHAND_LOAD_LATENCY_DEVICES, TUNEHAND_LOAD_RATES (e.g.
 `100,400`), TUNEHAND_LOAD_RATE_S, TUNEHAND_LOAD_HOLD_S, TUNEHAND_LOAD_FULL_RATE and
@@ -89,6 +92,8 @@ DEVICES_PER_ACCOUNT = 3
 ACTIVE_SHARE = 0.1
 """Share of the accounts with a playing device (reporting every 5 s)."""
 GENERATORS = 2
+WORKERS = 2
+"""`tunehand serve --workers` for the one-instance capacity run with a worker per core."""
 CONNECT_CONCURRENCY = 64
 """Handshakes in flight per generator (the server's listen backlog is 2048)."""
 CONNECT_DEADLINE_S = 240.0
@@ -115,7 +120,7 @@ FD_RESERVE = 96
 STEP_TIMEOUT_S = 120.0
 """Deadline for a generator's answer to any step but the connection ramp."""
 REDIS_ENV = "TUNEHAND_TEST_REDIS_URL"
-PARTS = ("capacity1", "latency1", "capacity2", "latency2")
+PARTS = ("capacity1", "latency1", "capacity1w", "capacity2", "latency2")
 
 
 def _env(name: str, default: str) -> str:
@@ -577,6 +582,12 @@ def _fd_limit(pid: int) -> int:
     return 0
 
 
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
 def _fds(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -768,17 +779,19 @@ def _private_redis() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _servers(instances: int, tmp: Path) -> Iterator[list[Any]]:
+def _servers(instances: int, tmp: Path, workers: int = 1) -> Iterator[list[Any]]:
     """Fresh PostgreSQL database; instance A scans, the others run with --no-scan; with
-    several instances, a private Redis is their bus. All stopped, the database dropped."""
+    several instances (or workers), a private Redis is their bus. All stopped, the
+    database dropped."""
     from tests.fixtures_server import Store, fresh_postgres_database, launch
 
     with ExitStack() as stack:
         url, drop = fresh_postgres_database()
         stack.callback(drop)
         store = Store(url)
-        if instances > 1:
+        if instances > 1 or workers > 1:
             store = Store(url, stack.enter_context(_private_redis()))
+        args = (*SERVE_ARGS, "--workers", str(workers)) if workers > 1 else SERVE_ARGS
         started: list[Any] = []
 
         def stop_all() -> None:
@@ -786,7 +799,7 @@ def _servers(instances: int, tmp: Path) -> Iterator[list[Any]]:
                 srv.stop()
 
         stack.callback(stop_all)
-        a = launch(tmp / "a", store=store, extra_args=SERVE_ARGS)
+        a = launch(tmp / "a", store=store, extra_args=args)
         started.append(a)
         for i in range(1, instances):
             started.append(
@@ -794,7 +807,7 @@ def _servers(instances: int, tmp: Path) -> Iterator[list[Any]]:
                     tmp / f"i{i}",
                     music=a.music,
                     store=store,
-                    extra_args=(*SERVE_ARGS, "--no-scan"),
+                    extra_args=(*args, "--no-scan"),
                     wait_scan=False,
                 )
             )
@@ -814,9 +827,16 @@ class _Population:
     """Servers, accounts and connected generators for one run; `close()` ends it all."""
 
     def __init__(
-        self, instances: int, tmp: Path, devices: int, label: str, compression: str | None
+        self,
+        instances: int,
+        tmp: Path,
+        devices: int,
+        label: str,
+        compression: str | None,
+        workers: int = 1,
     ) -> None:
         self.label = label
+        self.n_workers = workers
         self.compression = compression
         self.stack = ExitStack()
         try:
@@ -829,10 +849,16 @@ class _Population:
         fd_limit = _raise_fd_limit()
         self.workers: list[_Worker] = []
         self.stack.callback(self._stop_workers)  # after the servers have stopped (LIFO)
-        self.servers = self.stack.enter_context(_servers(instances, tmp))
-        self.pids = [s.proc.pid for s in self.servers]
-        limits = [_fd_limit(p) for p in self.pids]
-        base_fds = [_fds(p) for p in self.pids]
+        self.servers = self.stack.enter_context(_servers(instances, tmp, self.n_workers))
+        # With --workers, the devices are the workers' (children of the server process);
+        # memory is summed over every process, the idle parent included.
+        holders = [_children(s.proc.pid) or [s.proc.pid] for s in self.servers]
+        self.holders = [p for ps in holders for p in ps]
+        self.pids = [s.proc.pid for s in self.servers] + [
+            p for p in self.holders if p not in {s.proc.pid for s in self.servers}
+        ]
+        limits = [_fd_limit(p) for p in self.holders]
+        base_fds = [_fds(p) for p in self.holders]
         room = sum(lim - fds - FD_RESERVE for lim, fds in zip(limits, base_fds, strict=True))
         accounts = min(devices, room) // DEVICES_PER_ACCOUNT
         self.devices = accounts * DEVICES_PER_ACCOUNT
@@ -926,7 +952,7 @@ class _Population:
         reports = sum(a["reports"] for a in held)
         print(
             f"  {self.label}: {open_} connections open after {seconds:g} s idle "
-            f"({reports} reports); server fds {[_fds(p) for p in self.pids]}; {usage}"
+            f"({reports} reports); server fds {[_fds(p) for p in self.holders]}; {usage}"
         )
         return open_, usage
 
@@ -1008,9 +1034,9 @@ class _Population:
             print(f"  {self.label}: server log: {n} x {text}")
 
 
-def _capacity(instances: int, tmp: Path, label: str) -> list[Result]:
+def _capacity(instances: int, tmp: Path, label: str, workers: int = 1) -> list[Result]:
     """Connect up to TARGET_CONNECTIONS devices, hold them, then the target command rate."""
-    pop = _Population(instances, tmp, DEVICES, label, "deflate")
+    pop = _Population(instances, tmp, DEVICES, label, "deflate", workers)
     try:
         rss0 = pop.rss_kb()
         gen_pids = [w.proc.pid for w in pop.workers]
@@ -1082,6 +1108,13 @@ def run() -> list[Result]:
             if f"latency{instances}" in wanted:
                 parts.append(
                     (latency_label, functools.partial(_latency, instances, label=latency_label))
+                )
+            if instances == 1 and len(configs) > 1 and "capacity1w" in wanted:
+                # One process may hold at most RLIMIT_NOFILE sockets: one `tunehand serve`
+                # with a worker per core holds more.
+                w_label = f"1 instance, {WORKERS} workers"
+                parts.append(
+                    (w_label, functools.partial(_capacity, 1, label=w_label, workers=WORKERS))
                 )
         for n, (name, measure) in enumerate(parts):
             root = Path(tmp) / str(n)

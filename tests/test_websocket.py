@@ -299,7 +299,7 @@ class _Transport:
     def __init__(self, buffered: int = 0) -> None:
         self.written: list[bytes] = []
         self.buffered = buffered
-        self.closed = False
+        self.closed = self.aborted = False
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
@@ -309,6 +309,9 @@ class _Transport:
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
@@ -333,16 +336,20 @@ async def _open_socket(sockets: SocketSet, transport: _Transport) -> WebSocket:
 
 async def test_the_sweep_pings_the_silent_and_drops_the_dead() -> None:
     sockets = SocketSet(ping_idle_s=3.5, pong_timeout_s=4.0)
-    quiet, busy = _Transport(), _Transport()
+    quiet, busy, stuck = _Transport(), _Transport(), _Transport(buffered=4096)
     a, b = await _open_socket(sockets, quiet), await _open_socket(sockets, busy)
+    c = await _open_socket(sockets, stuck)
     t = a.last_rx
     b.last_rx = t + 3.0
+    c.last_rx = t
     sockets.sweep(t + 3.6)
     assert quiet.written == [bytes((0x89, 8)) + b"tunehand"] and not busy.written
     sockets.sweep(t + 7.0)
     assert not quiet.closed
     sockets.sweep(t + 7.7)
     assert quiet.closed and quiet.written[-1][:4] == bytes((0x88, 2 + 22)) + b"\x03\xf3"
+    assert not quiet.aborted  # nothing waited: a close that sends the close frame
+    assert stuck.aborted  # data waits for a dead peer: aborted, not left to TCP retries
     assert not busy.closed  # pinged, not dropped
     assert busy.written == [bytes((0x89, 8)) + b"tunehand"]
 

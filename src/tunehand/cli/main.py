@@ -159,6 +159,14 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         " (default: tunehand:; also TUNEHAND_REDIS_PREFIX)",
     )
     serve.add_argument("--no-scan", action="store_true", help="skip the scan at start")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port, one per core (above 1: needs PostgreSQL"
+        " and Redis, as several instances do)",
+    )
     serve.add_argument("--certfile", help="TLS certificate (PEM) to serve https and wss")
     serve.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
     serve.add_argument(

@@ -12,10 +12,12 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -24,6 +26,8 @@ from tunehand.errors import StoreError, TunehandError, UsageError
 from tunehand.server import channel
 from tunehand.server.app import create_app, open_database
 from tunehand.server.services import Services, Settings
+
+MAX_WORKERS = 64
 
 
 def _server_class() -> type[Any]:
@@ -117,10 +121,18 @@ async def _migrate(settings: Settings) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     settings = settings_from(args)
+    workers = getattr(args, "workers", 1)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers: must be 1 to {MAX_WORKERS}")
+    if workers > 1 and not (
+        settings.redis_url and (settings.database_url or "").startswith("post")
+    ):
+        raise UsageError(
+            "--workers above 1 needs PostgreSQL (--database) and Redis (--redis): the"
+            " workers share sessions and devices through them, as several instances do"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     asyncio.run(_migrate(settings))
     certfile, keyfile = getattr(args, "certfile", None), getattr(args, "keyfile", None)
@@ -133,11 +145,89 @@ def run_serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"{'https' if certfile else 'http'}://{shown}:{port}"
+    if workers == 1:
+        _serve(settings, sock, url, certfile, keyfile, announce=True)
+    else:
+        code = _supervise(workers, settings, sock, url, certfile, keyfile)
+        if code:
+            return code
+    print("tunehand server stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _supervise(
+    workers: int,
+    settings: Settings,
+    sock: socket.socket,
+    url: str,
+    certfile: str | None,
+    keyfile: str | None,
+) -> int:
+    """Fork `workers` servers on the one listening socket (the kernel hands each new
+    connection to one of them); the first scans the library and says when it listens.
+    SIGINT and SIGTERM are passed on once; if a worker dies, the others are stopped."""
+    pids: list[int] = []
+    for i in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.setpgid(0, 0)  # a terminal's ^C reaches the parent, which passes it on once
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                first = replace(settings, scan_on_start=settings.scan_on_start and i == 0)
+                _serve(first, sock, url, certfile, keyfile, announce=i == 0)
+                code = 0
+            except TunehandError as exc:
+                print(f"tunehand: worker {i + 1}: {exc}", file=sys.stderr, flush=True)
+            except BaseException as exc:
+                print(f"tunehand: worker {i + 1} failed: {exc!r}", file=sys.stderr, flush=True)
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        pids.append(pid)
+    sock.close()
+    live = set(pids)
+
+    def stop(sig: int, _frame: FrameType | None) -> None:
+        for p in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    failed = 0
+    while live:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        live.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code and not failed:
+            failed = 1
+            print(f"tunehand: a server worker ended ({code}): stopping", file=sys.stderr)
+            stop(signal.SIGTERM, None)
+    return failed
+
+
+def _serve(
+    settings: Settings,
+    sock: socket.socket,
+    url: str,
+    certfile: str | None,
+    keyfile: str | None,
+    *,
+    announce: bool,
+) -> None:
+    import uvicorn
 
     def ready(services: Services) -> None:
         # Devices cut off by a shutdown are not lost: they keep playing and reconnect.
         server.on_exit = services.hub.begin_shutdown
         _tune_gc()
+        if not announce:
+            return
         folders = ", ".join(str(m) for m in settings.music) or "none (pass --music DIR)"
         print(f"tunehand server listening on {url}", flush=True)
         print(f"data: {settings.data_dir}; music: {folders}", file=sys.stderr, flush=True)
@@ -164,5 +254,3 @@ def run_serve(args: argparse.Namespace) -> int:
     server = _server_class()(config)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(server.serve(sockets=[sock]))
-    print("tunehand server stopped", file=sys.stderr, flush=True)
-    return 0

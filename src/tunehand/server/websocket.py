@@ -97,7 +97,7 @@ class SocketSet:
                 sock.pinged = now
                 sock.write_frame(OP_PING, b"tunehand")
             elif now - sock.pinged >= timeout:
-                sock.fail(CLOSE_INTERNAL, "keepalive ping timeout")
+                sock.fail(CLOSE_INTERNAL, "keepalive ping timeout", dead=True)
 
     def close(self) -> None:
         if self._task is not None:
@@ -225,18 +225,23 @@ class WebSocket(asyncio.Protocol):
         self.write_frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()[:123])
         self.loop.call_later(CLOSE_WAIT_S, self._abort)
 
-    def fail(self, code: int, reason: str) -> None:
-        """Close at once (a protocol violation or a dead peer)."""
+    def fail(self, code: int, reason: str, *, dead: bool = False) -> None:
+        """Close at once (a protocol violation). A `dead` peer's connection is aborted if
+        anything waits to be written to it: that would hold the connection open for as
+        long as TCP keeps retrying, and its device would not count as lost meanwhile."""
         if self.transport is None:
             return
         if not self.closing:
             self.closing = True
             self.write_frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()[:123])
-        self.transport.close()
+        if dead and self.transport.get_write_buffer_size():
+            self.transport.abort()
+        else:
+            self.transport.close()
 
     def _abort(self) -> None:
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
     # --- asyncio.Protocol -------------------------------------------------------
 
