@@ -879,7 +879,10 @@ class _Population:
         limits = [_fd_limit(p) for p in self.holders]
         base_fds = [_fds(p) for p in self.holders]
         room = sum(lim - fds - FD_RESERVE for lim, fds in zip(limits, base_fds, strict=True))
-        accounts = min(devices, room) // DEVICES_PER_ACCOUNT
+        # Whole accounts: the target itself if it fits (20,000 is no multiple of 3).
+        accounts = -(-devices // DEVICES_PER_ACCOUNT)
+        if accounts * DEVICES_PER_ACCOUNT > room:
+            accounts = min(devices, room) // DEVICES_PER_ACCOUNT
         self.devices = accounts * DEVICES_PER_ACCOUNT
         print(
             f"  {self.label}: servers {', '.join(s.url for s in self.servers)} (pids "

@@ -69,9 +69,10 @@ def open_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=8, max_overflow=8)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    # Connections beyond pool_size are closed when returned, and opening one costs more
-    # than a command: a pool as large as the busy moments keeps them.
-    engine = create_async_engine(url, pool_size=24, max_overflow=8)
+    # Connections beyond pool_size ("overflow") are closed when returned, and opening one
+    # costs more than a command: under bursts they churned. So no overflow: the pool
+    # opens up to 32 as the busy moments need them and keeps them.
+    engine = create_async_engine(url, pool_size=32, max_overflow=0)
     sa.event.listen(engine.sync_engine, "connect", _checked_in)  # new: alive
     sa.event.listen(engine.sync_engine, "checkin", _checked_in)
     sa.event.listen(engine.sync_engine, "checkout", _pre_ping)
