@@ -555,15 +555,6 @@ async def _worker_main() -> None:
 # --- the orchestration (the bench process) -----------------------------------------
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop, as the server runs on, where installed: the generator shares the CPU."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def _raise_fd_limit() -> int:
     """Soft RLIMIT_NOFILE up to the hard limit (raising the hard one needs
     CAP_SYS_RESOURCE); children (servers, generators) inherit it. Returns it."""
@@ -594,12 +585,6 @@ def _fd_limit(pid: int) -> int:
         if line.startswith("Max open files"):
             return int(line.split()[3])
     return 0
-
-
-def _children(pid: int) -> list[int]:
-    with contextlib.suppress(OSError):
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
 
 
 def _fds(pid: int) -> int:
@@ -871,7 +856,9 @@ class _Population:
         self.servers = self.stack.enter_context(_servers(instances, tmp, self.n_workers))
         # With --workers, the devices are the workers' (children of the server process);
         # memory is summed over every process, the idle parent included.
-        holders = [_children(s.proc.pid) or [s.proc.pid] for s in self.servers]
+        from tests.fixtures_server import child_pids
+
+        holders = [child_pids(s.proc.pid) or [s.proc.pid] for s in self.servers]
         self.holders = [p for ps in holders for p in ps]
         self.pids = [s.proc.pid for s in self.servers] + [
             p for p in self.holders if p not in {s.proc.pid for s in self.servers}
@@ -1152,7 +1139,10 @@ def run() -> list[Result]:
 if __name__ == "__main__":
     if "--worker" in sys.argv:
         gc.set_threshold(10_000, 20, 20)
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        from tunehand.cli.serve import loop_factory
+
+        # uvloop, as the server runs on, where installed: the generator shares the CPU.
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(_worker_main())
     else:
         from bench.__main__ import main

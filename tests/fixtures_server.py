@@ -262,6 +262,15 @@ def two_instances(
         a.stop()
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (the workers of `tunehand serve --workers N`)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
 def skip_without_services(name: str) -> None:
     """Skip (with the reason) a PostgreSQL + Redis test when CI's services are not set."""
     if name == "postgres":

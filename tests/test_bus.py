@@ -145,3 +145,11 @@ def test_the_prefix_comes_from_the_flag_the_environment_or_the_default(
     for bad in ("a b", "tab\there", "x" * 101):
         with pytest.raises(UsageError, match="--redis-prefix"):
             redis_prefix(Namespace(redis_prefix=bad))
+
+
+def test_redis_replies_are_parsed_in_c() -> None:
+    """hiredis is installed with tunehand, so redis-py uses its C parser: every state a
+    server fans out through the bus is parsed once per instance."""
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE

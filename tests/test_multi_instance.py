@@ -224,3 +224,21 @@ async def test_deployments_with_other_redis_prefixes_do_not_hear_each_other(
     assert 11 not in volumes
     for api in (on_x, on_y, on_z):
         api.close()
+
+
+def test_each_instance_opens_its_pool_at_start(pair: tuple[ServerProc, ServerProc]) -> None:
+    """PostgreSQL connections are opened at start (WARM_CONNECTIONS per instance), so the
+    first busy second after a start does not wait for them one by one."""
+    from tunehand.server.db.engine import WARM_CONNECTIONS
+
+    async def count() -> int:
+        engine = open_engine(db_url(pair[0]))
+        try:
+            async with engine.connect() as conn:
+                sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                return int((await conn.exec_driver_sql(sql)).scalar_one())
+        finally:
+            await engine.dispose()
+
+    # Two instances, plus this query's own connection.
+    assert run_async(count) >= 2 * WARM_CONNECTIONS + 1

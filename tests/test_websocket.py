@@ -21,7 +21,7 @@ from tests.fixtures_server import ServerProc, launch
 from tests.test_api import new_account
 from tunehand.core.protocol import MAX_MESSAGE_BYTES
 from tunehand.server import websocket as wsmod
-from tunehand.server.websocket import SocketSet, Trusted, WebSocket
+from tunehand.server.websocket import SocketSet, WebSocket
 
 TIMEOUT_S = 15.0
 
@@ -181,6 +181,33 @@ async def test_a_fragmented_message_with_a_ping_inside_is_joined(
     assert await raw.closed_with() == 1000
 
 
+async def test_messages_that_wait_for_the_database_keep_their_order(
+    srv: ServerProc, token: str
+) -> None:
+    """An auth and more resyncs than the inbox holds, in one write: all are answered, in
+    order, and reading resumes after the connection stopped reading meanwhile."""
+    from tunehand.server.channel import INBOX_LIMIT
+
+    raw, _, _ = await handshake(srv)
+    n = INBOX_LIMIT + 8
+    burst = [frame(1, raw.auth(token, "burst"))]
+    burst += [frame(1, json.dumps({"type": "resync"}).encode()) for _ in range(n)]
+    burst.append(frame(1, json.dumps({"type": "time", "t0": 7}).encode()))
+    raw.send(b"".join(burst))
+    hello = await raw.message("hello")
+    kinds = []
+    while len(kinds) < n + 1:
+        op, payload = await raw.frame()
+        assert op == 1
+        kind = json.loads(payload)["type"]
+        if kind != "devices":  # this device coming online, pushed meanwhile
+            kinds.append(kind)
+    assert kinds == ["state"] * n + ["time"]  # the time request waited its turn
+    assert hello["device_id"] == "burst"
+    raw.send(frame(1, json.dumps({"type": "time", "t0": 8}).encode()))
+    assert (await raw.message("time"))["t0"] == 8
+
+
 @pytest.mark.parametrize(
     ("frames", "code"),
     [
@@ -278,19 +305,34 @@ async def test_a_device_that_never_authenticates_is_closed(srv: ServerProc) -> N
     assert time.monotonic() - t0 >= 9.5
 
 
+async def address_seen(srv: ServerProc, token: str, forwarded_for: str) -> str:
+    """The address the server records for a device connecting with this header."""
+    device = f"fwd-{os.urandom(4).hex()}"
+    raw, _, _ = await handshake(srv, headers={"X-Forwarded-For": forwarded_for})
+    raw.send(frame(1, raw.auth(token, device)))
+    hello = await raw.message("hello")
+    return str(next(d["address"] for d in hello["devices"] if d["id"] == device))
+
+
+async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
+    srv: ServerProc, token: str, tmp_path: Path
+) -> None:
+    # Not a proxy of this server's: a device cannot choose the address it is listed at.
+    assert await address_seen(srv, token, "203.0.113.9") == "127.0.0.1"
+    proxied = launch(tmp_path, extra_args=("--trust-proxy", "127.0.0.1"))
+    try:
+        token2 = str(new_account(proxied, "fwd").token)
+        # The same rules as for HTTP (uvicorn's): the first hop from the right that is
+        # not a trusted proxy; a port is no part of the address.
+        assert await address_seen(proxied, token2, "203.0.113.9") == "203.0.113.9"
+        assert await address_seen(proxied, token2, "198.51.100.4:5000, 127.0.0.1") == (
+            "198.51.100.4"
+        )
+    finally:
+        proxied.stop()
+
+
 # --- pieces without a server ---------------------------------------------------------
-
-
-def test_trusted_proxies_name_the_client() -> None:
-    t = Trusted(("10.0.0.0/8", "192.168.1.1"))
-    assert t.client("10.1.2.3", "203.0.113.9") == "203.0.113.9"
-    assert t.client("10.1.2.3", "203.0.113.9, 192.168.1.1") == "203.0.113.9"
-    assert t.client("10.1.2.3", "") == "10.1.2.3"
-    # A peer that is no proxy of ours cannot choose its address.
-    assert t.client("198.51.100.7", "203.0.113.9") == "198.51.100.7"
-    # Only trusted hops: the leftmost.
-    assert t.client("10.1.2.3", "10.9.9.9, 192.168.1.1") == "10.9.9.9"
-    assert Trusted(("*",)).client("198.51.100.7", "203.0.113.9") == "203.0.113.9"
 
 
 class _Transport:
@@ -352,6 +394,13 @@ async def test_the_sweep_pings_the_silent_and_drops_the_dead() -> None:
     assert stuck.aborted  # data waits for a dead peer: aborted, not left to TCP retries
     assert not busy.closed  # pinged, not dropped
     assert busy.written == [bytes((0x89, 8)) + b"tunehand"]
+
+
+def test_a_close_reason_is_cut_between_characters() -> None:
+    payload = wsmod._close_payload(1008, "é" * 100)  # 200 bytes of UTF-8
+    assert payload[:2] == (1008).to_bytes(2, "big")
+    assert len(payload) <= 125
+    assert payload[2:].decode() == "é" * 61  # 122 bytes: the 123rd would split a character
 
 
 async def test_a_peer_too_slow_to_read_is_refused_more() -> None:

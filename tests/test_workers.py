@@ -15,13 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures_server import Backend, ServerProc, launch, tunehand_cmd
+from tests.fixtures_server import Backend, ServerProc, child_pids, launch, tunehand_cmd
 from tests.test_api import Api, Chan, acmd, add_users, all_tracks, channel, unique
-
-
-def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
 
 
 def socket_inodes(pid: int) -> set[str]:
@@ -56,7 +51,7 @@ def owner(srv: ServerProc, ch: Chan) -> int:
     client_port = ch.ws.local_address[1]
     server_port = int(srv.url.rsplit(":", 1)[1])
     inode = server_side_inode(client_port, server_port)
-    for pid in children(srv.proc.pid):
+    for pid in child_pids(srv.proc.pid):
         if inode in socket_inodes(pid):
             return pid
     raise AssertionError("no worker holds the connection")
@@ -89,7 +84,7 @@ async def spread(srv: ServerProc, token: str, stack: AsyncExitStack) -> dict[int
 async def test_a_command_on_one_worker_reaches_a_device_on_the_other(
     workers: ServerProc,
 ) -> None:
-    assert len(children(workers.proc.pid)) == 2
+    assert len(child_pids(workers.proc.pid)) == 2
     name = unique("wk")
     add_users(workers, name)
     api = Api(workers, name, workers.login(name))
@@ -110,7 +105,7 @@ async def test_a_command_on_one_worker_reaches_a_device_on_the_other(
 
 def test_sigterm_stops_every_worker(tmp_path: Path, postgres_backend: Backend) -> None:
     srv = launch(tmp_path, store=postgres_backend.store(), extra_args=("--workers", "3"))
-    pids = children(srv.proc.pid)
+    pids = child_pids(srv.proc.pid)
     assert len(pids) == 3
     assert srv.stop(signal.SIGTERM) == 0
     srv.wait_for_line("tunehand server stopped")
@@ -120,7 +115,7 @@ def test_sigterm_stops_every_worker(tmp_path: Path, postgres_backend: Backend) -
 
 def test_a_worker_that_dies_stops_the_rest(tmp_path: Path, postgres_backend: Backend) -> None:
     srv = launch(tmp_path, store=postgres_backend.store(), extra_args=("--workers", "2"))
-    first, other = children(srv.proc.pid)
+    first, other = child_pids(srv.proc.pid)
     os.kill(first, signal.SIGKILL)
     assert srv.proc.wait(timeout=30) == 1
     srv.wait_for_line("a server worker ended")

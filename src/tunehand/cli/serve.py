@@ -78,7 +78,7 @@ def _tune_gc() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where it is installed (not on Windows): its sockets and callbacks cost a
     fraction of asyncio's, which is most of the server's time between two devices."""
     try:
@@ -252,5 +252,5 @@ def _serve(
         ssl_keyfile=keyfile,
     )
     server = _server_class()(config)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(server.serve(sockets=[sock]))

@@ -49,7 +49,7 @@ from tunehand.server.db.engine import unavailable
 from tunehand.server.service import now_ms
 from tunehand.server.services import Services
 from tunehand.server.web import MAX_ADDRESS, NUL_MESSAGE, has_nul
-from tunehand.server.websocket import CLOSE_INTERNAL, SocketSet, Trusted, WebSocket
+from tunehand.server.websocket import CLOSE_INTERNAL, SocketSet, WebSocket
 
 log = logging.getLogger("tunehand.channel")
 
@@ -88,16 +88,38 @@ def _decode(data: str | bytes) -> Any:
     return msg
 
 
+async def _nothing(*_: Any) -> None:
+    return None
+
+
+async def _forwarded_client(proxy: Any, peer: str, forwarded_for: str) -> str:
+    """The client's address by uvicorn's own X-Forwarded-For rules (the ones HTTP
+    requests get): its middleware rewrites the scope's `client`."""
+    scope = {
+        "type": "websocket",
+        "client": (peer, 0),
+        "headers": [(b"x-forwarded-for", forwarded_for.encode("latin-1", "replace"))],
+    }
+    await proxy(scope, _nothing, _nothing)
+    client = scope["client"]
+    return str(client[0]) if isinstance(client, tuple) and client else peer
+
+
 def protocol_factory(trusted_proxies: tuple[str, ...]) -> type[Channel]:
-    """The class for uvicorn's `ws` setting: uvicorn makes one per upgrade request."""
-    trusted = Trusted(trusted_proxies) if trusted_proxies else None
+    """The class for uvicorn's `ws` setting: uvicorn makes one per upgrade request.
+    With `trusted_proxies`, a device's address comes from X-Forwarded-For as for HTTP."""
+    proxy: Any = None
+    if trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        proxy = ProxyHeadersMiddleware(_nothing, trusted_hosts=list(trusted_proxies))
 
     class ServerChannel(Channel):
         __slots__ = ()
 
         def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any]) -> None:
             services: Services = app_state["services"]
-            super().__init__(services, server_state, trusted)
+            super().__init__(services, server_state, proxy)
 
     return ServerChannel
 
@@ -115,23 +137,26 @@ class Channel(WebSocket):
         "cmds",
         "device_id",
         "early",
+        "forwarded",
         "inbox",
         "level",
         "lost",
+        "proxy",
         "services",
         "t_level",
         "task",
-        "trusted",
     )
     path = PATH
 
-    def __init__(self, services: Services, server_state: Any, trusted: Trusted | None) -> None:
+    def __init__(self, services: Services, server_state: Any, proxy: Any = None) -> None:
         super().__init__(services.sockets, server_state, MAX_MESSAGE_BYTES)
-        self.services, self.trusted = services, trusted
+        self.services, self.proxy = services, proxy
         self.account_id = 0
         self.device_id = ""
         self.capabilities: tuple[str, ...] = ()
         self.bearer = ""
+        self.forwarded = ""
+        """X-Forwarded-For, until the address is resolved (behind trusted proxies only)."""
         self.early: list[bytes] | None = []
         """What the hub pushed before `hello` went out (None once it has)."""
         self.inbox: deque[str | bytes] | None = None
@@ -158,9 +183,8 @@ class Channel(WebSocket):
         header = self.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             self.bearer = header[7:].strip()
-        if self.trusted is not None:
-            self.peer = self.trusted.client(self.peer, self.headers.get("x-forwarded-for", ""))
-        self.peer = self.peer[:MAX_ADDRESS]
+        if self.proxy is not None:
+            self.forwarded = self.headers.get("x-forwarded-for", "")
         self.deadline = self.loop.time() + AUTH_TIMEOUT_S
 
     def on_deadline(self) -> None:
@@ -211,11 +235,11 @@ class Channel(WebSocket):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if unavailable(exc) and not self.lost:
-                self._unavailable(exc)
-            elif not unavailable(exc):
+            if not unavailable(exc):
                 log.exception("channel: device %s", self.device_id or "(not authenticated)")
                 self.close(CLOSE_INTERNAL, "internal error")
+            elif not self.lost:
+                self._unavailable(exc)
             if self.lost:
                 await self._detach()
         finally:
@@ -303,6 +327,10 @@ class Channel(WebSocket):
             self._send(ErrorMsg("unauthorized", str(exc)))
             self.close(CLOSE_AUTH, "unauthorized")
             return
+        if self.forwarded:
+            self.peer = await _forwarded_client(self.proxy, self.peer, self.forwarded)
+            self.forwarded = ""
+        self.peer = self.peer[:MAX_ADDRESS]
         if not await self._register(who.account_id, device.id, device.name):
             return
         self.deadline = 0.0

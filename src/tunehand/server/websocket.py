@@ -29,9 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
-import ipaddress
 import logging
 from typing import Any, cast
 
@@ -113,42 +111,15 @@ def _header(op: int, n: int) -> bytes:
     return bytes((0x80 | op, 127)) + n.to_bytes(8, "big")
 
 
+def _close_payload(code: int, reason: str) -> bytes:
+    """A close frame's payload: the code, then at most 123 bytes of reason, cut between
+    characters (a cut inside one would be invalid UTF-8, which the peer must refuse)."""
+    cut = reason.encode()[:123].decode(errors="ignore").encode()
+    return code.to_bytes(2, "big") + cut
+
+
 def _valid_close_code(code: int) -> bool:
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
-
-
-class Trusted:
-    """Proxies whose X-Forwarded-For names the client (uvicorn's `forwarded_allow_ips`
-    rules: addresses, networks, or "*")."""
-
-    __slots__ = ("every", "networks")
-
-    def __init__(self, hosts: tuple[str, ...]) -> None:
-        self.every = "*" in hosts
-        self.networks: list[Any] = []
-        for h in hosts:
-            with contextlib.suppress(ValueError):
-                self.networks.append(ipaddress.ip_network(h, strict=False))
-
-    def __contains__(self, host: str) -> bool:
-        if self.every:
-            return True
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(ip in n for n in self.networks)
-
-    def client(self, peer: str, forwarded_for: str) -> str:
-        """The client's address: from the right of X-Forwarded-For, the first hop that
-        is not a trusted proxy (the peer itself must be one)."""
-        if not forwarded_for or peer not in self:
-            return peer
-        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-        for hop in reversed(hops):
-            if hop not in self:
-                return hop
-        return hops[0] if hops else peer
 
 
 class WebSocket(asyncio.Protocol):
@@ -222,7 +193,7 @@ class WebSocket(asyncio.Protocol):
         if self.closing or self.transport is None:
             return
         self.closing = True
-        self.write_frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()[:123])
+        self.write_frame(OP_CLOSE, _close_payload(code, reason))
         self.loop.call_later(CLOSE_WAIT_S, self._abort)
 
     def fail(self, code: int, reason: str, *, dead: bool = False) -> None:
@@ -233,7 +204,7 @@ class WebSocket(asyncio.Protocol):
             return
         if not self.closing:
             self.closing = True
-            self.write_frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()[:123])
+            self.write_frame(OP_CLOSE, _close_payload(code, reason))
         if dead and self.transport.get_write_buffer_size():
             self.transport.abort()
         else:
