@@ -263,12 +263,24 @@ def two_instances(
 
 
 def child_pids(pid: int) -> list[int]:
-    """The processes `pid` started (the workers of `tunehand serve --workers N`)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
+    """The live processes whose parent is `pid` (the workers of `tunehand serve
+    --workers N`), from every process's /proc/PID/stat: /proc/PID/task/TID/children
+    is documented as reliable only while the children are stopped, and once listed one
+    of two running workers."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        # "PID (comm) STATE PPID ...": comm may hold spaces and parentheses.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(entry))
+    return sorted(out)
 
 
 def skip_without_services(name: str) -> None:
