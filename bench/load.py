@@ -2,8 +2,8 @@
 
 Simulated devices are websocket clients that behave like `tunehand receiver`: they
 authenticate with capabilities ["play"], ping like the real client (websocket pings
-every 3 s, offering permessage-deflate as the real client does; the server declines
-it), obey directives (`prepare`
+every 3 s, each device on a phase of its own as independent machines are; offering
+permessage-deflate as the real client does, which the server declines), obey directives (`prepare`
 is answered `ready`; `start` makes the device active, `stop` idle) and, while active,
 report their position every 5 s. Devices come in accounts of DEVICES_PER_ACCOUNT; an
 account is created in the database in-process (the server's own queries) with one
@@ -115,6 +115,8 @@ DRAIN_MAX_S = 90.0
 PING_INTERVAL_S = 3.0
 PING_TIMEOUT_S = 4.0
 """As `tunehand.client.channel`: websocket pings both ways."""
+KEEPALIVE_TICK_S = 0.02
+"""The keepalive wheel's slot: a device's pings keep their phase to this."""
 REPORT_EVERY_S = 5.0
 FD_RESERVE = 96
 """File descriptors a server needs besides its devices (database pool, Redis, logs)."""
@@ -163,6 +165,9 @@ class _Device:
     first_report: bool = False
     listed: bool = False
     closed: bool = False
+    pong: Any = None
+    """The future of the last keepalive ping's pong."""
+    ping_sent: float = 0.0
 
 
 def _now_ms() -> int:
@@ -228,8 +233,7 @@ class _Generator:
                     ws = await connect(
                         d.url,
                         compression=self.spec["compression"],
-                        ping_interval=PING_INTERVAL_S,
-                        ping_timeout=PING_TIMEOUT_S,
+                        ping_interval=None,  # keepalive_loop pings, each on its own phase
                         open_timeout=60,
                         close_timeout=1,
                         max_queue=64,
@@ -363,6 +367,47 @@ class _Generator:
                 with contextlib.suppress(Exception):
                     await d.ws.send(json.dumps({"type": "report", "report": report}))
                     self.reports += 1
+
+    async def keepalive_loop(self) -> None:
+        """Every device pings every PING_INTERVAL_S on a phase of its own, and gives up
+        (closes with 1011, as the real client does) when a pong is PING_TIMEOUT_S late.
+
+        Real devices are different machines: their phases are independent. websockets'
+        own keepalive schedules each next ping from when the last pong was handled, so
+        every stall of this one loop gathers the pings due during it into one burst
+        that then recurs every 3 s, a rhythm no real population of devices has. Here a
+        device's pings stay on its own phase whatever this loop's stalls."""
+        slots = max(1, round(PING_INTERVAL_S / KEEPALIVE_TICK_S))
+        wheel: list[list[_Device]] = [[] for _ in range(slots)]
+        for d in self.devices:
+            wheel[random.randrange(slots)].append(d)
+        t0 = time.monotonic()
+        done = 0
+        while True:
+            await asyncio.sleep(KEEPALIVE_TICK_S)
+            now = time.monotonic()
+            due = int((now - t0) / KEEPALIVE_TICK_S)
+            for tick in range(done, due):
+                for d in wheel[tick % slots]:
+                    if d.ws is not None and not d.closed:
+                        self._ping(d, now)
+            done = max(done, due)
+
+    def _ping(self, d: _Device, now: float) -> None:
+        if d.pong is not None and not d.pong.done():
+            if now - d.ping_sent >= PING_TIMEOUT_S:
+                self.errors["keepalive ping timeout"] += 1
+                d.closed = True
+                asyncio.get_running_loop().create_task(d.ws.close(1011, "keepalive ping timeout"))
+            return
+        d.ping_sent = now
+        task = asyncio.get_running_loop().create_task(d.ws.ping())
+        task.add_done_callback(functools.partial(self._pinged, d))
+
+    def _pinged(self, d: _Device, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return  # closed meanwhile: its reader counts it
+        d.pong = task.result()
 
     async def lag_loop(self) -> None:
         """How late this loop runs a 20 ms timer: what it adds to every latency."""
@@ -524,6 +569,7 @@ async def _worker_main() -> None:
     gen = _Generator(json.loads(await reader.readline()))
     background = [
         asyncio.create_task(gen.report_loop()),
+        asyncio.create_task(gen.keepalive_loop()),
         asyncio.create_task(gen.lag_loop()),
     ]
     print(json.dumps({"ready": len(gen.devices)}), flush=True)

@@ -933,6 +933,43 @@ class TestApplyReport:
         new, _ = apply_report(jumped, "d1", late_end, ctx())
         assert new == jumped
 
+    def test_a_report_made_before_a_play_does_not_pause_it(self) -> None:
+        """The device loaded paused (the state it had said so) and reported that while
+        its own `play` was in flight: the play stands, the device follows it."""
+        s = make(current=1, position_ms=1_548, at_ms=NOW - 50)
+        played = ok(s, cmd("play")).state
+        late = report(entry_id="e1", position_ms=1_548, playing=False, rate=0.0, version=10)
+        assert apply_report(played, "d1", late, ctx()) == (played, "conflict")
+        # Once the device has that state, what it reports is taken.
+        heard, code = apply_report(
+            played, "d1", replace(late, playing=True, rate=1.0, version=11), ctx()
+        )
+        assert code == "ok" and heard.position == Position(1_548, NOW, True, 1.0)
+
+    def test_a_report_made_before_a_pause_does_not_resume(self) -> None:
+        s = make(current=1, playing=True, position_ms=30_000, at_ms=NOW - 1_000)
+        paused = ok(s, cmd("pause")).state
+        late = report(entry_id="e1", position_ms=31_000, version=10)
+        assert apply_report(paused, "d1", late, ctx()) == (paused, "conflict")
+
+    def test_an_older_report_that_agrees_on_playing_is_taken(self) -> None:
+        """Only an undone play or pause is refused: a report made before an unrelated
+        change (the volume) still says when the audio became audible."""
+        s = make(current=1, playing=True, rate=0.0, position_ms=30_000, at_ms=NOW - 500)
+        louder = ok(s, cmd("volume", value=70)).state
+        new, code = apply_report(
+            louder, "d1", report(entry_id="e1", position_ms=30_000, version=10), ctx()
+        )
+        assert code == "ok" and new.position == Position(30_000, NOW, True, 1.0)
+
+    def test_the_devices_own_stop_is_not_fenced_by_version(self) -> None:
+        """`leave` reports without a version: the device stops whatever it last saw."""
+        s = make(current=1, playing=True, position_ms=30_000, at_ms=NOW - 1_000)
+        louder = ok(s, cmd("volume", value=70)).state
+        rep = report(entry_id="e1", position_ms=31_000, playing=False, rate=0.0)
+        new, code = apply_report(louder, "d1", rep, ctx())
+        assert code == "ok" and new.position == Position(31_000, NOW, False, 0.0)
+
     def test_a_repeated_ended_report_advances_once(self) -> None:
         s = make(current=0, playing=True)
         once, _ = apply_report(s, "d1", report(entry_id="e0", event="ended"), ctx())

@@ -396,6 +396,25 @@ async def test_the_sweep_pings_the_silent_and_drops_the_dead() -> None:
     assert busy.written == [bytes((0x89, 8)) + b"tunehand"]
 
 
+async def test_a_keepalive_ping_is_answered_whole_or_split() -> None:
+    sockets = SocketSet()
+    transport = _Transport()
+    sock = await _open_socket(sockets, transport)
+    ping = frame(9, b"\x01\x02\x03\x04")
+    sock.data_received(ping)  # the usual case: one read, one 4-byte ping
+    sock.data_received(ping[:3])  # the same, cut in two by the network
+    sock.data_received(ping[3:])
+    sock.data_received(frame(9, b"abc") + b"\x89")  # 10 bytes, but not a lone ping
+    sock.data_received(frame(9, b"wxyz")[1:])
+    assert transport.written == [
+        b"\x8a\x04\x01\x02\x03\x04",
+        b"\x8a\x04\x01\x02\x03\x04",
+        b"\x8a\x03abc",
+        b"\x8a\x04wxyz",
+    ]
+    assert not transport.closed
+
+
 def test_a_close_reason_is_cut_between_characters() -> None:
     payload = wsmod._close_payload(1008, "é" * 100)  # 200 bytes of UTF-8
     assert payload[:2] == (1008).to_bytes(2, "big")

@@ -382,6 +382,7 @@ class Agent:
             playing=playing,
             rate=1.0 if playing else 0.0,
             event=event,  # type: ignore[arg-type]
+            version=st.version,
         )
         key = (st.version, tag, playing)
         if event == "progress" and key == self._last_report:
@@ -527,6 +528,7 @@ class Agent:
                 at_ms=self.server_now(),
                 playing=False,
                 rate=0.0,
+                version=None,  # our own stop, not a state followed: a newer one cannot undo it
             )
             sent = await self.channel.send(ReportMsg(rep))
             if sent:

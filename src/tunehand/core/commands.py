@@ -104,6 +104,11 @@ class Report:
     rate: float
     event: Literal["progress", "ended", "error"] = "progress"
     message: str = ""
+    version: int | None = None
+    """The session version the device was following when it made the report. A progress
+    report is the player doing what that state said; a newer state may say otherwise (a
+    command the device had not seen yet), and the report must not undo it. None: the
+    device's own doing, such as stopping as it quits (and reports of older clients)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,15 @@ def apply_report(
         # Sent before the device saw a newer state (next, a jump, a removal, a repeated
         # `ended`): that state stands, and the device follows it when it arrives.
         return state, "conflict"
+    if (
+        report.event == "progress"
+        and report.version is not None
+        and report.version < state.version
+        and report.playing != state.position.playing
+    ):
+        # Made before the device saw a newer state that plays or pauses (a play or pause
+        # was in flight): that state stands, and the device follows it when it arrives.
+        return state, "conflict"
     if report.event == "ended":
         new = _advance(state, ctx.now_ms, natural=True, from_entry=report.entry_id)
         return replace(new, version=state.version + 1), "ok"

@@ -55,6 +55,7 @@ MAX_BUFFERED_OUT = 1024 * 1024
 PING_IDLE_S = 3.5
 PONG_TIMEOUT_S = 4.0
 SWEEP_S = 0.5
+SWEEP_STEPS = 10
 CLOSE_WAIT_S = 2.0
 """How long a closing connection waits for the peer's close frame."""
 
@@ -76,16 +77,23 @@ class SocketSet:
         self.open.discard(sock)
 
     async def _sweep(self) -> None:
+        """Every connection is looked at once per SWEEP_S, a slice at a time: a pass
+        over tens of thousands in one go would stall every device's messages for it."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(SWEEP_S)
-            self.sweep(loop.time())
+            socks = list(self.open)
+            size = -(-len(socks) // SWEEP_STEPS)
+            for i in range(SWEEP_STEPS):
+                await asyncio.sleep(SWEEP_S / SWEEP_STEPS)
+                if size:
+                    self.sweep(loop.time(), socks[i * size : (i + 1) * size])
 
-    def sweep(self, now: float) -> None:
-        """Ping the connections silent for `ping_idle_s`; drop those that stayed silent
-        `pong_timeout_s` after their ping; close those that never authenticated."""
+    def sweep(self, now: float, socks: list[WebSocket] | None = None) -> None:
+        """Ping the connections (`socks`, or all) silent for `ping_idle_s`; drop those
+        that stayed silent `pong_timeout_s` after their ping; close those that never
+        authenticated."""
         idle, timeout = self.ping_idle_s, self.pong_timeout_s
-        for sock in list(self.open):
+        for sock in list(self.open) if socks is None else socks:
             if sock.deadline and now >= sock.deadline:
                 sock.deadline = 0.0
                 sock.on_deadline()
@@ -253,6 +261,13 @@ class WebSocket(asyncio.Protocol):
         self.pinged = 0.0
         if self.headers is not None:
             self._handshake(data)
+            return
+        if len(data) == 10 and data[0] == 0x89 and data[1] == 0x84 and not self._buf:
+            # A lone keepalive ping with a 4-byte payload, as clients send every few
+            # seconds (thousands a second on a busy server): answered right here.
+            t = self.transport
+            if t is not None and not t.is_closing():
+                t.write(b"\x8a\x04" + apply_mask(data[6:], data[2:6]))
             return
         buf = self._buf + data if self._buf else data
         pos, end = 0, len(buf)
