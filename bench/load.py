@@ -61,6 +61,7 @@ options).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import gc
@@ -76,6 +77,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -84,6 +86,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Result, check, percentile, postgres_configured
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 TARGET_CONNECTIONS = 20_000
 TARGET_KIB_PER_CONNECTION = 20.0
@@ -153,7 +160,8 @@ class _Device:
     index: int
     id: str
     url: str
-    ws: Any = None
+    ws: _Client | None = None
+    """Set once the device has its `hello`."""
     version: int = 0
     seen: set[int] = field(default_factory=set)
     dups: int = 0
@@ -165,13 +173,133 @@ class _Device:
     first_report: bool = False
     listed: bool = False
     closed: bool = False
-    pong: Any = None
-    """The future of the last keepalive ping's pong."""
-    ping_sent: float = 0.0
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class _Client(asyncio.Protocol):
+    """One simulated device's websocket (RFC 6455, client side), as lean as the server's
+    own (`tunehand.server.websocket`): frames are parsed in the read callback and every
+    message is handled there, with no task, queue or coroutine per message.
+
+    The generators share the machine with the servers. websockets' asyncio client costs
+    several times this per message and per ping, and that CPU was taken from the server
+    under test; the devices it stands for would each have a machine of their own."""
+
+    def __init__(self, gen: _Generator, d: _Device, request: bytes) -> None:
+        self.gen, self.d, self.request = gen, d, request
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        loop = asyncio.get_running_loop()
+        self.upgraded: asyncio.Future[None] = loop.create_future()
+        self.hello: asyncio.Future[Json] = loop.create_future()
+        self.pinged = 0.0
+        self.ponged = 0.0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = self.d.closed = True
+        self.transport = None
+        for fut in (self.upgraded, self.hello):
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection closed"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        buf = self.buf + data if self.buf else data
+        if not self.upgraded.done():
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if not sep:
+                self.buf = buf
+                return
+            status = head.split(b"\r\n", 1)[0]
+            if not status.startswith(b"HTTP/1.1 101 "):
+                self.upgraded.set_exception(ConnectionError(status.decode("latin-1")))
+                self.close()
+                return
+            if b"\r\nsec-websocket-extensions:" in head.lower():
+                self.upgraded.set_exception(ConnectionError("the server accepted an extension"))
+                self.close()
+                return
+            self.upgraded.set_result(None)
+            buf = rest
+        pos, end = 0, len(buf)
+        while end - pos >= 2:
+            b0, n, hdr = buf[pos], buf[pos + 1] & 0x7F, 2
+            if n == 126:
+                if end - pos < 4:
+                    break
+                n, hdr = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif n == 127:
+                if end - pos < 10:
+                    break
+                n, hdr = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if end - pos < hdr + n:
+                break
+            payload = buf[pos + hdr : pos + hdr + n]
+            pos += hdr + n
+            op = b0 & 0x0F
+            if op in (1, 2):  # the server sends every message in one frame
+                self.gen.on_message(self, payload, now)
+            elif op == 9:
+                self.write(10, payload)
+            elif op == 10:
+                self.ponged = now
+            elif op == 8:
+                self.close()
+        self.buf = buf[pos:] if pos < end else b""
+
+    def write(self, op: int, payload: bytes) -> None:
+        if self.transport is None or self.closed:
+            raise ConnectionError("connection closed")
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x80 | op, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x80 | op, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | op, 0x80 | 127)) + n.to_bytes(8, "big")
+        mask = random.getrandbits(32).to_bytes(4, "big")
+        self.transport.write(head + mask + apply_mask(payload, mask))
+
+    def send(self, obj: Json) -> None:
+        self.write(1, json.dumps(obj).encode())
+
+    def ping(self, now: float) -> None:
+        self.pinged = now
+        self.write(9, random.getrandbits(32).to_bytes(4, "big"))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.transport is not None and not self.closed:
+            with contextlib.suppress(ConnectionError):
+                self.write(8, code.to_bytes(2, "big") + reason.encode())
+            self.closed = self.d.closed = True
+            self.transport.close()
+
+
+def _handshake_request(url: str, compression: str | None) -> tuple[str, int, bytes]:
+    """Host, port and the upgrade request of a ws:// URL (offering permessage-deflate
+    as the real client does when `compression` says so; the server declines it)."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    key = base64.b64encode(secrets.token_bytes(16)).decode()
+    offer = (
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        if compression == "deflate"
+        else ""
+    )
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{offer}\r\n"
+    )
+    return host, port, request.encode()
 
 
 class _Generator:
@@ -216,8 +344,7 @@ class _Generator:
     # the devices
 
     async def connect_all(self) -> Json:
-        from websockets.asyncio.client import connect
-
+        loop = asyncio.get_running_loop()
         sem = asyncio.Semaphore(self.spec["concurrency"])
         t0 = time.monotonic()
         deadline = t0 + self.spec["connect_deadline"]
@@ -229,31 +356,25 @@ class _Generator:
                 if time.monotonic() > deadline:
                     skipped += 1
                     return
+                client: _Client | None = None
                 try:
-                    ws = await connect(
-                        d.url,
-                        compression=self.spec["compression"],
-                        ping_interval=None,  # keepalive_loop pings, each on its own phase
-                        open_timeout=60,
-                        close_timeout=1,
-                        max_queue=64,
-                    )
-                    hello = {"id": d.id, "name": d.id, "capabilities": ["play"]}
-                    auth = {"type": "auth", "token": self.tokens[d.account], "device": hello}
-                    await ws.send(json.dumps(auth))
+                    host, port, request = _handshake_request(d.url, self.spec["compression"])
                     async with asyncio.timeout(60):
-                        while True:
-                            msg = self.decode(await ws.recv())
-                            if msg.get("type") == "hello":
-                                break
-                            if msg.get("type") == "error":
-                                raise RuntimeError(msg.get("code"))
+                        _, client = await loop.create_connection(
+                            lambda: _Client(self, d, request), host, port
+                        )
+                        await client.upgraded
+                        hello = {"id": d.id, "name": d.id, "capabilities": ["play"]}
+                        token = self.tokens[d.account]
+                        client.send({"type": "auth", "token": token, "device": hello})
+                        msg = await client.hello
                 except Exception as exc:
                     self.errors[type(exc).__name__ + ": " + str(exc)[:80]] += 1
+                    if client is not None:
+                        client.close()
                     return
-                d.ws = ws
+                d.ws = client
                 d.version = msg["version"]
-                asyncio.get_running_loop().create_task(self.read(d))
 
         async def progress() -> None:
             while True:
@@ -277,30 +398,30 @@ class _Generator:
             "errors": dict(self.errors),
         }
 
-    async def read(self, d: _Device) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        ws = d.ws
+    def on_message(self, client: _Client, raw: bytes, now: float) -> None:
+        d = client.d
         try:
-            async for raw in ws:
-                now = time.perf_counter()
-                msg = self.decode(raw)
-                kind = msg.get("type")
-                if kind == "state":
-                    self.on_state(d, msg, now)
-                elif kind == "directive":
-                    await self.on_directive(d, msg)
-                elif kind == "result":
-                    self.results[msg["code"]] += 1
-                    if msg["command_id"] in self.sent:
-                        self.answered.add(msg["command_id"])
-                        if msg["code"] != "ok":
-                            self.refused.add(msg["command_id"])
-        except ConnectionClosed:
-            pass
+            msg = self.decode(raw)
+            kind = msg.get("type")
+            if d.ws is None:  # connecting: waiting for `hello`
+                if kind in ("hello", "error") and not client.hello.done():
+                    if kind == "hello":
+                        client.hello.set_result(msg)
+                    else:
+                        client.hello.set_exception(RuntimeError(msg.get("code")))
+            elif kind == "state":
+                self.on_state(d, msg, now)
+            elif kind == "directive":
+                self.on_directive(d, msg)
+            elif kind == "result":
+                self.results[msg["code"]] += 1
+                if msg["command_id"] in self.sent:
+                    self.answered.add(msg["command_id"])
+                    if msg["code"] != "ok":
+                        self.refused.add(msg["command_id"])
         except Exception as exc:
             self.errors["reader " + type(exc).__name__] += 1
-        d.closed = True
+            client.close(1011, "bench reader failed")
 
     def on_state(self, d: _Device, msg: Json, now: float) -> None:
         version = msg["version"]
@@ -326,10 +447,10 @@ class _Generator:
         d.entry = st.get("current")
         d.anchor = (pos["position_ms"], pos["at_ms"])
 
-    async def on_directive(self, d: _Device, msg: Json) -> None:
+    def on_directive(self, d: _Device, msg: Json) -> None:
         action = msg["action"]
         if action == "prepare":
-            await d.ws.send(json.dumps({"type": "ready", "transfer_id": msg["transfer_id"]}))
+            d.ws.send({"type": "ready", "transfer_id": msg["transfer_id"]})
         elif action == "start":
             d.active, d.term, d.entry = True, msg["term"], msg["entry_id"]
             d.anchor = (msg["position_ms"], msg["at_ms"])
@@ -364,8 +485,8 @@ class _Generator:
                     "playing": True,
                     "rate": 1.0,
                 }
-                with contextlib.suppress(Exception):
-                    await d.ws.send(json.dumps({"type": "report", "report": report}))
+                with contextlib.suppress(ConnectionError):
+                    d.ws.send({"type": "report", "report": report})
                     self.reports += 1
 
     async def keepalive_loop(self) -> None:
@@ -381,33 +502,25 @@ class _Generator:
         wheel: list[list[_Device]] = [[] for _ in range(slots)]
         for d in self.devices:
             wheel[random.randrange(slots)].append(d)
-        t0 = time.monotonic()
+        t0 = time.perf_counter()
         done = 0
         while True:
             await asyncio.sleep(KEEPALIVE_TICK_S)
-            now = time.monotonic()
+            now = time.perf_counter()
             due = int((now - t0) / KEEPALIVE_TICK_S)
             for tick in range(done, due):
                 for d in wheel[tick % slots]:
-                    if d.ws is not None and not d.closed:
-                        self._ping(d, now)
+                    client = d.ws
+                    if client is None or client.closed:
+                        continue
+                    if client.pinged > client.ponged:  # still waiting for the last pong
+                        if now - client.pinged >= PING_TIMEOUT_S:
+                            self.errors["keepalive ping timeout"] += 1
+                            client.close(1011, "keepalive ping timeout")
+                        continue
+                    with contextlib.suppress(ConnectionError):
+                        client.ping(now)
             done = max(done, due)
-
-    def _ping(self, d: _Device, now: float) -> None:
-        if d.pong is not None and not d.pong.done():
-            if now - d.ping_sent >= PING_TIMEOUT_S:
-                self.errors["keepalive ping timeout"] += 1
-                d.closed = True
-                asyncio.get_running_loop().create_task(d.ws.close(1011, "keepalive ping timeout"))
-            return
-        d.ping_sent = now
-        task = asyncio.get_running_loop().create_task(d.ws.ping())
-        task.add_done_callback(functools.partial(self._pinged, d))
-
-    def _pinged(self, d: _Device, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return  # closed meanwhile: its reader counts it
-        d.pong = task.result()
 
     async def lag_loop(self) -> None:
         """How late this loop runs a 20 ms timer: what it adds to every latency."""
@@ -435,8 +548,8 @@ class _Generator:
                 "track_ids": [track],
                 "device_id": d.id,
             }
-            with contextlib.suppress(Exception):
-                await d.ws.send(json.dumps({"type": "command", "command": cmd}))
+            with contextlib.suppress(ConnectionError):
+                d.ws.send({"type": "command", "command": cmd})
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STEP_TIMEOUT_S / 2):
                 while self.started < n:
@@ -487,8 +600,8 @@ class _Generator:
             cmd = {"op": "volume", "command_id": cid, "value": i % 101}
             self.sent[cid] = (time.perf_counter(), sender.account, sender.index)
             try:
-                await sender.ws.send(json.dumps({"type": "command", "command": cmd}))
-            except Exception:  # the server cut this device off meanwhile
+                sender.ws.send({"type": "command", "command": cmd})
+            except ConnectionError:  # the server cut this device off meanwhile
                 del self.sent[cid]
                 self.errors["send"] += 1
         sent_s = max(1e-3, time.perf_counter() - t0)

@@ -48,7 +48,9 @@ class Hub:
         self._conns: dict[int, dict[str, list[Connection]]] = {}
         self.closing = False
         self.on_transfer_reply: Callable[[dict[str, Any]], None] | None = None
-        """Set when the server shuts down: its devices are not lost, they will reconnect."""
+        self.on_version: Callable[[int, int], None] | None = None
+        """Called with (account, version) for every session version fanned out through
+        the bus, by this instance or another one."""
 
     async def start(self) -> None:
         await self.bus.start(self._deliver)
@@ -101,9 +103,13 @@ class Hub:
             await self.bus.unsubscribe(topic(conn.account_id))
         return last
 
-    async def send(self, account_id: int, payload: bytes, to: str = ALL) -> None:
-        """Send to every connection of the account (or one device) on every instance."""
-        await self.bus.publish(topic(account_id), to.encode() + b"\n" + payload)
+    async def send(self, account_id: int, payload: bytes, to: str = ALL, version: int = 0) -> None:
+        """Send to every connection of the account (or one device) on every instance;
+        `version`: the session version `payload` carries (0: none).
+
+        On the bus: `<version>\n<to>\n<payload>`. A JSON payload holds no raw newline,
+        so the target is what lies between the first and the last one."""
+        await self.bus.publish(topic(account_id), b"%d\n%s\n%s" % (version, to.encode(), payload))
 
     async def _deliver(self, name: str, data: bytes) -> None:
         if name == TRANSFERS:
@@ -113,9 +119,13 @@ class Hub:
             return
         try:
             account_id = int(name.rsplit(":", 1)[1])
-            to, payload = data.split(b"\n", 1)
+            head, rest = data.split(b"\n", 1)
+            version = int(head)
+            to, payload = rest.rsplit(b"\n", 1)
         except (ValueError, IndexError):
             return
+        if version and self.on_version is not None:
+            self.on_version(account_id, version)
         devices = self._conns.get(account_id)
         if not devices:
             return

@@ -41,6 +41,8 @@ log = logging.getLogger("tunehand.service")
 CAS_RETRIES = 20
 TRACK_CACHE_S = 30.0
 TRACK_CACHE_SIZE = 20_000
+STATE_CACHE_WEIGHT = 200_000
+"""Sessions kept in memory, counted as 1 + their queue's length (~30 MB at most)."""
 
 
 def now_ms() -> int:
@@ -62,7 +64,12 @@ class SessionService:
         self._track_cache: dict[
             tuple[int, tuple[str, ...]], tuple[float, dict[str, TrackView]]
         ] = {}
+        self._states: dict[int, SessionState] = {}
+        """The last version of each account's session this instance wrote or read, while
+        no newer one is known: a command on it needs no read first (see `_try_execute`)."""
+        self._states_weight = 0
         hub.on_transfer_reply = self._on_transfer_reply
+        hub.on_version = self._on_version
 
     def _lock(self, account_id: int) -> asyncio.Lock:
         """SQLite has one writer: serialise all writes; otherwise one writer per account here."""
@@ -70,11 +77,54 @@ class SessionService:
             return self._global
         return self._locks.setdefault(account_id, asyncio.Lock())
 
+    # --- the sessions kept in memory ---------------------------------------------
+    #
+    # An account's session is cached only under its lock, from what this instance read or
+    # committed itself; a write that fails or may have failed forgets it, and so does a
+    # newer version heard on the bus (a write by another instance). A cached session can
+    # still be stale for the moment the bus takes: then the compare-and-set on `version`
+    # refuses the write, the entry is forgotten and the command is applied again on a
+    # fresh read. Nothing is ever written from a stale session.
+
+    def _recall(self, account_id: int) -> SessionState | None:
+        return self._states.get(account_id)
+
+    def _remember(self, account_id: int, state: SessionState) -> None:
+        self._forget(account_id)
+        if state.version <= 0:
+            return
+        weight = 1 + len(state.queue)
+        if self._states_weight + weight > STATE_CACHE_WEIGHT:
+            self._states.clear()
+            self._states_weight = 0
+        self._states[account_id] = state
+        self._states_weight += weight
+
+    def _offer(self, account_id: int, state: SessionState) -> None:
+        """Keep a session read outside the account's lock, unless a newer one is kept."""
+        known = self._states.get(account_id)
+        if known is None or known.version < state.version:
+            self._remember(account_id, state)
+
+    def _forget(self, account_id: int) -> None:
+        old = self._states.pop(account_id, None)
+        if old is not None:
+            self._states_weight -= 1 + len(old.queue)
+
+    def _on_version(self, account_id: int, version: int) -> None:
+        known = self._states.get(account_id)
+        if known is not None and known.version < version:
+            self._forget(account_id)
+
     # --- reading ----------------------------------------------------------------
 
     async def state(self, account_id: int) -> SessionState:
+        """The stored session, read now (a device's `hello`, a resync, the HTTP API); it
+        is kept, so the account's next command needs no read."""
         async with self.engine.connect() as conn:
-            return await qs.load(conn, account_id)
+            state = await qs.load(conn, account_id)
+        self._offer(account_id, state)
+        return state
 
     async def tracks(self, account_id: int, ids: Sequence[str]) -> dict[str, TrackView]:
         """Views of library and remote tracks, with fresh signed stream (and art) URLs."""
@@ -168,10 +218,19 @@ class SessionService:
         self, account_id: int, cmd: Command, sender: str | None
     ) -> Result | None:
         async with self._lock(account_id):
+            known = self._recall(account_id)
+            self._forget(account_id)  # until this attempt is known to have committed
             async with self._hot() as conn:
-                prior, state = await qs.load_for_command(conn, account_id, cmd.command_id)
-                if prior is not None:
-                    return prior
+                if known is None:
+                    prior, state = await qs.load_for_command(conn, account_id, cmd.command_id)
+                    if prior is not None:
+                        self._remember(account_id, state)
+                        return prior
+                else:
+                    # One round trip instead of two: no read. A repeated command_id is
+                    # caught by the insert of its result, which then undoes the whole
+                    # write (IntegrityError), and the retry reads the first result.
+                    state = known
                 out = await self._apply(conn, account_id, state, cmd, sender)
                 first = out.result.ok and not self._serial and state.version == 0
                 if not out.result.ok:
@@ -186,6 +245,7 @@ class SessionService:
                         tx, account_id, state.version, out.state, out.result, now_ms()
                     ):
                         return None
+            self._remember(account_id, out.state)
         if out.result.ok:
             await self._publish(account_id, out.state, out.directives, cmd.command_id)
         return out.result
@@ -280,7 +340,22 @@ class SessionService:
     async def _switch(
         self, account_id: int, cmd: Command, sender: str | None, prep: transfer.Prepare
     ) -> Result:
-        async with self._lock(account_id), self.engine.begin() as conn:
+        async with self._lock(account_id):
+            self._forget(account_id)
+            switched = await self._switch_once(account_id, cmd, prep)
+            if switched is not None:
+                self._remember(account_id, switched[0])
+        if switched is None:
+            # The session changed while the target prepared: apply it plainly.
+            return await self._execute(account_id, cmd, sender)
+        new, directives, res = switched
+        await self._publish(account_id, new, directives, cmd.command_id)
+        return res
+
+    async def _switch_once(
+        self, account_id: int, cmd: Command, prep: transfer.Prepare
+    ) -> tuple[SessionState, Sequence[core.Directive], Result] | None:
+        async with self.engine.begin() as conn:
             state = await qs.load(conn, account_id)
             done = transfer.switch(state, prep, transfer.switch_time(prep, now_ms()))
             if done is None:
@@ -293,12 +368,7 @@ class SessionService:
                     res = Result(cmd.command_id, "ok", "", new.version)
                     await qs.save_result(conn, account_id, res, now_ms())
                     switched = (new, directives, res)
-        if switched is None:
-            # The session changed while the target prepared: apply it plainly.
-            return await self._execute(account_id, cmd, sender)
-        new, directives, res = switched
-        await self._publish(account_id, new, directives, cmd.command_id)
-        return res
+        return switched
 
     def _on_transfer_reply(self, reply: dict[str, Any]) -> None:
         """A target answered `ready` or `failed` (on this instance or another one)."""
@@ -332,15 +402,20 @@ class SessionService:
 
     async def report(self, account_id: int, device_id: str, rep: Report) -> ResultCode:
         async with self._lock(account_id):
-            async with self._hot() as conn:
-                state = await qs.load(conn, account_id)
+            state = self._recall(account_id)
+            if state is None:
+                async with self._hot() as conn:
+                    state = await qs.load(conn, account_id)
+                self._remember(account_id, state)
             new, code = core.apply_report(state, device_id, rep, core.Context(now_ms()))
             if new.version == state.version:
                 return code  # most reports: the position is where observers predict it
+            self._forget(account_id)
             async with self.engine.begin() as conn:
                 if not await qs.compare_and_set(conn, account_id, state.version, new):
                     return "conflict"
                 await self._record_history(conn, account_id, device_id, state, new, rep)
+            self._remember(account_id, new)
         await self._publish(account_id, new, ())
         return code
 
@@ -364,11 +439,16 @@ class SessionService:
 
     async def device_lost(self, account_id: int, device_id: str) -> None:
         lost_at = now_ms()
-        async with self._lock(account_id), self.engine.begin() as conn:
-            state = await qs.load(conn, account_id)
-            new = core.device_lost(state, device_id, lost_at)
-            if new is None or not await qs.compare_and_set(conn, account_id, state.version, new):
-                return
+        async with self._lock(account_id):
+            self._forget(account_id)
+            async with self.engine.begin() as conn:
+                state = await qs.load(conn, account_id)
+                new = core.device_lost(state, device_id, lost_at)
+                if new is None or not await qs.compare_and_set(
+                    conn, account_id, state.version, new
+                ):
+                    return
+            self._remember(account_id, new)
         await self._publish(account_id, new, ())
 
     async def _publish(
@@ -421,5 +501,5 @@ class SessionService:
         ]
         out.append((ALL, wire.encode(msg)))
         for to, payload in out[len(sent) :]:
-            await self.hub.send(account_id, payload, to=to)
+            await self.hub.send(account_id, payload, to=to, version=state.version)
             sent.append(1)

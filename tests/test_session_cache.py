@@ -1,0 +1,156 @@
+"""The sessions a server keeps in memory (`SessionService._states`), in-process on a real
+database (SQLite, and PostgreSQL when CI's is set): a command on a session the instance
+already knows is one statement; a stale one (another instance wrote meanwhile) is never
+written from, and a repeated command_id is still applied once."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.fixtures_server import fresh_postgres_database
+from tunehand.core.commands import Command
+from tunehand.core.model import SessionState
+from tunehand.server.bus import MemoryBus
+from tunehand.server.db import accounts as qa
+from tunehand.server.db import sessions as qs
+from tunehand.server.db.engine import open_engine
+from tunehand.server.db.migrate import upgrade
+from tunehand.server.hub import Hub
+from tunehand.server.service import SessionService
+from tunehand.server.streams import Signer
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'cache.db'}"
+        return
+    database, drop = fresh_postgres_database()  # skips without PostgreSQL
+    try:
+        yield database
+    finally:
+        drop()
+
+
+class Statements:
+    """The SQL statements an engine ran, by their first word."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.seen: list[str] = []
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *args: Any) -> None:
+        self.seen.append(str(args[2]).lstrip().split(None, 1)[0].upper())
+
+    def take(self) -> list[str]:
+        seen, self.seen = self.seen, []
+        return seen
+
+
+async def _service(engine: AsyncEngine) -> SessionService:
+    hub = Hub(MemoryBus())
+    await hub.start()
+    return SessionService(engine, hub, Signer(secrets.token_bytes(32)))
+
+
+@pytest.fixture
+async def engine(url: str) -> AsyncIterator[AsyncEngine]:
+    engine = open_engine(url)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def _account(engine: AsyncEngine) -> int:
+    async with engine.begin() as conn:
+        account = await qa.create_account(conn, "u" + secrets.token_hex(4), "not-a-hash", 0)
+        await qs.compare_and_set(conn, account, 0, SessionState(version=1))
+    return account
+
+
+def _volume(value: int, command_id: str | None = None) -> Command:
+    return Command("volume", command_id or secrets.token_hex(8), value=value)
+
+
+async def test_a_command_on_a_known_session_is_one_statement(engine: AsyncEngine) -> None:
+    account = await _account(engine)
+    sessions = await _service(engine)
+    ran = Statements(engine)
+    first = await sessions.execute(account, _volume(10), None)
+    assert first.code == "ok" and first.version == 2
+    assert "SELECT" in ran.take()  # not known yet: read first
+    second = await sessions.execute(account, _volume(20), None)
+    assert second.code == "ok" and second.version == 3
+    assert "SELECT" not in ran.take()  # known: written without reading
+    assert (await sessions.state(account)).volume == 20
+
+
+async def test_a_repeated_command_on_a_known_session_is_applied_once(
+    engine: AsyncEngine,
+) -> None:
+    account = await _account(engine)
+    sessions = await _service(engine)
+    cmd = _volume(30)
+    first = await sessions.execute(account, cmd, None)
+    again = await sessions.execute(account, cmd, None)  # the session is known now
+    assert again == first
+    state = await sessions.state(account)
+    assert state.version == first.version and state.volume == 30
+    # A command that was refused is answered the same way again.
+    bad = Command("seek", secrets.token_hex(8), position_ms=1000)  # nothing to seek in
+    refused = await sessions.execute(account, bad, None)
+    assert refused.code != "ok"
+    assert (await sessions.execute(account, bad, None)) == refused
+    assert (await sessions.state(account)).version == state.version
+
+
+async def test_a_stale_session_is_read_again_before_a_write(engine: AsyncEngine) -> None:
+    """Instance B changes the session; A has not heard (no bus between them here): A's
+    next command fails its compare-and-set, reads the session and applies on it."""
+    account = await _account(engine)
+    a, b = await _service(engine), await _service(engine)
+    await a.execute(account, _volume(40), None)  # v2, known to A
+    shuffled = await b.execute(account, Command("shuffle", secrets.token_hex(8), on=True), None)
+    assert shuffled.code == "ok" and shuffled.version == 3
+    res = await a.execute(account, _volume(50), None)
+    assert res.code == "ok" and res.version == 4
+    state = await a.state(account)
+    assert state.version == 4 and state.volume == 50 and state.shuffle  # B's change kept
+
+
+async def test_a_newer_version_heard_on_the_bus_forgets_the_session(engine: AsyncEngine) -> None:
+    account = await _account(engine)
+    sessions = await _service(engine)
+    await sessions.execute(account, _volume(60), None)
+    ran = Statements(engine)
+    sessions.hub.on_version(account, 2)  # our own version coming back: still known
+    await sessions.execute(account, _volume(61), None)
+    assert "SELECT" not in ran.take()
+    sessions.hub.on_version(account, 9)  # another instance wrote version 9
+    await sessions.execute(account, _volume(62), None)
+    assert "SELECT" in ran.take()
+
+
+async def test_a_session_read_for_a_device_is_kept_unless_a_newer_one_is(
+    engine: AsyncEngine,
+) -> None:
+    account = await _account(engine)
+    a, b = await _service(engine), await _service(engine)
+    assert (await a.state(account)).version == 1  # a device's hello reads it
+    ran = Statements(engine)
+    await a.execute(account, _volume(70), None)
+    assert "SELECT" not in ran.take()
+    await b.execute(account, _volume(71), None)  # v3, written by another instance
+    a._offer(account, SessionState(version=1))  # an older read must not replace v2
+    assert a._recall(account) is not None and a._recall(account).version == 2  # type: ignore[union-attr]
+    assert (await a.state(account)).version == 3  # a fresh read replaces it
+    ran.take()
+    res = await a.execute(account, _volume(72), None)
+    assert res.version == 4 and "SELECT" not in ran.take()
