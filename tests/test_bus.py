@@ -18,6 +18,7 @@ import pytest
 from tests.fixtures_server import REDIS_ENV
 from tunehand.cli.serverside import redis_prefix
 from tunehand.errors import UsageError
+from tunehand.server import presence as presence_mod
 from tunehand.server.bus import DEFAULT_PREFIX, Bus, MemoryBus, RedisBus
 from tunehand.server.presence import LocalPresence, Presence, RedisPresence
 
@@ -131,6 +132,33 @@ async def test_presence_under_another_prefix_is_not_seen() -> None:
         assert await same.devices(1) == {"laptop": ()}
     finally:
         for p in (ours, theirs, same):
+            await p.close()
+
+
+async def test_a_heartbeat_writes_every_account_again_in_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Entries another instance sees age out after STALE_S unless a beat rewrites them;
+    a beat writes all of them, a few accounts per round trip."""
+    import redis.asyncio as aioredis
+
+    monkeypatch.setattr(presence_mod, "HEARTBEAT_BATCH", 2)
+    url, prefix = redis_url(), fresh_prefix()
+    ours, theirs = RedisPresence(url, prefix), RedisPresence(url, prefix)
+    raw = aioredis.from_url(url)
+    try:
+        for account in range(1, 6):
+            await ours.join(account, f"dev{account}", ("play",))
+        keys = [f"{prefix}presence:{a}" for a in range(1, 6)]
+        await raw.delete(*keys)  # as if they had aged out
+        assert await theirs.online(3) == []
+        await ours.beat()
+        for account in range(1, 6):
+            assert await theirs.online(account, "play") == [f"dev{account}"]
+    finally:
+        await raw.delete(*keys)
+        await raw.aclose()
+        for p in (ours, theirs):
             await p.close()
 
 

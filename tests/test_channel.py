@@ -221,6 +221,8 @@ MALFORMED: list[tuple[str | bytes, str]] = [
     ('{"type": "report", "report": {"term": "one"}}', "$.report"),
     ('{"type": "resync", "last_version": "new"}', "$.last_version"),
     ('{"type": "auth", "device": {"id": "x", "name": "x"}}', "already authenticated"),
+    ('{"type": "command", "command": {"op": "pause", "command_id": "c\\u0000"}}', "NUL"),
+    (b'{"type": "command", "command": {"op": "pause", "command_id": "c\\u0000"}}', "NUL"),
 ]
 
 

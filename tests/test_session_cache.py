@@ -22,7 +22,7 @@ from tunehand.server.db import accounts as qa
 from tunehand.server.db import sessions as qs
 from tunehand.server.db.engine import open_engine
 from tunehand.server.db.migrate import upgrade
-from tunehand.server.hub import Hub
+from tunehand.server.hub import Hub, topic
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
 
@@ -125,17 +125,27 @@ async def test_a_stale_session_is_read_again_before_a_write(engine: AsyncEngine)
     assert state.version == 4 and state.volume == 50 and state.shuffle  # B's change kept
 
 
-async def test_a_newer_version_heard_on_the_bus_forgets_the_session(engine: AsyncEngine) -> None:
+async def test_a_newer_version_heard_on_the_bus_is_kept(engine: AsyncEngine) -> None:
+    """Instance B's change comes to A through the bus as B fans it out: A keeps that
+    version, and its next command needs no read."""
     account = await _account(engine)
-    sessions = await _service(engine)
-    await sessions.execute(account, _volume(60), None)
+    a, b = await _service(engine), await _service(engine)
+    await a.execute(account, _volume(60), None)  # v2, kept by A
+    # B's bus reaches A (as Redis would): A hears what B fans out for the account.
+    b.hub.on_version = a.hub.on_version
+    await b.hub.bus.subscribe(topic(account))
+    await b.execute(account, _volume(61), None)  # v3, heard by A
+    kept = a._recall(account)
+    assert kept is not None and (kept.version, kept.volume) == (3, 61)
     ran = Statements(engine)
-    sessions.hub.on_version(account, 2)  # our own version coming back: still known
-    await sessions.execute(account, _volume(61), None)
-    assert "SELECT" not in ran.take()
-    sessions.hub.on_version(account, 9)  # another instance wrote version 9
-    await sessions.execute(account, _volume(62), None)
-    assert "SELECT" in ran.take()
+    res = await a.execute(account, _volume(62), None)
+    assert res.version == 4 and "SELECT" not in ran.take()
+    # Something heard that is not that version's state is not kept, nor the older one.
+    assert a.hub.on_version is not None
+    a.hub.on_version(account, 9, b"{not a state")
+    assert a._recall(account) is None
+    res = await a.execute(account, _volume(63), None)
+    assert res.version == 5 and "SELECT" in ran.take()
 
 
 async def test_a_session_read_for_a_device_is_kept_unless_a_newer_one_is(

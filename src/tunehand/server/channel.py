@@ -76,7 +76,10 @@ def _decode(data: str | bytes) -> Any:
         raise ProtocolError("malformed JSON: nested too deeply") from None
     except UnicodeDecodeError:
         raise ProtocolError("malformed JSON: not valid UTF-8") from None
-    if has_nul(wire.to_builtins(msg)):
+    # JSON can only carry a NUL as the escape \u0000 (raw control characters are refused
+    # by the decoder), so a message without one needs no walk through its strings.
+    escaped = "\\u0000" in data if isinstance(data, str) else b"\\u0000" in data
+    if escaped and has_nul(wire.to_builtins(msg)):
         raise ProtocolError(NUL_MESSAGE)
     if isinstance(msg, ReportMsg):
         rep = msg.report

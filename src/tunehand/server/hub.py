@@ -48,9 +48,9 @@ class Hub:
         self._conns: dict[int, dict[str, list[Connection]]] = {}
         self.closing = False
         self.on_transfer_reply: Callable[[dict[str, Any]], None] | None = None
-        self.on_version: Callable[[int, int], None] | None = None
-        """Called with (account, version) for every session version fanned out through
-        the bus, by this instance or another one."""
+        self.on_version: Callable[[int, int, bytes], None] | None = None
+        """Called with (account, version, state message) for every session version fanned
+        out through the bus, by this instance or another one."""
 
     async def start(self) -> None:
         await self.bus.start(self._deliver)
@@ -105,7 +105,7 @@ class Hub:
 
     async def send(self, account_id: int, payload: bytes, to: str = ALL, version: int = 0) -> None:
         """Send to every connection of the account (or one device) on every instance;
-        `version`: the session version `payload` carries (0: none).
+        `version`: for a state message (to ALL), the session version it carries; else 0.
 
         On the bus: `<version>\n<to>\n<payload>`. A JSON payload holds no raw newline,
         so the target is what lies between the first and the last one."""
@@ -125,7 +125,7 @@ class Hub:
         except (ValueError, IndexError):
             return
         if version and self.on_version is not None:
-            self.on_version(account_id, version)
+            self.on_version(account_id, version, payload)
         devices = self._conns.get(account_id)
         if not devices:
             return

@@ -79,12 +79,12 @@ class SessionService:
 
     # --- the sessions kept in memory ---------------------------------------------
     #
-    # An account's session is cached only under its lock, from what this instance read or
-    # committed itself; a write that fails or may have failed forgets it, and so does a
-    # newer version heard on the bus (a write by another instance). A cached session can
-    # still be stale for the moment the bus takes: then the compare-and-set on `version`
-    # refuses the write, the entry is forgotten and the command is applied again on a
-    # fresh read. Nothing is ever written from a stale session.
+    # What is kept is always a session exactly as it was stored at its version: what this
+    # instance read or committed, or a newer version another instance fanned out through
+    # the bus. An attempt to write forgets it until it is known to have committed. A kept
+    # session can still be stale for the moment the bus takes: then the compare-and-set
+    # on `version` refuses the write, the entry is forgotten and the command is applied
+    # again on a fresh read. Nothing is ever written from a stale session.
 
     def _recall(self, account_id: int) -> SessionState | None:
         return self._states.get(account_id)
@@ -111,10 +111,20 @@ class SessionService:
         if old is not None:
             self._states_weight -= 1 + len(old.queue)
 
-    def _on_version(self, account_id: int, version: int) -> None:
+    def _on_version(self, account_id: int, version: int, payload: bytes) -> None:
+        """A state went out through the bus (from here or another instance): keep it if
+        it is newer than the one kept, so the account's next command here needs no read."""
         known = self._states.get(account_id)
-        if known is not None and known.version < version:
+        if known is not None and known.version >= version:
+            return  # most often our own change coming back
+        try:
+            state = wire.decode(payload, StateMsg).state
+        except Exception:  # not a state message: just do not keep it
+            state = None
+        if state is None or state.version != version:
             self._forget(account_id)
+        else:
+            self._remember(account_id, state)
 
     # --- reading ----------------------------------------------------------------
 
@@ -486,11 +496,13 @@ class SessionService:
         command_id: str | None,
         sent: list[int],
     ) -> None:
-        """The directives, then the state; `sent` counts what went out (a retry skips it)."""
+        """The directives, then the state; `sent` counts what went out (a retry skips it).
+        The state names its version to the bus: other instances keep it (see `_on_version`)."""
         msg = replace(await self.state_message(account_id, state), command_id=command_id)
         out = [
             (
                 d.device_id,
+                0,
                 wire.encode(
                     DirectiveMsg(
                         d.action, d.term, d.entry_id, d.position_ms, d.at_ms, d.playing, msg.track
@@ -499,7 +511,7 @@ class SessionService:
             )
             for d in directives
         ]
-        out.append((ALL, wire.encode(msg)))
-        for to, payload in out[len(sent) :]:
-            await self.hub.send(account_id, payload, to=to, version=state.version)
+        out.append((ALL, state.version, wire.encode(msg)))
+        for to, version, payload in out[len(sent) :]:
+            await self.hub.send(account_id, payload, to=to, version=version)
             sent.append(1)
