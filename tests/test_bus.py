@@ -181,3 +181,55 @@ def test_redis_replies_are_parsed_in_c() -> None:
     from redis.utils import HIREDIS_AVAILABLE
 
     assert HIREDIS_AVAILABLE
+
+
+class _Conn:
+    def __init__(self, account_id: int, device_id: str) -> None:
+        self.account_id, self.device_id = account_id, device_id
+        self.capabilities: tuple[str, ...] = ("play",)
+        self.got: list[bytes] = []
+
+    def push(self, data: bytes) -> bool:
+        self.got.append(data)
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+async def test_the_hub_keeps_presence_until_a_device_joins_or_leaves_anywhere() -> None:
+    """Every command asks which devices are online; for an account with devices here the
+    hub asks the presence store only after a join or leave (here, or announced on the bus
+    by another instance) or once PRESENCE_CACHE_S passed."""
+    from tunehand.server.hub import DEVICES, Hub
+
+    class Counting(LocalPresence):
+        reads = 0
+
+        async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]:
+            Counting.reads += 1
+            return await super().devices(account_id)
+
+    store = Counting()
+    hub = Hub(MemoryBus(), store)
+    await hub.start()
+    here = _Conn(1, "here")
+    await hub.attach(here)
+    assert await hub.online(1, "play") == ["here"]
+    assert await hub.online(1) == ["here"]
+    assert Counting.reads == 1  # kept
+    await store.join(1, "elsewhere", ("play",))  # another instance's device...
+    assert await hub.online(1) == ["here"]
+    await hub.send(1, b'{"type":"devices"}', version=DEVICES)  # ...announced on the bus
+    assert await hub.online(1, "play") == ["elsewhere", "here"]
+    assert Counting.reads == 2
+    await hub.attach(_Conn(1, "third"))  # a join here
+    assert await hub.online(1) == ["elsewhere", "here", "third"]
+    assert Counting.reads == 3
+    hub._online[1] = (0.0, hub._online[1][1])  # PRESENCE_CACHE_S passed
+    assert await hub.online(1) == ["elsewhere", "here", "third"]
+    assert Counting.reads == 4
+    assert await hub.online(2) == [] and await hub.online(2) == []  # no device here
+    assert Counting.reads == 6
+    await hub.detach(here)
+    assert await hub.online(1) == ["elsewhere", "third"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -17,6 +18,12 @@ from tunehand.server.bus import Bus
 from tunehand.server.presence import LocalPresence, Presence
 
 ALL = "*"
+DEVICES = -1
+"""The `version` of a devices message on the bus: some device of the account joined or
+left, on some instance."""
+PRESENCE_CACHE_S = 5.0
+"""How long the devices online of an account with devices here are taken as known,
+unless a devices message says they changed (a heartbeat is 5 s, staleness 15 s)."""
 TRANSFERS = "transfers"
 """Topic for a transfer target's ready/failed, which may reach another instance."""
 
@@ -46,6 +53,10 @@ class Hub:
         self.bus = bus
         self.presence: Presence = presence or LocalPresence()
         self._conns: dict[int, dict[str, list[Connection]]] = {}
+        self._online: dict[int, tuple[float, dict[str, tuple[str, ...]]]] = {}
+        """Presence of accounts with devices here, read at most every PRESENCE_CACHE_S:
+        every command asks which devices are online (on Redis a round trip)."""
+        self._forgets = 0
         self.closing = False
         self.on_transfer_reply: Callable[[dict[str, Any]], None] | None = None
         self.on_version: Callable[[int, int, bytes], None] | None = None
@@ -72,8 +83,26 @@ class Hub:
         await self.bus.publish(TRANSFERS, json.dumps(reply).encode())
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:
-        """Devices of the account connected to any instance (with `capability`, if given)."""
-        return await self.presence.online(account_id, capability)
+        """Devices of the account connected to any instance (with `capability`, if given).
+
+        For an account with devices here the answer is kept until a devices message
+        (a join or leave on any instance) or PRESENCE_CACHE_S; this instance hears those
+        only for such accounts, so the others are asked every time."""
+        if account_id not in self._conns:
+            return await self.presence.online(account_id, capability)
+        now = time.monotonic()
+        hit = self._online.get(account_id)
+        if hit is None or hit[0] <= now:
+            forgets = self._forgets
+            devices = await self.presence.devices(account_id)
+            hit = (now + PRESENCE_CACHE_S, devices)
+            if forgets == self._forgets and account_id in self._conns:
+                self._online[account_id] = hit  # nothing changed while it was read
+        return sorted(d for d, caps in hit[1].items() if capability is None or capability in caps)
+
+    def _forget_online(self, account_id: int) -> None:
+        self._forgets += 1
+        self._online.pop(account_id, None)
 
     def connection_count(self) -> int:
         return sum(len(c) for d in self._conns.values() for c in d.values())
@@ -85,6 +114,7 @@ class Hub:
         devices.setdefault(conn.device_id, []).append(conn)
         caps = {c for cs in devices[conn.device_id] for c in cs.capabilities}
         await self.presence.join(conn.account_id, conn.device_id, tuple(sorted(caps)))
+        self._forget_online(conn.account_id)
         # The caller starts the connection's writer once it has sent `hello`, so nothing
         # queued meanwhile overtakes it.
 
@@ -98,6 +128,7 @@ class Hub:
         if last:
             devices.pop(conn.device_id, None)
             await self.presence.leave(conn.account_id, conn.device_id)
+            self._forget_online(conn.account_id)
         if not devices:
             self._conns.pop(conn.account_id, None)
             await self.bus.unsubscribe(topic(conn.account_id))
@@ -105,7 +136,8 @@ class Hub:
 
     async def send(self, account_id: int, payload: bytes, to: str = ALL, version: int = 0) -> None:
         """Send to every connection of the account (or one device) on every instance;
-        `version`: for a state message (to ALL), the session version it carries; else 0.
+        `version`: for a state message (to ALL), the session version it carries; DEVICES
+        for a devices message; else 0.
 
         On the bus: `<version>\n<to>\n<payload>`. A JSON payload holds no raw newline,
         so the target is what lies between the first and the last one."""
@@ -124,7 +156,9 @@ class Hub:
             to, payload = rest.rsplit(b"\n", 1)
         except (ValueError, IndexError):
             return
-        if version and self.on_version is not None:
+        if version == DEVICES:
+            self._forget_online(account_id)
+        elif version > 0 and self.on_version is not None:
             self.on_version(account_id, version, payload)
         devices = self._conns.get(account_id)
         if not devices:

@@ -33,7 +33,7 @@ from tunehand.server.db import library as ql
 from tunehand.server.db import sessions as qs
 from tunehand.server.db import userdata as qu
 from tunehand.server.db.engine import unavailable
-from tunehand.server.hub import ALL, Hub
+from tunehand.server.hub import ALL, DEVICES, Hub
 from tunehand.server.streams import Signer, track_view
 
 log = logging.getLogger("tunehand.service")
@@ -193,7 +193,8 @@ class SessionService:
         )
 
     async def publish_devices(self, account_id: int) -> None:
-        await self.hub.send(account_id, wire.encode(DevicesMsg(await self.devices(account_id))))
+        payload = wire.encode(DevicesMsg(await self.devices(account_id)))
+        await self.hub.send(account_id, payload, version=DEVICES)
 
     # --- writing ----------------------------------------------------------------
 
