@@ -3,18 +3,19 @@
 Simulated devices are websocket clients that behave like `tunehand receiver`: they
 authenticate with capabilities ["play"], ping like the real client (websocket pings
 every 3 s, each device on a phase of its own as independent machines are; offering
-permessage-deflate as the real client does, which the server declines), obey directives (`prepare`
-is answered `ready`; `start` makes the device active, `stop` idle) and, while active,
-report their position every 5 s. Devices come in accounts of DEVICES_PER_ACCOUNT; an
-account is created in the database in-process (the server's own queries) with one
-access token that its devices share, each with its own device id (a login over HTTP
-costs an argon2 verification, ~50 ms of CPU, which would dominate the setup). In
-ACTIVE_SHARE of the accounts one device plays (a `play` command aimed at it), so those
-report every 5 s; the others are idle.
+permessage-deflate as the real client does, which the server declines), obey
+directives (`prepare` is answered `ready`; `start` makes the device active, `stop`
+idle) and, while active, report their position every 5 s. They are websocket clients of
+the bench's own (`_Client`), as lean as the server's side. Devices come in accounts
+of DEVICES_PER_ACCOUNT; an account is created in the database in-process (the
+server's own queries) with one access token that its devices share, each with its own
+device id (a login over HTTP costs an argon2 verification, ~50 ms of CPU, which would
+dominate the setup). In ACTIVE_SHARE of the accounts one device plays (a `play`
+command aimed at it), so those report every 5 s; the others are idle.
 
-Load generators: GENERATORS worker processes (`python -m bench.load --worker`), each
-holding its share of the accounts (all devices of an account in one process, so one
-clock times a fan-out) on one asyncio loop with the websockets asyncio client.
+Load generators: GENERATORS worker processes (`python -m bench.load --worker`) at nice
+GENERATOR_NICE, each holding its share of the accounts (all devices of an account in
+one process, so one clock times a fan-out) on one asyncio loop.
 
 Per configuration (one instance on PostgreSQL with its in-process bus; two instances
 on PostgreSQL + a private Redis (see `_private_redis`), the devices of each account
@@ -100,6 +101,10 @@ DEVICES_PER_ACCOUNT = 3
 ACTIVE_SHARE = 0.1
 """Share of the accounts with a playing device (reporting every 5 s)."""
 GENERATORS = 2
+GENERATOR_NICE = 10
+"""The generators yield the CPU to the servers, PostgreSQL and Redis when both want it:
+the devices they stand for run on machines of their own, not on the server's cores.
+(A starved generator reads late, which only adds to the latencies it reports.)"""
 WORKERS = 2
 """`tunehand serve --workers` for the one-instance capacity run with a worker per core."""
 CONNECT_CONCURRENCY = 64
@@ -676,6 +681,7 @@ class _Generator:
 async def _worker_main() -> None:
     """Steps come as JSON lines on stdin; each answer is one JSON line on stdout."""
     _raise_fd_limit()
+    os.nice(GENERATOR_NICE)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 30)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
