@@ -12,6 +12,7 @@ import os
 import secrets
 from argparse import Namespace
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -233,3 +234,51 @@ async def test_the_hub_keeps_presence_until_a_device_joins_or_leaves_anywhere() 
     assert Counting.reads == 6
     await hub.detach(here)
     assert await hub.online(1) == ["elsewhere", "third"]
+
+
+async def test_a_silent_subscription_is_pinged_and_a_dead_one_reconnects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The subscription pings Redis after LISTEN_IDLE_S of silence; answered, it stays;
+    unanswered as long again (a connection cut without a reset), it subscribes again and
+    resyncs. Redis answering nothing is made with CLIENT PAUSE."""
+    import redis.asyncio as aioredis
+
+    from tunehand.server import bus as bus_mod
+
+    monkeypatch.setattr(bus_mod, "LISTEN_IDLE_S", 0.2)
+    url = redis_url()
+    bus = RedisBus(url, prefix=fresh_prefix())
+    reconnected = asyncio.Event()
+    pings: list[int] = []
+    pinged_twice = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    bus.on_reconnect = on_reconnect
+    heard = await started(bus)
+    await bus.subscribe("acct:1")
+    real_ping = bus._pubsub.ping
+
+    def counting_ping() -> Any:
+        pings.append(1)
+        if len(pings) >= 2:
+            pinged_twice.set()
+        return real_ping()
+
+    monkeypatch.setattr(bus._pubsub, "ping", counting_ping)
+    raw = aioredis.from_url(url)
+    try:
+        await asyncio.wait_for(pinged_twice.wait(), TIMEOUT_S)  # silent, pinged, answered
+        assert not reconnected.is_set()
+        await bus.publish("acct:1", b"still here")
+        assert await next_heard(heard) == ("acct:1", b"still here")
+        await raw.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # answers nothing
+        await asyncio.wait_for(reconnected.wait(), TIMEOUT_S)
+        await bus.publish("acct:1", b"back")
+        assert await next_heard(heard) == ("acct:1", b"back")
+    finally:
+        await raw.execute_command("CLIENT", "UNPAUSE")
+        await raw.aclose()
+        await bus.close()

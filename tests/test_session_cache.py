@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures_server import fresh_postgres_database
-from tunehand.core.commands import Command
-from tunehand.core.model import SessionState
+from tunehand.core.commands import Command, Report
+from tunehand.core.model import Position, SessionState
 from tunehand.server.bus import MemoryBus
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import sessions as qs
@@ -164,3 +165,51 @@ async def test_a_session_read_for_a_device_is_kept_unless_a_newer_one_is(
     ran.take()
     res = await a.execute(account, _volume(72), None)
     assert res.version == 4 and "SELECT" not in ran.take()
+
+
+async def test_a_refusal_is_never_decided_on_a_stale_session(engine: AsyncEngine) -> None:
+    """A's kept session misses B's change (A has no device of the account, so it hears
+    nothing): a command that only the stale copy would refuse is applied, and no refusal
+    is stored under its command_id."""
+    account = await _account(engine)
+    a, b = await _service(engine), await _service(engine)
+    await a.execute(account, _volume(80), None)  # v2, kept by A
+    await b.execute(account, Command("shuffle", secrets.token_hex(8), on=True), None)  # v3
+    replace = Command("queue_clear", secrets.token_hex(8), if_version=3)
+    res = await a.execute(account, replace, None)
+    assert res.code == "ok" and res.version == 4  # not `conflict` from the stale v2
+    assert (await a.execute(account, replace, None)) == res  # and that is what is stored
+
+
+async def test_a_report_is_never_turned_down_on_a_stale_session(engine: AsyncEngine) -> None:
+    """A transfer on B makes the device on A the active one with a new term; A has not
+    heard of it yet when the device reports: the report is taken, not answered
+    `stale_term` (which tells a device to stop)."""
+    account = await _account(engine)
+    a, b = await _service(engine), await _service(engine)
+    assert (await a.state(account)).version == 1  # kept by A
+    async with engine.begin() as conn:  # B makes "here" the active device, term 1
+        state = await qs.load(conn, account)
+        playing = replace(
+            state,
+            version=2,
+            active_device="here",
+            term=1,
+            position=Position(position_ms=0, at_ms=0, playing=True, rate=1.0),
+        )
+        assert await qs.compare_and_set(conn, account, 1, playing)
+    report = Report(1, None, 5_000, 5_000, True, 1.0, version=2)
+    assert await a.report(account, "here", report) == "ok"
+    del b
+
+
+async def test_a_kept_session_never_goes_back_to_an_older_version(engine: AsyncEngine) -> None:
+    account = await _account(engine)
+    sessions = await _service(engine)
+    await sessions.execute(account, _volume(90), None)
+    await sessions.execute(account, _volume(91), None)  # v3 kept
+    older = SessionState(version=2, volume=90)
+    sessions._remember(account, older)
+    sessions._offer(account, older)
+    kept = sessions._recall(account)
+    assert kept is not None and (kept.version, kept.volume) == (3, 91)

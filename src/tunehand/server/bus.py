@@ -23,6 +23,9 @@ Handler = Callable[[str, bytes], Awaitable[None] | None]
 
 DEFAULT_PREFIX = "tunehand:"
 """Put before every Redis key and pub/sub channel of a deployment (`--redis-prefix`)."""
+LISTEN_IDLE_S = 30.0
+"""Silence on the subscription after which the bus pings Redis (and reconnects when
+that goes unanswered as long again)."""
 KEEPALIVE = "keepalive"
 """Topic the Redis bus listens on while it has no other, so its connection stays up."""
 
@@ -95,7 +98,10 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except (redis.exceptions.RedisError, OSError):
-                await self._resubscribe()
+                pass
+            except Exception:
+                log.exception("bus: the Redis subscription failed; subscribing again")
+            await self._resubscribe()
 
     async def _listen(self) -> None:
         """Read the subscription's messages as they come, a whole read at a time.
@@ -115,14 +121,28 @@ class RedisBus:
             raise ConnectionError("the Redis subscription is not connected")
         parser = hiredis.Reader()
         prefix = self._prefix.encode()
+        pinged = False
         while True:
-            data = await stream.read(1 << 16)
+            try:
+                data = await asyncio.wait_for(stream.read(1 << 16), LISTEN_IDLE_S)
+            except TimeoutError:
+                # Silence: a connection cut without a reset (a NAT or a failover) would
+                # leave this instance deaf for good. Ping; still nothing: reconnect.
+                if pinged:
+                    raise ConnectionError("Redis did not answer a ping") from None
+                pinged = True
+                await self._pubsub.ping()
+                continue
+            pinged = False
             if not data:
                 raise ConnectionError("Redis closed the subscription's connection")
             parser.feed(data)
             while (reply := parser.gets()) is not False:
+                if isinstance(reply, hiredis.ReplyError):
+                    log.warning("bus: Redis refused a subscription command: %s", reply)
+                    continue
                 if not isinstance(reply, list) or len(reply) != 3 or reply[0] != b"message":
-                    continue  # (un)subscribe confirmations
+                    continue  # (un)subscribe confirmations, pongs
                 channel, payload = reply[1], reply[2]
                 if self._handler is None or not channel.startswith(prefix):
                     continue
@@ -140,7 +160,7 @@ class RedisBus:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
             try:
-                await self._pubsub.reset()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
                 self._pubsub = self._redis.pubsub()
                 topics = list(self._topics) or [KEEPALIVE]
                 await self._pubsub.subscribe(*(self._channel(t) for t in topics))
@@ -178,6 +198,12 @@ class RedisBus:
         self._topics.discard(topic)
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
             await self._pubsub.unsubscribe(self._channel(topic))
+        # redis-py forgets a channel when it reads the confirmation, which `_listen`
+        # reads instead: forget it here, or a reconnect of redis-py's would subscribe
+        # every account ever seen again.
+        channel = self._channel(topic).encode()
+        self._pubsub.channels.pop(channel, None)
+        self._pubsub.pending_unsubscribe_channels.discard(channel)
 
     def _channel(self, topic: str) -> str:
         return self._prefix + topic

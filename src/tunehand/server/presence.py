@@ -89,15 +89,20 @@ class RedisPresence:
         for STALE_S (their instance died) no longer count. Pipelined, a batch of
         accounts per round trip: one awaited HSET per account kept the loop busy for a
         second of every beat with thousands of accounts."""
-        accounts = [(a, dict(d)) for a, d in self._local._devices.items() if d]
+        accounts = list(self._local._devices)
         for i in range(0, len(accounts), HEARTBEAT_BATCH):
             pipe = self._redis.pipeline(transaction=False)
-            for account_id, devices in accounts[i : i + HEARTBEAT_BATCH]:
-                pipe.hset(
-                    self._key(account_id),
-                    mapping={d: self._value(c) for d, c in devices.items()},
-                )
-            await pipe.execute()
+            for account_id in accounts[i : i + HEARTBEAT_BATCH]:
+                # Read now, not when the beat began: a device that left meanwhile (its
+                # entry deleted) must not be written back.
+                devices = self._local._devices.get(account_id)
+                if devices:
+                    pipe.hset(
+                        self._key(account_id),
+                        mapping={d: self._value(c) for d, c in devices.items()},
+                    )
+            if len(pipe):
+                await pipe.execute()
 
     async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None:
         import redis.exceptions

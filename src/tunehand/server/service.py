@@ -81,15 +81,23 @@ class SessionService:
     #
     # What is kept is always a session exactly as it was stored at its version: what this
     # instance read or committed, or a newer version another instance fanned out through
-    # the bus. An attempt to write forgets it until it is known to have committed. A kept
-    # session can still be stale for the moment the bus takes: then the compare-and-set
-    # on `version` refuses the write, the entry is forgotten and the command is applied
-    # again on a fresh read. Nothing is ever written from a stale session.
+    # the bus. An attempt to write forgets it until it is known to have committed, and a
+    # kept version is never replaced by an older one. A kept session can be stale (the
+    # moment the bus takes; an account with no device here hears nothing of the others'
+    # changes): so it is only ever trusted to say yes. A write from it is a
+    # compare-and-set on `version`, refused when stale (the entry is forgotten and the
+    # command applied again on a fresh read); a refusal, or a report it would turn down,
+    # is decided again on a fresh read. Nothing is written or refused from a stale copy.
 
     def _recall(self, account_id: int) -> SessionState | None:
         return self._states.get(account_id)
 
     def _remember(self, account_id: int, state: SessionState) -> None:
+        """Keep `state`, unless a newer version is kept already (heard on the bus while
+        this one was being written)."""
+        known = self._states.get(account_id)
+        if known is not None and known.version >= state.version:
+            return
         self._forget(account_id)
         if state.version <= 0:
             return
@@ -102,9 +110,7 @@ class SessionService:
 
     def _offer(self, account_id: int, state: SessionState) -> None:
         """Keep a session read outside the account's lock, unless a newer one is kept."""
-        known = self._states.get(account_id)
-        if known is None or known.version < state.version:
-            self._remember(account_id, state)
+        self._remember(account_id, state)
 
     def _forget(self, account_id: int) -> None:
         old = self._states.pop(account_id, None)
@@ -243,6 +249,8 @@ class SessionService:
                     # write (IntegrityError), and the retry reads the first result.
                     state = known
                 out = await self._apply(conn, account_id, state, cmd, sender)
+                if known is not None and not out.result.ok:
+                    return None  # perhaps only refused because `known` is stale: read it
                 first = out.result.ok and not self._serial and state.version == 0
                 if not out.result.ok:
                     await qs.save_result(conn, account_id, out.result, now_ms())
@@ -414,11 +422,15 @@ class SessionService:
     async def report(self, account_id: int, device_id: str, rep: Report) -> ResultCode:
         async with self._lock(account_id):
             state = self._recall(account_id)
+            if state is not None:
+                new, code = core.apply_report(state, device_id, rep, core.Context(now_ms()))
+                if code != "ok" or (rep.version or 0) > state.version or rep.term > state.term:
+                    state = None  # a refusal, or the device knows newer: read it
             if state is None:
                 async with self._hot() as conn:
                     state = await qs.load(conn, account_id)
                 self._remember(account_id, state)
-            new, code = core.apply_report(state, device_id, rep, core.Context(now_ms()))
+                new, code = core.apply_report(state, device_id, rep, core.Context(now_ms()))
             if new.version == state.version:
                 return code  # most reports: the position is where observers predict it
             self._forget(account_id)
