@@ -87,11 +87,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Result, check, percentile, postgres_configured
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # websockets built without its C extension
-    from websockets.utils import apply_mask
+from tunehand.server.websocket import apply_mask, frame_length
 
 TARGET_CONNECTIONS = 20_000
 TARGET_KIB_PER_CONNECTION = 20.0
@@ -235,16 +231,8 @@ class _Client(asyncio.Protocol):
             self.upgraded.set_result(None)
             buf = rest
         pos, end = 0, len(buf)
-        while end - pos >= 2:
-            b0, n, hdr = buf[pos], buf[pos + 1] & 0x7F, 2
-            if n == 126:
-                if end - pos < 4:
-                    break
-                n, hdr = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif n == 127:
-                if end - pos < 10:
-                    break
-                n, hdr = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+        while (length := frame_length(buf, pos)) is not None:
+            b0, (n, hdr) = buf[pos], length
             if end - pos < hdr + n:
                 break
             payload = buf[pos + hdr : pos + hdr + n]

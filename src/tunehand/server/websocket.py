@@ -111,6 +111,20 @@ class SocketSet:
             self._task = None
 
 
+def frame_length(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """The payload length of the frame at `pos` in `buf` and the length of its header
+    before any mask key; None while the header is not all there."""
+    end = len(buf)
+    if end - pos < 2:
+        return None
+    n = buf[pos + 1] & 0x7F
+    if n == 126:
+        return None if end - pos < 4 else (int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4)
+    if n == 127:
+        return None if end - pos < 10 else (int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10)
+    return n, 2
+
+
 def _header(op: int, n: int) -> bytes:
     if n < 126:
         return bytes((0x80 | op, n))
@@ -272,17 +286,12 @@ class WebSocket(asyncio.Protocol):
         buf = self._buf + data if self._buf else data
         pos, end = 0, len(buf)
         try:
-            while end - pos >= 2 and self.transport and not self.transport.is_closing():
+            while self.transport and not self.transport.is_closing():
+                length = frame_length(buf, pos)
+                if length is None:
+                    break
+                n, hdr = length
                 b0, b1 = buf[pos], buf[pos + 1]
-                n, hdr = b1 & 0x7F, 2
-                if n == 126:
-                    if end - pos < 4:
-                        break
-                    n, hdr = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-                elif n == 127:
-                    if end - pos < 10:
-                        break
-                    n, hdr = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
                 if b0 & 0x70:
                     raise _Violation(CLOSE_PROTOCOL, "reserved bits set")
                 if not b1 & 0x80:
