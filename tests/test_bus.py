@@ -282,3 +282,61 @@ async def test_a_silent_subscription_is_pinged_and_a_dead_one_reconnects(
         await raw.execute_command("CLIENT", "UNPAUSE")
         await raw.aclose()
         await bus.close()
+
+
+async def test_a_heartbeat_does_not_write_back_a_device_that_left_during_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each batch of a beat reads the devices when it is sent: a device that leaves
+    after the beat began (its entry deleted) is not written back as online."""
+    monkeypatch.setattr(presence_mod, "HEARTBEAT_BATCH", 1)
+    url, prefix = redis_url(), fresh_prefix()
+    ours, theirs = RedisPresence(url, prefix), RedisPresence(url, prefix)
+    try:
+        for account in (1, 2):
+            await ours.join(account, f"dev{account}", ("play",))
+        real_pipeline = ours._redis.pipeline
+        left: list[int] = []
+
+        def pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = real_pipeline(*args, **kwargs)
+            real_execute = pipe.execute
+
+            async def execute() -> Any:
+                done = await real_execute()
+                if not left:  # between the first batch and the second one
+                    left.append(2)
+                    await ours.leave(2, "dev2")
+                return done
+
+            pipe.execute = execute
+            return pipe
+
+        monkeypatch.setattr(ours._redis, "pipeline", pipeline)
+        await ours.beat()
+        assert left == [2]
+        assert await theirs.online(1) == ["dev1"]
+        assert await theirs.online(2) == []
+    finally:
+        for p in (ours, theirs):
+            await p.close()
+
+
+async def test_an_unsubscribed_topic_is_forgotten_by_the_subscription() -> None:
+    """The bus reads the unsubscribe confirmations itself, so it prunes redis-py's list
+    of channels (which a reconnect of redis-py's would subscribe again)."""
+    prefix = fresh_prefix()
+    bus = RedisBus(redis_url(), prefix=prefix)
+    heard = await started(bus)
+    try:
+        await bus.subscribe("acct:1")
+        await bus.subscribe("acct:2")
+        await bus.unsubscribe("acct:1")
+        channels = set(bus._pubsub.channels)
+        assert f"{prefix}acct:2".encode() in channels
+        assert f"{prefix}acct:1".encode() not in channels
+        await bus.publish("acct:1", b"gone")
+        await bus.publish("acct:2", b"here")
+        assert await next_heard(heard) == ("acct:2", b"here")
+    finally:
+        await bus.close()

@@ -159,7 +159,7 @@ async def test_a_session_read_for_a_device_is_kept_unless_a_newer_one_is(
     await a.execute(account, _volume(70), None)
     assert "SELECT" not in ran.take()
     await b.execute(account, _volume(71), None)  # v3, written by another instance
-    a._offer(account, SessionState(version=1))  # an older read must not replace v2
+    a._remember(account, SessionState(version=1))  # an older read must not replace v2
     assert a._recall(account) is not None and a._recall(account).version == 2  # type: ignore[union-attr]
     assert (await a.state(account)).version == 3  # a fresh read replaces it
     ran.take()
@@ -210,6 +210,5 @@ async def test_a_kept_session_never_goes_back_to_an_older_version(engine: AsyncE
     await sessions.execute(account, _volume(91), None)  # v3 kept
     older = SessionState(version=2, volume=90)
     sessions._remember(account, older)
-    sessions._offer(account, older)
     kept = sessions._recall(account)
     assert kept is not None and (kept.version, kept.volume) == (3, 91)

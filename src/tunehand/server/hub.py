@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tunehand.server.bus import Bus
-from tunehand.server.presence import LocalPresence, Presence
+from tunehand.server.presence import LocalPresence, Presence, with_capability
 
 ALL = "*"
 DEVICES = -1
@@ -98,7 +98,7 @@ class Hub:
             hit = (now + PRESENCE_CACHE_S, devices)
             if forgets == self._forgets and account_id in self._conns:
                 self._online[account_id] = hit  # nothing changed while it was read
-        return sorted(d for d, caps in hit[1].items() if capability is None or capability in caps)
+        return with_capability(hit[1], capability)
 
     def _forget_online(self, account_id: int) -> None:
         self._forgets += 1

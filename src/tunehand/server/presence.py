@@ -31,7 +31,7 @@ class Presence(Protocol):
     async def close(self) -> None: ...
 
 
-def _with(devices: dict[str, tuple[str, ...]], capability: str | None) -> list[str]:
+def with_capability(devices: dict[str, tuple[str, ...]], capability: str | None) -> list[str]:
     return sorted(d for d, caps in devices.items() if capability is None or capability in caps)
 
 
@@ -49,7 +49,7 @@ class LocalPresence:
             self._devices.pop(account_id, None)
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:
-        return _with(await self.devices(account_id), capability)
+        return with_capability(await self.devices(account_id), capability)
 
     async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]:
         """Online devices of the account and their capabilities."""
@@ -123,7 +123,7 @@ class RedisPresence:
                 await self._redis.hdel(self._key(account_id), device_id)
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:
-        return _with(await self.devices(account_id), capability)
+        return with_capability(await self.devices(account_id), capability)
 
     async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]:
         """Devices on every instance; while Redis is unreachable, this instance's only."""

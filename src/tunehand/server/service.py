@@ -108,10 +108,6 @@ class SessionService:
         self._states[account_id] = state
         self._states_weight += weight
 
-    def _offer(self, account_id: int, state: SessionState) -> None:
-        """Keep a session read outside the account's lock, unless a newer one is kept."""
-        self._remember(account_id, state)
-
     def _forget(self, account_id: int) -> None:
         old = self._states.pop(account_id, None)
         if old is not None:
@@ -139,7 +135,7 @@ class SessionService:
         is kept, so the account's next command needs no read."""
         async with self.engine.connect() as conn:
             state = await qs.load(conn, account_id)
-        self._offer(account_id, state)
+        self._remember(account_id, state)
         return state
 
     async def tracks(self, account_id: int, ids: Sequence[str]) -> dict[str, TrackView]:
