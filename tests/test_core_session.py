@@ -962,6 +962,30 @@ class TestApplyReport:
         )
         assert code == "ok" and new.position == Position(30_000, NOW, True, 1.0)
 
+    def test_a_report_made_before_a_seek_does_not_undo_it(self) -> None:
+        """The device's periodic report was in flight while another device seeked: the
+        seek stands, and what the device reports once it follows it is taken."""
+        s = make(current=1, playing=True, position_ms=30_000, at_ms=NOW - 1_000)
+        sought = ok(s, cmd("seek", position_ms=120_000)).state
+        assert sought.anchored == sought.version
+        late = report(entry_id="e1", position_ms=31_000, version=s.version)
+        assert apply_report(sought, "d1", late, ctx()) == (sought, "conflict")
+        heard, code = apply_report(
+            sought, "d1", replace(late, position_ms=120_000, version=sought.version), ctx()
+        )
+        assert code == "ok" and heard.position == Position(120_000, NOW, True, 1.0)
+        assert heard.anchored == heard.version == sought.version + 1
+
+    def test_only_a_change_of_position_or_entry_moves_the_anchor_version(self) -> None:
+        s = make(current=1, playing=True, position_ms=30_000, at_ms=NOW - 1_000, anchored=7)
+        assert ok(s, cmd("volume", value=70)).state.anchored == 7
+        assert ok(s, cmd("repeat", mode="all")).state.anchored == 7
+        for moved in (cmd("pause"), cmd("next"), cmd("seek", delta_ms=5_000)):
+            new = ok(s, moved).state
+            assert new.anchored == new.version == s.version + 1
+        lost = device_lost(s, "d1", NOW)
+        assert lost is not None and lost.anchored == lost.version
+
     def test_the_devices_own_stop_is_not_fenced_by_version(self) -> None:
         """`leave` reports without a version: the device stops whatever it last saw."""
         s = make(current=1, playing=True, position_ms=30_000, at_ms=NOW - 1_000)
@@ -1174,6 +1198,10 @@ def test_commands_reports_and_device_loss_keep_the_invariants(data: st.DataObjec
                 playing=data.draw(st.booleans(), label="playing"),
                 rate=data.draw(st.sampled_from((0.0, 1.0)), label="rate"),
                 event=data.draw(st.sampled_from(("progress", "ended", "error")), label="event"),
+                version=data.draw(
+                    st.sampled_from((None, s.version, s.version - 1, s.anchored - 1)),
+                    label="version",
+                ),
             )
             s, code = apply_report(s, device, rep, c)
             if code != "ok":
@@ -1189,4 +1217,6 @@ def test_commands_reports_and_device_loss_keep_the_invariants(data: st.DataObjec
                 s = lost
         assert s.version in (before.version, before.version + 1)
         assert s.term >= before.term
+        moved = s.position != before.position or s.current != before.current
+        assert s.anchored == (s.version if moved else before.anchored) <= s.version
         check_invariants(s, now, online)

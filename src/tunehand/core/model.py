@@ -6,7 +6,7 @@ makes a new `SessionState` with `version` one higher (see `tunehand.core.session
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from tunehand.core.clock import extrapolate
@@ -64,6 +64,9 @@ class SessionState:
     active_device: str | None = None
     term: int = 0
     """Fencing number for the right to play; increases on every activation or transfer."""
+    anchored: int = 0
+    """The version that last set `current` or `position` (a play, pause, seek, jump or a
+    device's report): a report made while following an older one is out of date."""
 
     def entry(self, entry_id: str | None) -> Entry | None:
         if entry_id is None:
@@ -108,3 +111,11 @@ class DeviceInfo:
     last_seen_ms: int = 0
     address: str = ""
     capabilities: tuple[str, ...] = ()
+
+
+def next_version(old: SessionState, new: SessionState) -> SessionState:
+    """`new` as the version after `old`; `anchored` moves along when the playback position
+    (or the current entry) changed."""
+    v = old.version + 1
+    moved = new.position != old.position or new.current != old.current
+    return replace(new, version=v, anchored=v if moved else old.anchored)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from tunehand.core.commands import Command, Report, Result, ResultCode, validate
-from tunehand.core.model import MAX_QUEUE, Entry, Position, SessionState
+from tunehand.core.model import MAX_QUEUE, Entry, Position, SessionState, next_version
 
 PREV_RESTARTS_AFTER_MS = 3_000
 REANCHOR_TOLERANCE_MS = 40
@@ -79,7 +79,7 @@ def apply(state: SessionState, cmd: Command, ctx: Context) -> Outcome:
         new, directives = _HANDLERS[cmd.op](state, cmd, ctx)
     except Refused as exc:
         return _refuse(state, cmd, exc.code, exc.message)
-    new = replace(new, version=state.version + 1)
+    new = next_version(state, new)
     return Outcome(new, Result(cmd.command_id, "ok", "", new.version), directives)
 
 
@@ -95,21 +95,12 @@ def apply_report(
         # Sent before the device saw a newer state (next, a jump, a removal, a repeated
         # `ended`): that state stands, and the device follows it when it arrives.
         return state, "conflict"
-    if (
-        report.event == "progress"
-        and report.version is not None
-        and report.version < state.version
-        and report.playing != state.position.playing
-    ):
-        # Made before the device saw a newer state that plays or pauses (a play or pause
-        # was in flight): that state stands, and the device follows it when it arrives.
-        return state, "conflict"
     if report.event == "ended":
         new = _advance(state, ctx.now_ms, natural=True, from_entry=report.entry_id)
-        return replace(new, version=state.version + 1), "ok"
+        return next_version(state, new), "ok"
     if report.event == "error":
         new = _advance(state, ctx.now_ms, natural=False, from_entry=report.entry_id)
-        return replace(new, version=state.version + 1), "ok"
+        return next_version(state, new), "ok"
     current = report.entry_id if report.entry_id is not None else state.current
     anchor = Position(report.position_ms, report.at_ms, report.playing, report.rate)
     old = state.position
@@ -120,8 +111,12 @@ def apply_report(
         and abs(state.position_at(report.at_ms) - report.position_ms) <= REANCHOR_TOLERANCE_MS
     ):
         return state, "ok"
-    new = replace(state, current=current, position=anchor, version=state.version + 1)
-    return new, "ok"
+    if report.version is not None and report.version < state.anchored:
+        # Made before the device saw the state that last set the position (a play, pause
+        # or seek was in flight): that state stands, and the device, once it follows it,
+        # reports again.
+        return state, "conflict"
+    return next_version(state, replace(state, current=current, position=anchor)), "ok"
 
 
 def device_lost(state: SessionState, device_id: str, lost_at_ms: int) -> SessionState | None:
@@ -132,13 +127,13 @@ def device_lost(state: SessionState, device_id: str, lost_at_ms: int) -> Session
     if state.active_device != device_id:
         return None
     pos = state.position_at(lost_at_ms)
-    return replace(
+    new = replace(
         state,
         active_device=None,
         term=state.term + 1,
         position=Position(pos, lost_at_ms, False, 0.0),
-        version=state.version + 1,
     )
+    return next_version(state, new)
 
 
 # --- handlers ---------------------------------------------------------------------

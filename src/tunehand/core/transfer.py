@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from tunehand.core.model import Position, SessionState
+from tunehand.core.model import Position, SessionState, next_version
 from tunehand.core.session import Directive
 
 READY_TIMEOUT_MS = 3_000
@@ -81,12 +81,14 @@ def switch(
     ):
         return None
     pos = state.position_at(at_ms)
-    new = replace(
+    new = next_version(
         state,
-        active_device=p.target,
-        term=state.term + 1,
-        position=Position(pos, at_ms, True, 1.0),
-        version=state.version + 1,
+        replace(
+            state,
+            active_device=p.target,
+            term=state.term + 1,
+            position=Position(pos, at_ms, True, 1.0),
+        ),
     )
     directives = (
         Directive(p.source, "stop", new.term, p.entry_id, pos, at_ms, False)
