@@ -469,3 +469,19 @@ async def test_an_unsubscribed_topic_is_forgotten_by_the_subscription() -> None:
         assert await next_heard(heard) == ("acct:2", b"here")
     finally:
         await bus.close()
+
+
+async def test_subscriptions_made_at_once_share_one_connection() -> None:
+    """redis-py's PubSub connects on its first command: devices joining together while
+    the bus has no connection (it starts, or reconnects) must not open one each, as the
+    bus would read only the last and the others would leak."""
+    bus = RedisBus(redis_url(), prefix=fresh_prefix())
+    try:
+        await asyncio.gather(*(bus.subscribe(f"acct:{n}") for n in range(5)))
+        pool = bus._pubsub.connection_pool
+        assert len(pool._in_use_connections) == 1
+        heard = await started(bus)
+        await bus.publish("acct:3", b"three")
+        assert await next_heard(heard) == ("acct:3", b"three")
+    finally:
+        await bus.close()

@@ -5,6 +5,7 @@ written from, and a repeated command_id is still applied once."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -212,3 +213,41 @@ async def test_a_kept_session_never_goes_back_to_an_older_version(engine: AsyncE
     sessions._remember(account, older)
     kept = sessions._recall(account)
     assert kept is not None and (kept.version, kept.volume) == (3, 91)
+
+
+async def test_a_change_committed_as_its_command_is_cancelled_still_fans_out(
+    url: str, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel's command task is cancelled when its device disconnects. On PostgreSQL
+    the compare-and-set is its own commit, so a cancellation landing right after it (as
+    the connection goes back to the pool) must not keep the account's other devices from
+    hearing of the new version."""
+    if url.startswith("sqlite"):
+        pytest.skip("on SQLite the commit is the last step before the fan-out")
+    account = await _account(engine)
+    sessions = await _service(engine)
+    sent: asyncio.Queue[int] = asyncio.Queue()
+    real_send = sessions.hub.send
+
+    async def send(account_id: int, payload: bytes, to: str = "*", version: int = 0) -> None:
+        await real_send(account_id, payload, to, version)
+        sent.put_nowait(version)
+
+    monkeypatch.setattr(sessions.hub, "send", send)
+    await sessions.execute(account, _volume(10), None)  # v2: the session is known now
+    assert sent.get_nowait() == 2
+    real_commit = qs.commit_command
+
+    async def commit_then_cancelled(*args: Any) -> bool:
+        done = await real_commit(*args)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # lands on the next await: handing the connection back
+        return done
+
+    monkeypatch.setattr(qs, "commit_command", commit_then_cancelled)
+    command = asyncio.create_task(sessions.execute(account, _volume(20), None))
+    with pytest.raises(asyncio.CancelledError):
+        await command
+    assert await asyncio.wait_for(sent.get(), 5) == 3
+    assert (await sessions.state(account)).volume == 20

@@ -82,6 +82,10 @@ class RedisBus:
         self._handler: Handler | None = None
         self._topics: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._commanding = asyncio.Lock()
+        """One (un)subscribe or ping on the subscription at a time: redis-py's PubSub
+        connects on its first command, and two at once while it has no connection (a
+        device joins while the bus reconnects) would each open one."""
         self.on_reconnect = on_reconnect
 
     async def start(self, handler: Handler) -> None:
@@ -113,8 +117,9 @@ class RedisBus:
         through redis-py's PubSub on the same connection; their replies come back here."""
         import hiredis
 
-        if self._pubsub.connection is None:
-            await self._pubsub.subscribe(self._channel(KEEPALIVE))
+        async with self._commanding:
+            if self._pubsub.connection is None:
+                await self._pubsub.subscribe(self._channel(KEEPALIVE))
         conn = self._pubsub.connection
         stream: asyncio.StreamReader | None = getattr(conn, "_reader", None)
         if stream is None:
@@ -131,7 +136,8 @@ class RedisBus:
                 if pinged:
                     raise ConnectionError("Redis did not answer a ping") from None
                 pinged = True
-                await self._pubsub.ping()
+                async with self._commanding:
+                    await self._pubsub.ping()
                 continue
             pinged = False
             if not data:
@@ -160,10 +166,11 @@ class RedisBus:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
             try:
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-                self._pubsub = self._redis.pubsub()
-                topics = list(self._topics) or [KEEPALIVE]
-                await self._pubsub.subscribe(*(self._channel(t) for t in topics))
+                async with self._commanding:
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                    self._pubsub = self._redis.pubsub()
+                    topics = list(self._topics) or [KEEPALIVE]
+                    await self._pubsub.subscribe(*(self._channel(t) for t in topics))
             except (redis.exceptions.RedisError, OSError):
                 continue  # still down; a failed subscribe leaves the new pubsub unconnected
             break
@@ -190,14 +197,16 @@ class RedisBus:
 
         self._topics.add(topic)
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
-            await self._pubsub.subscribe(self._channel(topic))
+            async with self._commanding:
+                await self._pubsub.subscribe(self._channel(topic))
 
     async def unsubscribe(self, topic: str) -> None:
         import redis.exceptions
 
         self._topics.discard(topic)
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
-            await self._pubsub.unsubscribe(self._channel(topic))
+            async with self._commanding:
+                await self._pubsub.unsubscribe(self._channel(topic))
         # redis-py forgets a channel when it reads the confirmation, which `_listen`
         # reads instead: forget it here, or a reconnect of redis-py's would subscribe
         # every account ever seen again.

@@ -230,37 +230,49 @@ class SessionService:
     async def _try_execute(
         self, account_id: int, cmd: Command, sender: str | None
     ) -> Result | None:
-        async with self._lock(account_id):
-            known = self._recall(account_id)
-            self._forget(account_id)  # until this attempt is known to have committed
-            async with self._hot() as conn:
-                if known is None:
-                    prior, state = await qs.load_for_command(conn, account_id, cmd.command_id)
-                    if prior is not None:
-                        self._remember(account_id, state)
-                        return prior
-                else:
-                    # One round trip instead of two: no read. A repeated command_id is
-                    # caught by the insert of its result, which then undoes the whole
-                    # write (IntegrityError), and the retry reads the first result.
-                    state = known
-                out = await self._apply(conn, account_id, state, cmd, sender)
-                if known is not None and not out.result.ok:
-                    return None  # perhaps only refused because `known` is stale: read it
-                first = out.result.ok and not self._serial and state.version == 0
-                if not out.result.ok:
-                    await qs.save_result(conn, account_id, out.result, now_ms())
-                elif not first and not await qs.commit_command(
-                    conn, account_id, state.version, out.state, out.result, now_ms()
-                ):
-                    return None
-            if first:  # the account's first change inserts its row: a real transaction
-                async with self.engine.begin() as tx:
-                    if not await qs.commit_command(
-                        tx, account_id, state.version, out.state, out.result, now_ms()
-                    ):
-                        return None
-            self._remember(account_id, out.state)
+        written: core.Outcome | None = None
+        """Set once the change is surely in the database: from then on it must fan out,
+        even if this task is cancelled (its device disconnected) before `_publish`."""
+        try:
+            async with self._lock(account_id):
+                known = self._recall(account_id)
+                self._forget(account_id)  # until this attempt is known to have committed
+                async with self._hot() as conn:
+                    if known is None:
+                        prior, state = await qs.load_for_command(conn, account_id, cmd.command_id)
+                        if prior is not None:
+                            self._remember(account_id, state)
+                            return prior
+                    else:
+                        # One round trip instead of two: no read. A repeated command_id
+                        # is caught by the insert of its result, which then undoes the
+                        # whole write (IntegrityError), and the retry reads the first
+                        # result.
+                        state = known
+                    out = await self._apply(conn, account_id, state, cmd, sender)
+                    if known is not None and not out.result.ok:
+                        return None  # perhaps only refused because `known` is stale: read it
+                    first = out.result.ok and not self._serial and state.version == 0
+                    if not out.result.ok:
+                        await qs.save_result(conn, account_id, out.result, now_ms())
+                    elif not first:
+                        if not await qs.commit_command(
+                            conn, account_id, state.version, out.state, out.result, now_ms()
+                        ):
+                            return None
+                        if not self._serial:
+                            written = out  # in autocommit the statement was the commit
+                if first:  # the account's first change inserts its row: a transaction
+                    async with self.engine.begin() as tx:
+                        if not await qs.commit_command(
+                            tx, account_id, state.version, out.state, out.result, now_ms()
+                        ):
+                            return None
+                self._remember(account_id, out.state)
+        except asyncio.CancelledError:
+            if written is not None:
+                self._fan_out_later(account_id, written.state, written.directives, cmd.command_id)
+            raise
         if out.result.ok:
             await self._publish(account_id, out.state, out.directives, cmd.command_id)
         return out.result
@@ -485,12 +497,23 @@ class SessionService:
         try:
             await self._fan_out(account_id, state, directives, command_id, sent)
         except asyncio.CancelledError:
-            task = asyncio.ensure_future(
-                self._fan_out(account_id, state, directives, command_id, sent)
-            )
-            self._fanning.add(task)
-            task.add_done_callback(self._fanned)
+            self._fan_out_later(account_id, state, directives, command_id, sent)
             raise
+
+    def _fan_out_later(
+        self,
+        account_id: int,
+        state: SessionState,
+        directives: Sequence[core.Directive],
+        command_id: str | None,
+        sent: list[int] | None = None,
+    ) -> None:
+        """Fan out in the background what a cancelled task committed (and has not sent)."""
+        task = asyncio.ensure_future(
+            self._fan_out(account_id, state, directives, command_id, [] if sent is None else sent)
+        )
+        self._fanning.add(task)
+        task.add_done_callback(self._fanned)
 
     def _fanned(self, task: asyncio.Future[None]) -> None:
         self._fanning.discard(task)
