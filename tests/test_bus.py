@@ -138,158 +138,146 @@ async def test_presence_under_another_prefix_is_not_seen() -> None:
             await p.close()
 
 
-async def started_presence(url: str, prefix: str) -> RedisPresence:
-    p = RedisPresence(url, prefix)
-    await p.start()
-    return p
+class Deployment:
+    """Presence instances sharing one fresh prefix on the test Redis, and a plain client
+    to look at (or tamper with) what they wrote; all closed at the end."""
+
+    def __init__(self) -> None:
+        import redis.asyncio as aioredis
+
+        self.url, self.prefix = redis_url(), fresh_prefix()
+        self.raw: Any = aioredis.from_url(self.url)
+        self.made: list[RedisPresence] = []
+
+    async def instance(self, *, start: bool = True) -> RedisPresence:
+        p = RedisPresence(self.url, self.prefix)
+        self.made.append(p)
+        if start:
+            await p.start()
+        return p
+
+    def key(self, account_id: int) -> str:
+        return f"{self.prefix}presence:{account_id}"
+
+    @property
+    def instances(self) -> str:
+        return f"{self.prefix}instances"
 
 
-async def test_a_heartbeat_is_one_record_however_many_devices() -> None:
+@pytest.fixture
+async def deployment() -> AsyncIterator[Deployment]:
+    d = Deployment()
+    yield d
+    await d.raw.aclose()
+    for p in d.made:
+        await p.close()
+
+
+async def join_five(p: RedisPresence) -> None:
+    for account in range(1, 6):
+        await p.join(account, f"dev{account}", ("play",))
+
+
+async def test_a_heartbeat_is_one_record_however_many_devices(deployment: Deployment) -> None:
     """A beat moves the instance's own heartbeat, and writes no device again: an entry
     deleted behind its back stays deleted."""
-    import redis.asyncio as aioredis
-
-    url, prefix = redis_url(), fresh_prefix()
-    ours, theirs = await started_presence(url, prefix), await started_presence(url, prefix)
-    raw = aioredis.from_url(url)
-    try:
-        for account in range(1, 6):
-            await ours.join(account, f"dev{account}", ("play",))
-        await raw.delete(f"{prefix}presence:3")
-        await raw.zadd(f"{prefix}instances", {ours._instance: 1.0})
-        await ours.beat()
-        assert await raw.zscore(f"{prefix}instances", ours._instance) > time.time() - 60
-        assert await theirs.online(3) == []
-        assert await theirs.online(4, "play") == ["dev4"]
-    finally:
-        await raw.aclose()
-        for p in (ours, theirs):
-            await p.close()
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await join_five(ours)
+    await deployment.raw.delete(deployment.key(3))
+    await deployment.raw.zadd(deployment.instances, {ours._instance: 1.0})
+    await ours.beat()
+    assert await deployment.raw.zscore(deployment.instances, ours._instance) > time.time() - 60
+    assert await theirs.online(3) == []
+    assert await theirs.online(4, "play") == ["dev4"]
 
 
 async def test_after_redis_lost_presence_the_next_beat_writes_every_device_again(
-    monkeypatch: pytest.MonkeyPatch,
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis keeps nothing on disk: after a restart an instance finds its heartbeat
     record gone and writes all its devices again, a few accounts per round trip."""
-    import redis.asyncio as aioredis
-
     monkeypatch.setattr(presence_mod, "HEARTBEAT_BATCH", 2)
-    url, prefix = redis_url(), fresh_prefix()
-    ours, theirs = await started_presence(url, prefix), await started_presence(url, prefix)
-    raw = aioredis.from_url(url)
-    keys = [f"{prefix}presence:{a}" for a in range(1, 6)]
-    try:
-        for account in range(1, 6):
-            await ours.join(account, f"dev{account}", ("play",))
-        await raw.delete(*keys, f"{prefix}instances")  # what a restart leaves
-        assert await theirs.online(3) == []
-        pipelines: list[int] = []
-        real_pipeline = ours._redis.pipeline
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await join_five(ours)
+    keys = [deployment.key(a) for a in range(1, 6)]
+    await deployment.raw.delete(*keys, deployment.instances)  # what a restart leaves
+    assert await theirs.online(3) == []
+    pipelines: list[int] = []
+    real_pipeline = ours._redis.pipeline
 
-        def pipeline(*args: Any, **kwargs: Any) -> Any:
-            pipelines.append(1)
-            return real_pipeline(*args, **kwargs)
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipelines.append(1)
+        return real_pipeline(*args, **kwargs)
 
-        monkeypatch.setattr(ours._redis, "pipeline", pipeline)
-        await ours.beat()
-        assert len(pipelines) == 1 + 3  # the beat, then 5 accounts 2 at a time
-        for account in range(1, 6):
-            assert await theirs.online(account, "play") == [f"dev{account}"]
-    finally:
-        await raw.aclose()
-        for p in (ours, theirs):
-            await p.close()
+    monkeypatch.setattr(ours._redis, "pipeline", pipeline)
+    await ours.beat()
+    assert len(pipelines) == 1 + 3  # the beat, then 5 accounts 2 at a time
+    for account in range(1, 6):
+        assert await theirs.online(account, "play") == [f"dev{account}"]
 
 
 async def test_a_join_redis_missed_is_written_by_the_next_beat(
-    monkeypatch: pytest.MonkeyPatch,
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import redis.exceptions
 
-    url, prefix = redis_url(), fresh_prefix()
-    ours, theirs = await started_presence(url, prefix), await started_presence(url, prefix)
-    try:
+    ours, theirs = await deployment.instance(), await deployment.instance()
 
-        async def down(*args: Any, **kwargs: Any) -> Any:
-            raise redis.exceptions.ConnectionError("Redis is restarting")
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.ConnectionError("Redis is restarting")
 
-        monkeypatch.setattr(ours._redis, "hset", down)
-        await ours.join(1, "dev1", ("play",))
-        monkeypatch.undo()
-        assert await theirs.online(1) == []
-        await ours.beat()
-        assert await theirs.online(1, "play") == ["dev1"]
-    finally:
-        for p in (ours, theirs):
-            await p.close()
+    monkeypatch.setattr(ours._redis, "hset", down)
+    await ours.join(1, "dev1", ("play",))
+    monkeypatch.undo()
+    assert await theirs.online(1) == []
+    await ours.beat()
+    assert await theirs.online(1, "play") == ["dev1"]
 
 
-async def test_devices_of_an_instance_that_stopped_beating_are_offline() -> None:
+async def test_devices_of_an_instance_that_stopped_beating_are_offline(
+    deployment: Deployment,
+) -> None:
     """An entry counts while its instance beat within STALE_S; an instance not among
     the heartbeats read (it started since) counts while its entry is that recent."""
-    import redis.asyncio as aioredis
-
-    url, prefix = redis_url(), fresh_prefix()
-    gone = await started_presence(url, prefix)
-    raw = aioredis.from_url(url)
-    theirs = late = None
-    try:
-        await gone.join(1, "dev1", ("play",))
-        # As if `gone` had beaten last STALE_S + 1 s ago and died then:
-        stale = time.time() - presence_mod.STALE_S - 1
-        await raw.zadd(f"{prefix}instances", {gone._instance: stale})
-        theirs = await started_presence(url, prefix)
-        assert await theirs.online(1) == []
-        late = RedisPresence(url, prefix)  # not yet among the heartbeats `theirs` read
-        await late.join(1, "dev2", ("play",))
-        assert await theirs.online(1) == ["dev2"]
-        old = json.dumps({"i": "unheard-of", "c": ["play"], "t": stale})
-        await raw.hset(f"{prefix}presence:1", "dev3", old)
-        assert await theirs.online(1) == ["dev2"]
-    finally:
-        await raw.aclose()
-        for p in (gone, theirs, late):
-            if p is not None:
-                await p.close()
+    gone = await deployment.instance()
+    await gone.join(1, "dev1", ("play",))
+    # As if `gone` had beaten last STALE_S + 1 s ago and died then:
+    stale = time.time() - presence_mod.STALE_S - 1
+    await deployment.raw.zadd(deployment.instances, {gone._instance: stale})
+    theirs = await deployment.instance()
+    assert await theirs.online(1) == []
+    late = await deployment.instance(start=False)  # not among the beats `theirs` read
+    await late.join(1, "dev2", ("play",))
+    assert await theirs.online(1) == ["dev2"]
+    old = json.dumps({"i": "unheard-of", "c": ["play"], "t": stale})
+    await deployment.raw.hset(deployment.key(1), "dev3", old)
+    assert await theirs.online(1) == ["dev2"]
 
 
-async def test_leaving_keeps_the_entry_the_device_wrote_on_another_instance() -> None:
-    url, prefix = redis_url(), fresh_prefix()
-    ours, theirs = await started_presence(url, prefix), await started_presence(url, prefix)
-    try:
-        await ours.join(1, "dev1", ())
-        await theirs.join(1, "dev1", ("play",))  # it reconnected there
-        await ours.leave(1, "dev1")  # the old connection's goodbye comes late
-        assert await ours.devices(1) == {"dev1": ("play",)}
-        await theirs.leave(1, "dev1")
-        assert await ours.devices(1) == {}
-    finally:
-        for p in (ours, theirs):
-            await p.close()
+async def test_leaving_keeps_the_entry_the_device_wrote_on_another_instance(
+    deployment: Deployment,
+) -> None:
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await ours.join(1, "dev1", ())
+    await theirs.join(1, "dev1", ("play",))  # it reconnected there
+    await ours.leave(1, "dev1")  # the old connection's goodbye comes late
+    assert await ours.devices(1) == {"dev1": ("play",)}
+    await theirs.leave(1, "dev1")
+    assert await ours.devices(1) == {}
 
 
 async def test_a_closed_instance_takes_its_devices_and_heartbeat_along(
-    monkeypatch: pytest.MonkeyPatch,
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis.asyncio as aioredis
-
     monkeypatch.setattr(presence_mod, "HEARTBEAT_BATCH", 2)
-    url, prefix = redis_url(), fresh_prefix()
-    ours, theirs = await started_presence(url, prefix), await started_presence(url, prefix)
-    raw = aioredis.from_url(url)
-    try:
-        for account in range(1, 6):
-            await ours.join(account, f"dev{account}", ("play",))
-        await theirs.join(1, "mine", ())
-        await ours.close()
-        assert await theirs.online(1) == ["mine"]
-        for account in range(2, 6):
-            assert await raw.exists(f"{prefix}presence:{account}") == 0
-        assert await raw.zscore(f"{prefix}instances", ours._instance) is None
-    finally:
-        await raw.aclose()
-        await theirs.close()
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await join_five(ours)
+    await theirs.join(1, "mine", ())
+    await ours.close()
+    assert await theirs.online(1) == ["mine"]
+    for account in range(2, 6):
+        assert await deployment.raw.exists(deployment.key(account)) == 0
+    assert await deployment.raw.zscore(deployment.instances, ours._instance) is None
 
 
 def test_the_prefix_comes_from_the_flag_the_environment_or_the_default(
@@ -414,41 +402,36 @@ async def test_a_silent_subscription_is_pinged_and_a_dead_one_reconnects(
 
 
 async def test_writing_every_device_again_skips_a_device_that_left_meanwhile(
-    monkeypatch: pytest.MonkeyPatch,
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each batch of a rewrite (after Redis lost presence) reads the devices when it is
     sent: a device that leaves after the rewrite began is not written back as online."""
     monkeypatch.setattr(presence_mod, "HEARTBEAT_BATCH", 1)
-    url, prefix = redis_url(), fresh_prefix()
-    ours, theirs = RedisPresence(url, prefix), RedisPresence(url, prefix)
-    try:
-        for account in (1, 2):
-            await ours.join(account, f"dev{account}", ("play",))
-        real_pipeline = ours._redis.pipeline
-        left: list[int] = []
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    for account in (1, 2):
+        await ours.join(account, f"dev{account}", ("play",))
+    real_pipeline = ours._redis.pipeline
+    left: list[int] = []
 
-        def pipeline(*args: Any, **kwargs: Any) -> Any:
-            pipe = real_pipeline(*args, **kwargs)
-            real_execute = pipe.execute
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
 
-            async def execute() -> Any:
-                done = await real_execute()
-                if not left:  # between the first batch and the second one
-                    left.append(2)
-                    await ours.leave(2, "dev2")
-                return done
+        async def execute() -> Any:
+            done = await real_execute()
+            if not left:  # between the first batch and the second one
+                left.append(2)
+                await ours.leave(2, "dev2")
+            return done
 
-            pipe.execute = execute
-            return pipe
+        pipe.execute = execute
+        return pipe
 
-        monkeypatch.setattr(ours._redis, "pipeline", pipeline)
-        await ours._write_all()
-        assert left == [2]
-        assert await theirs.online(1) == ["dev1"]
-        assert await theirs.online(2) == []
-    finally:
-        for p in (ours, theirs):
-            await p.close()
+    monkeypatch.setattr(ours._redis, "pipeline", pipeline)
+    await ours._write_all()
+    assert left == [2]
+    assert await theirs.online(1) == ["dev1"]
+    assert await theirs.online(2) == []
 
 
 async def test_an_unsubscribed_topic_is_forgotten_by_the_subscription() -> None:
