@@ -165,11 +165,15 @@ async def get(conn: AsyncConnection, track_id: str) -> StoredTrack | None:
     return _stored(row) if row else None
 
 
+_GET_MANY = sa.select(tracks).where(tracks.c.id.in_(sa.bindparam("ids", expanding=True)))
+"""Built once: every change of a playing session looks up its current and next track."""
+
+
 async def get_many(conn: AsyncConnection, track_ids: Sequence[str]) -> dict[str, StoredTrack]:
     out: dict[str, StoredTrack] = {}
     ids = list(dict.fromkeys(track_ids))
     for i in range(0, len(ids), 500):
-        rows = await conn.execute(sa.select(tracks).where(tracks.c.id.in_(ids[i : i + 500])))
+        rows = await conn.execute(_GET_MANY, {"ids": ids[i : i + 500]})
         for r in rows:
             s = _stored(r)
             out[s.view.id] = s

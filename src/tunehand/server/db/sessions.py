@@ -34,6 +34,7 @@ _LOAD_FOR_COMMAND = sa.select(
         ),
     )
 )
+_LOAD = sa.select(sessions.c.state).where(sessions.c.account_id == _A)
 _CAS = (
     sa.update(sessions)
     .where(sessions.c.account_id == _A, sessions.c.version == sa.bindparam("old"))
@@ -58,9 +59,7 @@ _CAS_AND_RESULT = (
 
 
 async def load(conn: AsyncConnection, account_id: int) -> SessionState:
-    row = (
-        await conn.execute(sa.select(sessions.c.state).where(sessions.c.account_id == account_id))
-    ).first()
+    row = (await conn.execute(_LOAD, {"a": account_id})).first()
     if row is None:
         return SessionState()
     return wire.decode(row.state, SessionState)
@@ -82,11 +81,7 @@ async def compare_and_set(
                 sa.insert(sessions).values(account_id=account_id, version=new.version, state=blob)
             )
             return True
-    res = await conn.execute(
-        sa.update(sessions)
-        .where(sessions.c.account_id == account_id, sessions.c.version == old)
-        .values(version=new.version, state=blob)
-    )
+    res = await conn.execute(_CAS, {"a": account_id, "old": old, "new": new.version, "blob": blob})
     return res.rowcount == 1
 
 

@@ -129,15 +129,18 @@ async def add_remote(conn: AsyncConnection, account_id: int, url: str, title: st
     return rid
 
 
+_REMOTES = sa.select(remote_tracks).where(
+    remote_tracks.c.account_id == sa.bindparam("a"),
+    remote_tracks.c.id.in_(sa.bindparam("ids", expanding=True)),
+)
+"""Built once, as `library.get_many`: a session's remote tracks are looked up as often."""
+
+
 async def remotes(
     conn: AsyncConnection, account_id: int, ids: Sequence[str]
 ) -> dict[str, tuple[str, str]]:
     wanted = [i for i in ids if i.startswith("r")]
     if not wanted:
         return {}
-    rows = await conn.execute(
-        sa.select(remote_tracks).where(
-            remote_tracks.c.account_id == account_id, remote_tracks.c.id.in_(wanted[:1000])
-        )
-    )
+    rows = await conn.execute(_REMOTES, {"a": account_id, "ids": wanted[:1000]})
     return {r.id: (r.url, r.title) for r in rows}
