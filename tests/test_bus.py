@@ -211,7 +211,7 @@ async def test_after_redis_lost_presence_the_next_beat_writes_every_device_again
 
     monkeypatch.setattr(ours._redis, "pipeline", pipeline)
     await ours.beat()
-    assert len(pipelines) == 1 + 3  # the beat, then 5 accounts 2 at a time
+    assert len(pipelines) == 3  # 5 accounts 2 at a time
     for account in range(1, 6):
         assert await theirs.online(account, "play") == [f"dev{account}"]
 
@@ -232,6 +232,90 @@ async def test_a_join_redis_missed_is_written_by_the_next_beat(
     assert await theirs.online(1) == []
     await ours.beat()
     assert await theirs.online(1, "play") == ["dev1"]
+
+
+async def test_a_rewrite_that_failed_is_tried_again_at_the_next_beat(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis went away again during the rewrite after a restart: the next beat finds
+    its record there, and still writes the devices."""
+    import redis.exceptions
+
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await join_five(ours)
+    await deployment.raw.delete(*(deployment.key(a) for a in range(1, 6)), deployment.instances)
+    real_write_all = ours._write_all
+    calls: list[int] = []
+
+    async def flaky() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise redis.exceptions.ConnectionError("Redis went away again")
+        await real_write_all()
+
+    monkeypatch.setattr(ours, "_write_all", flaky)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await ours.beat()
+    assert await theirs.online(3) == []
+    await ours.beat()
+    assert len(calls) == 2
+    assert await theirs.online(3, "play") == ["dev3"]
+
+
+async def test_a_leave_redis_missed_is_retried_by_the_next_beat(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.exceptions
+
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await ours.join(1, "dev1", ("play",))
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.ConnectionError("Redis is unreachable")
+
+    monkeypatch.setattr(ours._redis, "eval", down)
+    await ours.leave(1, "dev1")
+    monkeypatch.undo()
+    assert await theirs.online(1) == ["dev1"]  # Redis was never told
+    await ours.beat()
+    assert await theirs.online(1) == []
+
+
+@pytest.mark.parametrize("ours_first", [True, False])
+async def test_a_rewrite_never_takes_over_a_later_join_elsewhere(
+    deployment: Deployment, ours_first: bool
+) -> None:
+    """The device moved from `ours` (its old connection half-open, not noticed yet) to
+    `theirs`; Redis restarts and both write their devices again, in either order. The
+    later join stands, and `ours` letting go of the device at last does not delete it."""
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await ours.join(1, "dev1", ())
+    await theirs.join(1, "dev1", ("play",))
+    await deployment.raw.delete(deployment.key(1), deployment.instances)
+    for p in (ours, theirs) if ours_first else (theirs, ours):
+        await p.beat()
+    assert await ours.devices(1) == {"dev1": ("play",)}
+    await ours.leave(1, "dev1")
+    assert await theirs.online(1) == ["dev1"]
+
+
+async def test_a_reader_judges_the_others_by_its_last_reading_of_their_beats(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats are compared on Redis's clock, as read at the reader's own beat: a
+    reader whose clock runs ahead, or whose last beat is late, still sees the devices of
+    instances that were beating then."""
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await ours.join(1, "dev1", ("play",))
+    await theirs.beat()
+
+    class Later:
+        @staticmethod
+        def time() -> float:
+            return time.time() + presence_mod.STALE_S + 1
+
+    monkeypatch.setattr(presence_mod, "time", Later)
+    assert await theirs.online(1) == ["dev1"]
 
 
 async def test_devices_of_an_instance_that_stopped_beating_are_offline(
@@ -457,14 +541,19 @@ async def test_an_unsubscribed_topic_is_forgotten_by_the_subscription() -> None:
 async def test_subscriptions_made_at_once_share_one_connection() -> None:
     """redis-py's PubSub connects on its first command: devices joining together while
     the bus has no connection (it starts, or reconnects) must not open one each, as the
-    bus would read only the last and the others would leak."""
+    bus would read only the last and the others would leak. The one that connects takes
+    every topic along."""
     bus = RedisBus(redis_url(), prefix=fresh_prefix())
     try:
         await asyncio.gather(*(bus.subscribe(f"acct:{n}") for n in range(5)))
         pool = bus._pubsub.connection_pool
-        assert len(pool._in_use_connections) == 1
+        assert len(pool._in_use_connections) == 0  # nobody connected it yet
         heard = await started(bus)
-        await bus.publish("acct:3", b"three")
-        assert await next_heard(heard) == ("acct:3", b"three")
+        late = asyncio.create_task(bus.subscribe("acct:5"))  # while it connects
+        for n in range(6):
+            await asyncio.wait_for(late, TIMEOUT_S)
+            await bus.publish(f"acct:{n}", b"%d" % n)
+            assert await next_heard(heard) == (f"acct:{n}", b"%d" % n)
+        assert len(pool._in_use_connections) == 1
     finally:
         await bus.close()

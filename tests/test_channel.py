@@ -345,6 +345,35 @@ async def test_a_report_with_a_stale_term_is_refused(
         assert not [m for m in await player.barrier() if m["type"] == "error"]
 
 
+async def test_a_report_refused_as_out_of_date_is_answered_with_the_state(
+    account: Callable[..., Api], track_ids: list[str]
+) -> None:
+    """A report made before a newer state (a seek on another device) is refused, and the
+    device gets that state again with the refusal, in case its fan-out never came."""
+    a = account()
+    async with (
+        channel(a.srv, a.token, capabilities=("play",)) as player,
+        channel(a.srv, a.token) as other,
+    ):
+        start, st = await _start_playing(player, track_ids[:1])
+        res = await other.command("seek", position_ms=700)  # the test tracks are 1 s long
+        assert res["code"] == "ok"
+        await player.wait("state", lambda m: m["version"] == res["version"])
+        late = {
+            "term": start["term"],
+            "entry_id": start["entry_id"],
+            "position_ms": 100,
+            "at_ms": now_ms(),
+            "playing": True,
+            "rate": 1.0,
+            "version": st["version"],
+        }
+        await player.send(type="report", report=late)
+        again = await player.wait("state", lambda m: m["version"] == res["version"])
+        assert again["state"]["position"]["position_ms"] == 700
+        assert a.state()["version"] == res["version"]
+
+
 async def test_losing_the_active_device_pauses_the_session_where_it_was(
     account: Callable[..., Api], track_ids: list[str]
 ) -> None:

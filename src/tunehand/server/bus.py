@@ -26,6 +26,9 @@ DEFAULT_PREFIX = "tunehand:"
 LISTEN_IDLE_S = 30.0
 """Silence on the subscription after which the bus pings Redis (and reconnects when
 that goes unanswered as long again)."""
+CONNECT_TIMEOUT_S = 5.0
+"""A Redis that drops packets (rather than refusing) fails a connection after this, not
+the system's minutes (`?socket_connect_timeout=` in the URL overrides it)."""
 KEEPALIVE = "keepalive"
 """Topic the Redis bus listens on while it has no other, so its connection stays up."""
 
@@ -82,15 +85,12 @@ class RedisBus:
         self._handler: Handler | None = None
         self._topics: set[str] = set()
         self._task: asyncio.Task[None] | None = None
-        self._commanding = asyncio.Lock()
-        """One (un)subscribe or ping on the subscription at a time: redis-py's PubSub
-        connects on its first command, and two at once while it has no connection (a
-        device joins while the bus reconnects) would each open one."""
         self.on_reconnect = on_reconnect
 
     async def start(self, handler: Handler) -> None:
         self._handler = handler
         await self._redis.ping()
+        await self._subscribe_all()  # so that what is subscribed from now on is heard
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -117,9 +117,8 @@ class RedisBus:
         through redis-py's PubSub on the same connection; their replies come back here."""
         import hiredis
 
-        async with self._commanding:
-            if self._pubsub.connection is None:
-                await self._pubsub.subscribe(self._channel(KEEPALIVE))
+        if self._pubsub.connection is None:
+            await self._subscribe_all()
         conn = self._pubsub.connection
         stream: asyncio.StreamReader | None = getattr(conn, "_reader", None)
         if stream is None:
@@ -136,8 +135,7 @@ class RedisBus:
                 if pinged:
                     raise ConnectionError("Redis did not answer a ping") from None
                 pinged = True
-                async with self._commanding:
-                    await self._pubsub.ping()
+                await self._pubsub.ping()
                 continue
             pinged = False
             if not data:
@@ -156,6 +154,17 @@ class RedisBus:
                 if res is not None:
                     await res
 
+    async def _subscribe_all(self) -> None:
+        """Connect the subscription with every topic. Only this connects it: redis-py's
+        PubSub connects on its first command, and two commands at once while it has no
+        connection (devices joining as the bus starts or reconnects) would each open
+        one, the bus reading only the last. A topic added while this connects is taken
+        along by the next round; after the last one, `subscribe` finds it connected."""
+        sent: set[str] = set()
+        while todo := (self._topics or {KEEPALIVE}) - sent:
+            await self._pubsub.subscribe(*(self._channel(t) for t in todo))
+            sent |= todo
+
     async def _resubscribe(self) -> None:
         """Retry (with backoff) until a new pub/sub connection has every topic again,
         then let the hub resync its devices with what they missed meanwhile."""
@@ -166,11 +175,9 @@ class RedisBus:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
             try:
-                async with self._commanding:
-                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-                    self._pubsub = self._redis.pubsub()
-                    topics = list(self._topics) or [KEEPALIVE]
-                    await self._pubsub.subscribe(*(self._channel(t) for t in topics))
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                self._pubsub = self._redis.pubsub()
+                await self._subscribe_all()
             except (redis.exceptions.RedisError, OSError):
                 continue  # still down; a failed subscribe leaves the new pubsub unconnected
             break
@@ -196,16 +203,17 @@ class RedisBus:
         import redis.exceptions
 
         self._topics.add(topic)
+        if self._pubsub.connection is None:
+            return  # being connected: `_subscribe_all` takes it along
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
-            async with self._commanding:
-                await self._pubsub.subscribe(self._channel(topic))
+            await self._pubsub.subscribe(self._channel(topic))
 
     async def unsubscribe(self, topic: str) -> None:
         import redis.exceptions
 
         self._topics.discard(topic)
-        with contextlib.suppress(redis.exceptions.RedisError, OSError):
-            async with self._commanding:
+        if self._pubsub.connection is not None:
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 await self._pubsub.unsubscribe(self._channel(topic))
         # redis-py forgets a channel when it reads the confirmation, which `_listen`
         # reads instead: forget it here, or a reconnect of redis-py's would subscribe
@@ -232,7 +240,11 @@ def redis_client(url: str) -> Redis:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
-    return aioredis.from_url(url, retry=Retry(ExponentialBackoff(cap=0.25, base=0.01), 2))
+    return aioredis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=0.25, base=0.01), 2),
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+    )
 
 
 def open_bus(url: str | None, prefix: str = DEFAULT_PREFIX) -> Bus:

@@ -306,6 +306,11 @@ class Channel(WebSocket):
         code = await self.services.sessions.report(self.account_id, self.device_id, msg.report)
         if code == "stale_term":
             self._send(ErrorMsg("stale_term", "another device holds playback: stop"))
+        elif code == "conflict":
+            # Made before a newer state, which is on its way. Should its fan-out have been
+            # lost (Redis down a moment), the device would report from the old one forever,
+            # each report refused: send the state with the refusal.
+            await self._resync()
 
     async def _resync(self) -> None:
         sessions = self.services.sessions

@@ -24,7 +24,7 @@ HEARTBEAT_BATCH = 500
 all its devices again."""
 STALE_S = 15.0
 """A device is offline once its instance has not beaten for this long."""
-FORGET_S = 3600.0
+FORGET_S = 3600
 """An instance silent this long leaves the heartbeat set (the entries it left count as
 offline; each is replaced when its device joins again)."""
 
@@ -65,6 +65,30 @@ class LocalPresence:
         self._devices.clear()
 
 
+_BEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local added = redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return {added, tostring(now), redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
+"""
+"""A heartbeat on Redis's clock (instances' clocks may differ): record instance ARGV[1],
+forget instances silent for ARGV[2] seconds, and return whether the record was missing,
+Redis's time and every instance's last beat."""
+
+_REWRITE = """
+for i = 1, #ARGV, 3 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  local ok, v = pcall(cjson.decode, old or '')
+  if not old or not ok or tonumber(v['t'] or 0) <= tonumber(ARGV[i + 2]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+"""Write entries (ARGV: device, entry, joined at; ...) again, except over an entry of a
+later join: that device has since connected to another instance."""
+
 _LEAVE = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v and cjson.decode(v)['i'] == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -76,28 +100,38 @@ instance the device joined next)."""
 
 class RedisPresence:
     """Presence on Redis: a hash per account, `device -> {"i": instance, "c": caps,
-    "t": written at}`, and one sorted set `<prefix>instances` of every instance's last
-    heartbeat, which each instance reads when it beats.
+    "t": joined at}`, and one sorted set `<prefix>instances` of every instance's last
+    heartbeat (on Redis's clock), which each instance reads when it beats.
 
-    A device counts as online while the instance that wrote its entry has beaten
-    within STALE_S (or, for an instance started since the last read, while the entry
-    is that recent). A heartbeat is one round trip whatever the number of devices (it
-    used to rewrite every device: with 6,667 accounts that held Redis and both
-    instances up for tens of milliseconds every 5 s, a late fan-out each time). Entries
-    are written again only when Redis may have lost them: when this instance's heartbeat
-    record was missing (Redis restarted, as it keeps nothing on disk, or this instance
-    was silent for FORGET_S), or after a join or leave that failed."""
+    A device counts as online while the instance that wrote its entry had beaten within
+    STALE_S when this instance last read the heartbeats (or, for an instance started
+    since, while the entry is that recent). A heartbeat is one round trip whatever the
+    number of devices (it used to rewrite every device: with 6,667 accounts that held
+    Redis and both instances up for tens of milliseconds every 5 s, a late fan-out each
+    time). What a heartbeat no longer heals is healed where it breaks: an instance writes
+    all its devices again when its heartbeat record was missing (Redis restarted, as it
+    keeps nothing on disk, or this instance was silent for FORGET_S) or a join failed,
+    until that succeeds; a leave that failed is retried at every beat."""
 
     def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis: Any = redis_client(url)
         self._prefix = prefix
         self._instance = os.urandom(6).hex()
         self._local = LocalPresence()
+        self._joined: dict[tuple[int, str], float] = {}
+        """When each device of this instance joined (Unix time): a later join of the
+        device elsewhere wins over a rewrite of this one."""
+        self._leaving: set[tuple[int, str]] = set()
+        """Devices gone from here whose entries Redis could not be told to delete."""
         self._task: asyncio.Task[None] | None = None
         self._beats: dict[str, float] = {}
-        """Every instance's last heartbeat (Unix time), as read at this one's last beat."""
-        self._rewrite = False
-        """A join or leave failed: the next beat writes every device again."""
+        """Every instance's last heartbeat, as read at this one's last beat ..."""
+        self._beats_at = 0.0
+        """... at this time (Redis's clock)."""
+        self._dirty = 0
+        """Counts what Redis may lack (it lost the entries, a join failed) ..."""
+        self._clean = 0
+        """... up to what a rewrite of every device has made good."""
 
     def _key(self, account_id: int) -> str:
         return f"{self._prefix}presence:{account_id}"
@@ -106,8 +140,8 @@ class RedisPresence:
     def _instances(self) -> str:
         return self._prefix + "instances"
 
-    def _value(self, caps: tuple[str, ...]) -> str:
-        return json.dumps({"i": self._instance, "c": list(caps), "t": time.time()})
+    def _value(self, caps: tuple[str, ...], joined: float) -> str:
+        return json.dumps({"i": self._instance, "c": list(caps), "t": joined})
 
     async def start(self) -> None:
         await self.beat()
@@ -119,67 +153,88 @@ class RedisPresence:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                await self.beat()  # Redis is restarting: a later beat writes everything
+                await self.beat()  # Redis is restarting: a later beat makes up for it
 
     async def beat(self) -> None:
-        """Say this instance is alive, and read when every other one last said so."""
-        now = time.time()
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(self._instances, {self._instance: now})
-        pipe.zremrangebyscore(self._instances, "-inf", now - FORGET_S)
-        pipe.zrange(self._instances, 0, -1, withscores=True)
-        added, _, beats = await pipe.execute()
-        self._beats = {(i.decode() if isinstance(i, bytes) else i): t for i, t in beats}
-        if added or self._rewrite:
-            self._rewrite = False
+        """Say this instance is alive and read when every other one last said so; then
+        make good what Redis lacks, if anything."""
+        added, now, flat = await self._redis.eval(
+            _BEAT, 1, self._instances, self._instance, FORGET_S
+        )
+        self._beats = {
+            (i.decode() if isinstance(i, bytes) else str(i)): float(t)
+            for i, t in zip(flat[::2], flat[1::2], strict=True)
+        }
+        self._beats_at = float(now)
+        if added:
+            self._dirty += 1
+        if self._dirty != self._clean:
+            dirty = self._dirty
             await self._write_all()
+            self._clean = dirty
+        if self._leaving:
+            await self._retry_leaves()
 
     async def _write_all(self) -> None:
-        """Write every device of this instance, a batch of accounts per round trip."""
+        """Write every device of this instance again, a batch of accounts per round trip
+        (never over a later join of the device on another instance)."""
         accounts = list(self._local._devices)
         for i in range(0, len(accounts), HEARTBEAT_BATCH):
             pipe = self._redis.pipeline(transaction=False)
             for account_id in accounts[i : i + HEARTBEAT_BATCH]:
                 # Read now, not when the rewrite began: a device that left meanwhile (its
                 # entry deleted) must not be written back.
-                devices = self._local._devices.get(account_id)
-                if devices:
-                    pipe.hset(
-                        self._key(account_id),
-                        mapping={d: self._value(c) for d, c in devices.items()},
-                    )
+                args: list[str | float] = []
+                for device, caps in self._local._devices.get(account_id, {}).items():
+                    joined = self._joined.get((account_id, device), 0.0)
+                    args += [device, self._value(caps, joined), joined]
+                if args:
+                    pipe.eval(_REWRITE, 1, self._key(account_id), *args)
             if len(pipe):
                 await pipe.execute()
+
+    async def _retry_leaves(self) -> None:
+        left = list(self._leaving)
+        pipe = self._redis.pipeline(transaction=False)
+        for account_id, device_id in left:
+            pipe.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance)
+        await pipe.execute()
+        self._leaving.difference_update(left)
 
     async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None:
         import redis.exceptions
 
         await self._local.join(account_id, device_id, caps)
+        joined = time.time()
+        self._joined[(account_id, device_id)] = joined
+        self._leaving.discard((account_id, device_id))
         try:
-            await self._redis.hset(self._key(account_id), device_id, self._value(caps))
+            await self._redis.hset(self._key(account_id), device_id, self._value(caps, joined))
         except (redis.exceptions.RedisError, OSError):
-            self._rewrite = True  # Redis is restarting: the first beat after it writes it
+            self._dirty += 1  # Redis is restarting: the beats write it once it is back
 
     async def leave(self, account_id: int, device_id: str) -> None:
         import redis.exceptions
 
         await self._local.leave(account_id, device_id)
+        self._joined.pop((account_id, device_id), None)
         try:
             await self._redis.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance)
         except (redis.exceptions.RedisError, OSError):
-            # Redis is restarting. If it kept the entry, the rewrite does not delete it:
-            # it counts until this instance stops beating or the device joins again.
-            self._rewrite = True
+            self._leaving.add((account_id, device_id))  # the beats retry it
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:
         return with_capability(await self.devices(account_id), capability)
 
-    def _alive(self, instance: str, written: float, now: float) -> bool:
-        """The entry's instance beat within STALE_S; or, one not among the heartbeats
-        last read (it started since), the entry is that recent."""
+    def _alive(self, instance: str, joined: float) -> bool:
+        """The entry's instance had beaten within STALE_S when the heartbeats were last
+        read; or, one not among them (it started since), the entry is that recent."""
         if instance == self._instance:
             return True
-        return now - self._beats.get(instance, written) <= STALE_S
+        beat = self._beats.get(instance)
+        if beat is None:
+            return time.time() - joined <= STALE_S
+        return self._beats_at - beat <= STALE_S
 
     async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]:
         """Devices on every instance; while Redis is unreachable, this instance's only."""
@@ -189,12 +244,11 @@ class RedisPresence:
             entries = await self._redis.hgetall(self._key(account_id))
         except (redis.exceptions.RedisError, OSError):
             return await self._local.devices(account_id)
-        now = time.time()
         out: dict[str, tuple[str, ...]] = {}
         for device, raw in entries.items():
             try:
                 v = json.loads(raw)
-                alive = self._alive(str(v["i"]), float(v["t"]), now)
+                alive = self._alive(str(v["i"]), float(v["t"]))
                 caps = tuple(str(c) for c in v["c"])
             except (ValueError, KeyError, TypeError):
                 continue
@@ -207,7 +261,10 @@ class RedisPresence:
         if self._task is not None:
             self._task.cancel()
         left = [(a, d) for a, devices in self._local._devices.items() for d in devices]
+        left += [x for x in self._leaving if x not in left]
         self._local._devices.clear()
+        self._joined.clear()
+        self._leaving.clear()
         with contextlib.suppress(Exception):  # Redis may already be gone at shutdown
             for i in range(0, len(left), HEARTBEAT_BATCH):
                 pipe = self._redis.pipeline(transaction=False)

@@ -232,7 +232,8 @@ class SessionService:
     ) -> Result | None:
         written: core.Outcome | None = None
         """Set once the change is surely in the database: from then on it must fan out,
-        even if this task is cancelled (its device disconnected) before `_publish`."""
+        even if this task is cancelled (its device disconnected) or handing back the
+        connection fails before `_publish`."""
         try:
             async with self._lock(account_id):
                 known = self._recall(account_id)
@@ -269,7 +270,7 @@ class SessionService:
                         ):
                             return None
                 self._remember(account_id, out.state)
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the database dropped just after the commit
             if written is not None:
                 self._fan_out_later(account_id, written.state, written.directives, cmd.command_id)
             raise
