@@ -226,7 +226,7 @@ async def test_a_join_redis_missed_is_written_by_the_next_beat(
     async def down(*args: Any, **kwargs: Any) -> Any:
         raise redis.exceptions.ConnectionError("Redis is restarting")
 
-    monkeypatch.setattr(ours._redis, "hset", down)
+    monkeypatch.setattr(ours._redis, "eval", down)
     await ours.join(1, "dev1", ("play",))
     monkeypatch.undo()
     assert await theirs.online(1) == []
@@ -299,23 +299,83 @@ async def test_a_rewrite_never_takes_over_a_later_join_elsewhere(
     assert await theirs.online(1) == ["dev1"]
 
 
-async def test_a_reader_judges_the_others_by_its_last_reading_of_their_beats(
+async def test_liveness_is_judged_on_redis_clock_and_the_readers_own_beats(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Heartbeats are compared on Redis's clock, as read at the reader's own beat: a
-    reader whose clock runs ahead, or whose last beat is late, still sees the devices of
-    instances that were beating then."""
+    """Heartbeats are timed by Redis: a reader whose wall clock is an hour out still sees
+    the devices of beating instances. What it read at its last beat ages with it: if its
+    own beats stop for STALE_S, it no longer vouches for the others."""
+    real = time
     ours, theirs = await deployment.instance(), await deployment.instance()
     await ours.join(1, "dev1", ("play",))
     await theirs.beat()
 
+    class Skewed:
+        time = staticmethod(lambda: real.time() + 3600)
+        monotonic = staticmethod(real.monotonic)
+
+    monkeypatch.setattr(presence_mod, "time", Skewed)
+    assert await theirs.online(1) == ["dev1"]
+
     class Later:
-        @staticmethod
-        def time() -> float:
-            return time.time() + presence_mod.STALE_S + 1
+        time = staticmethod(real.time)
+        monotonic = staticmethod(lambda: real.monotonic() + presence_mod.STALE_S + 1)
 
     monkeypatch.setattr(presence_mod, "time", Later)
+    assert await theirs.online(1) == []
+
+
+async def test_a_retried_leave_does_not_delete_the_devices_next_join_here(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.exceptions
+
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    await ours.join(1, "dev1", ("play",))
+    real_eval = ours._redis.eval
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.ConnectionError("Redis is unreachable")
+
+    monkeypatch.setattr(ours._redis, "eval", down)
+    await ours.leave(1, "dev1")
+    monkeypatch.setattr(ours._redis, "eval", real_eval)
+    await ours.join(1, "dev1", ("play",))  # back before the leave could be retried
+    await ours.beat()
+    assert not ours._leaving
     assert await theirs.online(1) == ["dev1"]
+
+
+async def test_a_device_leaving_during_a_rewrite_is_not_written_back(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rewrite's batch with the device was sent before its leave and lands after
+    it: the beat deletes it again."""
+    monkeypatch.setattr(presence_mod, "HEARTBEAT_BATCH", 1)
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    for account in (1, 2):
+        await ours.join(account, f"dev{account}", ("play",))
+    await deployment.raw.delete(deployment.key(1), deployment.key(2), deployment.instances)
+    real_pipeline = ours._redis.pipeline
+    batches: list[int] = []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute() -> Any:
+            batches.append(1)
+            if len(batches) == 2:  # the batch with dev2 is on its way...
+                await ours.leave(2, "dev2")  # ...and its leave overtakes it
+            return await real_execute()
+
+        pipe.execute = execute
+        return pipe
+
+    monkeypatch.setattr(ours._redis, "pipeline", pipeline)
+    await ours.beat()
+    assert await theirs.online(1) == ["dev1"]
+    assert await theirs.online(2) == []
 
 
 async def test_devices_of_an_instance_that_stopped_beating_are_offline(

@@ -9,7 +9,6 @@ several deployments can share one Redis without seeing each other's messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -26,9 +25,11 @@ DEFAULT_PREFIX = "tunehand:"
 LISTEN_IDLE_S = 30.0
 """Silence on the subscription after which the bus pings Redis (and reconnects when
 that goes unanswered as long again)."""
-CONNECT_TIMEOUT_S = 5.0
-"""A Redis that drops packets (rather than refusing) fails a connection after this, not
-the system's minutes (`?socket_connect_timeout=` in the URL overrides it)."""
+TIMEOUT_S = 5.0
+"""A Redis that drops packets (rather than refusing) fails a connection or a command
+after this, not the system's minutes (`?socket_connect_timeout=` and
+`?socket_timeout=` in the URL override it). The subscription is watched by its own
+pings instead (LISTEN_IDLE_S)."""
 KEEPALIVE = "keepalive"
 """Topic the Redis bus listens on while it has no other, so its connection stays up."""
 
@@ -80,7 +81,13 @@ class RedisBus:
         prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self._redis = redis_client(url)
-        self._pubsub = self._redis.pubsub()
+        self._subscriber = redis_client(url)
+        """The subscription's own pool: a connection redis-py is still reconnecting for
+        an old subscription never ends up publishing."""
+        self._pubsub = self._subscriber.pubsub()
+        self._resubscribing = False
+        """The subscription broke: until `_resubscribe` has every topic on a new one,
+        (un)subscribing only records the topic."""
         self._prefix = prefix
         self._handler: Handler | None = None
         self._topics: set[str] = set()
@@ -105,6 +112,7 @@ class RedisBus:
                 pass
             except Exception:
                 log.exception("bus: the Redis subscription failed; subscribing again")
+            self._resubscribing = True
             await self._resubscribe()
 
     async def _listen(self) -> None:
@@ -164,6 +172,8 @@ class RedisBus:
         while todo := (self._topics or {KEEPALIVE}) - sent:
             await self._pubsub.subscribe(*(self._channel(t) for t in todo))
             sent |= todo
+        if gone := sent - self._topics - {KEEPALIVE}:  # unsubscribed while connecting
+            await self._pubsub.unsubscribe(*(self._channel(t) for t in gone))
 
     async def _resubscribe(self) -> None:
         """Retry (with backoff) until a new pub/sub connection has every topic again,
@@ -176,10 +186,11 @@ class RedisBus:
             backoff = min(backoff * 2, 5.0)
             try:
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-                self._pubsub = self._redis.pubsub()
+                self._pubsub = self._subscriber.pubsub()
                 await self._subscribe_all()
             except (redis.exceptions.RedisError, OSError):
                 continue  # still down; a failed subscribe leaves the new pubsub unconnected
+            self._resubscribing = False
             break
         log.warning("bus: connected to Redis again; resyncing devices")
         if self.on_reconnect is not None:
@@ -203,18 +214,26 @@ class RedisBus:
         import redis.exceptions
 
         self._topics.add(topic)
-        if self._pubsub.connection is None:
+        if self._pubsub.connection is None or self._resubscribing:
             return  # being connected: `_subscribe_all` takes it along
-        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+        try:
             await self._pubsub.subscribe(self._channel(topic))
+        except (redis.exceptions.RedisError, OSError):
+            pass  # the subscription is breaking: `_resubscribe` takes it along
+        except Exception as exc:  # redis-py mid-reconnect; the same
+            log.warning("bus: could not subscribe %s now (%r)", topic, exc)
 
     async def unsubscribe(self, topic: str) -> None:
         import redis.exceptions
 
         self._topics.discard(topic)
-        if self._pubsub.connection is not None:
-            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+        if self._pubsub.connection is not None and not self._resubscribing:
+            try:
                 await self._pubsub.unsubscribe(self._channel(topic))
+            except (redis.exceptions.RedisError, OSError):
+                pass  # the subscription is breaking: a new one will not have it
+            except Exception as exc:
+                log.warning("bus: could not unsubscribe %s now (%r)", topic, exc)
         # redis-py forgets a channel when it reads the confirmation, which `_listen`
         # reads instead: forget it here, or a reconnect of redis-py's would subscribe
         # every account ever seen again.
@@ -229,6 +248,7 @@ class RedisBus:
         if self._task is not None:
             self._task.cancel()
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._subscriber.aclose()
         await self._redis.aclose()
 
 
@@ -243,7 +263,8 @@ def redis_client(url: str) -> Redis:
     return aioredis.from_url(
         url,
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.01), 2),
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_connect_timeout=TIMEOUT_S,
+        socket_timeout=TIMEOUT_S,
     )
 
 

@@ -76,26 +76,51 @@ return {added, tostring(now), redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 forget instances silent for ARGV[2] seconds, and return whether the record was missing,
 Redis's time and every instance's last beat."""
 
-_REWRITE = """
+_ENTRY = """
+local function entry(raw)
+  local ok, v = pcall(cjson.decode, raw or '')
+  if ok and type(v) == 'table' then return v end
+  return {}
+end
+"""
+"""A stored entry decoded, or an empty table for anything else (never a script error)."""
+
+_JOIN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local value = cjson.encode({i = ARGV[2], c = cjson.decode(ARGV[3]), t = now})
+redis.call('HSET', KEYS[1], ARGV[1], value)
+return tostring(now)
+"""
+"""Write a device's entry, joined now on Redis's clock (which it returns)."""
+
+_REWRITE = (
+    _ENTRY
+    + """
 for i = 1, #ARGV, 3 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  local ok, v = pcall(cjson.decode, old or '')
-  if not old or not ok or tonumber(v['t'] or 0) <= tonumber(ARGV[i + 2]) then
+  local t = tonumber(entry(redis.call('HGET', KEYS[1], ARGV[i]))['t'])
+  if not t or t <= tonumber(ARGV[i + 2]) then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
 return 0
 """
+)
 """Write entries (ARGV: device, entry, joined at; ...) again, except over an entry of a
 later join: that device has since connected to another instance."""
 
-_LEAVE = """
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and cjson.decode(v)['i'] == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+_LEAVE = (
+    _ENTRY
+    + """
+local v = entry(redis.call('HGET', KEYS[1], ARGV[1]))
+if v['i'] == ARGV[2] and tonumber(v['t']) == tonumber(ARGV[3]) then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
 return 0
 """
-"""Delete a device's entry if instance ARGV[2] wrote it (not one written since by the
-instance the device joined next)."""
+)
+"""Delete a device's entry if it is the one written for its join at ARGV[3] on instance
+ARGV[2] (not a later join, here or on the instance the device joined next)."""
 
 
 class RedisPresence:
@@ -119,15 +144,17 @@ class RedisPresence:
         self._instance = os.urandom(6).hex()
         self._local = LocalPresence()
         self._joined: dict[tuple[int, str], float] = {}
-        """When each device of this instance joined (Unix time): a later join of the
+        """When each device of this instance joined (Redis's clock): a later join of the
         device elsewhere wins over a rewrite of this one."""
-        self._leaving: set[tuple[int, str]] = set()
-        """Devices gone from here whose entries Redis could not be told to delete."""
+        self._leaving: dict[tuple[int, str], float] = {}
+        """Devices gone from here (and when they had joined) whose entries may still be
+        in Redis: a leave that failed, or one made while a rewrite was under way."""
+        self._rewriting = 0
         self._task: asyncio.Task[None] | None = None
         self._beats: dict[str, float] = {}
         """Every instance's last heartbeat, as read at this one's last beat ..."""
-        self._beats_at = 0.0
-        """... at this time (Redis's clock)."""
+        self._beats_at: tuple[float, float] | None = None
+        """... at this time (Redis's clock, and this process's monotonic clock)."""
         self._dirty = 0
         """Counts what Redis may lack (it lost the entries, a join failed) ..."""
         self._clean = 0
@@ -165,20 +192,29 @@ class RedisPresence:
             (i.decode() if isinstance(i, bytes) else str(i)): float(t)
             for i, t in zip(flat[::2], flat[1::2], strict=True)
         }
-        self._beats_at = float(now)
+        self._beats_at = (float(now), time.monotonic())
         if added:
             self._dirty += 1
-        if self._dirty != self._clean:
-            dirty = self._dirty
-            await self._write_all()
-            self._clean = dirty
-        if self._leaving:
-            await self._retry_leaves()
+        try:
+            if self._dirty != self._clean:
+                dirty = self._dirty
+                await self._write_all()
+                self._clean = dirty
+        finally:
+            if self._leaving:
+                await self._retry_leaves()
 
     async def _write_all(self) -> None:
         """Write every device of this instance again, a batch of accounts per round trip
         (never over a later join of the device on another instance)."""
         accounts = list(self._local._devices)
+        self._rewriting += 1
+        try:
+            await self._write_batches(accounts)
+        finally:
+            self._rewriting -= 1
+
+    async def _write_batches(self, accounts: list[int]) -> None:
         for i in range(0, len(accounts), HEARTBEAT_BATCH):
             pipe = self._redis.pipeline(transaction=False)
             for account_id in accounts[i : i + HEARTBEAT_BATCH]:
@@ -194,22 +230,27 @@ class RedisPresence:
                 await pipe.execute()
 
     async def _retry_leaves(self) -> None:
-        left = list(self._leaving)
+        left = list(self._leaving.items())
         pipe = self._redis.pipeline(transaction=False)
-        for account_id, device_id in left:
-            pipe.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance)
+        for (account_id, device_id), joined in left:
+            pipe.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance, joined)
         await pipe.execute()
-        self._leaving.difference_update(left)
+        for key, joined in left:
+            if self._leaving.get(key) == joined:  # not left again meanwhile
+                del self._leaving[key]
 
     async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None:
         import redis.exceptions
 
         await self._local.join(account_id, device_id, caps)
-        joined = time.time()
-        self._joined[(account_id, device_id)] = joined
-        self._leaving.discard((account_id, device_id))
+        key = (account_id, device_id)
+        self._joined[key] = self._now()  # until Redis says when
         try:
-            await self._redis.hset(self._key(account_id), device_id, self._value(caps, joined))
+            joined = await self._redis.eval(
+                _JOIN, 1, self._key(account_id), device_id, self._instance, json.dumps(caps)
+            )
+            if key in self._joined:  # (not left meanwhile)
+                self._joined[key] = float(joined)
         except (redis.exceptions.RedisError, OSError):
             self._dirty += 1  # Redis is restarting: the beats write it once it is back
 
@@ -217,24 +258,33 @@ class RedisPresence:
         import redis.exceptions
 
         await self._local.leave(account_id, device_id)
-        self._joined.pop((account_id, device_id), None)
+        joined = self._joined.pop((account_id, device_id), 0.0)
+        if self._rewriting:  # a batch already sent may write it back: delete it later too
+            self._leaving[(account_id, device_id)] = joined
         try:
-            await self._redis.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance)
+            await self._redis.eval(
+                _LEAVE, 1, self._key(account_id), device_id, self._instance, joined
+            )
         except (redis.exceptions.RedisError, OSError):
-            self._leaving.add((account_id, device_id))  # the beats retry it
+            self._leaving[(account_id, device_id)] = joined  # the beats retry it
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:
         return with_capability(await self.devices(account_id), capability)
 
+    def _now(self) -> float:
+        """Redis's clock now, as far as this instance knows it (its last beat read it)."""
+        if self._beats_at is None:
+            return time.time()
+        redis_then, here_then = self._beats_at
+        return redis_then + time.monotonic() - here_then
+
     def _alive(self, instance: str, joined: float) -> bool:
-        """The entry's instance had beaten within STALE_S when the heartbeats were last
-        read; or, one not among them (it started since), the entry is that recent."""
-        if instance == self._instance:
-            return True
-        beat = self._beats.get(instance)
-        if beat is None:
-            return time.time() - joined <= STALE_S
-        return self._beats_at - beat <= STALE_S
+        """The entry's instance beat within STALE_S; or, one not among the heartbeats
+        last read (it started since), the entry is that recent."""
+        if instance == self._instance or self._beats_at is None:
+            return True  # (nothing read yet: no instance is known dead)
+        beat = self._beats.get(instance, joined)
+        return self._now() - beat <= STALE_S
 
     async def devices(self, account_id: int) -> dict[str, tuple[str, ...]]:
         """Devices on every instance; while Redis is unreachable, this instance's only."""
@@ -260,16 +310,15 @@ class RedisPresence:
         """Delete this instance's entries (pipelined) and its heartbeat record."""
         if self._task is not None:
             self._task.cancel()
-        left = [(a, d) for a, devices in self._local._devices.items() for d in devices]
-        left += [x for x in self._leaving if x not in left]
+        items = list({**self._leaving, **self._joined}.items())
         self._local._devices.clear()
         self._joined.clear()
         self._leaving.clear()
         with contextlib.suppress(Exception):  # Redis may already be gone at shutdown
-            for i in range(0, len(left), HEARTBEAT_BATCH):
+            for i in range(0, len(items), HEARTBEAT_BATCH):
                 pipe = self._redis.pipeline(transaction=False)
-                for account_id, device_id in left[i : i + HEARTBEAT_BATCH]:
-                    pipe.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance)
+                for (account_id, device_id), joined in items[i : i + HEARTBEAT_BATCH]:
+                    pipe.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance, joined)
                 await pipe.execute()
             await self._redis.zrem(self._instances, self._instance)
         await self._redis.aclose()

@@ -270,7 +270,7 @@ class SessionService:
                         ):
                             return None
                 self._remember(account_id, out.state)
-        except BaseException:  # cancelled, or the database dropped just after the commit
+        except (Exception, asyncio.CancelledError):  # or the database dropped right after
             if written is not None:
                 self._fan_out_later(account_id, written.state, written.directives, cmd.command_id)
             raise
