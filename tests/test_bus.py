@@ -13,7 +13,7 @@ import os
 import secrets
 import time
 from argparse import Namespace
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -178,6 +178,42 @@ async def join_five(p: RedisPresence) -> None:
         await p.join(account, f"dev{account}", ("play",))
 
 
+def on_pipelines(
+    monkeypatch: pytest.MonkeyPatch,
+    p: RedisPresence,
+    hook: Callable[[int], Awaitable[None]],
+    *,
+    after: bool = False,
+) -> list[int]:
+    """Run `hook(n)` before (or after) the n-th pipeline of `p` is sent; returns the
+    list that counts them."""
+    real_pipeline = p._redis.pipeline
+    sent: list[int] = []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute() -> Any:
+            sent.append(1)
+            if not after:
+                await hook(len(sent))
+            done = await real_execute()
+            if after:
+                await hook(len(sent))
+            return done
+
+        pipe.execute = execute
+        return pipe
+
+    monkeypatch.setattr(p._redis, "pipeline", pipeline)
+    return sent
+
+
+async def nothing(n: int) -> None:
+    pass
+
+
 async def test_a_heartbeat_is_one_record_however_many_devices(deployment: Deployment) -> None:
     """A beat moves the instance's own heartbeat, and writes no device again: an entry
     deleted behind its back stays deleted."""
@@ -202,14 +238,7 @@ async def test_after_redis_lost_presence_the_next_beat_writes_every_device_again
     keys = [deployment.key(a) for a in range(1, 6)]
     await deployment.raw.delete(*keys, deployment.instances)  # what a restart leaves
     assert await theirs.online(3) == []
-    pipelines: list[int] = []
-    real_pipeline = ours._redis.pipeline
-
-    def pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipelines.append(1)
-        return real_pipeline(*args, **kwargs)
-
-    monkeypatch.setattr(ours._redis, "pipeline", pipeline)
+    pipelines = on_pipelines(monkeypatch, ours, nothing)
     await ours.beat()
     assert len(pipelines) == 3  # 5 accounts 2 at a time
     for account in range(1, 6):
@@ -356,23 +385,12 @@ async def test_a_device_leaving_during_a_rewrite_is_not_written_back(
     for account in (1, 2):
         await ours.join(account, f"dev{account}", ("play",))
     await deployment.raw.delete(deployment.key(1), deployment.key(2), deployment.instances)
-    real_pipeline = ours._redis.pipeline
-    batches: list[int] = []
 
-    def pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = real_pipeline(*args, **kwargs)
-        real_execute = pipe.execute
+    async def overtaken(n: int) -> None:
+        if n == 2:  # the batch with dev2 is on its way...
+            await ours.leave(2, "dev2")  # ...and its leave overtakes it
 
-        async def execute() -> Any:
-            batches.append(1)
-            if len(batches) == 2:  # the batch with dev2 is on its way...
-                await ours.leave(2, "dev2")  # ...and its leave overtakes it
-            return await real_execute()
-
-        pipe.execute = execute
-        return pipe
-
-    monkeypatch.setattr(ours._redis, "pipeline", pipeline)
+    on_pipelines(monkeypatch, ours, overtaken)
     await ours.beat()
     assert await theirs.online(1) == ["dev1"]
     assert await theirs.online(2) == []
@@ -554,26 +572,14 @@ async def test_writing_every_device_again_skips_a_device_that_left_meanwhile(
     ours, theirs = await deployment.instance(), await deployment.instance()
     for account in (1, 2):
         await ours.join(account, f"dev{account}", ("play",))
-    real_pipeline = ours._redis.pipeline
-    left: list[int] = []
 
-    def pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = real_pipeline(*args, **kwargs)
-        real_execute = pipe.execute
+    async def leaves(n: int) -> None:
+        if n == 1:  # between the first batch and the second one
+            await ours.leave(2, "dev2")
 
-        async def execute() -> Any:
-            done = await real_execute()
-            if not left:  # between the first batch and the second one
-                left.append(2)
-                await ours.leave(2, "dev2")
-            return done
-
-        pipe.execute = execute
-        return pipe
-
-    monkeypatch.setattr(ours._redis, "pipeline", pipeline)
+    sent = on_pipelines(monkeypatch, ours, leaves, after=True)
     await ours._write_all()
-    assert left == [2]
+    assert len(sent) == 1  # the second batch found nothing left to write
     assert await theirs.online(1) == ["dev1"]
     assert await theirs.online(2) == []
 
