@@ -55,6 +55,14 @@ async def next_heard(heard: Heard) -> tuple[str, bytes]:
     return await asyncio.wait_for(heard.get(), TIMEOUT_S)
 
 
+async def assert_not_heard(bus: Bus, heard: Heard, gone: str, *, then: str) -> None:
+    """A message on `gone`, then one on `then` (subscribed): one Redis delivers in
+    order, so had `gone` still been subscribed its message would come first."""
+    await bus.publish(gone, b"gone")
+    await bus.publish(then, b"here")
+    assert await next_heard(heard) == (then, b"here")
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[str], Bus]]:
     """Factory: `make_bus(prefix)`; every memory bus is its own deployment."""
@@ -597,9 +605,7 @@ async def test_an_unsubscribed_topic_is_forgotten_by_the_subscription() -> None:
         channels = set(bus._pubsub.channels)
         assert f"{prefix}acct:2".encode() in channels
         assert f"{prefix}acct:1".encode() not in channels
-        await bus.publish("acct:1", b"gone")
-        await bus.publish("acct:2", b"here")
-        assert await next_heard(heard) == ("acct:2", b"here")
+        await assert_not_heard(bus, heard, "acct:1", then="acct:2")
     finally:
         await bus.close()
 
@@ -623,3 +629,79 @@ async def test_subscriptions_made_at_once_share_one_connection() -> None:
         assert len(pool._in_use_connections) == 1
     finally:
         await bus.close()
+
+
+async def test_a_topic_unsubscribed_while_the_bus_connects_is_not_heard() -> None:
+    """The connect takes along every topic it was given; one dropped meanwhile (its last
+    device left) is unsubscribed once connected, not kept until the next reconnect."""
+    bus = RedisBus(redis_url(), prefix=fresh_prefix())
+    try:
+        await bus.subscribe("acct:1")
+        await bus.subscribe("acct:2")
+        real_subscribe = bus._pubsub.subscribe
+
+        async def subscribe(*channels: Any) -> Any:
+            await bus.unsubscribe("acct:2")  # while no connection is there yet
+            return await real_subscribe(*channels)
+
+        bus._pubsub.subscribe = subscribe  # type: ignore[method-assign]
+        heard = await started(bus)
+        await assert_not_heard(bus, heard, "acct:2", then="acct:1")
+    finally:
+        await bus.close()
+
+
+async def test_while_the_subscription_is_rebuilt_topics_are_only_recorded() -> None:
+    """After the subscription broke, (un)subscribing leaves the old one alone (redis-py
+    may still be reconnecting it) and the new one takes every topic as recorded."""
+    bus = RedisBus(redis_url(), prefix=fresh_prefix())
+    try:
+        heard = await started(bus)
+        entered, rebuilt = asyncio.Event(), asyncio.Event()
+        real_resubscribe = bus._resubscribe
+
+        async def resubscribe() -> None:
+            entered.set()
+            await real_resubscribe()
+            rebuilt.set()
+
+        bus._resubscribe = resubscribe  # type: ignore[method-assign]
+        old = bus._pubsub
+        assert old.connection is not None
+        old.connection._writer.transport.abort()  # the connection breaks
+        await asyncio.wait_for(entered.wait(), TIMEOUT_S)
+        sent: list[tuple[Any, ...]] = []
+
+        async def record(*channels: Any) -> None:
+            sent.append(channels)
+
+        old.subscribe = record  # type: ignore[method-assign]
+        old.unsubscribe = record  # type: ignore[method-assign]
+        await bus.subscribe("acct:7")
+        await bus.unsubscribe("keepalive")
+        assert sent == []
+        await asyncio.wait_for(rebuilt.wait(), TIMEOUT_S)
+        assert bus._pubsub is not old
+        await bus.publish("acct:7", b"back")
+        assert await next_heard(heard) == ("acct:7", b"back")
+    finally:
+        await bus.close()
+
+
+async def test_malformed_presence_entries_are_skipped_and_written_over(
+    deployment: Deployment,
+) -> None:
+    """Whatever else sits in a presence hash (another program, a corrupted write), a
+    reader skips it and the scripts neither fail on it nor keep it from being replaced."""
+    ours, theirs = await deployment.instance(), await deployment.instance()
+    junk = {"a": "not json", "b": "123", "c": '{"i": 5, "t": "soon"}', "d": "null"}
+    await deployment.raw.hset(deployment.key(1), mapping=junk)
+    assert await theirs.devices(1) == {}
+    await ours.join(1, "a", ("play",))
+    await ours.leave(1, "b")  # not ours: left alone, and no script error
+    assert await deployment.raw.hget(deployment.key(1), "b") == b"123"
+    await ours.join(1, "c", ())
+    await deployment.raw.hset(deployment.key(1), mapping=junk)  # garbled again
+    await deployment.raw.delete(deployment.instances)  # and Redis "restarted"
+    await ours.beat()  # the rewrite goes over the junk
+    assert await theirs.devices(1) == {"a": ("play",), "c": ()}

@@ -209,31 +209,28 @@ class RedisBus:
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning("bus: cannot publish (%s); devices resync when Redis is back", exc)
 
+    async def _command(self, name: str, topic: str) -> None:
+        """SUBSCRIBE or UNSUBSCRIBE on the subscription, if it is up. While it is being
+        connected, or breaks meanwhile, `_subscribe_all` makes it match `_topics`."""
+        import redis.exceptions
+
+        if self._pubsub.connection is None or self._resubscribing:
+            return
+        try:
+            await getattr(self._pubsub, name)(self._channel(topic))
+        except (redis.exceptions.RedisError, OSError):
+            pass  # breaking: `_resubscribe` follows
+        except Exception as exc:  # redis-py mid-reconnect: the same
+            log.warning("bus: could not %s %s now (%r)", name, topic, exc)
+
     async def subscribe(self, topic: str) -> None:
         """Recorded first: if Redis is down now, the reconnect loop subscribes it."""
-        import redis.exceptions
-
         self._topics.add(topic)
-        if self._pubsub.connection is None or self._resubscribing:
-            return  # being connected: `_subscribe_all` takes it along
-        try:
-            await self._pubsub.subscribe(self._channel(topic))
-        except (redis.exceptions.RedisError, OSError):
-            pass  # the subscription is breaking: `_resubscribe` takes it along
-        except Exception as exc:  # redis-py mid-reconnect; the same
-            log.warning("bus: could not subscribe %s now (%r)", topic, exc)
+        await self._command("subscribe", topic)
 
     async def unsubscribe(self, topic: str) -> None:
-        import redis.exceptions
-
         self._topics.discard(topic)
-        if self._pubsub.connection is not None and not self._resubscribing:
-            try:
-                await self._pubsub.unsubscribe(self._channel(topic))
-            except (redis.exceptions.RedisError, OSError):
-                pass  # the subscription is breaking: a new one will not have it
-            except Exception as exc:
-                log.warning("bus: could not unsubscribe %s now (%r)", topic, exc)
+        await self._command("unsubscribe", topic)
         # redis-py forgets a channel when it reads the confirmation, which `_listen`
         # reads instead: forget it here, or a reconnect of redis-py's would subscribe
         # every account ever seen again.

@@ -85,29 +85,26 @@ end
 """
 """A stored entry decoded, or an empty table for anything else (never a script error)."""
 
-_JOIN = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local value = cjson.encode({i = ARGV[2], c = cjson.decode(ARGV[3]), t = now})
-redis.call('HSET', KEYS[1], ARGV[1], value)
-return tostring(now)
-"""
-"""Write a device's entry, joined now on Redis's clock (which it returns)."""
-
-_REWRITE = (
+_WRITE = (
     _ENTRY
     + """
-for i = 1, #ARGV, 3 do
-  local t = tonumber(entry(redis.call('HGET', KEYS[1], ARGV[i]))['t'])
-  if not t or t <= tonumber(ARGV[i + 2]) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 2, #ARGV, 3 do
+  local joined = tonumber(ARGV[i + 2])
+  local theirs = tonumber(entry(redis.call('HGET', KEYS[1], ARGV[i]))['t'])
+  if not joined or not theirs or theirs <= joined then
+    local value = cjson.encode({i = ARGV[1], c = cjson.decode(ARGV[i + 1]), t = joined or now})
+    redis.call('HSET', KEYS[1], ARGV[i], value)
   end
 end
-return 0
+return tostring(now)
 """
 )
-"""Write entries (ARGV: device, entry, joined at; ...) again, except over an entry of a
-later join: that device has since connected to another instance."""
+"""Write the entries of instance ARGV[1] (then per device: id, capabilities as JSON, when
+it joined, or '' for a join now on Redis's clock, which the script returns). An entry
+written again keeps its join time and never goes over a later join's: that device has
+since connected to another instance."""
 
 _LEAVE = (
     _ENTRY
@@ -167,9 +164,6 @@ class RedisPresence:
     def _instances(self) -> str:
         return self._prefix + "instances"
 
-    def _value(self, caps: tuple[str, ...], joined: float) -> str:
-        return json.dumps({"i": self._instance, "c": list(caps), "t": joined})
-
     async def start(self) -> None:
         await self.beat()
         self._task = asyncio.create_task(self._heartbeat())
@@ -222,22 +216,26 @@ class RedisPresence:
                 # entry deleted) must not be written back.
                 args: list[str | float] = []
                 for device, caps in self._local._devices.get(account_id, {}).items():
-                    joined = self._joined.get((account_id, device), 0.0)
-                    args += [device, self._value(caps, joined), joined]
+                    args += [device, json.dumps(caps), self._joined.get((account_id, device), 0)]
                 if args:
-                    pipe.eval(_REWRITE, 1, self._key(account_id), *args)
+                    pipe.eval(_WRITE, 1, self._key(account_id), self._instance, *args)
             if len(pipe):
                 await pipe.execute()
 
     async def _retry_leaves(self) -> None:
         left = list(self._leaving.items())
-        pipe = self._redis.pipeline(transaction=False)
-        for (account_id, device_id), joined in left:
-            pipe.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance, joined)
-        await pipe.execute()
+        await self._drop(left)
         for key, joined in left:
             if self._leaving.get(key) == joined:  # not left again meanwhile
                 del self._leaving[key]
+
+    async def _drop(self, left: list[tuple[tuple[int, str], float]]) -> None:
+        """Delete the entries of these joins here, a batch per round trip."""
+        for i in range(0, len(left), HEARTBEAT_BATCH):
+            pipe = self._redis.pipeline(transaction=False)
+            for (account_id, device_id), joined in left[i : i + HEARTBEAT_BATCH]:
+                pipe.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance, joined)
+            await pipe.execute()
 
     async def join(self, account_id: int, device_id: str, caps: tuple[str, ...]) -> None:
         import redis.exceptions
@@ -247,7 +245,7 @@ class RedisPresence:
         self._joined[key] = self._now()  # until Redis says when
         try:
             joined = await self._redis.eval(
-                _JOIN, 1, self._key(account_id), device_id, self._instance, json.dumps(caps)
+                _WRITE, 1, self._key(account_id), self._instance, device_id, json.dumps(caps), ""
             )
             if key in self._joined:  # (not left meanwhile)
                 self._joined[key] = float(joined)
@@ -310,16 +308,12 @@ class RedisPresence:
         """Delete this instance's entries (pipelined) and its heartbeat record."""
         if self._task is not None:
             self._task.cancel()
-        items = list({**self._leaving, **self._joined}.items())
+        left = list({**self._leaving, **self._joined}.items())
         self._local._devices.clear()
         self._joined.clear()
         self._leaving.clear()
         with contextlib.suppress(Exception):  # Redis may already be gone at shutdown
-            for i in range(0, len(items), HEARTBEAT_BATCH):
-                pipe = self._redis.pipeline(transaction=False)
-                for (account_id, device_id), joined in items[i : i + HEARTBEAT_BATCH]:
-                    pipe.eval(_LEAVE, 1, self._key(account_id), device_id, self._instance, joined)
-                await pipe.execute()
+            await self._drop(left)
             await self._redis.zrem(self._instances, self._instance)
         await self._redis.aclose()
 
