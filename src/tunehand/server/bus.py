@@ -185,7 +185,7 @@ class RedisBus:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
             try:
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
                 self._pubsub = self._subscriber.pubsub()
                 await self._subscribe_all()
             except (redis.exceptions.RedisError, OSError):
@@ -244,7 +244,7 @@ class RedisBus:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()
         await self._subscriber.aclose()
         await self._redis.aclose()
 
