@@ -447,3 +447,43 @@ def test_admin_user_lifecycle_while_the_server_runs(
     assert device.login(srv.url, pool.take()).returncode == 0  # clears the failure count
     line = error_line(srv.admin("remove-user", name), 5)
     assert name in line
+
+
+# --- tokens belong to the server that issued them -------------------------------------
+
+
+@pytest.mark.parametrize("where", ["keyring", "file"])
+def test_another_server_never_touches_this_login(
+    tmp_path: Path,
+    keyring_env: dict[str, str],
+    user: str,
+    srv: ServerProc,
+    start_server: Any,
+    where: str,
+) -> None:
+    """`--server OTHER` with a login for this server: "not logged in to OTHER", exit 3, and
+    the tokens for this server stay (never sent to OTHER, never deleted for its refusal)."""
+    config_dir = tmp_path / "device"
+    extra = NO_KEYRING if where == "file" else {}
+    device = Device(config_dir, client_env(keyring_env, config_dir, **extra))
+    flags = ("--insecure-token-file",) if where == "file" else ()
+    assert device.login(srv.url, user, PASSWORD, *flags).returncode == 0
+    before = device.status()
+    other = start_server()
+    for args in (("devices",), ("status", "--json"), ("devices", "--all")):
+        line = device.fails(3, "ctl", "--server", other.url, *args)
+        assert line.startswith(f"tunehand: not logged in to {other.url}:"), line
+        assert srv.url in line, line
+    # A server that is down: the same, with no request at all.
+    line = device.fails(3, "ctl", "--server", "http://127.0.0.1:9", "status")
+    assert line.startswith("tunehand: not logged in to http://127.0.0.1:9:"), line
+    # This server's login is intact, and so is the one in the keyring or the file.
+    after = device.status()
+    assert after["version"] >= before["version"]
+    device.ok("ctl", "--server", srv.url + "/", "volume", "33")
+    assert device.status()["volume"] == 33
+    if where == "file":
+        assert json.loads((config_dir / "tokens.json").read_text())["server"] == srv.url
+    else:
+        creds = keyring_login(device)
+        assert creds is not None and creds.server == srv.url

@@ -51,6 +51,22 @@ def check_server_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def same_server(a: str, b: str) -> bool:
+    """Whether two server URLs name the same server (scheme, host and port; case of the
+    scheme and host and a default port do not matter)."""
+    try:
+        sa, ha, pa, xa = split_server_url(a)
+        sb, hb, pb, xb = split_server_url(b)
+    except UsageError:
+        return False
+    return (sa.lower(), ha.lower(), pa, xa.rstrip("/")) == (
+        sb.lower(),
+        hb.lower(),
+        pb,
+        xb.rstrip("/"),
+    )
+
+
 def quote(value: str) -> str:
     """Percent-encode a path segment or query value (like urllib's quote(safe=""))."""
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in value.encode("utf-8"))
@@ -185,6 +201,13 @@ class ApiClient:
             creds = self.store.load()
             if creds is None:
                 raise AuthError(f"not logged in: run `tunehand login {self.http.server}`")
+            if creds.server and not same_server(creds.server, self.http.server):
+                # Tokens belong to the server that issued them: never sent to another one,
+                # and so never deleted because another one refused them.
+                raise AuthError(
+                    f"not logged in to {self.http.server}: this device is logged in to "
+                    f"{creds.server} (log in elsewhere with another --config-dir)"
+                )
             self._creds = creds
         return self._creds
 

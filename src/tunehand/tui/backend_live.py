@@ -43,7 +43,7 @@ from tunehand.client.credentials import (
     open_store,
 )
 from tunehand.client.device_login import DeviceCode
-from tunehand.client.http import ApiClient, HttpClient, check_server_url, quote
+from tunehand.client.http import ApiClient, HttpClient, check_server_url, quote, same_server
 from tunehand.core.commands import Result
 from tunehand.core.protocol import TrackView
 from tunehand.core.snapshot import Snapshot
@@ -131,8 +131,8 @@ class LiveBackend:
         def load() -> Account | None:
             store = open_store(self._config_dir, os.environ, self._server or None)
             creds = store.load()
-            if creds is None:
-                return None
+            if creds is None or (self._server and not same_server(creds.server, self._server)):
+                return None  # the login screen, for the server asked for
             self._server = self._server or creds.server
             return Account(creds.server, creds.user or "?")
 
