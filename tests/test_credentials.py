@@ -22,6 +22,7 @@ from tunehand.client.credentials import (
     EnvStore,
     FileStore,
     KeyringStore,
+    not_logged_in,
     open_store,
     refresh_lock,
 )
@@ -227,8 +228,15 @@ def test_no_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     store = KeyringStore(tmp_path / "cfg")
+    # No keyring holds no login: load says so (None, and why in `missing`)...
+    assert store.load() is None
+    assert store.missing is not None and store.missing.startswith("no OS keyring available")
+    line = not_logged_in(store, "http://h:1")
+    assert line.startswith("not logged in: this machine has no OS keyring"), line
+    assert "tunehand login http://h:1 --insecure-token-file" in line, line
+    # ...while storing or checking fails with the fix.
     calls: list[Callable[[], object]] = [
-        store.load,
+        store.check,
         lambda: store.save(make_credentials()),
         store.delete,
     ]
@@ -254,7 +262,7 @@ def test_no_secret_service_falls_back_to_no_keyring(tmp_path: Path) -> None:
         "from tunehand.client.credentials import KeyringStore\n"
         "from tunehand.errors import KeyringError\n"
         "try:\n"
-        f"    KeyringStore(Path({str(tmp_path / 'cfg')!r})).load()\n"
+        f"    KeyringStore(Path({str(tmp_path / 'cfg')!r})).check()\n"
         "except KeyringError as exc:\n"
         "    print(exc)\n"
     )

@@ -198,6 +198,15 @@ def test_no_keyring_refuses_login_and_names_the_fix(
     id_file = device.config_dir / "device-id"
     if id_file.exists():
         assert id_file.read_text().strip() not in {d["id"] for d in devices}
+    # Every command says what is wrong: not logged in, and how to log in without a keyring.
+    for args in (("ctl", "status"), ("ctl", "--server", srv.url, "devices")):
+        line = error_line(device.run(*args, env=no_keyring), 3)
+        assert line.startswith("tunehand: not logged in: this machine has no OS keyring"), line
+        assert "--insecure-token-file" in line, line
+    r = device.run("auth", "--server", srv.url, "status", env=no_keyring)
+    assert r.returncode == 3, r
+    assert r.stdout.startswith("not logged in: this machine has no OS keyring"), r.stdout
+    assert f"tunehand login {srv.url} --insecure-token-file" in r.stdout, r.stdout
 
 
 def test_insecure_token_file_is_private_and_warned_about(

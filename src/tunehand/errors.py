@@ -5,6 +5,7 @@
     ├── ConfigError               a config file that cannot be read or parsed (exit 2)
     ├── AuthError                 not logged in, wrong password, token refused or revoked (exit 3)
     │   └── KeyringError          the OS keyring is missing, locked or hung
+    │       └── NoKeyring         there is no OS keyring at all on this machine
     ├── ServerUnreachable         the server cannot be reached (exit 4)
     ├── NotFound                  no such device, track, playlist, entry or user (exit 5)
     ├── ProtocolError             the peer sent something we cannot understand (exit 1)
@@ -38,6 +39,10 @@ class AuthError(TunehandError):
 
 
 class KeyringError(AuthError):
+    pass
+
+
+class NoKeyring(KeyringError):
     pass
 
 

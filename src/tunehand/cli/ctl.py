@@ -16,9 +16,9 @@ from typing import Any
 
 from tunehand.cli.output import format_status, format_track_line, status_json, track_json
 from tunehand.client.config import load_config, resolve_config_dir
-from tunehand.client.credentials import open_store
+from tunehand.client.credentials import not_logged_in, open_store
 from tunehand.client.http import ApiClient, quote
-from tunehand.errors import CommandRefused, NotFound, UsageError
+from tunehand.errors import AuthError, CommandRefused, NotFound, UsageError
 
 Json = dict[str, Any]
 
@@ -32,6 +32,8 @@ def client_for(args: argparse.Namespace) -> ApiClient:
         creds = store.load()
         server = creds.server if creds else None
     if not server:
+        if getattr(store, "missing", None):
+            raise AuthError(not_logged_in(store, "URL"))
         raise UsageError("no server configured: run `tunehand login URL` or pass --server URL")
     ca_file = getattr(args, "ca_file", None) or config.ca_file
     return ApiClient(server, store, config_dir, ca_file=ca_file)

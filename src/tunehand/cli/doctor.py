@@ -87,6 +87,9 @@ def _keyring(config_dir: Path) -> Check:
         creds = store.load()
     except TunehandError as exc:
         return ("keyring", False, str(exc))
+    missing = getattr(store, "missing", None)
+    if missing:
+        return ("keyring", False, missing)
     where = store.location
     return ("keyring", True, f"{where}; {'a login is stored' if creds else 'no login stored'}")
 

@@ -26,7 +26,13 @@ from tunehand.client.config import (
     save_server,
     save_setting,
 )
-from tunehand.client.credentials import Credentials, FileStore, KeyringStore, open_store
+from tunehand.client.credentials import (
+    Credentials,
+    FileStore,
+    KeyringStore,
+    not_logged_in,
+    open_store,
+)
 from tunehand.client.http import HttpClient, check_server_url
 from tunehand.errors import KeyringError, ServerUnreachable, UsageError
 
@@ -66,7 +72,7 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
     else:
         store = KeyringStore(cdir)
         try:
-            store.load()
+            store.check()
         except KeyringError as exc:
             raise KeyringError(str(exc)) from None
     dev = device_id(cdir)
@@ -179,7 +185,10 @@ def _status(args: argparse.Namespace, config_dir: object) -> int:
     store = open_store(cdir, os.environ, getattr(args, "server", None) or config.server)
     creds = store.load()
     if creds is None:
-        print(f"not logged in (tokens would go to {store.location})")
+        if getattr(store, "missing", None):
+            print(not_logged_in(store, getattr(args, "server", None) or config.server or "URL"))
+        else:
+            print(f"not logged in (tokens would go to {store.location})")
         return 3
     print(f"logged in to {creds.server} as {creds.user or '?'}; token in {store.location}")
     return 0

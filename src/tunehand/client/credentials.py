@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
 from tunehand.client.config import ensure_config_dir, write_file_atomic
-from tunehand.errors import AuthError, KeyringError
+from tunehand.errors import AuthError, KeyringError, NoKeyring
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -148,6 +148,8 @@ class KeyringStore:
         self.timeout_s = timeout_s
         self._backend: KeyringBackend | None = None
         self._read_directly = False
+        self.missing: str | None = None
+        """Why there is no OS keyring here, once `load` found none (it then returns None)."""
 
     @property
     def location(self) -> str:
@@ -156,6 +158,19 @@ class KeyringStore:
         return f"OS keyring ({type(self._backend).__module__.rsplit('.', 1)[-1]})"
 
     def load(self) -> Credentials | None:
+        """The login, or None; also None where the machine has no OS keyring at all (no
+        login can be stored in one): `missing` then says so, for "not logged in" lines."""
+        try:
+            return self._load()
+        except NoKeyring as exc:
+            self.missing = str(exc)
+            return None
+
+    def check(self) -> None:
+        """Raise KeyringError unless a login could be stored here (before logging in)."""
+        self._load()
+
+    def _load(self) -> Credentials | None:
         from tunehand.client.secret_service import Hung, Unavailable, read_secret
 
         blob: str | None
@@ -264,7 +279,7 @@ def _select_backend() -> KeyringBackend:
         isinstance(backend, chainer.ChainerBackend) and not backend.backends
     )
     if unusable:
-        raise KeyringError(_NO_KEYRING)
+        raise NoKeyring(_NO_KEYRING)
     return backend
 
 
@@ -284,7 +299,7 @@ def _keyring_error(exc: BaseException) -> BaseException:
     if isinstance(exc, locked):
         return KeyringError(_LOCKED)
     if isinstance(exc, keyring.errors.NoKeyringError):
-        return KeyringError(_NO_KEYRING)
+        return NoKeyring(_NO_KEYRING)
     detail = " ".join(str(exc).split())[:160]
     what = type(exc).__name__ + (f": {detail}" if detail else "")
     return KeyringError(
@@ -376,6 +391,17 @@ class EnvStore:
 
     def delete(self) -> None:
         raise AuthError("TUNEHAND_TOKEN is set: unset it to log in or out")
+
+
+def not_logged_in(store: CredentialStore, server: str) -> str:
+    """The "not logged in" line, with the way to log in that works on this machine."""
+    if getattr(store, "missing", None):
+        return (
+            f"not logged in: this machine has no OS keyring, so run `tunehand login {server} "
+            "--insecure-token-file` (a 0600 file), start gnome-keyring (or another Secret "
+            "Service), or set TUNEHAND_TOKEN"
+        )
+    return f"not logged in: run `tunehand login {server}`"
 
 
 def open_store(config_dir: Path, environ: Mapping[str, str], server: str | None) -> CredentialStore:

@@ -14,7 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunehand.client.credentials import Credentials, CredentialStore, refresh_lock
+from tunehand.client.credentials import (
+    Credentials,
+    CredentialStore,
+    not_logged_in,
+    refresh_lock,
+)
 from tunehand.client.http11 import Http11, MalformedResponse
 from tunehand.errors import (
     AuthError,
@@ -200,7 +205,7 @@ class ApiClient:
         if self._creds is None:
             creds = self.store.load()
             if creds is None:
-                raise AuthError(f"not logged in: run `tunehand login {self.http.server}`")
+                raise AuthError(not_logged_in(self.store, self.http.server))
             if creds.server and not same_server(creds.server, self.http.server):
                 # Tokens belong to the server that issued them: never sent to another one,
                 # and so never deleted because another one refused them.

@@ -200,7 +200,7 @@ class LiveBackend:
             return server, FileStore(cdir / TOKENS_FILE)
         store = KeyringStore(cdir)
         try:
-            store.load()
+            store.check()
         except KeyringError as exc:
             raise KeyringError(
                 f"{exc} (or log in once with `tunehand login --insecure-token-file`)"
