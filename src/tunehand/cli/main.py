@@ -86,9 +86,29 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         _globals(auth)
         auth.add_argument("auth_command", choices=["status"])
     if wanted("demo"):
-        demo = sub.add_parser("demo", help="run a local demo server with a generated library")
-        demo.add_argument("--dir", default=".demo")
-        demo.add_argument("--port", type=int, default=8440)
+        demo = sub.add_parser(
+            "demo",
+            help="run a local demo server with a generated library",
+            description=(
+                "Generate a demo library, start a server on it with a `demo` user (password "
+                "`demo`) and a receiver named living-room, and open the TUI logged in (in a "
+                "terminal; elsewhere it prints how to connect). Ctrl-C, SIGTERM, SIGHUP or "
+                "closing the terminal stops all of it."
+            ),
+        )
+        demo.add_argument(
+            "--dir",
+            default=".demo",
+            help="where the library, the server's data and the devices' config dirs go "
+            "(default: .demo)",
+        )
+        demo.add_argument(
+            "--port",
+            type=int,
+            default=None,
+            help="the server's port (default: 8440, or a free one when 8440 is taken; "
+            "0 picks a free one)",
+        )
     for name, help_ in (
         ("receiver", "a headless device that plays what is pushed to it"),
         ("resume", "pull playback to this terminal and play in the foreground"),

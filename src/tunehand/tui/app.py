@@ -23,6 +23,7 @@ from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Account, Backend, SessionSnapshot
 from tunehand.tui.events import transitions
+from tunehand.tui.hangup import exit_on_hangup
 from tunehand.tui.messages import Notice, SessionCommand, SnapshotChanged
 from tunehand.tui.screens.login import LoginScreen
 from tunehand.tui.screens.main import MainScreen
@@ -223,5 +224,6 @@ def run_tui(args: argparse.Namespace) -> int:
     backend, settings = LiveBackend.from_args(args)
     cover = image_factory(settings.cover_art)  # asks the terminal: before the app runs
     app = TunehandApp(backend, keys_config=settings.keys, theme=settings.theme, cover=cover)
-    app.run()
+    with exit_on_hangup(app):
+        app.run()
     return 0
