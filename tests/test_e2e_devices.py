@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import select
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -219,10 +223,10 @@ def test_transfer_to_a_device_that_never_gets_ready_is_aborted(acct: Account) ->
 # --- 4. resume pulls playback here and leaves it paused -----------------------------
 
 
-def start_resume(acct: Account, name: str) -> Receiver:
+def start_resume(acct: Account, name: str, *extra: str) -> Receiver:
     """`tunehand resume` as device `name`, without a terminal (it just plays)."""
     res = Receiver.start(
-        acct.device(name), acct.world.sock_dir, command="resume", wait_connected=False
+        acct.device(name), acct.world.sock_dir, *extra, command="resume", wait_connected=False
     )
     acct.receivers.append(res)
     return res
@@ -288,7 +292,42 @@ def test_resume_with_an_empty_queue_exits_1_with_one_line(acct: Account) -> None
     assert r.returncode == 1, (r.returncode, r.stderr)
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "queue is empty" in lines[0] or "nothing" in lines[0], lines
+    assert lines[0].startswith("tunehand: nothing to resume: the queue is empty"), lines
+    assert "tunehand resume --search QUERY" in lines[0], lines
+
+
+def test_the_advice_with_no_device_online_works_when_followed(acct: Account) -> None:
+    """`ctl play --search` with no device online names the command that plays it here, and
+    that command (`resume` with the same arguments) does: no loop of advice."""
+    line = ctl(acct.remote, "play", "--search", TRACKS[1])
+    assert line.returncode == 5, line
+    err = line.stderr.strip()
+    assert err.startswith("tunehand: no device is online: play here with"), err
+    advised = f"`tunehand resume --search {TRACKS[1]}`"
+    assert advised in err, err
+    # Following it: `resume --search ...` plays that track here.
+    with watching(acct.remote) as w:
+        r3 = start_resume(acct, "r3", "--search", TRACKS[1])
+        wait_active(acct, w, r3)
+    r3.ipc.wait_advancing(0.5)
+    st = status(acct.remote)
+    assert st["device"]["name"] == "r3" and st["playing"] is True, st
+    assert st["track"]["title"] == TRACKS[1], st
+    # With a device playing elsewhere, `resume --search` pulls the session here and plays it.
+    r1 = acct.receiver("r1")
+    with watching(acct.remote) as w:
+        ctl_ok(acct.remote, "transfer", "r1")
+        wait_active(acct, w, r1)
+    r3.stop()
+    with watching(acct.remote) as w:
+        r2 = start_resume(acct, "r2", "--search", TRACKS[0])
+        wait_active(acct, w, r2)
+    r2.ipc.wait_advancing(0.5)
+    st = status(acct.remote)
+    assert st["device"]["name"] == "r2" and st["track"]["title"] == TRACKS[0], st
+    queue = json.loads(ctl_ok(acct.remote, "queue", "--json"))["entries"]
+    titles = [e["track"]["title"] for e in queue]
+    assert titles.count(TRACKS[1]) == 1 and TRACKS[0] in titles, titles
 
 
 # --- 6. the active device killed ----------------------------------------------------
@@ -424,3 +463,38 @@ async def test_command_made_while_the_server_is_down_is_applied_once(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
         await agent.channel.close()
+
+
+def test_ctl_play_in_a_terminal_offers_to_play_here(acct: Account) -> None:
+    """No device online, `ctl play` in a terminal of a machine with libmpv: it asks, and
+    "y" plays the track here (`tunehand resume` with the same arguments, in its place)."""
+    dev = acct.device("r3")
+    (dev.config_dir / "config.toml").write_text(
+        (dev.config_dir / "config.toml").read_text() + '\n[mpv_options]\nao = "null"\n'
+    )
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        dev.cmd("ctl", "play", "--search", TRACKS[2]),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=dev.env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        seen = b""
+        with watching(acct.remote) as w:
+            while b"[Y/n]" not in seen:
+                ready, _, _ = select.select([master], [], [], 30)
+                assert ready, f"no question within 30 s: {seen!r}"
+                seen += os.read(master, 4096)
+            assert f"`tunehand resume --search {TRACKS[2]}`".encode() in seen, seen
+            os.write(master, b"y\n")
+            w.wait(lambda s: (s["device"] or {}).get("name") == "r3" and s["playing"], 20)
+        st = status(acct.remote)
+        assert st["track"]["title"] == TRACKS[2], st
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        os.close(master)

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from tunehand.cli.ctl_args import play_what_argv
 from tunehand.cli.output import format_status, format_track_line, status_json, track_json
 from tunehand.client.config import load_config, resolve_config_dir
 from tunehand.client.credentials import not_logged_in, open_store
@@ -90,6 +91,10 @@ def check_args(args: argparse.Namespace) -> None:
 # --- commands -------------------------------------------------------------------
 
 
+class NoDeviceOnline(NotFound):
+    """A command needed a device to play on, and none of the account's is online."""
+
+
 def command(api: ApiClient, op: str, **fields: Any) -> Json:
     """Send one command; raise the mapped error when it is refused."""
     body = {"op": op, "command_id": os.urandom(8).hex(), **fields}
@@ -105,8 +110,9 @@ def command(api: ApiClient, op: str, **fields: Any) -> Json:
         return payload  # type: ignore[no-any-return]
     if code == "no_device":
         names = _online_names(api)
-        hint = ("choose one with --device: " + ", ".join(names)) if names else result["message"]
-        raise NotFound(f"no device is active; {hint}")
+        if not names:
+            raise NoDeviceOnline(result["message"])
+        raise NotFound("no device is active; choose one with --device: " + ", ".join(names))
     if code in ("not_found", "device_offline"):
         raise NotFound(result["message"])
     raise CommandRefused(code, result["message"])
@@ -149,22 +155,63 @@ def _track_ids(api: ApiClient, args: argparse.Namespace) -> list[str]:
     return ids
 
 
+def play_request(api: ApiClient, args: argparse.Namespace) -> Json:
+    """The fields of the `play` command that `ctl play` and `resume` ARGS send: the
+    tracks asked for (a playlist or an album replaces the queue), or none (resume)."""
+    if getattr(args, "playlist", None):
+        pl = api.request("GET", f"/v1/playlists/{_q(args.playlist)}")
+        if not pl["track_ids"]:
+            raise UsageError(f"playlist {args.playlist!r} is empty")
+        return {"track_ids": pl["track_ids"], "replace": True}
+    ids = _track_ids(api, args)
+    return {"track_ids": ids, "replace": bool(getattr(args, "album", None))} if ids else {}
+
+
 def _play(api: ApiClient, args: argparse.Namespace) -> int:
     fields: Json = {}
     if args.device:
         fields["device_id"] = resolve_device(api, args.device)["id"]
-    if args.playlist:
-        pl = api.request("GET", f"/v1/playlists/{_q(args.playlist)}")
-        if not pl["track_ids"]:
-            raise UsageError(f"playlist {args.playlist!r} is empty")
-        command(api, "play", track_ids=pl["track_ids"], replace=True, **fields)
-        return 0
-    ids = _track_ids(api, args)
-    if ids:
-        command(api, "play", track_ids=ids, replace=bool(args.album), **fields)
-    else:
-        command(api, "play", **fields)
+    request = play_request(api, args)
+    try:
+        command(api, "play", **request, **fields)
+    except NoDeviceOnline as exc:
+        return _offer_to_play_here(args, exc)
     return 0
+
+
+def _offer_to_play_here(args: argparse.Namespace, exc: NoDeviceOnline) -> int:
+    """No device is online: in a terminal of a machine that can play, offer to play here
+    (`tunehand resume` with the same arguments); else say how, in one line."""
+    resume = ["tunehand", "resume", *play_what_argv(args)]
+    if not (sys.stdin.isatty() and sys.stdout.isatty() and _can_play_here()):
+        raise NotFound(
+            f"no device is online: play here with `{' '.join(resume)}`, or start "
+            "`tunehand receiver` on a machine with speakers"
+        ) from None
+    print(f"No device is online. Play here (`{' '.join(resume)}`)? [Y/n] ", end="", flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("", "y", "yes"):
+        raise NotFound(str(exc)) from None
+    argv = [sys.executable, "-m", "tunehand", *_global_argv(args), *resume[1:]]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - this same program, with the user's args
+    return 0  # not reached
+
+
+def _can_play_here() -> bool:
+    """libmpv can be found (checked without importing mpv: `ctl` never does)."""
+    import ctypes.util
+
+    return ctypes.util.find_library("mpv") is not None
+
+
+def _global_argv(args: argparse.Namespace) -> list[str]:
+    out = []
+    for name in ("config_dir", "server", "ca_file"):
+        value = getattr(args, name, None)
+        if value:
+            out += [f"--{name.replace('_', '-')}", value]
+    return out
 
 
 def parse_seek(pos: str) -> Json:

@@ -14,13 +14,28 @@ Globals = Callable[[argparse.ArgumentParser], None]
 P = argparse.ArgumentParser
 
 
-def _play(p: P, cls: type[P], g: Globals) -> None:
+def play_what(p: P) -> None:
+    """What to play: `ctl play` and `resume` take the same arguments."""
     p.add_argument("track_id", nargs="?")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--search", metavar="Q", help="play the best match for Q")
     what.add_argument("--album", metavar="ID", help="replace the queue with an album and play")
     what.add_argument("--playlist", metavar="NAME", help="replace the queue with a playlist")
     what.add_argument("--url", metavar="URL", help="play an http(s) stream (radio, podcast)")
+
+
+def play_what_argv(args: argparse.Namespace) -> list[str]:
+    """The `play_what` arguments of `args`, as a command line again."""
+    out = [args.track_id] if getattr(args, "track_id", None) else []
+    for name in ("search", "album", "playlist", "url"):
+        value = getattr(args, name, None)
+        if value:
+            out += [f"--{name}", value]
+    return out
+
+
+def _play(p: P, cls: type[P], g: Globals) -> None:
+    play_what(p)
     p.add_argument("--device", metavar="DEVICE", help="the device to play on if none is")
 
 

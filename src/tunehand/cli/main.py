@@ -123,6 +123,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 metavar="KEY=VALUE",
                 help="passed to libmpv unchanged (repeatable), e.g. audio-device=... or ao=null",
             )
+            if name == "resume":
+                from tunehand.cli.ctl_args import play_what
+
+                play_what(dev)  # `resume TRACK|--search Q|...` plays that here
     if wanted("doctor"):
         doctor = sub.add_parser("doctor", help="check libmpv, audio, keyring, server and login")
         _globals(doctor)

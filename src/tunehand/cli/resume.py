@@ -16,11 +16,15 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
+from typing import Any
 
+from tunehand.cli.ctl import client_for, play_request
+from tunehand.cli.ctl_args import play_what_argv
 from tunehand.cli.device import build_agent
 from tunehand.client.agent import Agent
 from tunehand.core.clock import clock, extrapolate
+from tunehand.core.commands import Result
 from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import desktop_for
 from tunehand.errors import CommandRefused, ServerUnreachable, TunehandError
@@ -101,11 +105,20 @@ class _Screen:
         sys.stdout.flush()
 
 
-async def _pull(agent: Agent) -> None:
+async def _pull(agent: Agent, request: dict[str, Any]) -> None:
     st = agent.mirror.state
+    if request:  # `resume TRACK|--search Q|...`: play that here
+        if st.queue and st.active_device not in (None, agent.device.id):
+            await _checked(agent.pull())
+        res = await _checked(agent.command("play", device_id=agent.device.id, **request))
+        await agent.wait_for(lambda st: st.version >= res.version, CONNECT_TIMEOUT_S)
+        if agent.mirror.state.active_device != agent.device.id:
+            await _checked(agent.pull())
+        return
     if not st.queue:
         raise TunehandError(
-            "nothing to resume: the queue is empty (try `tunehand ctl play --search ...`)"
+            "nothing to resume: the queue is empty (play something here: `tunehand resume "
+            "--search QUERY`, or TRACK_ID, --album ID, --playlist NAME)"
         )
     if st.active_device != agent.device.id:
         res = await agent.pull()
@@ -117,8 +130,27 @@ async def _pull(agent: Agent) -> None:
             raise CommandRefused(res.code, res.message)
 
 
+async def _checked(pending: Awaitable[Result]) -> Result:
+    res = await pending
+    if not res.ok:
+        raise CommandRefused(res.code, res.message)
+    return res
+
+
+def _play_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The tracks `resume` was asked to play (resolved before connecting), or {}."""
+    if not play_what_argv(args):
+        return {}
+    api = client_for(args)
+    try:
+        return play_request(api, args)
+    finally:
+        api.http.close()
+
+
 async def _run(args: argparse.Namespace) -> int:
     tty = sys.stdin.isatty() and sys.stdout.isatty()
+    request = await asyncio.to_thread(_play_request, args)
     screen: _Screen | None = None
     desktop = desktop_for(getattr(args, "config_dir", None))
 
@@ -131,12 +163,12 @@ async def _run(args: argparse.Namespace) -> int:
     screen = _Screen(agent, tty)
     await desktop.start(agent)
     try:
-        return await _play(agent, screen, tty)
+        return await _play(agent, screen, tty, request)
     finally:
         await desktop.close()
 
 
-async def _play(agent: Agent, screen: _Screen, tty: bool) -> int:
+async def _play(agent: Agent, screen: _Screen, tty: bool, request: dict[str, Any]) -> int:
     loop = asyncio.get_running_loop()
     quit_ = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -152,7 +184,7 @@ async def _play(agent: Agent, screen: _Screen, tty: bool) -> int:
         if waiting not in done:
             waiting.cancel()
             raise ServerUnreachable(f"cannot reach the server at {agent.channel.server}")
-        await _pull(agent)
+        await _pull(agent, request)
         screen.release()
         if tty:
             fd = sys.stdin.fileno()
