@@ -14,8 +14,10 @@ RUN_PKGS := libmpv2 gnome-keyring dbus dbus-daemon sox libsox-fmt-all
 # completion scripts, lame/ffmpeg for audio, openssl for TLS certificates, cairo for the
 # screenshots, and the PostgreSQL and Redis servers it starts throwaway copies of.
 TEST_PKGS := $(RUN_PKGS) lame ffmpeg libcairo2 mpc playerctl openssl zsh fish postgresql redis-server
-# What `make bench` adds: a real mpd to compare `tunehand mpd` with (its system service is
-# stopped and disabled right after the install: `tunehand mpd` defaults to the same port).
+# What `make bench` adds: a real mpd to compare `tunehand mpd` with.
+# The system services that mpd, redis-server and postgresql install are stopped and
+# disabled right after they are installed here (mpd's would take :6600, `tunehand mpd`'s
+# default port; the tests and benches start throwaway servers of their own).
 BENCH_PKGS := $(TEST_PKGS) mpd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOCK_ARGS := --quiet --universal --generate-hashes --python-version 3.11 --extra dev
@@ -29,8 +31,16 @@ define apt_install
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  for p in $$missing; do \
+	    case $$p in mpd) units="mpd.socket mpd";; redis-server) units=redis-server;; postgresql) units=postgresql;; *) continue;; esac; \
+	    echo "stopping and disabling the system service of $$p (tests start their own)"; \
+	    for u in $$units; do \
+	      if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now $$u >/dev/null 2>&1; \
+	      else $(SUDO) invoke-rc.d $$u stop >/dev/null 2>&1; $(SUDO) update-rc.d $$u disable >/dev/null 2>&1; fi; \
+	    done; \
+	  done; \
+	fi; true
 endef
 
 sysdeps:
@@ -41,13 +51,6 @@ sysdeps-test:
 
 sysdeps-bench:
 	$(call apt_install,$(BENCH_PKGS))
-	@# Debian's mpd package enables and may start a system mpd on :6600.
-	@if [ -d /run/systemd/system ]; then \
-	  $(SUDO) systemctl disable --now mpd.service mpd.socket >/dev/null 2>&1 || true; \
-	else \
-	  $(SUDO) invoke-rc.d mpd stop >/dev/null 2>&1 || true; \
-	  $(SUDO) update-rc.d mpd disable >/dev/null 2>&1 || true; \
-	fi
 
 # The venv is made anew whenever the lock or the project's metadata changes, so it holds
 # exactly what requirements.lock pins (pip checks every file against its hash).
