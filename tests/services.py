@@ -107,8 +107,11 @@ class _Server:
 
     # --- what a subclass provides ---------------------------------------------------
 
+    def check(self) -> None:
+        """Raise ServiceMissing unless what the server needs is installed."""
+
     def _setup(self) -> None:
-        """Once, before the first start: find binaries, make the data dir."""
+        """Once, before the first start (after `check`): make the data dir."""
 
     def _argv(self) -> list[str]:
         raise NotImplementedError
@@ -130,6 +133,14 @@ class _Server:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def pick_port(self) -> str:
+        """Choose the port before the first start, so that the URL is known while the
+        server starts; returns the URL. (Should another process take the port
+        meanwhile, the first start moves to another one.)"""
+        if self.port is None:
+            self.port = free_port()
+        return self.url
+
     def start(self) -> Self:
         """Start the server (again, on the same port and data, after a stop or a kill)
         and return once it answers; a no-op while it runs."""
@@ -137,6 +148,7 @@ class _Server:
             return self
         first = self.dir is None
         if first:
+            self.check()
             self.dir = Path(tempfile.mkdtemp(prefix=f"tunehand-{self.name.lower()}-"))
             try:
                 self._setup()
@@ -145,7 +157,7 @@ class _Server:
                 raise
         try:
             for attempt in range(PORT_ATTEMPTS):
-                if first:
+                if first and (attempt > 0 or self.port is None):
                     self.port = free_port()
                 if self._launch():
                     break
@@ -284,7 +296,7 @@ class Redis(_Server):
     stop_signal = signal.SIGTERM
     death_signal = signal.SIGTERM
 
-    def _setup(self) -> None:
+    def check(self) -> None:
         self._exe = _find("redis-server", "redis-server")
 
     def _argv(self) -> list[str]:
@@ -331,8 +343,9 @@ def postgres_bindir() -> Path:
 
 class Postgres(_Server):
     """A throwaway PostgreSQL: a fresh cluster (superuser `postgres`, trust auth) on
-    127.0.0.1 only, its unix socket in the temp dir, with a database `database`; no
-    fsync (nothing is kept anyway)."""
+    127.0.0.1 only, its unix socket in the temp dir, with a database `database`. No
+    fsync (nothing outlives the machine), but commits are written before they return,
+    so they outlive a `kill()` as on a real server."""
 
     name = "PostgreSQL"
     ready_line = "database system is ready to accept connections"
@@ -343,8 +356,7 @@ class Postgres(_Server):
         super().__init__()
         self.database = database
 
-    def _setup(self) -> None:
-        assert self.dir is not None
+    def check(self) -> None:
         self.bindir = postgres_bindir()
         if os.geteuid() == 0:
             try:
@@ -354,6 +366,9 @@ class Postgres(_Server):
                     "running as root and there is no postgres user to run PostgreSQL as"
                     " (Debian package postgresql creates it)"
                 ) from None
+
+    def _setup(self) -> None:
+        assert self.dir is not None
         user = self._user
         (self.dir / "socket").mkdir()
         if user:
@@ -387,7 +402,6 @@ class Postgres(_Server):
             "-k", str(self.dir / "socket"),
             "-c", "listen_addresses=127.0.0.1",
             "-c", "fsync=off",
-            "-c", "synchronous_commit=off",
             "-c", "full_page_writes=off",
         ]  # fmt: skip
 
