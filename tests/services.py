@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import ctypes
 import glob
 import os
@@ -247,10 +246,9 @@ class _Server:
     def kill(self) -> None:
         """SIGKILL the server and every process it started (its process group)."""
         proc = self.proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc is None or proc.poll() is not None:
+            return  # reaped: its pid (the group's id) may belong to another process now
+        os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet, so the group is still ours
         proc.wait()
 
     def close(self) -> None:

@@ -67,7 +67,7 @@ class Services:
 
 
 @contextlib.asynccontextmanager
-async def outage(stop: Callable[[], None], start: Callable[[], None]) -> Any:
+async def outage(stop: Callable[[], None], start: Callable[[], object]) -> Any:
     """Stop a service for the block; it is started again whatever happens (the blocking
     calls run in a thread, so the test's websockets keep answering the server's pings)."""
     try:

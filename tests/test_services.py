@@ -5,6 +5,7 @@ and never outlive the process that started them."""
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import pwd
 import select
@@ -154,7 +155,7 @@ def test_missing_binaries_are_named_with_their_package(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ServiceMissing, match=r"^redis-server is not installed \(Debian package"):
         Redis().start()
-    monkeypatch.setattr(services.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
     with pytest.raises(ServiceMissing, match=r"Debian package postgresql"):
         Postgres().start()
 
