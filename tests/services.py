@@ -2,9 +2,10 @@
 
 `Redis()` and `Postgres()` each run one server of their own: on a free port of
 127.0.0.1, with everything (data, sockets) in a temp dir of their own, and nothing kept
-on disk past `close()`. `start()` returns once the server answers (its "ready" log line,
-then a PING or a connection, never a sleep), `stop()` shuts it down cleanly, `kill()`
-with SIGKILL (a crash), and `start()` again brings it back on the same port and data
+on disk past `close()` (nor past the next start, when the process was killed hard).
+`start()` returns once the server answers (its "ready" log line, then a PING or a
+connection, never a sleep), `stop()` shuts it down cleanly, `kill()` with SIGKILL (a
+crash), and `start()` again brings it back on the same port and data
 (a restart: what the fault tests need). As context managers they start and close.
 
 The servers are children of one long-lived thread of this process and get a signal
@@ -52,6 +53,10 @@ PORT_ATTEMPTS = 3
 """Free ports are picked, then bound by the server: another process may take one
 in between, and then the next one is tried."""
 
+DIR_PREFIX = "tunehand-throwaway-"
+OWNER_FILE = "owner"
+"""In each temp dir: the pid and start time of the process that made it."""
+
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 """Loaded here, not in a forked child (where dlopen could wait on a lock held by
@@ -78,6 +83,39 @@ def _die_with_parent(sig: int) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() == 1:  # the parent died before prctl
         os.kill(os.getpid(), sig)
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` (None if there is none): a pid and its start
+    time name one process, even once the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner() -> str:
+    return f"{os.getpid()} {_process_start(os.getpid())}"
+
+
+_swept = False
+
+
+def _sweep_stale_dirs() -> None:
+    """Delete the temp dirs of throwaway servers whose process is gone (killed hard,
+    it could not delete them; its servers died with it). Once per process."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{DIR_PREFIX}*")):
+        try:
+            pid, start = Path(path, OWNER_FILE).read_text().split()
+        except (OSError, ValueError):
+            continue  # not ours to judge (or being made right now)
+        if pid.isdigit() and _process_start(int(pid)) != start:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -148,8 +186,10 @@ class _Server:
         first = self.dir is None
         if first:
             self.check()
-            self.dir = Path(tempfile.mkdtemp(prefix=f"tunehand-{self.name.lower()}-"))
+            _sweep_stale_dirs()
+            self.dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{self.name.lower()}-"))
             try:
+                (self.dir / OWNER_FILE).write_text(_owner())
                 self._setup()
             except BaseException:
                 self._remove_dir()
