@@ -892,47 +892,23 @@ def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | 
 
 @contextlib.contextmanager
 def _private_redis() -> Iterator[str]:
-    """A Redis of our own on a free port: pub/sub channels are global to a Redis server
-    (not per database number), and the servers' topics are `tunehand:acct:<account id>`,
-    so instances of another deployment on the shared Redis (a test suite running at the
-    same time, on its own fresh database with the same small account ids) would deliver
-    their states to our devices. Falls back to the shared one without redis-server."""
-    import socket
+    """A Redis of our own on a free port (`tests.services`): pub/sub channels are global
+    to a Redis server (not per database number), and the servers' topics are
+    `tunehand:acct:<account id>`, so instances of another deployment on the shared Redis
+    (a test suite running at the same time, on its own fresh database with the same small
+    account ids) would deliver their states to our devices. Falls back to the shared one
+    without redis-server."""
+    from tests.services import Redis, ServiceMissing
 
-    shared = os.environ.get(REDIS_ENV, "")
-    exe = shutil.which("redis-server")
-    if exe is None:
-        print(f"  (no redis-server: using the shared {shared}; other users may cross-talk)")
+    try:
+        server = Redis().start()
+    except ServiceMissing as e:
+        shared = os.environ.get(REDIS_ENV, "")
+        print(f"  ({e}: using the shared {shared}; other users may cross-talk)")
         yield shared
         return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10.0
-        while True:  # an external server: poll its readiness, with a deadline
-            with socket.socket() as c:
-                try:
-                    c.settimeout(1.0)
-                    c.connect(("127.0.0.1", port))
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        break
-                except OSError:
-                    pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with server:
+        yield server.url
 
 
 @contextlib.contextmanager

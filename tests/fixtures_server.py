@@ -7,8 +7,8 @@ launch servers on the module's `backend`:
 
 - `sqlite`: SQLite in the server's data dir, the in-process bus and presence;
 - `postgres`: PostgreSQL and Redis (from TUNEHAND_TEST_POSTGRES_URL and
-  TUNEHAND_TEST_REDIS_URL, which `.ci/run` always sets; skipped with a reason when
-  they are not set).
+  TUNEHAND_TEST_REDIS_URL: given, as `.ci/run` does, or set by `tests/conftest.py` to
+  throwaway servers of the session; skipped with a reason when neither is there).
 
 A test that names `backend` among its arguments runs once per backend, and so does,
 in a module marked `every_backend` (the server's own test modules), every test that
@@ -42,11 +42,11 @@ import httpx
 import pytest
 
 from tests.audiogen import make_library
+from tests.services import POSTGRES_ENV, REDIS_ENV
 
 STARTUP_TIMEOUT_S = 30.0
 BACKENDS = ("sqlite", "postgres")
-POSTGRES_ENV = "TUNEHAND_TEST_POSTGRES_URL"
-REDIS_ENV = "TUNEHAND_TEST_REDIS_URL"
+NO_SERVICE = "(and no throwaway server started: the run's first lines say why)"
 
 
 def tunehand_cmd(*args: str) -> list[str]:
@@ -182,11 +182,12 @@ def _pg_admin_sync(url: str, sql: str) -> None:
         pool.submit(asyncio.run, _pg_admin(url, sql)).result()
 
 
-def fresh_postgres_database() -> tuple[str, Callable[[], None]]:
-    """A new empty database on the test PostgreSQL; returns its URL and a dropper."""
-    base = os.environ.get(POSTGRES_ENV)
+def fresh_postgres_database(base: str | None = None) -> tuple[str, Callable[[], None]]:
+    """A new empty database on the PostgreSQL at `base` (the test PostgreSQL by
+    default); returns its URL and a dropper."""
+    base = base or os.environ.get(POSTGRES_ENV)
     if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set (CI always sets it)")
+        pytest.skip(f"{POSTGRES_ENV} is not set {NO_SERVICE}")
     name = "th_" + secrets.token_hex(6)
     _pg_admin_sync(base, f"CREATE DATABASE {name}")
     url = base.rsplit("/", 1)[0] + "/" + name
@@ -216,16 +217,19 @@ class Backend:
     """One backend the server tests run on; hands out stores and drops them at the end."""
 
     name: str
+    postgres_url: str | None = None
+    """The PostgreSQL and Redis to use; by default the test ones (from the environment)."""
+    redis_url: str | None = None
     _cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     def store(self) -> Store:
         """A new deployment: on PostgreSQL a fresh database and a fresh Redis prefix."""
         if self.name == "sqlite":
             return Store()
-        redis_url = os.environ.get(REDIS_ENV)
+        redis_url = self.redis_url or os.environ.get(REDIS_ENV)
         if not redis_url:
-            pytest.skip(f"{REDIS_ENV} is not set (CI always sets it)")
-        database, drop = fresh_postgres_database()
+            pytest.skip(f"{REDIS_ENV} is not set {NO_SERVICE}")
+        database, drop = fresh_postgres_database(self.postgres_url)
         prefix = f"tunehand-test-{secrets.token_hex(6)}:"
         self._cleanups.append(drop)
         self._cleanups.append(lambda: _drop_redis_keys(redis_url, prefix))
@@ -284,11 +288,11 @@ def child_pids(pid: int) -> list[int]:
 
 
 def skip_without_services(name: str) -> None:
-    """Skip (with the reason) a PostgreSQL + Redis test when CI's services are not set."""
+    """Skip (with the reason) a PostgreSQL + Redis test when the services are not set."""
     if name == "postgres":
         missing = [e for e in (POSTGRES_ENV, REDIS_ENV) if not os.environ.get(e)]
         if missing:
-            pytest.skip(f"{' and '.join(missing)} not set (CI always sets them)")
+            pytest.skip(f"{' and '.join(missing)} not set {NO_SERVICE}")
 
 
 def launch(

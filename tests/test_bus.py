@@ -13,12 +13,13 @@ import os
 import secrets
 import time
 from argparse import Namespace
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.fixtures_server import REDIS_ENV
+from tests.fixtures_server import NO_SERVICE, REDIS_ENV
+from tests.services import Redis, ServiceMissing
 from tunehand.cli.serverside import redis_prefix
 from tunehand.errors import UsageError
 from tunehand.server import presence as presence_mod
@@ -33,7 +34,7 @@ Heard = asyncio.Queue[tuple[str, bytes]]
 def redis_url() -> str:
     url = os.environ.get(REDIS_ENV)
     if not url:
-        pytest.skip(f"{REDIS_ENV} is not set (CI always sets it)")
+        pytest.skip(f"{REDIS_ENV} is not set {NO_SERVICE}")
     return url
 
 
@@ -523,18 +524,30 @@ async def test_the_hub_keeps_presence_until_a_device_joins_or_leaves_anywhere() 
     assert await hub.online(1) == ["elsewhere", "third"]
 
 
+@pytest.fixture
+def own_redis() -> Iterator[Redis]:
+    """A throwaway Redis for this test alone, for what would disturb others."""
+    try:
+        server = Redis().start()
+    except ServiceMissing as e:
+        pytest.skip(f"no throwaway Redis: {e}")
+    with server:
+        yield server
+
+
 async def test_a_silent_subscription_is_pinged_and_a_dead_one_reconnects(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, own_redis: Redis
 ) -> None:
     """The subscription pings Redis after LISTEN_IDLE_S of silence; answered, it stays;
     unanswered as long again (a connection cut without a reset), it subscribes again and
-    resyncs. Redis answering nothing is made with CLIENT PAUSE."""
+    resyncs. Redis answering nothing is made with CLIENT PAUSE, on a throwaway Redis of
+    the test's own (a pause holds every client of the server)."""
     import redis.asyncio as aioredis
 
     from tunehand.server import bus as bus_mod
 
     monkeypatch.setattr(bus_mod, "LISTEN_IDLE_S", 0.2)
-    url = redis_url()
+    url = own_redis.url
     bus = RedisBus(url, prefix=fresh_prefix())
     reconnected = asyncio.Event()
     pings: list[int] = []

@@ -8,8 +8,10 @@
   `unavailable` over HTTP, a `result` with code `unavailable` on the channel), nothing
   is half-applied, and afterwards everything works again.
 
-Each test gets its own pair of instances on a fresh database. Restarting a service
-is bounded by deadlines, and the service is started again whatever happens.
+The outages stop and start this module's own throwaway PostgreSQL and Redis
+(`tests.services`), never the machine's services nor the ones the other tests share.
+Each test gets its own pair of instances on a fresh database; a service stopped by a
+test is started again whatever happens.
 """
 
 from __future__ import annotations
@@ -17,12 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
 import signal
-import subprocess
-import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from websockets.asyncio.client import connect
 
 from tests.audiogen import make_library
 from tests.fixtures_server import Backend, ServerProc, two_instances
+from tests.services import Postgres, Redis, ServiceMissing
 from tests.tcp_proxy import TcpProxy
 from tests.test_api import (
     Api,
@@ -47,98 +47,27 @@ from tests.test_api import (
 from tunehand.client.agent import Agent
 from tunehand.core.protocol import DeviceHello
 
-REDIS = os.environ.get("TUNEHAND_TEST_REDIS_URL")
-POSTGRES = os.environ.get("TUNEHAND_TEST_POSTGRES_URL")
-SERVICE_TIMEOUT_S = 30.0
-"""Deadline for a service to stop or to answer again."""
 RECONNECT_TIMEOUT_S = 20.0
 """Deadline for instances and devices to recover (the bus backs off up to 5 s, the
 client's reconnect up to 15 s, presence beats every 5 s)."""
 OUTAGE_S = 2.0
 """How long Redis stays down (the fault's length, not a wait for anything)."""
-REDIS_START = [
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1",
-    "-::1",
-    "--port",
-    "6379",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    "/var/lib/redis",
-    "--logfile",
-    "/var/log/redis/ci.log",
-]
 
 Json = dict[str, Any]
 Pair = tuple[ServerProc, ServerProc]
 
 
-# --- external services -----------------------------------------------------------
+# --- the module's own services -----------------------------------------------------
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=SERVICE_TIMEOUT_S, check=False
-    )
-
-
-def _until(pred: Callable[[], bool], what: str, timeout: float = SERVICE_TIMEOUT_S) -> None:
-    """Poll an external service's readiness (it sends no event) until `pred`, or fail."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout:g} s")
-        time.sleep(0.1)
-
-
-def _redis_answers() -> bool:
-    assert REDIS
-    return _run("redis-cli", "-u", REDIS, "ping").stdout.strip() == "PONG"
-
-
-def redis_stop() -> None:
-    assert REDIS
-    _run("redis-cli", "-u", REDIS, "shutdown", "nosave")
-    _until(lambda: not _redis_answers(), "Redis did not stop")
-
-
-def redis_start() -> None:
-    if not _redis_answers():
-        r = _run(*REDIS_START)
-        assert r.returncode == 0, r.stderr
-    _until(_redis_answers, "Redis did not answer PING")
-
-
-def _pg_cluster() -> list[str]:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
-
-
-def _pg_ready() -> bool:
-    assert POSTGRES
-    return _run("pg_isready", "-d", POSTGRES).returncode == 0
-
-
-def postgres_stop() -> None:
-    r = _run(*_pg_cluster(), "stop", "-m", "fast")
-    assert r.returncode == 0, r.stderr
-    _until(lambda: not _pg_ready(), "PostgreSQL did not stop")
-
-
-def postgres_start() -> None:
-    if not _pg_ready():
-        _run(*_pg_cluster(), "start")
-    _until(_pg_ready, "PostgreSQL did not accept connections")
+@dataclass(frozen=True)
+class Services:
+    redis: Redis
+    postgres: Postgres
 
 
 @contextlib.asynccontextmanager
-async def outage(stop: Callable[[], None], start: Callable[[], None]) -> Any:
+async def outage(stop: Callable[[], None], start: Callable[[], object]) -> Any:
     """Stop a service for the block; it is started again whatever happens (the blocking
     calls run in a thread, so the test's websockets keep answering the server's pings)."""
     try:
@@ -152,28 +81,46 @@ async def outage(stop: Callable[[], None], start: Callable[[], None]) -> Any:
 
 
 @pytest.fixture(scope="module")
+def services() -> Iterator[Services]:
+    """A Redis and a PostgreSQL for this module alone: the ones its faults stop."""
+    with contextlib.ExitStack() as stack:
+        try:
+            redis = stack.enter_context(Redis())
+            postgres = stack.enter_context(Postgres())
+        except ServiceMissing as e:
+            pytest.skip(f"no throwaway server for the fault tests: {e}")
+        yield Services(redis, postgres)
+
+
+@pytest.fixture(scope="module")
+def own_backend(services: Services) -> Iterator[Backend]:
+    """Deployments on the module's own services (a fresh database and prefix each)."""
+    b = Backend("postgres", postgres_url=services.postgres.url, redis_url=services.redis.url)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
 def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (REDIS and POSTGRES):
-        pytest.skip("TUNEHAND_TEST_REDIS_URL / TUNEHAND_TEST_POSTGRES_URL not set (CI sets both)")
-    for tool in ("redis-cli", "redis-server", "pg_ctlcluster", "pg_isready"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
     return make_library(tmp_path_factory.mktemp("faults-music"))
 
 
 @pytest.fixture
 def pair(
-    tmp_path_factory: pytest.TempPathFactory, music: Path, postgres_backend: Backend
+    tmp_path_factory: pytest.TempPathFactory,
+    music: Path,
+    services: Services,
+    own_backend: Backend,
 ) -> Iterator[Pair]:
     """Instances A (scans) and B (--no-scan) on a fresh deployment; A may get killed."""
     try:
-        with two_instances(tmp_path_factory, postgres_backend.store(), music) as both:
+        with two_instances(tmp_path_factory, own_backend.store(), music) as both:
             yield both
     finally:
         # A failed test may have left a service down (outage() restarts it too); the
         # backend drops the database and the Redis keys at the end of the module.
-        redis_start()
-        postgres_start()
+        services.redis.start()
+        services.postgres.start()
 
 
 def api_on(srv: ServerProc, name: str) -> Api:
@@ -273,7 +220,7 @@ async def test_a_device_behind_the_balancer_moves_to_the_surviving_instance(pair
 # --- Redis restarts --------------------------------------------------------------
 
 
-async def test_redis_restart_resubscribes_and_resyncs(pair: Pair) -> None:
+async def test_redis_restart_resubscribes_and_resyncs(pair: Pair, services: Services) -> None:
     a, b = pair
     name = unique("redis")
     add_users(a, name)
@@ -286,7 +233,7 @@ async def test_redis_restart_resubscribes_and_resyncs(pair: Pair) -> None:
         first = (await acmd(http, "volume", value=10))["state"]
         await dev.wait("state", lambda m: m["version"] == first["version"])
 
-        async with outage(redis_stop, redis_start):
+        async with outage(services.redis.stop, services.redis.start):
             # The database holds the session: a command still applies (its fan-out is
             # lost with Redis, and made up for by the resync once Redis is back).
             r = await http.post(
@@ -335,7 +282,9 @@ async def presence_online(http: httpx.AsyncClient, device_id: str) -> None:
 # --- PostgreSQL restarts -----------------------------------------------------------
 
 
-async def test_postgres_restart_gives_retryable_errors_and_loses_nothing(pair: Pair) -> None:
+async def test_postgres_restart_gives_retryable_errors_and_loses_nothing(
+    pair: Pair, services: Services
+) -> None:
     a, b = pair
     name = unique("pg")
     add_users(a, name)
@@ -352,7 +301,7 @@ async def test_postgres_restart_gives_retryable_errors_and_loses_nothing(pair: P
         await dev.wait("state", lambda m: m["version"] == base["version"])
         retried = {"op": "volume", "command_id": unique("retry"), "value": 70}
 
-        async with outage(postgres_stop, postgres_start):
+        async with outage(services.postgres.stop, services.postgres.start):
             r = await http.post("/v1/session/commands", json=retried)
             assert_unavailable(r)
             r = await http.get("/v1/session")
