@@ -96,19 +96,22 @@ PARAM_SAMPLES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Message:
-    """A message type the channel reads: the type of the one answer account B gets when
-    it sends one naming account A's things (None: no answer), and the fields of one of
-    that type with a wrong field (answered `invalid`; None for a message without fields)."""
+    """A message type the channel reads: the type (and code) of the one answer account B
+    gets when it sends one naming account A's things (None: no answer), and the fields of
+    one of that type with a wrong field (answered `invalid`; None: it has no fields)."""
 
     answer: str | None
     bad: dict[str, object] | None
+    code: str | None = None
+    """The answer's `code`, for a `result` or an `error`."""
 
 
 MESSAGES: dict[str, Message] = {
     # Once authenticated, another `auth` (even with A's token) changes nothing.
-    "auth": Message("error", {"device": "not an object"}),
-    "command": Message("result", {"command": {"op": "pause", "command_id": 5}}),
-    "report": Message("error", {"report": {"term": "one"}}),
+    "auth": Message("error", {"device": "not an object"}, "invalid"),
+    "command": Message("result", {"command": {"op": "pause", "command_id": 5}}, "not_found"),
+    # B's device does not hold A's playback (nor B's): told to stop.
+    "report": Message("error", {"report": {"term": "one"}}, "stale_term"),
     "time": Message("time", {"t0": "now"}),
     "resync": Message("state", {"last_version": "v1"}),
     "ping": Message("pong", None),
