@@ -1,29 +1,41 @@
 """Accounts are isolated: a generated matrix over every REST route, and the channel.
 
-The routes come from `tunehand.server.api.routes` and `tunehand.server.api_library.routes`,
-so a new route is covered as soon as it exists: every non-public route must answer 401
-to a missing, malformed, forged, expired or revoked token, and account B's token must
-never show or change account A's session, devices, playlists, likes, history or remote
-tracks. The library is server-wide by design; stream URLs carry no account, only a
-signature, so they are checked for the signature instead.
+The routes are the ones the server's own application serves and the channel messages
+the ones its decoder reads (`tests/route_table.py`), so a new route or message is
+covered as soon as it exists, and a test here fails naming one nobody classified. Every
+token route must answer 401 to a missing, malformed, forged, expired or revoked token;
+every signed route 403 to a missing, forged or expired signature, whatever token comes
+along; and account B's token must never show or change account A's session, devices,
+playlists, likes, history or remote tracks, over HTTP or the channel. The library is
+server-wide by design; stream and art URLs carry no account, only a signature.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from starlette.routing import Route
 from websockets.asyncio.client import connect
 
 from tests.fixtures_server import ServerProc
+from tests.route_table import (
+    MESSAGES,
+    ROUTES,
+    SERVED,
+    SERVER_MESSAGES,
+    classification_problems,
+    endpoints,
+    params_of,
+    served_endpoints,
+)
 from tests.test_api import (
     TIMEOUT_S,
     Api,
@@ -40,37 +52,18 @@ from tests.test_api import (
     unique,
     ws_url,
 )
-from tunehand.server import api, api_device, api_library, auth
+from tunehand.core.protocol import CLIENT_TYPES
+from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import open_engine
+from tunehand.server.services import Settings
+from tunehand.server.streams import Signer
 
 pytestmark = pytest.mark.every_backend
 
-ALL_ROUTES: list[Route] = [
-    r for r in (*api.routes, *api_library.routes, *api_device.routes) if isinstance(r, Route)
-]
-
-
-def template_of(route: Route) -> str:
-    """The route's path with its parameters bare: "/v1/playlists/{name:path}" -> "{name}"."""
-    return re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
-
-
-ENDPOINTS: list[tuple[str, str]] = sorted(
-    {(m, template_of(r)) for r in ALL_ROUTES for m in (r.methods or ()) if m != "HEAD"}
-)
-PUBLIC = {
-    ("GET", "/v1/health"),
-    ("POST", "/v1/auth/login"),
-    ("POST", "/v1/auth/refresh"),
-    ("GET", "/v1/stream/{track_id}"),  # signed URL instead of a token
-    # Device-code login: a new device has no token yet; the page checks a password.
-    ("POST", "/v1/auth/device"),
-    ("POST", "/v1/auth/device/token"),
-    ("GET", "/approve"),
-    ("POST", "/approve"),
-}
-PROTECTED = [e for e in ENDPOINTS if e not in PUBLIC]
+PUBLIC = endpoints("public")
+PROTECTED = endpoints("token")
+SIGNED = endpoints("signed")
 
 
 @dataclass
@@ -85,27 +78,43 @@ class World:
     a_remote: str
     a_remote_url: str
     a_remote_title: str
+    a_term: int
+    a_entry: str
     library_track: str
     album_id: str
+    art_id: str
     expired_token: str
     revoked_token: str
     markers: list[str] = field(default_factory=list)
 
     def path(self, method: str, path: str) -> str:
-        """Fill a route's path parameters with ids that belong to account A."""
+        """Fill a route's path parameters with ids that belong to account A (or, for the
+        server's library, that exist)."""
         values = {
             "device_id": self.a.device_id,
             "name": self.a_playlist,
             "track_id": self.a_remote,
             "artist": "sigur ros",
             "album": self.album_id,
+            "art_id": self.art_id,
         }
         if path == "/v1/stream/{track_id}":
             values["track_id"] = self.library_track
-        route = next(r for r in ALL_ROUTES if template_of(r) == path)
-        for param in route.param_convertors:
-            assert param in values, f"{path}: give test_isolation an id for {{{param}}}"
+        for param in params_of(path):
+            assert param in values, f"{path}: give World.path an id for {{{param}}}"
         return path.format(**values)
+
+    def signer(self) -> Signer:
+        return Signer((self.srv.data_dir / "signing.key").read_bytes().strip())
+
+    def signed(self, template: str, expires_s: int, value: str = "") -> dict[str, str]:
+        """The query that signs `template`'s path (or one for `value`) until `expires_s`."""
+        value = value or self.path("GET", template).rsplit("/", 1)[1]
+        if template == "/v1/art/{art_id}":
+            sig = self.signer().art_signature(value, expires_s)
+        else:
+            sig = self.signer().signature(value, expires_s)
+        return {"exp": str(expires_s), "sig": sig}
 
     def body(self, method: str, template: str) -> Json | None:
         """A well-formed body that, for B, names A's things where it can."""
@@ -196,9 +205,10 @@ def mint_token(srv: ServerProc, user: str, device_id: str, expires_ms: int) -> s
     return out
 
 
-async def _play_and_be_heard(a: Api, player_id: str) -> None:
+async def _play_and_be_heard(a: Api, player_id: str) -> tuple[int, str]:
     """Make A's history non-empty: play on a player that reports audible playback, then
-    let it go (the session pauses) and wait until the server has recorded that."""
+    let it go (the session pauses) and wait until the server has recorded that. Returns
+    the term and entry the player played."""
     async with channel(a.srv, a.token) as watcher:
         async with channel(a.srv, a.token, device_id=player_id, capabilities=("play",)) as p:
             assert (await p.command("play"))["code"] == "ok"
@@ -214,6 +224,7 @@ async def _play_and_be_heard(a: Api, player_id: str) -> None:
             await p.send(type="report", report=report)
             await p.wait("state", lambda m: m["state"]["position"]["rate"] == 1.0)
         await watcher.wait("state", lambda m: m["state"]["active_device"] is None)
+    return start["term"], start["entry_id"]
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +232,7 @@ def world(shared_server: ServerProc) -> Iterator[World]:
     with accounts(shared_server) as make:
         a, b = make("alice"), make("bob")
         lib = all_tracks(a)
+        with_art = next(t for t in lib if t["art_url"])
         tag = secrets.token_hex(4)
         remote_url = f"http://a-secret-{tag}.example/stream"
         remote_title = f"A secret station {tag}"
@@ -234,7 +246,7 @@ def world(shared_server: ServerProc) -> Iterator[World]:
         a.cmd("queue_add", track_ids=[lib[2]["id"], rid])
         a.cmd("volume", value=37)
         player = f"adev-{tag}"
-        asyncio.run(_play_and_be_heard(a, player))
+        term, entry = asyncio.run(_play_and_be_heard(a, player))
         # B has data of its own.
         b.ok("PUT", "/v1/playlists/blist", json={"track_ids": [lib[3]["id"]]})
         b.cmd("queue_add", track_ids=[lib[3]["id"]])
@@ -253,8 +265,11 @@ def world(shared_server: ServerProc) -> Iterator[World]:
             a_remote=rid,
             a_remote_url=remote_url,
             a_remote_title=remote_title,
+            a_term=term,
+            a_entry=entry,
             library_track=lib[0]["id"],
             album_id=a.ok("GET", "/v1/albums")["albums"][0]["id"],
+            art_id=urlsplit(with_art["art_url"]).path.rsplit("/", 1)[1],
             expired_token=expired,
             revoked_token=revoked,
         )
@@ -271,9 +286,32 @@ def a_before(world: World) -> Json:
 # --- the route list itself ------------------------------------------------------------
 
 
-def test_the_public_routes_exist_and_everything_else_is_protected() -> None:
-    assert set(ENDPOINTS) >= PUBLIC
-    assert len(PROTECTED) >= 20  # the matrix below is not silently empty
+def test_every_route_and_message_is_classified() -> None:
+    """Every route the server's app serves and every channel message type is in
+    tests/route_table.py, and nothing there is gone; else this names what to add."""
+    problems = classification_problems(SERVED)
+    assert not problems, "\n".join(problems)
+    assert len(PROTECTED) >= 20 and len(PUBLIC) >= 5 and SIGNED  # the matrices are not empty
+    assert set(MESSAGES) == set(CLIENT_TYPES)
+
+
+def test_the_running_server_serves_the_table(world: World) -> None:
+    """The app built with this server's own settings has the routes the matrices use,
+    and the running server answers each of them (no route is a 404 or 405 of routing)."""
+    store = world.srv.store
+    settings = Settings(
+        data_dir=world.srv.data_dir,
+        music=(world.srv.music,),
+        database_url=store.database,
+        redis_url=store.redis,
+        **({"redis_prefix": store.redis_prefix} if store.redis_prefix else {}),
+    )
+    assert sorted(served_endpoints(settings)) == sorted(SERVED)
+    for method, template in SERVED:
+        r = httpx.request(method, world.srv.url + world.path(method, template), timeout=30)
+        assert r.status_code != 405, (method, template, r.text)
+        if r.status_code == 404:
+            assert r.json()["error"]["code"] == "not_found", (method, template, r.text)
 
 
 def test_minted_tokens_work_until_they_expire(world: World) -> None:
@@ -314,34 +352,6 @@ def test_a_protected_route_refuses_a_bad_token(
 
 # --- account B's token: never A's data -----------------------------------------------
 
-# What B gets for each route when it names A's things (see World.path and World.body).
-EXPECT_B: dict[tuple[str, str], int] = {
-    ("GET", "/v1/auth/whoami"): 200,
-    ("POST", "/v1/auth/logout"): 200,
-    ("GET", "/v1/session"): 200,
-    ("GET", "/v1/session/queue"): 200,
-    ("POST", "/v1/session/commands"): 404,  # A's remote track is not_found for B
-    ("GET", "/v1/devices"): 200,
-    ("DELETE", "/v1/devices/{device_id}"): 404,
-    ("GET", "/v1/playlists"): 200,
-    ("GET", "/v1/playlists/{name}"): 404,
-    ("PUT", "/v1/playlists/{name}"): 404,  # it names A's remote track
-    ("DELETE", "/v1/playlists/{name}"): 404,
-    ("GET", "/v1/likes"): 200,
-    ("PUT", "/v1/likes/{track_id}"): 404,
-    ("DELETE", "/v1/likes/{track_id}"): 404,
-    ("GET", "/v1/history"): 200,
-    ("POST", "/v1/tracks/remote"): 200,
-    ("GET", "/v1/tracks/{track_id}"): 404,
-    # The library is the server's, shared by every account.
-    ("GET", "/v1/search"): 200,
-    ("GET", "/v1/artists"): 200,
-    ("GET", "/v1/artists/{artist}/albums"): 200,
-    ("GET", "/v1/albums"): 200,
-    ("GET", "/v1/albums/{album}/tracks"): 200,
-    ("POST", "/v1/library/rescan"): 200,
-}
-
 
 @pytest.mark.parametrize(("method", "template"), PROTECTED)
 def test_account_b_never_sees_or_changes_account_a(
@@ -360,8 +370,7 @@ def test_account_b_never_sees_or_changes_account_a(
     for marker in world.markers:
         if marker not in sent:  # echoing what B itself sent back is no leak
             assert marker not in r.text, (marker, r.text)
-    if (method, template) in EXPECT_B:
-        assert r.status_code == EXPECT_B[method, template], r.text
+    assert r.status_code == ROUTES[method, template].as_b, r.text
     if r.status_code >= 400:
         assert set(r.json()["error"]) == {"code", "message"}
     assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
@@ -409,20 +418,105 @@ def test_sessions_move_independently(shared_server: ServerProc) -> None:
         assert d.state()["version"] == 2
 
 
-def test_stream_urls_need_a_valid_signature_not_a_token(world: World) -> None:
-    url = world.srv.url + f"/v1/stream/{world.library_track}"
+SIGNATURES: dict[str, Callable[[World, str], dict[str, str]]] = {
+    "none": lambda w, t: {},
+    "forged": lambda w, t: {"exp": "9999999999", "sig": "forged"},
+    "expired": lambda w, t: w.signed(t, int(time.time()) - 5),
+    "for-another-id": lambda w, t: w.signed(t, int(time.time()) + 600, "c" + "1" * 32),
+}
+
+
+SIGNED_ANSWER: dict[str, tuple[int, str]] = {
+    "/v1/stream/{track_id}": (200, "audio/"),
+    "/v1/art/{art_id}": (422, "application/json"),
+}
+
+
+@pytest.mark.parametrize("signature", sorted(SIGNATURES))
+@pytest.mark.parametrize(("method", "template"), SIGNED)
+def test_a_signed_route_needs_a_valid_signature_not_a_token(
+    world: World, method: str, template: str, signature: str
+) -> None:
+    url = world.srv.url + world.path(method, template)
+    params = SIGNATURES[signature](world, template)
     for headers in ({}, world.a.headers, world.b.headers):
-        for params in ({}, {"exp": "9999999999", "sig": "forged"}):
-            r = httpx.get(url, params=params, headers=headers)
-            assert r.status_code == 403, r.text
-            assert r.json()["error"]["code"] == "forbidden"
-    # A's signed URL works for anybody who has it: the library is the server's.
+        r = httpx.request(method, url, params=params, headers=headers)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "forbidden"
+    # A signed URL works for anybody who has it, with or without a token: what it
+    # names is the server's library, not an account's. (The generated library's
+    # cover.jpg is random bytes: its picture is found, then refused as undecodable.)
+    params = world.signed(template, int(time.time()) + 600)
+    for headers in ({}, world.a.headers, world.b.headers):
+        r = httpx.request(method, url, params=params, headers=headers)
+        status, mime = SIGNED_ANSWER[template]
+        assert r.status_code == status and r.headers["content-type"].startswith(mime), (
+            r.status_code,
+            r.headers["content-type"],
+        )
+
+
+def test_signed_urls_come_from_any_account_and_remote_tracks_have_none(world: World) -> None:
     view = world.b.ok("GET", f"/v1/tracks/{world.library_track}")
     assert httpx.get(world.srv.url + view["url"]).status_code == 200
+    art = next(t for t in all_tracks(world.b) if t["art_url"])["art_url"]
+    assert urlsplit(art).path == f"/v1/art/{world.art_id}" and parse_qs(urlsplit(art).query)
+    assert httpx.get(world.srv.url + art).json()["error"]["code"] == "bad_picture"
     # A remote track has no stream: its URL is its own.
     assert world.a.ok("GET", f"/v1/tracks/{world.a_remote}")["url"] == world.a_remote_url
     r = httpx.get(world.srv.url + f"/v1/stream/{world.a_remote}")
     assert r.status_code == 403
+
+
+def b_message(world: World, kind: str) -> Json:
+    """A channel message of type `kind` from B that names A's things where it can."""
+    report = {
+        "term": world.a_term,
+        "entry_id": world.a_entry,
+        "position_ms": 1000,
+        "at_ms": now_ms(),
+        "playing": True,
+        "rate": 1.0,
+    }
+    command = {"op": "queue_add", "command_id": unique("bm"), "track_ids": [world.a_remote]}
+    bodies: dict[str, Json] = {
+        "auth": {"token": world.a.token, "device": {"id": world.a_player, "name": "x"}},
+        "command": {"command": command},
+        "report": {"report": report},
+        "time": {"t0": 1.5},
+        "resync": {"last_version": 0},
+        "ping": {},
+        "ready": {"transfer_id": f"{world.a_term}.{world.a_player}"},
+        "failed": {"transfer_id": f"{world.a_term}.{world.a_player}", "message": "no"},
+    }
+    assert kind in bodies, f"give b_message a message of type {kind!r}"
+    return {"type": kind, **bodies[kind]}
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_TYPES))
+async def test_b_channel_messages_never_reach_a(world: World, a_before: Json, kind: str) -> None:
+    """Every message type the channel reads, sent by B naming A's things: B gets its
+    classified answer, hears nothing of A, and A's data stays as it was."""
+    b = world.b
+    msg = b_message(world, kind)
+    sent = json.dumps(msg)
+    async with channel(b.srv, b.token, device_id=unique("bmsg"), capabilities=("play",)) as ch:
+        await ch.barrier()
+        await ch.ws.send(sent)
+        answer = MESSAGES[kind].answer
+        if answer is not None:
+            got = await ch.wait(answer)
+            assert got.get("code") == MESSAGES[kind].code, got
+        heard = await ch.barrier()
+        if answer is None:
+            assert [m["type"] for m in heard if m["type"] != "devices"] == [], heard
+        assert ch.hello["device_id"] == ch.device_id  # still B's own device
+    for m in ch.seen:
+        assert SERVER_MESSAGES[m["type"]], m  # only answers and news of B's own devices
+        for marker in world.markers:
+            if marker not in sent:
+                assert marker not in json.dumps(m), (marker, m)
+    assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
 
 
 def test_account_a_is_unchanged_after_all_of_that(world: World, a_before: Json) -> None:
@@ -449,7 +543,7 @@ async def test_b_channel_never_hears_about_a(world: World) -> None:
     own = {d["id"] for d in bch.hello["devices"]}
     assert not own & {a.device_id, world.a_player}
     for m in bch.seen:
-        assert m["type"] in ("hello", "devices", "pong"), m
+        assert m["type"] in ("hello", "devices", "pong"), m  # nothing it did not ask for
         for marker in world.markers:
             assert marker not in json.dumps(m)
         if m["type"] == "devices":

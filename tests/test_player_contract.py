@@ -21,6 +21,8 @@ EVENT_TIMEOUT_S = 10.0
 @dataclass
 class Harness:
     player: Player
+    volume: Callable[[], float]
+    """The level the player really plays at (its own state; the protocol has no getter)."""
     events: asyncio.Queue[PlayerEvent] = field(default_factory=asyncio.Queue)
     seen: list[PlayerEvent] = field(default_factory=list)
 
@@ -69,7 +71,13 @@ async def h(request: pytest.FixtureRequest, tracks: dict[str, str]) -> AsyncIter
     queue: asyncio.Queue[PlayerEvent] = asyncio.Queue()
     factory = _fake(tracks) if request.param == "fake" else _mpv(tracks)
     player = factory(queue.put_nowait, loop)
-    harness = Harness(player, queue)
+    if isinstance(player, FakePlayer):
+        fake = player
+        harness = Harness(player, lambda: fake.volume, queue)
+    else:
+        assert isinstance(player, MpvPlayer)
+        mpv = player._mpv
+        harness = Harness(player, lambda: float(mpv.volume), queue)
     yield harness
     player.close()
 
@@ -132,14 +140,29 @@ async def test_unplayable_file_is_an_event(h: Harness, tracks: dict[str, str], w
     await h.next(Ready, "e1")
 
 
-async def test_stop_and_volume(h: Harness, tracks: dict[str, str]) -> None:
+async def test_stop(h: Harness, tracks: dict[str, str]) -> None:
     h.player.load("e1", tracks["long"], position_ms=0, paused=True)
     await h.next(Ready, "e1")
-    h.player.set_volume(40)
-    h.player.set_volume(140)  # clamped, not an error
     h.player.stop()
     assert h.player.playing_tag() is None
     assert h.player.position_ms() is None
+
+
+@pytest.mark.parametrize(
+    ("level", "plays_at"),
+    [(40, 40), (0, 0), (100, 100), (140, 100), (101, 100), (10**6, 100), (-1, 0), (-40, 0)],
+)
+async def test_volume_is_clamped_to_0_100(
+    h: Harness, tracks: dict[str, str], level: int, plays_at: int
+) -> None:
+    """Out of range is clamped, not an error (mpv itself would go to 130 or raise)."""
+    h.player.load("e1", tracks["long"], position_ms=0, paused=True)
+    await h.next(Ready, "e1")
+    h.player.set_volume(50)
+    h.player.set_volume(level)
+    assert h.volume() == plays_at
+    h.player.stop()
+    assert h.volume() == plays_at  # the level outlives the track
 
 
 def test_missing_libmpv_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.audiogen import make_track
 from tunehand.cli import residency
+from tunehand.player.base import Ended, Failed, PlayerEvent, Ready
 from tunehand.player.mpv_player import MpvPlayer
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
@@ -57,17 +58,38 @@ def test_a_process_goes_on_after_its_pages_are_released() -> None:
     assert libc.strlen(b"tunehand") == 8
 
 
+PLAY_TIMEOUT_S = 30.0
+"""Far more than the track's 3 s of playback (ao=null plays in real time)."""
+
+
 @linux
-def test_mpv_plays_on_after_its_pages_are_released(flac_path: str) -> None:
-    loop = asyncio.new_event_loop()
-    player = MpvPlayer(lambda event: None, loop, {"ao": "null"})
+async def test_mpv_plays_on_after_its_pages_are_released(flac_path: str) -> None:
+    events: asyncio.Queue[PlayerEvent] = asyncio.Queue()
+    player = MpvPlayer(events.put_nowait, asyncio.get_running_loop(), {"ao": "null"})
+    seen: list[PlayerEvent] = []
+
+    async def until(kind: type) -> PlayerEvent:
+        try:
+            async with asyncio.timeout(PLAY_TIMEOUT_S):
+                while True:
+                    seen.append(await events.get())
+                    if isinstance(seen[-1], kind | Failed):
+                        return seen[-1]
+        except TimeoutError:
+            pytest.fail(f"no {kind.__name__} within {PLAY_TIMEOUT_S:g} s; events: {seen}")
+
     try:
-        residency.release_startup_pages()
+        assert residency.release_startup_pages() >= 0
         player.load("t", flac_path, position_ms=0, paused=False)
-        player._mpv.wait_for_property("time-pos", lambda pos: pos is not None and pos > 0.2)
+        assert await until(Ready) == Ready("t")
+        start = player.position_ms()
+        assert start is not None and start < 1000, start
+        assert not player.paused()
+        # Playing on to the end: the position went from the start past every point.
+        assert await until(Ended) == Ended("t")
+        assert not any(isinstance(e, Failed) for e in seen), seen
     finally:
         player.close()
-        loop.close()
 
 
 def test_builtin_scripts_are_off_unless_asked_for() -> None:

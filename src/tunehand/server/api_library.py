@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import time
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 from starlette.routing import Route
 
 from tunehand.server.db import library as ql
@@ -102,10 +103,33 @@ async def stream(request: Request) -> Response:
         stored = await ql.get(conn, track_id)
     if stored is None:
         return error(404, "not_found", f"no track {track_id}")
-    exists = await asyncio.to_thread(os.path.isfile, stored.path)
-    if not exists:
+    try:
+        st = await asyncio.to_thread(os.stat, stored.path)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         return error(404, "not_found", "the file is gone: rescan the library")
-    return FileResponse(stored.path, media_type=stored.mime, headers={"Cache-Control": "private"})
+    response = FileResponse(
+        stored.path, media_type=stored.mime, headers={"Cache-Control": "private"}, stat_result=st
+    )
+    return _range_refusal(request, response, st.st_size) or response
+
+
+def _range_refusal(request: Request, response: FileResponse, size: int) -> Response | None:
+    """FileResponse's own refusal of a Range header it cannot serve, as a JSON error like
+    every other (it answers those in plain text); None when it will serve the request."""
+    http_range = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if http_range is None or (if_range is not None and not response._should_use_range(if_range)):
+        return None
+    try:
+        FileResponse._parse_range_header(http_range, size)
+    except MalformedRangeHeader as exc:
+        return error(400, "invalid", f"Range: {exc.content}")
+    except RangeNotSatisfiable:
+        message = f"Range: the file has {size} bytes"
+        return error(416, "range_not_satisfiable", message, {"Content-Range": f"bytes */{size}"})
+    return None
 
 
 routes = [
