@@ -151,15 +151,19 @@ class TunehandApp(App[None]):
             and snap.plays
         ):
             fields.setdefault("device_id", snap.device_id)  # a cold start plays here
-        self.run_worker(self._command(message.op, fields), group="commands", exit_on_error=False)
+        self.run_worker(
+            self._command(message.op, fields, message.done), group="commands", exit_on_error=False
+        )
 
-    async def _command(self, op: str, fields: dict[str, Any]) -> None:
+    async def _command(self, op: str, fields: dict[str, Any], done: str = "") -> None:
         def failed(text: str) -> None:
             self.notify(text, severity="error")
 
         result = await attempt(self.backend.command(op, **fields), failed)
         if result is not None and not result.ok:
             failed(f"{op}: {result.message or result.code}")
+        elif result is not None and done:
+            self.notify(done)
 
     # --- palette and quitting -----------------------------------------------------
 

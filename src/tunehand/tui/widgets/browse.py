@@ -33,10 +33,40 @@ TRACK_COLUMNS = (
     Column("Album", flex=2),
     Column("Time", 7, right=True),
 )
+"""An album's tracks: `#` is the track number on the album."""
+POSITION_COLUMNS = (Column("#", 5, right=True), *TRACK_COLUMNS[1:])
+"""A list in an order of its own (a playlist, the queue): `#` is the position, from 1."""
+PLAIN_COLUMNS = TRACK_COLUMNS[1:]
+"""Search results, liked tracks, history: no `#` (an album track number would mislead)."""
 
 
-def track_table(empty: str, marked: Callable[[TrackView], bool]) -> Table[TrackView]:
+def track_table(
+    empty: str, marked: Callable[[TrackView], bool], numbers: str = "album"
+) -> Table[TrackView]:
+    """A list of tracks whose `#` column is the album's track number ("album"), the
+    position in the list ("position"), or absent ("none")."""
+    if numbers == "position":
+        return Table(
+            POSITION_COLUMNS,
+            lambda t: track_cells(t)[1:],
+            marked=marked,
+            number=position,
+            empty=empty,
+            classes="tracks",
+        )
+    if numbers == "none":
+        return Table(
+            PLAIN_COLUMNS,
+            lambda t: track_cells(t)[1:],
+            marked=marked,
+            empty=empty,
+            classes="tracks",
+        )
     return Table(TRACK_COLUMNS, track_cells, marked=marked, empty=empty, classes="tracks")
+
+
+def position(index: int, row: Any) -> str:
+    return str(index + 1)
 
 
 class BrowsePane(Vertical):
@@ -59,7 +89,7 @@ class BrowsePane(Vertical):
         self.loaded = False
 
     def make_tables(self) -> list[Table[Any]]:
-        return [track_table("no tracks", self._is_current)]
+        return [track_table("no tracks", self._is_current, "none")]
 
     def compose(self) -> ComposeResult:
         yield self.title
@@ -159,14 +189,22 @@ class BrowsePane(Vertical):
         if row is None:
             return
         if self.level == len(self.tables) - 1:
-            self.post_message(SessionCommand(op, track_ids=(row.id,)))
+            done = added(op, row.title)
+            self.post_message(SessionCommand(op, track_ids=(row.id,), done=done))
         else:
             self.run_worker(self._enqueue_group(op, row), group=f"enqueue-{self.id}")
 
     async def _enqueue_group(self, op: str, row: Any) -> None:
         tracks = await attempt(self.group_tracks(row), lambda m: self.set_status(m, True))
-        if tracks:
-            self.post_message(SessionCommand(op, track_ids=tuple(t.id for t in tracks)))
+        if not tracks:
+            return
+        ids = tuple(t.id for t in tracks)
+        if len(ids) == 1:
+            done = added(op, tracks[0].title)
+        else:
+            by = "by" if isinstance(row, Artist) else "of"
+            done = added(op, f"{len(ids)} tracks {by} {self.crumb(row)}", plural=True)
+        self.post_message(SessionCommand(op, track_ids=ids, done=done))
 
     async def group_tracks(self, row: Any) -> Sequence[TrackView]:
         """The tracks an upper-level row stands for (an album's, a playlist's)."""
@@ -228,7 +266,7 @@ class PlaylistsPane(BrowsePane):
             lambda p: (p.name, str(p.tracks)),
             empty="no playlists yet: `tunehand ctl playlists save NAME` saves the queue",
         )
-        return [lists, track_table("this playlist is empty", self._is_current)]
+        return [lists, track_table("this playlist is empty", self._is_current, "position")]
 
     async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
         if level == 0:
@@ -267,6 +305,13 @@ class HistoryPane(BrowsePane):
 
     def empty_text(self, level: int) -> str:
         return "nothing played yet"
+
+
+def added(op: str, what: str, *, plural: bool = False) -> str:
+    """The toast for an enqueue: "Added X to the queue" or "X plays next"."""
+    if op == "queue_next":
+        return f"{what} {'play' if plural else 'plays'} next"
+    return f"Added {what} to the queue"
 
 
 def total_time(tracks: Sequence[TrackView]) -> str:

@@ -84,6 +84,7 @@ class Table(ScrollView, Generic[RowT], can_focus=True):
         cells: Callable[[RowT], Sequence[str]],
         *,
         marked: Callable[[RowT], bool] | None = None,
+        number: Callable[[int, RowT], str] | None = None,
         empty: str = "nothing here",
         name: str | None = None,
         id: str | None = None,
@@ -93,6 +94,8 @@ class Table(ScrollView, Generic[RowT], can_focus=True):
         self.columns = tuple(columns)
         self._cells = cells
         self._marked = marked
+        self._number = number
+        """When set, the first column is `number(index, row)` (a position) before `cells`."""
         self.empty = empty
         self.rows: Sequence[RowT] = ()
 
@@ -220,5 +223,8 @@ class Table(ScrollView, Generic[RowT], can_focus=True):
             style += self.get_component_rich_style("table--marked")
         if row == self.cursor_row:
             style += self.get_component_rich_style("table--cursor")
-        strip = self._line(self._cells(item), widths, style)
+        cells = self._cells(item)
+        if self._number is not None:
+            cells = (self._number(row, item), *cells)
+        strip = self._line(cells, widths, style)
         return strip.extend_cell_length(width, style).crop(0, width)
