@@ -1091,6 +1091,31 @@ def test_playlists_crud(account: Callable[..., Api], tracks: list[Json]) -> None
     assert [p["name"] for p in a.ok("GET", "/v1/playlists")["playlists"]] == ["Empty"]
 
 
+def test_playlist_rename(account: Callable[..., Api], tracks: list[Json]) -> None:
+    a, b = account(), account()
+    t1, t2 = tracks[0]["id"], tracks[1]["id"]
+    a.ok("PUT", "/v1/playlists/Old name", json={"track_ids": [t2, t1]})
+    a.ok("PUT", "/v1/playlists/Other", json={"track_ids": [t1]})
+    b.ok("PUT", "/v1/playlists/Old name", json={"track_ids": [t1]})
+    assert a.ok("PATCH", "/v1/playlists/Old name", json={"name": "New ✓ / name"}) == {"ok": True}
+    names = [p["name"] for p in a.ok("GET", "/v1/playlists")["playlists"]]
+    assert names == ["New ✓ / name", "Other"]
+    got = a.ok("GET", "/v1/playlists/New ✓ %2F name")
+    assert got["track_ids"] == [t2, t1]  # the tracks and their order go along
+    assert a.get("/v1/playlists/Old name").status_code == 404
+    # B's playlist of the same old name is B's own: untouched.
+    assert b.ok("GET", "/v1/playlists/Old name")["track_ids"] == [t1]
+    r = a.http.request("PATCH", "/v1/playlists/Other", json={"name": "New ✓ / name"})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "conflict")
+    r = a.http.request("PATCH", "/v1/playlists/Gone", json={"name": "Whatever"})
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+    for bad in ("", "   ", "x" * 201):
+        r = a.http.request("PATCH", "/v1/playlists/Other", json={"name": bad})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid"), bad
+    assert a.ok("PATCH", "/v1/playlists/Other", json={"name": "Other"}) == {"ok": True}
+    assert [p["name"] for p in a.ok("GET", "/v1/playlists")["playlists"]] == names
+
+
 def test_likes(account: Callable[..., Api], tracks: list[Json]) -> None:
     a = account()
     t1, t2 = tracks[0]["id"], tracks[1]["id"]

@@ -54,6 +54,7 @@ BODY_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/auth/refresh"): "/v1/auth/refresh",
     ("POST", "/v1/session/commands"): "/v1/session/commands",
     ("PUT", "/v1/playlists/{name}"): "/v1/playlists/bad-input",
+    ("PATCH", "/v1/playlists/{name}"): "/v1/playlists/bad-input",
     ("POST", "/v1/tracks/remote"): "/v1/tracks/remote",
     ("POST", "/v1/auth/device"): "/v1/auth/device",
     ("POST", "/v1/auth/device/token"): "/v1/auth/device/token",
@@ -328,7 +329,7 @@ def test_unknown_routes_and_methods_answer_json(user: Api, shared_server: Server
         check_error(user.get(path), 404)
     for method, path in (("DELETE", "/v1/health"), ("POST", "/v1/search"), ("PUT", "/v1/session")):
         check_error(user.http.request(method, path), 405)
-    check_error(user.http.request("PATCH", "/v1/playlists/x", json={}), 405)
+    check_error(user.http.request("PATCH", "/v1/playlists", json={}), 405)
 
 
 def test_bad_query_parameters(user: Api) -> None:

@@ -116,6 +116,7 @@ class World:
                 "track_ids": [self.a_remote],
             },
             ("PUT", "/v1/playlists/{name}"): {"track_ids": [self.a_remote]},
+            ("PATCH", "/v1/playlists/{name}"): {"name": "taken-by-b"},
             ("POST", "/v1/tracks/remote"): {"url": "http://b.example/" + unique("s")},
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
@@ -327,6 +328,7 @@ EXPECT_B: dict[tuple[str, str], int] = {
     ("GET", "/v1/playlists/{name}"): 404,
     ("PUT", "/v1/playlists/{name}"): 404,  # it names A's remote track
     ("DELETE", "/v1/playlists/{name}"): 404,
+    ("PATCH", "/v1/playlists/{name}"): 404,
     ("GET", "/v1/likes"): 200,
     ("PUT", "/v1/likes/{track_id}"): 404,
     ("DELETE", "/v1/likes/{track_id}"): 404,

@@ -57,6 +57,9 @@ class TunehandApp(App[None]):
         self.main: MainScreen | None = None
         self.sent: list[SessionCommand] = []
         """Every command the UI asked for, in order (what tests assert on)."""
+        self.last_list: tuple[str, ...] = ()
+        """The tracks of the last list this TUI played whole (replacing the queue): a
+        queue of just these is not hand-built, and another list may replace it unasked."""
 
     # --- start --------------------------------------------------------------------
 
@@ -143,6 +146,8 @@ class TunehandApp(App[None]):
         message.stop()
         self.sent.append(message)
         fields = dict(message.fields)
+        if message.op == "play" and fields.get("replace"):
+            self.last_list = tuple(fields.get("track_ids", ()))
         snap = self.snapshot
         if (
             message.op == "play"

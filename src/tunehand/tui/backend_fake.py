@@ -395,6 +395,21 @@ class FakeBackend:
             raise TunehandError("a playlist name has 1 to 200 characters")
         self.playlists_[name] = list(track_ids)
 
+    async def rename_playlist(self, name: str, new_name: str) -> None:
+        self._check("rename_playlist", name=name, new_name=new_name)
+        if name not in self.playlists_:
+            raise NotFound(f"no playlist named {name!r}")
+        if not new_name.strip() or len(new_name) > 200:
+            raise TunehandError("a playlist name has 1 to 200 characters")
+        if new_name != name and new_name in self.playlists_:
+            raise TunehandError(f"a playlist named {new_name!r} exists already")
+        self.playlists_[new_name] = self.playlists_.pop(name)
+
+    async def delete_playlist(self, name: str) -> None:
+        self._check("delete_playlist", name=name)
+        if self.playlists_.pop(name, None) is None:
+            raise NotFound(f"no playlist named {name!r}")
+
     async def history(self) -> list[Played]:
         self._check("history")
         return list(self.history_)

@@ -323,6 +323,12 @@ class LiveBackend:
     async def save_playlist(self, name: str, track_ids: list[str]) -> None:
         await self._send("PUT", f"/v1/playlists/{quote(name)}", {"track_ids": track_ids})
 
+    async def rename_playlist(self, name: str, new_name: str) -> None:
+        await self._send("PATCH", f"/v1/playlists/{quote(name)}", {"name": new_name})
+
+    async def delete_playlist(self, name: str) -> None:
+        await self._send("DELETE", f"/v1/playlists/{quote(name)}")
+
     async def search(self, query: str, limit: int = 200) -> list[TrackView]:
         payload = await self._get(f"/v1/search?q={quote(query[:200])}&limit={limit}")
         return _tracks(payload["tracks"])

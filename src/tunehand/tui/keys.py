@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 SCOPES = {
     "main": "Everywhere",
     "tracks": "Track lists",
+    "playlists": "Playlists",
     "queue": "Queue",
     "devices": "Devices",
 }
@@ -59,6 +60,15 @@ ACTIONS: tuple[Action, ...] = (
     Action("enqueue", "a", "Add the selected track to the queue", "tracks"),
     Action("enqueue_next", "A", "Play the selected track next", "tracks"),
     Action("back", "backspace,escape", "Back up one level", "tracks"),
+    Action("playlist_rename", "R", "Rename the playlist", "playlists"),
+    Action(
+        "playlist_remove",
+        "x,delete",
+        "Delete the playlist (asks); in one: remove the track",
+        "playlists",
+    ),
+    Action("playlist_move_up", "shift+up,K", "Move the track up", "playlists"),
+    Action("playlist_move_down", "shift+down,J", "Move the track down", "playlists"),
     Action("play_entry", "enter", "Play the selected entry", "queue"),
     Action("jump_playing", "o", "Jump to the playing entry", "queue"),
     Action("remove", "x,delete", "Remove the selected entry", "queue"),

@@ -76,6 +76,8 @@ class BrowsePane(Vertical):
     TITLE = ""
     play_list = True
     """Enter plays the whole list from the chosen track (an album); False: just that track."""
+    ask_before_replacing = False
+    """Enter asks first when it would replace a queue the user put together (a playlist)."""
 
     def __init__(self, backend: Backend, *, id: str) -> None:
         super().__init__(id=id, classes="pane")
@@ -135,7 +137,10 @@ class BrowsePane(Vertical):
         self._show(0)
         self.run_worker(self._load(0, None), group=f"load-{self.id}", exclusive=True)
 
-    async def _load(self, level: int, parent: Any) -> None:
+    async def _load(
+        self, level: int, parent: Any, select: Callable[[Any], bool] | None = None
+    ) -> None:
+        """Load a level's rows; the cursor goes to the first row `select` picks (or the top)."""
         self.tables[level].set_empty("loading…")
         self.tables[level].set_rows((), cursor=0)
         self.set_status("")
@@ -144,7 +149,8 @@ class BrowsePane(Vertical):
             self.tables[level].set_empty("could not load: see below")
             return
         self.tables[level].set_empty(self.empty_text(level))
-        self.tables[level].set_rows(rows, cursor=0)
+        cursor = next((i for i, r in enumerate(rows) if select(r)), 0) if select else 0
+        self.tables[level].set_rows(rows, cursor=cursor)
 
     async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
         raise NotImplementedError
@@ -182,7 +188,44 @@ class BrowsePane(Vertical):
         ids = [t.id for t in self._tracks()]
         start = max(0, min(i, len(ids) - MAX_QUEUE)) if len(ids) > MAX_QUEUE else 0
         window = tuple(ids[start : start + MAX_QUEUE])
-        self.post_message(SessionCommand("play", track_ids=window, replace=True, index=i - start))
+        play = SessionCommand("play", track_ids=window, replace=True, index=i - start)
+        if self.ask_before_replacing and self._hand_built_queue(window):
+            self._ask_replace(play, row)
+        else:
+            self.post_message(play)
+
+    def _hand_built_queue(self, window: tuple[str, ...]) -> int:
+        """How many tracks the queue has when it is not `window` nor the last list this
+        TUI played whole (so the user put it together: added, removed, moved); else 0."""
+        snap = getattr(self.app, "snapshot", None)
+        if snap is None:
+            return 0
+        queue = tuple(e.track_id for e in snap.state.queue)
+        if not queue or queue == window or queue == getattr(self.app, "last_list", ()):
+            return 0
+        return len(queue)
+
+    def _ask_replace(self, play: SessionCommand, row: TrackView) -> None:
+        from tunehand.tui.screens.choice import ChoiceScreen
+
+        def answered(choice: str | None) -> None:
+            if choice == "replace":
+                self.post_message(play)
+            elif choice == "next":
+                done = added("queue_next", row.title)
+                self.post_message(SessionCommand("queue_next", track_ids=(row.id,), done=done))
+
+        n = self._hand_built_queue(play.fields["track_ids"])
+        question = (
+            f"The queue holds {n} tracks you put together. Play “{self.crumbs[-1]}” "
+            f"from “{row.title}” instead of them?"
+        )
+        answers = [
+            ("r", "Replace the queue", "replace"),
+            ("n", "Play just this track next", "next"),
+            ("escape", "Cancel", ""),
+        ]
+        self.app.push_screen(ChoiceScreen(question, answers), callback=answered)
 
     def _enqueue(self, op: str) -> None:
         row = self.table.current
@@ -258,19 +301,34 @@ class LibraryPane(BrowsePane):
 
 
 class PlaylistsPane(BrowsePane):
+    """The account's playlists; rename and delete them, and edit one's tracks in place.
+
+    Edits (remove, move) show at once and are saved whole (`save_playlist`) by one
+    worker at a time, always the latest order, so quick keys never race each other.
+    """
+
     TITLE = "Playlists"
+    BINDINGS: ClassVar[list[BindingType]] = [*BrowsePane.BINDINGS, *keys.bindings("playlists")]
+    ask_before_replacing = True
+
+    def __init__(self, backend: Backend, *, id: str) -> None:
+        super().__init__(backend, id=id)
+        self.opened: PlaylistInfo | None = None
+        self._pending: tuple[str, list[TrackView], str] | None = None
+        self._saving = False
 
     def make_tables(self) -> list[Table[Any]]:
         lists: Table[PlaylistInfo] = Table(
             (Column("Playlist", flex=3), Column("Tracks", 7, right=True)),
             lambda p: (p.name, str(p.tracks)),
-            empty="no playlists yet: `tunehand ctl playlists save NAME` saves the queue",
+            empty="no playlists yet: S in the queue saves it as one",
         )
         return [lists, track_table("this playlist is empty", self._is_current, "position")]
 
     async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
         if level == 0:
             return await self.backend.playlists()
+        self.opened = parent
         return await self.backend.playlist(parent.name)
 
     def crumb(self, row: Any) -> str:
@@ -278,6 +336,141 @@ class PlaylistsPane(BrowsePane):
 
     async def group_tracks(self, row: Any) -> Sequence[TrackView]:
         return await self.backend.playlist(row.name)
+
+    def _selected_list(self) -> PlaylistInfo | None:
+        if self.level == 0:
+            row: PlaylistInfo | None = self.tables[0].current
+            return row
+        return self.opened
+
+    def _reload_lists(self, name: str | None) -> None:
+        """Load the list of playlists again (in place), the cursor on `name`."""
+        select = (lambda p: p.name == name) if name else None
+        self.run_worker(self._load(0, None, select), group="playlists-list", exclusive=True)
+
+    # --- rename and delete --------------------------------------------------------
+
+    def action_playlist_rename(self) -> None:
+        p = self._selected_list()
+        if p is None:
+            return
+        from tunehand.tui.screens.prompt import PromptScreen
+
+        def rename(new_name: str | None) -> None:
+            if new_name and new_name != p.name:
+                self.run_worker(self._rename(p.name, new_name), group="playlist-rename")
+
+        self.app.push_screen(
+            PromptScreen(f"Rename the playlist “{p.name}” to:", value=p.name), callback=rename
+        )
+
+    async def _rename(self, name: str, new_name: str) -> None:
+        problems: list[str] = []
+        await attempt(self.backend.rename_playlist(name, new_name), problems.append)
+        if problems:
+            self.set_status(problems[0], True)
+            return
+        if self.opened is not None and self.opened.name == name:
+            self.opened = PlaylistInfo(new_name, self.opened.tracks)
+            if self.level == 1:
+                self.crumbs[1] = new_name
+                self._show(1)
+        self._reload_lists(new_name)
+        self.notify(f"Renamed the playlist “{name}” to “{new_name}”")
+
+    def action_playlist_remove(self) -> None:
+        if self.level == 1:
+            self._edit_remove()
+            return
+        p = self.tables[0].current
+        if p is None:
+            return
+        from tunehand.tui.screens.choice import ChoiceScreen
+
+        def answered(choice: str | None) -> None:
+            if choice == "delete":
+                self.run_worker(self._delete(p.name), group="playlist-delete")
+
+        tracks = f"{p.tracks} track{'' if p.tracks == 1 else 's'}"
+        self.app.push_screen(
+            ChoiceScreen(
+                f"Delete the playlist “{p.name}” ({tracks})? This cannot be undone.",
+                [("y", "Delete it", "delete"), ("escape", "Keep it", "")],
+                focus=1,
+                danger=True,
+            ),
+            callback=answered,
+        )
+
+    async def _delete(self, name: str) -> None:
+        problems: list[str] = []
+        await attempt(self.backend.delete_playlist(name), problems.append)
+        if problems:
+            self.set_status(problems[0], True)
+            return
+        below = self.tables[0].cursor_row
+        rows = [p for p in self.tables[0].rows if p.name != name]
+        self.tables[0].set_rows(rows, cursor=min(below, max(0, len(rows) - 1)))
+        self.notify(f"Deleted the playlist “{name}”")
+
+    # --- editing the tracks -------------------------------------------------------
+
+    def _edit_remove(self) -> None:
+        table = self.tables[1]
+        i = table.cursor_row
+        if self.opened is None or not 0 <= i < len(table.rows):
+            return
+        rows = list(table.rows)
+        gone = rows.pop(i)
+        self._edited(rows, min(i, len(rows) - 1), f"removed {gone.title} from the playlist")
+
+    def _edit_move(self, delta: int) -> None:
+        table = self.tables[1]
+        i = table.cursor_row
+        if self.level != 1 or self.opened is None or not 0 <= i + delta < len(table.rows):
+            return
+        rows = list(table.rows)
+        rows[i], rows[i + delta] = rows[i + delta], rows[i]
+        self._edited(rows, i + delta, "")
+
+    def action_playlist_move_up(self) -> None:
+        self._edit_move(-1)
+
+    def action_playlist_move_down(self) -> None:
+        self._edit_move(1)
+
+    def _edited(self, rows: list[TrackView], cursor: int, what: str) -> None:
+        """Show the edit now; save the playlist's new track list in the background."""
+        assert self.opened is not None
+        self.tables[1].set_rows(rows, cursor=max(0, cursor))
+        self._pending = (self.opened.name, rows, what)
+        if not self._saving:
+            self._saving = True
+            self.run_worker(self._save_edits(), group="playlist-edit")
+
+    async def _save_edits(self) -> None:
+        try:
+            while self._pending is not None:
+                name, rows, what = self._pending
+                self._pending = None
+                problems: list[str] = []
+                ids = [t.id for t in rows]
+                await attempt(self.backend.save_playlist(name, ids), problems.append)
+                if problems:  # show what the server has, and why the edit did not stick
+                    self._pending = None
+                    if self.opened is not None and self.level == 1:
+                        await self._load(1, self.opened)
+                    self.set_status(f"could not save the playlist: {problems[0]}", True)
+                    return
+                self.set_status(what)
+                self.tables[0].set_rows(
+                    [
+                        PlaylistInfo(p.name, len(ids)) if p.name == name else p
+                        for p in self.tables[0].rows
+                    ]
+                )
+        finally:
+            self._saving = False
 
 
 class LikesPane(BrowsePane):
