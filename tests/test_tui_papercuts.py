@@ -20,6 +20,7 @@ from tunehand.tui import keys
 from tunehand.tui.backend_fake import FakeBackend
 from tunehand.tui.screenshots import demo_cover
 from tunehand.tui.widgets.cover import HalfBlocks
+from tunehand.tui.widgets.search import hit_cells as search_cells
 
 
 @pytest.mark.parametrize("with_cover", [False, True])
@@ -173,16 +174,29 @@ async def test_search_history_and_likes_show_no_album_track_number() -> None:
     fake.likes_ids = [album[3].id]
     async with running(fake) as (app, pilot, _fake):
         screen = main_screen(app)
-        for pane in (screen.search, screen.history, screen.likes):
+        for pane in (screen.history, screen.likes):
             assert [c.label for c in pane.tables[-1].columns] == [
                 "Title",
                 "Artist",
                 "Album",
                 "Time",
             ]
+        # Search: the first column names the section (Artists, Albums, ..., Tracks).
+        assert [c.label for c in screen.search.table.columns] == [
+            "",
+            "Title",
+            "Artist",
+            "Album",
+            "Time",
+        ]
         await pilot.press("3")
         await settle(pilot)
         row = screen_lines(app)[screen.likes.table.region.y + 1]
         assert row.split()[0] == album[3].title.split()[0]  # the title first: no "4"
         album_table = screen.library.tables[2]
         assert album_table.columns[0].label == "#"  # an album still shows its numbers
+        await pilot.press("slash", *"hafi")
+        await settle(pilot)
+        hit = screen.search.table.rows[0]
+        assert hit.kind == "track" and hit.item.track_no
+        assert search_cells(hit)[0].plain == "Tracks"  # not its album track number

@@ -29,6 +29,7 @@ from tunehand.tui.backend import (
     Played,
     PlaylistInfo,
     QueueItem,
+    SearchResults,
     SessionSnapshot,
     SnapshotSink,
 )
@@ -335,20 +336,28 @@ class FakeBackend:
     def server_now(self) -> int:
         return self.now_ms
 
-    async def search(self, query: str, limit: int = 200) -> list[TrackView]:
+    async def search(self, query: str, limit: int = 200) -> SearchResults:
         self._check("search", query=query)
         if self.search_gate is not None:
             await self.search_gate.wait()
         q = query.casefold().strip()
+
+        def match(*fields: str) -> bool:
+            return any(w.startswith(q) for f in fields for w in f.casefold().split())
+
         found = []
         for t in self.library.tracks.values():
-            if any(
-                w.startswith(q) for f in (t.title, t.artist, t.album) for w in f.casefold().split()
-            ):
+            if match(t.title, t.artist, t.album):
                 found.append(t)
                 if len(found) >= limit:
                     break
-        return found
+        lib = self.library
+        return SearchResults(
+            found,
+            [a for a in lib.artists if match(a.name)],
+            [al for a in lib.artists for al in lib.albums[a.key] if match(al.title, al.artist)],
+            [PlaylistInfo(n, len(ids)) for n, ids in sorted(self.playlists_.items()) if match(n)],
+        )
 
     async def artists(self) -> list[Artist]:
         self._check("artists")

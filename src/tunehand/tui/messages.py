@@ -40,3 +40,12 @@ class Notice(Message):
         super().__init__()
         self.text = text
         self.error = error
+
+
+class GoTo(Message):
+    """Show an artist or an album in the library, or a playlist (a search result)."""
+
+    def __init__(self, kind: str, item: Any) -> None:
+        super().__init__()
+        self.kind = kind
+        self.item = item

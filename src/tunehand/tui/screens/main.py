@@ -21,7 +21,7 @@ from tunehand.core.protocol import TrackView
 from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Account, Backend, SessionSnapshot
-from tunehand.tui.messages import SessionCommand
+from tunehand.tui.messages import GoTo, SessionCommand
 from tunehand.tui.widgets.browse import (
     BrowsePane,
     HistoryPane,
@@ -132,14 +132,25 @@ class MainScreen(Screen[None]):
     def pane(self) -> str:
         return self.query_one(ContentSwitcher).current or "library"
 
-    def show_pane(self, name: str) -> None:
+    def show_pane(self, name: str, *, load: bool = True) -> None:
+        """Switch to pane `name`, loading it when it is new or stale (unless `load` is off)."""
         self.query_one(ContentSwitcher).current = name
         self.query_one(Tabs).active = f"tab-{name}"
         pane: Any = self.query_one(f"#{name}")
         stale = name in ("history", "likes", "playlists") or pane.status.has_class("error")
-        if not pane.loaded or stale:
+        if load and (not pane.loaded or stale):
             pane.reload()
         pane.focus_list()
+
+    def on_go_to(self, message: GoTo) -> None:
+        """A search result: its artist or album in the library, or the playlist."""
+        message.stop()
+        if message.kind == "playlist":
+            self.show_pane("playlists", load=False)
+            self.playlists.go_to(message.item)
+        else:
+            self.show_pane("library", load=False)
+            self.library.go_to(message.item)
 
     @on(Tabs.TabActivated)
     def _tab(self, event: Tabs.TabActivated) -> None:

@@ -290,6 +290,39 @@ class LibraryPane(BrowsePane):
     def crumb(self, row: Any) -> str:
         return str(row.name if isinstance(row, Artist) else row.title)
 
+    def go_to(self, row: Artist | Album) -> None:
+        """Open an artist (its albums) or an album (its tracks), as if walked to."""
+        self.loaded = True
+        self.run_worker(self._go_to(row), group=f"load-{self.id}", exclusive=True)
+
+    async def _go_to(self, row: Artist | Album) -> None:
+        self.crumbs = [self.TITLE]
+        self._show(0)
+        if isinstance(row, Artist):
+            key = row.key
+            wanted: Callable[[Artist], bool] = lambda a: a.key == key  # noqa: E731
+        else:
+            name = row.artist
+            wanted = lambda a: a.name == name  # noqa: E731
+        await self._load(0, None, wanted)
+        artist: Artist | None = self.tables[0].current
+        if artist is None or not wanted(artist):
+            self.set_status(f"{self.crumb(row)} is not in the library any more", True)
+            return
+        self.crumbs.append(artist.name)
+        self._show(1)
+        album_id = row.id if isinstance(row, Album) else None
+        await self._load(1, artist, (lambda al: al.id == album_id) if album_id else None)
+        album: Album | None = self.tables[1].current
+        if album_id is not None:
+            if album is None or album.id != album_id:
+                self.set_status(f"{self.crumb(row)} is not in the library any more", True)
+                return
+            self.crumbs.append(album.title)
+            self._show(2)
+            await self._load(2, album)
+        self.focus_list()
+
     async def group_tracks(self, row: Any) -> Sequence[TrackView]:
         if isinstance(row, Album):
             return await self.backend.album_tracks(row.id)
@@ -336,6 +369,24 @@ class PlaylistsPane(BrowsePane):
 
     async def group_tracks(self, row: Any) -> Sequence[TrackView]:
         return await self.backend.playlist(row.name)
+
+    def go_to(self, playlist: PlaylistInfo) -> None:
+        """Open a playlist, as if walked to."""
+        self.loaded = True
+        self.run_worker(self._go_to(playlist.name), group=f"load-{self.id}", exclusive=True)
+
+    async def _go_to(self, name: str) -> None:
+        self.crumbs = [self.TITLE]
+        self._show(0)
+        await self._load(0, None, lambda p: p.name == name)
+        found: PlaylistInfo | None = self.tables[0].current
+        if found is None or found.name != name:
+            self.set_status(f"no playlist named {name!r} any more", True)
+            return
+        self.crumbs.append(found.name)
+        self._show(1)
+        await self._load(1, found)
+        self.focus_list()
 
     def _selected_list(self) -> PlaylistInfo | None:
         if self.level == 0:
