@@ -128,3 +128,27 @@ async def test_a_result_gone_from_the_library_is_told_in_place() -> None:
         lib = main_screen(app).library
         assert "Nordlys Ensemble is not in the library any more" in lib.status.text
         assert lib.level == 0
+
+
+async def test_b_and_shift_b_go_to_a_tracks_album_and_artist() -> None:
+    async with running() as (app, pilot, fake):
+        await search_for(pilot, "tidewater")  # an album and its title track's namesakes
+        search = main_screen(app).search
+        track = search.tracks[0]
+        while search.table.current is None or search.table.current.kind != "track":
+            await pilot.press("down")
+        assert search.table.current.item == track
+        await pilot.press("b")
+        await settle(pilot)
+        lib = main_screen(app).library
+        assert main_screen(app).pane == "library" and lib.level == 2
+        assert list(lib.table.rows) == fake.library.album_tracks[track.album_id]
+        assert app.focused is lib.table
+        await pilot.press("down", "B")  # from the album's list: its artist
+        await settle(pilot)
+        assert lib.level == 1
+        assert [a.title for a in lib.table.rows] == ["Tidewater", "Low Country Hymns"]
+        assert "Artists › The Salt Marsh Choir" in str(lib.title.render())
+        await pilot.press("3", "b")  # no track here: told so
+        await settle(pilot)
+        assert "Choose a track of an album first" in notices(app)

@@ -101,7 +101,17 @@ class FakeLibrary:
         for i, name in enumerate(titles, 1):
             tid = f"t{len(self.tracks) + 1:06d}"
             view = TrackView(
-                tid, name, artist, title, artist, rng.randrange(95_000, 420_000), i, 1, year, genre
+                tid,
+                name,
+                artist,
+                title,
+                artist,
+                rng.randrange(95_000, 420_000),
+                i,
+                1,
+                year,
+                genre,
+                album_id=album_id,
             )
             self.tracks[tid] = view
             views.append(view)

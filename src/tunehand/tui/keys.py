@@ -55,10 +55,12 @@ ACTIONS: tuple[Action, ...] = (
     Action("pull", "h", "Pull playback here (to this terminal)"),
     Action("push", "t", "Push playback to the selected device"),
     Action("help", "question_mark", "Help: every key", footer=True),
-    Action("quit", "q,ctrl+q", "Quit (the session stays paused at the position)"),
+    Action("quit", "q,ctrl+q", "Quit (the session stays paused)"),
     Action("play", "enter", "Play the selected track", "tracks"),
     Action("enqueue", "a", "Add the selected track to the queue", "tracks"),
     Action("enqueue_next", "A", "Play the selected track next", "tracks"),
+    Action("go_album", "b", "Go to the track's album", "tracks"),
+    Action("go_artist", "B", "Go to the track's artist", "tracks"),
     Action("back", "backspace,escape", "Back up one level", "tracks"),
     Action("playlist_rename", "R", "Rename the playlist", "playlists"),
     Action(

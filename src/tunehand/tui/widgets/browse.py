@@ -22,7 +22,7 @@ from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Album, Artist, Backend, Played, PlaylistInfo
 from tunehand.tui.fmt import duration, track_cells
-from tunehand.tui.messages import SessionCommand
+from tunehand.tui.messages import GoTo, SessionCommand
 from tunehand.tui.widgets.status import StatusLine
 from tunehand.tui.widgets.table import Column, Table
 
@@ -263,6 +263,25 @@ class BrowsePane(Vertical):
         if self.level > 0:
             self._show(self.level - 1)
 
+    def selected_track(self) -> TrackView | None:
+        row = self.table.current
+        return row if isinstance(row, TrackView) else None
+
+    def action_go_album(self) -> None:
+        t = self.selected_track()
+        if t is None or not t.album:
+            self.notify("Choose a track of an album first", severity="warning")
+            return
+        artist = t.album_artist or t.artist
+        self.post_message(GoTo("album", Album(t.album_id, t.album, artist)))
+
+    def action_go_artist(self) -> None:
+        t = self.selected_track()
+        if t is None or not (t.album_artist or t.artist):
+            self.notify("Choose a track first", severity="warning")
+            return
+        self.post_message(GoTo("artist", Artist("", t.album_artist or t.artist)))
+
 
 class LibraryPane(BrowsePane):
     TITLE = "Artists"
@@ -298,11 +317,11 @@ class LibraryPane(BrowsePane):
     async def _go_to(self, row: Artist | Album) -> None:
         self.crumbs = [self.TITLE]
         self._show(0)
-        if isinstance(row, Artist):
+        if isinstance(row, Artist) and row.key:
             key = row.key
             wanted: Callable[[Artist], bool] = lambda a: a.key == key  # noqa: E731
-        else:
-            name = row.artist
+        else:  # an album's artist, or a track's: known by name
+            name = row.name if isinstance(row, Artist) else row.artist
             wanted = lambda a: a.name == name  # noqa: E731
         await self._load(0, None, wanted)
         artist: Artist | None = self.tables[0].current
@@ -311,11 +330,16 @@ class LibraryPane(BrowsePane):
             return
         self.crumbs.append(artist.name)
         self._show(1)
-        album_id = row.id if isinstance(row, Album) else None
-        await self._load(1, artist, (lambda al: al.id == album_id) if album_id else None)
+        if isinstance(row, Album):  # by id; by title for a track without one
+            wanted_album: Callable[[Album], bool] | None = (
+                (lambda al: al.id == row.id) if row.id else (lambda al: al.title == row.title)
+            )
+        else:
+            wanted_album = None
+        await self._load(1, artist, wanted_album)
         album: Album | None = self.tables[1].current
-        if album_id is not None:
-            if album is None or album.id != album_id:
+        if wanted_album is not None:
+            if album is None or not wanted_album(album):
                 self.set_status(f"{self.crumb(row)} is not in the library any more", True)
                 return
             self.crumbs.append(album.title)

@@ -228,3 +228,23 @@ class SearchPane(BrowsePane):
 
     def crumb(self, row: Any) -> str:
         return str(row.name if isinstance(row, (Artist, PlaylistInfo)) else row.title)
+
+    def selected_track(self) -> TrackView | None:
+        hit = self.table.current
+        return hit.item if hit is not None and hit.kind == "track" else None
+
+    def action_go_album(self) -> None:
+        hit = self.table.current
+        if hit is not None and hit.kind == "album":
+            self.post_message(GoTo("album", hit.item))
+        else:
+            super().action_go_album()
+
+    def action_go_artist(self) -> None:
+        hit = self.table.current
+        if hit is not None and hit.kind == "artist":
+            self.post_message(GoTo("artist", hit.item))
+        elif hit is not None and hit.kind == "album":
+            self.post_message(GoTo("artist", Artist("", hit.item.artist)))
+        else:
+            super().action_go_artist()
