@@ -217,7 +217,8 @@ class BrowsePane(Vertical):
 
         n = self._hand_built_queue(play.fields["track_ids"])
         question = (
-            f"The queue holds {n} tracks you put together. Play “{self.crumbs[-1]}” "
+            f"The queue holds {n} track{'' if n == 1 else 's'} you put together. "
+            f"Play “{self.crumbs[-1]}” "
             f"from “{row.title}” instead of them?"
         )
         answers = [
