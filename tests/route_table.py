@@ -66,6 +66,7 @@ ROUTES: dict[Endpoint, Kind] = {
     ("GET", "/v1/playlists/{name}"): Kind("token", "none", "account", 404),
     ("PUT", "/v1/playlists/{name}"): Kind("token", "json", "account", 404),  # names A's track
     ("DELETE", "/v1/playlists/{name}"): Kind("token", "none", "account", 404),
+    ("PATCH", "/v1/playlists/{name}"): Kind("token", "json", "account", 404),  # a rename
     ("GET", "/v1/likes"): Kind("token", "none", "account", 200),
     ("PUT", "/v1/likes/{track_id}"): Kind("token", "none", "account", 404),
     ("DELETE", "/v1/likes/{track_id}"): Kind("token", "none", "account", 404),

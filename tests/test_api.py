@@ -1070,6 +1070,38 @@ def test_track_details(account: Callable[..., Api], tracks: list[Json]) -> None:
     assert r.json()["error"]["code"] == "not_found"
 
 
+def test_search_with_groups_finds_artists_albums_and_the_accounts_playlists(
+    account: Callable[..., Api], tracks: list[Json]
+) -> None:
+    a, b = account(), account()
+    a.ok("PUT", "/v1/playlists/Ágætis mix", json={"track_ids": [tracks[0]["id"]]})
+    a.ok("PUT", "/v1/playlists/Other", json={"track_ids": []})
+    b.ok("PUT", "/v1/playlists/agaetis of b", json={"track_ids": []})
+    every_artist = {x["name"]: x for x in a.ok("GET", "/v1/artists")["artists"]}
+    every_album = {x["title"]: x for x in a.ok("GET", "/v1/albums")["albums"]}
+
+    def search(q: str) -> Json:
+        got: Json = a.ok("GET", "/v1/search", params={"q": q, "groups": "1"})
+        return got
+
+    got = search("agaetis")
+    assert got["artists"] == []  # an album word, not the artist's name
+    assert got["albums"] == [every_album["Ágætis byrjun"]]
+    assert got["playlists"] == [{"name": "Ágætis mix", "tracks": 1}]  # never B's
+    assert {t["album"] for t in got["tracks"]} == {"Ágætis byrjun"}
+    got = search("ros")
+    assert got["artists"] == [every_artist["Sigur Rós"]]
+    assert got["albums"] == [every_album["Ágætis byrjun"]]  # its artist matches
+    assert got["playlists"] == []
+    got = search("various road")
+    assert got["artists"] == []
+    assert got["albums"] == [every_album["Roads Compilation"]]
+    assert search("various")["artists"] == [every_artist["Various Artists"]]
+    assert search("zzzzqx") == {"tracks": [], "artists": [], "albums": [], "playlists": []}
+    # Without groups=1 the answer is the tracks alone, as before.
+    assert set(a.ok("GET", "/v1/search", params={"q": "ros"})) == {"tracks"}
+
+
 def test_playlists_crud(account: Callable[..., Api], tracks: list[Json]) -> None:
     a = account()
     t1, t2 = tracks[0]["id"], tracks[1]["id"]
@@ -1092,6 +1124,31 @@ def test_playlists_crud(account: Callable[..., Api], tracks: list[Json]) -> None
     assert a.get(f"/v1/playlists/{name}").status_code == 404
     assert a.delete(f"/v1/playlists/{name}").status_code == 404
     assert [p["name"] for p in a.ok("GET", "/v1/playlists")["playlists"]] == ["Empty"]
+
+
+def test_playlist_rename(account: Callable[..., Api], tracks: list[Json]) -> None:
+    a, b = account(), account()
+    t1, t2 = tracks[0]["id"], tracks[1]["id"]
+    a.ok("PUT", "/v1/playlists/Old name", json={"track_ids": [t2, t1]})
+    a.ok("PUT", "/v1/playlists/Other", json={"track_ids": [t1]})
+    b.ok("PUT", "/v1/playlists/Old name", json={"track_ids": [t1]})
+    assert a.ok("PATCH", "/v1/playlists/Old name", json={"name": "New ✓ / name"}) == {"ok": True}
+    names = [p["name"] for p in a.ok("GET", "/v1/playlists")["playlists"]]
+    assert names == ["New ✓ / name", "Other"]
+    got = a.ok("GET", "/v1/playlists/New ✓ %2F name")
+    assert got["track_ids"] == [t2, t1]  # the tracks and their order go along
+    assert a.get("/v1/playlists/Old name").status_code == 404
+    # B's playlist of the same old name is B's own: untouched.
+    assert b.ok("GET", "/v1/playlists/Old name")["track_ids"] == [t1]
+    r = a.http.request("PATCH", "/v1/playlists/Other", json={"name": "New ✓ / name"})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "conflict")
+    r = a.http.request("PATCH", "/v1/playlists/Gone", json={"name": "Whatever"})
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+    for bad in ("", "   ", "x" * 201):
+        r = a.http.request("PATCH", "/v1/playlists/Other", json={"name": bad})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid"), bad
+    assert a.ok("PATCH", "/v1/playlists/Other", json={"name": "Other"}) == {"ok": True}
+    assert [p["name"] for p in a.ok("GET", "/v1/playlists")["playlists"]] == names
 
 
 def test_likes(account: Callable[..., Api], tracks: list[Json]) -> None:

@@ -314,7 +314,7 @@ def test_unknown_routes_and_methods_answer_json(user: Api, shared_server: Server
         check_error(user.get(path), 404)
     for method, path in (("DELETE", "/v1/health"), ("POST", "/v1/search"), ("PUT", "/v1/session")):
         check_error(user.http.request(method, path), 405)
-    check_error(user.http.request("PATCH", "/v1/playlists/x", json={}), 405)
+    check_error(user.http.request("PATCH", "/v1/playlists", json={}), 405)
 
 
 def test_bad_query_parameters(user: Api) -> None:

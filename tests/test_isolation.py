@@ -125,6 +125,7 @@ class World:
                 "track_ids": [self.a_remote],
             },
             ("PUT", "/v1/playlists/{name}"): {"track_ids": [self.a_remote]},
+            ("PATCH", "/v1/playlists/{name}"): {"name": "taken-by-b"},
             ("POST", "/v1/tracks/remote"): {"url": "http://b.example/" + unique("s")},
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},

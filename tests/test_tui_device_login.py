@@ -67,7 +67,7 @@ async def test_tui_code_login_approved_elsewhere_keeps_tokens_in_the_keyring(
         )
         assert app.screen.sub_title == f"{user} @ {srv.url}"
         # With those tokens the live backend likes tracks and saves playlists on the server.
-        tracks = await backend.search("a")
+        tracks = (await backend.search("a")).tracks
         assert len(tracks) >= 2
         await backend.set_like(tracks[0].id, True)
         assert [t.id for t in await backend.likes()] == [tracks[0].id]

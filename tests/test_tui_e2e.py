@@ -156,3 +156,45 @@ async def test_tui_pulls_playback_from_a_receiver_and_pushes_it_back(
     finally:
         receiver.stop()
         print(f"--- receiver (exit {receiver.proc.returncode}):\n{receiver.lines.text()}")
+
+
+async def test_the_live_backend_searches_in_sections_and_renames_and_deletes_playlists(
+    start_server: Callable[..., ServerProc], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`LiveBackend` against a real server: search with artists, albums and playlists;
+    rename (a taken name is refused), edit and delete a playlist."""
+    from tunehand.errors import CommandRefused, NotFound
+    from tunehand.tui.backend import PlaylistInfo
+
+    music = tmp_path / "music"
+    for n, title in enumerate(("Harbour Lights", "Night Ferry"), 1):
+        make_track(music, f"0{n} {title}", "flac", title=title, artist="Tester", album="Tones")
+    srv = start_server(music=music)
+    await asyncio.to_thread(add_users, srv, [USER])
+    term = DeviceDir("tui-term", tmp_path / "term")
+    login_all(srv.url, USER, [term])
+    backend = live_tui(term, monkeypatch).backend
+    try:
+        found = await backend.search("tones")
+        assert [(a.title, a.artist, a.tracks) for a in found.albums] == [("Tones", "Tester", 2)]
+        assert found.artists == [] and found.playlists == []
+        ids = [t.id for t in found.tracks]
+        assert len(ids) == 2
+        await backend.save_playlist("Tones / best", ids)
+        await backend.save_playlist("Taken", ids[:1])
+        found = await backend.search("tester")
+        assert [(a.name, a.albums, a.tracks) for a in found.artists] == [("Tester", 1, 2)]
+        assert [p.name for p in (await backend.search("best")).playlists] == ["Tones / best"]
+        with pytest.raises(CommandRefused, match="exists already"):
+            await backend.rename_playlist("Tones / best", "Taken")
+        await backend.rename_playlist("Tones / best", "Evening ✓")
+        assert await backend.playlists() == [PlaylistInfo("Evening ✓", 2), PlaylistInfo("Taken", 1)]
+        assert [t.id for t in await backend.playlist("Evening ✓")] == ids
+        await backend.save_playlist("Evening ✓", ids[::-1])  # an edit: the new order
+        assert [t.id for t in await backend.playlist("Evening ✓")] == ids[::-1]
+        await backend.delete_playlist("Evening ✓")
+        assert await backend.playlists() == [PlaylistInfo("Taken", 1)]
+        with pytest.raises(NotFound):
+            await backend.rename_playlist("Evening ✓", "Again")
+    finally:
+        await backend.close()

@@ -14,7 +14,7 @@ from tunehand.tui.screens.help import HelpScreen, help_table
 
 def help_text(screen: HelpScreen) -> str:
     console = Console(width=200, record=True, file=io.StringIO())
-    for scopes in (("main",), ("tracks", "queue", "devices")):
+    for scopes in (("main",), ("tracks", "playlists", "queue", "devices")):
         console.print(help_table(screen.keymap, scopes))
     return console.export_text()
 

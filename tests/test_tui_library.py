@@ -122,12 +122,12 @@ async def test_search_as_you_type_is_debounced_and_plays_a_result() -> None:
         await settle(pilot)
         searched = [f["query"] for m, f in fake.calls if m == "search"]
         assert searched == ["lante"]  # one request for the whole burst
-        rows = list(search.table.rows)
+        rows = search.tracks
         assert rows and all("Lanterns" in f"{t.title} {t.album}" for t in rows)
-        assert search.status.text == f"{len(rows)} tracks match “lante”"
+        assert search.status.text == f"1 album and {len(rows)} tracks match “lante”"
         await pilot.press("down")
         assert app.focused is search.table
-        await pilot.press("enter")
+        await pilot.press("down", "enter")  # past the album: the first track
         await settle(pilot)
         assert commands(fake)[0][1]["track_ids"] == (rows[0].id,)
 
@@ -145,8 +145,8 @@ async def test_a_slow_search_does_not_freeze_the_ui_and_a_newer_one_wins() -> No
         assert search.input.value == "min"
         fake.search_gate.set()
         await settle(pilot)
-        assert search.table.rows
-        for t in search.table.rows:
+        assert search.tracks
+        for t in search.tracks:
             words = f"{t.title} {t.artist} {t.album}".casefold().split()
             assert any(w.startswith("min") for w in words), t
 

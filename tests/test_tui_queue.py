@@ -11,18 +11,17 @@ async def open_queue(pilot: object) -> None:
     await settle(pilot)  # type: ignore[arg-type]
 
 
-async def test_the_queue_shows_every_entry_and_marks_the_current_one() -> None:
+async def test_the_queue_shows_every_entry_its_position_and_marks_the_current_one() -> None:
     async with running(seeded()) as (app, pilot, fake):
         await open_queue(pilot)
         queue = main_screen(app).queue
         assert list(queue.table.rows) == list(fake.state.queue)
-        current = fake.state.current
+        numbers = [queue._position(i, e) for i, e in enumerate(queue.table.rows)]
+        assert numbers == ["1", "▶ 2", "3", "4", "5", "6"]  # the `#` column: play order
         cells = [queue._cells(e) for e in queue.table.rows]
-        assert [c[0] for c in cells] == [
-            "▶" if e.entry_id == current else "" for e in queue.table.rows
-        ]
         album = fake.library.album_tracks["al00001"]
-        assert [c[1] for c in cells] == [t.title for t in album]
+        assert [c[0] for c in cells] == [t.title for t in album]
+        assert queue.table.columns[0].label == "#"
         assert "Queue · 6 tracks" in str(queue.title.render())
 
 
@@ -102,7 +101,7 @@ async def test_entries_added_elsewhere_get_their_titles_from_the_backend() -> No
         fake.apply("queue_add", sender="dliving00000000000000", track_ids=(extra.id,))
         await settle(pilot)
         last = queue.table.rows[-1]
-        assert queue._cells(last)[1] == extra.title
+        assert queue._cells(last)[0] == extra.title
         assert ("queue", {}) in fake.calls
 
 

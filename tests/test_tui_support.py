@@ -40,11 +40,16 @@ def seeded(
 
 @asynccontextmanager
 async def running(
-    fake: FakeBackend | None = None, *, size: tuple[int, int] = SIZE, **kwargs: Any
+    fake: FakeBackend | None = None,
+    *,
+    size: tuple[int, int] = SIZE,
+    toasts: bool = False,
+    **kwargs: Any,
 ) -> AsyncIterator[tuple[TunehandApp, Pilot[Any], FakeBackend]]:
+    """The app on `fake`; `toasts` draws the notifications (else they are only recorded)."""
     fake = fake or FakeBackend()
     app = TunehandApp(fake, debounce_s=0, **kwargs)
-    async with app.run_test(size=size) as pilot:
+    async with app.run_test(size=size, notifications=toasts) as pilot:
         await settle(pilot)
         yield app, pilot, fake
 
@@ -80,3 +85,9 @@ async def wait_until(pilot: Pilot[Any], predicate: Any, pauses: int = 200) -> No
             return
         await pilot.pause()
     raise AssertionError(f"never happened: {predicate}")
+
+
+def screen_lines(app: TunehandApp) -> list[str]:
+    """The text of every line of the screen as the terminal would show it now."""
+    strips = app.screen._compositor.render_strips()
+    return ["".join(seg.text for seg in strip) for strip in strips]

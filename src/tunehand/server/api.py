@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -61,6 +62,11 @@ class RefreshBody:
 @dataclass(frozen=True)
 class PlaylistBody:
     track_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RenameBody:
+    name: str
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,25 @@ async def put_playlist(request: Request) -> Response:
     return json({"ok": True})
 
 
+async def rename_playlist(request: Request) -> Response:
+    """PATCH {"name": NEW}: rename one of the account's playlists (tracks and order kept)."""
+    who = await principal(request)
+    name = path_param(request, "name")
+    new_name = (await body(request, RenameBody)).name
+    if not new_name.strip() or len(new_name) > 200:
+        raise ApiError(422, "invalid", "name: a playlist name has 1 to 200 characters")
+    try:
+        async with services(request).engine.begin() as conn:
+            outcome = await qu.rename_playlist(conn, who.account_id, name, new_name, now_ms())
+    except sa.exc.IntegrityError:  # renamed to the same new name at the same moment
+        outcome = "conflict"
+    if outcome == "not_found":
+        raise ApiError(404, "not_found", f"no playlist named {name!r}")
+    if outcome == "conflict":
+        raise ApiError(409, "conflict", f"a playlist named {new_name!r} exists already")
+    return json({"ok": True})
+
+
 async def delete_playlist(request: Request) -> Response:
     who = await principal(request)
     name = path_param(request, "name")
@@ -306,6 +331,7 @@ routes = [
     Route("/v1/playlists/{name:path}", get_playlist),
     Route("/v1/playlists/{name:path}", put_playlist, methods=["PUT"]),
     Route("/v1/playlists/{name:path}", delete_playlist, methods=["DELETE"]),
+    Route("/v1/playlists/{name:path}", rename_playlist, methods=["PATCH"]),
     Route("/v1/likes", likes),
     Route("/v1/likes/{track_id}", like, methods=["PUT", "DELETE"]),
     Route("/v1/history", history),

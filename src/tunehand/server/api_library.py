@@ -16,10 +16,14 @@ from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSati
 from starlette.routing import Route
 
 from tunehand.server.db import library as ql
+from tunehand.server.db import userdata as qu
+from tunehand.server.library import search as search_text
 from tunehand.server.streams import track_view
 from tunehand.server.web import ApiError, error, json, path_param, principal, query_int, services
 
 MAX_QUERY = 200
+GROUP_LIMIT = 20
+"""With `groups=1`, at most this many artists, albums and playlists besides the tracks."""
 
 
 async def search(request: Request) -> Response:
@@ -28,12 +32,25 @@ async def search(request: Request) -> Response:
     if not q.strip() or len(q) > MAX_QUERY:
         raise ApiError(422, "invalid", f"q: give 1 to {MAX_QUERY} characters to search for")
     limit = query_int(request, "limit", 50, 1, 500)
+    groups = request.query_params.get("groups", "") not in ("", "0")
     s = services(request)
     async with s.engine.connect() as conn:
         found = await ql.find(conn, q, limit)
+        if groups:
+            artists, albums = await ql.find_groups(conn, q, GROUP_LIMIT)
+            lists = await qu.list_playlists(conn, who.account_id)
     now_s = int(time.time())
-    del who
-    return json({"tracks": [track_view(s.signer, t, now_s) for t in found]})
+    answer: dict[str, object] = {"tracks": [track_view(s.signer, t, now_s) for t in found]}
+    if groups:
+        words = search_text.query_words(q)
+        answer["artists"] = artists
+        answer["albums"] = albums
+        answer["playlists"] = [
+            {"name": p.name, "tracks": len(p.track_ids)}
+            for p in lists
+            if search_text.score(words, p.name, "", "") is not None
+        ][:GROUP_LIMIT]
+    return json(answer)
 
 
 async def artists(request: Request) -> Response:

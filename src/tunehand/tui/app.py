@@ -58,6 +58,9 @@ class TunehandApp(App[None]):
         self.main: MainScreen | None = None
         self.sent: list[SessionCommand] = []
         """Every command the UI asked for, in order (what tests assert on)."""
+        self.last_list: tuple[str, ...] = ()
+        """The tracks of the last list this TUI played whole (replacing the queue): a
+        queue of just these is not hand-built, and another list may replace it unasked."""
 
     # --- start --------------------------------------------------------------------
 
@@ -144,6 +147,8 @@ class TunehandApp(App[None]):
         message.stop()
         self.sent.append(message)
         fields = dict(message.fields)
+        if message.op == "play" and fields.get("replace"):
+            self.last_list = tuple(fields.get("track_ids", ()))
         snap = self.snapshot
         if (
             message.op == "play"
@@ -152,15 +157,19 @@ class TunehandApp(App[None]):
             and snap.plays
         ):
             fields.setdefault("device_id", snap.device_id)  # a cold start plays here
-        self.run_worker(self._command(message.op, fields), group="commands", exit_on_error=False)
+        self.run_worker(
+            self._command(message.op, fields, message.done), group="commands", exit_on_error=False
+        )
 
-    async def _command(self, op: str, fields: dict[str, Any]) -> None:
+    async def _command(self, op: str, fields: dict[str, Any], done: str = "") -> None:
         def failed(text: str) -> None:
             self.notify(text, severity="error")
 
         result = await attempt(self.backend.command(op, **fields), failed)
         if result is not None and not result.ok:
             failed(f"{op}: {result.message or result.code}")
+        elif result is not None and done:
+            self.notify(done)
 
     # --- palette and quitting -----------------------------------------------------
 

@@ -11,7 +11,7 @@ the user; the TUI shows it in place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tunehand.core.commands import Result
@@ -56,6 +56,16 @@ class Album:
 class PlaylistInfo:
     name: str
     tracks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    """What a search found: tracks, and the artists, albums and playlists that match."""
+
+    tracks: list[TrackView]
+    artists: list[Artist] = field(default_factory=list)
+    albums: list[Album] = field(default_factory=list)
+    playlists: list[PlaylistInfo] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +129,9 @@ class Backend(Protocol):
         """The server's clock, ms (to extrapolate the position)."""
         ...
 
-    async def search(self, query: str, limit: int = 200) -> list[TrackView]: ...
+    async def search(self, query: str, limit: int = 200) -> SearchResults:
+        """Up to `limit` tracks (best first), and a few artists, albums and playlists."""
+        ...
 
     async def artists(self) -> list[Artist]: ...
 
@@ -140,6 +152,13 @@ class Backend(Protocol):
     async def save_playlist(self, name: str, track_ids: list[str]) -> None:
         """Create or replace the playlist `name` with these tracks, in this order."""
         ...
+
+    async def rename_playlist(self, name: str, new_name: str) -> None:
+        """Rename the playlist `name` (its tracks and order kept); an existing `new_name`
+        is refused, never overwritten."""
+        ...
+
+    async def delete_playlist(self, name: str) -> None: ...
 
     async def history(self) -> list[Played]: ...
 

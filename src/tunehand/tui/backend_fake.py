@@ -29,6 +29,7 @@ from tunehand.tui.backend import (
     Played,
     PlaylistInfo,
     QueueItem,
+    SearchResults,
     SessionSnapshot,
     SnapshotSink,
 )
@@ -100,7 +101,17 @@ class FakeLibrary:
         for i, name in enumerate(titles, 1):
             tid = f"t{len(self.tracks) + 1:06d}"
             view = TrackView(
-                tid, name, artist, title, artist, rng.randrange(95_000, 420_000), i, 1, year, genre
+                tid,
+                name,
+                artist,
+                title,
+                artist,
+                rng.randrange(95_000, 420_000),
+                i,
+                1,
+                year,
+                genre,
+                album_id=album_id,
             )
             self.tracks[tid] = view
             views.append(view)
@@ -335,20 +346,28 @@ class FakeBackend:
     def server_now(self) -> int:
         return self.now_ms
 
-    async def search(self, query: str, limit: int = 200) -> list[TrackView]:
+    async def search(self, query: str, limit: int = 200) -> SearchResults:
         self._check("search", query=query)
         if self.search_gate is not None:
             await self.search_gate.wait()
         q = query.casefold().strip()
+
+        def match(*fields: str) -> bool:
+            return any(w.startswith(q) for f in fields for w in f.casefold().split())
+
         found = []
         for t in self.library.tracks.values():
-            if any(
-                w.startswith(q) for f in (t.title, t.artist, t.album) for w in f.casefold().split()
-            ):
+            if match(t.title, t.artist, t.album):
                 found.append(t)
                 if len(found) >= limit:
                     break
-        return found
+        lib = self.library
+        return SearchResults(
+            found,
+            [a for a in lib.artists if match(a.name)],
+            [al for a in lib.artists for al in lib.albums[a.key] if match(al.title, al.artist)],
+            [PlaylistInfo(n, len(ids)) for n, ids in sorted(self.playlists_.items()) if match(n)],
+        )
 
     async def artists(self) -> list[Artist]:
         self._check("artists")
@@ -394,6 +413,21 @@ class FakeBackend:
         if not name.strip() or len(name) > 200:
             raise TunehandError("a playlist name has 1 to 200 characters")
         self.playlists_[name] = list(track_ids)
+
+    async def rename_playlist(self, name: str, new_name: str) -> None:
+        self._check("rename_playlist", name=name, new_name=new_name)
+        if name not in self.playlists_:
+            raise NotFound(f"no playlist named {name!r}")
+        if not new_name.strip() or len(new_name) > 200:
+            raise TunehandError("a playlist name has 1 to 200 characters")
+        if new_name != name and new_name in self.playlists_:
+            raise TunehandError(f"a playlist named {new_name!r} exists already")
+        self.playlists_[new_name] = self.playlists_.pop(name)
+
+    async def delete_playlist(self, name: str) -> None:
+        self._check("delete_playlist", name=name)
+        if self.playlists_.pop(name, None) is None:
+            raise NotFound(f"no playlist named {name!r}")
 
     async def history(self) -> list[Played]:
         self._check("history")

@@ -63,6 +63,7 @@ from tunehand.tui.backend import (
     Played,
     PlaylistInfo,
     QueueItem,
+    SearchResults,
     SessionSnapshot,
     SnapshotSink,
 )
@@ -323,17 +324,26 @@ class LiveBackend:
     async def save_playlist(self, name: str, track_ids: list[str]) -> None:
         await self._send("PUT", f"/v1/playlists/{quote(name)}", {"track_ids": track_ids})
 
-    async def search(self, query: str, limit: int = 200) -> list[TrackView]:
-        payload = await self._get(f"/v1/search?q={quote(query[:200])}&limit={limit}")
-        return _tracks(payload["tracks"])
+    async def rename_playlist(self, name: str, new_name: str) -> None:
+        await self._send("PATCH", f"/v1/playlists/{quote(name)}", {"name": new_name})
+
+    async def delete_playlist(self, name: str) -> None:
+        await self._send("DELETE", f"/v1/playlists/{quote(name)}")
+
+    async def search(self, query: str, limit: int = 200) -> SearchResults:
+        payload = await self._get(f"/v1/search?q={quote(query[:200])}&limit={limit}&groups=1")
+        return SearchResults(
+            _tracks(payload["tracks"]),
+            _artists(payload.get("artists", [])),
+            _albums(payload.get("albums", [])),
+            [PlaylistInfo(r["name"], r["tracks"]) for r in payload.get("playlists", [])],
+        )
 
     async def artists(self) -> list[Artist]:
-        rows = (await self._get("/v1/artists"))["artists"]
-        return [Artist(r["key"], r["name"], r["albums"], r["tracks"]) for r in rows]
+        return _artists((await self._get("/v1/artists"))["artists"])
 
     async def albums(self, artist_key: str) -> list[Album]:
-        rows = (await self._get(f"/v1/artists/{quote(artist_key)}/albums"))["albums"]
-        return [Album(r["id"], r["title"], r["artist"], r["year"], r["tracks"]) for r in rows]
+        return _albums((await self._get(f"/v1/artists/{quote(artist_key)}/albums"))["albums"])
 
     async def album_tracks(self, album_id: str) -> list[TrackView]:
         return _tracks((await self._get(f"/v1/albums/{quote(album_id)}/tracks"))["tracks"])
@@ -400,6 +410,14 @@ def _server_target(url: str, server: str) -> str | None:
     if base and url.startswith(base + "/") and "?" in url:
         return url[len(base) :]
     return None
+
+
+def _artists(rows: list[Any]) -> list[Artist]:
+    return [Artist(r["key"], r["name"], r["albums"], r["tracks"]) for r in rows]
+
+
+def _albums(rows: list[Any]) -> list[Album]:
+    return [Album(r["id"], r["title"], r["artist"], r["year"], r["tracks"]) for r in rows]
 
 
 def _track(obj: Any) -> TrackView | None:

@@ -21,11 +21,15 @@ class SnapshotChanged(Message):
 
 
 class SessionCommand(Message):
-    """A widget asks for a session command (ops and fields: `tunehand.core.commands`)."""
+    """A widget asks for a session command (ops and fields: `tunehand.core.commands`).
 
-    def __init__(self, op: str, **fields: Any) -> None:
+    `done` is a toast to show once the session has applied it (e.g. "Added X to the queue").
+    """
+
+    def __init__(self, op: str, *, done: str = "", **fields: Any) -> None:
         super().__init__()
         self.op = op
+        self.done = done
         self.fields = fields
 
 
@@ -36,3 +40,12 @@ class Notice(Message):
         super().__init__()
         self.text = text
         self.error = error
+
+
+class GoTo(Message):
+    """Show an artist or an album in the library, or a playlist (a search result)."""
+
+    def __init__(self, kind: str, item: Any) -> None:
+        super().__init__()
+        self.kind = kind
+        self.item = item

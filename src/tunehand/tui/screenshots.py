@@ -109,7 +109,7 @@ async def _queue(pilot: Pilot[Any]) -> None:
 
 
 async def _search(pilot: Pilot[Any]) -> None:
-    await pilot.press("slash", *"lan", "enter")
+    await pilot.press("slash", *"quiet", "enter")
     await settle(pilot)
     await pilot.press("down")
 

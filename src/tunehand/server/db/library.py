@@ -218,7 +218,41 @@ async def find(conn: AsyncConnection, query: str, limit: int = 50) -> list[Store
     return [v for _, _, v in scored[:limit]]
 
 
-async def artists(conn: AsyncConnection) -> list[ArtistRow]:
+async def find_groups(
+    conn: AsyncConnection, query: str, limit: int = 20
+) -> tuple[list[ArtistRow], list[AlbumRow]]:
+    """The artists whose name, and the albums whose title (with its artist), match the
+    query by the same prefix rule as `find`, best first, at most `limit` of each."""
+    words = search.query_words(query)
+    if not words:
+        return [], []
+    stmt = sa.select(
+        tracks.c.artist_key, tracks.c.album_artist, tracks.c.album_id, tracks.c.album
+    ).distinct()
+    for w in words:
+        stmt = stmt.where(tracks.c.search_key.like(f"% {_like_escape(w)}%", escape="\\"))
+    rows = list(await conn.execute(stmt.limit(SEARCH_CANDIDATES)))
+    artist_rank: dict[str, tuple[int, str]] = {}
+    album_rank: dict[str, tuple[int, str]] = {}
+    for r in rows:
+        if (a := search.score(words, "", r.album_artist, "")) is not None:
+            rank = (-a, r.artist_key)
+            artist_rank[r.artist_key] = min(rank, artist_rank.get(r.artist_key, rank))
+        if (b := search.score(words, "", r.album_artist, r.album)) is not None:
+            rank = (-b, search.normalize(r.album))
+            album_rank[r.album_id] = min(rank, album_rank.get(r.album_id, rank))
+    keys = sorted(artist_rank, key=artist_rank.__getitem__)[:limit]
+    ids = sorted(album_rank, key=album_rank.__getitem__)[:limit]
+    found_artists = {a.key: a for a in await artists(conn, keys)} if keys else {}
+    found_albums = {a.id: a for a in await albums(conn, album_ids=ids)} if ids else {}
+    return (
+        [found_artists[k] for k in keys if k in found_artists],
+        [found_albums[i] for i in ids if i in found_albums],
+    )
+
+
+async def artists(conn: AsyncConnection, keys: Sequence[str] | None = None) -> list[ArtistRow]:
+    """Every artist (album artist), or those of `keys`."""
     stmt = (
         sa.select(
             tracks.c.artist_key,
@@ -229,10 +263,15 @@ async def artists(conn: AsyncConnection) -> list[ArtistRow]:
         .group_by(tracks.c.artist_key)
         .order_by(tracks.c.artist_key)
     )
+    if keys is not None:
+        stmt = stmt.where(tracks.c.artist_key.in_(list(keys)))
     return [ArtistRow(r.artist_key, r.name, r.albums, r.tracks) for r in await conn.execute(stmt)]
 
 
-async def albums(conn: AsyncConnection, artist_key: str | None = None) -> list[AlbumRow]:
+async def albums(
+    conn: AsyncConnection, artist_key: str | None = None, album_ids: Sequence[str] | None = None
+) -> list[AlbumRow]:
+    """Every album, an artist's, or those of `album_ids`."""
     stmt = sa.select(
         tracks.c.album_id,
         sa.func.min(tracks.c.album).label("title"),
@@ -242,6 +281,8 @@ async def albums(conn: AsyncConnection, artist_key: str | None = None) -> list[A
     ).group_by(tracks.c.album_id)
     if artist_key is not None:
         stmt = stmt.where(tracks.c.artist_key == artist_key)
+    if album_ids is not None:
+        stmt = stmt.where(tracks.c.album_id.in_(list(album_ids)))
     rows = await conn.execute(
         stmt.order_by(sa.func.max(tracks.c.year), sa.func.min(tracks.c.album))
     )

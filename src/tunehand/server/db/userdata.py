@@ -63,6 +63,24 @@ async def save_playlist(
     )
 
 
+async def rename_playlist(
+    conn: AsyncConnection, account_id: int, name: str, new_name: str, now_ms: int
+) -> str:
+    """Rename the account's playlist `name`: "ok", "not_found", or "conflict" (taken)."""
+    if await playlist(conn, account_id, name) is None:
+        return "not_found"
+    if new_name == name:
+        return "ok"
+    if await playlist(conn, account_id, new_name) is not None:
+        return "conflict"
+    await conn.execute(
+        sa.update(playlists)
+        .where(playlists.c.account_id == account_id, playlists.c.name == name)
+        .values(name=new_name, updated_ms=now_ms)
+    )
+    return "ok"
+
+
 async def delete_playlist(conn: AsyncConnection, account_id: int, name: str) -> bool:
     res = await conn.execute(
         sa.delete(playlists).where(playlists.c.account_id == account_id, playlists.c.name == name)

@@ -41,9 +41,10 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help-box"):
             yield Static("tunehand keys", id="help-title")
             with Horizontal(id="help-columns"):
-                yield Static(help_table(self.keymap, ("main",)), classes="help-keys")
+                yield Static(help_table(self.keymap, ("main", "devices")), classes="help-keys")
                 yield Static(
-                    help_table(self.keymap, ("tracks", "queue", "devices")), classes="help-keys"
+                    help_table(self.keymap, ("tracks", "playlists", "queue")),
+                    classes="help-keys",
                 )
             yield Static('keys can be changed in config.toml: [keys] next = "j"', id="help-foot")
 

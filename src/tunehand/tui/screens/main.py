@@ -21,7 +21,7 @@ from tunehand.core.protocol import TrackView
 from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Account, Backend, SessionSnapshot
-from tunehand.tui.messages import SessionCommand
+from tunehand.tui.messages import GoTo, SessionCommand
 from tunehand.tui.widgets.browse import (
     BrowsePane,
     HistoryPane,
@@ -45,6 +45,17 @@ PANES = (
 )
 SEEK_MS = 5_000
 VOLUME_STEP = 5
+UNMUTE_VOLUME = 50
+"""The volume `m` restores when the session was muted elsewhere (no level to go back to)."""
+
+
+class NowRow(Horizontal):
+    """The cover and the now-playing bar; toasts are kept above it (see `place_toasts`)."""
+
+    def on_resize(self) -> None:
+        place = getattr(self.screen, "place_toasts", None)
+        if place is not None:
+            place()
 
 
 class MainScreen(Screen[None]):
@@ -63,6 +74,8 @@ class MainScreen(Screen[None]):
         self.backend = backend
         self.account = account
         self.snapshot: SessionSnapshot | None = None
+        self.unmute_to: int | None = None
+        """The volume before `m` muted the session (kept here: the session has no mute)."""
         self.library = LibraryPane(backend, id="library")
         self.playlists = PlaylistsPane(backend, id="playlists")
         self.likes = LikesPane(backend, id="likes")
@@ -85,7 +98,7 @@ class MainScreen(Screen[None]):
                 yield self.queue
                 yield self.search
             yield self.devices
-        with Horizontal(id="now-row"):
+        with NowRow(id="now-row"):
             yield self.cover
             yield self.now
         yield Footer()
@@ -95,6 +108,13 @@ class MainScreen(Screen[None]):
         self.query_one(Tabs).can_focus = False
         self.devices.display = False
         self.show_pane("library")
+        self.place_toasts()
+
+    def place_toasts(self) -> None:
+        """Stack toasts above the now-playing bar and the footer, never over them."""
+        below = self.query_one(NowRow).outer_size.height + self.query_one(Footer).outer_size.height
+        for rack in self.query("#textual-toastrack"):
+            rack.styles.margin = (0, 0, max(1, below), 0)
 
     # --- attributes down ----------------------------------------------------------
 
@@ -112,14 +132,25 @@ class MainScreen(Screen[None]):
     def pane(self) -> str:
         return self.query_one(ContentSwitcher).current or "library"
 
-    def show_pane(self, name: str) -> None:
+    def show_pane(self, name: str, *, load: bool = True) -> None:
+        """Switch to pane `name`, loading it when it is new or stale (unless `load` is off)."""
         self.query_one(ContentSwitcher).current = name
         self.query_one(Tabs).active = f"tab-{name}"
         pane: Any = self.query_one(f"#{name}")
         stale = name in ("history", "likes", "playlists") or pane.status.has_class("error")
-        if not pane.loaded or stale:
+        if load and (not pane.loaded or stale):
             pane.reload()
         pane.focus_list()
+
+    def on_go_to(self, message: GoTo) -> None:
+        """A search result: its artist or album in the library, or the playlist."""
+        message.stop()
+        if message.kind == "playlist":
+            self.show_pane("playlists", load=False)
+            self.playlists.go_to(message.item)
+        else:
+            self.show_pane("library", load=False)
+            self.library.go_to(message.item)
 
     @on(Tabs.TabActivated)
     def _tab(self, event: Tabs.TabActivated) -> None:
@@ -152,6 +183,18 @@ class MainScreen(Screen[None]):
 
     def action_volume_down(self) -> None:
         self._send("volume", delta=-VOLUME_STEP)
+
+    def action_mute(self) -> None:
+        """Mute: the session's volume to 0; unmute: back to the volume it had."""
+        if self.snapshot is None:
+            return
+        volume = self.snapshot.state.volume
+        if volume > 0:
+            self.unmute_to = volume
+            self._send("volume", value=0)
+        else:
+            level, self.unmute_to = self.unmute_to or UNMUTE_VOLUME, None
+            self._send("volume", value=level)
 
     def action_shuffle(self) -> None:
         on_now = self.snapshot is not None and self.snapshot.state.shuffle

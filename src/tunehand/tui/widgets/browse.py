@@ -22,7 +22,7 @@ from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Album, Artist, Backend, Played, PlaylistInfo
 from tunehand.tui.fmt import duration, track_cells
-from tunehand.tui.messages import SessionCommand
+from tunehand.tui.messages import GoTo, SessionCommand
 from tunehand.tui.widgets.status import StatusLine
 from tunehand.tui.widgets.table import Column, Table
 
@@ -33,10 +33,40 @@ TRACK_COLUMNS = (
     Column("Album", flex=2),
     Column("Time", 7, right=True),
 )
+"""An album's tracks: `#` is the track number on the album."""
+POSITION_COLUMNS = (Column("#", 5, right=True), *TRACK_COLUMNS[1:])
+"""A list in an order of its own (a playlist, the queue): `#` is the position, from 1."""
+PLAIN_COLUMNS = TRACK_COLUMNS[1:]
+"""Search results, liked tracks, history: no `#` (an album track number would mislead)."""
 
 
-def track_table(empty: str, marked: Callable[[TrackView], bool]) -> Table[TrackView]:
+def track_table(
+    empty: str, marked: Callable[[TrackView], bool], numbers: str = "album"
+) -> Table[TrackView]:
+    """A list of tracks whose `#` column is the album's track number ("album"), the
+    position in the list ("position"), or absent ("none")."""
+    if numbers == "position":
+        return Table(
+            POSITION_COLUMNS,
+            lambda t: track_cells(t)[1:],
+            marked=marked,
+            number=position,
+            empty=empty,
+            classes="tracks",
+        )
+    if numbers == "none":
+        return Table(
+            PLAIN_COLUMNS,
+            lambda t: track_cells(t)[1:],
+            marked=marked,
+            empty=empty,
+            classes="tracks",
+        )
     return Table(TRACK_COLUMNS, track_cells, marked=marked, empty=empty, classes="tracks")
+
+
+def position(index: int, row: Any) -> str:
+    return str(index + 1)
 
 
 class BrowsePane(Vertical):
@@ -46,6 +76,8 @@ class BrowsePane(Vertical):
     TITLE = ""
     play_list = True
     """Enter plays the whole list from the chosen track (an album); False: just that track."""
+    ask_before_replacing = False
+    """Enter asks first when it would replace a queue the user put together (a playlist)."""
 
     def __init__(self, backend: Backend, *, id: str) -> None:
         super().__init__(id=id, classes="pane")
@@ -59,7 +91,7 @@ class BrowsePane(Vertical):
         self.loaded = False
 
     def make_tables(self) -> list[Table[Any]]:
-        return [track_table("no tracks", self._is_current)]
+        return [track_table("no tracks", self._is_current, "none")]
 
     def compose(self) -> ComposeResult:
         yield self.title
@@ -105,7 +137,10 @@ class BrowsePane(Vertical):
         self._show(0)
         self.run_worker(self._load(0, None), group=f"load-{self.id}", exclusive=True)
 
-    async def _load(self, level: int, parent: Any) -> None:
+    async def _load(
+        self, level: int, parent: Any, select: Callable[[Any], bool] | None = None
+    ) -> None:
+        """Load a level's rows; the cursor goes to the first row `select` picks (or the top)."""
         self.tables[level].set_empty("loading…")
         self.tables[level].set_rows((), cursor=0)
         self.set_status("")
@@ -114,7 +149,8 @@ class BrowsePane(Vertical):
             self.tables[level].set_empty("could not load: see below")
             return
         self.tables[level].set_empty(self.empty_text(level))
-        self.tables[level].set_rows(rows, cursor=0)
+        cursor = next((i for i, r in enumerate(rows) if select(r)), 0) if select else 0
+        self.tables[level].set_rows(rows, cursor=cursor)
 
     async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
         raise NotImplementedError
@@ -152,21 +188,67 @@ class BrowsePane(Vertical):
         ids = [t.id for t in self._tracks()]
         start = max(0, min(i, len(ids) - MAX_QUEUE)) if len(ids) > MAX_QUEUE else 0
         window = tuple(ids[start : start + MAX_QUEUE])
-        self.post_message(SessionCommand("play", track_ids=window, replace=True, index=i - start))
+        play = SessionCommand("play", track_ids=window, replace=True, index=i - start)
+        if self.ask_before_replacing and self._hand_built_queue(window):
+            self._ask_replace(play, row)
+        else:
+            self.post_message(play)
+
+    def _hand_built_queue(self, window: tuple[str, ...]) -> int:
+        """How many tracks the queue has when it is not `window` nor the last list this
+        TUI played whole (so the user put it together: added, removed, moved); else 0."""
+        snap = getattr(self.app, "snapshot", None)
+        if snap is None:
+            return 0
+        queue = tuple(e.track_id for e in snap.state.queue)
+        if not queue or queue == window or queue == getattr(self.app, "last_list", ()):
+            return 0
+        return len(queue)
+
+    def _ask_replace(self, play: SessionCommand, row: TrackView) -> None:
+        from tunehand.tui.screens.choice import ChoiceScreen
+
+        def answered(choice: str | None) -> None:
+            if choice == "replace":
+                self.post_message(play)
+            elif choice == "next":
+                done = added("queue_next", row.title)
+                self.post_message(SessionCommand("queue_next", track_ids=(row.id,), done=done))
+
+        n = self._hand_built_queue(play.fields["track_ids"])
+        question = (
+            f"The queue holds {n} track{'' if n == 1 else 's'} you put together. "
+            f"Play “{self.crumbs[-1]}” "
+            f"from “{row.title}” instead of them?"
+        )
+        answers = [
+            ("r", "Replace the queue", "replace"),
+            ("n", "Play just this track next", "next"),
+            ("escape", "Cancel", ""),
+        ]
+        self.app.push_screen(ChoiceScreen(question, answers), callback=answered)
 
     def _enqueue(self, op: str) -> None:
         row = self.table.current
         if row is None:
             return
         if self.level == len(self.tables) - 1:
-            self.post_message(SessionCommand(op, track_ids=(row.id,)))
+            done = added(op, row.title)
+            self.post_message(SessionCommand(op, track_ids=(row.id,), done=done))
         else:
             self.run_worker(self._enqueue_group(op, row), group=f"enqueue-{self.id}")
 
     async def _enqueue_group(self, op: str, row: Any) -> None:
         tracks = await attempt(self.group_tracks(row), lambda m: self.set_status(m, True))
-        if tracks:
-            self.post_message(SessionCommand(op, track_ids=tuple(t.id for t in tracks)))
+        if not tracks:
+            return
+        ids = tuple(t.id for t in tracks)
+        if len(ids) == 1:
+            done = added(op, tracks[0].title)
+        else:
+            by = "by" if isinstance(row, Artist) else "of"
+            done = added(op, f"{len(ids)} tracks {by} {self.crumb(row)}", plural=True)
+        self.post_message(SessionCommand(op, track_ids=ids, done=done))
 
     async def group_tracks(self, row: Any) -> Sequence[TrackView]:
         """The tracks an upper-level row stands for (an album's, a playlist's)."""
@@ -181,6 +263,25 @@ class BrowsePane(Vertical):
     def action_back(self) -> None:
         if self.level > 0:
             self._show(self.level - 1)
+
+    def selected_track(self) -> TrackView | None:
+        row = self.table.current
+        return row if isinstance(row, TrackView) else None
+
+    def action_go_album(self) -> None:
+        t = self.selected_track()
+        if t is None or not t.album:
+            self.notify("Choose a track of an album first", severity="warning")
+            return
+        artist = t.album_artist or t.artist
+        self.post_message(GoTo("album", Album(t.album_id, t.album, artist)))
+
+    def action_go_artist(self) -> None:
+        t = self.selected_track()
+        if t is None or not (t.album_artist or t.artist):
+            self.notify("Choose a track first", severity="warning")
+            return
+        self.post_message(GoTo("artist", Artist("", t.album_artist or t.artist)))
 
 
 class LibraryPane(BrowsePane):
@@ -209,6 +310,44 @@ class LibraryPane(BrowsePane):
     def crumb(self, row: Any) -> str:
         return str(row.name if isinstance(row, Artist) else row.title)
 
+    def go_to(self, row: Artist | Album) -> None:
+        """Open an artist (its albums) or an album (its tracks), as if walked to."""
+        self.loaded = True
+        self.run_worker(self._go_to(row), group=f"load-{self.id}", exclusive=True)
+
+    async def _go_to(self, row: Artist | Album) -> None:
+        self.crumbs = [self.TITLE]
+        self._show(0)
+        if isinstance(row, Artist) and row.key:
+            key = row.key
+            wanted: Callable[[Artist], bool] = lambda a: a.key == key  # noqa: E731
+        else:  # an album's artist, or a track's: known by name
+            name = row.name if isinstance(row, Artist) else row.artist
+            wanted = lambda a: a.name == name  # noqa: E731
+        await self._load(0, None, wanted)
+        artist: Artist | None = self.tables[0].current
+        if artist is None or not wanted(artist):
+            self.set_status(f"{self.crumb(row)} is not in the library any more", True)
+            return
+        self.crumbs.append(artist.name)
+        self._show(1)
+        if isinstance(row, Album):  # by id; by title for a track without one
+            wanted_album: Callable[[Album], bool] | None = (
+                (lambda al: al.id == row.id) if row.id else (lambda al: al.title == row.title)
+            )
+        else:
+            wanted_album = None
+        await self._load(1, artist, wanted_album)
+        album: Album | None = self.tables[1].current
+        if wanted_album is not None:
+            if album is None or not wanted_album(album):
+                self.set_status(f"{self.crumb(row)} is not in the library any more", True)
+                return
+            self.crumbs.append(album.title)
+            self._show(2)
+            await self._load(2, album)
+        self.focus_list()
+
     async def group_tracks(self, row: Any) -> Sequence[TrackView]:
         if isinstance(row, Album):
             return await self.backend.album_tracks(row.id)
@@ -220,19 +359,34 @@ class LibraryPane(BrowsePane):
 
 
 class PlaylistsPane(BrowsePane):
+    """The account's playlists; rename and delete them, and edit one's tracks in place.
+
+    Edits (remove, move) show at once and are saved whole (`save_playlist`) by one
+    worker at a time, always the latest order, so quick keys never race each other.
+    """
+
     TITLE = "Playlists"
+    BINDINGS: ClassVar[list[BindingType]] = [*BrowsePane.BINDINGS, *keys.bindings("playlists")]
+    ask_before_replacing = True
+
+    def __init__(self, backend: Backend, *, id: str) -> None:
+        super().__init__(backend, id=id)
+        self.opened: PlaylistInfo | None = None
+        self._pending: tuple[str, list[TrackView], str] | None = None
+        self._saving = False
 
     def make_tables(self) -> list[Table[Any]]:
         lists: Table[PlaylistInfo] = Table(
             (Column("Playlist", flex=3), Column("Tracks", 7, right=True)),
             lambda p: (p.name, str(p.tracks)),
-            empty="no playlists yet: `tunehand ctl playlists save NAME` saves the queue",
+            empty="no playlists yet: S in the queue saves it as one",
         )
-        return [lists, track_table("this playlist is empty", self._is_current)]
+        return [lists, track_table("this playlist is empty", self._is_current, "position")]
 
     async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
         if level == 0:
             return await self.backend.playlists()
+        self.opened = parent
         return await self.backend.playlist(parent.name)
 
     def crumb(self, row: Any) -> str:
@@ -240,6 +394,159 @@ class PlaylistsPane(BrowsePane):
 
     async def group_tracks(self, row: Any) -> Sequence[TrackView]:
         return await self.backend.playlist(row.name)
+
+    def go_to(self, playlist: PlaylistInfo) -> None:
+        """Open a playlist, as if walked to."""
+        self.loaded = True
+        self.run_worker(self._go_to(playlist.name), group=f"load-{self.id}", exclusive=True)
+
+    async def _go_to(self, name: str) -> None:
+        self.crumbs = [self.TITLE]
+        self._show(0)
+        await self._load(0, None, lambda p: p.name == name)
+        found: PlaylistInfo | None = self.tables[0].current
+        if found is None or found.name != name:
+            self.set_status(f"no playlist named {name!r} any more", True)
+            return
+        self.crumbs.append(found.name)
+        self._show(1)
+        await self._load(1, found)
+        self.focus_list()
+
+    def _selected_list(self) -> PlaylistInfo | None:
+        if self.level == 0:
+            row: PlaylistInfo | None = self.tables[0].current
+            return row
+        return self.opened
+
+    def _reload_lists(self, name: str | None) -> None:
+        """Load the list of playlists again (in place), the cursor on `name`."""
+        select = (lambda p: p.name == name) if name else None
+        self.run_worker(self._load(0, None, select), group="playlists-list", exclusive=True)
+
+    # --- rename and delete --------------------------------------------------------
+
+    def action_playlist_rename(self) -> None:
+        p = self._selected_list()
+        if p is None:
+            return
+        from tunehand.tui.screens.prompt import PromptScreen
+
+        def rename(new_name: str | None) -> None:
+            if new_name and new_name != p.name:
+                self.run_worker(self._rename(p.name, new_name), group="playlist-rename")
+
+        self.app.push_screen(
+            PromptScreen(f"Rename the playlist “{p.name}” to:", value=p.name), callback=rename
+        )
+
+    async def _rename(self, name: str, new_name: str) -> None:
+        problems: list[str] = []
+        await attempt(self.backend.rename_playlist(name, new_name), problems.append)
+        if problems:
+            self.set_status(problems[0], True)
+            return
+        if self.opened is not None and self.opened.name == name:
+            self.opened = PlaylistInfo(new_name, self.opened.tracks)
+            if self.level == 1:
+                self.crumbs[1] = new_name
+                self._show(1)
+        self._reload_lists(new_name)
+        self.notify(f"Renamed the playlist “{name}” to “{new_name}”")
+
+    def action_playlist_remove(self) -> None:
+        if self.level == 1:
+            self._edit_remove()
+            return
+        p = self.tables[0].current
+        if p is None:
+            return
+        from tunehand.tui.screens.choice import ChoiceScreen
+
+        def answered(choice: str | None) -> None:
+            if choice == "delete":
+                self.run_worker(self._delete(p.name), group="playlist-delete")
+
+        tracks = f"{p.tracks} track{'' if p.tracks == 1 else 's'}"
+        self.app.push_screen(
+            ChoiceScreen(
+                f"Delete the playlist “{p.name}” ({tracks})? This cannot be undone.",
+                [("y", "Delete it", "delete"), ("escape", "Keep it", "")],
+                focus=1,
+                danger=True,
+            ),
+            callback=answered,
+        )
+
+    async def _delete(self, name: str) -> None:
+        problems: list[str] = []
+        await attempt(self.backend.delete_playlist(name), problems.append)
+        if problems:
+            self.set_status(problems[0], True)
+            return
+        below = self.tables[0].cursor_row
+        rows = [p for p in self.tables[0].rows if p.name != name]
+        self.tables[0].set_rows(rows, cursor=min(below, max(0, len(rows) - 1)))
+        self.notify(f"Deleted the playlist “{name}”")
+
+    # --- editing the tracks -------------------------------------------------------
+
+    def _edit_remove(self) -> None:
+        table = self.tables[1]
+        i = table.cursor_row
+        if self.opened is None or not 0 <= i < len(table.rows):
+            return
+        rows = list(table.rows)
+        gone = rows.pop(i)
+        self._edited(rows, min(i, len(rows) - 1), f"removed {gone.title} from the playlist")
+
+    def _edit_move(self, delta: int) -> None:
+        table = self.tables[1]
+        i = table.cursor_row
+        if self.level != 1 or self.opened is None or not 0 <= i + delta < len(table.rows):
+            return
+        rows = list(table.rows)
+        rows[i], rows[i + delta] = rows[i + delta], rows[i]
+        self._edited(rows, i + delta, "")
+
+    def action_playlist_move_up(self) -> None:
+        self._edit_move(-1)
+
+    def action_playlist_move_down(self) -> None:
+        self._edit_move(1)
+
+    def _edited(self, rows: list[TrackView], cursor: int, what: str) -> None:
+        """Show the edit now; save the playlist's new track list in the background."""
+        assert self.opened is not None
+        self.tables[1].set_rows(rows, cursor=max(0, cursor))
+        self._pending = (self.opened.name, rows, what)
+        if not self._saving:
+            self._saving = True
+            self.run_worker(self._save_edits(), group="playlist-edit")
+
+    async def _save_edits(self) -> None:
+        try:
+            while self._pending is not None:
+                name, rows, what = self._pending
+                self._pending = None
+                problems: list[str] = []
+                ids = [t.id for t in rows]
+                await attempt(self.backend.save_playlist(name, ids), problems.append)
+                if problems:  # show what the server has, and why the edit did not stick
+                    self._pending = None
+                    if self.opened is not None and self.level == 1:
+                        await self._load(1, self.opened)
+                    self.set_status(f"could not save the playlist: {problems[0]}", True)
+                    return
+                self.set_status(what)
+                self.tables[0].set_rows(
+                    [
+                        PlaylistInfo(p.name, len(ids)) if p.name == name else p
+                        for p in self.tables[0].rows
+                    ]
+                )
+        finally:
+            self._saving = False
 
 
 class LikesPane(BrowsePane):
@@ -267,6 +574,13 @@ class HistoryPane(BrowsePane):
 
     def empty_text(self, level: int) -> str:
         return "nothing played yet"
+
+
+def added(op: str, what: str, *, plural: bool = False) -> str:
+    """The toast for an enqueue: "Added X to the queue" or "X plays next"."""
+    if op == "queue_next":
+        return f"{what} {'play' if plural else 'plays'} next"
+    return f"Added {what} to the queue"
 
 
 def total_time(tracks: Sequence[TrackView]) -> str:

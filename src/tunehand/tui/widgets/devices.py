@@ -51,7 +51,11 @@ class DevicesPanel(Vertical):
             cursor = next((i for i, d in enumerate(rows) if d.id == selected.id), None)
         self.table.set_rows(rows, cursor=cursor)
         active = snap.device_name(snap.state.active_device)
-        self.title.update(f"Devices · playing on {active}" if active else "Devices · none active")
+        if not active:
+            self.title.update("Devices · none active")
+        else:
+            doing = "playing" if snap.state.position.playing else "paused"
+            self.title.update(f"Devices · {doing} on {active}")
 
     @property
     def selected(self) -> DeviceInfo | None:

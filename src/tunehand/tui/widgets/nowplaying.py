@@ -80,8 +80,9 @@ class NowPlaying(Widget):
 
         dur = track.duration_ms if track else 0
         pos = self.position_ms() if track else 0
+        vol = "muted  " if st.volume == 0 else f"vol {st.volume:>3}"
         right = Text(
-            f"  vol {st.volume:>3} · shuffle {'on ' if st.shuffle else 'off'} · repeat {st.repeat}",
+            f"  {vol} · shuffle {'on ' if st.shuffle else 'off'} · repeat {st.repeat}",
             self._style("dim"),
         )
         left = f"{clock(pos):>7} "

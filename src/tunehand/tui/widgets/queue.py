@@ -25,7 +25,7 @@ from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Backend, SessionSnapshot
 from tunehand.tui.fmt import duration
 from tunehand.tui.messages import SessionCommand
-from tunehand.tui.widgets.browse import TRACK_COLUMNS
+from tunehand.tui.widgets.browse import POSITION_COLUMNS
 from tunehand.tui.widgets.status import StatusLine
 from tunehand.tui.widgets.table import Table
 
@@ -41,9 +41,10 @@ class QueuePane(Vertical):
         self.title = Static("Queue", classes="crumb")
         self.status = StatusLine()
         self.table: Table[Entry] = Table(
-            TRACK_COLUMNS,
+            POSITION_COLUMNS,
             self._cells,
             marked=self._is_current,
+            number=self._position,
             empty="the queue is empty: press Enter or a on a track",
             classes="tracks",
         )
@@ -111,12 +112,15 @@ class QueuePane(Vertical):
     def _is_current(self, e: Entry) -> bool:
         return self.snapshot is not None and e.entry_id == self.snapshot.state.current
 
+    def _position(self, index: int, e: Entry) -> str:
+        """The entry's place in play order, from 1, with ▶ on the playing one."""
+        return f"▶ {index + 1}" if self._is_current(e) else str(index + 1)
+
     def _cells(self, e: Entry) -> Sequence[str]:
         t = self.tracks.get(e.track_id)
-        mark = "▶" if self._is_current(e) else ""
         if t is None:
-            return (mark, e.track_id, "", "", duration(e.duration_ms))
-        return (mark, t.title, t.artist or "Unknown artist", t.album, duration(t.duration_ms))
+            return (e.track_id, "", "", duration(e.duration_ms))
+        return (t.title, t.artist or "Unknown artist", t.album, duration(t.duration_ms))
 
     # --- actions ------------------------------------------------------------------
 
@@ -130,6 +134,15 @@ class QueuePane(Vertical):
     def action_play_entry(self) -> None:
         if (e := self._entry()) is not None:
             self.post_message(SessionCommand("play", entry_id=e.entry_id))
+
+    def action_jump_playing(self) -> None:
+        """Put the cursor on the playing entry (wherever the list was scrolled)."""
+        cur = self.snapshot.state.current if self.snapshot is not None else None
+        for i, e in enumerate(self.table.rows):
+            if e.entry_id == cur:
+                self.table.cursor_row = i
+                return
+        self.notify("Nothing is playing", severity="warning")
 
     def action_remove(self) -> None:
         if (e := self._entry()) is not None:

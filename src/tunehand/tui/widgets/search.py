@@ -3,24 +3,84 @@
 Every keystroke starts an exclusive worker that first waits `debounce_s` and then
 asks the backend; a newer keystroke cancels the older worker, so only the last query
 reaches the server and a slow answer can never overwrite a newer one.
+
+Results come in sections (artists, albums, playlists, tracks), one list with the
+section's name on its first row. Enter on a track plays it; on an artist, album or
+playlist it goes there (`GoTo`: the library or the playlists show it); `a`/`A` queue
+what the row stands for.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Input
 
+from tunehand.core.protocol import TrackView
 from tunehand.tui.attempt import attempt
-from tunehand.tui.backend import Backend
-from tunehand.tui.widgets.browse import BrowsePane
+from tunehand.tui.backend import Album, Artist, Backend, PlaylistInfo, SearchResults
+from tunehand.tui.fmt import track_cells
+from tunehand.tui.messages import GoTo, SessionCommand
+from tunehand.tui.widgets.browse import BrowsePane, added
+from tunehand.tui.widgets.table import Column, Table
 
 SEARCH_LIMIT = 200
+SECTIONS = {"artist": "Artists", "album": "Albums", "playlist": "Playlists", "track": "Tracks"}
+SEARCH_COLUMNS = (
+    Column("", 9),
+    Column("Title", flex=3),
+    Column("Artist", flex=2),
+    Column("Album", flex=2),
+    Column("Time", 7, right=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One result row: what it is ("artist", "album", "playlist", "track"), the thing
+    itself, and whether it opens its section (which then shows the section's name)."""
+
+    kind: str
+    item: Any
+    first: bool = False
+
+
+def hits(found: SearchResults) -> list[Hit]:
+    rows: list[Hit] = []
+    for kind, items in (
+        ("artist", found.artists),
+        ("album", found.albums),
+        ("playlist", found.playlists),
+        ("track", found.tracks),
+    ):
+        rows.extend(Hit(kind, item, i == 0) for i, item in enumerate(items))
+    return rows
+
+
+def count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def hit_cells(h: Hit) -> Sequence[str | Text]:
+    label = Text(SECTIONS[h.kind] if h.first else "", style="bold")
+    if h.kind == "artist":
+        a: Artist = h.item
+        return (label, a.name, "", f"{count(a.albums, 'album')} · {count(a.tracks, 'track')}", "")
+    if h.kind == "album":
+        al: Album = h.item
+        year = f"{al.year} · " if al.year else ""
+        return (label, al.title, al.artist, f"{year}{count(al.tracks, 'track')}", "")
+    if h.kind == "playlist":
+        p: PlaylistInfo = h.item
+        return (label, p.name, "", count(p.tracks, "track"), "")
+    return (label, *track_cells(h.item)[1:])
 
 
 class SearchPane(BrowsePane):
@@ -40,6 +100,21 @@ class SearchPane(BrowsePane):
         self.searches = 0
         self._waiting: asyncio.Event | None = None
         """Searches sent to the backend (the debounce drops the others)."""
+
+    def make_tables(self) -> list[Table[Any]]:
+        table: Table[Hit] = Table(
+            SEARCH_COLUMNS,
+            hit_cells,
+            marked=lambda h: h.kind == "track" and self._is_current(h.item),
+            empty="type to search",
+            classes="tracks",
+        )
+        return [table]
+
+    @property
+    def tracks(self) -> list[TrackView]:
+        """The tracks among the results, in order."""
+        return [h.item for h in self.table.rows if h.kind == "track"]
 
     def compose(self) -> ComposeResult:
         yield self.title
@@ -94,12 +169,82 @@ class SearchPane(BrowsePane):
         if found is None:
             return
         self.table.set_empty(f"nothing matches “{query}”")
-        self.table.set_rows(found, cursor=0)
-        more = "+" if len(found) >= SEARCH_LIMIT else ""
-        self.set_status(f"{len(found)}{more} tracks match “{query}”" if found else "")
+        self.table.set_rows(hits(found), cursor=0)
+        more = "+" if len(found.tracks) >= SEARCH_LIMIT else ""
+        parts = [
+            count(len(items), what)
+            for items, what in (
+                (found.artists, "artist"),
+                (found.albums, "album"),
+                (found.playlists, "playlist"),
+            )
+            if items
+        ]
+        if found.tracks or not parts:
+            parts.append(f"{len(found.tracks)}{more} track{'' if len(found.tracks) == 1 else 's'}")
+        if not self.table.rows:
+            self.set_status("")
+            return
+        listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        self.set_status(f"{listed} match “{query}”")
 
     def _failed(self, message: str) -> None:
         self.set_status(message, True)
 
     async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
         return ()
+
+    # --- actions on results -------------------------------------------------------
+
+    def action_play(self) -> None:
+        """A track plays; an artist, album or playlist is shown where it lives."""
+        hit = self.table.current
+        if hit is None:
+            return
+        if hit.kind == "track":
+            self.post_message(SessionCommand("play", track_ids=(hit.item.id,)))
+        else:
+            self.post_message(GoTo(hit.kind, hit.item))
+
+    def _enqueue(self, op: str) -> None:
+        hit = self.table.current
+        if hit is None:
+            return
+        if hit.kind == "track":
+            done = added(op, hit.item.title)
+            self.post_message(SessionCommand(op, track_ids=(hit.item.id,), done=done))
+        else:
+            self.run_worker(self._enqueue_group(op, hit.item), group=f"enqueue-{self.id}")
+
+    async def group_tracks(self, row: Any) -> Sequence[TrackView]:
+        if isinstance(row, Album):
+            return await self.backend.album_tracks(row.id)
+        if isinstance(row, PlaylistInfo):
+            return await self.backend.playlist(row.name)
+        tracks: list[TrackView] = []
+        for album in await self.backend.albums(row.key):
+            tracks.extend(await self.backend.album_tracks(album.id))
+        return tracks
+
+    def crumb(self, row: Any) -> str:
+        return str(row.name if isinstance(row, (Artist, PlaylistInfo)) else row.title)
+
+    def selected_track(self) -> TrackView | None:
+        hit = self.table.current
+        return hit.item if hit is not None and hit.kind == "track" else None
+
+    def action_go_album(self) -> None:
+        hit = self.table.current
+        if hit is not None and hit.kind == "album":
+            self.post_message(GoTo("album", hit.item))
+        else:
+            super().action_go_album()
+
+    def action_go_artist(self) -> None:
+        hit = self.table.current
+        if hit is not None and hit.kind == "artist":
+            self.post_message(GoTo("artist", hit.item))
+        elif hit is not None and hit.kind == "album":
+            self.post_message(GoTo("artist", Artist("", hit.item.artist)))
+        else:
+            super().action_go_artist()

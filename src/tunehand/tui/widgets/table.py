@@ -81,9 +81,10 @@ class Table(ScrollView, Generic[RowT], can_focus=True):
     def __init__(
         self,
         columns: Sequence[Column],
-        cells: Callable[[RowT], Sequence[str]],
+        cells: Callable[[RowT], Sequence[str | Text]],
         *,
         marked: Callable[[RowT], bool] | None = None,
+        number: Callable[[int, RowT], str] | None = None,
         empty: str = "nothing here",
         name: str | None = None,
         id: str | None = None,
@@ -93,6 +94,8 @@ class Table(ScrollView, Generic[RowT], can_focus=True):
         self.columns = tuple(columns)
         self._cells = cells
         self._marked = marked
+        self._number = number
+        """When set, the first column is `number(index, row)` (a position) before `cells`."""
         self.empty = empty
         self.rows: Sequence[RowT] = ()
 
@@ -179,10 +182,15 @@ class Table(ScrollView, Generic[RowT], can_focus=True):
                 widths.append(max(1, w))
         return widths
 
-    def _line(self, cells: Sequence[str], widths: list[int], style: Style) -> Strip:
+    def _line(self, cells: Sequence[str | Text], widths: list[int], style: Style) -> Strip:
+        """One line; a cell is text, or a `Text` with a style of its own (over the row's)."""
         text = Text(" ", no_wrap=True, end="")
         for i, (cell, width, col) in enumerate(zip(cells, widths, self.columns, strict=False)):
-            piece = Text(cell, no_wrap=True, end="")
+            if isinstance(cell, Text):
+                piece = cell.copy()
+                piece.no_wrap, piece.end = True, ""
+            else:
+                piece = Text(cell, no_wrap=True, end="")
             piece.truncate(width, overflow="ellipsis", pad=False)
             pad = " " * (width - piece.cell_len)
             if col.right:
@@ -220,5 +228,8 @@ class Table(ScrollView, Generic[RowT], can_focus=True):
             style += self.get_component_rich_style("table--marked")
         if row == self.cursor_row:
             style += self.get_component_rich_style("table--cursor")
-        strip = self._line(self._cells(item), widths, style)
+        cells: Sequence[str | Text] = self._cells(item)
+        if self._number is not None:
+            cells = (self._number(row, item), *cells)
+        strip = self._line(cells, widths, style)
         return strip.extend_cell_length(width, style).crop(0, width)
