@@ -32,6 +32,7 @@ from tests.cli_helpers import (
 from tests.fixtures_keyring import start_secret_service
 from tests.fixtures_server import ServerProc
 from tunehand.client.credentials import Credentials, KeyringStore
+from tunehand.errors import KeyringError
 
 HANGING_BACKEND = "tests.hanging_keyring.HangingKeyring"
 KEYRING_TIMEOUT_S = 5.0  # KeyringStore's deadline
@@ -496,3 +497,29 @@ def test_another_server_never_touches_this_login(
     else:
         creds = keyring_login(device)
         assert creds is not None and creds.server == srv.url
+
+
+async def test_the_tui_logs_in_to_the_token_file_where_there_is_no_keyring(
+    tmp_path: Path, user: str, srv: ServerProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live TUI backend: no keyring is reported, then the opted-in 0600 file is used."""
+    import argparse
+
+    from tunehand.tui.backend_live import LiveBackend
+
+    for key, value in NO_KEYRING.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TUNEHAND_TOKEN", raising=False)
+    config_dir = tmp_path / "tui"
+    backend, _ = LiveBackend.from_args(argparse.Namespace(config_dir=str(config_dir)))
+    problem = await backend.token_store_problem()
+    assert problem is not None and problem.startswith("no OS keyring available"), problem
+    with pytest.raises(KeyringError):
+        await backend.login(srv.url, user, PASSWORD)
+    assert not (config_dir / "tokens.json").exists()
+    path = backend.use_token_file()
+    assert path == str(config_dir / "tokens.json")
+    account = await backend.login(srv.url, user, PASSWORD)
+    assert (account.server, account.user) == (srv.url, user)
+    assert stat.S_IMODE((config_dir / "tokens.json").stat().st_mode) == 0o600
+    assert await backend.token_store_problem() is None

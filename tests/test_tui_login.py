@@ -156,3 +156,42 @@ async def test_code_login_errors_are_shown_in_place() -> None:
         await wait_until(pilot, lambda: "cannot reach" in error_text(app))
         assert not fake.device_login_waiting
         assert not app.screen.query_one("#code-button").disabled
+
+
+# --- no OS keyring: the file store, offered with its warning --------------------------
+
+NO_KEYRING_LINE = "no OS keyring available: start gnome-keyring"
+
+
+async def test_without_a_keyring_the_login_screen_offers_the_token_file() -> None:
+    from textual.widgets import Checkbox
+
+    fake = FakeBackend(logged_in=False)
+    fake.keyring_missing = NO_KEYRING_LINE
+    async with running(fake) as (app, pilot, fake):
+        box = app.screen.query_one("#token-file", Checkbox)
+        await wait_until(pilot, lambda: box.display)
+        problem = str(app.screen.query_one("#keyring-problem", Static).render())
+        assert problem == NO_KEYRING_LINE
+        assert box.value is False and "insecure" in str(box.label)
+        # Not ticked: the login fails and says why, in place.
+        await fill(pilot, "demo", "demo")
+        assert isinstance(app.screen, LoginScreen)
+        assert NO_KEYRING_LINE in error_text(app)
+        assert ("use_token_file", {}) not in fake.calls
+        # Ticked: the tokens go to the file, and the user is told where.
+        box.value = True
+        await fill(pilot, "demo", "demo")
+        assert isinstance(app.screen, MainScreen)
+        assert fake.token_file and ("use_token_file", {}) in fake.calls
+        assert any("/fake/config/tokens.json" in str(n.message) for n in app._notifications)
+
+
+async def test_with_a_keyring_the_token_file_is_not_offered() -> None:
+    from textual.widgets import Checkbox
+
+    async with running(FakeBackend(logged_in=False)) as (app, pilot, fake):
+        await wait_until(pilot, lambda: ("token_store_problem", {}) in fake.calls)
+        await settle(pilot)
+        assert app.screen.query_one("#token-file", Checkbox).display is False
+        assert str(app.screen.query_one("#keyring-problem", Static).render()) == ""

@@ -106,6 +106,15 @@ class Backend(Protocol):
 
     async def login(self, server: str, user: str, password: str) -> Account: ...
 
+    async def token_store_problem(self) -> str | None:
+        """Why a login could not be kept here (no OS keyring), or None when it can."""
+        ...
+
+    def use_token_file(self) -> str:
+        """Keep the next login's tokens in a 0600 file instead (the user opted in); the
+        file's path, for the warning."""
+        ...
+
     async def start_device_login(self, server: str) -> DeviceLogin:
         """Ask `server` for a device code (RFC 8628) to show on the login screen."""
         ...

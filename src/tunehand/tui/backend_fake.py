@@ -20,7 +20,7 @@ from tunehand.core import session as core
 from tunehand.core.commands import Command, Result
 from tunehand.core.model import DeviceInfo, Position, SessionState
 from tunehand.core.protocol import TrackView
-from tunehand.errors import AuthError, NotFound, TunehandError
+from tunehand.errors import AuthError, KeyringError, NotFound, TunehandError
 from tunehand.tui.backend import (
     Account,
     Album,
@@ -189,6 +189,9 @@ class FakeBackend:
         self.library = library if library is not None else demo_library()
         self.account_ = account or (Account("http://127.0.0.1:8440", "demo") if logged_in else None)
         self.password = "demo"  # noqa: S105 - the fake account's password
+        self.keyring_missing: str | None = None
+        """Set to a reason to play a machine with no OS keyring."""
+        self.token_file = False
         self.devices = devices
         self.device_id = devices[0].id
         self.now_ms = now_ms
@@ -311,8 +314,19 @@ class FakeBackend:
         self._check("account")
         return self.account_
 
+    async def token_store_problem(self) -> str | None:
+        self._check("token_store_problem")
+        return None if self.token_file else self.keyring_missing
+
+    def use_token_file(self) -> str:
+        self.calls.append(("use_token_file", {}))
+        self.token_file = True
+        return "/fake/config/tokens.json"
+
     async def login(self, server: str, user: str, password: str) -> Account:
         self._check("login", server=server, user=user)
+        if self.keyring_missing and not self.token_file:
+            raise KeyringError(self.keyring_missing)
         if not server.startswith(("http://", "https://")):
             raise TunehandError(f"server URL must look like http://HOST:PORT, not {server!r}")
         if password != self.password:

@@ -103,6 +103,8 @@ class LiveBackend:
         self._notice = ""
         self._desktop = Desktop(notifications=config.notifications)
         self._device_codes: dict[str, tuple[str, DeviceCode]] = {}
+        self._token_file = False
+        """The user opted into the 0600 token file on the login screen."""
         self._art_http: HttpClient | None = None
         self._art_lock = threading.Lock()
         self._art: OrderedDict[tuple[str, int], bytes | None] = OrderedDict()
@@ -197,16 +199,30 @@ class LiveBackend:
         server = check_server_url(server)
         cdir = self._config_dir
         ensure_config_dir(cdir)
-        if os.path.lexists(cdir / TOKENS_FILE):
+        if self._token_file or os.path.lexists(cdir / TOKENS_FILE):
             return server, FileStore(cdir / TOKENS_FILE)
         store = KeyringStore(cdir)
         try:
             store.check()
         except KeyringError as exc:
-            raise KeyringError(
-                f"{exc} (or log in once with `tunehand login --insecure-token-file`)"
-            ) from None
+            raise KeyringError(f"{exc} (or tick “keep the tokens in a file” below)") from None
         return server, store
+
+    async def token_store_problem(self) -> str | None:
+        def check() -> str | None:
+            if self._token_file or os.path.lexists(self._config_dir / TOKENS_FILE):
+                return None
+            try:
+                KeyringStore(self._config_dir).check()
+            except KeyringError as exc:
+                return str(exc)
+            return None
+
+        return await asyncio.to_thread(check)
+
+    def use_token_file(self) -> str:
+        self._token_file = True
+        return str(self._config_dir / TOKENS_FILE)
 
     def _logged_in(self, server: str, store: CredentialStore, tokens: dict[str, Any]) -> Account:
         user = str(tokens.get("user") or "")

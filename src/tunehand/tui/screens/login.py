@@ -2,7 +2,9 @@
 place, under the form.
 
 The password goes to the backend and nowhere else; the backend keeps the tokens
-(the OS keyring). "Log in with a code" asks the server for a device code (RFC 8628),
+(the OS keyring). Where the machine has no OS keyring, the screen says so and offers the
+plain 0600 token file (`--insecure-token-file` of `tunehand login`), unticked.
+"Log in with a code" asks the server for a device code (RFC 8628),
 shows it with how to approve it (`tunehand ctl approve CODE` on a logged-in device,
 or the server's approval page), and waits; Escape gives up. On success the screen is
 dismissed with the `Account`.
@@ -18,11 +20,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Checkbox, Input, Static
 
 from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Account, Backend, DeviceLogin
 
+TOKEN_FILE_LABEL = (
+    "Keep the tokens in a plain file instead (insecure: anyone who can read it can use "  # noqa: S105
+    "this account)"
+)
 CODE_GROUP = "code-login"
 """The worker group of a device-code login: it waits (for minutes) until approved."""
 
@@ -48,11 +54,28 @@ class LoginScreen(Screen[Account]):
             yield Button("Log in", variant="primary", id="login-button")
             yield Button("Log in with a code from another device (ctrl+o)", id="code-button")
             yield Static("", id="device-code")
+            yield Static("", id="keyring-problem")
+            yield Checkbox(TOKEN_FILE_LABEL, id="token-file")
             yield Static(self.error, id="login-error")
 
     def on_mount(self) -> None:
         first = "#user" if self.backend.default_server else "#server"
         self.query_one(first, Input).focus()
+        self.query_one("#token-file", Checkbox).display = False
+        self.run_worker(self._check_token_store(), group="token-store")
+
+    async def _check_token_store(self) -> None:
+        """No OS keyring here: say so, and offer the plain token file (with its warning)."""
+        problem = await attempt(self.backend.token_store_problem(), self.show_error)
+        if problem:
+            self.query_one("#keyring-problem", Static).update(problem)
+            self.query_one("#token-file", Checkbox).display = True
+
+    def _opted_into_file(self) -> None:
+        box = self.query_one("#token-file", Checkbox)
+        if box.display and box.value:
+            path = self.backend.use_token_file()
+            self.notify(f"the tokens go to the plain file {path} (mode 0600)", severity="warning")
 
     def show_error(self, text: str) -> None:
         self.query_one("#login-error", Static).update(text)
@@ -88,6 +111,7 @@ class LoginScreen(Screen[Account]):
         if missing:
             self.show_error("give the " + " and the ".join(missing))
             return
+        self._opted_into_file()
         self.show_error("logging in…")
         self._busy(True)
         self.run_worker(self._login(server, user, password), group="login", exclusive=True)
@@ -107,6 +131,7 @@ class LoginScreen(Screen[Account]):
         if not server:
             self.show_error("give the server URL")
             return
+        self._opted_into_file()
         self.show_error("asking the server for a code…")
         self._busy(True)
         self.run_worker(self._code_login(server), group=CODE_GROUP, exclusive=True)
