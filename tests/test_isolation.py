@@ -6,6 +6,11 @@ to a missing, malformed, forged, expired or revoked token, and account B's token
 never show or change account A's session, devices, playlists, likes, history or remote
 tracks. The library is server-wide by design; stream URLs carry no account, only a
 signature, so they are checked for the signature instead.
+
+The read-only tests share one `world` (account A with data of every kind, account B);
+a test that changes A's session or devices builds a world of its own (`own_world`), so
+each test stands alone, in any order. Each test checks that the server printed no
+traceback while it ran (`shared_server_log_clean`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ from tests.test_api import (
     accounts,
     add_users,
     all_tracks,
-    assert_log_clean,
     channel,
     db_url,
     expect_closed,
@@ -44,7 +48,7 @@ from tunehand.server import api, api_device, api_library, auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import open_engine
 
-pytestmark = pytest.mark.every_backend
+pytestmark = [pytest.mark.every_backend, pytest.mark.usefixtures("shared_server_log_clean")]
 
 ALL_ROUTES: list[Route] = [
     r for r in (*api.routes, *api_library.routes, *api_device.routes) if isinstance(r, Route)
@@ -216,51 +220,62 @@ async def _play_and_be_heard(a: Api, player_id: str) -> None:
         await watcher.wait("state", lambda m: m["state"]["active_device"] is None)
 
 
+def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
+    """Accounts A and B (made with `make`), each with data of its own."""
+    a, b = make("alice"), make("bob")
+    lib = all_tracks(a)
+    tag = secrets.token_hex(4)
+    remote_url = f"http://a-secret-{tag}.example/stream"
+    remote_title = f"A secret station {tag}"
+    rid = a.ok("POST", "/v1/tracks/remote", json={"url": remote_url, "title": remote_title})["id"]
+    playlist = f"alist-{tag}"
+    a.ok("PUT", f"/v1/playlists/{playlist}", json={"track_ids": [lib[0]["id"], rid]})
+    a.ok("PUT", f"/v1/likes/{lib[1]['id']}")
+    a.ok("PUT", f"/v1/likes/{rid}")
+    a.cmd("queue_add", track_ids=[lib[2]["id"], rid])
+    a.cmd("volume", value=37)
+    player = f"adev-{tag}"
+    asyncio.run(_play_and_be_heard(a, player))
+    # B has data of its own.
+    b.ok("PUT", "/v1/playlists/blist", json={"track_ids": [lib[3]["id"]]})
+    b.cmd("queue_add", track_ids=[lib[3]["id"]])
+    # A token of a logged-out login of A, and an expired one.
+    spare = Api(shared_server, a.name, shared_server.login(a.name))
+    revoked = spare.token
+    spare.ok("POST", "/v1/auth/logout")
+    spare.close()
+    expired = mint_token(shared_server, a.name, a.device_id, now_ms() - 1000)
+    w = World(
+        shared_server,
+        a,
+        b,
+        a_player=player,
+        a_playlist=playlist,
+        a_remote=rid,
+        a_remote_url=remote_url,
+        a_remote_title=remote_title,
+        library_track=lib[0]["id"],
+        album_id=a.ok("GET", "/v1/albums")["albums"][0]["id"],
+        expired_token=expired,
+        revoked_token=revoked,
+    )
+    w.markers = [a.name, a.device_id, player, playlist, rid, remote_url, remote_title]
+    assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
+    return w
+
+
 @pytest.fixture(scope="module")
 def world(shared_server: ServerProc) -> Iterator[World]:
+    """The world of the tests that leave A as it is."""
     with accounts(shared_server) as make:
-        a, b = make("alice"), make("bob")
-        lib = all_tracks(a)
-        tag = secrets.token_hex(4)
-        remote_url = f"http://a-secret-{tag}.example/stream"
-        remote_title = f"A secret station {tag}"
-        rid = a.ok("POST", "/v1/tracks/remote", json={"url": remote_url, "title": remote_title})[
-            "id"
-        ]
-        playlist = f"alist-{tag}"
-        a.ok("PUT", f"/v1/playlists/{playlist}", json={"track_ids": [lib[0]["id"], rid]})
-        a.ok("PUT", f"/v1/likes/{lib[1]['id']}")
-        a.ok("PUT", f"/v1/likes/{rid}")
-        a.cmd("queue_add", track_ids=[lib[2]["id"], rid])
-        a.cmd("volume", value=37)
-        player = f"adev-{tag}"
-        asyncio.run(_play_and_be_heard(a, player))
-        # B has data of its own.
-        b.ok("PUT", "/v1/playlists/blist", json={"track_ids": [lib[3]["id"]]})
-        b.cmd("queue_add", track_ids=[lib[3]["id"]])
-        # A token of a logged-out login of A, and an expired one.
-        spare = Api(shared_server, a.name, shared_server.login(a.name))
-        revoked = spare.token
-        spare.ok("POST", "/v1/auth/logout")
-        spare.close()
-        expired = mint_token(shared_server, a.name, a.device_id, now_ms() - 1000)
-        w = World(
-            shared_server,
-            a,
-            b,
-            a_player=player,
-            a_playlist=playlist,
-            a_remote=rid,
-            a_remote_url=remote_url,
-            a_remote_title=remote_title,
-            library_track=lib[0]["id"],
-            album_id=a.ok("GET", "/v1/albums")["albums"][0]["id"],
-            expired_token=expired,
-            revoked_token=revoked,
-        )
-        w.markers = [a.name, a.device_id, player, playlist, rid, remote_url, remote_title]
-        assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
-        yield w
+        yield make_world(shared_server, make)
+
+
+@pytest.fixture
+def own_world(shared_server: ServerProc) -> Iterator[World]:
+    """A world for one test alone (one that changes A, or needs A untouched by others)."""
+    with accounts(shared_server) as make:
+        yield make_world(shared_server, make)
 
 
 @pytest.fixture(scope="module")
@@ -343,18 +358,23 @@ EXPECT_B: dict[tuple[str, str], int] = {
 }
 
 
-@pytest.mark.parametrize(("method", "template"), PROTECTED)
-def test_account_b_never_sees_or_changes_account_a(
-    world: World, a_before: Json, method: str, template: str
-) -> None:
+def call_as_b(world: World, method: str, template: str) -> httpx.Response:
+    """B calls the route, naming A's things."""
     b = world.b
     if (method, template) == ("POST", "/v1/auth/logout"):
         b = Api(world.srv, b.name, world.srv.login(b.name))  # keep B's main login
     try:
-        r = world.call(method, template, b.headers)
+        return world.call(method, template, b.headers)
     finally:
         if b is not world.b:
             b.close()
+
+
+@pytest.mark.parametrize(("method", "template"), PROTECTED)
+def test_account_b_never_sees_or_changes_account_a(
+    world: World, a_before: Json, method: str, template: str
+) -> None:
+    r = call_as_b(world, method, template)
     assert r.status_code < 500, r.text
     sent = world.path(method, template) + json.dumps(world.body(method, template))
     for marker in world.markers:
@@ -425,14 +445,21 @@ def test_stream_urls_need_a_valid_signature_not_a_token(world: World) -> None:
     assert r.status_code == 403
 
 
-def test_account_a_is_unchanged_after_all_of_that(world: World, a_before: Json) -> None:
+def test_account_a_is_unchanged_after_all_of_that(own_world: World) -> None:
+    """B calls every route in a row, naming A's things; A is still as it was."""
+    world = own_world
+    a_before = snapshot(world.a, world.a_playlist, world.a_remote)
+    for method, template in PROTECTED:
+        r = call_as_b(world, method, template)
+        assert r.status_code < 500, (method, template, r.text)
     assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
 
 
-# --- the channel (changes A's session, so it comes last) ---------------------------
+# --- the channel (changes A's session and devices: a world of its own) --------------
 
 
-async def test_b_channel_never_hears_about_a(world: World) -> None:
+async def test_b_channel_never_hears_about_a(own_world: World) -> None:
+    world = own_world
     a, b = world.a, world.b
     async with channel(b.srv, b.token, device_id=unique("bdev")) as bch:
         await bch.barrier()
@@ -457,7 +484,8 @@ async def test_b_channel_never_hears_about_a(world: World) -> None:
 
 
 @pytest.mark.parametrize("whose", ["player", "login"])
-async def test_b_cannot_take_a_device_id_of_a(world: World, whose: str) -> None:
+async def test_b_cannot_take_a_device_id_of_a(own_world: World, whose: str) -> None:
+    world = own_world
     device_id = world.a_player if whose == "player" else world.a.device_id
     async with connect(ws_url(world.srv)) as ws:
         auth_msg = {
@@ -495,7 +523,3 @@ def test_new_accounts_start_empty(shared_server: ServerProc) -> None:
         assert snap["history"] == {"history": []}
     finally:
         eve.close()
-
-
-def test_server_log_has_no_traceback(shared_server: ServerProc) -> None:
-    assert_log_clean(shared_server)
