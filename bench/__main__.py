@@ -21,7 +21,16 @@ from typing import TextIO
 
 from bench.common import Result
 
-MODULES = ("ctl_status", "fanout", "handoff", "receiver_mem", "mpd", "tui", "load")
+MODULES = (
+    "ctl_status",
+    "fanout",
+    "handoff",
+    "receiver_mem",
+    "mpd",
+    "tui",
+    "tui_large",
+    "load",
+)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -404,3 +404,24 @@ def shared_server(
     srv = launch(tmp_path_factory.mktemp(f"shared-{backend.name}"), store=backend.store())
     yield srv
     srv.stop()
+
+
+def assert_log_clean(srv: ServerProc, since: int = 0) -> None:
+    """The server printed no traceback and no "unexpected error" (from line `since`)."""
+    text = "\n".join(srv.log[since:])
+    assert "Traceback" not in text, text
+    assert "unexpected error" not in text, text
+
+
+@pytest.fixture
+def shared_server_log_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For a module's `usefixtures`: each test that uses `shared_server` leaves no
+    traceback in its log (what the server printed while the test ran), whichever tests
+    ran before it or run at all."""
+    if "shared_server" not in request.fixturenames:
+        yield
+        return
+    srv: ServerProc = request.getfixturevalue("shared_server")
+    since = len(srv.log)
+    yield
+    assert_log_clean(srv, since)

@@ -24,6 +24,7 @@ from tunehand.core.protocol import (
     DeviceHello,
     DirectiveMsg,
     Hello,
+    Ready,
     ReportMsg,
     ResultMsg,
     ServerMessage,
@@ -259,3 +260,49 @@ async def test_a_pause_from_elsewhere_stands_against_the_report_that_the_audio_s
     # It never played again: not for a moment on the server, nor here.
     assert not any(s.position.playing for s in server.history[paused_at - 1 :])
     assert "resume" not in player.calls[calls_before:], player.calls
+
+
+def held_switches(agent: Agent) -> list[Callable[[], None]]:
+    """Make the agent's timed switches (start/stop at a server instant) wait for the test."""
+    pending: list[Callable[[], None]] = []
+    agent._at = lambda _server_ms, fn: pending.append(fn)  # type: ignore[method-assign]
+    return pending
+
+
+async def test_a_transfer_back_before_the_stop_instant_keeps_its_prepared_track() -> None:
+    """Playback moved away (a `stop` at a server instant still ahead) and, before that
+    instant, a transfer back asks this device to prepare: the player loads the track
+    for it. When the stop's instant comes it must not drop that load (with mpv the load
+    is aborted, never gets ready, and the transfer back fails)."""
+    agent, channel, player = make_agent()
+    server = Server(paused_elsewhere(agent.server_now()), agent.server_now)
+    agent._on_message(server.hello())
+    switches = held_switches(agent)
+    stop = DirectiveMsg("stop", 2, "e1.0", 0, agent.server_now() + 500, False, TRACK)
+    agent._on_message(stop)
+    prepare = DirectiveMsg("prepare", 3, "e1.0", 2_000, 0, False, TRACK, "x-back")
+    agent._on_message(prepare)
+    assert player.calls[-1] == "load e1.0 2000 paused"
+    assert [fn() for fn in switches] == [None]  # the stop's instant
+    assert "stop" not in player.calls, player.calls
+    assert player.playing_tag() == "e1.0"
+    player.release()  # loaded: ready for the transfer back
+    assert [m.transfer_id for m in channel.sent if isinstance(m, Ready)] == ["x-back"]
+
+
+async def test_nothing_reaches_the_player_after_leave() -> None:
+    """A start due after the agent left, and a last snapshot published as the channel
+    closes, leave the (closed) player alone."""
+    agent, _channel, player = make_agent()
+    server = Server(paused_elsewhere(agent.server_now()), agent.server_now)
+    agent._on_message(server.hello())
+    switches = held_switches(agent)
+    start = DirectiveMsg("start", 2, "e1.0", 0, agent.server_now() + 500, True, TRACK)
+    agent._on_message(start)
+    await agent.leave()
+    calls = list(player.calls)
+    for fn in switches:
+        fn()
+    agent._on_message(DirectiveMsg("prepare", 3, "e1.0", 0, 0, False, TRACK, "x-late"))
+    agent._publish("connection to the server lost; reconnecting")
+    assert player.calls == calls, player.calls

@@ -2,7 +2,10 @@
 the library (search, browse, rescan), playlists, likes, history, remote tracks and streams.
 
 The tests share one server per backend (`shared_server`: SQLite + the in-process bus,
-then PostgreSQL + Redis) and make their own accounts. The helpers at the top
+then PostgreSQL + Redis) and make their own accounts; each test checks that the server
+printed no traceback while it ran (`shared_server_log_clean`), so none depends on
+another having run, or on the order. The rescan changes the library: it has a server
+of its own. The helpers at the top
 (accounts, an HTTP client, a websocket device) are shared with test_channel,
 test_isolation and test_bad_input.
 """
@@ -25,14 +28,14 @@ from websockets.exceptions import ConnectionClosed
 
 import tunehand
 from tests.audiogen import library_tracks, make_track
-from tests.fixtures_server import ServerProc
+from tests.fixtures_server import ServerProc, assert_log_clean
 from tunehand.core.commands import OPS
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import default_url, open_engine
 from tunehand.server.streams import STREAM_TTL_S, Signer
 
-pytestmark = pytest.mark.every_backend
+pytestmark = [pytest.mark.every_backend, pytest.mark.usefixtures("shared_server_log_clean")]
 
 PASSWORD = "secret-pw"
 TIMEOUT_S = 5.0
@@ -309,12 +312,6 @@ async def expect_closed(ws: ClientConnection, timeout: float = TIMEOUT_S) -> int
     code = ws.close_code
     assert code is not None
     return code
-
-
-def assert_log_clean(srv: ServerProc) -> None:
-    text = "\n".join(srv.log)
-    assert "Traceback" not in text, text
-    assert "unexpected error" not in text, text
 
 
 # --- fixtures -------------------------------------------------------------------------
@@ -1267,36 +1264,34 @@ def test_stream_refuses_forged_and_expired_links(
     assert httpx.get(shared_server.url + fresh).status_code == 200
 
 
-# --- rescan (changes the shared library, so it runs last) -----------------------------
+# --- rescan (on a server of its own: it changes the library) --------------------------
 
 
-def test_rescan_adds_new_files_and_keeps_ids(
-    account: Callable[..., Api], tracks: list[Json]
-) -> None:
-    a = account()
-    assert a.ok("GET", "/v1/search", params={"q": "quokka"})["tracks"] == []
-    make_track(
-        a.srv.music / "Quokka Club" / "Fresh",
-        "01 Quokka Dance",
-        "ogg",
-        title="Quokka Dance",
-        artist="Quokka Club",
-        album="Fresh",
-        duration_s=1.0,
-    )
-    r = a.post("/v1/library/rescan")
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["scanning"] is False
-    assert body["summary"]["tracks"] == len(tracks) + 1
-    assert (body["summary"]["changed"], body["summary"]["removed"]) == (1, 0)
-    found = a.ok("GET", "/v1/search", params={"q": "quokka"})["tracks"]
-    assert [(t["title"], t["artist"]) for t in found] == [("Quokka Dance", "Quokka Club")]
-    after = all_tracks(a)
-    assert {t["id"] for t in after} == {t["id"] for t in tracks} | {found[0]["id"]}
-    for t in tracks[:3]:
-        assert a.ok("GET", f"/v1/tracks/{t['id']}")["title"] == t["title"]
-
-
-def test_server_log_has_no_traceback(shared_server: ServerProc) -> None:
-    assert_log_clean(shared_server)
+def test_rescan_adds_new_files_and_keeps_ids(start_server: Callable[..., ServerProc]) -> None:
+    srv = start_server()
+    with accounts(srv) as make:
+        a = make()
+        tracks = all_tracks(a)
+        assert a.ok("GET", "/v1/search", params={"q": "quokka"})["tracks"] == []
+        make_track(
+            a.srv.music / "Quokka Club" / "Fresh",
+            "01 Quokka Dance",
+            "ogg",
+            title="Quokka Dance",
+            artist="Quokka Club",
+            album="Fresh",
+            duration_s=1.0,
+        )
+        r = a.post("/v1/library/rescan")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["scanning"] is False
+        assert body["summary"]["tracks"] == len(tracks) + 1
+        assert (body["summary"]["changed"], body["summary"]["removed"]) == (1, 0)
+        found = a.ok("GET", "/v1/search", params={"q": "quokka"})["tracks"]
+        assert [(t["title"], t["artist"]) for t in found] == [("Quokka Dance", "Quokka Club")]
+        after = all_tracks(a)
+        assert {t["id"] for t in after} == {t["id"] for t in tracks} | {found[0]["id"]}
+        for t in tracks[:3]:
+            assert a.ok("GET", f"/v1/tracks/{t['id']}")["title"] == t["title"]
+    assert_log_clean(srv)

@@ -1,7 +1,8 @@
 """The session channel (`/v1/channel`) of a real server, driven by real websocket clients.
 
 Every wait is on a message with a deadline (`Chan.wait`); "nothing else arrived" is
-checked with a ping/pong barrier (`Chan.barrier`).
+checked with a ping/pong barrier (`Chan.barrier`). Each test checks that the server
+printed no traceback while it ran (`shared_server_log_clean`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from tests.test_api import (
     accounts,
     acmd,
     all_tracks,
-    assert_log_clean,
     async_http,
     channel,
     expect_closed,
@@ -31,7 +31,7 @@ from tests.test_api import (
     ws_url,
 )
 
-pytestmark = pytest.mark.every_backend
+pytestmark = [pytest.mark.every_backend, pytest.mark.usefixtures("shared_server_log_clean")]
 
 
 @pytest.fixture
@@ -418,7 +418,3 @@ async def test_flooding_commands_is_rate_limited(account: Callable[..., Api]) ->
         assert a.state()["version"] == counts["ok"]
         await ch.send(type="ping")
         await ch.wait("pong")
-
-
-def test_server_log_has_no_traceback(shared_server: ServerProc) -> None:
-    assert_log_clean(shared_server)

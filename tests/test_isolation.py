@@ -8,6 +8,11 @@ every signed route 403 to a missing, forged or expired signature, whatever token
 along; and account B's token must never show or change account A's session, devices,
 playlists, likes, history or remote tracks, over HTTP or the channel. The library is
 server-wide by design; stream and art URLs carry no account, only a signature.
+
+The read-only tests share one `world` (account A with data of every kind, account B);
+a test that changes A's session or devices builds a world of its own (`own_world`), so
+each test stands alone, in any order. Each test checks that the server printed no
+traceback while it ran (`shared_server_log_clean`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,6 @@ from tests.test_api import (
     accounts,
     add_users,
     all_tracks,
-    assert_log_clean,
     channel,
     db_url,
     expect_closed,
@@ -59,7 +63,7 @@ from tunehand.server.db.engine import open_engine
 from tunehand.server.services import Settings
 from tunehand.server.streams import Signer
 
-pytestmark = pytest.mark.every_backend
+pytestmark = [pytest.mark.every_backend, pytest.mark.usefixtures("shared_server_log_clean")]
 
 PUBLIC = endpoints("public")
 PROTECTED = endpoints("token")
@@ -228,55 +232,66 @@ async def _play_and_be_heard(a: Api, player_id: str) -> tuple[int, str]:
     return start["term"], start["entry_id"]
 
 
+def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
+    """Accounts A and B (made with `make`), each with data of its own."""
+    a, b = make("alice"), make("bob")
+    lib = all_tracks(a)
+    with_art = next(t for t in lib if t["art_url"])
+    tag = secrets.token_hex(4)
+    remote_url = f"http://a-secret-{tag}.example/stream"
+    remote_title = f"A secret station {tag}"
+    rid = a.ok("POST", "/v1/tracks/remote", json={"url": remote_url, "title": remote_title})["id"]
+    playlist = f"alist-{tag}"
+    a.ok("PUT", f"/v1/playlists/{playlist}", json={"track_ids": [lib[0]["id"], rid]})
+    a.ok("PUT", f"/v1/likes/{lib[1]['id']}")
+    a.ok("PUT", f"/v1/likes/{rid}")
+    a.cmd("queue_add", track_ids=[lib[2]["id"], rid])
+    a.cmd("volume", value=37)
+    player = f"adev-{tag}"
+    term, entry = asyncio.run(_play_and_be_heard(a, player))
+    # B has data of its own.
+    b.ok("PUT", "/v1/playlists/blist", json={"track_ids": [lib[3]["id"]]})
+    b.cmd("queue_add", track_ids=[lib[3]["id"]])
+    # A token of a logged-out login of A, and an expired one.
+    spare = Api(shared_server, a.name, shared_server.login(a.name))
+    revoked = spare.token
+    spare.ok("POST", "/v1/auth/logout")
+    spare.close()
+    expired = mint_token(shared_server, a.name, a.device_id, now_ms() - 1000)
+    w = World(
+        shared_server,
+        a,
+        b,
+        a_player=player,
+        a_playlist=playlist,
+        a_remote=rid,
+        a_remote_url=remote_url,
+        a_remote_title=remote_title,
+        a_term=term,
+        a_entry=entry,
+        library_track=lib[0]["id"],
+        album_id=a.ok("GET", "/v1/albums")["albums"][0]["id"],
+        art_id=urlsplit(with_art["art_url"]).path.rsplit("/", 1)[1],
+        expired_token=expired,
+        revoked_token=revoked,
+    )
+    w.markers = [a.name, a.device_id, player, playlist, rid, remote_url, remote_title]
+    assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
+    return w
+
+
 @pytest.fixture(scope="module")
 def world(shared_server: ServerProc) -> Iterator[World]:
+    """The world of the tests that leave A as it is."""
     with accounts(shared_server) as make:
-        a, b = make("alice"), make("bob")
-        lib = all_tracks(a)
-        with_art = next(t for t in lib if t["art_url"])
-        tag = secrets.token_hex(4)
-        remote_url = f"http://a-secret-{tag}.example/stream"
-        remote_title = f"A secret station {tag}"
-        rid = a.ok("POST", "/v1/tracks/remote", json={"url": remote_url, "title": remote_title})[
-            "id"
-        ]
-        playlist = f"alist-{tag}"
-        a.ok("PUT", f"/v1/playlists/{playlist}", json={"track_ids": [lib[0]["id"], rid]})
-        a.ok("PUT", f"/v1/likes/{lib[1]['id']}")
-        a.ok("PUT", f"/v1/likes/{rid}")
-        a.cmd("queue_add", track_ids=[lib[2]["id"], rid])
-        a.cmd("volume", value=37)
-        player = f"adev-{tag}"
-        term, entry = asyncio.run(_play_and_be_heard(a, player))
-        # B has data of its own.
-        b.ok("PUT", "/v1/playlists/blist", json={"track_ids": [lib[3]["id"]]})
-        b.cmd("queue_add", track_ids=[lib[3]["id"]])
-        # A token of a logged-out login of A, and an expired one.
-        spare = Api(shared_server, a.name, shared_server.login(a.name))
-        revoked = spare.token
-        spare.ok("POST", "/v1/auth/logout")
-        spare.close()
-        expired = mint_token(shared_server, a.name, a.device_id, now_ms() - 1000)
-        w = World(
-            shared_server,
-            a,
-            b,
-            a_player=player,
-            a_playlist=playlist,
-            a_remote=rid,
-            a_remote_url=remote_url,
-            a_remote_title=remote_title,
-            a_term=term,
-            a_entry=entry,
-            library_track=lib[0]["id"],
-            album_id=a.ok("GET", "/v1/albums")["albums"][0]["id"],
-            art_id=urlsplit(with_art["art_url"]).path.rsplit("/", 1)[1],
-            expired_token=expired,
-            revoked_token=revoked,
-        )
-        w.markers = [a.name, a.device_id, player, playlist, rid, remote_url, remote_title]
-        assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
-        yield w
+        yield make_world(shared_server, make)
+
+
+@pytest.fixture
+def own_world(shared_server: ServerProc) -> Iterator[World]:
+    """A world for one test alone (one that changes A, or needs A untouched by others)."""
+    with accounts(shared_server) as make:
+        yield make_world(shared_server, make)
 
 
 @pytest.fixture(scope="module")
@@ -354,18 +369,23 @@ def test_a_protected_route_refuses_a_bad_token(
 # --- account B's token: never A's data -----------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "template"), PROTECTED)
-def test_account_b_never_sees_or_changes_account_a(
-    world: World, a_before: Json, method: str, template: str
-) -> None:
+def call_as_b(world: World, method: str, template: str) -> httpx.Response:
+    """B calls the route, naming A's things."""
     b = world.b
     if (method, template) == ("POST", "/v1/auth/logout"):
         b = Api(world.srv, b.name, world.srv.login(b.name))  # keep B's main login
     try:
-        r = world.call(method, template, b.headers)
+        return world.call(method, template, b.headers)
     finally:
         if b is not world.b:
             b.close()
+
+
+@pytest.mark.parametrize(("method", "template"), PROTECTED)
+def test_account_b_never_sees_or_changes_account_a(
+    world: World, a_before: Json, method: str, template: str
+) -> None:
+    r = call_as_b(world, method, template)
     assert r.status_code < 500, r.text
     sent = world.path(method, template) + json.dumps(world.body(method, template))
     for marker in world.markers:
@@ -520,14 +540,21 @@ async def test_b_channel_messages_never_reach_a(world: World, a_before: Json, ki
     assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
 
 
-def test_account_a_is_unchanged_after_all_of_that(world: World, a_before: Json) -> None:
+def test_account_a_is_unchanged_after_all_of_that(own_world: World) -> None:
+    """B calls every route in a row, naming A's things; A is still as it was."""
+    world = own_world
+    a_before = snapshot(world.a, world.a_playlist, world.a_remote)
+    for method, template in PROTECTED:
+        r = call_as_b(world, method, template)
+        assert r.status_code < 500, (method, template, r.text)
     assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
 
 
-# --- the channel (changes A's session, so it comes last) ---------------------------
+# --- the channel (changes A's session and devices: a world of its own) --------------
 
 
-async def test_b_channel_never_hears_about_a(world: World) -> None:
+async def test_b_channel_never_hears_about_a(own_world: World) -> None:
+    world = own_world
     a, b = world.a, world.b
     async with channel(b.srv, b.token, device_id=unique("bdev")) as bch:
         await bch.barrier()
@@ -552,7 +579,8 @@ async def test_b_channel_never_hears_about_a(world: World) -> None:
 
 
 @pytest.mark.parametrize("whose", ["player", "login"])
-async def test_b_cannot_take_a_device_id_of_a(world: World, whose: str) -> None:
+async def test_b_cannot_take_a_device_id_of_a(own_world: World, whose: str) -> None:
+    world = own_world
     device_id = world.a_player if whose == "player" else world.a.device_id
     async with connect(ws_url(world.srv)) as ws:
         auth_msg = {
@@ -590,7 +618,3 @@ def test_new_accounts_start_empty(shared_server: ServerProc) -> None:
         assert snap["history"] == {"history": []}
     finally:
         eve.close()
-
-
-def test_server_log_has_no_traceback(shared_server: ServerProc) -> None:
-    assert_log_clean(shared_server)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunehand.server.library.search import (
+from tunehand.core.search import (
     MAX_QUERY_WORDS,
     normalize,
     query_words,

@@ -4,10 +4,14 @@ A private `dbus-daemon` (no service activation), a real server, real receivers (
 ao=null) whose DBUS_SESSION_BUS_ADDRESS points at that bus, and the real `playerctl`.
 `BusPeer` is the test's own connection to the bus, on an asyncio loop in a thread: it
 owns org.freedesktop.Notifications (a fake daemon that records every Notify with its
-sender) and records the MPRIS `Seeked` signals. A device with no bus (the default
-`device_env`) stands for another machine.
+sender), records the MPRIS `Seeked` signals, and counts every change a player announces
+(PropertiesChanged on /org/mpris/MediaPlayer2, `Seeked`, an MPRIS name coming or going).
+A device with no bus (the default `device_env`) stands for another machine.
 
-Waits are on conditions with deadlines; playerctl's output is polled with small pauses.
+Nothing polls: `BusPeer.until` reads a value (one playerctl call) and, while it is not
+the one awaited, waits for the next announced change before reading again; the session
+as a whole is followed with `tunehand ctl watch`, and mpv's position through its IPC
+(mpv pushes every change). Every wait has a deadline and names the last value seen.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from tests.device_helpers import (
     short_sock_dir,
     status,
     wait_app,
+    watching,
 )
 from tests.fixtures_keyring import _BUS_CONF, _stop
 from tests.fixtures_server import ServerProc, launch
@@ -54,6 +59,8 @@ pytestmark = pytest.mark.skipif(
 TRACKS = ("Tone Alpha", "Tone Beta", "Tone Gamma")
 TRACK_S = 40
 MPRIS = "org.mpris.MediaPlayer2.tunehand"
+MPRIS_NS = "org.mpris.MediaPlayer2"
+MPRIS_PATH = "/org/mpris/MediaPlayer2"
 WAIT_S = 20.0
 ART = make_picture(700, 700, (30, 90, 200))
 
@@ -116,6 +123,8 @@ class BusPeer:
         self.address = address
         self.notes: list[Note] = []
         self.seeked: list[int] = []
+        self.changes = 0
+        """Changes announced by MPRIS players on the bus (see `until`)."""
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -138,25 +147,42 @@ class BusPeer:
                     self.notes.append(Note(msg.sender or "", app, summary, body))
                     self._cond.notify_all()
                 return Message.new_method_return(msg, "u", [len(self.notes)])
-            if msg.message_type == MessageType.SIGNAL and msg.member == "Seeked":
+            if msg.message_type != MessageType.SIGNAL:
+                return None
+            if msg.member == "Seeked":
                 with self._cond:
                     self.seeked.append(int(msg.body[0]))
+                    self.changes += 1
+                    self._cond.notify_all()
+            elif (msg.member == "PropertiesChanged" and msg.path == MPRIS_PATH) or (
+                msg.member == "NameOwnerChanged" and str(msg.body[0]).startswith(MPRIS_NS)
+            ):
+                with self._cond:
+                    self.changes += 1
                     self._cond.notify_all()
             return None
 
         bus.add_message_handler(handle)
         reply = await bus.request_name("org.freedesktop.Notifications", NameFlag.DO_NOT_QUEUE)
         assert reply == RequestNameReply.PRIMARY_OWNER
-        await bus.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member="AddMatch",
-                signature="s",
-                body=["type='signal',interface='org.mpris.MediaPlayer2.Player',member='Seeked'"],
+        for rule in (
+            "type='signal',interface='org.mpris.MediaPlayer2.Player',member='Seeked'",
+            "type='signal',interface='org.freedesktop.DBus.Properties',"
+            f"member='PropertiesChanged',path='{MPRIS_PATH}'",
+            "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+            f"member='NameOwnerChanged',arg0namespace='{MPRIS_NS}'",
+        ):
+            reply = await bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="AddMatch",
+                    signature="s",
+                    body=[rule],
+                )
             )
-        )
+            assert reply.message_type == MessageType.METHOD_RETURN, (rule, reply.body)
         return bus
 
     def name_owner(self, name: str) -> str:
@@ -206,6 +232,27 @@ class BusPeer:
                 if left <= 0:
                     raise AssertionError(f"no such Seeked; got {self.seeked[since:]}")
                 self._cond.wait(left)
+
+    def until(self, fn: Callable[[], Any], pred: Callable[[Any], bool], what: str) -> Any:
+        """Read `fn()` (a playerctl call, or anything an MPRIS player's change shows in)
+        until `pred` holds: after each miss, wait for the next change a player announces
+        on the bus. The count is taken before the read, so a change made while reading
+        is never missed."""
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            with self._cond:
+                seen = self.changes
+            value = fn()
+            if pred(value):
+                return value
+            with self._cond:
+                while self.changes == seen:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise AssertionError(
+                            f"{what}: not within {WAIT_S:g} s; last value {value!r}"
+                        )
+                    self._cond.wait(left)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -320,18 +367,6 @@ def playerctl(bus: str, *args: str, player: str = "tunehand") -> str:
     return r.stdout.strip() if r.returncode == 0 else f"<exit {r.returncode}: {r.stderr.strip()}>"
 
 
-def until(fn: Callable[[], Any], pred: Callable[[Any], bool], what: str) -> Any:
-    """Poll `fn` (a playerctl call) with small pauses until `pred` holds, within a deadline."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        value = fn()
-        if pred(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: last {value!r}")
-        time.sleep(0.05)
-
-
 def meta(bus: str, player: str = "tunehand") -> str:
     return playerctl(
         bus,
@@ -363,6 +398,7 @@ def test_playerctl_reflects_and_controls_the_session(acct: Account, peer: BusPee
     assert mpris_name(r) == MPRIS
     assert "tunehand" in playerctl(bus, "-l", player="tunehand").split()
     play_all(acct, "r")
+    until = peer.until
     until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "status")
     m = until(lambda: meta(bus), lambda s: s.startswith(TRACKS[0] + "|"), "metadata")
     _title, artist, album, length = m.split("|")
@@ -373,7 +409,11 @@ def test_playerctl_reflects_and_controls_the_session(acct: Account, peer: BusPee
     )  # GVariant print
     assert trackid.startswith("/org/tunehand/track/"), trackid
     first = float(until(lambda: playerctl(bus, "position"), lambda s: s[:1].isdigit(), "pos"))
-    until(lambda: float(playerctl(bus, "position")), lambda v: v >= first + 0.5, "position runs")
+    # Position is not announced (MPRIS readers ask for it): mpv says when it has played
+    # on a second, then MPRIS must show it ran on by at least half of that.
+    r.ipc.wait_prop("time-pos", lambda v: v is not None and v >= first + 1.0, timeout=WAIT_S)
+    ran = float(playerctl(bus, "position"))
+    assert ran >= first + 0.5, ("position runs", first, ran)
 
     # Controls from playerctl change the session (seen by ctl on another device).
     playerctl(bus, "play-pause")
@@ -395,9 +435,9 @@ def test_playerctl_reflects_and_controls_the_session(acct: Account, peer: BusPee
     # Seeking: SetPosition moves playback, and the jump is announced with Seeked.
     _, seek_mark = peer.mark()
     playerctl(bus, "position", "20")
-    until(lambda: float(playerctl(bus, "position")), lambda v: 19.0 <= v <= 25.0, "seeked")
     us = peer.wait_seeked(lambda v: 19_000_000 <= v <= 25_000_000, since=seek_mark)
     assert us > 0
+    until(lambda: float(playerctl(bus, "position")), lambda v: 19.0 <= v <= 25.0, "seeked")
 
     # A change made elsewhere shows up in playerctl.
     ctl_ok(acct.remote, "pause")
@@ -408,8 +448,9 @@ def test_playerctl_reflects_and_controls_the_session(acct: Account, peer: BusPee
     until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "playing elsewhere")
 
 
-def test_mpris_follows_the_session_when_another_device_plays(acct: Account) -> None:
+def test_mpris_follows_the_session_when_another_device_plays(acct: Account, peer: BusPeer) -> None:
     bus = acct.world.bus
+    until = peer.until
     r = acct.receiver("r")
     far = acct.receiver("far")
     assert mpris_name(r) == MPRIS
@@ -454,7 +495,7 @@ def test_notifications_false_sends_none(acct: Account, peer: BusPeer) -> None:
     ctl_ok(acct.remote, "next")
     peer.wait_note(lambda n: TRACKS[1] in n.body and n.sender == loud_owner, since)
     # The quiet receiver saw the same changes (its MPRIS shows them) and said nothing.
-    until(
+    peer.until(
         lambda: meta(acct.world.bus, player="tunehand"),
         lambda s: s.startswith(TRACKS[1] + "|"),
         "quiet metadata",
@@ -463,13 +504,14 @@ def test_notifications_false_sends_none(acct: Account, peer: BusPeer) -> None:
     assert quiet_owner not in senders, peer.notes[since:]
 
 
-def test_mpris_art_url_is_the_signed_picture(acct: Account) -> None:
+def test_mpris_art_url_is_the_signed_picture(acct: Account, peer: BusPeer) -> None:
     import io
 
     import httpx
     from PIL import Image
 
     bus = acct.world.bus
+    until = peer.until
     r = acct.receiver("r")
     assert mpris_name(r) == MPRIS
     play_all(acct, "r")
@@ -504,8 +546,9 @@ def web_track(tmp_path: Path) -> Iterator[str]:
         httpd.server_close()
 
 
-def test_open_uri_plays_an_http_url_now(acct: Account, web_track: str) -> None:
+def test_open_uri_plays_an_http_url_now(acct: Account, peer: BusPeer, web_track: str) -> None:
     bus = acct.world.bus
+    until = peer.until
     r = acct.receiver("r")
     assert mpris_name(r) == MPRIS
     play_all(acct, "r")
@@ -516,7 +559,10 @@ def test_open_uri_plays_an_http_url_now(acct: Account, web_track: str) -> None:
     st = status(acct.remote)
     assert st["track"]["title"] == web_track and st["playing"] is True
     assert st["queue_length"] == len(TRACKS) + 1  # in after the current entry
-    until(lambda: float(playerctl(bus, "position")), lambda v: v >= 0.5, "it plays")
+    # It plays: mpv has played a second of it, and MPRIS shows at least half of that.
+    r.ipc.wait_prop("time-pos", lambda v: v is not None and v >= 1.0, timeout=WAIT_S)
+    played = float(playerctl(bus, "position"))
+    assert played >= 0.5, ("it plays", played)
     # Anything but http(s) is refused with an error, and the session is untouched.
     refused = playerctl(bus, "open", "file:///etc/passwd")
     after = status(acct.remote)
@@ -524,22 +570,26 @@ def test_open_uri_plays_an_http_url_now(acct: Account, web_track: str) -> None:
     assert after["track"]["title"] == web_track
 
 
-def test_resume_publishes_mpris(acct: Account) -> None:
+def test_resume_publishes_mpris(acct: Account, peer: BusPeer) -> None:
     bus = acct.world.bus
+    until = peer.until
     acct.receiver("far")
-    play_all(acct, "far")
-    until(lambda: status(acct.remote)["playing"], lambda p: p is True, "playing on far")
-    r = Receiver.start(acct.devices["r"], acct.world.sock_dir, command="resume")
-    acct.receivers.append(r)
-    until(lambda: playerctl(bus, "-l"), lambda s: "tunehand" in s.split(), "MPRIS name")
-    until(lambda: status(acct.remote)["device"]["name"], lambda n: n == "r", "pulled to r")
+    with watching(acct.remote) as w:
+        play_all(acct, "far")
+        w.wait(lambda s: s["playing"] is True, timeout=WAIT_S)  # playing on far
+        since = w.mark()
+        r = Receiver.start(acct.devices["r"], acct.world.sock_dir, command="resume")
+        acct.receivers.append(r)
+        until(lambda: playerctl(bus, "-l"), lambda s: "tunehand" in s.split(), "MPRIS name")
+        w.wait(lambda s: (s["device"] or {}).get("name") == "r", WAIT_S, since)  # pulled to r
+    assert status(acct.remote)["device"]["name"] == "r"
     until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "status")
     playerctl(bus, "next")
     until(lambda: meta(bus), lambda s: s.startswith(TRACKS[1] + "|"), "next track")
 
 
 async def test_tui_publishes_mpris(
-    acct: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    acct: Account, peer: BusPeer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The TUI in-process on `LiveBackend` (as tests/test_tui_e2e.py runs it) owns the
     MPRIS name; playerctl sees what it plays and pauses it."""
@@ -558,12 +608,9 @@ async def test_tui_publishes_mpris(
         await wait_app(
             pilot, "connected", lambda: app.snapshot is not None and app.snapshot.connected
         )
-        meta_now = ""
-        deadline = time.monotonic() + WAIT_S
-        while not meta_now.startswith(TRACKS[0] + "|"):
-            assert time.monotonic() < deadline, meta_now
-            meta_now = await asyncio.to_thread(meta, bus)
-            await pilot.pause(0.05)
+        await asyncio.to_thread(
+            peer.until, lambda: meta(bus), lambda s: s.startswith(TRACKS[0] + "|"), "metadata"
+        )
         assert await asyncio.to_thread(playerctl, bus, "status") == "Playing"
         # The cover art came from the server through LiveBackend.art.
         await wait_app(

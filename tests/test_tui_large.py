@@ -1,8 +1,11 @@
-"""50,000 tracks stay responsive: lists are virtual, only what is seen is formatted."""
+"""50,000 tracks stay responsive: lists are virtual, only what is seen is formatted.
+
+How long the walk through the liked list takes, at 1k, 10k and 50k tracks, is
+`python -m bench tui_large`.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -34,7 +37,6 @@ async def test_fifty_thousand_liked_tracks_scroll_and_play(big: Any) -> None:
     fake.likes_ids = list(big.tracks)
     assert len(fake.likes_ids) == 50_000
     async with running(fake) as (app, pilot, _fake):
-        started = time.perf_counter()
         await pilot.press("3")
         await settle(pilot)
         likes = main_screen(app).likes
@@ -53,8 +55,6 @@ async def test_fifty_thousand_liked_tracks_scroll_and_play(big: Any) -> None:
         assert fields["track_ids"][fields["index"]] == table.current.id
         assert fake.state.current_entry is not None
         assert fake.state.current_entry.track_id == table.current.id
-        # Generous bound: the point is that nothing here is proportional to 50,000 rows.
-        assert time.perf_counter() - started < 10
 
 
 async def test_a_ten_thousand_entry_queue_and_a_thousand_artists(big: Any) -> None:

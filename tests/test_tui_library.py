@@ -94,8 +94,9 @@ async def test_playlists_likes_and_history() -> None:
         assert list(screen.likes.table.rows) == [tracks[5]]
         await pilot.press("4")
         await settle(pilot)
-        assert list(screen.history.table.rows) == [tracks[9]]
-        await pilot.press("enter")  # history plays just that track
+        # What was just heard first (as the server records it), then the older entry.
+        assert list(screen.history.table.rows) == [tracks[7], tracks[9]]
+        await pilot.press("down", "enter")  # history plays just that track
         await settle(pilot)
         ops = commands(fake)
         assert ops[0] == (

@@ -178,7 +178,8 @@ class Agent:
     def position_ms(self) -> int:
         """Where playback is now: the player's own position when it plays here."""
         st = self.mirror.state
-        if self.player is not None and st.active_device == self.device.id:
+        # After `leave` the player is closed; the channel's last notices still publish.
+        if self.player is not None and not self._stopped and st.active_device == self.device.id:
             tag = self.player.playing_tag()
             pos = self.player.position_ms()
             if tag is not None and tag == st.current and pos is not None:
@@ -434,6 +435,8 @@ class Agent:
 
     def _on_directive(self, d: DirectiveMsg) -> None:
         player = self.player
+        if self._stopped:
+            return  # left: the player is closed
         if player is None:
             if d.action == "prepare":
                 self._send(Failed(d.transfer_id, "this device does not play"))
@@ -458,6 +461,8 @@ class Agent:
 
         def run() -> None:
             self._switching -= 1
+            if self._stopped:
+                return  # left meanwhile: the player is closed
             fn()
             self._reconcile()
 
@@ -492,6 +497,11 @@ class Agent:
         self._publish("playback moved here")
 
     def _stop_for_transfer(self) -> None:
+        if self._preparing is not None:
+            # A transfer back here came before this switch's instant, and the player is
+            # loading for it already (that load replaced what played): stopping now
+            # would drop it, and that transfer would fail as never ready.
+            return
         if self.player is not None and self.player.playing_tag() is not None:
             self.player.pause()
             self.player.stop()

@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 from starlette.routing import Route
 
+from tunehand.core import search as search_text
 from tunehand.server.db import library as ql
 from tunehand.server.db import userdata as qu
-from tunehand.server.library import search as search_text
 from tunehand.server.streams import track_view
 from tunehand.server.web import ApiError, error, json, path_param, principal, query_int, services
 

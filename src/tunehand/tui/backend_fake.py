@@ -7,6 +7,12 @@ device's speaker (positions run at rate 1 at once), and publishes `SessionSnapsh
 Its clock only moves when told (`advance`), so what it shows is deterministic. Tests
 drive the world through its helpers (`set_connected`, `move_to`, `fail_next`, `give_art`, ...)
 and read what the TUI asked for in `calls`.
+
+What it answers is what the server answers (tests/test_tui_backend_contract.py runs the
+same cases on it and on `LiveBackend`): search ranks as the server does
+(`tunehand.core.search`), a track or device that does not exist is
+`not_found`, a track enters the history when it starts being heard, and `close` leaves
+the session paused if this terminal plays.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tunehand.core import search as ranking
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Result
 from tunehand.core.model import DeviceInfo, Position, SessionState
 from tunehand.core.protocol import TrackView
-from tunehand.errors import AuthError, KeyringError, NotFound, TunehandError
+from tunehand.errors import AuthError, KeyringError, NotFound, TunehandError, UsageError
 from tunehand.tui.backend import (
     Account,
     Album,
@@ -204,6 +211,9 @@ class FakeBackend:
         self.likes_ids: list[str] = []
         self.playlists_: dict[str, list[str]] = {}
         self.history_: list[Played] = []
+        """Newest first, as the server answers it."""
+        self._heard: str | None = None
+        """The entry last recorded in the history (the server's history marker)."""
         self.closed = False
         self._sink: SnapshotSink | None = None
         self._n = 0
@@ -278,9 +288,14 @@ class FakeBackend:
         """Apply a command as the server would (from any device), and publish."""
         self._n += 1
         cmd = Command(op=op, command_id=f"c{self._n}", **fields)  # type: ignore[arg-type]
+        missing = [t for t in cmd.track_ids if t not in self.library.tracks]
+        if missing:  # as the server refuses them, before the core sees the command
+            return Result(cmd.command_id, "not_found", "no such track: " + missing[0], 0)
+        if cmd.device_id is not None and all(d.id != cmd.device_id for d in self.devices):
+            return Result(cmd.command_id, "not_found", "no such device", 0)
         ids = (*cmd.track_ids, *(e.track_id for e in self.state.queue))
         durations = {t: self.library.tracks[t].duration_ms for t in ids if t in self.library.tracks}
-        online = [d.id for d in self.devices if d.online]
+        online = [d.id for d in self.devices if d.online and "play" in d.capabilities]
         ctx = core.Context(self.now_ms, durations, online, seed=self._n, sender=sender)
         out = core.apply(self.state, cmd, ctx)
         if out.result.ok:
@@ -289,8 +304,21 @@ class FakeBackend:
             if p.playing and p.rate == 0 and st.active_device is not None:
                 st = replace(st, position=Position(p.position_ms, p.at_ms, True, 1.0))
             self.state = st
+            self._record_history()
             self.publish()
         return out.result
+
+    def _record_history(self) -> None:
+        """A track enters the history when it starts being heard (as on the server)."""
+        st = self.state
+        cur = st.current_entry
+        if cur is None or not (st.position.playing and st.position.rate > 0):
+            return
+        if self._heard == cur.entry_id:
+            return
+        self._heard = cur.entry_id
+        track = self.library.tracks.get(cur.track_id)
+        self.history_.insert(0, Played(cur.track_id, track, self.now_ms, st.active_device))
 
     def move_to(self, device_id: str) -> None:
         """Another device takes playback (as if pushed from elsewhere)."""
@@ -308,7 +336,8 @@ class FakeBackend:
 
     @property
     def default_server(self) -> str:
-        return "http://127.0.0.1:8440"
+        """The server logged in to (as the live backend keeps it), else the configured one."""
+        return self.account_.server if self.account_ is not None else "http://127.0.0.1:8440"
 
     async def account(self) -> Account | None:
         self._check("account")
@@ -364,20 +393,24 @@ class FakeBackend:
         self._check("search", query=query)
         if self.search_gate is not None:
             await self.search_gate.wait()
-        q = query.casefold().strip()
+        if not query.strip():
+            raise UsageError("q: give 1 to 200 characters to search for")
+        words = ranking.query_words(query[:200])
+        if not words:
+            return SearchResults([], [], [], [])
+        scored = []
+        for t in self.library.tracks.values():
+            score = ranking.score(words, t.title, t.artist, t.album)
+            if score is not None:
+                scored.append((-score, t.title.casefold(), t))
+        scored.sort(key=lambda x: x[:2])
 
         def match(*fields: str) -> bool:
-            return any(w.startswith(q) for f in fields for w in f.casefold().split())
+            return any(ranking.score(words, f, "", "") is not None for f in fields)
 
-        found = []
-        for t in self.library.tracks.values():
-            if match(t.title, t.artist, t.album):
-                found.append(t)
-                if len(found) >= limit:
-                    break
         lib = self.library
         return SearchResults(
-            found,
+            [t for _, _, t in scored[:limit]],
             [a for a in lib.artists if match(a.name)],
             [al for a in lib.artists for al in lib.albums[a.key] if match(al.title, al.artist)],
             [PlaylistInfo(n, len(ids)) for n, ids in sorted(self.playlists_.items()) if match(n)],
@@ -426,6 +459,9 @@ class FakeBackend:
         self._check("save_playlist", name=name, tracks=len(track_ids))
         if not name.strip() or len(name) > 200:
             raise TunehandError("a playlist name has 1 to 200 characters")
+        missing = [t for t in track_ids if t not in self.library.tracks]
+        if missing:
+            raise NotFound(f"no such track: {missing[0]}")
         self.playlists_[name] = list(track_ids)
 
     async def rename_playlist(self, name: str, new_name: str) -> None:
@@ -465,4 +501,8 @@ class FakeBackend:
         return self.apply("transfer", sender=self.device_id, device_id=self.device_id)
 
     async def close(self) -> None:
+        """Leave: if this terminal plays, the session stays paused where it was."""
+        st = self.state
+        if not self.closed and st.active_device == self.device_id and st.position.playing:
+            self.apply("pause", sender=self.device_id)
         self.closed = True

@@ -64,16 +64,16 @@ def demo_backend(*, logged_in: bool = True) -> FakeBackend:
         "Road trip": [t.id for t in tracks[60:90]],
     }
     fake.likes_ids = [t.id for t in tracks[::5]]
-    fake.history_ = [
-        Played(t.id, t, fake.now_ms - i * 250_000, fake.device_id)
-        for i, t in enumerate(tracks[30:45])
-    ]
     fake.give_art("al00001", demo_cover())
     album = lib.album_tracks["al00001"]
     fake.seed([t.id for t in album], index=1, position_ms=83_000)
     fake.apply("queue_add", track_ids=tuple(t.id for t in lib.album_tracks["al00004"]))
     fake.apply("volume", value=80)
     fake.apply("repeat", mode="all")
+    fake.history_ = [  # after the session: what plays now would enter it
+        Played(t.id, t, fake.now_ms - i * 250_000, fake.device_id)
+        for i, t in enumerate(tracks[30:45])
+    ]
     return fake
 
 

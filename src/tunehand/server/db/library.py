@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tunehand.core import search
 from tunehand.core.protocol import TrackView
 from tunehand.server.db.tables import tracks
-from tunehand.server.library import search
 from tunehand.server.library.scan import ScannedTrack
 
 UNKNOWN_ARTIST = "Unknown artist"

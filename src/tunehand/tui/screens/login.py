@@ -62,13 +62,16 @@ class LoginScreen(Screen[Account]):
         first = "#user" if self.backend.default_server else "#server"
         self.query_one(first, Input).focus()
         self.query_one("#token-file", Checkbox).display = False
+        self.query_one("#keyring-problem", Static).display = False
         self.run_worker(self._check_token_store(), group="token-store")
 
     async def _check_token_store(self) -> None:
         """No OS keyring here: say so, and offer the plain token file (with its warning)."""
         problem = await attempt(self.backend.token_store_problem(), self.show_error)
         if problem:
-            self.query_one("#keyring-problem", Static).update(problem)
+            note = self.query_one("#keyring-problem", Static)
+            note.update(problem)
+            note.display = True
             self.query_one("#token-file", Checkbox).display = True
 
     def _opted_into_file(self) -> None:
