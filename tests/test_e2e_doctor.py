@@ -54,3 +54,30 @@ def test_doctor(start_server: Callable[..., ServerProc], tmp_path: Path) -> None
     assert [ln.split()[1] for ln in failed] == ["server", "login"]
     assert "tunehand serve" in failed[0]  # the fix is named
     assert "Traceback" not in down.stderr
+
+
+def test_doctor_keeps_audio_library_noise_out_of_the_report(tmp_path: Path) -> None:
+    """ALSA lib writes straight to fd 2 when mpv opens a device that does not exist; the
+    report sums it up in its line, and `--verbose` shows the captured log."""
+    cfg = tmp_path / "device"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text(
+        '[mpv_options]\nao = "alsa"\naudio-device = "alsa/tunehand-no-such-pcm"\n'
+    )
+    r = _tunehand(cfg, "doctor")
+    assert r.returncode == 1
+    assert r.stderr == ""  # nothing from ALSA, JACK or PipeWire, no traceback
+    assert "ALSA lib" not in r.stdout and "jack" not in r.stdout.lower()
+    lines = r.stdout.splitlines()
+    assert [ln.split()[1] for ln in lines] == ["libmpv", "audio", "keyring", "server", "login"]
+    audio = lines[1]
+    assert audio.startswith("FAIL audio output  mpv opened no audio output")
+    assert "tried alsa" in audio and "ALSA has no device 'tunehand-no-such-pcm'" in audio
+    assert "--verbose" in audio
+
+    verbose = _tunehand(cfg, "doctor", "--verbose")
+    assert verbose.returncode == 1 and verbose.stderr == ""
+    report, _, log = verbose.stdout.partition("\nthe audio check's log")
+    assert report.splitlines() == lines
+    assert "stderr: ALSA lib" in log and "Unknown PCM tunehand-no-such-pcm" in log
+    assert "mpv [error] ao/alsa: Playback open error" in log

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import re
+import sys
 import tempfile
+import threading
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 from tunehand import __version__
@@ -43,16 +47,84 @@ def _silence(path: Path) -> None:
         w.writeframes(b"\0\0\0\0" * 44100 * 3)  # long enough to still play when asked
 
 
-async def _audio(options: dict[str, str]) -> Check:
+MpvLog = list[tuple[str, str, str]]
+"""mpv's own messages: (level, component, message)."""
+NO_OUTPUT_MESSAGE = "Could not open/initialize audio device"
+MAX_CAPTURE_BYTES = 256 * 1024
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """Send whatever this process writes to fd 2 while the block runs to a temporary file.
+
+    libmpv's audio libraries (ALSA lib, JACK, PipeWire) write their complaints straight to
+    fd 2 from C, past mpv's own log; this keeps them out of the report. The yielded list
+    gets their lines when the block ends.
+    """
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(MAX_CAPTURE_BYTES).decode("utf-8", errors="replace")
+            lines += [line for line in text.splitlines() if line.strip()]
+
+
+def _no_output_reasons(mpv_log: MpvLog, stderr_lines: list[str]) -> str:
+    """Why mpv opened no audio output, in a few words, from mpv's log and the libraries'."""
+    tried: list[str] = []
+    for _, component, message in mpv_log:
+        found = re.match(r"Trying audio driver '([^']+)'", message)
+        if component == "ao" and found and found.group(1) not in tried:
+            tried.append(found.group(1))
+    errors = {c: m for level, c, m in mpv_log if level in ("fatal", "error")}
+    raw = "\n".join(stderr_lines)
+    reasons: list[str] = []
+    unknown_pcm = re.search(r"Unknown PCM (\S+)", raw)
+    if "cannot find card" in raw:
+        reasons.append("ALSA found no sound card")
+    elif unknown_pcm and unknown_pcm.group(1) != "default":
+        reasons.append(f"ALSA has no device {unknown_pcm.group(1)!r}")
+    elif "ao/alsa" in errors or unknown_pcm:
+        reasons.append(f"ALSA: {errors.get('ao/alsa', 'no default device')}")
+    if "ao/jack" in errors or "jack server is not running" in raw:
+        reasons.append("no JACK server running")
+    if "ao/pulse" in errors:
+        reasons.append(f"PulseAudio: {errors['ao/pulse']}")
+    if "ao/pipewire" in errors:
+        reasons.append(f"PipeWire: {errors['ao/pipewire']}")
+    parts = []
+    if tried:
+        parts.append("tried " + ", ".join(tried))
+    parts += reasons
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+async def _audio(options: dict[str, str], mpv_log: MpvLog) -> Check:
     from tunehand.player.base import Failed, PlayerEvent, Ready
     from tunehand.player.mpv_player import MpvPlayer
 
     events: asyncio.Queue[PlayerEvent] = asyncio.Queue()
+    gave_up = threading.Event()
+
+    def log(level: str, component: str, message: str) -> None:  # mpv's thread
+        mpv_log.append((level, component, message.rstrip()))
+        if NO_OUTPUT_MESSAGE in message:
+            gave_up.set()
+
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "silence.wav"
         _silence(wav)
         try:
-            player = MpvPlayer(events.put_nowait, asyncio.get_running_loop(), options)
+            player = MpvPlayer(events.put_nowait, asyncio.get_running_loop(), options, log)
         except TunehandError as exc:
             return ("audio output", False, str(exc))
         try:
@@ -65,20 +137,37 @@ async def _audio(options: dict[str, str]) -> Check:
             if isinstance(ev, Failed):
                 return ("audio output", False, f"{ev.message}: check mpv_options")
             assert isinstance(ev, Ready)
-            # mpv opens the output a moment after the file is ready: look for a while.
+            # mpv opens the output a moment after the file is ready: look for a while,
+            # unless mpv has said it found none.
             deadline = time.monotonic() + 2.0
             while (ao := player.audio_output()) is None and time.monotonic() < deadline:
+                if gave_up.is_set():
+                    break
                 await asyncio.sleep(0.05)
         finally:
             player.close()
     if not ao:
-        return (
-            "audio output",
-            False,
-            "mpv opened no audio output: set `audio-device` (or `ao`) in [mpv_options]",
-        )
+        return ("audio output", False, "")
     note = " (no sound: ao=null)" if ao == "null" else ""
     return ("audio output", True, f"{ao}{note}")
+
+
+def _audio_check(options: dict[str, str]) -> tuple[Check, list[str]]:
+    """The audio output check, with what mpv and its libraries said kept out of the report:
+    the check's line summarises it; the lines returned are the whole of it (`--verbose`)."""
+    mpv_log: MpvLog = []
+    with _stderr_captured() as stderr_lines:
+        check = asyncio.run(_audio(options, mpv_log))
+    name, ok, detail = check
+    if not ok and not detail:
+        detail = (
+            f"mpv opened no audio output{_no_output_reasons(mpv_log, stderr_lines)}: "
+            "set `audio-device` (or `ao`) in [mpv_options]; `tunehand doctor --verbose` "
+            "shows mpv's log"
+        )
+    log = [f"mpv [{level}] {component}: {message}" for level, component, message in mpv_log]
+    log += [f"stderr: {line}" for line in stderr_lines]
+    return (name, ok, detail), log
 
 
 def _keyring(config_dir: Path) -> Check:
@@ -138,12 +227,12 @@ def run_doctor(args: argparse.Namespace) -> int:
     config = load_config(config_dir)
     ca_file = getattr(args, "ca_file", None) or config.ca_file
     server = getattr(args, "server", None) or config.server
-    checks: list[Callable[[], Check]] = [_libmpv]
-    lib_ok = _libmpv()[1]
-    if lib_ok:
-        checks.append(lambda: asyncio.run(_audio(dict(config.mpv_options))))
-    checks += [lambda: _keyring(config_dir), lambda: _server(server, ca_file)]
-    results = [c() for c in checks]
+    results = [_libmpv()]
+    audio_log: list[str] = []
+    if results[0][1]:
+        audio, audio_log = _audio_check(dict(config.mpv_options))
+        results.append(audio)
+    results += [_keyring(config_dir), _server(server, ca_file)]
     if not (results[-1][1] and results[-2][1]):
         results.append(("login", False, "not checked: fix the server and keyring first"))
     else:
@@ -154,4 +243,8 @@ def run_doctor(args: argparse.Namespace) -> int:
         results.append(_login(api))
     for name, ok, detail in results:
         print(f"{'ok ' if ok else 'FAIL'} {name:<13} {detail}")
+    if getattr(args, "verbose", False):
+        print(f"\nthe audio check's log ({len(audio_log)} lines):")
+        for line in audio_log:
+            print(f"  {line}")
     return 0 if all(ok for _, ok, _ in results) else 1

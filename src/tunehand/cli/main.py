@@ -130,6 +130,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     if wanted("doctor"):
         doctor = sub.add_parser("doctor", help="check libmpv, audio, keyring, server and login")
         _globals(doctor)
+        doctor.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="also print what mpv and the audio libraries logged during the audio check",
+        )
     if wanted("mpd"):
         mpd = sub.add_parser("mpd", help="serve the MPD protocol over this account's session")
         _globals(mpd)

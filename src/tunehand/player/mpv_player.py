@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tunehand.errors import MediaError
@@ -64,7 +64,10 @@ class MpvPlayer:
         sink: EventSink,
         loop: asyncio.AbstractEventLoop,
         options: Mapping[str, str] | None = None,
+        log: Callable[[str, str, str], None] | None = None,
     ) -> None:
+        """`log(level, component, message)`, when given, gets mpv's own messages down to
+        level "v" (on mpv's thread: it must only note them)."""
         mpv = import_mpv()
         opts = {**DEFAULTS, **(options or {})}
         self._sink = sink
@@ -73,8 +76,9 @@ class MpvPlayer:
         self._current: int | None = None
         self._next: int | None = None
         self._pos_sample: tuple[float | None, float] = (None, 0.0)
+        logging: dict[str, Any] = {} if log is None else {"log_handler": log, "loglevel": "v"}
         try:
-            self._mpv = mpv.MPV(**{k.replace("-", "_"): v for k, v in opts.items()})
+            self._mpv = mpv.MPV(**logging, **{k.replace("-", "_"): v for k, v in opts.items()})
         except (AttributeError, TypeError, ValueError, mpv.ShutdownError) as exc:
             raise MediaError(f"mpv refused an option: {exc}") from exc
         except Exception as exc:  # python-mpv raises its own error types for bad options
