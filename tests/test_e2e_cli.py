@@ -8,10 +8,12 @@ they can play, as a receiver would. Each test has its own user on one server per
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -660,6 +662,59 @@ def test_server_option_overrides_the_configured_server(idle: Device, unused_url:
         assert unused_url in error_line(idle.run(*args), 4)
     other_spelling = idle.server.replace("127.0.0.1", "localhost") + "/"
     assert idle.json("ctl", "status", "--server", other_spelling)["version"] >= 0
+
+
+@pytest.mark.parametrize(
+    "path,root_path",
+    [("/v1", ""), ("/v1/", ""), ("/v1/session", ""), ("/nope", ""), ("/music/v1", "/music")],
+)
+def test_a_url_that_is_not_the_server_root_exits_2_naming_the_root(
+    idle: Device, path: str, root_path: str
+) -> None:
+    """`--server http://host:port/v1` is a user's slip: the real server answers its route-miss
+    404 (not a "not_found" of its own), so ctl names the root instead of 'Not Found' (exit 5)."""
+    url = idle.server + path
+    shown = url.rstrip("/")
+    for args in (("status",), ("volume", "10"), ("queue", "--json"), ("devices",)):
+        line = idle.fails(2, "ctl", "--server", url, *args)
+        assert line == (
+            f"tunehand: {shown} is not a tunehand server root (try {idle.server}{root_path})"
+        ), line
+    # The server's own 404s still mean "no such thing" (exit 5), at the root.
+    assert "garage" in idle.fails(5, "ctl", "--server", idle.server, "transfer", "garage")
+
+
+class _NotTunehand(http.server.BaseHTTPRequestHandler):
+    """Another web server: a 404 page in HTML for every path."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>404 Not Found</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_url_of_another_web_server_exits_2(idle: Device) -> None:
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotTunehand)
+    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        line = idle.fails(2, "ctl", "--server", url, "status")
+        assert line == (
+            f"tunehand: {url} is not a tunehand server, or an older one without /v1/session"
+        )
+        line = idle.fails(2, "ctl", "--server", url + "/v1", "status")
+        assert line == f"tunehand: {url}/v1 is not a tunehand server root (try {url})"
+    finally:
+        other.shutdown()
+        other.server_close()
+        thread.join(timeout=10)
 
 
 # --- devices on one machine ----------------------------------------------------------

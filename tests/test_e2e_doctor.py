@@ -47,6 +47,14 @@ def test_doctor(start_server: Callable[..., ServerProc], tmp_path: Path) -> None
     assert all(ln.startswith("ok") for ln in lines)
     assert "ao=null" in lines[1] and "clock offset" in lines[3] and "logged in as doc" in lines[4]
 
+    wrong = _tunehand(cfg, "doctor", "--server", srv.url + "/v1")
+    assert wrong.returncode == 1
+    server_line = wrong.stdout.splitlines()[3]
+    assert (
+        server_line
+        == f"FAIL server        {srv.url}/v1 is not a tunehand server root (try {srv.url})"
+    )
+
     srv.stop()
     down = _tunehand(cfg, "doctor")
     assert down.returncode == 1

@@ -23,7 +23,7 @@ from tunehand import __version__
 from tunehand.client.config import load_config, resolve_config_dir
 from tunehand.client.credentials import open_store
 from tunehand.client.http import ApiClient, HttpClient
-from tunehand.errors import TunehandError
+from tunehand.errors import TunehandError, UsageError
 
 Check = tuple[str, bool, str]
 CLOCK_WARN_MS = 2_000
@@ -191,6 +191,8 @@ def _server(server: str | None, ca_file: str | None) -> Check:
         sent = time.time()
         status, payload = http.request("GET", "/v1/health")
         got = time.time()
+    except UsageError as exc:  # a URL that leads to no tunehand API
+        return ("server", False, str(exc))
     except TunehandError as exc:
         return ("server", False, f"{exc}: is `tunehand serve` running there?")
     finally:

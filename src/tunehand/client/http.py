@@ -3,7 +3,8 @@
 It stays light on purpose (`tunehand ctl status` must start fast): no httpx here.
 It adds the Bearer token, refreshes an expiring access token transparently (one
 refresh in flight per device, across processes), and maps every failure to the
-project's errors: unreachable server (exit 4), refused login (exit 3), not found (5).
+project's errors: unreachable server (exit 4), refused login (exit 3), not found (5), and
+a URL that is not a tunehand server's root (`http://host:port/v1`: exit 2).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ REFRESH_MARGIN_S = 30.0
 _URL_RE = re.compile(
     r"^(https?)://(\[[0-9a-fA-F:.]+\]|[^/:\[\]@?#\s]+)(?::(\d{1,5}))?(/[^?#\s]*)?$"
 )
+_API_SEGMENT_RE = re.compile(r"/v\d+(?:/|$)")
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -118,10 +120,28 @@ class HttpClient:
         try:
             payload = json.loads(raw) if raw else None
         except ValueError as exc:
+            if status == 404:
+                raise self._not_a_server_root(path) from None
             raise ProtocolError(
                 f"the server at {self.server} sent a reply that is not JSON"
             ) from exc
+        if status == 404 and error_message(payload, "")[0] != "not_found":
+            # A tunehand server says "not_found" for a missing device, track...; any other
+            # 404 means there is no such API here: a wrong path in the URL, another server.
+            raise self._not_a_server_root(path)
         return status, payload
+
+    def _not_a_server_root(self, path: str) -> UsageError:
+        """The URL does not lead to a tunehand API: suggest the root without the path."""
+        if not self._prefix:
+            return UsageError(
+                f"{self.server} is not a tunehand server, "
+                f"or an older one without {path.split('?', 1)[0]}"
+            )
+        base = self.server[: len(self.server) - len(self._prefix)]
+        api = _API_SEGMENT_RE.search(self._prefix)
+        root = base + (self._prefix[: api.start()] if api else "")
+        return UsageError(f"{self.server} is not a tunehand server root (try {root})")
 
     def get_bytes(self, path: str, accept: str = "*/*") -> tuple[int, bytes]:
         """GET `path` (a signed URL's path and query: no token) and return the raw body."""
