@@ -16,8 +16,9 @@ import select
 import shutil
 import signal
 import subprocess
+import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,72 @@ def test_resume_leaves_the_session_paused_at_its_position(
     start = r1.ipc.wait_time_pos(lambda _: True)
     assert left_at - 0.3 <= start <= left_at + 1.0, (start, left_at)
     r1.ipc.wait_time_pos(lambda v: v >= start + 0.5)
+
+
+def _read_pty(fd: int, until: Callable[[bytes], bool], timeout: float) -> bytes:
+    """Read a pty's output until `until(all of it)` holds or it ends (EOF/EIO)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not until(out):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"the terminal showed nothing matching in {timeout:g} s: {out!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: every writer of the pty is gone
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_resume_in_a_terminal_ends_its_status_line_with_a_newline(acct: Account) -> None:
+    """The status line is redrawn in place (\r); after quitting, the shell's prompt must
+    start on a line of its own, also when the session's last change redraws it."""
+    ctl_ok(acct.remote, "queue", "add", "--search", TRACKS[0])
+    dev = acct.device("r3")
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            dev.cmd("resume", "--mpv-option", "ao=null"),
+            stdin=slave,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            env=dev.env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        slave = -1
+        try:
+
+            def keys_read(out: bytes) -> bool:
+                """Playing here, and the terminal is in cbreak mode: keys are read."""
+                cbreak = not termios.tcgetattr(master)[3] & termios.ICANON
+                return cbreak and b"vol " in out and b"\xe2\x96\xb6" in out  # "▶"
+
+            shown = _read_pty(master, keys_read, 30)
+            os.write(master, b"q")
+            assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+            shown += _read_pty(master, lambda out: False, 10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert stderr == "", stderr
+    text = shown.decode("utf-8", errors="replace")
+    assert text.endswith("\r\n"), repr(text[-200:])  # the pty turns "\n" into "\r\n"
+    last = text[:-2].rsplit("\r\x1b[K", 1)[-1]
+    assert TRACKS[0] in last and "vol " in last, repr(text[-200:])
+    assert status(acct.remote)["playing"] is False  # quitting left the session paused
 
 
 # --- 5. resume with nothing to resume -----------------------------------------------

@@ -80,6 +80,9 @@ class _Screen:
         self.held: list[str] | None = []
         """Events before the pull succeeded: shown after it, dropped if it fails (then
         the error is the one line on stderr)."""
+        self.drawn = False
+        """A status line is on the terminal without its newline yet."""
+        self.closed = False
 
     def __call__(self, snap: Snapshot) -> None:
         self.snap = snap
@@ -97,12 +100,22 @@ class _Screen:
             print(event, file=sys.stderr, flush=True)
 
     def draw(self) -> None:
-        if not self.tty or self.snap is None:
+        if not self.tty or self.snap is None or self.closed:
             return
         width = shutil.get_terminal_size((80, 24)).columns - 1
         line = status_line(self.snap, self.agent.server_now(), width)
         sys.stdout.write("\r\x1b[K" + line)
         sys.stdout.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        """End the status line (as last drawn) with a newline, so that the shell's prompt,
+        or the error line, starts on a line of its own; draw nothing after it."""
+        self.closed = True
+        if self.drawn:
+            self.drawn = False
+            sys.stdout.write("\n")
+            sys.stdout.flush()
 
 
 async def _pull(agent: Agent, request: dict[str, Any]) -> None:
@@ -165,6 +178,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         return await _play(agent, screen, tty, request)
     finally:
+        screen.close()
         await desktop.close()
 
 
@@ -196,7 +210,6 @@ async def _play(agent: Agent, screen: _Screen, tty: bool, request: dict[str, Any
                 finally:
                     loop.remove_reader(fd)
                     ticker.cancel()
-                    sys.stdout.write("\n")
         else:
             await _until(quit_, runner)
         await agent.leave()
