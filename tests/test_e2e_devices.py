@@ -351,6 +351,20 @@ def test_resume_in_a_terminal_ends_its_status_line_with_a_newline(acct: Account)
     assert status(acct.remote)["playing"] is False  # quitting left the session paused
 
 
+@pytest.mark.parametrize("command", ["resume", "receiver"])
+def test_a_device_given_a_url_that_is_not_the_server_root_exits_2(
+    acct: Account, command: str
+) -> None:
+    """No channel at `.../v1/channel` from the start: a wrong URL, said at once, not
+    retried for ever as a server that went away."""
+    url = acct.world.srv.url
+    r = acct.device("r3").run(command, "--server", url + "/v1", "--mpv-option", "ao=null")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.splitlines()[-1] == (
+        f"tunehand: {url}/v1 is not a tunehand server root (try {url})"
+    ), r.stderr
+
+
 # --- 5. resume with nothing to resume -----------------------------------------------
 
 

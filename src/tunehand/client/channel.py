@@ -1,7 +1,8 @@
 """The device's websocket to `/v1/channel`: authenticate, read, send, reconnect forever.
 
 Reconnects with jittered exponential backoff (never gives up) and tells its owner
-when the connection comes and goes. Only a refused login ends it (`AuthError`).
+when the connection comes and goes. Only a refused login ends it (`AuthError`), or a
+URL with no channel (404) before it ever connected (`UsageError`: not a server root).
 Library exceptions stop here: the owner sees `ServerMessage`s and booleans.
 """
 
@@ -60,6 +61,7 @@ class Channel:
         self._ws: Any = None
         self._lock = asyncio.Lock()
         self.connected = False
+        self._ever_connected = False
 
     async def run(self) -> None:
         """Stay connected until cancelled; raises AuthError when the login is refused."""
@@ -93,7 +95,7 @@ class Channel:
                         if isinstance(msg, ErrorMsg) and msg.code == "unauthorized":
                             raise AuthError(f"logged out ({msg.message}): log in again")
                         if not self.connected and msg.type == "hello":
-                            self.connected = True
+                            self.connected = self._ever_connected = True
                             delays = backoff(random.Random())
                             self._on_connection(True)
                         self._on_message(msg)
@@ -107,9 +109,17 @@ class Channel:
                 raise
             except ProtocolError as exc:
                 log.warning("the server sent something unreadable: %s", exc)
+            except InvalidStatus as exc:
+                if exc.response.status_code == 404 and not self._ever_connected:
+                    # No channel at this URL from the start: a wrong URL (".../v1"), not a
+                    # server that went away; say so instead of retrying for ever.
+                    from tunehand.client.http import not_a_server_root
+
+                    self._lost()
+                    raise not_a_server_root(self.server, "/v1/channel") from None
+                log.info("channel: connection refused (%s)", exc.response.status_code)
             except (
                 ConnectionClosed,
-                InvalidStatus,
                 WebSocketException,
                 OSError,
                 TimeoutError,

@@ -132,16 +132,7 @@ class HttpClient:
         return status, payload
 
     def _not_a_server_root(self, path: str) -> UsageError:
-        """The URL does not lead to a tunehand API: suggest the root without the path."""
-        if not self._prefix:
-            return UsageError(
-                f"{self.server} is not a tunehand server, "
-                f"or an older one without {path.split('?', 1)[0]}"
-            )
-        base = self.server[: len(self.server) - len(self._prefix)]
-        api = _API_SEGMENT_RE.search(self._prefix)
-        root = base + (self._prefix[: api.start()] if api else "")
-        return UsageError(f"{self.server} is not a tunehand server root (try {root})")
+        return not_a_server_root(self.server, path)
 
     def get_bytes(self, path: str, accept: str = "*/*") -> tuple[int, bytes]:
         """GET `path` (a signed URL's path and query: no token) and return the raw body."""
@@ -178,6 +169,21 @@ class HttpClient:
                     f"cannot reach the server at {self.server}: {reason}"
                 ) from exc
         return status, raw
+
+
+def not_a_server_root(server: str, path: str) -> UsageError:
+    """`server` answered 404 for the API at `path`: it does not lead to a tunehand API.
+    Suggest the root: the URL without its path, or up to its `/v1`."""
+    server = check_server_url(server)
+    prefix = split_server_url(server)[3].rstrip("/")
+    if not prefix:
+        return UsageError(
+            f"{server} is not a tunehand server, or an older one without {path.split('?', 1)[0]}"
+        )
+    base = server[: len(server) - len(prefix)]
+    api = _API_SEGMENT_RE.search(prefix)
+    root = base + (prefix[: api.start()] if api else "")
+    return UsageError(f"{server} is not a tunehand server root (try {root})")
 
 
 def error_message(payload: Any, default: str) -> tuple[str, str]:
