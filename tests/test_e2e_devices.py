@@ -72,7 +72,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     music = root / "music"
     make_tones(music, TRACKS, album="Long Tones", duration_s=TRACK_S)
     srv = launch(root, music=music)
-    users = [f"dev{i}" for i in range(12)]
+    users = [f"dev{i}" for i in range(24)]
     add_users(srv, users)
     with short_sock_dir("th-mpv-") as sock_dir:
         w = World(srv, root, users, sock_dir)
