@@ -204,7 +204,7 @@ async def test_resume_plays_when_its_player_gets_ready_before_the_play_state_arr
     agent, channel, player = make_agent()
     server = Server(paused_elsewhere(agent.server_now()), agent.server_now)
     agent._on_message(server.hello())
-    pulling = asyncio.create_task(_pull(agent))
+    pulling = asyncio.create_task(_pull(agent, {}))
 
     transfer = await channel.next_sent()
     assert kind(transfer) == ("command", "transfer")

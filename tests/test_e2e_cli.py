@@ -637,8 +637,10 @@ def test_refused_commands_exit_1_with_one_line(
 
 
 def test_unreachable_server_exits_4(idle: Device, unused_url: str) -> None:
+    # A login for that server (here a token from the environment) that cannot reach it.
     for args in (("status",), ("volume", "10"), ("queue", "--json"), ("devices",)):
-        line = idle.fails(4, "ctl", "--server", unused_url, *args)
+        r = idle.run("ctl", "--server", unused_url, *args, env={"TUNEHAND_TOKEN": "tha_x"})
+        line = error_line(r, 4)
         assert unused_url in line, line
 
 
@@ -659,7 +661,9 @@ def test_server_option_overrides_the_configured_server(idle: Device, unused_url:
         ("ctl", "--server", unused_url, "status"),
         ("ctl", "status", "--server", unused_url),
     ):
-        assert unused_url in error_line(idle.run(*args), 4)
+        # This device's login is not for that server: its tokens are never sent there.
+        line = error_line(idle.run(*args), 3)
+        assert line.startswith(f"tunehand: not logged in to {unused_url}:"), line
     other_spelling = idle.server.replace("127.0.0.1", "localhost") + "/"
     assert idle.json("ctl", "status", "--server", other_spelling)["version"] >= 0
 
@@ -785,10 +789,13 @@ def test_server_stops_cleanly_and_keeps_every_write(
         line = dev.fails(4, "ctl", "status")
         assert first.url in line
 
-        second = launch(root, music=srv.music)
-        after = dev.json("ctl", "--server", second.url, "status")
+        # The same server again: same data, same address (tokens belong to their server).
+        port = first.url.rsplit(":", 1)[1]
+        second = launch(root, music=srv.music, extra_args=("--port", port))
+        assert second.url == first.url
+        after = dev.json("ctl", "status")
         assert after["volume"] == 37
-        assert [p["name"] for p in dev.json("ctl", "--server", second.url, "playlists")] == ["kept"]
+        assert [p["name"] for p in dev.json("ctl", "playlists")] == ["kept"]
         # A command that got its answer is kept (one that did not may or may not be).
         added = 1 if in_flight.returncode == 0 else 0
         assert in_flight.returncode in (0, 4), in_flight.returncode

@@ -406,7 +406,9 @@ async def test_browse_artists_albums_tracks(h: Harness) -> None:
 
 
 async def test_search_is_accent_insensitive_prefix_only_and_ranked(h: Harness) -> None:
-    search = h.backend.search
+    async def search(query: str, limit: int = 50) -> list[Any]:
+        return (await h.backend.search(query, limit=limit)).tracks
+
     sigur = {s.title for s in library_tracks() if s.artist == "Sigur Rós"}
     found = await search("ros")
     assert {t.artist for t in found} == {"Sigur Rós"}
@@ -423,6 +425,11 @@ async def test_search_is_accent_insensitive_prefix_only_and_ranked(h: Harness) -
     assert [t.title for t in await search("contract")] == sorted(TONES)
     with pytest.raises(TunehandError):
         await search("   ")
+    # The groups: the matching artists, and no tracks' artists that do not match.
+    grouped = await h.backend.search("sigur")
+    assert [a.name for a in grouped.artists] == ["Sigur Rós"]
+    assert {t.artist for t in grouped.tracks} == {"Sigur Rós"}
+    assert (await h.backend.search("zzzzqx")).artists == []
 
 
 async def test_cover_art(h: Harness, world: World) -> None:

@@ -58,20 +58,23 @@ def check_server_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+_LOOPBACK = frozenset(("localhost", "127.0.0.1", "::1"))
+
+
 def same_server(a: str, b: str) -> bool:
-    """Whether two server URLs name the same server (scheme, host and port; case of the
-    scheme and host and a default port do not matter)."""
+    """Whether two server URLs name the same server: scheme, host, port and path; the case
+    of the scheme and host, a default port and the spelling of this machine's loopback
+    address (localhost, 127.0.0.1, ::1) do not matter."""
+
+    def key(url: str) -> tuple[str, str, int, str]:
+        scheme, host, port, prefix = split_server_url(url)
+        host = host.lower()
+        return scheme.lower(), "loopback" if host in _LOOPBACK else host, port, prefix.rstrip("/")
+
     try:
-        sa, ha, pa, xa = split_server_url(a)
-        sb, hb, pb, xb = split_server_url(b)
+        return key(a) == key(b)
     except UsageError:
         return False
-    return (sa.lower(), ha.lower(), pa, xa.rstrip("/")) == (
-        sb.lower(),
-        hb.lower(),
-        pb,
-        xb.rstrip("/"),
-    )
 
 
 def quote(value: str) -> str:
