@@ -53,6 +53,14 @@ def tunehand_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tunehand", *args]
 
 
+def without_root_overrides(cmd: list[str]) -> list[str]:
+    """`cmd` run so that file modes bind it: as root (CI runs as root), without the
+    capabilities that ignore them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), by setpriv."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
+
+
 @dataclass(frozen=True)
 class Store:
     """Where one deployment keeps its state. Servers launched on the same store are
