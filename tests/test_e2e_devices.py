@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.device_helpers import (
@@ -67,7 +69,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     music = root / "music"
     make_tones(music, TRACKS, album="Long Tones", duration_s=TRACK_S)
     srv = launch(root, music=music)
-    users = [f"dev{i}" for i in range(12)]
+    users = [f"dev{i}" for i in range(16)]
     add_users(srv, users)
     with short_sock_dir("th-mpv-") as sock_dir:
         w = World(srv, root, users, sock_dir)
@@ -169,6 +171,46 @@ def transfer_and_check(acct: Account, src: Receiver, dst: Receiver, target: str)
     # The source stopped: mpv is idle and the receiver said why.
     src.wait_for("playback moved to another device", since=src_mark)
     assert src.ipc.wait_prop("idle-active", lambda v: v is True, timeout=5) is True
+
+
+# --- 1b. a device that starts takes nothing ---------------------------------------
+
+
+def test_starting_a_device_never_takes_playback(acct: Account) -> None:
+    """README: "Starting a device never takes playback from another one"."""
+    from tests.device_helpers import PASSWORD
+
+    r1 = playing_on(acct, "r1")
+    token = acct.world.srv.login(acct.user, PASSWORD)["access_token"]
+
+    def session() -> dict[str, Any]:
+        r = httpx.get(
+            acct.world.srv.url + "/v1/session", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 200, r.text
+        state: dict[str, Any] = r.json()["state"]
+        return state
+
+    before = session()
+    assert before["active_device"] == r1.dev.device_id() and before["position"]["playing"]
+    r1_mark = r1.mark()
+    r2 = acct.receiver("r2")  # returns once it is connected and has the session
+    # Whatever r2 might send once connected has reached the server by the time r1 has
+    # played on for another second.
+    r1.ipc.wait_advancing(1.0)
+    after = session()
+    assert (after["active_device"], after["term"]) == (before["active_device"], before["term"])
+    assert after["position"]["playing"] is True
+    assert "moved to another device" not in "\n".join(r1.lines.log[r1_mark:])
+    assert r2.ipc.get("idle-active") is True
+    assert "playing" not in r2.lines.text() and "moved here" not in r2.lines.text()
+    devices = {d["name"]: d for d in status_devices(acct)}
+    assert devices["r2"]["online"] is True
+
+
+def status_devices(acct: Account) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(ctl_ok(acct.remote, "devices", "--json"))
+    return out
 
 
 # --- 2. transfer back and forth -----------------------------------------------------
