@@ -419,7 +419,7 @@ async def _event(agent: Any, needle: str, timeout: float = 20.0) -> str:
             return ev
 
 
-async def test_command_made_while_the_server_is_down_is_applied_once(
+async def test_commands_made_while_the_server_is_down_are_applied_once_in_order(
     world: World, tmp_path: Path
 ) -> None:
     from tests.device_helpers import PASSWORD
@@ -450,17 +450,22 @@ async def test_command_made_while_the_server_is_down_is_applied_once(
         await _event(agent, "connection to the server lost")
         down = await asyncio.to_thread(ctl, remote, "volume", "50")
         assert down.returncode == 4, (down.returncode, down.stderr)
-        cmd = asyncio.create_task(agent.command("volume", value=37))
-        await _event(agent, "offline: volume")
-        assert not cmd.done()
+        # Several commands, replayed in the order they were made, each applied once.
+        made = [("volume", {"value": 37}), ("repeat", {"mode": "all"}), ("volume", {"value": 38})]
+        cmds = []
+        for op, fields in made:
+            cmds.append(asyncio.create_task(agent.command(op, **fields)))
+            await _event(agent, f"offline: {op}")
+        assert not any(c.done() for c in cmds)
         world.srv = await asyncio.to_thread(restart_server, world.srv)
-        res = await asyncio.wait_for(cmd, 30)
-        assert res.ok, res
-        assert res.version == before["version"] + 1, (res, before)
-        assert await agent.wait_for(lambda st: st.version >= res.version, 10)
+        results = [await asyncio.wait_for(c, 30) for c in cmds]
+        assert all(r.ok for r in results), results
+        assert [r.version for r in results] == [before["version"] + i for i in (1, 2, 3)]
+        assert await agent.wait_for(lambda st: st.version >= results[-1].version, 10)
         after = await asyncio.to_thread(status, remote)
-        assert after["volume"] == 37 and after["version"] == before["version"] + 1, after
-        assert agent.mirror.state.volume == 37
+        assert (after["volume"], after["repeat"]) == (38, "all"), after
+        assert after["version"] == before["version"] + 3, after
+        assert agent.mirror.state.volume == 38
     finally:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
