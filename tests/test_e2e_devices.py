@@ -69,7 +69,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     music = root / "music"
     make_tones(music, TRACKS, album="Long Tones", duration_s=TRACK_S)
     srv = launch(root, music=music)
-    users = [f"dev{i}" for i in range(16)]
+    users = [f"dev{i}" for i in range(20)]
     add_users(srv, users)
     with short_sock_dir("th-mpv-") as sock_dir:
         w = World(srv, root, users, sock_dir)
@@ -336,7 +336,16 @@ def test_resume_with_an_empty_queue_exits_1_with_one_line(acct: Account) -> None
 # --- 6. the active device killed ----------------------------------------------------
 
 
-def test_killed_receiver_leaves_the_session_paused_where_it_was(acct: Account) -> None:
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGKILL, signal.SIGSTOP],
+    ids=["killed", "frozen-no-tcp-close"],
+)
+def test_killed_receiver_leaves_the_session_paused_where_it_was(
+    acct: Account, sig: signal.Signals
+) -> None:
+    """Killed, its connection closes; frozen (SIGSTOP: a lid closed, a network gone), the
+    connection stays open and silent, and the server's pings find it gone (within 8 s)."""
     r1 = playing_on(acct, "r1", at_least_s=2.0)
     r2 = acct.receiver("r2")
     with watching(acct.remote) as w:
@@ -344,9 +353,13 @@ def test_killed_receiver_leaves_the_session_paused_where_it_was(acct: Account) -
         last = r1.ipc.time_pos()
         assert last is not None
         t0 = time.monotonic()
-        r1.proc.kill()
-        st = w.wait(lambda s: not s["playing"] and s["device"] is None, timeout=10, since=mark)
+        r1.proc.send_signal(sig)
+        try:
+            st = w.wait(lambda s: not s["playing"] and s["device"] is None, 12, since=mark)
+        finally:
+            r1.proc.kill()  # a frozen one too (SIGKILL ends a stopped process)
         noticed = time.monotonic() - t0
+    assert noticed <= 10, noticed  # README: "within about 7 s"
     assert st["track"]["title"] == TRACKS[0]
     s = status(acct.remote)
     assert s["device"] is None and s["playing"] is False
