@@ -11,10 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import pty
 import shutil
 import signal
+import subprocess
+import termios
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ import pytest
 
 from tests.device_helpers import (
     DeviceDir,
+    Lines,
     Receiver,
     Watch,
     add_users,
@@ -320,6 +326,90 @@ def test_resume_leaves_the_session_paused_at_its_position(
     start = r1.ipc.wait_time_pos(lambda _: True)
     assert left_at - 0.3 <= start <= left_at + 1.0, (start, left_at)
     r1.ipc.wait_time_pos(lambda v: v >= start + 0.5)
+
+
+def test_resume_keys_in_a_terminal(acct: Account) -> None:
+    """`resume` in a terminal (a pty): space, n/p, arrows, +/=/- and q, each seen by
+    another device (`ctl watch`) as the session change it makes."""
+    r1 = acct.receiver("r1")
+    mark = r1.mark()
+    play(acct, "--device", "r1")
+    for title in TRACKS[1:]:
+        ctl_ok(acct.remote, "queue", "add", "--search", title)
+    r1.wait_for("playing", since=mark)
+    master, slave = pty.openpty()
+    dev = acct.device("r2")
+    ipc = acct.world.sock_dir / f"r2-{os.urandom(3).hex()}.sock"
+    proc = subprocess.Popen(
+        dev.cmd("resume", "--mpv-option", "ao=null", "--mpv-option", f"input-ipc-server={ipc}"),
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dev.env,
+    )
+    os.close(slave)
+    # Read the status line it keeps redrawing, so the terminal never fills up.
+    screen: list[bytes] = []
+    drain = threading.Thread(target=_read_all, args=(master, screen), daemon=True)
+    drain.start()
+    assert proc.stderr is not None
+    res = Receiver(dev, proc, ipc, Lines(proc.stderr, "resume r2"))
+    acct.receivers.append(res)
+
+    with watching(acct.remote) as w:
+        wait_active(acct, w, res)
+        # Keys count once the terminal is raw (typed before, the line discipline holds or
+        # drops them): wait for that, as seen on our side of the pty.
+        deadline = time.monotonic() + 15
+        while termios.tcgetattr(master)[3] & termios.ICANON:
+            assert time.monotonic() < deadline, "resume never took the terminal"
+            time.sleep(0.02)
+
+        def key(k: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 10) -> Any:
+            since = w.mark()
+            os.write(master, k.encode())
+            return w.wait(pred, timeout, since=since)
+
+        st = key(" ", lambda s: not s["playing"])
+        st = key(" ", lambda s: s["playing"])
+        vol = st["volume"]
+        key("-", lambda s: s["volume"] == vol - 5)
+        key("+", lambda s: s["volume"] == vol)
+        key("=", lambda s: s["volume"] == min(100, vol + 5))
+        first = st["track"]["title"]
+        second = key("n", lambda s: s["track"]["title"] != first)["entry_id"]
+        key("p", lambda s: s["track"]["title"] == first and s["entry_id"] != second)
+        res.ipc.wait_time_pos(lambda v: v >= 6.0, timeout=15)
+        # Seeks show as a jump of 5 s, which playing alone cannot make within 3 s.
+        at = status(acct.remote)["position_ms"]
+        fwd = key("\x1b[C", lambda s: s["position_ms"] >= at + 4_500, timeout=3)
+        assert fwd["position_ms"] <= at + 5_000 + 1_500, (at, fwd)
+        at = status(acct.remote)["position_ms"]
+        back = key("\x1b[D", lambda s: s["position_ms"] <= at - 4_000, timeout=3)
+        assert back["position_ms"] >= at - 5_000 - 300, (at, back)
+        since = w.mark()
+        os.write(master, b"q")
+        assert proc.wait(timeout=20) == 0, res.lines.text()
+        st = w.wait(lambda s: not s["playing"], since=since)
+    assert st["track"]["title"] == first
+    drain.join(timeout=10)
+    os.close(master)
+    shown = b"".join(screen).decode(errors="replace")
+    assert first in shown, shown[-500:]  # the one-line status
+    assert "Traceback" not in res.lines.text() + shown
+
+
+def _read_all(fd: int, into: list[bytes]) -> None:
+    """Read a pty's output until its other side is gone (EIO)."""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into.append(chunk)
 
 
 # --- 5. resume with nothing to resume -----------------------------------------------
