@@ -11,6 +11,13 @@ to each connected `Client`. A client is a `Mirror` plus two in-memory links:
 Nothing moves by itself. Tests move messages explicitly (`transmit`, `receive`,
 `Pair.flush`) and may reorder, drop or duplicate them in the deques first. Every
 message is encoded and decoded by `tunehand.wire` on its way, as on a real channel.
+
+A `transfer` of playing audio goes as the server's `_transfer` does it, with the pure
+`tunehand.core.transfer`: the room sends the target a `prepare` and waits; the target's
+`ready` (`Client.answer`) switches both devices at one instant with a new term, its
+`failed` or 3 s of room time without an answer (`Room.advance`) aborts it with
+`transfer_failed` and leaves the session as it was. A reply for no waiting transfer
+(late, repeated, from another device) is ignored, as the server ignores it.
 """
 
 from __future__ import annotations
@@ -20,14 +27,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tunehand import wire
-from tunehand.core import session
+from tunehand.core import session, transfer
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
 from tunehand.core.model import SessionState
 from tunehand.core.protocol import (
     CommandMsg,
     DirectiveMsg,
+    Failed,
     Hello,
+    Ready,
     ResultMsg,
     ServerMessage,
     StateMsg,
@@ -97,11 +106,33 @@ class Client:
         else:  # pragma: no cover - the room sends nothing else
             raise AssertionError(f"unexpected message {msg!r}")
 
+    def prepares(self) -> list[DirectiveMsg]:
+        return [d for d in self.directives if d.action == "prepare"]
+
+    def answer(self, ok: bool = True, message: str = "", transfer_id: str | None = None) -> None:
+        """Answer the last `prepare` (or `transfer_id`): `ready`, or `failed` with `message`."""
+        tid = transfer_id if transfer_id is not None else self.prepares()[-1].transfer_id
+        reply: Ready | Failed = Ready(tid) if ok else Failed(tid, message)
+        decoded = wire.decode_client(wire.encode(reply))
+        assert isinstance(decoded, Ready | Failed)
+        self.room.transfer_reply(self.device_id, decoded)
+
     def states_waiting(self) -> list[StateMsg]:
         return [m for m in self.inbox if isinstance(m, StateMsg)]
 
     def shown(self) -> SessionState:
         return self.mirror.shown(self.room.context(self.device_id))
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A transfer waiting for its target's answer (the server's `_transfers` entry)."""
+
+    transfer_id: str
+    sender: str
+    command: Command
+    prepare: transfer.Prepare
+    started_ms: int
 
 
 @dataclass
@@ -118,6 +149,9 @@ class Room:
     history: dict[int, SessionState] = field(default_factory=dict)
     """Every state the room has held, by version."""
     seed: int = 0
+    transfers: dict[str, Handoff] = field(default_factory=dict)
+    """Transfers whose target was asked to prepare and has not answered, by transfer id."""
+    _transfer_ids: int = 0
 
     def __post_init__(self) -> None:
         self.history[self.state.version] = self.state
@@ -126,7 +160,12 @@ class Room:
         return session.Context(self.now_ms, self.durations, tuple(self.clients), self.seed, sender)
 
     def advance(self, ms: int) -> None:
+        """Move room time on; a transfer unanswered for `READY_TIMEOUT_MS` is aborted."""
         self.now_ms += ms
+        for h in list(self.transfers.values()):
+            if self.now_ms - h.started_ms >= transfer.READY_TIMEOUT_MS:
+                del self.transfers[h.transfer_id]
+                self._abort(h, "the device was not ready within 3 s")
 
     def connect(self, device_id: str) -> Client:
         """A device comes online and gets `hello` with the full state (not yet delivered)."""
@@ -146,7 +185,18 @@ class Room:
         if new is not None:
             self._publish(new, ())
 
-    def receive(self, device_id: str, cmd: Command) -> Result:
+    def receive(self, device_id: str, cmd: Command) -> Result | None:
+        """Apply `cmd` and answer its sender; None while a transfer waits for its target."""
+        if (
+            cmd.command_id not in self.results
+            and cmd.op == "transfer"
+            and self._prepare(device_id, cmd)
+        ):
+            return None
+        return self._execute(device_id, cmd)
+
+    def _execute(self, device_id: str, cmd: Command) -> Result:
+        """Apply `cmd` plainly with the core, once per `command_id`, and answer its sender."""
         prior = self.results.get(cmd.command_id)
         if prior is not None:
             res = prior
@@ -157,10 +207,68 @@ class Room:
             if out.result.ok:
                 self.applied.append(cmd)
                 self._publish(out.state, out.directives, cmd.command_id)
+        self._answer(device_id, res)
+        return res
+
+    def transfer_reply(self, device_id: str, reply: Ready | Failed) -> None:
+        """The target answered: switch (`ready`) or abort (`failed`)."""
+        h = self.transfers.get(reply.transfer_id)
+        if h is None or h.prepare.target != device_id:
+            return
+        del self.transfers[reply.transfer_id]
+        if isinstance(reply, Failed):
+            self._abort(h, reply.message or "cannot play it")
+            return
+        done = transfer.switch(self.state, h.prepare, transfer.switch_time(h.prepare, self.now_ms))
+        if done is None:
+            # The session changed while the target prepared: apply the command plainly.
+            self._execute(h.sender, h.command)
+            return
+        new, directives = done
+        res = self.results[h.command.command_id] = Result(
+            h.command.command_id, "ok", "", new.version
+        )
+        self.applied.append(h.command)
+        self._publish(new, directives, h.command.command_id)
+        self._answer(h.sender, res)
+
+    def _prepare(self, device_id: str, cmd: Command) -> bool:
+        """Send the target a `prepare` when the transfer needs one (as `plan` says)."""
+        target = cmd.device_id
+        if target is None or target not in self.clients:
+            return False
+        source_online = self.state.active_device in self.clients
+        prep = transfer.plan(self.state, target, source_online, self.now_ms, paused=cmd.paused)
+        if prep is None:
+            return False
+        self._transfer_ids += 1
+        tid = f"x{self._transfer_ids}"
+        self.transfers[tid] = Handoff(tid, device_id, cmd, prep, self.now_ms)
+        self.clients[target].inbox.append(
+            DirectiveMsg(
+                "prepare",
+                self.state.term,
+                prep.entry_id,
+                prep.position_ms,
+                prep.switch_at_ms,
+                True,
+                None,
+                tid,
+            )
+        )
+        return True
+
+    def _abort(self, h: Handoff, message: str) -> None:
+        cid = h.command.command_id
+        res = self.results[cid] = Result(
+            cid, "transfer_failed", f"transfer aborted ({message}); playback stays where it was"
+        )
+        self._answer(h.sender, res)
+
+    def _answer(self, device_id: str, res: Result) -> None:
         client = self.clients.get(device_id)
         if client is not None:
             client.inbox.append(ResultMsg(res.command_id, res.code, res.message, res.version))
-        return res
 
     def report(self, device_id: str, rep: Report) -> str:
         new, code = session.apply_report(self.state, device_id, rep, self.context(device_id))

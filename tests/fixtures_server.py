@@ -53,6 +53,14 @@ def tunehand_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tunehand", *args]
 
 
+def without_root_overrides(cmd: list[str]) -> list[str]:
+    """`cmd` run so that file modes bind it: as root (CI runs as root), without the
+    capabilities that ignore them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), by setpriv."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *cmd]
+
+
 @dataclass(frozen=True)
 class Store:
     """Where one deployment keeps its state. Servers launched on the same store are
@@ -304,6 +312,20 @@ def launch(
     env: dict[str, str] | None = None,
     wait_scan: bool = True,
 ) -> ServerProc:
+    srv = spawn(root, music=music, store=store, extra_args=extra_args, env=env)
+    ready(srv, wait_scan=wait_scan)
+    return srv
+
+
+def spawn(
+    root: Path,
+    *,
+    music: Path | None = None,
+    store: Store | None = None,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> ServerProc:
+    """Start a server and return at once (`ready` waits until it listens)."""
     data_dir = root / "data"
     if music is None:
         music = root / "music"
@@ -322,11 +344,15 @@ def launch(
     srv = ServerProc("", data_dir, music, store, proc, full_env)
     for stream in (proc.stdout, proc.stderr):
         threading.Thread(target=_pump, args=(stream, srv), daemon=True).start()
+    return srv
+
+
+def ready(srv: ServerProc, *, wait_scan: bool = True) -> None:
+    """Wait until a spawned server listens (and has finished its first scan)."""
     line = srv.wait_for_line("listening on")
     srv.url = line.rsplit(" ", 1)[1].strip()
     if wait_scan:
         srv.wait_for_line("library scan finished")
-    return srv
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -306,3 +306,29 @@ async def test_nothing_reaches_the_player_after_leave() -> None:
     agent._on_message(DirectiveMsg("prepare", 3, "e1.0", 0, 0, False, TRACK, "x-late"))
     agent._publish("connection to the server lost; reconnecting")
     assert player.calls == calls, player.calls
+
+
+async def test_stopping_at_the_start_moves_the_player_and_not_the_session_back() -> None:
+    """`next` at the end of the queue leaves the session stopped at the start of its last
+    entry. The device playing it pauses and goes to 0: it must not report where it was
+    (which would put the session back there)."""
+    agent, channel, player = make_agent()
+    server = Server(paused_elsewhere(agent.server_now()), agent.server_now)
+    agent._on_message(server.hello())
+    server.command(Command("transfer", "c-pull", device_id=HERE))
+    run_until_quiet(agent, channel, player, server)
+    server.command(Command("play", "c-play"), sender=OTHER)
+    server.command(Command("seek", "c-seek", position_ms=20_000), sender=OTHER)
+    run_until_quiet(agent, channel, player, server)
+    assert server.state.position.playing and not player.paused()
+    assert (player.position_ms() or 0) >= 20_000
+
+    server.command(Command("next", "c-next"), sender=OTHER)  # the queue's only entry
+    stopped = server.state
+    assert (stopped.position.position_ms, stopped.position.playing) == (0, False)
+    run_until_quiet(agent, channel, player, server)
+    st = server.state
+    assert (st.current, st.position.playing) == ("e1.0", False)
+    assert st.position.position_ms == 0, (st.position, player.calls)
+    assert player.paused() and (player.position_ms() or 0) < 1_000, player.calls
+    assert agent.mirror.state == st

@@ -18,6 +18,7 @@ from tunehand.core.mirror import Mirror
 from tunehand.core.model import DeviceInfo, Entry, Position, SessionState
 from tunehand.core.protocol import DevicesMsg, Hello, ResultMsg, StateMsg, TrackView
 from tunehand.core.session import Context
+from tunehand.core.transfer import LEAD_MS
 
 NOW = 1_000_000
 CTX = Context(NOW, {"t1": 1_000, "t2": 2_000}, ("d1",))
@@ -301,9 +302,13 @@ def test_transfer_fences_the_old_device() -> None:
     pair.room.advance(4_000)
     b.send("transfer", device_id="b")
     pair.flush()
+    [prepare] = b.directives  # make-before-break: b loads first (tests/test_core_transfer.py)
+    b.answer()
+    pair.flush()
     assert [(d.action, d.term) for d in a.directives[1:]] == [("stop", 2)]
-    [b_start] = b.directives
-    assert (b_start.action, b_start.term, b_start.position_ms) == ("start", 2, 4_000)
+    [_, b_start] = b.directives
+    assert (b_start.action, b_start.term, b_start.position_ms) == ("start", 2, prepare.position_ms)
+    assert b_start.position_ms == 4_000 + LEAD_MS
     assert b_start.entry_id == entry
     # a did not hear the stop yet: its report with the old term is refused
     late = Report(1, entry, 4_100, pair.room.now_ms, True, 1.0)

@@ -9,7 +9,9 @@ they can play, as a receiver would. Each test has its own user on one server per
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -514,6 +516,38 @@ def test_watch_template_and_waybar(acct: Account, catalogue: Catalogue) -> None:
         for p in (plain, bar):
             p.terminate()
             p.wait(timeout=10)
+
+
+def test_watch_elapsed_is_refreshed_every_second_while_playing(acct: Account) -> None:
+    dev = acct.dev
+    room = acct.player("den")
+    proc = dev.popen("ctl", "watch", "--format", "{state} {elapsed}/{duration} {volume}")
+    try:
+        out = LineReader(proc.stdout)  # type: ignore[arg-type]
+        assert out.next() == "stopped / 100"
+        dev.ctl("play", "--url", RADIO)  # a stream: nothing caps the position
+        room.wait_state(lambda s: s["active_device"] == room.device_id)
+        room.report_playing(62_000)
+        # Nothing changes in the session now, yet the line moves on every second (m:ss).
+        seen: list[int] = []
+        while len(seen) < 3:
+            line = out.next(timeout=5)
+            m = re.fullmatch(r"playing (\d+):(\d\d)/-:-- 100", line)
+            assert m is not None, line
+            if int(m[1]) >= 1:
+                seen.append(int(m[1]) * 60 + int(m[2]))
+        # one line a second (a tick late under load may skip one)
+        assert all(1 <= b - a <= 2 for a, b in itertools.pairwise(seen)), out.seen
+        assert out.seen[-3].startswith("playing 1:0"), out.seen
+        # Paused, the line only changes with the session.
+        dev.ctl("pause")
+        paused = out.next()
+        assert paused.startswith("paused 1:0"), paused
+        dev.ctl("volume", "30")
+        assert out.next() == paused.removesuffix("100") + "30"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_revoke_logs_a_device_out(acct: Account) -> None:

@@ -12,21 +12,25 @@ import asyncio
 import contextlib
 import json
 import os
+import pty
 import select
 import shutil
 import signal
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.device_helpers import (
     DeviceDir,
+    Lines,
     Receiver,
     Watch,
     add_users,
@@ -72,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     music = root / "music"
     make_tones(music, TRACKS, album="Long Tones", duration_s=TRACK_S)
     srv = launch(root, music=music)
-    users = [f"dev{i}" for i in range(24)]
+    users = [f"dev{i}" for i in range(32)]
     add_users(srv, users)
     with short_sock_dir("th-mpv-") as sock_dir:
         w = World(srv, root, users, sock_dir)
@@ -174,6 +178,46 @@ def transfer_and_check(acct: Account, src: Receiver, dst: Receiver, target: str)
     # The source stopped: mpv is idle and the receiver said why.
     src.wait_for("playback moved to another device", since=src_mark)
     assert src.ipc.wait_prop("idle-active", lambda v: v is True, timeout=5) is True
+
+
+# --- 1b. a device that starts takes nothing ---------------------------------------
+
+
+def test_starting_a_device_never_takes_playback(acct: Account) -> None:
+    """README: "Starting a device never takes playback from another one"."""
+    from tests.device_helpers import PASSWORD
+
+    r1 = playing_on(acct, "r1")
+    token = acct.world.srv.login(acct.user, PASSWORD)["access_token"]
+
+    def session() -> dict[str, Any]:
+        r = httpx.get(
+            acct.world.srv.url + "/v1/session", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 200, r.text
+        state: dict[str, Any] = r.json()["state"]
+        return state
+
+    before = session()
+    assert before["active_device"] == r1.dev.device_id() and before["position"]["playing"]
+    r1_mark = r1.mark()
+    r2 = acct.receiver("r2")  # returns once it is connected and has the session
+    # Whatever r2 might send once connected has reached the server by the time r1 has
+    # played on for another second.
+    r1.ipc.wait_advancing(1.0)
+    after = session()
+    assert (after["active_device"], after["term"]) == (before["active_device"], before["term"])
+    assert after["position"]["playing"] is True
+    assert "moved to another device" not in "\n".join(r1.lines.log[r1_mark:])
+    assert r2.ipc.get("idle-active") is True
+    assert "playing" not in r2.lines.text() and "moved here" not in r2.lines.text()
+    devices = {d["name"]: d for d in status_devices(acct)}
+    assert devices["r2"]["online"] is True
+
+
+def status_devices(acct: Account) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(ctl_ok(acct.remote, "devices", "--json"))
+    return out
 
 
 # --- 2. transfer back and forth -----------------------------------------------------
@@ -365,6 +409,90 @@ def test_a_device_given_a_url_that_is_not_the_server_root_exits_2(
     ), r.stderr
 
 
+def test_resume_keys_in_a_terminal(acct: Account) -> None:
+    """`resume` in a terminal (a pty): space, n/p, arrows, +/=/- and q, each seen by
+    another device (`ctl watch`) as the session change it makes."""
+    r1 = acct.receiver("r1")
+    mark = r1.mark()
+    play(acct, "--device", "r1")
+    for title in TRACKS[1:]:
+        ctl_ok(acct.remote, "queue", "add", "--search", title)
+    r1.wait_for("playing", since=mark)
+    master, slave = pty.openpty()
+    dev = acct.device("r2")
+    ipc = acct.world.sock_dir / f"r2-{os.urandom(3).hex()}.sock"
+    proc = subprocess.Popen(
+        dev.cmd("resume", "--mpv-option", "ao=null", "--mpv-option", f"input-ipc-server={ipc}"),
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dev.env,
+    )
+    os.close(slave)
+    # Read the status line it keeps redrawing, so the terminal never fills up.
+    screen: list[bytes] = []
+    drain = threading.Thread(target=_read_all, args=(master, screen), daemon=True)
+    drain.start()
+    assert proc.stderr is not None
+    res = Receiver(dev, proc, ipc, Lines(proc.stderr, "resume r2"))
+    acct.receivers.append(res)
+
+    with watching(acct.remote) as w:
+        wait_active(acct, w, res)
+        # Keys count once the terminal is raw (typed before, the line discipline holds or
+        # drops them): wait for that, as seen on our side of the pty.
+        deadline = time.monotonic() + 15
+        while termios.tcgetattr(master)[3] & termios.ICANON:
+            assert time.monotonic() < deadline, "resume never took the terminal"
+            time.sleep(0.02)
+
+        def key(k: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 10) -> Any:
+            since = w.mark()
+            os.write(master, k.encode())
+            return w.wait(pred, timeout, since=since)
+
+        st = key(" ", lambda s: not s["playing"])
+        st = key(" ", lambda s: s["playing"])
+        vol = st["volume"]
+        key("-", lambda s: s["volume"] == vol - 5)
+        key("+", lambda s: s["volume"] == vol)
+        key("=", lambda s: s["volume"] == min(100, vol + 5))
+        first = st["track"]["title"]
+        second = key("n", lambda s: s["track"]["title"] != first)["entry_id"]
+        key("p", lambda s: s["track"]["title"] == first and s["entry_id"] != second)
+        res.ipc.wait_time_pos(lambda v: v >= 6.0, timeout=15)
+        # Seeks show as a jump of 5 s, which playing alone cannot make within 3 s.
+        at = status(acct.remote)["position_ms"]
+        fwd = key("\x1b[C", lambda s: s["position_ms"] >= at + 4_500, timeout=3)
+        assert fwd["position_ms"] <= at + 5_000 + 1_500, (at, fwd)
+        at = status(acct.remote)["position_ms"]
+        back = key("\x1b[D", lambda s: s["position_ms"] <= at - 4_000, timeout=3)
+        assert back["position_ms"] >= at - 5_000 - 300, (at, back)
+        since = w.mark()
+        os.write(master, b"q")
+        assert proc.wait(timeout=20) == 0, res.lines.text()
+        st = w.wait(lambda s: not s["playing"], since=since)
+    assert st["track"]["title"] == first
+    drain.join(timeout=10)
+    os.close(master)
+    shown = b"".join(screen).decode(errors="replace")
+    assert first in shown, shown[-500:]  # the one-line status
+    assert "Traceback" not in res.lines.text() + shown
+
+
+def _read_all(fd: int, into: list[bytes]) -> None:
+    """Read a pty's output until its other side is gone (EIO)."""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into.append(chunk)
+
+
 # --- 5. resume with nothing to resume -----------------------------------------------
 
 
@@ -414,7 +542,16 @@ def test_the_advice_with_no_device_online_works_when_followed(acct: Account) -> 
 # --- 6. the active device killed ----------------------------------------------------
 
 
-def test_killed_receiver_leaves_the_session_paused_where_it_was(acct: Account) -> None:
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGKILL, signal.SIGSTOP],
+    ids=["killed", "frozen-no-tcp-close"],
+)
+def test_killed_receiver_leaves_the_session_paused_where_it_was(
+    acct: Account, sig: signal.Signals
+) -> None:
+    """Killed, its connection closes; frozen (SIGSTOP: a lid closed, a network gone), the
+    connection stays open and silent, and the server's pings find it gone (within 8 s)."""
     r1 = playing_on(acct, "r1", at_least_s=2.0)
     r2 = acct.receiver("r2")
     with watching(acct.remote) as w:
@@ -422,9 +559,13 @@ def test_killed_receiver_leaves_the_session_paused_where_it_was(acct: Account) -
         last = r1.ipc.time_pos()
         assert last is not None
         t0 = time.monotonic()
-        r1.proc.kill()
-        st = w.wait(lambda s: not s["playing"] and s["device"] is None, timeout=10, since=mark)
+        r1.proc.send_signal(sig)
+        try:
+            st = w.wait(lambda s: not s["playing"] and s["device"] is None, 12, since=mark)
+        finally:
+            r1.proc.kill()  # a frozen one too (SIGKILL ends a stopped process)
         noticed = time.monotonic() - t0
+    assert noticed <= 10, noticed  # README: "within about 7 s"
     assert st["track"]["title"] == TRACKS[0]
     s = status(acct.remote)
     assert s["device"] is None and s["playing"] is False
@@ -497,7 +638,7 @@ async def _event(agent: Any, needle: str, timeout: float = 20.0) -> str:
             return ev
 
 
-async def test_command_made_while_the_server_is_down_is_applied_once(
+async def test_commands_made_while_the_server_is_down_are_applied_once_in_order(
     world: World, tmp_path: Path
 ) -> None:
     from tests.device_helpers import PASSWORD
@@ -528,17 +669,22 @@ async def test_command_made_while_the_server_is_down_is_applied_once(
         await _event(agent, "connection to the server lost")
         down = await asyncio.to_thread(ctl, remote, "volume", "50")
         assert down.returncode == 4, (down.returncode, down.stderr)
-        cmd = asyncio.create_task(agent.command("volume", value=37))
-        await _event(agent, "offline: volume")
-        assert not cmd.done()
+        # Several commands, replayed in the order they were made, each applied once.
+        made = [("volume", {"value": 37}), ("repeat", {"mode": "all"}), ("volume", {"value": 38})]
+        cmds = []
+        for op, fields in made:
+            cmds.append(asyncio.create_task(agent.command(op, **fields)))
+            await _event(agent, f"offline: {op}")
+        assert not any(c.done() for c in cmds)
         world.srv = await asyncio.to_thread(restart_server, world.srv)
-        res = await asyncio.wait_for(cmd, 30)
-        assert res.ok, res
-        assert res.version == before["version"] + 1, (res, before)
-        assert await agent.wait_for(lambda st: st.version >= res.version, 10)
+        results = [await asyncio.wait_for(c, 30) for c in cmds]
+        assert all(r.ok for r in results), results
+        assert [r.version for r in results] == [before["version"] + i for i in (1, 2, 3)]
+        assert await agent.wait_for(lambda st: st.version >= results[-1].version, 10)
         after = await asyncio.to_thread(status, remote)
-        assert after["volume"] == 37 and after["version"] == before["version"] + 1, after
-        assert agent.mirror.state.volume == 37
+        assert (after["volume"], after["repeat"]) == (38, "all"), after
+        assert after["version"] == before["version"] + 3, after
+        assert agent.mirror.state.volume == 38
     finally:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

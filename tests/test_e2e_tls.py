@@ -148,6 +148,29 @@ def test_tls_with_a_private_ca(
     finally:
         watch.terminate()
         watch.wait(timeout=10)
+    # The same, with `ca_file` in config.toml instead of the flag (requests and wss).
+    config = cfg / "config.toml"
+    before = config.read_text() if config.exists() else ""
+    config.write_text(f"ca_file = {json.dumps(str(pki / 'ca.pem'))}\n" + before)
+    st = _run(cfg, "ctl", "status", "--json")
+    assert st.returncode == 0, st.stderr
+    assert json.loads(st.stdout)["device"] is None
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "tunehand", "--config-dir", str(cfg), "ctl", "watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        assert json.loads(watch.stdout.readline())["version"] == json.loads(st.stdout)["version"]
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+    # and without it the same client refuses the server again
+    config.write_text(before)
+    refused = _run(cfg, "ctl", "status", "--json")
+    assert refused.returncode == 4 and "TLS failed" in refused.stderr, refused.stderr
 
 
 def test_certfile_needs_keyfile(start_server: Callable[..., ServerProc], pki: Path) -> None:

@@ -9,15 +9,20 @@ server of its own.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.fixtures_server import ServerProc
-from tests.test_api import add_users, unique
+from tests.test_api import add_users, db_url, run_async, unique
 from tunehand.server.auth import FREE_FAILURES
-from tunehand.server.device_code import STARTS_PER_ADDRESS
+from tunehand.server.db.engine import open_engine
+from tunehand.server.db.tables import device_codes
+from tunehand.server.device_code import MAX_PENDING, STARTS_PER_ADDRESS
 
 pytestmark = pytest.mark.every_backend
 
@@ -119,6 +124,51 @@ def test_device_code_starts_are_limited_per_address(
         json={"user": user, "password": "secret-pw", "device_id": "pw"},
     )
     assert r.status_code == 200, r.text
+
+
+def test_device_code_starts_are_limited_server_wide(
+    start_server: Callable[..., ServerProc],
+) -> None:
+    """README: "10,000 waiting server-wide (then 429 with Retry-After)". All but one of
+    them are put in the server's database directly (as strangers from many addresses
+    would have left them); expired and decided codes do not count."""
+    srv = start_server()
+    now = int(time.time() * 1000)
+
+    def row(i: int, **kw: Any) -> dict[str, Any]:
+        return {
+            "code_hash": f"h{i}",
+            "user_code": f"U{i:07d}",
+            "device_id": f"w{i}",
+            "device_name": f"w{i}",
+            "created_ms": now,
+            "expires_ms": now + 600_000,
+            "interval_s": 5,
+            "last_poll_ms": None,
+            "status": "pending",
+            "account_id": None,
+        } | kw
+
+    rows = [row(i) for i in range(MAX_PENDING - 1)]
+    rows.append(row(MAX_PENDING, expires_ms=now - 1))  # expired: not waiting
+    rows.append(row(MAX_PENDING + 1, status="denied"))  # decided: not waiting
+
+    async def fill() -> None:
+        engine = open_engine(db_url(srv))
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(sa.insert(device_codes), rows)
+        finally:
+            await engine.dispose()
+
+    run_async(fill)
+    r = httpx.post(srv.url + "/v1/auth/device", json={"device_id": "the-last-one"})
+    assert r.status_code == 200, r.text
+    r = httpx.post(srv.url + "/v1/auth/device", json={"device_id": "one-too-many"})
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["code"] == "rate_limited"
+    assert "waiting" in r.json()["error"]["message"]
+    assert 1 <= int(r.headers["Retry-After"]) <= 600
 
 
 FORWARDED = {"Host": "music.example.org", "X-Forwarded-Proto": "https"}

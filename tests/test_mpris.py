@@ -439,6 +439,21 @@ def test_playerctl_reflects_and_controls_the_session(acct: Account, peer: BusPee
     assert us > 0
     until(lambda: float(playerctl(bus, "position")), lambda v: 19.0 <= v <= 25.0, "seeked")
 
+    # Seek is relative, in microseconds: playerctl's "10+" and "5-" from where it is.
+    _, seek_mark = peer.mark()
+    at = float(playerctl(bus, "position"))
+    playerctl(bus, "position", "10+")
+    fwd = peer.wait_seeked(lambda v: (at + 9.5) * 1e6 <= v <= (at + 13) * 1e6, since=seek_mark)
+    pos = status(acct.remote)["position_ms"]
+    assert fwd / 1000 - 500 <= pos <= fwd / 1000 + 3_000, (fwd, pos)
+    _, seek_mark = peer.mark()
+    playerctl(bus, "position", "5-")
+    back = peer.wait_seeked(
+        lambda v: fwd - 5.5e6 <= v <= fwd - 5e6 + 3e6 and v < fwd, since=seek_mark
+    )
+    pos = status(acct.remote)["position_ms"]
+    assert back / 1000 - 500 <= pos <= back / 1000 + 3_000, (back, pos)
+
     # A change made elsewhere shows up in playerctl.
     ctl_ok(acct.remote, "pause")
     until(lambda: playerctl(bus, "status"), lambda s: s == "Paused", "paused elsewhere")

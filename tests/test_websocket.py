@@ -10,6 +10,8 @@ import base64
 import hashlib
 import json
 import os
+import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +20,14 @@ from typing import Any
 import pytest
 
 from tests.fixtures_server import ServerProc, launch
-from tests.test_api import new_account
+from tests.test_api import all_tracks, new_account
 from tunehand.core.protocol import MAX_MESSAGE_BYTES
 from tunehand.server import websocket as wsmod
 from tunehand.server.websocket import SocketSet, WebSocket
 
 TIMEOUT_S = 15.0
+KERNEL_SNDBUF_MAX = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+"""The most the kernel buffers for one TCP socket's sending side."""
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +104,16 @@ class Raw:
 
 
 async def handshake(
-    srv: ServerProc, path: str = "/v1/channel", headers: dict[str, str] | None = None
+    srv: ServerProc,
+    path: str = "/v1/channel",
+    headers: dict[str, str] | None = None,
+    sock: socket.socket | None = None,
 ) -> tuple[Raw, str, dict[str, str]]:
     host, port = srv.url.removeprefix("http://").rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    if sock is None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+    else:
+        reader, writer = await asyncio.open_connection(sock=sock)
     key = base64.b64encode(os.urandom(16)).decode()
     sent = {
         "Host": f"{host}:{port}",
@@ -432,3 +442,64 @@ async def test_a_peer_too_slow_to_read_is_refused_more() -> None:
     sock.resume_writing()
     assert sock.send(b"{}")
     assert slow.written == [bytes((0x81, 2)) + b"{}"] * 2
+
+
+# --- closing: the server stopping, a device that stops reading ---------------------------
+
+
+async def test_the_server_stopping_closes_with_1012(tmp_path: Path) -> None:
+    """README: "The server restarting closes with 1012" (the devices reconnect)."""
+    music = tmp_path / "music"
+    music.mkdir()
+    s = launch(tmp_path, music=music)
+    try:
+        token = new_account(s, "bye").token
+        raw, _, _ = await handshake(s)
+        raw.send(frame(1, raw.auth(token, "stays")))
+        await raw.message("hello")
+        s.proc.send_signal(signal.SIGTERM)
+        assert await raw.closed_with() == wsmod.CLOSE_RESTART == 1012
+        assert s.proc.wait(timeout=20) == 0
+    finally:
+        s.stop()
+
+
+async def test_a_device_that_stops_reading_is_disconnected_with_1013(srv: ServerProc) -> None:
+    """README: "A device that stops reading is disconnected (1013) once 1 MiB waits for it".
+
+    The device authenticates with a small receive buffer and then reads nothing while the
+    account's session changes: every change is a state message of a long queue (~250 KB).
+    It keeps sending (so it is not dropped as silent) until it reads again, finding the
+    states and then the close frame with 1013."""
+    api = new_account(srv, "slow")
+    ids = [t["id"] for t in all_tracks(api)]
+    api.cmd("queue_add", track_ids=[ids[i % len(ids)] for i in range(3_000)])
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    raw, _, _ = await handshake(srv, sock=sock)
+    raw.send(frame(1, raw.auth(api.token, "stops-reading")))
+    await raw.message("hello")
+    # Stop reading; change the session until more than the server lets wait for this
+    # device can be on its way: its own 1 MiB plus the most the kernel buffers for a
+    # socket (the first state past them makes it give up). Then read at once: the close
+    # frame waits behind the states, and the server drops the connection 2 s after it.
+    budget = wsmod.MAX_BUFFERED_OUT + KERNEL_SNDBUF_MAX + 64 * 1024  # and our small buffer
+    sent = n = 0
+    while sent <= budget:
+        n += 1
+        out = api.cmd("volume", value=n % 100)  # a new state each time
+        sent += len(json.dumps(out["state"]))
+        raw.send(frame(9, b"alive"))  # a ping: it is not silent
+        await raw.writer.drain()
+    codes = []
+    while True:
+        op, payload = await raw.frame()
+        if op == 8:
+            codes.append(int.from_bytes(payload[:2], "big"))
+            break
+    assert codes == [1013], codes
+    assert b"too slow" in payload
+    api.close()

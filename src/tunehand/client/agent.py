@@ -21,7 +21,7 @@ from tunehand.client.channel import Channel
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
-from tunehand.core.model import SessionState
+from tunehand.core.model import Position, SessionState
 from tunehand.core.protocol import (
     DeviceHello,
     DevicesMsg,
@@ -99,6 +99,8 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_report: tuple[int, str | None, bool] | None = None
         self._last_anchor: tuple[int, int] | None = None
+        self._last_position: Position | None = None
+        """The playback anchor of the last state the player followed here."""
         self._directive_term = 0
         """The term of the last start/stop directive. A state with an older term was sent
         before it (a command's result can overtake its state) and must not undo it."""
@@ -321,7 +323,7 @@ class Agent:
         if player.playing_tag() != cur.entry_id:
             if track is None or track.url is None:
                 return
-            self._last_anchor = anchor
+            self._last_anchor, self._last_position = anchor, st.position
             self._holding_for_transfer = False
             self._load(cur.entry_id, self._absolute(track.url), want_pos, not st.position.playing)
             self._next_prefetched = None
@@ -331,12 +333,20 @@ class Agent:
             # options win): keep the anchor unseen, and reconcile again on Ready.
             pass
         else:
+            prev, self._last_position = self._last_position, st.position
             self._last_anchor = anchor
             if st.position.playing and player.paused():
                 player.resume()
             elif not st.position.playing and not player.paused():
                 player.pause()
-                self._report(False)
+                # A pause: tell where the audio really stopped. Unless the same state also
+                # moved the position (`next` at the end of the queue stops at the start):
+                # the player goes there below, and where it was must not be reported.
+                moved = prev is not None and (
+                    abs(prev.at(st.position.at_ms) - st.position.position_ms) > SEEK_TOLERANCE_MS
+                )
+                if not moved:
+                    self._report(False)
             pos = player.position_ms()
             if external and pos is not None and abs(pos - want_pos) > SEEK_TOLERANCE_MS:
                 self._settling = cur.entry_id
@@ -493,7 +503,7 @@ class Agent:
                 player.seek(d.position_ms)
             if d.playing:
                 player.resume()
-        self._last_anchor = None
+        self._last_anchor = self._last_position = None
         self._publish("playback moved here")
 
     def _stop_for_transfer(self) -> None:

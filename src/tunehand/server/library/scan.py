@@ -22,7 +22,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,9 @@ class ScanResult:
 
     tracks: tuple[ScannedTrack, ...]
     skipped: tuple[tuple[str, str], ...]
+    unreadable: tuple[str, ...] = ()
+    """Folders (resolved paths) that exist but could not be listed: their tracks are
+    unknown this time, not gone."""
 
 
 def track_id(path: Path) -> str:
@@ -316,6 +319,7 @@ def _gain(values: list[str] | None) -> float | None:
 class _Walk:
     log: Log
     skipped: list[tuple[str, str]]
+    unreadable: list[str] = field(default_factory=list)
 
     def skip(self, path: str, reason: str) -> None:
         self.skipped.append((path, reason))
@@ -335,6 +339,7 @@ def _candidates(folder: Path, walk: _Walk) -> Iterator[Path]:
         return
     except OSError as exc:
         walk.skip(str(folder), f"cannot read folder: {exc.strerror or type(exc).__name__}")
+        walk.unreadable.append(str(folder.resolve()))
         return
     for entry in entries:
         if entry.name.startswith("."):
@@ -385,4 +390,4 @@ def scan_folders(
                 tracks.append(track)
         if progress is not None and (done % PROGRESS_EVERY == 0 or done == total):
             progress(done, total)
-    return ScanResult(tracks=tuple(tracks), skipped=tuple(walk.skipped))
+    return ScanResult(tuple(tracks), tuple(walk.skipped), tuple(walk.unreadable))

@@ -47,11 +47,13 @@ class Library:
     async def rescan(self) -> ScanSummary:
         async with self._lock:
             result = await asyncio.to_thread(scan_folders, self.folders, self.progress, self.log)
+            # A music folder that is not there (an unmounted drive) or any folder the scan
+            # could not list keeps its tracks: they are unknown this time, not gone.
             unreadable = [
                 str(f.resolve()).rstrip("/") + "/"
                 for f in self.folders
                 if not f.is_dir() or not os.access(f, os.R_OK | os.X_OK)
-            ]
+            ] + [f.rstrip("/") + "/" for f in result.unreadable]
             async with self.engine.begin() as conn:
                 changed, removed = await ql.store_scan(conn, result.tracks, unreadable)
                 total = await ql.count(conn)
