@@ -745,7 +745,7 @@ def test_a_url_of_another_web_server_exits_2(idle: Device) -> None:
         url = f"http://127.0.0.1:{other.server_address[1]}"
         line = idle.fails(2, "ctl", "--server", url, "status")
         assert line == (
-            f"tunehand: {url} is not a tunehand server, or an older one without /v1/session"
+            f"tunehand: {url} is not a tunehand server, or an older one without /v1/health"
         )
         line = idle.fails(2, "ctl", "--server", url + "/v1", "status")
         assert line == f"tunehand: {url}/v1 is not a tunehand server root (try {url})"

@@ -9,6 +9,7 @@ a URL that is not a tunehand server's root (`http://host:port/v1`: exit 2).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -237,7 +238,10 @@ class ApiClient:
                 raise AuthError(not_logged_in(self.store, self.http.server))
             if creds.server and not same_server(creds.server, self.http.server):
                 # Tokens belong to the server that issued them: never sent to another one,
-                # and so never deleted because another one refused them.
+                # and so never deleted because another one refused them. A URL that is no
+                # server root at all (`.../v1`, another web server) is said as such.
+                with contextlib.suppress(ServerUnreachable, ProtocolError):
+                    self.http.request("GET", "/v1/health")
                 raise AuthError(
                     f"not logged in to {self.http.server}: this device is logged in to "
                     f"{creds.server} (log in elsewhere with another --config-dir)"
