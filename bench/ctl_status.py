@@ -136,7 +136,8 @@ def _figures(
 
 def _importtime(env: dict[str, str], title: str) -> None:
     """Print the TOP imports by cumulative time (median over IMPORTTIME_RUNS runs)."""
-    argv = [sys.executable, "-X", "importtime", "-m", "tunehand", "ctl", "status", "--json"]
+    # The console script itself (as `tunehand` runs), not `-m tunehand`, which adds runpy.
+    argv = [sys.executable, "-X", "importtime", str(tunehand_bin()), "ctl", "status", "--json"]
     cumulative: dict[str, list[int]] = defaultdict(list)
     self_us: dict[str, list[int]] = defaultdict(list)
     totals: list[int] = []
