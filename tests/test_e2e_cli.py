@@ -883,3 +883,51 @@ def test_client_commands_import_no_server_tui_or_mpv(
     assert "tunehand.cli.main" in modules
     heavy = [m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)]
     assert heavy == []
+
+
+OFF_THE_CTL_STATUS_PATH = (
+    "textual",
+    "mpv",
+    "PIL",
+    "sqlalchemy",
+    "starlette",
+    "httpx",
+    "keyring",  # the fast path reads the Secret Service with jeepney, no backend discovery
+    "secretstorage",
+    "shutil",  # argparse's width comes from os.get_terminal_size
+    "threading",  # only for the keyring fallback
+    "encodings.idna",  # an ASCII host goes to getaddrinfo as bytes
+    "dataclasses",
+    "asyncio",
+    "logging",
+    "ssl",  # only for https servers
+    "http.client",
+    "email",
+    "platformdirs",  # only when no config dir is given
+)
+
+
+def test_ctl_status_with_the_keyring_imports_only_what_it_needs(
+    idle: Device, tmp_path: Path
+) -> None:
+    """`ctl status --json` (status bars run it every few seconds) with the login in the
+    real keyring: none of the modules that would only add to its start-up time."""
+    out = tmp_path / "modules.json"
+    r = subprocess.run(
+        [sys.executable, "-c", _SHOW_MODULES.format(out=str(out)), "ctl", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=idle.env,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["version"] >= 0
+    modules = json.loads(out.read_text())
+    assert "jeepney" in modules  # the login came from the Secret Service's fast path
+    found = [
+        m
+        for m in modules
+        if m in OFF_THE_CTL_STATUS_PATH or m.split(".")[0] in OFF_THE_CTL_STATUS_PATH
+    ]
+    assert found == []

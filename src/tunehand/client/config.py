@@ -26,8 +26,10 @@ CONFIG_FILE = "config.toml"
 COVER_ART_MODES = ("auto", "blocks", "off")
 DEVICE_ID_FILE = "device-id"
 
-_DEVICE_ID_RE = re.compile(r"^d[0-9a-f]{20}$")
-_TOML_POSITION_RE = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)$")
+# Patterns, not compiled here: `re` compiles (and caches) them on first use, which
+# `ctl status` never makes.
+_DEVICE_ID_RE = r"^d[0-9a-f]{20}$"
+_TOML_POSITION_RE = r"\s*\(at (?:line (\d+), column \d+|end of document)\)$"
 
 
 class Config(NamedTuple):
@@ -206,7 +208,7 @@ def _read_device_id(path: Path) -> str | None:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror}: fix its permissions or use --config-dir"
         ) from exc
-    if not _DEVICE_ID_RE.match(text):
+    if not re.match(_DEVICE_ID_RE, text):
         raise ConfigError(
             f"{path} is damaged: delete it (this device then gets a new id and must log in again)"
         )
@@ -220,14 +222,14 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc).splitlines()[0] if str(exc) else "invalid TOML"
-        match = _TOML_POSITION_RE.search(message)
+        match = re.search(_TOML_POSITION_RE, message)
         if match is None:
             line = "?"
         elif match.group(1) is not None:
             line = match.group(1)
         else:
             line = str(text.count("\n") + 1)
-        reason = _TOML_POSITION_RE.sub("", message)
+        reason = re.sub(_TOML_POSITION_RE, "", message)
         reason = reason[:1].lower() + reason[1:]
         raise ConfigError(f"{path} line {line}: {reason}: fix that line") from exc
 

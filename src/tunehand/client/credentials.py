@@ -22,7 +22,6 @@ import json
 import math
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -225,6 +224,8 @@ class KeyringStore:
                 outcome.append(operation(self._get_backend()))
             except BaseException as exc:  # handed to the caller's thread below
                 failure.append(exc)
+
+        import threading  # only here: the fast path reads without a thread
 
         worker = threading.Thread(target=run, name="tunehand-keyring", daemon=True)
         worker.start()
