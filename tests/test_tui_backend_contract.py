@@ -553,7 +553,9 @@ async def test_play_pause_seek_volume_next_prev(h: Harness, world: World) -> Non
     snap = await h.until(lambda s: s.state.position.position_ms == 12_000, "seeked")
     assert not snap.state.position.playing
     assert (await b.command("seek", delta_ms=-2_000)).ok
-    await h.until(lambda s: s.state.position.position_ms == 10_000, "seeked back")
+    # The live device re-anchors a paused seek at where its player really is, which may be
+    # a frame off the target (seen once: 9,829 ms for 10,000 under load).
+    await h.until(lambda s: abs(s.state.position.position_ms - 10_000) <= 250, "seeked back")
     assert (await b.command("toggle")).ok
     await h.playing(t2.id, h.me)
     assert (await b.command("volume", value=40)).ok
