@@ -7,9 +7,11 @@ on the session channel (tests.cli_helpers.FakePlayer) and its own `mpd` process.
 
 from __future__ import annotations
 
+import select
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +21,16 @@ import pytest
 from tests.cli_helpers import NO_KEYRING, Device, FakePlayer, LineReader, UserPool, client_env
 from tests.fixtures_server import ServerProc
 from tunehand.core.model import DeviceInfo, Entry, Position, SessionState
+from tunehand.mpd.cli import is_loopback
 from tunehand.mpd.library import matches, parse_filters
-from tunehand.mpd.protocol import MpdError, changed_subsystems, parse_line, status_lines
+from tunehand.mpd.protocol import (
+    MpdError,
+    changed_subsystems,
+    looks_like_http,
+    parse_line,
+    status_lines,
+)
+from tunehand.mpd.server import guess_delay
 
 needs_mpc = pytest.mark.skipif(shutil.which("mpc") is None, reason="needs mpc (apt mpc)")
 
@@ -71,6 +81,13 @@ class Raw:
         out = self.cmd(line)
         assert out[-1] == "OK", out
         return dict(x.split(": ", 1) for x in out[:-1])
+
+    def closed(self) -> bool:
+        """The server ended the connection (EOF or a reset: it may drop unread input)."""
+        try:
+            return self.file.readline() == b""
+        except ConnectionResetError:
+            return True
 
     def close(self) -> None:
         self.file.close()
@@ -200,6 +217,24 @@ def test_changed_subsystems_and_status() -> None:
     )
 
 
+def test_http_lines_and_loopback_and_guess_delays() -> None:
+    for line in (
+        "POST / HTTP/1.1",
+        "get /x?y=1 http/1.0",
+        "OPTIONS * HTTP/1.1",
+        "Host: 127.0.0.1:6600",
+        "origin: https://evil.example",
+        "Content-Type: text/plain;charset=UTF-8",
+        "Sec-Fetch-Mode: no-cors",
+    ):
+        assert looks_like_http(line), line
+    for line in ("ping", "add http://evil/x", 'find "host: x"', "password a:b", "clear", ""):
+        assert not looks_like_http(line), line
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "LocalHost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "", "192.168.1.2", "example.org"))
+    assert [guess_delay(n) for n in range(10)] == [0, 0, 0, 1, 2, 4, 8, 16, 30, 30]
+
+
 def test_filters() -> None:
     track = {"id": "t1", "title": "Paper Boats", "artist": "The Examples", "year": 2004}
     assert matches(track, parse_filters(["title", "paper"], exact=False), fold=True)
@@ -283,6 +318,105 @@ def test_password(start_mpd: Callable[..., Mpd]) -> None:
     assert "volume:100%" in m.mpc("status")  # mpc sends the password from -h PW@HOST
     m.password = "wrong"
     assert m.mpc_run("status").returncode != 0
+
+
+WRONG = "ACK [3@0] {password} incorrect password"
+
+
+def _unanswered_after(raws: list[Raw], window_s: float) -> list[Raw]:
+    """Those of `raws` that got no line back within `window_s` seconds (the others
+    must have answered WRONG)."""
+    deadline = time.monotonic() + window_s
+    waiting = {r.sock: r for r in raws}
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select(list(waiting), [], [], left)
+        for sock in ready:
+            assert waiting.pop(sock).line() == WRONG
+    return list(waiting.values())
+
+
+@needs_mpc
+def test_wrong_passwords_are_throttled(start_mpd: Callable[..., Mpd]) -> None:
+    m = start_mpd(players=0, password="s3cret")
+    a = m.raw()
+    for _ in range(3):  # the first three are answered at once
+        assert a.cmd("password nope") == [WRONG]
+    # Then one attempt per address at a time, each waiting 1, 2, 4 ... s: two guesses
+    # from two more connections cannot both be answered within 2 s (1 s, then 1 + 2 s).
+    b, c = m.raw(), m.raw()
+    b.send("password guess1")
+    c.send("password guess2")
+    late = _unanswered_after([b, c], 2.0)
+    assert len(late) >= 1
+    assert [x.line() for x in late] == [WRONG] * len(late)  # later, the normal ACK
+    # The right password still works after its delay, and resets the count.
+    d = m.raw()
+    assert d.cmd("password s3cret") == ["OK"]
+    assert d.cmd("status")[-1] == "OK"
+    assert m.raw().cmd("password nope") == [WRONG]
+    assert "volume:100%" in m.mpc("status")
+
+
+@needs_mpc
+def test_http_lines_close_the_connection(start_mpd: Callable[..., Mpd]) -> None:
+    m = start_mpd(players=0)
+    ids = m.ids()
+    m.mpc("add", ids[0])
+    before = m.mpc("-f", "%file%", "playlist").split()
+    assert before == [ids[0]]
+    # A browser's cross-site "simple" POST (text/plain needs no preflight) to the port.
+    body = "clear\nadd http://evil/x\n"
+    post = m.raw()
+    post.sock.sendall(
+        (
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:6600\r\nOrigin: https://evil.example\r\n"
+            "Content-Type: text/plain;charset=UTF-8\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}"
+        ).encode()
+    )
+    assert post.closed()
+    # A header line after ordinary commands closes it too, before what follows runs.
+    later = m.raw()
+    assert later.cmd("ping") == ["OK"]
+    later.send("Origin: https://evil.example", "clear")
+    assert later.closed()
+    assert m.mpc("-f", "%file%", "playlist").split() == before
+    assert m.status()["playlistlength"] == "1"
+    assert m.raw().cmd("ping") == ["OK"]  # ordinary commands still work
+
+
+@needs_mpc
+def test_http_line_after_the_password_closes_too(start_mpd: Callable[..., Mpd]) -> None:
+    m = start_mpd(players=0, password="s3cret")
+    r = m.raw()
+    assert r.cmd("password s3cret") == ["OK"]
+    r.send("GET / HTTP/1.1", "clear")
+    assert r.closed()
+
+
+def test_remote_without_password_is_refused(
+    srv: ServerProc, pool: UserPool, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "fresh"
+    dev = Device(fresh, client_env(NO_KEYRING, fresh))
+    for host in ("0.0.0.0", "::", "192.0.2.1", "example.org"):
+        line = dev.fails(2, "mpd", "--host", host)
+        assert line.startswith(f"tunehand: --host {host} reaches beyond loopback"), line
+        assert "--password-file" in line and "--allow-remote-without-password" in line
+    # Allowed, it warns once and goes on (here to a TEST-NET address it cannot bind,
+    # so nothing listens beyond loopback).
+    cdir = tmp_path / "client"
+    d = Device(cdir, client_env(NO_KEYRING, cdir))
+    assert d.login(srv.url, pool.take(), "secret-pw", "--insecure-token-file").returncode == 0
+    r = d.run("mpd", "--host", "192.0.2.1", "--port", "0", "--allow-remote-without-password")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    warnings = [x for x in r.stderr.splitlines() if x.startswith("tunehand: warning:")]
+    assert warnings == [
+        "tunehand: warning: --host 192.0.2.1 without --password-file: "
+        "anyone who can connect controls this account's session"
+    ]
+    assert "tunehand: cannot listen on 192.0.2.1:0" in r.stderr
 
 
 # --- the queue --------------------------------------------------------------------------

@@ -184,6 +184,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         mpd.add_argument("--host", default="127.0.0.1", help="address to listen on")
         mpd.add_argument("--port", type=int, default=6600, help="0 picks a free port")
         mpd.add_argument("--password-file", help="a file holding the password clients must give")
+        mpd.add_argument(
+            "--allow-remote-without-password",
+            action="store_true",
+            help="serve a non-loopback --host without --password-file (warns)",
+        )
     if wanted("completion"):
         comp = sub.add_parser("completion", help="print a shell completion script")
         comp.add_argument("shell", choices=["bash", "zsh", "fish"])

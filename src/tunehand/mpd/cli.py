@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -32,6 +33,33 @@ def _password(path: str | None) -> str | None:
     return password
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and `localhost`; any other name or address reaches beyond."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_remote(host: str, password: str | None, allow: bool) -> None:
+    """Refuse to serve beyond loopback without a password unless told to, then warn."""
+    if password is not None or is_loopback(host):
+        return
+    if not allow:
+        raise UsageError(
+            f"--host {host} reaches beyond loopback: give --password-file, or "
+            "--allow-remote-without-password to serve it to anyone who can connect"
+        )
+    print(
+        f"tunehand: warning: --host {host} without --password-file: "
+        "anyone who can connect controls this account's session",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 async def _run(args: argparse.Namespace) -> int:
     from tunehand.cli.ctl import client_for
     from tunehand.cli.device import build_agent
@@ -41,6 +69,7 @@ async def _run(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:
         raise UsageError("--port: 0 to 65535 (0 picks a free port)")
     password = _password(args.password_file)
+    _check_remote(args.host, password, args.allow_remote_without_password)
     api = client_for(args)
     fe: list[Frontend] = []  # the agent's publish hook reaches the frontend made next
     agent = build_agent(args, on_snapshot=lambda snap: fe[0].on_snapshot(snap), plays=False)

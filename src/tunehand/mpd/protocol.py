@@ -3,6 +3,7 @@ blocks, and which idle subsystems a session change touches. No I/O, no clock."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +35,26 @@ class MpdError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+_HTTP_REQUEST = re.compile(
+    r"(GET|POST|PUT|HEAD|OPTIONS|DELETE|PATCH|CONNECT|TRACE)[ \t]+\S+[ \t]+HTTP/\d(\.\d)?[ \t]*",
+    re.IGNORECASE,
+)
+_HTTP_HEADER = re.compile(
+    r"(host|origin|referer|user-agent|accept|accept-[a-z-]+|content-type|content-length|"
+    r"content-encoding|transfer-encoding|connection|cookie|upgrade|cache-control|pragma|dnt|"
+    r"priority|te|authorization|x-requested-with|sec-[a-z0-9-]+|upgrade-insecure-requests)"
+    r"[ \t]*:.*",
+    re.IGNORECASE,
+)
+
+
+def looks_like_http(line: str) -> bool:
+    """An HTTP request line or a header line (a browser's cross-site POST, a proxy's
+    probe): the connection must end before its body runs as MPD commands. No MPD
+    command has these names, nor a colon after its name."""
+    return bool(_HTTP_REQUEST.fullmatch(line) or _HTTP_HEADER.fullmatch(line))
 
 
 def ack(code: int, index: int, command: str, message: str) -> str:

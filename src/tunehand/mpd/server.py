@@ -1,11 +1,15 @@
 """The MPD connections (asyncio streams): the greeting, line framing (a line over
-64 KiB closes the connection), the password, command lists, and idle/noidle."""
+64 KiB closes the connection, and so does a line that looks like HTTP), the password
+(wrong guesses are throttled per connection and per address), command lists, and
+idle/noidle."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from tunehand.mpd import library, player, queue
 from tunehand.mpd.frontend import Frontend
@@ -19,6 +23,7 @@ from tunehand.mpd.protocol import (
     SUBSYSTEMS,
     MpdError,
     ack,
+    looks_like_http,
     parse_line,
 )
 
@@ -50,6 +55,57 @@ MAX_LIST_BYTES = 2 * 1024 * 1024
 """A command list may hold this much text (MPD's default max_command_list_size)."""
 
 
+FREE_GUESSES = 3
+"""Wrong passwords answered at once; each further one waits `guess_delay`."""
+MAX_GUESS_DELAY_S = 30.0
+MAX_ADDRESSES = 4096
+"""Addresses whose failures are remembered (the oldest are forgotten first)."""
+
+
+def guess_delay(failures: int) -> float:
+    """Seconds an attempt waits after `failures` wrong passwords: 0 for the first
+    three, then 1, 2, 4 ... up to 30."""
+    if failures < FREE_GUESSES:
+        return 0.0
+    return min(2.0 ** (failures - FREE_GUESSES), MAX_GUESS_DELAY_S)
+
+
+@dataclass
+class _Address:
+    failures: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Throttle:
+    """Wrong passwords per client address, across its connections (reset by a right
+    one). One attempt per address at a time: parallel connections wait in turn, so
+    guesses cost the sum of their delays."""
+
+    def __init__(self) -> None:
+        self._addresses: OrderedDict[str, _Address] = OrderedDict()
+
+    def _entry(self, address: str) -> _Address:
+        entry = self._addresses.get(address)
+        if entry is None:
+            entry = self._addresses[address] = _Address()
+            while len(self._addresses) > MAX_ADDRESSES:
+                self._addresses.popitem(last=False)
+        return entry
+
+    async def attempt(self, address: str, own_failures: int, right: bool) -> bool:
+        """Wait this attempt's delay (the larger of the connection's and the address's
+        failures decides it), then count it; True when the password was right."""
+        entry = self._entry(address)
+        async with entry.lock:
+            delay = guess_delay(max(own_failures, entry.failures))
+            if delay:
+                await asyncio.sleep(delay)
+            entry.failures = 0 if right else entry.failures + 1
+            if self._addresses.get(address) is entry:
+                self._addresses.move_to_end(address)
+            return right
+
+
 class Close(Exception):
     """The connection ends (close, a protocol violation, end of input)."""
 
@@ -61,12 +117,17 @@ class Connection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         password: str | None,
+        throttle: Throttle,
     ) -> None:
         self.fe = fe
         self.reader = reader
         self.writer = writer
         self.password = password
         self.authorized = password is None
+        self.throttle = throttle
+        self.failures = 0
+        peer = writer.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         self.pending: set[str] = set()
         self.wake = asyncio.Event()
         self._read: asyncio.Task[bytes] | None = None
@@ -108,10 +169,14 @@ class Connection:
             if self._read is not None and self._read.done():
                 self._read = None
         try:
-            return raw.decode("utf-8").rstrip("\r\n")
+            line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             await self._send([ack(ACK_ARG, 0, "", "the line is not UTF-8")])
             raise Close from None
+        if looks_like_http(line):
+            log.warning("mpd: closed a connection from %s that spoke HTTP", self.address)
+            raise Close  # a browser's cross-site request: nothing of it may run
+        return line
 
     async def _send(self, lines: list[str]) -> None:
         self.writer.write("".join(line + "\n" for line in lines).encode("utf-8"))
@@ -185,8 +250,11 @@ class Connection:
         if name == "close":
             raise Close
         if name == "password":
-            if len(args) != 1 or self.password is None or args[0] != self.password:
+            right = len(args) == 1 and self.password is not None and args[0] == self.password
+            if not await self.throttle.attempt(self.address, self.failures, right):
+                self.failures += 1
                 raise MpdError(ACK_PASSWORD, "incorrect password")
+            self.failures = 0
             self.authorized = True
             return []
         if name == "commands":
@@ -256,7 +324,9 @@ class Connection:
 
 
 async def start(fe: Frontend, host: str, port: int, password: str | None) -> asyncio.Server:
+    throttle = Throttle()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await Connection(fe, reader, writer, password).serve()
+        await Connection(fe, reader, writer, password, throttle).serve()
 
     return await asyncio.start_server(handle, host, port, limit=MAX_LINE)
