@@ -1249,6 +1249,9 @@ def test_stream_refuses_forged_and_expired_links(
         get(exp=exp),
         get(sig=sig),
         get(),
+        # Digits that str.isdigit() takes and int() refuses: a refusal, never a 500.
+        get(exp="²", sig=sig),
+        get(exp=exp + "²", sig=sig),
         httpx.get(
             shared_server.url + f"/v1/stream/{tracks[1]['id']}", params={"exp": exp, "sig": sig}
         ),
@@ -1262,6 +1265,14 @@ def test_stream_refuses_forged_and_expired_links(
     assert httpx.get(shared_server.url + expired).status_code == 403
     fresh = signer.path(tr["id"], now_s, ttl_s=60)
     assert httpx.get(shared_server.url + fresh).status_code == 200
+    # The same for cover art.
+    art = next(t["art_url"] for t in tracks if t["art_url"])
+    art_url = httpx.URL(art if art.startswith("http") else shared_server.url + art)
+    for bad in ("²", art_url.params["exp"] + "²"):
+        r = httpx.get(art_url.copy_merge_params({"exp": bad}))
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "forbidden"
+    assert "Traceback" not in "\n".join(shared_server.log)
 
 
 # --- rescan (on a server of its own: it changes the library) --------------------------

@@ -26,6 +26,7 @@ from tunehand.errors import StoreError, TunehandError, UsageError
 from tunehand.server import channel
 from tunehand.server.app import create_app, open_database
 from tunehand.server.services import Services, Settings
+from tunehand.server.streams import load_or_create_key
 
 MAX_WORKERS = 64
 
@@ -134,6 +135,8 @@ def run_serve(args: argparse.Namespace) -> int:
             " workers share sessions and devices through them, as several instances do"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The signing key now, so that a bad one is one line (not a failed app startup).
+    load_or_create_key(settings.data_dir, os.environ)
     asyncio.run(_migrate(settings))
     certfile, keyfile = getattr(args, "certfile", None), getattr(args, "keyfile", None)
     if bool(certfile) != bool(keyfile):

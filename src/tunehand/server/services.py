@@ -38,7 +38,7 @@ class Settings:
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "")
-    return int(raw) if raw.strip().isdigit() else default
+    return int(raw) if raw.strip().isascii() and raw.strip().isdigit() else default
 
 
 @dataclass(eq=False)

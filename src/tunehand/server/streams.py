@@ -40,9 +40,15 @@ def load_or_create_key(data_dir: Path, environ: dict[str, str] | os._Environ[str
         return env.encode()
     path = data_dir / KEY_FILE
     try:
-        return path.read_bytes().strip()
+        mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
-        pass
+        mode = None
+    if mode is not None:
+        if mode & 0o077:
+            raise UsageError(
+                f"{path} is readable by other users (mode {mode:04o}): run `chmod 600 {path}`"
+            )
+        return path.read_bytes().strip()
     key = secrets.token_hex(32).encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -68,7 +74,7 @@ class Signer:
         return f"/v1/stream/{track_id}?exp={exp}&sig={self.signature(track_id, exp)}"
 
     def verify(self, track_id: str, exp: str, sig: str, now_s: int) -> bool:
-        if not exp.isdigit() or len(exp) > 12 or int(exp) < now_s:
+        if not _digits(exp) or len(exp) > 12 or int(exp) < now_s:
             return False
         return hmac.compare_digest(self.signature(track_id, int(exp)), sig)
 
@@ -81,9 +87,14 @@ class Signer:
         return f"/v1/art/{art_id}?exp={exp}&sig={self.art_signature(art_id, exp)}"
 
     def verify_art(self, art_id: str, exp: str, sig: str, now_s: int) -> bool:
-        if not exp.isdigit() or len(exp) > 12 or int(exp) < now_s:
+        if not _digits(exp) or len(exp) > 12 or int(exp) < now_s:
             return False
         return hmac.compare_digest(self.art_signature(art_id, int(exp)), sig)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def track_view(signer: Signer, stored: StoredTrack, now_s: int) -> TrackView:

@@ -67,7 +67,9 @@ def has_nul(value: object) -> bool:
 
 async def body(request: Request, type_: type[T]) -> T:
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+    if length is not None and (
+        not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY
+    ):
         raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,20 @@ def _pre_ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
+def _create_private(url: str) -> None:
+    """Create a new SQLite database file 0600 before SQLite does (it would take the umask's
+    0644 even in a 0700 data dir; its -wal and -shm files copy the database's mode)."""
+    path = url.split(":///", 1)[-1].split("?", 1)[0]
+    if not path or path == ":memory:" or os.path.exists(path):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def open_engine(url: str) -> AsyncEngine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        _create_private(url)
         engine = create_async_engine(url, pool_size=8, max_overflow=8)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
