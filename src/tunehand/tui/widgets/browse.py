@@ -45,24 +45,16 @@ def track_table(
 ) -> Table[TrackView]:
     """A list of tracks whose `#` column is the album's track number ("album"), the
     position in the list ("position"), or absent ("none")."""
-    if numbers == "position":
-        return Table(
-            POSITION_COLUMNS,
-            lambda t: track_cells(t)[1:],
-            marked=marked,
-            number=position,
-            empty=empty,
-            classes="tracks",
-        )
-    if numbers == "none":
-        return Table(
-            PLAIN_COLUMNS,
-            lambda t: track_cells(t)[1:],
-            marked=marked,
-            empty=empty,
-            classes="tracks",
-        )
-    return Table(TRACK_COLUMNS, track_cells, marked=marked, empty=empty, classes="tracks")
+    if numbers == "album":
+        return Table(TRACK_COLUMNS, track_cells, marked=marked, empty=empty, classes="tracks")
+    return Table(
+        POSITION_COLUMNS if numbers == "position" else PLAIN_COLUMNS,
+        lambda t: track_cells(t)[1:],
+        marked=marked,
+        number=position if numbers == "position" else None,
+        empty=empty,
+        classes="tracks",
+    )
 
 
 def position(index: int, row: Any) -> str:
