@@ -149,14 +149,18 @@ class World:
         )
 
 
+def _signed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("/v1/stream/", "/v1/art/"))
+
+
 def _strip(obj: Any) -> Any:
-    """Drop what changes on its own: times, online flags, fresh stream signatures."""
+    """Drop what changes on its own: times, online flags, and the expiry and signature of
+    signed stream and art links (art links move to the next hour's bucket on their own)."""
     if isinstance(obj, dict):
         return {
-            k: _strip(v)
+            k: (v.split("?", 1)[0] if _signed(v) else _strip(v))
             for k, v in obj.items()
             if k not in ("server_time_ms", "last_seen_ms", "online", "address")
-            and not (k == "url" and isinstance(v, str) and v.startswith("/v1/stream/"))
         }
     if isinstance(obj, list):
         return [_strip(x) for x in obj]
