@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from tunehand import __version__
+from tunehand.core import names
 from tunehand.errors import TunehandError
 
 TYPE_CHECKING = False  # `typing` (~2.5 ms) only for mypy: `--version` does without it
@@ -303,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TunehandError as exc:
         if os.environ.get("TUNEHAND_DEBUG"):
             raise
-        print(f"tunehand: {exc}", file=sys.stderr)
+        # One line, whatever names (chosen by other devices) the message holds.
+        print(f"tunehand: {names.clean(str(exc), 10_000)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

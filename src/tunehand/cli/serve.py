@@ -23,7 +23,7 @@ from typing import Any
 
 from tunehand.cli.serverside import settings_from
 from tunehand.errors import StoreError, TunehandError, UsageError
-from tunehand.server import channel
+from tunehand.server import channel, security
 from tunehand.server.app import create_app, open_database
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import load_or_create_key
@@ -135,6 +135,7 @@ def run_serve(args: argparse.Namespace) -> int:
             " workers share sessions and devices through them, as several instances do"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    security.to_file(settings.data_dir)
     # The signing key now, so that a bad one is one line (not a failed app startup).
     load_or_create_key(settings.data_dir, os.environ)
     asyncio.run(_migrate(settings))

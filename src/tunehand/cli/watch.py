@@ -16,6 +16,7 @@ from typing import IO, Any
 from tunehand.cli.output import status_json
 from tunehand.client.config import default_device_name, device_id, load_config
 from tunehand.client.http import ApiClient
+from tunehand.core import names
 from tunehand.core.backoff import backoff
 from tunehand.core.clock import clock
 from tunehand.errors import AuthError, ServerUnreachable, UsageError
@@ -61,7 +62,7 @@ def template_fields(st: dict[str, Any]) -> dict[str, str]:
         "album": track.get("album") or "",
         "elapsed": clock(st["position_ms"]) if track else "",
         "duration": clock(track.get("duration_ms") or None) if track else "",
-        "device": (st["device"] or {}).get("name") or "",
+        "device": names.clean((st["device"] or {}).get("name") or ""),
         "state": state,
         "icon": {"playing": "▶", "paused": "⏸", "stopped": "■"}[state],
         "volume": str(st["volume"]),

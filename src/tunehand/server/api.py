@@ -14,8 +14,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tunehand import __version__
+from tunehand.core import names
 from tunehand.core.commands import Command, Result
-from tunehand.server import auth
+from tunehand.errors import AuthError
+from tunehand.server import auth, security
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import userdata as qu
 from tunehand.server.web import (
@@ -93,15 +95,23 @@ async def login(request: Request) -> Response:
     b = await body(request, LoginBody)
     if not b.device_id or len(b.device_id) > 64 or len(b.device_name) > 128:
         raise ApiError(422, "invalid", "device_id: 1 to 64 characters; device_name at most 128")
-    pair = await auth.login(
-        services(request).engine,
-        b.user,
-        b.password,
-        b.device_id,
-        b.device_name or b.device_id,
-        client_address(request),
-        now_ms(),
-    )
+    address = client_address(request)
+    try:
+        pair = await auth.login(
+            services(request).engine,
+            b.user,
+            b.password,
+            b.device_id,
+            names.clean(b.device_name) or b.device_id,
+            address,
+            now_ms(),
+        )
+    except auth.Throttled:
+        security.event(security.LOGIN_THROTTLED, user=b.user[:200], address=address)
+        raise
+    except AuthError:
+        security.event(security.LOGIN_FAILED, user=b.user[:200], address=address)
+        raise
     return json(_pair(pair, b.user))
 
 
@@ -122,6 +132,7 @@ async def refresh(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     who = await principal(request)
     await auth.logout(services(request).engine, who)
+    security.event(security.LOGOUT, user=who.account_name, device=who.device_id)
     return json({"ok": True})
 
 
@@ -188,6 +199,9 @@ async def delete_device(request: Request) -> Response:
         if dev is None or dev.account_id != who.account_id:
             raise ApiError(404, "not_found", f"no device {device_id}")
         await qa.revoke_device(conn, who.account_id, device_id)
+    security.event(
+        security.DEVICE_REVOKED, user=who.account_name, device=device_id, by=who.device_id
+    )
     await s.hub.close_device(who.account_id, device_id, 4003, "revoked")
     await s.sessions.publish_devices(who.account_id)
     return json({"ok": True})
@@ -221,9 +235,18 @@ async def get_playlist(request: Request) -> Response:
     )
 
 
+def _new_playlist_name(raw: str) -> str:
+    """A playlist name as kept: control and format characters dropped, trimmed."""
+    name = names.clean(raw, 200)
+    if not name or len(raw) > 200:
+        raise ApiError(422, "invalid", "name: a playlist name has 1 to 200 characters")
+    return name
+
+
 async def put_playlist(request: Request) -> Response:
+    """PUT: create or replace; the answer says the name as kept (see `names.clean`)."""
     who = await principal(request)
-    name = path_param(request, "name")
+    name = _new_playlist_name(path_param(request, "name"))
     b = await body(request, PlaylistBody)
     if len(b.track_ids) > 10_000:
         raise ApiError(422, "invalid", "track_ids: at most 10000")
@@ -234,16 +257,14 @@ async def put_playlist(request: Request) -> Response:
         raise ApiError(404, "not_found", f"no such track: {missing[0]}")
     async with s.engine.begin() as conn:
         await qu.save_playlist(conn, who.account_id, name, b.track_ids, now_ms())
-    return json({"ok": True})
+    return json({"ok": True, "name": name})
 
 
 async def rename_playlist(request: Request) -> Response:
     """PATCH {"name": NEW}: rename one of the account's playlists (tracks and order kept)."""
     who = await principal(request)
     name = path_param(request, "name")
-    new_name = (await body(request, RenameBody)).name
-    if not new_name.strip() or len(new_name) > 200:
-        raise ApiError(422, "invalid", "name: a playlist name has 1 to 200 characters")
+    new_name = _new_playlist_name((await body(request, RenameBody)).name)
     try:
         async with services(request).engine.begin() as conn:
             outcome = await qu.rename_playlist(conn, who.account_id, name, new_name, now_ms())
@@ -253,7 +274,7 @@ async def rename_playlist(request: Request) -> Response:
         raise ApiError(404, "not_found", f"no playlist named {name!r}")
     if outcome == "conflict":
         raise ApiError(409, "conflict", f"a playlist named {new_name!r} exists already")
-    return json({"ok": True})
+    return json({"ok": True, "name": new_name})
 
 
 async def delete_playlist(request: Request) -> Response:

@@ -23,6 +23,7 @@ from argon2.exceptions import Argon2Error
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tunehand.errors import AuthError, UsageError
+from tunehand.server import security
 from tunehand.server.db import accounts as q
 
 ACCESS_TTL_MS = 15 * 60 * 1000
@@ -270,6 +271,9 @@ async def refresh(
                 pair = await _answer_again(conn, row, refresh_token, key, now_ms)
             if pair is None:
                 await q.revoke_family(conn, row.account_id, row.family)
+                security.event(
+                    security.REFRESH_REUSED, account=row.account_id, device=row.device_id
+                )
     if pair is None:
         raise AuthError("logged out: this login was used from somewhere else; log in again")
     return pair

@@ -22,6 +22,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from tunehand import __version__, wire
+from tunehand.core import names
 from tunehand.core.commands import Command, Result
 from tunehand.core.protocol import (
     CLOSE_AUTH,
@@ -370,7 +371,7 @@ class Channel(WebSocket):
                 self.close(CLOSE_AUTH, "unauthorized")
                 return False
             await qa.upsert_device(
-                conn, account_id, device_id, name or device_id, now_ms(), self.peer
+                conn, account_id, device_id, names.clean(name) or device_id, now_ms(), self.peer
             )
         return True
 

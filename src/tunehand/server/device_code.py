@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tunehand.core import names
 from tunehand.errors import AuthError, StoreError
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
@@ -100,10 +101,11 @@ async def start(
                 auth.token_hash(device_code),
                 user_code,
                 device_id,
-                device_name,
+                names.clean(device_name) or device_id,
                 now_ms,
                 now_ms + ttl_s * 1000,
                 INTERVAL_S,
+                address,
             ):
                 return Started(device_code, shown(user_code), ttl_s, INTERVAL_S)
     raise StoreError("could not pick a free user code; try again")
@@ -161,15 +163,28 @@ async def _forget_old_failures(engine: AsyncEngine, keys: list[str], now_ms: int
                 await qa.clear_failures(conn, key)
 
 
-async def approve(
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What the approving side is shown before it confirms: the device that asked."""
+
+    user_code: str  # shown as XXXX-XXXX
+    device_id: str
+    device_name: str
+    address: str
+    asked_ms: int
+    expires_ms: int
+
+
+async def _decide(
     engine: AsyncEngine,
     user_code: str,
     account_id: int,
-    allow: bool,
+    decision: str,
     address: str,
     now_ms: int,
-) -> str:
-    """Approve (or deny) a pending code for `account_id`; returns the new device's name.
+) -> Pending:
+    """Find a pending code for `account_id` and, unless `decision` is "" (only look),
+    mark it "approved" or "denied".
 
     Wrong codes count against the address and the account; a right code never clears
     them (else an attacker could reset the count with codes of their own).
@@ -204,30 +219,50 @@ async def approve(
                 refusal = GrantError(
                     409, "conflict", "that device belongs to another account: log it out there"
                 )
-            elif not await dq.decide(
-                conn, row.code_hash, "approved" if allow else "denied", account_id
-            ):
+            elif decision and not await dq.decide(conn, row.code_hash, decision, account_id):
                 refusal = GrantError(400, "invalid_grant", "this code was already used")
     if refusal is not None:
         raise refusal
     assert row is not None
-    return row.device_name
+    return Pending(
+        shown(row.user_code),
+        row.device_id,
+        names.clean(row.device_name),
+        row.address,
+        row.created_ms,
+        row.expires_ms,
+    )
 
 
-async def approve_with_password(
+async def review(
+    engine: AsyncEngine, user_code: str, account_id: int, address: str, now_ms: int
+) -> Pending:
+    """The device behind a pending code, for `account_id` to confirm (RFC 8628 §5.4:
+    a code alone, say from a link someone sent, is never approved unseen). Looking
+    counts like approving: wrong codes are throttled the same way."""
+    return await _decide(engine, user_code, account_id, "", address, now_ms)
+
+
+async def approve(
     engine: AsyncEngine,
     user_code: str,
-    name: str,
-    password: str,
+    account_id: int,
     allow: bool,
     address: str,
     now_ms: int,
-) -> str:
-    """The approval page: the password check, throttling and timing of a login, then
-    `approve` for that account."""
+) -> Pending:
+    """Approve (or deny) a pending code for `account_id`; returns the device that asked."""
+    decision = "approved" if allow else "denied"
+    return await _decide(engine, user_code, account_id, decision, address, now_ms)
+
+
+async def password_account(
+    engine: AsyncEngine, name: str, password: str, address: str, now_ms: int
+) -> qa.Account:
+    """The approval page's password check: the throttling and timing of a login, and the
+    per-address count of wrong codes."""
     addr_key = f"code-addr:{address}"
     await _forget_old_failures(engine, [addr_key], now_ms)
     async with engine.begin() as conn:
         await auth.check_throttle(conn, [addr_key], now_ms)
-    account = await auth.check_password(engine, name, password, address, now_ms)
-    return await approve(engine, user_code, account.id, allow, address, now_ms)
+    return await auth.check_password(engine, name, password, address, now_ms)

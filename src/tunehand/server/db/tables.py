@@ -179,4 +179,5 @@ device_codes = sa.Table(
     sa.Column("last_poll_ms", sa.BigInteger, nullable=True),
     sa.Column("status", sa.String(16), nullable=False),  # pending|approved|denied|used
     sa.Column("account_id", sa.Integer, nullable=True),  # the approving account
+    sa.Column("address", sa.String(64), nullable=False, server_default=""),  # who asked
 )
