@@ -134,6 +134,7 @@ class World:
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
             ("POST", "/v1/auth/device/approve"): {"user_code": "BCDF-GHJK"},
+            ("POST", "/v1/auth/device/review"): {"user_code": "BCDF-GHJK"},
         }
         return bodies.get((method, template))
 
