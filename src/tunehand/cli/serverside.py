@@ -4,6 +4,7 @@ music folders."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -48,7 +49,11 @@ def music_folders(args: argparse.Namespace, ddir: Path) -> tuple[Path, ...]:
     if given:
         ddir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([str(g) for g in given]))
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a left-over from a crash may have another mode: start afresh
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps([str(g) for g in given]))
         os.replace(tmp, path)
         return tuple(given)
     try:
