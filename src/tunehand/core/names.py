@@ -35,6 +35,12 @@ def clean(text: str, limit: int = MAX_NAME) -> str:
     return _filter(text).strip()[:limit].rstrip()
 
 
+def line(text: str) -> str:
+    """Text for one line of a terminal: filtered like `clean` (a line break becomes a
+    space), not trimmed or cut."""
+    return _filter(text)
+
+
 def shown(text: str) -> str:
     """Text for a terminal: each line filtered like `clean` (no escape sequence, bidi
     override or stray line break survives), the line breaks and spacing kept."""
