@@ -345,7 +345,7 @@ def _devices(api: ApiClient, args: argparse.Namespace) -> int:
         for d in devices
     ]
     lines = [
-        f"{'*' if d['active'] else ' '} {d['name']:<24} {d['id']:<24} "
+        f"{'*' if d['active'] else ' '} {names.line(d['name']):<24} {d['id']:<24} "
         f"{'online' if d['online'] else 'offline'}"
         for d in out
     ]
@@ -376,7 +376,8 @@ def _playlists(api: ApiClient, args: argparse.Namespace) -> int:
         _out(
             args,
             lists,
-            "\n".join(f"{p['name']}  ({p['tracks']} tracks)" for p in lists) or "no playlists",
+            "\n".join(f"{names.line(p['name'])}  ({p['tracks']} tracks)" for p in lists)
+            or "no playlists",
         )
     elif edit == "show":
         pl = api.request("GET", f"/v1/playlists/{_q(args.name)}")
@@ -441,7 +442,7 @@ def _watch(api: ApiClient, args: argparse.Namespace) -> int:
 def _revoke(api: ApiClient, args: argparse.Namespace) -> int:
     dev = resolve_device(api, args.device)
     api.request("DELETE", f"/v1/devices/{_q(dev['id'])}")
-    print(names.shown(f"revoked {dev['name']}: it is logged out"))
+    print(f"revoked {names.line(dev['name'])}: it is logged out")
     return 0
 
 
