@@ -244,7 +244,7 @@ def _new_playlist_name(raw: str) -> str:
 
 
 async def put_playlist(request: Request) -> Response:
-    """PUT: create or replace; the answer says the name as kept (see `names.clean`)."""
+    """PUT: create or replace, under the name as kept (see `names.clean`)."""
     who = await principal(request)
     name = _new_playlist_name(path_param(request, "name"))
     b = await body(request, PlaylistBody)
@@ -257,7 +257,7 @@ async def put_playlist(request: Request) -> Response:
         raise ApiError(404, "not_found", f"no such track: {missing[0]}")
     async with s.engine.begin() as conn:
         await qu.save_playlist(conn, who.account_id, name, b.track_ids, now_ms())
-    return json({"ok": True, "name": name})
+    return json({"ok": True})
 
 
 async def rename_playlist(request: Request) -> Response:
@@ -274,7 +274,7 @@ async def rename_playlist(request: Request) -> Response:
         raise ApiError(404, "not_found", f"no playlist named {name!r}")
     if outcome == "conflict":
         raise ApiError(409, "conflict", f"a playlist named {new_name!r} exists already")
-    return json({"ok": True, "name": new_name})
+    return json({"ok": True})
 
 
 async def delete_playlist(request: Request) -> Response:
