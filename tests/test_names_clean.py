@@ -191,3 +191,18 @@ async def test_the_tui_shows_names_as_text_not_markup() -> None:
         assert any(n == f"Playback moved to {CLEANED} <i>&" for n in notices(app)), notices(app)
         drawn = app.export_screenshot()
         assert "\x1b" not in drawn and "[/nope]" in drawn.replace("&#160;", " ")
+
+
+def test_remote_track_titles_are_cleaned(shared_server: ServerProc) -> None:
+    srv = shared_server
+    user = unique("rt")
+    add_users(srv, user)
+    api = Api(srv, user, srv.login(user, PASSWORD))
+    try:
+        url = "https://radio.example/" + unique("s")
+        r = api.post("/v1/tracks/remote", json={"url": url, "title": HOSTILE})
+        assert r.status_code == 200, r.text
+        view = api.get(f"/v1/tracks/{r.json()['id']}").json()
+        assert view["title"] == CLEANED and view["url"] == url, view
+    finally:
+        api.close()

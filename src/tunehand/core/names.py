@@ -21,6 +21,8 @@ _SPACES = frozenset("\t\n\r\v\f\x1c\x1d\x1e\x1f\x85\u2028\u2029")
 
 
 def _filter(text: str) -> str:
+    if text.isprintable():  # the common case, at C speed: no Cc, Cf, Cs, Co, Cn, Z* but " "
+        return text
     out: list[str] = []
     for ch in text:
         if ch in _SPACES or unicodedata.category(ch) == "Zs":

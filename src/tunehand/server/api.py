@@ -332,7 +332,7 @@ async def add_remote(request: Request) -> Response:
     if not b.url.startswith(("http://", "https://")) or len(b.url) > 2000:
         raise ApiError(422, "invalid", "url: must be an http(s) URL of at most 2000 characters")
     async with services(request).engine.begin() as conn:
-        rid = await qu.add_remote(conn, who.account_id, b.url, b.title[:300])
+        rid = await qu.add_remote(conn, who.account_id, b.url, names.clean(b.title, 300))
     return json({"id": rid})
 
 
