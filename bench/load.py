@@ -87,7 +87,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Result, check, percentile, postgres_configured
-from tunehand.server.websocket import apply_mask, frame_length
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 TARGET_CONNECTIONS = 20_000
 TARGET_KIB_PER_CONNECTION = 20.0
@@ -274,6 +278,21 @@ class _Client(asyncio.Protocol):
                 self.write(8, code.to_bytes(2, "big") + reason.encode())
             self.closed = self.d.closed = True
             self.transport.close()
+
+
+def frame_length(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """The payload length of the (unmasked, server-sent) frame at `pos` in `buf` and the
+    length of its header; None while the header is not all there. The load generator's
+    own minimal reader, kept lean so that its CPU is not taken from the server."""
+    end = len(buf)
+    if end - pos < 2:
+        return None
+    n = buf[pos + 1] & 0x7F
+    if n == 126:
+        return None if end - pos < 4 else (int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4)
+    if n == 127:
+        return None if end - pos < 10 else (int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10)
+    return n, 2
 
 
 def _handshake_request(url: str, compression: str | None) -> tuple[str, int, bytes]:
