@@ -479,6 +479,9 @@ class WebSocket(asyncio.Protocol):
         for name, value in request.headers.raw_items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        # The library's parser keeps the request for the connection's life: its headers
+        # (~1.5 KiB) are not needed past this point.
+        request.headers.clear()
         self.headers = headers
         self.sockets.add(self)
         try:
