@@ -461,6 +461,18 @@ async def test_a_peer_too_slow_to_read_is_refused_more() -> None:
     sockets.close()
 
 
+async def test_a_peer_that_floods_instead_of_answering_our_close_is_cut_off() -> None:
+    sockets, transport = SocketSet(), _Transport()
+    sock = await _open_socket(sockets, transport)
+    sock.close(4001, "authenticate first")
+    assert transport.written[-1][:4] == bytes((0x88, 20)) + (4001).to_bytes(2, "big")
+    sock.data_received(frame(9, b"x" * 125) * 400)  # 52 KB of pings: still answered
+    assert not transport.aborted
+    sock.data_received(frame(9, b"x" * 125) * 200)  # past MAX_AFTER_CLOSE: cut off
+    assert transport.aborted
+    sockets.close()
+
+
 # --- closing: the server stopping, a device that stops reading ---------------------------
 
 

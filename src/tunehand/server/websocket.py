@@ -60,7 +60,12 @@ MAX_BUFFERED_OUT = 1024 * 1024
 MAX_HELD_OUT = MAX_BUFFERED_OUT + 256 * 1024
 """Bytes waiting for one peer past which it is dropped whatever waits (a client that
 sends pings and reads no pongs)."""
-MAX_FRAGMENTS = 1024
+MAX_FRAGMENTS = 256
+"""Frames one message may come in (empty continuation frames cost as much as full ones)."""
+FEED_BYTES = 1024
+"""What the protocol is given to parse at a time (see `WebSocket.data_received`)."""
+MAX_AFTER_CLOSE = 64 * 1024
+"""Bytes read from a peer after our close frame, waiting for its own, before it is cut off."""
 """Frames one message may come in (empty continuation frames cost as much as full ones)."""
 PING_IDLE_S = 3.5
 PONG_TIMEOUT_S = 4.0
@@ -244,6 +249,7 @@ class WebSocket(asyncio.Protocol):
     """One websocket connection; subclasses handle messages (`on_message`)."""
 
     __slots__ = (
+        "after_close",
         "closing",
         "deadline",
         "frags",
@@ -273,6 +279,7 @@ class WebSocket(asyncio.Protocol):
         """A fragmented message so far: its opcode (one byte), then its fragments."""
         self.closing = False
         self.paused = False
+        self.after_close = 0
         self.peer = ""
         self.last_rx = self.pinged = self.deadline = 0.0
 
@@ -410,9 +417,28 @@ class WebSocket(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_rx = self.loop.time()
         self.pinged = 0.0
+        if len(data) <= FEED_BYTES:
+            self._feed(data)
+            return
+        # The library parses all it is given before it says what it found: a read of
+        # 256 KiB of empty frames would be 40,000 frames parsed before the first one
+        # counted. A slice at a time, what breaks a limit stops the parsing early.
+        for i in range(0, len(data), FEED_BYTES):
+            if self.proto is None:
+                return
+            self._feed(data[i : i + FEED_BYTES])
+
+    def _feed(self, data: bytes) -> None:
         p = self.proto
         if p is None:
             return
+        if self.closing and p.state is State.CLOSING and not p.eof_sent:
+            # Our close frame is out and the library still parses, for the peer's: a
+            # peer that floods instead of answering is not read for long.
+            self.after_close += len(data)
+            if self.after_close > MAX_AFTER_CLOSE and self.transport is not None:
+                self.transport.abort()
+                return
         p.receive_data(data)
         for event in p.events_received():
             if isinstance(event, Frame):
