@@ -161,6 +161,20 @@ async def test_idle_and_dribbling_connections_are_closed(srv: ServerProc) -> Non
     drip_w.close()
 
 
+async def test_a_request_head_past_64_kib_gets_431(srv: ServerProc) -> None:
+    reader, writer = await asyncio.open_connection(*_host_port(srv))
+    writer.write(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+    with contextlib.suppress(ConnectionError):
+        for _ in range(20):  # 20 headers of 8 KB, never ended
+            writer.write(b"X-Big: " + b"a" * 8192 + b"\r\n")
+            await writer.drain()
+    async with asyncio.timeout(TIMEOUT_S):
+        line = await reader.readline()
+    assert line.startswith(b"HTTP/1.1 431 "), line
+    writer.close()
+    assert await status_of(srv) == 200
+
+
 # --- more connections than the server may hold ----------------------------------------
 
 

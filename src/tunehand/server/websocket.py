@@ -81,6 +81,9 @@ EVICT_AFTER_S = 1.0
 take its place when the server is full."""
 HTTP_RESERVE = 16
 """Connections of `SocketSet.limit` that channels may not take (health checks, logins)."""
+MAX_HEAD_BYTES = 64 * 1024
+"""The most a request's line and headers may take (httptools itself has no limit)."""
+TOO_LARGE = b"request line and headers too large\n"
 FULL = b"server full: too many connections, try again later\n"
 
 
@@ -185,15 +188,21 @@ def _close_reason(reason: str) -> str:
     return reason.encode()[:123].decode(errors="ignore")
 
 
+def _plain(status: int, phrase: str, body: bytes, extra: bytes = b"") -> bytes:
+    """A whole plain-text HTTP response that closes the connection."""
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\n".encode()
+        + b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+        + extra
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
 def _refuse(transport: asyncio.BaseTransport) -> None:
     """Answer a connection past the limit with 503 before its request, and close it."""
     t = cast(asyncio.Transport, transport)
-    t.write(
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        b"Connection: close\r\nRetry-After: 5\r\n"
-        + f"Content-Length: {len(FULL)}\r\n\r\n".encode()
-        + FULL
-    )
+    t.write(_plain(503, "Service Unavailable", FULL, b"Retry-After: 5\r\n"))
     t.close()
 
 
@@ -207,6 +216,8 @@ class Http(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.sockets: SocketSet = app_state["services"].sockets
         self.refused = False
+        self.head_bytes = 0
+        """Bytes of the request's head (line and headers) so far; -1 once it is whole."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         limit = self.sockets.limit
@@ -224,12 +235,23 @@ class Http(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self.refused:
-            super().data_received(data)
+        if self.refused:
+            return
+        super().data_received(data)
+        if self.head_bytes >= 0:  # still in the head: all of `data` was
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self.transport.write(_plain(431, "Request Header Fields Too Large", TOO_LARGE))
+                self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.head_bytes = 0
         self.sockets.wait_request(self, self.loop.time())
+
+    def on_headers_complete(self) -> None:
+        self.head_bytes = -1
+        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self.sockets.waiting.pop(self, None)
@@ -424,7 +446,8 @@ class WebSocket(asyncio.Protocol):
         # 256 KiB of empty frames would be 40,000 frames parsed before the first one
         # counted. A slice at a time, what breaks a limit stops the parsing early.
         for i in range(0, len(data), FEED_BYTES):
-            if self.proto is None:
+            t = self.transport
+            if t is None or t.is_closing():
                 return
             self._feed(data[i : i + FEED_BYTES])
 
