@@ -57,9 +57,11 @@ CLOSE_INTERNAL = 1011
 CLOSE_RESTART = 1012
 MAX_BUFFERED_OUT = 1024 * 1024
 """Bytes waiting to be written to one peer before a send fails (the peer is too slow)."""
-MAX_HELD_OUT = MAX_BUFFERED_OUT + 256 * 1024
-"""Bytes waiting for one peer past which it is dropped whatever waits (a client that
-sends pings and reads no pongs)."""
+MAX_HELD_OUT = 2 * MAX_BUFFERED_OUT
+"""Bytes waiting for one peer past which what it sends is not answered: it is dropped (a
+client that sends pings and reads no pongs). Above MAX_BUFFERED_OUT by more than the
+largest message (a state with the longest queue, ~0.8 MB), so that a device merely slow
+to read is closed by its owner (1013) first."""
 MAX_FRAGMENTS = 256
 """Frames one message may come in (empty continuation frames cost as much as full ones)."""
 FEED_BYTES = 1024
@@ -371,8 +373,7 @@ class WebSocket(asyncio.Protocol):
             self.transport.abort()
 
     def _flush(self) -> None:
-        """Write what the protocol has to send; close when it says the stream ends.
-        Past MAX_HELD_OUT bytes waiting, the peer is dropped."""
+        """Write what the protocol has to send; close when it says the stream ends."""
         t, p = self.transport, self.proto
         if t is None or p is None:
             return
@@ -395,7 +396,11 @@ class WebSocket(asyncio.Protocol):
                 self.loop.call_later(CLOSE_WAIT_S, self._abort)
             else:
                 t.close()
-        elif t.get_write_buffer_size() > MAX_HELD_OUT:
+
+    def _bound(self) -> None:
+        """Drop a peer whose input made us write past MAX_HELD_OUT (pongs it never reads)."""
+        t = self.transport
+        if t is not None and not t.is_closing() and t.get_write_buffer_size() > MAX_HELD_OUT:
             log.warning("websocket: %s reads too little of what it asks for: dropped", self.peer)
             self.closing = True
             t.abort()
@@ -470,6 +475,7 @@ class WebSocket(asyncio.Protocol):
             elif isinstance(event, Request):
                 self._handshake(p, event)
         self._flush()
+        self._bound()
         if p.state is State.CLOSING or p.state is State.CLOSED:
             self.closing = True
 
