@@ -52,8 +52,9 @@ descriptor limit, which bounds the connections one process can hold.
 Shorter variants for iterating, from the environment: TUNEHAND_LOAD_PARTS (any of
 `capacity1 latency1 capacity1w capacity2 latency2`, comma-separated; default all),
 TUNEHAND_LOAD_DEVICES (devices tried in a capacity run; the target stays
-TARGET_CONNECTIONS), TUNEHAND_LOAD_LATENCY_DEVICES, TUNEHAND_LOAD_RATES (e.g.
-`100,400`), TUNEHAND_LOAD_RATE_S, TUNEHAND_LOAD_HOLD_S, TUNEHAND_LOAD_FULL_RATE and
+TARGET_CONNECTIONS), TUNEHAND_LOAD_CONNECT_DEADLINE_S (on a busy machine),
+TUNEHAND_LOAD_LATENCY_DEVICES, TUNEHAND_LOAD_RATES (e.g. `100,400`),
+TUNEHAND_LOAD_RATE_S, TUNEHAND_LOAD_HOLD_S, TUNEHAND_LOAD_FULL_RATE and
 TUNEHAND_LOAD_FULL_RATE_S (the rate phase of a capacity run; judged against the target
 only at TARGET_RATE or more) and TUNEHAND_LOAD_SERVE_ARGS (more `tunehand serve`
 options).
@@ -147,6 +148,7 @@ LATENCY_DEVICES = int(_env("LATENCY_DEVICES", str(LATENCY_DEVICES)))
 RATES = tuple(float(r) for r in _env("RATES", ",".join(f"{r:g}" for r in RATES)).split(","))
 RATE_S = float(_env("RATE_S", str(RATE_S)))
 HOLD_S = float(_env("HOLD_S", str(HOLD_S)))
+CONNECT_DEADLINE_S = float(_env("CONNECT_DEADLINE_S", str(CONNECT_DEADLINE_S)))
 FULL_RATE = float(_env("FULL_RATE", str(TARGET_RATE)))
 FULL_RATE_S = float(_env("FULL_RATE_S", str(FULL_RATE_S)))
 SERVE_ARGS = tuple(_env("SERVE_ARGS", "").split())
