@@ -280,3 +280,7 @@ def test_max_connections_out_of_range_is_one_line(tmp_path: Path) -> None:
         assert out.returncode == 2, out
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "--max-connections: must be 1 to" in lines[0], out.stderr
+    shown = subprocess.run(
+        tunehand_cmd("serve", "--help"), capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "--max-connections N" in shown.stdout and "ulimit -n" in shown.stdout
