@@ -29,6 +29,7 @@ MODULES = (
     "mpd",
     "tui",
     "tui_large",
+    "hostile",
     "load",
 )
 

@@ -245,6 +245,13 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="server processes sharing the port, one per core (above 1: needs PostgreSQL"
         " and Redis, as several instances do)",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections held at once per server process; past them a new one is answered"
+        " 503 (default: the open-file limit, ulimit -n, less 64 for the server's own files)",
+    )
     serve.add_argument("--certfile", help="TLS certificate (PEM) to serve https and wss")
     serve.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
     serve.add_argument(
