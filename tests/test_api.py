@@ -252,6 +252,33 @@ class Chan:
         return self.seen[start:-1]
 
 
+_device_tokens: dict[tuple[str, str, str], str] = {}
+
+
+async def device_token(srv: ServerProc, token: str, device_id: str) -> str:
+    """An access token of `device_id` in the account of `token` (logged in once and kept);
+    `token` itself when it is that device's, or when it is refused (for the server to
+    refuse it again on the channel)."""
+    key = (srv.url, token, device_id)
+    if key in _device_tokens:
+        return _device_tokens[key]
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30, verify=False) as http:
+        r = await http.get("/v1/auth/whoami", headers={"Authorization": f"Bearer {token}"})
+        if r.status_code != 200 or r.json()["device_id"] == device_id:
+            return token
+        body = {
+            "user": r.json()["user"],
+            "password": PASSWORD,
+            "device_id": device_id,
+            "device_name": device_id,
+        }
+        r = await http.post("/v1/auth/login", json=body)
+        if r.status_code != 200:
+            return token
+        _device_tokens[key] = out = str(r.json()["access_token"])
+        return out
+
+
 @contextlib.asynccontextmanager
 async def channel(
     srv: ServerProc,
@@ -261,10 +288,17 @@ async def channel(
     capabilities: tuple[str, ...] = (),
     last_version: int | None = None,
     header: bool = False,
+    bound: bool = True,
     **connect_kw: Any,
 ) -> AsyncIterator[Chan]:
-    """A device connected and authenticated (token in the first message or the header)."""
+    """A device connected and authenticated (token in the first message or the header).
+
+    A channel is bound to its token's device: for another `device_id` than the token's,
+    that device of the token's account logs in first (password PASSWORD) and its token
+    is used. `bound=False` sends `token` as it is."""
     device_id = device_id or unique("dev")
+    if bound and token is not None:
+        token = await device_token(srv, token, device_id)
     headers = {"Authorization": f"Bearer {token}"} if header else {}
     async with connect(ws_url(srv), additional_headers=headers, **connect_kw) as ws:
         ch = Chan(ws, device_id)

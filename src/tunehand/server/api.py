@@ -18,6 +18,7 @@ from tunehand.core.commands import Command, Result
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import userdata as qu
+from tunehand.server.hub import REVOKED_DEVICE, REVOKED_FAMILY
 from tunehand.server.web import (
     ApiError,
     body,
@@ -121,7 +122,9 @@ async def refresh(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     who = await principal(request)
-    await auth.logout(services(request).engine, who)
+    s = services(request)
+    await auth.logout(s.engine, who)
+    await s.hub.revoke(REVOKED_FAMILY, who.account_id, who.family)
     return json({"ok": True})
 
 
@@ -188,7 +191,7 @@ async def delete_device(request: Request) -> Response:
         if dev is None or dev.account_id != who.account_id:
             raise ApiError(404, "not_found", f"no device {device_id}")
         await qa.revoke_device(conn, who.account_id, device_id)
-    await s.hub.close_device(who.account_id, device_id, 4003, "revoked")
+    await s.hub.revoke(REVOKED_DEVICE, who.account_id, device_id)
     await s.sessions.publish_devices(who.account_id)
     return json({"ok": True})
 

@@ -62,6 +62,8 @@ class Principal:
     account_name: str
     device_id: str
     family: str
+    expires_ms: int = 0
+    """When the access token it came with expires (ms since the epoch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +287,7 @@ async def authenticate(engine: AsyncEngine, access_token: str, now_ms: int) -> P
         account = await q.account_by_id(conn, row.account_id)
     if account is None:
         raise AuthError("the account no longer exists")
-    return Principal(account.id, account.name, row.device_id, row.family)
+    return Principal(account.id, account.name, row.device_id, row.family, row.expires_ms)
 
 
 async def logout(engine: AsyncEngine, who: Principal) -> None:
