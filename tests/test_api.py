@@ -262,7 +262,7 @@ async def device_token(srv: ServerProc, token: str, device_id: str) -> str:
     key = (srv.url, token, device_id)
     if key in _device_tokens:
         return _device_tokens[key]
-    async with httpx.AsyncClient(base_url=srv.url, timeout=30, verify=False) as http:
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
         r = await http.get("/v1/auth/whoami", headers={"Authorization": f"Bearer {token}"})
         if r.status_code != 200 or r.json()["device_id"] == device_id:
             return token

@@ -116,6 +116,7 @@ async def refresh(request: Request) -> Response:
         key=s.signer.subkey("refresh-rotation"),
         device_id=b.device_id,
         grace_ms=s.settings.refresh_grace_s * 1000,
+        address=client_address(request),
     )
     return json(_pair(pair, ""))
 
