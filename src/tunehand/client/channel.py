@@ -111,6 +111,8 @@ class Channel:
                     reauth = asyncio.ensure_future(self._reauth(ws, token))
                     try:
                         await self._read(ws)
+                    except ConnectionClosed as exc:  # the close code says what next
+                        log.info("channel: connection lost (%s)", type(exc).__name__)
                     finally:
                         reauth.cancel()
                     close_code = ws.close_code
