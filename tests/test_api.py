@@ -1230,6 +1230,12 @@ def _signer(srv: ServerProc) -> Signer:
     return Signer((srv.data_dir / "signing.key").read_bytes().strip())
 
 
+def bind_path(signer: Signer, path: str, device_id: str) -> str:
+    """A signed link `path` bound to `device_id`, as the server gives it to that device."""
+    sig = httpx.URL(path).params["sig"]
+    return path + f"&d={device_id}&k={signer.device_mac(device_id, sig)}"
+
+
 def test_stream_serves_the_file_by_signed_url(
     shared_server: ServerProc, tracks: list[Json]
 ) -> None:
@@ -1271,11 +1277,15 @@ def test_stream_refuses_forged_and_expired_links(
     base = shared_server.url + f"/v1/stream/{tr['id']}"
     url = httpx.URL(shared_server.url + tr["url"])
     exp, sig = url.params["exp"], url.params["sig"]
+    dev, mac = url.params["d"], url.params["k"]
 
     def get(**params: str | int) -> httpx.Response:
         return httpx.get(base, params=params)
 
-    assert get(exp=exp, sig=sig).status_code == 200
+    assert get(exp=exp, sig=sig, d=dev, k=mac).status_code == 200
+    # Bound to its device: without the binding, or with another device's, refused.
+    assert get(exp=exp, sig=sig).status_code == 403
+    assert get(exp=exp, sig=sig, d="d" + dev, k=mac).status_code == 403
     forged = ("A" if sig[0] != "A" else "B") + sig[1:]
     for r in (
         get(exp=exp, sig=forged),
@@ -1295,9 +1305,9 @@ def test_stream_refuses_forged_and_expired_links(
     # Correctly signed, but expired: refused. Signed with the same key and still valid: served.
     signer = _signer(shared_server)
     now_s = int(time.time())
-    expired = signer.path(tr["id"], now_s - STREAM_TTL_S - 10)
+    expired = bind_path(signer, signer.path(tr["id"], now_s - STREAM_TTL_S - 10), dev)
     assert httpx.get(shared_server.url + expired).status_code == 403
-    fresh = signer.path(tr["id"], now_s, ttl_s=60)
+    fresh = bind_path(signer, signer.path(tr["id"], now_s, ttl_s=60), dev)
     assert httpx.get(shared_server.url + fresh).status_code == 200
     # The same for cover art.
     art = next(t["art_url"] for t in tracks if t["art_url"])

@@ -119,6 +119,32 @@ async def test_revoking_a_device_closes_its_channel(account: Callable[..., Api])
     assert code == CLOSE_AUTH
 
 
+def test_a_revoked_devices_stream_and_art_links_stop_working(account: Callable[..., Api]) -> None:
+    me = account()
+    other = login(me.srv, me.name)
+    tracks = [t for a in other.ok("GET", "/v1/albums")["albums"] for t in album(other, a["id"])]
+    stream = me.srv.url + tracks[0]["url"]
+    art = me.srv.url + next(t["art_url"] for t in tracks if t["art_url"])
+    assert f"d={other.device_id}" in stream and f"d={other.device_id}" in art
+    assert httpx.get(stream).status_code == 200
+    assert httpx.get(art).status_code != 403  # found (the generated picture may not decode)
+    me.ok("DELETE", f"/v1/devices/{other.device_id}")
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if httpx.get(stream).status_code == 403 and httpx.get(art).status_code == 403:
+            break
+    assert httpx.get(stream).status_code == 403
+    assert httpx.get(art).json()["error"]["code"] == "forbidden"
+    # The other devices' links still work.
+    mine = me.srv.url + album(me, tracks[0]["album_id"])[0]["url"]
+    assert httpx.get(mine).status_code == 200
+
+
+def album(api: Api, album_id: str) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = api.ok("GET", f"/v1/albums/{album_id}/tracks")["tracks"]
+    return out
+
+
 async def test_logout_closes_the_logins_channel(account: Callable[..., Api]) -> None:
     me = account()
     other = login(me.srv, me.name)

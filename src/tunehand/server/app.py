@@ -28,7 +28,7 @@ from tunehand.server.db.engine import default_url, open_engine, unavailable_type
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
 from tunehand.server.presence import RedisPresence, open_presence
-from tunehand.server.revocation import AccountWatch
+from tunehand.server.revocation import AccountWatch, DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import Signer, load_or_create_key
@@ -80,7 +80,8 @@ def create_app(
         if isinstance(bus, RedisBus):
             bus.on_reconnect = sessions.resync_local
         library = Library(engine, settings.music, lambda line: log.warning("%s", line), progress)
-        services = Services(settings, engine, bus, hub, signer, sessions, library)
+        links = DeviceCheck(engine, hub)
+        services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
         watch = AccountWatch(engine, hub)
         watch.start()
         scan: asyncio.Task[None] | None = None

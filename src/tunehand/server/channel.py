@@ -188,7 +188,7 @@ class Channel(WebSocket):
         if self.early is not None:
             self.early.append(data)
             return True
-        return self.send(data) or self.closing
+        return self.send(self.services.signer.bind_urls(data, self.device_id)) or self.closing
 
     # --- the websocket's side ---------------------------------------------------------
 
@@ -304,7 +304,10 @@ class Channel(WebSocket):
         return None
 
     def _send(self, obj: object) -> None:
-        self.send(wire.encode(obj))
+        data = wire.encode(obj)
+        if self.device_id:
+            data = self.services.signer.bind_urls(data, self.device_id)
+        self.send(data)
 
     def _take(self) -> bool:
         """The token bucket bounding this connection's commands and reports."""

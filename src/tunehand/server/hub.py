@@ -84,6 +84,8 @@ class Hub:
         out through the bus, by this instance or another one."""
         self._recent: dict[tuple[str, int, str], float] = {}
         """Revocations heard within RECENT_S: (kind, account, device or family) -> until."""
+        self._revoked_ids: dict[str, float] = {}
+        """Devices revoked within RECENT_S (by id alone, for stream and art links)."""
 
     async def start(self) -> None:
         await self.bus.start(self._deliver)
@@ -100,14 +102,10 @@ class Hub:
         self._control(msg)  # here at once, whatever the bus does
         await self.bus.publish(CONTROL, json.dumps(msg).encode())
 
-    def revoked_device(self, account_id: int, device_id: str) -> bool:
-        """Whether the device (or its account) was revoked within RECENT_S, as heard here."""
-        now = time.monotonic()
-        for key in ((REVOKED_DEVICE, account_id, device_id), (REMOVED_ACCOUNT, account_id, "")):
-            until = self._recent.get(key)
-            if until is not None and until > now:
-                return True
-        return False
+    def revoked_lately(self, device_id: str) -> bool:
+        """Whether the device was revoked within RECENT_S, as heard here (on any instance)."""
+        until = self._revoked_ids.get(device_id)
+        return until is not None and until > time.monotonic()
 
     def _revoked(self, conn: Connection) -> str | None:
         """Why a connection about to attach is revoked already, if it is."""
@@ -150,6 +148,10 @@ class Hub:
             why = "the account was removed"
         elif kind == REVOKED_DEVICE:
             self._remember((kind, account_id, value))
+            now = time.monotonic()
+            if len(self._revoked_ids) > 10_000:
+                self._revoked_ids = {d: u for d, u in self._revoked_ids.items() if u > now}
+            self._revoked_ids[value] = now + RECENT_S
             doomed = list(devices.get(value, []))
             why = "this device was revoked"
         elif kind == REVOKED_FAMILY:

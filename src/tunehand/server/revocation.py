@@ -1,5 +1,6 @@
 """Accounts removed behind the server's back (`tunehand admin remove-user`, another
-process) close their channels here within WATCH_S.
+process) close their channels here within WATCH_S; stream and art links of a revoked
+device stop working within CHECK_S (`DeviceCheck`).
 
 Every WATCH_S one small query reads the accounts' count and id sum; ids are never
 reused, so any removal changes it. Only then are this instance's accounts with
@@ -12,17 +13,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tunehand.server.db import accounts as qa
 from tunehand.server.db.tables import accounts
 from tunehand.server.hub import REMOVED_ACCOUNT, Hub
+from tunehand.server.streams import Signer
 
 log = logging.getLogger("tunehand.revocation")
 
 WATCH_S = 0.5
 CHUNK = 500
+CHECK_S = 4.0
+"""How long a device's standing (not revoked) is taken as known for its links. A
+revocation heard through the bus ends it at once; an account removed, by then."""
+CHECKS = 10_000
+
+
+async def link_allowed(
+    signer: Signer, check: DeviceCheck | None, sig: str, query: Mapping[str, str]
+) -> bool:
+    """Whether a signed link (signature `sig`, already checked) is bound (`d`, `k`) to a
+    device that is not revoked."""
+    device_id, mac = query.get("d", ""), query.get("k", "")
+    if not signer.verify_device(sig, device_id, mac):
+        return False
+    return check is None or await check.allowed(device_id)
+
+
+class DeviceCheck:
+    """Whether a device's stream and art links still work: it exists, is not revoked."""
+
+    def __init__(self, engine: AsyncEngine, hub: Hub) -> None:
+        self.engine, self.hub = engine, hub
+        self._known: dict[str, tuple[bool, float]] = {}
+
+    async def allowed(self, device_id: str) -> bool:
+        if self.hub.revoked_lately(device_id):
+            return False
+        now = time.monotonic()
+        hit = self._known.get(device_id)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        async with self.engine.connect() as conn:
+            row = await qa.device(conn, device_id)
+        ok = row is not None and not row.revoked
+        if len(self._known) >= CHECKS:
+            self._known.clear()
+        self._known[device_id] = (ok, now + CHECK_S)
+        return ok
 
 
 class AccountWatch:
