@@ -206,6 +206,52 @@ async def test_a_channel_renewed_with_auth_outlives_its_first_token(
         await ch.barrier()
 
 
+async def test_the_client_renews_its_token_on_the_open_channel(
+    account: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real client (`Agent`): once its token is renewed it sends it on the channel,
+    which then outlives the first token without a reconnect."""
+    from tunehand.client import channel as client_channel
+    from tunehand.client.agent import Agent
+    from tunehand.core.protocol import DeviceHello
+
+    monkeypatch.setattr(client_channel, "REAUTH_EVERY_S", 0.2)
+    me = account()
+    at = expire_soon(me.srv, me.token, 2.0)
+    fresh: list[str] = []
+
+    async def token() -> str:
+        if not fresh:  # renewed at once (a real client renews when it nears expiry)
+            async with httpx.AsyncClient(base_url=me.srv.url) as http:
+                body = {"refresh_token": me.tokens["refresh_token"], "device_id": me.device_id}
+                r = await http.post("/v1/auth/refresh", json=body)
+            assert r.status_code == 200, r.text
+            fresh.append(r.json()["access_token"])
+            return me.token  # the first connection still uses the old one
+        return fresh[0]
+
+    agent = Agent(
+        server=me.srv.url,
+        token=token,
+        device=DeviceHello(me.device_id, "renewing", ()),
+        player_factory=None,
+    )
+    running = asyncio.create_task(agent.run())
+    try:
+        await asyncio.wait_for(agent.connected.wait(), CLOSED_WITHIN_S)
+        events: list[str] = []
+        while time.time() * 1000 < at + 1500:  # past the first token's expiry
+            with contextlib.suppress(TimeoutError):
+                events.append(await asyncio.wait_for(agent.events.get(), 0.2))
+            assert not running.done()
+        assert agent.connected.is_set()
+        assert not [e for e in events if "lost" in e], events
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
 # --- one device, one connection -------------------------------------------------------------
 
 
