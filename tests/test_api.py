@@ -255,14 +255,14 @@ class Chan:
 _device_tokens: dict[tuple[str, str, str], str] = {}
 
 
-async def device_token(srv: ServerProc, token: str, device_id: str) -> str:
+async def device_token(url: str, token: str, device_id: str) -> str:
     """An access token of `device_id` in the account of `token` (logged in once and kept);
     `token` itself when it is that device's, or when it is refused (for the server to
     refuse it again on the channel)."""
-    key = (srv.url, token, device_id)
+    key = (url, token, device_id)
     if key in _device_tokens:
         return _device_tokens[key]
-    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         r = await http.get("/v1/auth/whoami", headers={"Authorization": f"Bearer {token}"})
         if r.status_code != 200 or r.json()["device_id"] == device_id:
             return token
@@ -277,6 +277,12 @@ async def device_token(srv: ServerProc, token: str, device_id: str) -> str:
             return token
         _device_tokens[key] = out = str(r.json()["access_token"])
         return out
+
+
+def device_token_sync(url: str, token: str, device_id: str) -> str:
+    """`device_token`, from anywhere."""
+    out: str = run_async(lambda: device_token(url, token, device_id))
+    return out
 
 
 @contextlib.asynccontextmanager
@@ -298,7 +304,7 @@ async def channel(
     is used. `bound=False` sends `token` as it is."""
     device_id = device_id or unique("dev")
     if bound and token is not None:
-        token = await device_token(srv, token, device_id)
+        token = await device_token(srv.url, token, device_id)
     headers = {"Authorization": f"Bearer {token}"} if header else {}
     async with connect(ws_url(srv), additional_headers=headers, **connect_kw) as ws:
         ch = Chan(ws, device_id)

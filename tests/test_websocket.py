@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_server import ServerProc, launch
-from tests.test_api import all_tracks, new_account
+from tests.test_api import all_tracks, device_token_sync, new_account
 from tunehand.core.protocol import MAX_MESSAGE_BYTES
 from tunehand.server import websocket as wsmod
 from tunehand.server.websocket import SocketSet, WebSocket
@@ -63,11 +63,15 @@ class Raw:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.url = ""
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 
     def auth(self, token: str, device_id: str = "raw") -> bytes:
+        """`auth` as `device_id`, with a token of that device (logged in if need be)."""
+        if self.url:
+            token = device_token_sync(self.url, token, device_id)
         msg = {"type": "auth", "token": token, "device": {"id": device_id, "name": device_id}}
         return json.dumps(msg).encode()
 
@@ -135,7 +139,9 @@ async def handshake(
             hashlib.sha1(key.encode() + wsmod.GUID, usedforsecurity=False).digest()
         )
         assert got["sec-websocket-accept"] == want.decode()
-    return Raw(reader, writer), status, got
+    raw = Raw(reader, writer)
+    raw.url = srv.url
+    return raw, status, got
 
 
 async def test_handshake_declines_compression_and_answers_pings(srv: ServerProc) -> None:
