@@ -8,9 +8,9 @@ directives (`prepare` is answered `ready`; `start` makes the device active, `sto
 idle) and, while active, report their position every 5 s. They are websocket clients of
 the bench's own (`_Client`), as lean as the server's side. Devices come in accounts
 of DEVICES_PER_ACCOUNT; an account is created in the database in-process (the
-server's own queries) with one access token that its devices share, each with its own
-device id (a login over HTTP costs an argon2 verification, ~50 ms of CPU, which would
-dominate the setup). In ACTIVE_SHARE of the accounts one device plays (a `play`
+server's own queries) with one access token per device (a channel is bound to its
+token's device; a login over HTTP costs an argon2 verification, ~50 ms of CPU, which
+would dominate the setup). In ACTIVE_SHARE of the accounts one device plays (a `play`
 command aimed at it), so those report every 5 s; the others are idle.
 
 Load generators: GENERATORS worker processes (`python -m bench.load --worker`) at nice
@@ -331,7 +331,11 @@ class _Generator:
                 )
             ]
             self.accounts.append(devices)
-        self.tokens = {acct["n"]: acct["token"] for acct in spec["accounts"]}
+        self.tokens = {
+            dev: tok
+            for acct in spec["accounts"]
+            for dev, tok in zip(acct["devices"], acct["tokens"], strict=True)
+        }
         self.tracks = {acct["n"]: acct["track"] for acct in spec["accounts"] if acct["track"]}
         """The radio stream an active account plays (None: the account stays idle)."""
         self.devices = [d for devs in self.accounts for d in devs]
@@ -379,7 +383,7 @@ class _Generator:
                         )
                         await client.upgraded
                         hello = {"id": d.id, "name": d.id, "capabilities": ["play"]}
-                        token = self.tokens[d.account]
+                        token = self.tokens[d.id]
                         client.send({"type": "auth", "token": token, "device": hello})
                         msg = await client.hello
                 except Exception as exc:
@@ -860,10 +864,10 @@ def _steps(workers: Sequence[_Worker], step: Json, timeout: float) -> list[Json]
     return [w.answer(max(1.0, deadline - time.monotonic())) for w in workers]
 
 
-def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | None]]:
-    """`n` accounts, each with one access token and a stored session (version 1), and for
-    those in `active`, an internet radio stream to play (no duration, so it never ends):
-    the server's own queries, in-process."""
+def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[list[str], str | None]]:
+    """`n` accounts, each with an access token per device (`ld<n>-<i>`) and a stored
+    session (version 1), and for those in `active`, an internet radio stream to play (no
+    duration, so it never ends): the server's own queries, in-process."""
     import asyncio as aio
 
     from tunehand.core.model import SessionState
@@ -873,9 +877,9 @@ def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | 
     from tunehand.server.db import userdata as qu
     from tunehand.server.db.engine import open_engine
 
-    async def make() -> list[tuple[str, str | None]]:
+    async def make() -> list[tuple[list[str], str | None]]:
         engine = open_engine(url)
-        out: list[tuple[str, str | None]] = []
+        out: list[tuple[list[str], str | None]] = []
         now = _now_ms()
         prefix = "ld" + secrets.token_hex(3)
         try:
@@ -883,18 +887,21 @@ def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | 
                 pw_hash = "not-a-hash"  # nobody logs in with a password here
                 for i in range(n):
                     account = await qa.create_account(conn, f"{prefix}-{i}", pw_hash, now)
-                    token = "tha_" + secrets.token_urlsafe(32)
-                    row = qa.TokenRow(
-                        auth.token_hash(token),
-                        "access",
-                        account,
-                        f"{prefix}-{i}-0",
-                        secrets.token_hex(8),
-                        now + 3 * 3600 * 1000,
-                        None,
-                        False,
-                    )
-                    await qa.insert_token(conn, row)
+                    tokens = []
+                    for k in range(DEVICES_PER_ACCOUNT):
+                        token = "tha_" + secrets.token_urlsafe(32)
+                        row = qa.TokenRow(
+                            auth.token_hash(token),
+                            "access",
+                            account,
+                            f"ld{i}-{k}",
+                            secrets.token_hex(8),
+                            now + 3 * 3600 * 1000,
+                            None,
+                            False,
+                        )
+                        await qa.insert_token(conn, row)
+                        tokens.append(token)
                     # A session as a real account has after its first command ever: that
                     # one-time insert is not the steady state the rate phases measure.
                     await qs.compare_and_set(conn, account, 0, SessionState(version=1))
@@ -903,7 +910,7 @@ def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | 
                         radio = await qu.add_remote(
                             conn, account, f"http://radio.invalid/{prefix}/{i}", "radio"
                         )
-                    out.append((token, radio))
+                    out.append((tokens, radio))
         finally:
             await engine.dispose()
         return out
@@ -1049,11 +1056,11 @@ class _Population:
             }
             for _ in range(GENERATORS)
         ]
-        for n, (token, radio) in enumerate(made):
+        for n, (tokens, radio) in enumerate(made):
             specs[n % GENERATORS]["accounts"].append(
                 {
                     "n": n,
-                    "token": token,
+                    "tokens": tokens,
                     "track": radio,
                     "devices": [f"ld{n}-{i}" for i in range(DEVICES_PER_ACCOUNT)],
                     "instances": [(n + i) % instances for i in range(DEVICES_PER_ACCOUNT)],

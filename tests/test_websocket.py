@@ -22,7 +22,7 @@ import pytest
 from websockets.utils import accept_key
 
 from tests.fixtures_server import ServerProc, launch
-from tests.test_api import all_tracks, new_account
+from tests.test_api import all_tracks, device_token_sync, new_account
 from tunehand.core.protocol import MAX_MESSAGE_BYTES
 from tunehand.server import websocket as wsmod
 from tunehand.server.websocket import SocketSet, WebSocket
@@ -65,11 +65,15 @@ class Raw:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.url = ""
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 
     def auth(self, token: str, device_id: str = "raw") -> bytes:
+        """`auth` as `device_id`, with a token of that device (logged in if need be)."""
+        if self.url:
+            token = device_token_sync(self.url, token, device_id)
         msg = {"type": "auth", "token": token, "device": {"id": device_id, "name": device_id}}
         return json.dumps(msg).encode()
 
@@ -134,7 +138,9 @@ async def handshake(
     got = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines)}
     if status.startswith("HTTP/1.1 101"):
         assert got["sec-websocket-accept"] == accept_key(key)
-    return Raw(reader, writer), status, got
+    raw = Raw(reader, writer)
+    raw.url = srv.url
+    return raw, status, got
 
 
 async def test_handshake_declines_compression_and_answers_pings(srv: ServerProc) -> None:

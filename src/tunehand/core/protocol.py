@@ -19,7 +19,14 @@ MAX_MESSAGE_BYTES = 256 * 1024
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_AUTH = 4001
+CLOSE_EXPIRED = 4002
+"""The access token the channel was opened (or last re-authenticated) with expired:
+reconnect with a fresh one. A client that sends `auth` again before then never sees it."""
 CLOSE_REVOKED = 4003
+"""The device was revoked, its login logged out, or its account removed: log in again."""
+CLOSE_REPLACED = 4009
+"""A newer connection of the same device took over: stop playing and do not reconnect
+(two connections of one device never play at once)."""
 CLOSE_GOING_AWAY = 1001
 
 

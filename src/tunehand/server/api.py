@@ -20,6 +20,7 @@ from tunehand.errors import AuthError
 from tunehand.server import auth, security
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import userdata as qu
+from tunehand.server.hub import REVOKED_DEVICE, REVOKED_FAMILY
 from tunehand.server.web import (
     ApiError,
     body,
@@ -125,14 +126,17 @@ async def refresh(request: Request) -> Response:
         key=s.signer.subkey("refresh-rotation"),
         device_id=b.device_id,
         grace_ms=s.settings.refresh_grace_s * 1000,
+        address=client_address(request),
     )
     return json(_pair(pair, ""))
 
 
 async def logout(request: Request) -> Response:
     who = await principal(request)
-    await auth.logout(services(request).engine, who)
+    s = services(request)
+    await auth.logout(s.engine, who)
     security.event(security.LOGOUT, user=who.account_name, device=who.device_id)
+    await s.hub.revoke(REVOKED_FAMILY, who.account_id, who.family)
     return json({"ok": True})
 
 
@@ -202,7 +206,7 @@ async def delete_device(request: Request) -> Response:
     security.event(
         security.DEVICE_REVOKED, user=who.account_name, device=device_id, by=who.device_id
     )
-    await s.hub.close_device(who.account_id, device_id, 4003, "revoked")
+    await s.hub.revoke(REVOKED_DEVICE, who.account_id, device_id)
     await s.sessions.publish_devices(who.account_id)
     return json({"ok": True})
 

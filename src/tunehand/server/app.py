@@ -28,6 +28,7 @@ from tunehand.server.db.engine import default_url, open_engine, unavailable_type
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
 from tunehand.server.presence import RedisPresence, open_presence
+from tunehand.server.revocation import AccountWatch, DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import Signer, load_or_create_key
@@ -79,7 +80,10 @@ def create_app(
         if isinstance(bus, RedisBus):
             bus.on_reconnect = sessions.resync_local
         library = Library(engine, settings.music, lambda line: log.warning("%s", line), progress)
-        services = Services(settings, engine, bus, hub, signer, sessions, library)
+        links = DeviceCheck(engine, hub)
+        services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
+        watch = AccountWatch(engine, hub)
+        watch.start()
         scan: asyncio.Task[None] | None = None
         if settings.music and settings.scan_on_start:
             scan = asyncio.create_task(_first_scan(library))
@@ -92,6 +96,7 @@ def create_app(
                 scan.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await scan
+            await watch.close()
             services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()

@@ -2,10 +2,12 @@
 
 An access token is short-lived; a refresh token rotates on every use, and using an
 already used refresh token again revokes its whole family (that device's login) --
-except within a short grace window, by the same device, while the pair it was rotated
-into is still unused (the answer was lost on the network): then the same pair is
-answered again. A rotated pair is derived from the old refresh token with a server
-key (HMAC), so it can be answered again without keeping any token in clear.
+except within a short grace window, from the same client address, while the pair it
+was rotated into is still unused (the answer was lost on the network): then the same
+pair is answered again. A rotated pair is derived from the old refresh token and the
+address that rotated it with a server key (HMAC), so it can be answered again without
+keeping any token in clear, and a re-ask from another address finds no pair (the
+device id a client sends proves nothing: anyone holding the token can send it).
 Only SHA-256 hashes of tokens are stored.
 """
 
@@ -63,6 +65,8 @@ class Principal:
     account_name: str
     device_id: str
     family: str
+    expires_ms: int = 0
+    """When the access token it came with expires (ms since the epoch)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,23 +214,24 @@ async def login(
         return await start_family(conn, account.id, device_id, device_name, address, now_ms)
 
 
-def _rotated(key: bytes, parent: str) -> tuple[str, str]:
-    """The (access, refresh) pair a refresh token rotates into: the same every time."""
+def _rotated(key: bytes, parent: str, address: str) -> tuple[str, str]:
+    """The (access, refresh) pair a refresh token rotates into from `address`: the same
+    every time."""
 
     def mac(kind: bytes) -> str:
-        digest = hmac.new(
-            key, b"tunehand-rotation\x00" + kind + b"\x00" + parent.encode(), "sha256"
-        )
+        msg = b"tunehand-rotation\x00" + kind + b"\x00" + parent.encode()
+        digest = hmac.new(key, msg + b"\x00" + address.encode(), "sha256")
         return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
     return "tha_" + mac(b"access"), "thr_" + mac(b"refresh")
 
 
 async def _answer_again(
-    conn: AsyncConnection, row: q.TokenRow, parent: str, key: bytes, now_ms: int
+    conn: AsyncConnection, row: q.TokenRow, parent: str, key: bytes, address: str, now_ms: int
 ) -> TokenPair | None:
-    """The pair `parent` (of `row`) was rotated into, when it is still live and unused."""
-    access, refresh = _rotated(key, parent)
+    """The pair `parent` (of `row`) was rotated into from `address`, when it is still
+    live and unused (none when it was rotated from another address)."""
+    access, refresh = _rotated(key, parent, address)
     child = await q.token(conn, token_hash(refresh), "refresh")
     acc = await q.token(conn, token_hash(access), "access")
     if child is None or acc is None or child.used_ms is not None:
@@ -245,17 +250,18 @@ async def refresh(
     key: bytes,
     device_id: str = "",
     grace_ms: int = 0,
+    address: str = "",
 ) -> TokenPair:
-    """Rotate a refresh token. A token used again within `grace_ms` by the same device,
-    whose rotated pair is still unused, gets that same pair again; any other reuse
-    revokes the family."""
+    """Rotate a refresh token for a client at `address`. A token used again within
+    `grace_ms` from the same address (and naming the same device), whose rotated pair is
+    still unused, gets that same pair again; any other reuse revokes the family."""
     async with engine.begin() as conn:
         row = await q.token(conn, token_hash(refresh_token), "refresh")
         if row is None or row.revoked or row.expires_ms < now_ms:
             raise AuthError("logged out: the login has expired or was revoked; log in again")
         pair: TokenPair | None = None
         if row.used_ms is None and await q.mark_used(conn, row.hash, now_ms):
-            access, refresh_ = _rotated(key, refresh_token)
+            access, refresh_ = _rotated(key, refresh_token, address)
             pair = await _store_pair(
                 conn, access, refresh_, row.account_id, row.device_id, row.family, now_ms
             )
@@ -268,7 +274,7 @@ async def refresh(
                 and used_ms is not None
                 and now_ms - used_ms <= grace_ms
             ):
-                pair = await _answer_again(conn, row, refresh_token, key, now_ms)
+                pair = await _answer_again(conn, row, refresh_token, key, address, now_ms)
             if pair is None:
                 await q.revoke_family(conn, row.account_id, row.family)
                 security.event(
@@ -289,7 +295,7 @@ async def authenticate(engine: AsyncEngine, access_token: str, now_ms: int) -> P
         account = await q.account_by_id(conn, row.account_id)
     if account is None:
         raise AuthError("the account no longer exists")
-    return Principal(account.id, account.name, row.device_id, row.family)
+    return Principal(account.id, account.name, row.device_id, row.family, row.expires_ms)
 
 
 async def logout(engine: AsyncEngine, who: Principal) -> None:

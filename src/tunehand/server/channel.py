@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -26,6 +27,7 @@ from tunehand.core import names
 from tunehand.core.commands import Command, Result
 from tunehand.core.protocol import (
     CLOSE_AUTH,
+    CLOSE_EXPIRED,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     MAX_MESSAGE_BYTES,
@@ -141,11 +143,15 @@ class Channel(WebSocket):
         "cmds",
         "device_id",
         "early",
+        "expiry",
+        "family",
         "forwarded",
         "inbox",
+        "joined",
         "level",
         "lost",
         "proxy",
+        "replaced",
         "services",
         "t_level",
         "task",
@@ -170,6 +176,11 @@ class Channel(WebSocket):
         self.level, self.t_level = float(COMMAND_BURST), time.monotonic()
         self.lost = False
         self.attached = False
+        self.family = ""
+        self.joined = (0, "")
+        self.replaced = False
+        self.expiry: asyncio.TimerHandle | None = None
+        """Closes the channel when its access token expires (unless `auth` came again)."""
 
     # --- the hub's side ---------------------------------------------------------------
 
@@ -178,7 +189,7 @@ class Channel(WebSocket):
         if self.early is not None:
             self.early.append(data)
             return True
-        return self.send(data) or self.closing
+        return self.send(self.services.signer.bind_urls(data, self.device_id)) or self.closing
 
     # --- the websocket's side ---------------------------------------------------------
 
@@ -209,6 +220,9 @@ class Channel(WebSocket):
 
     def on_closed(self) -> None:
         self.lost = True
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
         self.cmds = None
         if self.cmd_task is not None:
             self.cmd_task.cancel()
@@ -287,11 +301,14 @@ class Channel(WebSocket):
                 self.account_id, self.device_id, msg.transfer_id, False, msg.message[:200]
             )
         elif isinstance(msg, Auth):
-            self._send(ErrorMsg("invalid", "already authenticated"))
+            return self._reauthenticate(msg)
         return None
 
     def _send(self, obj: object) -> None:
-        self.send(wire.encode(obj))
+        data = wire.encode(obj)
+        if self.device_id:
+            data = self.services.signer.bind_urls(data, self.device_id)
+        self.send(data)
 
     def _take(self) -> bool:
         """The token bucket bounding this connection's commands and reports."""
@@ -328,6 +345,13 @@ class Channel(WebSocket):
             if not device.id or len(device.id) > 64 or len(device.name) > MAX_NAME:
                 raise ProtocolError("device: id must be 1 to 64 characters, name at most 128")
             who = await auth.authenticate(services.engine, hello.token or self.bearer, now_ms())
+            if who.device_id != device.id:
+                # A token opens channels for its own device only: revoking that device
+                # then closes every channel the login could open.
+                raise AuthError(
+                    f"this login belongs to device {who.device_id}, not {device.id}: log in"
+                    " again from this device"
+                )
         except ProtocolError as exc:
             self._send(ErrorMsg("invalid", str(exc)))
             self.close(CLOSE_POLICY, "bad first message")
@@ -345,10 +369,14 @@ class Channel(WebSocket):
         self.deadline = 0.0
         self.account_id, self.device_id = who.account_id, device.id
         self.capabilities = tuple(device.capabilities)
+        self.family = who.family
         if self.lost:  # gone while authenticating: nothing to attach
             return
+        self._expire_at(who.expires_ms)
         sessions = services.sessions
-        await services.hub.attach(self)
+        self.joined = (time.time_ns(), os.urandom(6).hex())
+        if not await services.hub.attach(self):
+            return
         self.attached = True
         state = await sessions.state(who.account_id)
         full = None
@@ -361,6 +389,40 @@ class Channel(WebSocket):
             if not self.push(data):
                 self.close(CLOSE_TRY_AGAIN, "too slow: reconnect and resync")
         await sessions.publish_devices(who.account_id)
+
+    def _expire_at(self, expires_ms: int) -> None:
+        """Close the channel when the access token it holds expires."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+        delay_s = max(0.0, (expires_ms - now_ms()) / 1000)
+        self.expiry = self.loop.call_later(delay_s, self._expired)
+
+    def _expired(self) -> None:
+        self.expiry = None
+        self._send(ErrorMsg("expired", "the access token expired: reconnect with a fresh one"))
+        self.close(CLOSE_EXPIRED, "access token expired")
+
+    async def _reauthenticate(self, msg: Auth) -> None:
+        """`auth` again on an open channel: a fresh access token of the same login's
+        device (the client refreshes before the old one expires), which moves the
+        channel's expiry; any other token closes the channel."""
+        if not msg.token:
+            self._send(ErrorMsg("invalid", "already authenticated: `auth` again needs a token"))
+            return
+        try:
+            who = await auth.authenticate(self.services.engine, msg.token, now_ms())
+        except AuthError as exc:
+            self._send(ErrorMsg("unauthorized", str(exc)))
+            self.close(CLOSE_AUTH, "unauthorized")
+            return
+        if who.account_id != self.account_id or who.device_id != self.device_id:
+            # Changes nothing: the channel stays its own device's.
+            self._send(ErrorMsg("invalid", "already authenticated as another device"))
+            return
+        if self.lost:
+            return
+        self.family = who.family
+        self._expire_at(who.expires_ms)
 
     async def _register(self, account_id: int, device_id: str, name: str) -> bool:
         """Record the device (new, or seen again); False when the id is someone else's."""
@@ -383,7 +445,9 @@ class Channel(WebSocket):
         self.attached = False
         services, account_id, device_id = self.services, self.account_id, self.device_id
         last = await services.hub.detach(self)
-        if last and not services.hub.closing:
+        # A connection replaced by a newer one of its device is no loss: the device is
+        # still there (maybe on another instance), and its session must not pause.
+        if last and not services.hub.closing and not self.replaced:
             try:
                 await services.sessions.device_lost(account_id, device_id)
                 await services.sessions.publish_devices(account_id)

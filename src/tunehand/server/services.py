@@ -12,6 +12,7 @@ from tunehand.server.bus import DEFAULT_PREFIX, Bus
 from tunehand.server.hub import Hub
 from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
+from tunehand.server.revocation import DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
 from tunehand.server.websocket import SocketSet
@@ -54,3 +55,5 @@ class Services:
     """Resized cover art, shared by this instance's requests."""
     sockets: SocketSet = field(default_factory=SocketSet)
     """This instance's open channel websockets (their keepalive)."""
+    links: DeviceCheck | None = None
+    """Whether a device's stream and art links still work (set at start)."""

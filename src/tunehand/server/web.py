@@ -6,6 +6,7 @@ when the database is down); nothing ever answers with a traceback.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from dataclasses import dataclass
@@ -20,11 +21,18 @@ from tunehand.errors import AuthError, NotFound, ProtocolError, StoreError, Usag
 from tunehand.server import auth
 from tunehand.server.db.engine import unavailable
 from tunehand.server.services import Services
+from tunehand.server.streams import Signer
 
 T = TypeVar("T")
 MAX_BODY = 1024 * 1024
 MAX_ADDRESS = 64
 log = logging.getLogger("tunehand.api")
+_bind: contextvars.ContextVar[tuple[Signer, str] | None] = contextvars.ContextVar(
+    "tunehand_bind", default=None
+)
+"""The request's token device, once `principal` knew it: the stream and art links of
+its answer are bound to that device (`Signer.bind_urls`). Each request runs in a task
+(and a context) of its own."""
 
 
 @dataclass
@@ -40,7 +48,11 @@ def services(request: Request) -> Services:
 
 
 def json(obj: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(wire.encode(obj), status, headers, media_type="application/json")
+    body = wire.encode(obj)
+    bind = _bind.get()
+    if bind is not None:
+        body = bind[0].bind_urls(body, bind[1])
+    return Response(body, status, headers, media_type="application/json")
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -96,7 +108,10 @@ async def principal(request: Request) -> auth.Principal:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise AuthError("not logged in: send Authorization: Bearer TOKEN")
-    return await auth.authenticate(services(request).engine, header[7:].strip(), now_ms())
+    s = services(request)
+    who = await auth.authenticate(s.engine, header[7:].strip(), now_ms())
+    _bind.set((s.signer, who.device_id))
+    return who
 
 
 def client_address(request: Request) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tunehand.server.db.tables import accounts, devices, login_attempts, tokens
+from tunehand.server.db.tables import account_ids, accounts, devices, login_attempts, tokens
 from tunehand.server.db.upsert import upsert
 
 
@@ -41,9 +41,15 @@ class DeviceRow:
 
 
 async def create_account(conn: AsyncConnection, name: str, pw_hash: str, now_ms: int) -> int:
-    res = await conn.execute(
-        sa.insert(accounts).values(name=name, password_hash=pw_hash, created_ms=now_ms)
-    )
+    """A new account; its id was never any other account's (see `tables.account_ids`)."""
+    values: dict[str, object] = {"name": name, "password_hash": pw_hash, "created_ms": now_ms}
+    if conn.dialect.name == "sqlite":
+        got = await conn.execute(sa.insert(account_ids))
+        new_pk = got.inserted_primary_key
+        assert new_pk is not None
+        values["id"] = int(new_pk[0])
+        await conn.execute(sa.delete(account_ids).where(account_ids.c.id < values["id"]))
+    res = await conn.execute(sa.insert(accounts).values(**values))
     pk = res.inserted_primary_key
     assert pk is not None
     return int(pk[0])

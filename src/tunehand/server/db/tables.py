@@ -19,6 +19,15 @@ accounts = sa.Table(
     sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
 
+account_ids = sa.Table(
+    "account_ids",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sqlite_autoincrement=True,
+)
+"""On SQLite, where account ids come from (AUTOINCREMENT: a removed account's id is
+never given again). One row at most is kept. PostgreSQL's sequence never goes back."""
+
 devices = sa.Table(
     "devices",
     metadata,
