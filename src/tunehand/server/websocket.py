@@ -81,6 +81,9 @@ byte or, on a new connection, from the connection."""
 EVICT_AFTER_S = 1.0
 """How long a connection must have waited for its request before a new connection may
 take its place when the server is full."""
+DISCARDING = -2
+MAX_DISCARD_BYTES = 1024 * 1024
+"""Bytes read and dropped after a 431 answer before the connection is cut off."""
 HTTP_RESERVE = 16
 """Connections of `SocketSet.limit` that channels may not take (health checks, logins)."""
 MAX_HEAD_BYTES = 64 * 1024
@@ -219,7 +222,9 @@ class Http(HttpToolsProtocol):
         self.sockets: SocketSet = app_state["services"].sockets
         self.refused = False
         self.head_bytes = 0
-        """Bytes of the request's head (line and headers) so far; -1 once it is whole."""
+        """Bytes of the request's head (line and headers) so far; -1 once it is whole,
+        DISCARDING once it was too large and answered."""
+        self.discarded = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         limit = self.sockets.limit
@@ -239,12 +244,24 @@ class Http(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
+        if self.head_bytes == DISCARDING:
+            # Answered 431: what still comes is read and dropped (closing with unread
+            # input would reset the connection and lose the answer) up to a bound; the
+            # request deadline ends the connection if the peer never stops.
+            self.discarded += len(data)
+            if self.discarded > MAX_DISCARD_BYTES:
+                self.transport.close()
+            return
         super().data_received(data)
         if self.head_bytes >= 0:  # still in the head: all of `data` was
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.transport.write(_plain(431, "Request Header Fields Too Large", TOO_LARGE))
-                self.transport.close()
+                if self.transport.can_write_eof():
+                    self.head_bytes = DISCARDING
+                    self.transport.write_eof()
+                else:
+                    self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
