@@ -21,6 +21,8 @@ CLOSE_POLICY = 1008
 CLOSE_AUTH = 4001
 CLOSE_REVOKED = 4003
 CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_MANY_DEVICES = 4009
+"""The account has as many devices online as the server allows (`serve --max-devices`)."""
 
 
 @dataclass(frozen=True, slots=True)

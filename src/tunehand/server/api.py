@@ -101,6 +101,7 @@ async def login(request: Request) -> Response:
         b.device_name or b.device_id,
         client_address(request),
         now_ms(),
+        services(request).hash_gate,
     )
     return json(_pair(pair, b.user))
 

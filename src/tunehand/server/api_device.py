@@ -185,6 +185,7 @@ async def approve_form(request: Request) -> Response:
             allow,
             client_address(request),
             now_ms(),
+            services(request).hash_gate,
         )
     except GrantError as exc:
         return _page(str(exc).capitalize() + ".", code, exc.status)

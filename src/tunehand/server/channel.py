@@ -27,6 +27,7 @@ from tunehand.core.protocol import (
     CLOSE_AUTH,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY_DEVICES,
     MAX_MESSAGE_BYTES,
     Auth,
     CommandMsg,
@@ -42,7 +43,7 @@ from tunehand.core.protocol import (
     TimeReply,
     TimeRequest,
 )
-from tunehand.errors import AuthError, ProtocolError, StoreError
+from tunehand.errors import AuthError, ProtocolError, QuotaError, StoreError
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import unavailable
@@ -262,7 +263,17 @@ class Channel(WebSocket):
         try:
             msg: Any = _decode(data)
         except ProtocolError as exc:
-            self._send(ErrorMsg("invalid", str(exc)))
+            if self._take():
+                self._send(ErrorMsg("invalid", str(exc)))
+            return None
+        # Every message takes a token of the connection's bucket; past it a command gets
+        # `rate_limited`, a report is dropped (the next one says the same), the others an
+        # error.
+        if not self._take():
+            if isinstance(msg, CommandMsg):
+                self._send(ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
+            elif not isinstance(msg, ReportMsg):
+                self._send(ErrorMsg("rate_limited", f"slow down: {msg.type} dropped"))
             return None
         if isinstance(msg, TimeRequest):
             t1 = now_ms()
@@ -270,11 +281,10 @@ class Channel(WebSocket):
         elif isinstance(msg, Ping):
             self._send(Pong(now_ms()))
         elif isinstance(msg, CommandMsg):
-            if not self._take() or not self._add(msg.command):
+            if not self._add(msg.command):
                 self._send(ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
         elif isinstance(msg, ReportMsg):
-            if self._take():
-                return self._report(msg)
+            return self._report(msg)
         elif isinstance(msg, Resync):
             return self._resync()
         elif isinstance(msg, Ready):
@@ -293,7 +303,7 @@ class Channel(WebSocket):
         self.send(wire.encode(obj))
 
     def _take(self) -> bool:
-        """The token bucket bounding this connection's commands and reports."""
+        """The token bucket bounding this connection's messages (all of them)."""
         now = time.monotonic()
         self.level = min(COMMAND_BURST, self.level + (now - self.t_level) * COMMANDS_PER_S)
         self.t_level = now
@@ -339,13 +349,23 @@ class Channel(WebSocket):
             self.peer = await _forwarded_client(self.proxy, self.peer, self.forwarded)
             self.forwarded = ""
         self.peer = self.peer[:MAX_ADDRESS]
-        if not await self._register(who.account_id, device.id, device.name):
+        hub, most = services.hub, services.settings.max_devices
+        if not await hub.admit(who.account_id, device.id, most):
+            message = f"too many devices online: this server allows {most} per account"
+            self._send(ErrorMsg("too_many_devices", message))
+            self.close(CLOSE_TOO_MANY_DEVICES, "too many devices online")
+            return
+        try:
+            registered = await self._register(who.account_id, device.id, device.name)
+        except BaseException:
+            hub.release(who.account_id, device.id)
+            raise
+        if not registered or self.lost:
+            hub.release(who.account_id, device.id)
             return
         self.deadline = 0.0
         self.account_id, self.device_id = who.account_id, device.id
         self.capabilities = tuple(device.capabilities)
-        if self.lost:  # gone while authenticating: nothing to attach
-            return
         sessions = services.sessions
         await services.hub.attach(self)
         self.attached = True
@@ -369,6 +389,13 @@ class Channel(WebSocket):
                 self._send(ErrorMsg("unauthorized", "this device id is not yours or revoked"))
                 self.close(CLOSE_AUTH, "unauthorized")
                 return False
+            if owner is None:
+                try:
+                    await auth.check_device_room(conn, account_id)
+                except QuotaError as exc:
+                    self._send(ErrorMsg("quota", str(exc)))
+                    self.close(CLOSE_TOO_MANY_DEVICES, "too many devices")
+                    return False
             await qa.upsert_device(
                 conn, account_id, device_id, name or device_id, now_ms(), self.peer
             )

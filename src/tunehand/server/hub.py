@@ -57,6 +57,8 @@ class Hub:
         """Presence of accounts with devices here, read at most every PRESENCE_CACHE_S:
         every command asks which devices are online (on Redis a round trip)."""
         self._forgets = 0
+        self._admitted: dict[int, dict[str, int]] = {}
+        """Devices let in by `admit` and not yet attached (how many connections each)."""
         self.closing = False
         self.on_transfer_reply: Callable[[dict[str, Any]], None] | None = None
         self.on_version: Callable[[int, int, bytes], None] | None = None
@@ -107,11 +109,39 @@ class Hub:
     def connection_count(self) -> int:
         return sum(len(c) for d in self._conns.values() for c in d.values())
 
+    async def admit(self, account_id: int, device_id: str, most: int) -> bool:
+        """Let a device of the account in unless `most` other devices are online (on any
+        instance) or being let in here; `attach` (or `release`) must follow. Joins on
+        this instance are counted exactly; joins at the same moment on others, as far
+        as presence shows them."""
+        online = set(await self.presence.devices(account_id))
+        admitted = self._admitted.setdefault(account_id, {})
+        online.update(self._conns.get(account_id, {}), admitted)
+        if device_id not in online and len(online) >= most:
+            if not admitted:
+                del self._admitted[account_id]
+            return False
+        admitted[device_id] = admitted.get(device_id, 0) + 1
+        return True
+
+    def release(self, account_id: int, device_id: str) -> None:
+        """Undo an `admit` (the connection attached, or went away before it could)."""
+        admitted = self._admitted.get(account_id, {})
+        left = admitted.get(device_id, 0) - 1
+        if left > 0:
+            admitted[device_id] = left
+        else:
+            admitted.pop(device_id, None)
+            if not admitted:
+                self._admitted.pop(account_id, None)
+
     async def attach(self, conn: Connection) -> None:
+        """Add an admitted connection (see `admit`)."""
         devices = self._conns.setdefault(conn.account_id, {})
         if not devices:
             await self.bus.subscribe(topic(conn.account_id))
         devices.setdefault(conn.device_id, []).append(conn)
+        self.release(conn.account_id, conn.device_id)
         caps = {c for cs in devices[conn.device_id] for c in cs.capabilities}
         await self.presence.join(conn.account_id, conn.device_id, tuple(sorted(caps)))
         self._forget_online(conn.account_id)
