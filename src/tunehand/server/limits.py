@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from tunehand.core.model import MAX_QUEUE
+
 DEFAULT_MAX_DEVICES = 64
 """Devices of one account online at once (`serve --max-devices`)."""
 
@@ -81,8 +83,10 @@ class HashGate:
 
 
 def default_hash_gate() -> HashGate:
-    cores = os.cpu_count() or 1
-    return HashGate(slots=max(2, cores), per_network=max(2, cores // 2), wait_s=10.0)
+    """Twice the cores (argon2 runs in threads, off the event loop), and a network a
+    quarter of them: a flood from one network always leaves slots to the others."""
+    slots = max(4, 2 * (os.cpu_count() or 1))
+    return HashGate(slots=slots, per_network=max(1, slots // 4), wait_s=10.0)
 
 
 class Buckets:
@@ -118,7 +122,9 @@ class Quotas:
     likes: int = 50_000
     devices: int = 500
     """Device rows (logins), revoked ones included until the purge forgets them."""
-    queue: int = 20_000
+    remote_tracks: int = 10_000
+    queue: int = MAX_QUEUE
+    """(Enforced by the core: a command past it is refused as `invalid`.)"""
 
 
 QUOTAS = Quotas()

@@ -43,7 +43,7 @@ class Settings:
     """How often expired tokens, codes and stale device rows are purged."""
 
 
-REST_PER_S = 50.0
+REST_PER_S = 50
 REST_BURST = 200.0
 
 
@@ -67,5 +67,7 @@ class Services:
     """This instance's open channel websockets (their keepalive)."""
     hash_gate: HashGate = field(default_factory=default_hash_gate)
     """Password hashing in progress (see `limits.HashGate`)."""
-    rest_buckets: Buckets = field(default_factory=lambda: Buckets(REST_PER_S, REST_BURST))
+    rest_buckets: Buckets = field(
+        default_factory=lambda: Buckets(_env_int("TUNEHAND_REST_PER_S", REST_PER_S), REST_BURST)
+    )
     """Each account's authenticated REST requests on this instance."""

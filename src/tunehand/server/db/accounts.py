@@ -153,8 +153,27 @@ async def revoke_device_tokens(conn: AsyncConnection, account_id: int, device_id
     )
 
 
-async def purge_expired_tokens(conn: AsyncConnection, now_ms: int) -> None:
-    await conn.execute(sa.delete(tokens).where(tokens.c.expires_ms < now_ms))
+async def purge_expired_tokens(conn: AsyncConnection, now_ms: int) -> int:
+    res = await conn.execute(sa.delete(tokens).where(tokens.c.expires_ms < now_ms))
+    return int(res.rowcount or 0)
+
+
+async def purge_devices(conn: AsyncConnection, seen_before_ms: int, now_ms: int) -> int:
+    """Delete device rows that can do nothing any more: revoked ones, and ones not seen
+    since `seen_before_ms` that hold no live token."""
+    live = (
+        sa.select(tokens.c.hash)
+        .where(
+            tokens.c.device_id == devices.c.id,
+            tokens.c.account_id == devices.c.account_id,
+            tokens.c.revoked.is_(False),
+            tokens.c.expires_ms >= now_ms,
+        )
+        .exists()
+    )
+    stale = sa.and_(devices.c.last_seen_ms < seen_before_ms, ~live)
+    res = await conn.execute(sa.delete(devices).where(sa.or_(devices.c.revoked.is_(True), stale)))
+    return int(res.rowcount or 0)
 
 
 # --- devices ----------------------------------------------------------------------
