@@ -11,6 +11,7 @@ Clients talk from other loopback addresses (`local_address`): 127.0.N.x is netwo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -152,7 +153,9 @@ async def test_failures_from_many_addresses_of_a_network_meet_its_throttle(
             for i in range(2):
                 body = {"user": unique("nobody"), "password": "bad", "device_id": f"x{i}"}
                 statuses.append((await http.post(url, json=body)).status_code)
-    assert statuses.index(429) == NETWORK_FREE_FAILURES, statuses
+    # Not before: each address failed twice only. (Soon after: the delays only grow,
+    # but a busy machine may take longer than the first ones between two requests.)
+    assert statuses.index(429) >= NETWORK_FREE_FAILURES, statuses
     # The delay at once goes beyond what a slow machine takes between two requests.
     key = "net:127.0.14.0/24"
     row = {"key": key, "failures": NETWORK_FREE_FAILURES + 5, "last_ms": now_ms()}
@@ -184,8 +187,10 @@ def test_strangers_cannot_lock_a_user_out_of_its_own_network(shared_server: Serv
     assert run_async(lambda: login("127.0.16.1")).status_code == 200
     # Strangers on three networks: each gets its free failures, then waits.
     for net in (17, 18, 19):
-        answers = [run_async(lambda n=net: login(f"127.0.{n}.9", "guess")) for _ in range(5)]
-        assert [r.status_code for r in answers][-1] == 429
+        codes = [run_async(lambda n=net: login(f"127.0.{n}.9", "guess")).status_code]
+        while codes[-1] != 429 and len(codes) < 12:
+            codes.append(run_async(lambda n=net: login(f"127.0.{n}.9", "guess")).status_code)
+        assert codes[:3] == [401] * 3 and codes[-1] == 429, codes
     # As if many more networks had failed: the per-user bound is past its free failures.
     row = {"key": f"user:{user}", "failures": USER_FREE_FAILURES + 6, "last_ms": now_ms()}
     _sql(shared_server, sa.delete(login_attempts).where(login_attempts.c.key == row["key"]))
@@ -264,6 +269,40 @@ async def test_an_account_has_at_most_max_devices_online(
                     await asyncio.sleep(0.05)  # (polling the condition, with a deadline)
             async with channel(srv, tokens["c4"], device_id="c4") as four:
                 assert four.hello["device_id"] == "c4"
+
+
+async def test_a_join_sends_every_device_one_small_patch(account: Callable[..., Api]) -> None:
+    """Finding 6: every join sent the full device list to every channel (500 joins
+    pushed 6.2 GB). Now a join or leave sends one device: what the first device hears
+    per join does not grow with the number of devices."""
+    a = account("patch")
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(channel(a.srv, token(a, "p0"), device_id="p0"))
+        sizes = []
+        for i in range(1, 25):
+            ch = channel(a.srv, token(a, f"p{i}"), device_id=f"p{i}")
+            await stack.enter_async_context(ch)
+            came = await first.wait("devices", lambda m, i=i: _ids(m) == [f"p{i}"])
+            assert came["patch"] is True and came["devices"][0]["online"] is True
+            sizes.append(len(json.dumps(came)))
+        assert max(sizes) <= min(sizes) + 8, sizes  # (ids of two digits)
+    async with (
+        channel(a.srv, a.token, device_id="watcher") as w,
+        channel(a.srv, a.token, device_id="leaver") as leaver,
+    ):
+        await w.wait("devices", lambda m: _ids(m) == ["leaver"])
+        await leaver.ws.close()
+        gone = await w.wait("devices", lambda m: _ids(m) == ["leaver"])
+        assert gone["patch"] is True and gone["devices"][0]["online"] is False
+
+
+def token(a: Api, device_id: str) -> str:
+    """An access token of `a`'s account for a device of its own."""
+    return str(a.srv.login(a.name, device_id=device_id)["access_token"])
+
+
+def _ids(m: dict[str, Any]) -> list[str]:
+    return [d["id"] for d in m["devices"]]
 
 
 def test_device_rows_have_a_quota(shared_server: ServerProc) -> None:

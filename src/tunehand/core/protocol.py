@@ -145,7 +145,14 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class DevicesMsg:
+    """The account's devices: all of them, or with `patch` only those that changed (a
+    device came, went or was renamed: put in place of the one with its id) and the ids
+    of those `removed` (revoked). A join or leave is a patch, so what the account's
+    devices receive grows with their number, not with its square."""
+
     devices: tuple[DeviceInfo, ...]
+    patch: bool = False
+    removed: tuple[str, ...] = ()
     type: Literal["devices"] = "devices"
 
 

@@ -191,7 +191,7 @@ async def delete_device(request: Request) -> Response:
             raise ApiError(404, "not_found", f"no device {device_id}")
         await qa.revoke_device(conn, who.account_id, device_id)
     await s.hub.close_device(who.account_id, device_id, 4003, "revoked")
-    await s.sessions.publish_devices(who.account_id)
+    await s.sessions.publish_device(who.account_id, device_id)
     return json({"ok": True})
 
 

@@ -379,7 +379,7 @@ class Channel(WebSocket):
         for data in early:
             if not self.push(data):
                 self.close(CLOSE_TRY_AGAIN, "too slow: reconnect and resync")
-        await sessions.publish_devices(who.account_id)
+        await sessions.publish_device(who.account_id, device.id)
 
     async def _register(self, account_id: int, device_id: str, name: str) -> bool:
         """Record the device (new, or seen again); False when the id is someone else's."""
@@ -412,7 +412,7 @@ class Channel(WebSocket):
         if last and not services.hub.closing:
             try:
                 await services.sessions.device_lost(account_id, device_id)
-                await services.sessions.publish_devices(account_id)
+                await services.sessions.publish_device(account_id, device_id)
             except Exception as exc:
                 if not (isinstance(exc, StoreError) or unavailable(exc)):
                     raise

@@ -198,6 +198,26 @@ class SessionService:
         payload = wire.encode(DevicesMsg(await self.devices(account_id)))
         await self.hub.send(account_id, payload, version=DEVICES)
 
+    async def publish_device(self, account_id: int, device_id: str) -> None:
+        """Tell the account's devices that one of them came, went or was revoked: a
+        patch of that one device (see `DevicesMsg`)."""
+        async with self.engine.connect() as conn:
+            row = await qa.device(conn, device_id)
+        if row is None or row.account_id != account_id or row.revoked:
+            msg = DevicesMsg((), patch=True, removed=(device_id,))
+        else:
+            online = await self.hub.presence.devices(account_id)
+            info = DeviceInfo(
+                row.id,
+                row.name,
+                row.id in online,
+                row.last_seen_ms,
+                row.address,
+                online.get(row.id, ()),
+            )
+            msg = DevicesMsg((info,), patch=True)
+        await self.hub.send(account_id, wire.encode(msg), version=DEVICES)
+
     # --- writing ----------------------------------------------------------------
 
     async def execute(self, account_id: int, cmd: Command, sender: str | None) -> Result:
