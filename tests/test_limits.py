@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from argon2 import PasswordHasher
 from websockets.asyncio.client import connect
 
-from tests.fixtures_server import ServerProc
+from tests.fixtures_server import ServerProc, launch
 from tests.test_api import (
     PASSWORD,
     TIMEOUT_S,
@@ -36,10 +38,13 @@ from tests.test_api import (
     unique,
     ws_url,
 )
+from tunehand.core.model import MAX_QUEUE
 from tunehand.core.protocol import CLOSE_TOO_MANY_DEVICES
 from tunehand.server.auth import NETWORK_FREE_FAILURES, USER_FREE_FAILURES
-from tunehand.server.db.engine import open_engine
+from tunehand.server.db.engine import default_url, open_engine
+from tunehand.server.db.migrate import alembic_config
 from tunehand.server.db.tables import (
+    accounts,
     device_codes,
     devices,
     likes,
@@ -567,3 +572,104 @@ def test_expired_tokens_codes_and_stale_device_rows_are_purged(
     assert devs == {"new", "recent", live["device_id"]}
     assert attempts == {"purge-new"}
     assert srv.login(user, device_id=live["device_id"])["access_token"]
+
+
+# --- the queue's storage ----------------------------------------------------------------
+
+
+def test_a_small_command_on_a_long_queue_does_not_rewrite_the_queue(
+    backend: Any, account: Callable[..., Api]
+) -> None:
+    """Finding 6: a 10,000-entry queue turned each small command into a ~770 KB write.
+    The queue has a column of its own, written only when it changes. On PostgreSQL a
+    value that large lives in the table's TOAST relation, which grows by the value's
+    size at every rewrite: after 20 changes of volume and repeat it has not grown; one
+    change of the queue does make it grow (the measure works)."""
+    if backend.name != "postgres":
+        pytest.skip("measured through PostgreSQL's TOAST relation")
+    a = account("longq")
+    tid = a.ok("GET", "/v1/albums")["albums"][0]["id"]
+    track = a.ok("GET", f"/v1/albums/{tid}/tracks")["tracks"][0]["id"]
+    a.cmd("queue_add", track_ids=[track] * MAX_QUEUE)
+
+    def toast_bytes() -> int:
+        async def run() -> int:
+            engine = open_engine(db_url(a.srv))
+            try:
+                async with engine.connect() as conn:
+                    size = await conn.execute(
+                        sa.text(
+                            "SELECT pg_relation_size(reltoastrelid) FROM pg_class"
+                            " WHERE relname = 'sessions'"
+                        )
+                    )
+                    return int(size.scalar_one())
+            finally:
+                await engine.dispose()
+
+        out: int = run_async(run)
+        return out
+
+    before = toast_bytes()
+    assert before > 20_000  # the queue is there (compressed)
+    for i in range(10):
+        a.cmd("volume", value=50 + i)
+        a.cmd("repeat", mode=("all", "one", "off")[i % 3])
+    assert toast_bytes() == before
+    a.cmd("queue_remove", entry_ids=[a.state()["queue"][0]["entry_id"]])
+    assert toast_bytes() > before
+
+
+def test_the_queue_migration_keeps_existing_sessions(
+    tmp_path_factory: pytest.TempPathFactory, backend: Any
+) -> None:
+    """Migration 0004 moves each stored session's queue and order to their own column: a
+    session written by the previous schema (queue inside `state`) is the same session
+    after a real server migrated it, and commands go on from it."""
+    store = backend.store()
+    root = tmp_path_factory.mktemp("migrate")
+    (root / "data").mkdir(mode=0o700)
+    url = store.database or default_url(root / "data")
+    user = unique("migrated")
+    queue = [{"entry_id": f"e{i}", "track_id": f"t{i}", "duration_ms": 1000} for i in range(50)]
+    old_state = {
+        "version": 7,
+        "queue": queue,
+        "current": "e3",
+        "volume": 33,
+        "shuffle": True,
+        "order": [e["entry_id"] for e in reversed(queue)],
+        "repeat": "all",
+    }
+
+    async def prepare() -> None:
+        engine = open_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0003"))
+                pw = PasswordHasher().hash(PASSWORD)
+                res = await conn.execute(
+                    sa.insert(accounts).values(name=user, password_hash=pw, created_ms=0)
+                )
+                acct = res.inserted_primary_key[0]
+                await conn.execute(
+                    sa.text("INSERT INTO sessions (account_id, version, state) VALUES (:a, 7, :s)"),
+                    {"a": acct, "s": json.dumps(old_state)},
+                )
+        finally:
+            await engine.dispose()
+
+    run_async(prepare)
+    srv = launch(root, store=store, wait_scan=False)
+    try:
+        a = Api(srv, user, srv.login(user))
+        st = a.state()
+        assert st["version"] == 7
+        assert [e["entry_id"] for e in st["queue"]] == [e["entry_id"] for e in queue]
+        assert st["order"] == old_state["order"]
+        assert (st["current"], st["volume"], st["repeat"]) == ("e3", 33, "all")
+        assert a.cmd("volume", value=40)["state"]["queue"] == st["queue"]
+        assert a.state()["order"] == old_state["order"]
+        a.close()
+    finally:
+        srv.stop()
