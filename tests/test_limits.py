@@ -43,8 +43,8 @@ from tunehand.core.protocol import CLOSE_TOO_MANY_DEVICES
 from tunehand.server.auth import NETWORK_FREE_FAILURES, USER_FREE_FAILURES
 from tunehand.server.db.engine import default_url, open_engine
 from tunehand.server.db.migrate import alembic_config
+from tunehand.server.db import tables
 from tunehand.server.db.tables import (
-    accounts,
     device_codes,
     devices,
     likes,
@@ -649,7 +649,7 @@ def test_the_queue_migration_keeps_existing_sessions(
                 await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0003"))
                 pw = PasswordHasher().hash(PASSWORD)
                 res = await conn.execute(
-                    sa.insert(accounts).values(name=user, password_hash=pw, created_ms=0)
+                    sa.insert(tables.accounts).values(name=user, password_hash=pw, created_ms=0)
                 )
                 acct = res.inserted_primary_key[0]
                 await conn.execute(
