@@ -41,9 +41,9 @@ from tests.test_api import (
 from tunehand.core.model import MAX_QUEUE
 from tunehand.core.protocol import CLOSE_TOO_MANY_DEVICES
 from tunehand.server.auth import NETWORK_FREE_FAILURES, USER_FREE_FAILURES
+from tunehand.server.db import tables
 from tunehand.server.db.engine import default_url, open_engine
 from tunehand.server.db.migrate import alembic_config
-from tunehand.server.db import tables
 from tunehand.server.db.tables import (
     device_codes,
     devices,
