@@ -84,9 +84,10 @@ class HashGate:
 
 def default_hash_gate() -> HashGate:
     """Twice the cores (argon2 runs in threads, off the event loop), and a network a
-    quarter of them: a flood from one network always leaves slots to the others."""
+    quarter of them (at least 2): a flood from one network always leaves slots to the
+    others."""
     slots = max(4, 2 * (os.cpu_count() or 1))
-    return HashGate(slots=slots, per_network=max(1, slots // 4), wait_s=10.0)
+    return HashGate(slots=slots, per_network=max(2, slots // 4), wait_s=10.0)
 
 
 class Buckets:
