@@ -390,14 +390,14 @@ async def test_rest_requests_are_rate_limited_per_account(
     with accounts(srv) as make:
         a, b = make("restrate"), make("restrate")
         async with httpx.AsyncClient(base_url=srv.url, headers=a.headers, timeout=60) as http:
-            answers = await asyncio.gather(
-                *(http.get("/v1/auth/whoami") for _ in range(int(REST_BURST) + 20))
-            )
+            answers: list[httpx.Response] = []
+            for _ in range(int(REST_BURST) // 10 + 2):  # (10 at a time: few connections)
+                answers += await asyncio.gather(*(http.get("/v1/auth/whoami") for _ in range(10)))
             body = {"op": "volume", "value": 50, "command_id": unique("r")}
             command = await http.post("/v1/session/commands", json=body)
         statuses = [r.status_code for r in answers]
         assert set(statuses) == {200, 429}, statuses
-        assert REST_BURST <= statuses.count(200) <= REST_BURST + 5, statuses
+        assert REST_BURST <= statuses.count(200) <= REST_BURST + 10, statuses
         for r in (next(r for r in answers if r.status_code == 429), command):
             assert r.status_code == 429, r.text
             assert r.json()["error"]["code"] == "rate_limited"
