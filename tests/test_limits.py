@@ -38,6 +38,7 @@ from tests.test_api import (
     unique,
     ws_url,
 )
+from tunehand.cli.watch import merged_devices
 from tunehand.core.model import MAX_QUEUE
 from tunehand.core.protocol import CLOSE_TOO_MANY_DEVICES
 from tunehand.server.auth import NETWORK_FREE_FAILURES, USER_FREE_FAILURES
@@ -93,6 +94,16 @@ def test_networks_are_slash_24_and_slash_64() -> None:
     assert network("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
     assert network("::ffff:198.51.100.7") == "198.51.100.0/24"
     assert network("testclient") == "testclient"
+
+
+def test_ctl_watch_merges_devices_patches() -> None:
+    """`ctl watch` reads the channel itself: a patch changes only the devices it names."""
+    full = {"devices": [{"id": "a", "online": False}, {"id": "b", "online": False}]}
+    devices = merged_devices([], full)
+    devices = merged_devices(devices, {"patch": True, "devices": [{"id": "b", "online": True}]})
+    assert devices == [{"id": "a", "online": False}, {"id": "b", "online": True}]
+    patch = {"patch": True, "devices": [{"id": "c", "online": True}], "removed": ["a"]}
+    assert [d["id"] for d in merged_devices(devices, patch)] == ["b", "c"]
 
 
 # --- device-code starts ---------------------------------------------------------------
