@@ -261,6 +261,13 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         metavar="IP",
         help="a reverse proxy whose X-Forwarded-For is believed (repeatable; default: none)",
     )
+    serve.add_argument(
+        "--max-devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="devices of one account online at once; one more is refused (default: 64)",
+    )
     _server_store_options(serve)
 
 

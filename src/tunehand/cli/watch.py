@@ -100,6 +100,17 @@ def formatter(template: str | None, waybar: bool) -> Callable[[dict[str, Any]], 
     return lambda st: json.dumps(st, ensure_ascii=False)
 
 
+def merged_devices(devices: list[Any], msg: dict[str, Any]) -> list[Any]:
+    """The device list after a `devices` message: a full list, or a patch of the devices
+    that changed and the ids removed (as `Mirror.on_devices`)."""
+    if not msg.get("patch"):
+        return list(msg["devices"])
+    changed = {d["id"]: d for d in msg["devices"]}
+    gone = set(msg.get("removed", ()))
+    kept = [changed.pop(d["id"], d) for d in devices if d["id"] not in gone]
+    return kept + [d for d in changed.values() if d["id"] not in gone]
+
+
 def watch(
     api: ApiClient,
     out: IO[str],
@@ -152,7 +163,7 @@ def watch(
                         devices = msg["devices"]
                         state_msg = msg["state"]
                     elif kind == "devices":
-                        devices = msg["devices"]
+                        devices = merged_devices(devices, msg)
                         continue
                     elif kind == "state":
                         if state_msg is not None and msg["version"] <= state_msg["version"]:

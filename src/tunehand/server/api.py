@@ -17,10 +17,11 @@ from tunehand import __version__
 from tunehand.core import names
 from tunehand.core.commands import Command, Result
 from tunehand.errors import AuthError
-from tunehand.server import auth, security
+from tunehand.server import auth, quotas, security
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import userdata as qu
 from tunehand.server.hub import REVOKED_DEVICE, REVOKED_FAMILY
+from tunehand.server.limits import QUOTAS
 from tunehand.server.web import (
     ApiError,
     body,
@@ -106,6 +107,7 @@ async def login(request: Request) -> Response:
             names.clean(b.device_name) or b.device_id,
             address,
             now_ms(),
+            services(request).hash_gate,
         )
     except auth.Throttled:
         security.event(security.LOGIN_THROTTLED, user=b.user[:200], address=address)
@@ -207,7 +209,7 @@ async def delete_device(request: Request) -> Response:
         security.DEVICE_REVOKED, user=who.account_name, device=device_id, by=who.device_id
     )
     await s.hub.revoke(REVOKED_DEVICE, who.account_id, device_id)
-    await s.sessions.publish_devices(who.account_id)
+    await s.sessions.publish_device(who.account_id, device_id)
     return json({"ok": True})
 
 
@@ -252,14 +254,15 @@ async def put_playlist(request: Request) -> Response:
     who = await principal(request)
     name = _new_playlist_name(path_param(request, "name"))
     b = await body(request, PlaylistBody)
-    if len(b.track_ids) > 10_000:
-        raise ApiError(422, "invalid", "track_ids: at most 10000")
+    if len(b.track_ids) > QUOTAS.playlist_entries:
+        raise ApiError(422, "invalid", f"track_ids: at most {QUOTAS.playlist_entries}")
     s = services(request)
     known = await s.sessions.tracks(who.account_id, b.track_ids)
     missing = [t for t in b.track_ids if t not in known]
     if missing:
         raise ApiError(404, "not_found", f"no such track: {missing[0]}")
     async with s.engine.begin() as conn:
+        await quotas.room_for_playlist(conn, who.account_id, name)
         await qu.save_playlist(conn, who.account_id, name, b.track_ids, now_ms())
     return json({"ok": True})
 
@@ -309,6 +312,7 @@ async def like(request: Request) -> Response:
         if request.method == "DELETE":
             await qu.unlike(conn, who.account_id, track_id)
         else:
+            await quotas.room_for_like(conn, who.account_id, track_id)
             await qu.like(conn, who.account_id, track_id, now_ms())
     return json({"ok": True})
 
@@ -336,6 +340,7 @@ async def add_remote(request: Request) -> Response:
     if not b.url.startswith(("http://", "https://")) or len(b.url) > 2000:
         raise ApiError(422, "invalid", "url: must be an http(s) URL of at most 2000 characters")
     async with services(request).engine.begin() as conn:
+        await quotas.room_for_remote(conn, who.account_id, qu.remote_id(who.account_id, b.url))
         rid = await qu.add_remote(conn, who.account_id, b.url, names.clean(b.title, 300))
     return json({"id": rid})
 

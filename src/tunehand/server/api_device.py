@@ -312,7 +312,12 @@ async def approve_form(request: Request) -> Response:
             user = field("user")[: auth.MAX_NAME + 1]
             try:
                 account = await device_code.password_account(
-                    s.engine, user, field("password")[: auth.MAX_PASSWORD + 1], address, now
+                    s.engine,
+                    user,
+                    field("password")[: auth.MAX_PASSWORD + 1],
+                    address,
+                    now,
+                    s.hash_gate,
                 )
             except auth.Throttled as exc:
                 security.event(security.LOGIN_THROTTLED, user=user, address=address, page="approve")

@@ -30,6 +30,7 @@ from tunehand.core.protocol import (
     CLOSE_EXPIRED,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY_DEVICES,
     MAX_MESSAGE_BYTES,
     Auth,
     CommandMsg,
@@ -45,7 +46,7 @@ from tunehand.core.protocol import (
     TimeReply,
     TimeRequest,
 )
-from tunehand.errors import AuthError, ProtocolError, StoreError
+from tunehand.errors import AuthError, ProtocolError, QuotaError, StoreError
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import unavailable
@@ -277,7 +278,17 @@ class Channel(WebSocket):
         try:
             msg: Any = _decode(data)
         except ProtocolError as exc:
-            self._send(ErrorMsg("invalid", str(exc)))
+            if self._take():
+                self._send(ErrorMsg("invalid", str(exc)))
+            return None
+        # Every message takes a token of the connection's bucket; past it a command gets
+        # `rate_limited`, a report is dropped (the next one says the same), the others an
+        # error.
+        if not self._take():
+            if isinstance(msg, CommandMsg):
+                self._send(ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
+            elif not isinstance(msg, ReportMsg):
+                self._send(ErrorMsg("rate_limited", f"slow down: {msg.type} dropped"))
             return None
         if isinstance(msg, TimeRequest):
             t1 = now_ms()
@@ -285,11 +296,10 @@ class Channel(WebSocket):
         elif isinstance(msg, Ping):
             self._send(Pong(now_ms()))
         elif isinstance(msg, CommandMsg):
-            if not self._take() or not self._add(msg.command):
+            if not self._add(msg.command):
                 self._send(ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
         elif isinstance(msg, ReportMsg):
-            if self._take():
-                return self._report(msg)
+            return self._report(msg)
         elif isinstance(msg, Resync):
             return self._resync()
         elif isinstance(msg, Ready):
@@ -311,7 +321,7 @@ class Channel(WebSocket):
         self.send(data)
 
     def _take(self) -> bool:
-        """The token bucket bounding this connection's commands and reports."""
+        """The token bucket bounding this connection's messages (all of them)."""
         now = time.monotonic()
         self.level = min(COMMAND_BURST, self.level + (now - self.t_level) * COMMANDS_PER_S)
         self.t_level = now
@@ -364,14 +374,24 @@ class Channel(WebSocket):
             self.peer = await _forwarded_client(self.proxy, self.peer, self.forwarded)
             self.forwarded = ""
         self.peer = self.peer[:MAX_ADDRESS]
-        if not await self._register(who.account_id, device.id, device.name):
+        hub, most = services.hub, services.settings.max_devices
+        if not await hub.admit(who.account_id, device.id, most):
+            message = f"too many devices online: this server allows {most} per account"
+            self._send(ErrorMsg("too_many_devices", message))
+            self.close(CLOSE_TOO_MANY_DEVICES, "too many devices online")
+            return
+        try:
+            registered = await self._register(who.account_id, device.id, device.name)
+        except BaseException:
+            hub.release(who.account_id, device.id)
+            raise
+        if not registered or self.lost:
+            hub.release(who.account_id, device.id)
             return
         self.deadline = 0.0
         self.account_id, self.device_id = who.account_id, device.id
         self.capabilities = tuple(device.capabilities)
         self.family = who.family
-        if self.lost:  # gone while authenticating: nothing to attach
-            return
         self._expire_at(who.expires_ms)
         sessions = services.sessions
         self.joined = (time.time_ns(), os.urandom(6).hex())
@@ -388,7 +408,7 @@ class Channel(WebSocket):
         for data in early:
             if not self.push(data):
                 self.close(CLOSE_TRY_AGAIN, "too slow: reconnect and resync")
-        await sessions.publish_devices(who.account_id)
+        await sessions.publish_device(who.account_id, device.id)
 
     def _expire_at(self, expires_ms: int) -> None:
         """Close the channel when the access token it holds expires."""
@@ -432,6 +452,13 @@ class Channel(WebSocket):
                 self._send(ErrorMsg("unauthorized", "this device id is not yours or revoked"))
                 self.close(CLOSE_AUTH, "unauthorized")
                 return False
+            if owner is None:
+                try:
+                    await auth.check_device_room(conn, account_id)
+                except QuotaError as exc:
+                    self._send(ErrorMsg("quota", str(exc)))
+                    self.close(CLOSE_TOO_MANY_DEVICES, "too many devices")
+                    return False
             await qa.upsert_device(
                 conn, account_id, device_id, names.clean(name) or device_id, now_ms(), self.peer
             )
@@ -450,7 +477,7 @@ class Channel(WebSocket):
         if last and not services.hub.closing and not self.replaced:
             try:
                 await services.sessions.device_lost(account_id, device_id)
-                await services.sessions.publish_devices(account_id)
+                await services.sessions.publish_device(account_id, device_id)
             except Exception as exc:
                 if not (isinstance(exc, StoreError) or unavailable(exc)):
                     raise

@@ -22,6 +22,7 @@ from tunehand.errors import AuthError, StoreError
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import device_codes as dq
+from tunehand.server.limits import HashGate, network
 
 ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels, no digits: nothing to misread
 USER_CODE_LEN = 8
@@ -32,6 +33,8 @@ FORGET_FAILURES_MS = 24 * 3600 * 1000
 STARTS_PER_ADDRESS = 20
 """New codes one address may ask for per `START_WINDOW_MS`."""
 START_WINDOW_MS = 10 * 60 * 1000
+STARTS_PER_NETWORK = 60
+"""... and one network (/24, /64) may ask for: one host can hold many of its addresses."""
 MAX_PENDING = 10_000
 """Codes waiting for an answer at once, server-wide: a bound on what strangers can store."""
 
@@ -81,15 +84,19 @@ async def start(
     limited per address (`STARTS_PER_ADDRESS` per 10 minutes) and server-wide
     (`MAX_PENDING`); beyond either the answer is 429 with Retry-After."""
     async with engine.begin() as conn:
-        count, window_start = await qa.count_in_window(
-            conn, f"dcstart:{address}", now_ms, START_WINDOW_MS
-        )
-    if count > STARTS_PER_ADDRESS:
-        raise auth.Throttled(
-            max(1, (window_start + START_WINDOW_MS - now_ms) // 1000),
-            "too many device-code logins from this address",
-        )
-    async with engine.begin() as conn:
+        # Counted and inserted in one transaction, the count raised first (a row lock
+        # until the end): parallel starts from one address never read the same count.
+        net = network(address)
+        limits = [(f"dcstart:{address}", STARTS_PER_ADDRESS, "this address")]
+        if net != address:
+            limits.append((f"dcstart-net:{net}", STARTS_PER_NETWORK, "this network"))
+        for key, most, where in limits:
+            count, window_start = await qa.count_in_window(conn, key, now_ms, START_WINDOW_MS)
+            if count > most:
+                raise auth.Throttled(
+                    max(1, (window_start + START_WINDOW_MS - now_ms) // 1000),
+                    f"too many device-code logins from {where}",
+                )
         await dq.purge_expired(conn, now_ms - KEEP_EXPIRED_MS)
         if await dq.count_pending(conn, now_ms) >= MAX_PENDING:
             raise auth.Throttled(60, "too many device-code logins are waiting")
@@ -193,8 +200,8 @@ async def _decide(
     parallel burst sees itself and gets only the free attempts); a code that exists then
     takes back its own count, and only that.
     """
-    keys = [f"code-addr:{address}", f"code-acct:{account_id}"]
-    await _forget_old_failures(engine, keys, now_ms)
+    keys: list[auth.Key] = [*auth.address_keys("code-", address), f"code-acct:{account_id}"]
+    await _forget_old_failures(engine, [auth.split_key(k)[0] for k in keys], now_ms)
     code = normalize(user_code)
     async with engine.begin() as conn:
         await auth.begin_attempts(conn, keys, now_ms)
@@ -207,7 +214,7 @@ async def _decide(
             )
         else:
             for key in keys:
-                await qa.undo_attempt(conn, key)
+                await qa.undo_attempt(conn, auth.split_key(key)[0])
             other = await qa.device(conn, row.device_id)
             if row.expires_ms < now_ms:
                 refusal = GrantError(
@@ -257,12 +264,17 @@ async def approve(
 
 
 async def password_account(
-    engine: AsyncEngine, name: str, password: str, address: str, now_ms: int
+    engine: AsyncEngine,
+    name: str,
+    password: str,
+    address: str,
+    now_ms: int,
+    gate: HashGate | None = None,
 ) -> qa.Account:
     """The approval page's password check: the throttling and timing of a login, and the
-    per-address count of wrong codes."""
-    addr_key = f"code-addr:{address}"
-    await _forget_old_failures(engine, [addr_key], now_ms)
+    per-address (and per-network) count of wrong codes."""
+    addr_keys = auth.address_keys("code-", address)
+    await _forget_old_failures(engine, [auth.split_key(k)[0] for k in addr_keys], now_ms)
     async with engine.begin() as conn:
-        await auth.check_throttle(conn, [addr_key], now_ms)
-    return await auth.check_password(engine, name, password, address, now_ms)
+        await auth.check_throttle(conn, addr_keys, now_ms)
+    return await auth.check_password(engine, name, password, address, now_ms, gate)

@@ -77,6 +77,8 @@ class Hub:
         """Presence of accounts with devices here, read at most every PRESENCE_CACHE_S:
         every command asks which devices are online (on Redis a round trip)."""
         self._forgets = 0
+        self._admitted: dict[int, dict[str, int]] = {}
+        """Devices let in by `admit` and not yet attached (how many connections each)."""
         self.closing = False
         self.on_transfer_reply: Callable[[dict[str, Any]], None] | None = None
         self.on_version: Callable[[int, int, bytes], None] | None = None
@@ -203,12 +205,40 @@ class Hub:
     def connection_count(self) -> int:
         return sum(len(c) for d in self._conns.values() for c in d.values())
 
+    async def admit(self, account_id: int, device_id: str, most: int) -> bool:
+        """Let a device of the account in unless `most` other devices are online (on any
+        instance) or being let in here; `attach` (or `release`) must follow. Joins on
+        this instance are counted exactly; joins at the same moment on others, as far
+        as presence shows them."""
+        online = set(await self.presence.devices(account_id))
+        admitted = self._admitted.setdefault(account_id, {})
+        online.update(self._conns.get(account_id, {}), admitted)
+        if device_id not in online and len(online) >= most:
+            if not admitted:
+                del self._admitted[account_id]
+            return False
+        admitted[device_id] = admitted.get(device_id, 0) + 1
+        return True
+
+    def release(self, account_id: int, device_id: str) -> None:
+        """Undo an `admit` (the connection attached, or went away before it could)."""
+        admitted = self._admitted.get(account_id, {})
+        left = admitted.get(device_id, 0) - 1
+        if left > 0:
+            admitted[device_id] = left
+        else:
+            admitted.pop(device_id, None)
+            if not admitted:
+                self._admitted.pop(account_id, None)
+
     async def attach(self, conn: Connection) -> bool:
-        """Take a connection in; False (and it is closed) when its login was revoked
-        while it authenticated. Earlier connections of its device, here or on another
-        instance, are closed with CLOSE_REPLACED: one device never plays twice."""
+        """Take an admitted connection in (see `admit`); False (and it is closed) when its
+        login was revoked while it authenticated. Earlier connections of its device, here
+        or on another instance, are closed with CLOSE_REPLACED: one device never plays
+        twice."""
         why = self._revoked(conn)
         if why is not None:
+            self.release(conn.account_id, conn.device_id)
             conn.close(CLOSE_REVOKED, why)
             return False
         devices = self._conns.setdefault(conn.account_id, {})
@@ -219,6 +249,7 @@ class Hub:
             old.replaced = True
             old.close(CLOSE_REPLACED, "replaced by a newer connection of this device")
         same.append(conn)
+        self.release(conn.account_id, conn.device_id)
         caps = {c for cs in devices[conn.device_id] for c in cs.capabilities}
         await self.presence.join(conn.account_id, conn.device_id, tuple(sorted(caps)))
         self._forget_online(conn.account_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -17,7 +18,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tunehand import wire
-from tunehand.errors import AuthError, NotFound, ProtocolError, StoreError, UsageError
+from tunehand.errors import (
+    AuthError,
+    NotFound,
+    ProtocolError,
+    QuotaError,
+    StoreError,
+    UsageError,
+)
 from tunehand.server import auth
 from tunehand.server.db.engine import unavailable
 from tunehand.server.services import Services
@@ -105,12 +113,17 @@ async def body(request: Request, type_: type[T]) -> T:
 
 
 async def principal(request: Request) -> auth.Principal:
+    """Who sends the request; every such request takes a token of its account's bucket
+    (`Services.rest_buckets`), past which the answer is 429 with Retry-After."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise AuthError("not logged in: send Authorization: Bearer TOKEN")
     s = services(request)
     who = await auth.authenticate(s.engine, header[7:].strip(), now_ms())
     _bind.set((s.signer, who.device_id))
+    wait_s = s.rest_buckets.take(who.account_id)
+    if wait_s:
+        raise auth.Throttled(max(1, math.ceil(wait_s)), "too many requests: slow down")
     return who
 
 
@@ -133,6 +146,8 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         return error(422, "invalid", str(exc))
     if isinstance(exc, NotFound):
         return error(404, "not_found", str(exc))
+    if isinstance(exc, QuotaError):
+        return error(409, "quota", str(exc))
     if isinstance(exc, StoreError):
         return error(503, "unavailable", str(exc))
     if unavailable(exc):

@@ -132,5 +132,6 @@ async def consume(conn: AsyncConnection, code_hash: str) -> bool:
     return res.rowcount == 1
 
 
-async def purge_expired(conn: AsyncConnection, before_ms: int) -> None:
-    await conn.execute(sa.delete(device_codes).where(device_codes.c.expires_ms < before_ms))
+async def purge_expired(conn: AsyncConnection, before_ms: int) -> int:
+    res = await conn.execute(sa.delete(device_codes).where(device_codes.c.expires_ms < before_ms))
+    return int(res.rowcount or 0)

@@ -71,7 +71,8 @@ sessions = sa.Table(
         "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Column("version", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # the session without its queue and order
+    sa.Column("queue", sa.Text, nullable=True),  # the queue and order (`sessions.StoredQueue`)
 )
 
 command_results = sa.Table(
