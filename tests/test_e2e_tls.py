@@ -173,13 +173,18 @@ def test_tls_with_a_private_ca(
     assert refused.returncode == 4 and "TLS failed" in refused.stderr, refused.stderr
 
 
-def test_certfile_needs_keyfile(start_server: Callable[..., ServerProc], pki: Path) -> None:
+def test_certfile_needs_keyfile(
+    start_server: Callable[..., ServerProc], pki: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
     r = subprocess.run(
         [
             sys.executable,
             "-m",
             "tunehand",
             "serve",
+            "--data-dir",
+            str(data),
             "--port",
             "0",
             "--certfile",
@@ -191,3 +196,4 @@ def test_certfile_needs_keyfile(start_server: Callable[..., ServerProc], pki: Pa
         check=False,
     )
     assert r.returncode == 2 and "--keyfile" in r.stderr
+    assert not data.exists()  # the arguments are checked before anything is written

@@ -162,17 +162,18 @@ def run_serve(args: argparse.Namespace) -> int:
             " workers share sessions and devices through them, as several instances do"
         )
     max_connections = _max_connections(getattr(args, "max_connections", None))
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    security.to_file(settings.data_dir)
-    # The signing key now, so that a bad one is one line (not a failed app startup).
-    load_or_create_key(settings.data_dir, os.environ)
-    asyncio.run(_migrate(settings))
     certfile, keyfile = getattr(args, "certfile", None), getattr(args, "keyfile", None)
     if bool(certfile) != bool(keyfile):
         raise UsageError("--certfile and --keyfile go together")
     for f in (certfile, keyfile):
         if f and not os.access(f, os.R_OK):
             raise UsageError(f"cannot read {f}")
+    # Arguments are checked before anything is written or migrated.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    security.to_file(settings.data_dir)
+    # The signing key now, so that a bad one is one line (not a failed app startup).
+    load_or_create_key(settings.data_dir, os.environ)
+    asyncio.run(_migrate(settings))
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
