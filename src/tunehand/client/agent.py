@@ -22,6 +22,7 @@ from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
 from tunehand.core.model import Position, SessionState
+from tunehand.core.position import PositionModel
 from tunehand.core.protocol import (
     DeviceHello,
     DevicesMsg,
@@ -46,7 +47,13 @@ from tunehand.player.base import Player
 log = logging.getLogger("tunehand.agent")
 
 REPORT_EVERY_S = 5.0
+DRIFT_CHECK_S = 0.02
+"""How often the playing device compares its audible position with the session's line."""
+DRIFT_REPORT_GAP_S = 0.05
+"""At most one re-anchoring report this often (a device whose rate is not known yet)."""
 SEEK_TOLERANCE_MS = 300
+START_SEEK_MS = 3
+"""A transfer target held this far from the switch position seeks to it before T."""
 JOURNAL_MAX_AGE_S = 120.0
 JOURNAL_MAX = 200
 TIME_BURST = 5
@@ -101,6 +108,12 @@ class Agent:
         self._last_anchor: tuple[int, int] | None = None
         self._last_position: Position | None = None
         """The playback anchor of the last state the player followed here."""
+        self.model = PositionModel()
+        """The audible steps of the player while it plays here (core/position.py)."""
+        self._reported: tuple[Position, Position] | None = None
+        """(the session's anchor then, the anchor reported): the line the server is
+        taking from our report, until a state with another anchor arrives."""
+        self._drift_reported_at = 0.0
         self._directive_term = 0
         """The term of the last start/stop directive. A state with an older term was sent
         before it (a command's result can overtake its state) and must not undo it."""
@@ -143,6 +156,7 @@ class Agent:
             self.player = self._player_factory(self._on_player_event, loop)
         self._spawn(self._clock_loop())
         self._spawn(self._report_loop())
+        self._spawn(self._drift_loop())
         try:
             await self.channel.run()
         finally:
@@ -336,8 +350,10 @@ class Agent:
             prev, self._last_position = self._last_position, st.position
             self._last_anchor = anchor
             if st.position.playing and player.paused():
+                self.model.reset()
                 player.resume()
             elif not st.position.playing and not player.paused():
+                self.model.reset()
                 player.pause()
                 # A pause: tell where the audio really stopped. Unless the same state also
                 # moved the position (`next` at the end of the queue stops at the start):
@@ -350,6 +366,7 @@ class Agent:
             pos = player.position_ms()
             if external and pos is not None and abs(pos - want_pos) > SEEK_TOLERANCE_MS:
                 self._settling = cur.entry_id
+                self.model.reset()
                 player.seek(want_pos)
             if st.position.playing and st.position.rate == 0 and not player.paused():
                 self._report(True)
@@ -369,6 +386,7 @@ class Agent:
     def _load(self, tag: str, url: str, position_ms: int, paused: bool) -> None:
         assert self.player is not None
         self._settling = tag
+        self.model.reset()
         self.player.load(tag, url, position_ms=position_ms, paused=paused)
 
     def _absolute(self, url: str) -> str:
@@ -377,29 +395,72 @@ class Agent:
     def _report(self, playing: bool, event: str = "progress", entry: str | None = None) -> None:
         if self.player is None or not self._mine():
             return
+        if self._switching and event == "progress":
+            return  # a switch is due: the directive's instant decides, not this report
         st = self.mirror.state
         tag = entry or self.player.playing_tag() or st.current
-        pos = self.player.position_ms()
-        if event == "progress" and (tag == self._settling or pos is None):
-            return  # not known yet: the player's Ready reports it
-        # An `ended` or `error` report must go out even when the player no longer knows
-        # a position (it moved on): without it the server never advances.
-        pos = pos or 0
-        rep = Report(
-            term=max(st.term, self._directive_term),
-            entry_id=tag,
-            position_ms=max(0, pos),
-            at_ms=self.server_now(),
-            playing=playing,
-            rate=1.0 if playing else 0.0,
-            event=event,  # type: ignore[arg-type]
-            version=st.version,
-        )
+        sample = self.player.position_sample()
+        if event == "progress" and (tag == self._settling or sample is None):
+            return  # not known yet: the player's Ready or the drift check reports it
+        if sample is not None:
+            pos, at_ms = sample[0], self.sync.server_ms(sample[1] * 1000)
+        else:
+            # An `ended` or `error` report must go out even when the player no longer
+            # knows a position (it moved on): without it the server never advances.
+            pos, at_ms = self.player.position_ms() or 0, self.server_now()
+        rate = self.model.rate() if playing else 0.0
         key = (st.version, tag, playing)
         if event == "progress" and key == self._last_report:
             return
         self._last_report = key
+        self._send_report(Position(max(0, pos), at_ms, playing, rate), tag, event)
+
+    def _send_report(self, anchor: Position, tag: str | None, event: str = "progress") -> None:
+        st = self.mirror.state
+        rep = Report(
+            term=max(st.term, self._directive_term),
+            entry_id=tag,
+            position_ms=anchor.position_ms,
+            at_ms=anchor.at_ms,
+            playing=anchor.playing,
+            rate=anchor.rate,
+            event=event,  # type: ignore[arg-type]
+            version=st.version,
+        )
+        if event == "progress":
+            self._reported = (st.position, anchor)
         self._send(ReportMsg(rep))
+
+    def _check_drift(self) -> None:
+        """Re-anchor the session when the audible position left its line (DRIFT_MS)."""
+        player = self.player
+        if player is None or self._stopped or self._switching or not self._mine():
+            return
+        st = self.mirror.state
+        if st.term < self._directive_term or not st.position.playing:
+            return
+        tag = player.playing_tag()
+        if tag is None or tag != st.current or tag == self._settling or player.paused():
+            return
+        sample = player.position_sample()
+        if sample is None:
+            return
+        self.model.observe(sample[0], self.sync.server_ms(sample[1] * 1000))
+        if self._reported is not None and self._reported[0] != st.position:
+            self._reported = None  # a newer anchor came (ours, or someone's command)
+        anchor = self._reported[1] if self._reported is not None else st.position
+        fix = self.model.check(anchor, self.server_now())
+        now = time.monotonic()
+        if fix is None or now - self._drift_reported_at < DRIFT_REPORT_GAP_S:
+            return
+        self._drift_reported_at = now
+        self._last_report = None
+        self._send_report(fix, tag)
+
+    async def _drift_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DRIFT_CHECK_S)
+            self._check_drift()
 
     async def _report_loop(self) -> None:
         while True:
@@ -422,11 +483,17 @@ class Agent:
                 self._holding_since = time.monotonic()
                 self._send(Ready(transfer_id))
                 return
-            if self._mine() and ev.tag == st.current and self.player is not None:
+            if (
+                self._mine()
+                and not self._switching
+                and ev.tag == st.current
+                and self.player is not None
+            ):
                 self._last_report = None
                 self._reconcile()  # what changed while it loaded or seeked
                 self._report(not self.player.paused())
         elif isinstance(ev, pev.Advanced):
+            self.model.reset()
             if ev.previous is not None:
                 self._report(True, "ended", ev.previous)
             self._next_prefetched = None
@@ -459,6 +526,7 @@ class Agent:
             self._holding_since = time.monotonic()
             self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, True)
         elif d.action == "start":
+            self._seek_for_start(d)
             self._switch(d, lambda: self._start(d))
         elif d.action == "stop":
             self._holding_for_transfer = False
@@ -487,6 +555,20 @@ class Agent:
         else:
             loop.call_at(loop.time() + delay_s, fn)
 
+    def _seek_for_start(self, d: DirectiveMsg) -> None:
+        """A prepared target held off the switch position (the source's line moved since
+        the prepare) seeks there now, paused, so at T it only has to unpause."""
+        player = self.player
+        if player is None or d.entry_id is None or player.playing_tag() != d.entry_id:
+            return
+        if self._settling == d.entry_id or not player.paused():
+            return
+        pos = player.position_ms()
+        if pos is not None and abs(pos - d.position_ms) > START_SEEK_MS:
+            self._settling = d.entry_id
+            self.model.reset()
+            player.seek(d.position_ms)
+
     def _start(self, d: DirectiveMsg) -> None:
         player = self.player
         if player is None or d.entry_id is None:
@@ -498,12 +580,15 @@ class Agent:
             self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, not d.playing)
         else:
             pos = player.position_ms()
-            if pos is not None and abs(pos - d.position_ms) > 40:
+            late = self._settling != d.entry_id and player.paused()
+            if late and pos is not None and abs(pos - d.position_ms) > START_SEEK_MS:
                 self._settling = d.entry_id
                 player.seek(d.position_ms)
+            self.model.reset()
             if d.playing:
                 player.resume()
         self._last_anchor = self._last_position = None
+        self._reported = None
         self._publish("playback moved here")
 
     def _stop_for_transfer(self) -> None:
