@@ -47,10 +47,14 @@ from tunehand.player.base import Player
 log = logging.getLogger("tunehand.agent")
 
 REPORT_EVERY_S = 5.0
-DRIFT_CHECK_S = 0.02
+DRIFT_CHECK_S = 0.01
 """How often the playing device compares its audible position with the session's line."""
-DRIFT_REPORT_GAP_S = 0.05
+DRIFT_REPORT_GAP_S = 0.03
 """At most one re-anchoring report this often (a device whose rate is not known yet)."""
+REPORT_CONFIRM_S = 0.15
+"""A report whose anchor no state has brought back by then was not taken (the server
+found it within its tolerance, or made before a state still on its way): the session's
+own anchor is the line to check against again."""
 SEEK_TOLERANCE_MS = 300
 START_SEEK_MS = 3
 """A transfer target held this far from the switch position seeks to it before T."""
@@ -110,9 +114,10 @@ class Agent:
         """The playback anchor of the last state the player followed here."""
         self.model = PositionModel()
         """The audible steps of the player while it plays here (core/position.py)."""
-        self._reported: tuple[Position, Position] | None = None
-        """(the session's anchor then, the anchor reported): the line the server is
-        taking from our report, until a state with another anchor arrives."""
+        self._reported: tuple[Position, Position, float] | None = None
+        """(the session's anchor then, the anchor reported, time.monotonic() sent): the
+        line the server is taking from our report, until a state with another anchor
+        arrives or REPORT_CONFIRM_S passes."""
         self._drift_reported_at = 0.0
         self._directive_term = 0
         """The term of the last start/stop directive. A state with an older term was sent
@@ -428,7 +433,7 @@ class Agent:
             version=st.version,
         )
         if event == "progress":
-            self._reported = (st.position, anchor)
+            self._reported = (st.position, anchor, time.monotonic())
         self._send(ReportMsg(rep))
 
     def _check_drift(self) -> None:
@@ -446,11 +451,12 @@ class Agent:
         if sample is None:
             return
         self.model.observe(sample[0], self.sync.server_ms(sample[1] * 1000))
-        if self._reported is not None and self._reported[0] != st.position:
-            self._reported = None  # a newer anchor came (ours, or someone's command)
-        anchor = self._reported[1] if self._reported is not None else st.position
-        fix = self.model.check(anchor, self.server_now())
         now = time.monotonic()
+        rep = self._reported
+        if rep is not None and (rep[0] != st.position or now - rep[2] > REPORT_CONFIRM_S):
+            self._reported = rep = None  # a newer anchor came (ours or not), or none will
+        anchor = rep[1] if rep is not None else st.position
+        fix = self.model.check(anchor, self.server_now())
         if fix is None or now - self._drift_reported_at < DRIFT_REPORT_GAP_S:
             return
         self._drift_reported_at = now
