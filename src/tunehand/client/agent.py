@@ -152,6 +152,10 @@ class Agent:
     def server_now(self) -> int:
         return self.sync.server_ms(self._local_ms())
 
+    def _server_ms_at(self, monotonic_s: float) -> int:
+        """Server time of an instant on time.monotonic() (a player's step)."""
+        return self.sync.server_ms(self._local_ms() - (time.monotonic() - monotonic_s) * 1000)
+
     # --- running ----------------------------------------------------------------
 
     async def run(self) -> None:
@@ -374,7 +378,11 @@ class Agent:
                 self.model.reset()
                 player.seek(want_pos)
             if st.position.playing and st.position.rate == 0 and not player.paused():
-                self._report(True)
+                # Audible, and the session waits for that: unless the rate 0 is our own
+                # stall report and nothing played since (its step is older than it).
+                sample = player.position_sample()
+                if sample is not None and self._server_ms_at(sample[1]) >= st.position.at_ms:
+                    self._report(True)
         self._prefetch_next()
 
     def _prefetch_next(self) -> None:
@@ -408,7 +416,7 @@ class Agent:
         if event == "progress" and (tag == self._settling or sample is None):
             return  # not known yet: the player's Ready or the drift check reports it
         if sample is not None:
-            pos, at_ms = sample[0], self.sync.server_ms(sample[1] * 1000)
+            pos, at_ms = sample[0], self._server_ms_at(sample[1])
         else:
             # An `ended` or `error` report must go out even when the player no longer
             # knows a position (it moved on): without it the server never advances.
@@ -450,7 +458,7 @@ class Agent:
         sample = player.position_sample()
         if sample is None:
             return
-        self.model.observe(sample[0], self.sync.server_ms(sample[1] * 1000))
+        self.model.observe(sample[0], self._server_ms_at(sample[1]))
         now = time.monotonic()
         rep = self._reported
         if rep is not None and (rep[0] != st.position or now - rep[2] > REPORT_CONFIRM_S):
@@ -586,10 +594,12 @@ class Agent:
             self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, not d.playing)
         else:
             pos = player.position_ms()
-            late = self._settling != d.entry_id and player.paused()
-            if late and pos is not None and abs(pos - d.position_ms) > START_SEEK_MS:
+            # Past T (the directive came late): where the session is now, not at T.
+            want = d.position_ms + (max(0, self.server_now() - d.at_ms) if d.playing else 0)
+            held = self._settling != d.entry_id and player.paused()
+            if held and pos is not None and abs(pos - want) > START_SEEK_MS:
                 self._settling = d.entry_id
-                player.seek(d.position_ms)
+                player.seek(want)
             self.model.reset()
             if d.playing:
                 player.resume()

@@ -20,6 +20,7 @@ Pure: times come in as arguments (server milliseconds).
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 
@@ -41,8 +42,11 @@ JUMP_MS = 150
 """A step this far off the line of the steps before it is a discontinuity (a seek, a
 restart): the steps before it no longer say anything about the rate."""
 STALL_MS = 250
-"""No step for this long while playing: the output stalled (mpv publishes every
-playloop tick, ~50 ms apart at most while audio plays)."""
+STALL_MIN_MS = 30
+STALL_STEPS = 3
+"""No step for STALL_STEPS of the usual intervals between steps (at least STALL_MIN_MS,
+at most STALL_MS) while playing: the output stalled. mpv publishes on every playloop
+tick, from a few ms apart (a small buffer) to ~50 ms (mpv's default 200 ms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +103,21 @@ class PositionModel:
         r = min(max(sxy / sxx, RATE_LIMITS[0]), RATE_LIMITS[1])
         return 1.0 if abs(r - 1.0) < RATE_SNAP else round(r, RATE_DIGITS)
 
+    def stall_after_ms(self) -> int:
+        """How long without a step means a stall, from the usual interval between steps."""
+        steps = list(self._steps)[-9:]
+        gaps = sorted(b.at_ms - a.at_ms for a, b in itertools.pairwise(steps))
+        if not gaps:
+            return STALL_MS
+        return min(STALL_MS, max(STALL_MIN_MS, STALL_STEPS * gaps[len(gaps) // 2]))
+
     def check(self, anchor: Position, now_ms: int) -> Position | None:
         """The anchor to report when the last step is off `anchor`'s line by more than
         DRIFT_MS (or the output stalled while `anchor` runs); None when it is right."""
         if not self._steps:
             return None
         last = self._steps[-1]
-        if now_ms - last.at_ms > STALL_MS:
+        if now_ms - last.at_ms > self.stall_after_ms():
             # Stalled: the position is still the last step's, and it does not move.
             if anchor.rate == 0 and abs(anchor.at(now_ms) - last.position_ms) <= DRIFT_MS:
                 return None
