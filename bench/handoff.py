@@ -628,6 +628,15 @@ def _held_before(tgt: MpvWatch, after: float, t_step: float) -> float:
     return held[-2]
 
 
+def _moves(steps: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(how far, when) each step is off the steps' median rate from the step before it
+    (s; + means the position fell behind)."""
+    pairs = list(itertools.pairwise(steps))
+    rates = [(p1 - p0) / (t1 - t0) for (t0, p0), (t1, p1) in pairs if t1 > t0]
+    rate = statistics.median(rates) if rates else 1.0
+    return [(rate * (t1 - t0) - (p1 - p0), t1) for (t0, p0), (t1, p1) in pairs] or [(0.0, 0.0)]
+
+
 def _moved_after_start(tgt: MpvWatch, t_start: float, p_start: float) -> tuple[float, float]:
     """The largest move of the target off its own line after it started (seconds; a
     seek, a stall or a restart shows as one step that does not follow the steps' rate:
@@ -636,13 +645,7 @@ def _moved_after_start(tgt: MpvWatch, t_start: float, p_start: float) -> tuple[f
     after = [(t_start, p_start), *tgt.advances(t_start + 1e-6, t_start + AFTER_START_S)]
     if len(after) < 4:
         return math.nan, math.nan
-    rates = [(p1 - p0) / (t1 - t0) for (t0, p0), (t1, p1) in itertools.pairwise(after) if t1 > t0]
-    rate = statistics.median(rates)
-    worst, worst_at = 0.0, math.nan
-    for (t0, p0), (t1, p1) in itertools.pairwise(after):
-        dev = rate * (t1 - t0) - (p1 - p0)
-        if abs(dev) > abs(worst):
-            worst, worst_at = dev, t1
+    worst, worst_at = max(_moves(after), key=lambda m: abs(m[0]))
     if abs(worst) <= DISCONTINUITY_S:
         return 0.0, math.nan
     return worst, worst_at - t_start
@@ -1050,6 +1053,18 @@ def measure_steady(remote: Remote, watch: MpvWatch, device_id: str, seconds: flo
     time.sleep(0.3)  # the steps after the last mark
     out: list[float] = []
     states = [s for s in list(remote.states) if s.has_position]
+    anchors = [s for s in states if marks and marks[0] <= s.t <= marks[-1]]
+    minutes = (marks[-1] - marks[0]) / 60 if len(marks) > 1 else math.nan
+    print(f"  steady: {len(anchors)} new anchors ({len(anchors) / minutes:.0f} a minute)")
+    if marks:
+        own = [
+            m for m, _ in _moves(watch.advances(marks[0], marks[-1])) if abs(m) > DISCONTINUITY_S
+        ]
+        print(
+            f"  steady: the output's own moves > {DISCONTINUITY_S * 1000:g} ms (no handoff): "
+            f"{len(own)} in {marks[-1] - marks[0]:.0f} s"
+            + (f" ({', '.join(f'{m * 1000:+.0f}' for m in own[:10])} ms)" if own else "")
+        )
     for t in marks:
         seen = [s for s in states if s.t <= t]
         true = true_position(watch, t)
