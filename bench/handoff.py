@@ -628,20 +628,31 @@ def _held_before(tgt: MpvWatch, after: float, t_step: float) -> float:
     return held[-2]
 
 
+MOVE_WINDOW = 5
+"""Steps whose residuals are taken by median: one late answer from a busy machine's mpv
+poll is not a move, a seek or a stall shifts every step after it."""
+
+
 def _moves(steps: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """(how far, when) each step is off the steps' median rate from the step before it
-    (s; + means the position fell behind)."""
+    """(how far, when) the steps' line shifts (s; + means the position fell behind): the
+    median residual (against the steps' median rate) of MOVE_WINDOW steps, against that
+    of the MOVE_WINDOW steps before them."""
     pairs = list(itertools.pairwise(steps))
     rates = [(p1 - p0) / (t1 - t0) for (t0, p0), (t1, p1) in pairs if t1 > t0]
-    rate = statistics.median(rates) if rates else 1.0
-    return [(rate * (t1 - t0) - (p1 - p0), t1) for (t0, p0), (t1, p1) in pairs] or [(0.0, 0.0)]
+    if len(steps) < 2 * MOVE_WINDOW or not rates:
+        return [(0.0, 0.0)]
+    rate = statistics.median(rates)
+    t0, p0 = steps[0]
+    res = [p - (p0 + rate * (t - t0)) for t, p in steps]
+    w = MOVE_WINDOW
+    filt = [statistics.median(res[i : i + w]) for i in range(len(res) - w + 1)]
+    return [(filt[i] - filt[i + w], steps[i + w][0]) for i in range(len(filt) - w)]
 
 
 def _moved_after_start(tgt: MpvWatch, t_start: float, p_start: float) -> tuple[float, float]:
     """The largest move of the target off its own line after it started (seconds; a
-    seek, a stall or a restart shows as one step that does not follow the steps' rate:
-    + means the position fell behind), and when (NaN, NaN: every step within
-    DISCONTINUITY_S of the line of the steps before it)."""
+    seek, a stall or a restart shifts the line of the steps after it: + means the
+    position fell behind), and when (0, NaN: no shift beyond DISCONTINUITY_S)."""
     after = [(t_start, p_start), *tgt.advances(t_start + 1e-6, t_start + AFTER_START_S)]
     if len(after) < 4:
         return math.nan, math.nan
