@@ -12,8 +12,8 @@ slower, ~9% with mpv's null output at a 10 ms buffer. The model fits the steps o
 last RATE_WINDOW_MS to a line, and reports that line's rate with the position, so
 the server extrapolates at the speed the device really plays; whenever a step is
 more than DRIFT_MS off the session's anchor, the device re-anchors it. A player that
-stops publishing while it should play (a stall) is reported at rate 0 from the
-moment the stall is seen, so nobody runs the clock ahead of the speaker.
+stops publishing while it should play for STALL_MS (a stall) is reported at rate 0
+from then on, so nobody runs the clock far ahead of the speaker.
 
 Pure: times come in as arguments (server milliseconds).
 """
@@ -41,12 +41,13 @@ RATE_LIMITS = (0.5, 1.5)
 JUMP_MS = 150
 """A step this far off the line of the steps before it is a discontinuity (a seek, a
 restart): the steps before it no longer say anything about the rate."""
-STALL_MS = 250
-STALL_MIN_MS = 30
-STALL_STEPS = 3
-"""No step for STALL_STEPS of the usual intervals between steps (at least STALL_MIN_MS,
-at most STALL_MS) while playing: the output stalled. mpv publishes on every playloop
-tick, from a few ms apart (a small buffer) to ~50 ms (mpv's default 200 ms)."""
+STALL_MS = 400
+"""No step for this long while playing: the output stalled. mpv publishes on every
+playloop tick, a few ms apart (a small buffer) to ~50 ms (its default 200 ms). A
+shorter wait is wrong when mpv itself is starved of CPU: its output plays on from its
+buffer (PulseAudio's is large) while no step comes, and a transfer planned from a
+rate-0 anchor then starts the target far behind (seen: 249 ms). A real stall that ends
+sooner shows in the next step, which re-anchors at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +104,13 @@ class PositionModel:
         r = min(max(sxy / sxx, RATE_LIMITS[0]), RATE_LIMITS[1])
         return 1.0 if abs(r - 1.0) < RATE_SNAP else round(r, RATE_DIGITS)
 
-    def stall_after_ms(self) -> int:
-        """How long without a step means a stall, from the usual interval between steps."""
-        steps = list(self._steps)[-9:]
-        gaps = sorted(b.at_ms - a.at_ms for a, b in itertools.pairwise(steps))
-        if not gaps:
-            return STALL_MS
-        return min(STALL_MS, max(STALL_MIN_MS, STALL_STEPS * gaps[len(gaps) // 2]))
-
     def check(self, anchor: Position, now_ms: int) -> Position | None:
         """The anchor to report when the last step is off `anchor`'s line by more than
         DRIFT_MS (or the output stalled while `anchor` runs); None when it is right."""
         if not self._steps:
             return None
         last = self._steps[-1]
-        if now_ms - last.at_ms > self.stall_after_ms():
+        if now_ms - last.at_ms > STALL_MS:
             # Stalled: the position is still the last step's, and it does not move.
             if anchor.rate == 0 and abs(anchor.at(now_ms) - last.position_ms) <= DRIFT_MS:
                 return None
