@@ -464,7 +464,7 @@ class Agent:
         if rep is not None and (rep[0] != st.position or now - rep[2] > REPORT_CONFIRM_S):
             self._reported = rep = None  # a newer anchor came (ours or not), or none will
         anchor = rep[1] if rep is not None else st.position
-        fix = self.model.check(anchor, self.server_now())
+        fix = self.model.check(anchor, self.server_now(), player.waiting())
         if fix is None or now - self._drift_reported_at < DRIFT_REPORT_GAP_S:
             return
         self._drift_reported_at = now

@@ -12,15 +12,14 @@ slower, ~9% with mpv's null output at a 10 ms buffer. The model fits the steps o
 last RATE_WINDOW_MS to a line, and reports that line's rate with the position, so
 the server extrapolates at the speed the device really plays; whenever a step is
 more than DRIFT_MS off the session's anchor, the device re-anchors it. A player that
-stops publishing while it should play for STALL_MS (a stall) is reported at rate 0
-from then on, so nobody runs the clock far ahead of the speaker.
+says it waits for data and publishes nothing for STALL_MS (a stall) is reported at
+rate 0 from then on, so nobody runs the clock ahead of the speaker.
 
 Pure: times come in as arguments (server milliseconds).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from dataclasses import dataclass
 
@@ -41,13 +40,13 @@ RATE_LIMITS = (0.5, 1.5)
 JUMP_MS = 150
 """A step this far off the line of the steps before it is a discontinuity (a seek, a
 restart): the steps before it no longer say anything about the rate."""
-STALL_MS = 400
-"""No step for this long while playing: the output stalled. mpv publishes on every
-playloop tick, a few ms apart (a small buffer) to ~50 ms (its default 200 ms). A
-shorter wait is wrong when mpv itself is starved of CPU: its output plays on from its
-buffer (PulseAudio's is large) while no step comes, and a transfer planned from a
-rate-0 anchor then starts the target far behind (seen: 249 ms). A real stall that ends
-sooner shows in the next step, which re-anchors at once."""
+STALL_MS = 100
+"""No step for this long while the player says it is waiting (mpv: `core-idle` while not
+paused: buffering, a stream that stalled): the output stalled. Missing steps alone are
+not a stall: an mpv starved of CPU publishes nothing while its output plays on from its
+buffer (PulseAudio's is large), and a transfer planned from a rate-0 anchor then starts
+the target far behind (seen: 249 ms). A stall the player does not see shows in the next
+step, which re-anchors at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +103,14 @@ class PositionModel:
         r = min(max(sxy / sxx, RATE_LIMITS[0]), RATE_LIMITS[1])
         return 1.0 if abs(r - 1.0) < RATE_SNAP else round(r, RATE_DIGITS)
 
-    def check(self, anchor: Position, now_ms: int) -> Position | None:
+    def check(self, anchor: Position, now_ms: int, waiting: bool = False) -> Position | None:
         """The anchor to report when the last step is off `anchor`'s line by more than
-        DRIFT_MS (or the output stalled while `anchor` runs); None when it is right."""
+        DRIFT_MS (or the output stalled while `anchor` runs: `waiting`, the player says
+        it waits for data); None when it is right."""
         if not self._steps:
             return None
         last = self._steps[-1]
-        if now_ms - last.at_ms > STALL_MS:
+        if waiting and now_ms - last.at_ms > STALL_MS:
             # Stalled: the position is still the last step's, and it does not move.
             if anchor.rate == 0 and abs(anchor.at(now_ms) - last.position_ms) <= DRIFT_MS:
                 return None

@@ -102,6 +102,9 @@ class FakePlayer:
         self._paused = False
         self._schedule_end()
 
+    def waiting(self) -> bool:
+        return False
+
     def position_sample(self) -> tuple[int, float] | None:
         if self._tag is None:
             return None

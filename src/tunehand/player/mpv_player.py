@@ -232,6 +232,13 @@ class MpvPlayer:
             return None
         return round(value * 1000), at
 
+    def waiting(self) -> bool:
+        """mpv's `core-idle` while not paused: buffering, or a stream that stalled."""
+        try:
+            return bool(self._mpv.core_idle) and not self._mpv.pause
+        except Exception:  # the property is unavailable while nothing is loaded
+            return False
+
     def _on_time_pos(self, _name: str, value: float | None) -> None:
         # mpv's thread: only note the value and when it came (a tuple swap is atomic).
         self._pos_sample = (value, time.monotonic())
