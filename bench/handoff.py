@@ -601,15 +601,19 @@ def _line(adv: Sequence[tuple[float, float]]) -> Line:
     return Line(mt, mp, sxy / sxx if sxx > 0 else 1.0)
 
 
+TRUTH_WINDOW_S = 0.25
+
+
 def true_position(watch: MpvWatch, t: float) -> float | None:
-    """Where `watch` was at `t`: interpolated between the time-pos steps around it."""
-    adv = watch.advances(t - 0.3, t + 0.3)
-    before = [x for x in adv if x[0] <= t]
-    after = [x for x in adv if x[0] > t]
-    if not before or not after:
+    """Where `watch` was at `t`: the line of its time-pos steps within TRUTH_WINDOW_S
+    either side (their median rate, and the median of where each step puts `t`), so
+    one answer stamped late by a busy machine does not move it."""
+    adv = watch.advances(t - TRUTH_WINDOW_S, t + TRUTH_WINDOW_S)
+    if len(adv) < 4 or adv[0][0] > t or adv[-1][0] <= t:
         return None
-    (ta, pa), (tb, pb) = before[-1], after[0]
-    return pa + (pb - pa) * (t - ta) / (tb - ta)
+    rates = [(p1 - p0) / (t1 - t0) for (t0, p0), (t1, p1) in itertools.pairwise(adv) if t1 > t0]
+    rate = statistics.median(rates)
+    return statistics.median(p + rate * (t - ti) for ti, p in adv)
 
 
 def _source_end(src: MpvWatch, after: float) -> float | None:
