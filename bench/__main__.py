@@ -25,10 +25,12 @@ MODULES = (
     "ctl_status",
     "fanout",
     "handoff",
+    "revoke",
     "receiver_mem",
     "mpd",
     "tui",
     "tui_large",
+    "hostile",
     "load",
 )
 

@@ -42,6 +42,8 @@ SENDERS = 4
 PER_CONNECTION_RATE = 40.0
 """Commands/s on each sender: under the server's 50/s, so no command is rate-limited."""
 STATE_TIMEOUT_S = 5.0
+LISTENER = "bench-listener"
+SENDER_IDS = tuple(f"bench-sender-{i}" for i in range(SENDERS))
 TARGET_MEDIAN_MS = 5.0
 TARGET_P99_MS = 20.0
 
@@ -90,14 +92,13 @@ async def _state_seen(listener: ClientConnection, version: int, volume: int) -> 
         return seen
 
 
-async def _measure(url: str, token: str) -> _Run:
+async def _measure(url: str, tokens: dict[str, str]) -> _Run:
+    """`tokens`: device id -> its access token (a channel is bound to its token's device)."""
     ws_url = url.replace("http://", "ws://", 1) + "/v1/channel"
     results: Counter[str] = Counter()
     async with AsyncExitStack() as stack:
-        listener, hello = await _open(stack, ws_url, token, "bench-listener")
-        senders = [
-            (await _open(stack, ws_url, token, f"bench-sender-{i}"))[0] for i in range(SENDERS)
-        ]
+        listener, hello = await _open(stack, ws_url, tokens[LISTENER], LISTENER)
+        senders = [(await _open(stack, ws_url, tokens[dev], dev))[0] for dev in SENDER_IDS]
         drains = [asyncio.create_task(_drain(ws, results)) for ws in senders]
         try:
             version: int = hello["version"]
@@ -143,9 +144,12 @@ async def _measure(url: str, token: str) -> _Run:
 
 def _backend(backend: str) -> list[Result]:
     with running_server(backend) as srv:
-        token = srv.login(USER, PASSWORD)["access_token"]
+        tokens = {
+            dev: srv.login(USER, PASSWORD, device_id=dev)["access_token"]
+            for dev in (LISTENER, *SENDER_IDS)
+        }
         print(f"  {backend}: server {srv.url}; {SENDERS} senders + 1 listener, {COMMANDS} commands")
-        run = asyncio.run(_measure(srv.url, token))
+        run = asyncio.run(_measure(srv.url, tokens))
     lat = run.latencies_ms
     median, p99, worst = statistics.median(lat), percentile(lat, 99), max(lat)
     refused = sum(n for code, n in run.results.items() if code != "ok")

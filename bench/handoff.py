@@ -376,7 +376,8 @@ class Api:
 
     def __init__(self, srv: ServerProc) -> None:
         self.url = srv.url
-        self.token: str = srv.login(USER, PASSWORD)["access_token"]
+        # The remote's device: a channel is bound to its token's device.
+        self.token: str = srv.login(USER, PASSWORD, device_id="bench-remote")["access_token"]
         self.http = httpx.Client(
             base_url=srv.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
         )

@@ -8,9 +8,9 @@ directives (`prepare` is answered `ready`; `start` makes the device active, `sto
 idle) and, while active, report their position every 5 s. They are websocket clients of
 the bench's own (`_Client`), as lean as the server's side. Devices come in accounts
 of DEVICES_PER_ACCOUNT; an account is created in the database in-process (the
-server's own queries) with one access token that its devices share, each with its own
-device id (a login over HTTP costs an argon2 verification, ~50 ms of CPU, which would
-dominate the setup). In ACTIVE_SHARE of the accounts one device plays (a `play`
+server's own queries) with one access token per device (a channel is bound to its
+token's device; a login over HTTP costs an argon2 verification, ~50 ms of CPU, which
+would dominate the setup). In ACTIVE_SHARE of the accounts one device plays (a `play`
 command aimed at it), so those report every 5 s; the others are idle.
 
 Load generators: GENERATORS worker processes (`python -m bench.load --worker`) at nice
@@ -52,8 +52,9 @@ descriptor limit, which bounds the connections one process can hold.
 Shorter variants for iterating, from the environment: TUNEHAND_LOAD_PARTS (any of
 `capacity1 latency1 capacity1w capacity2 latency2`, comma-separated; default all),
 TUNEHAND_LOAD_DEVICES (devices tried in a capacity run; the target stays
-TARGET_CONNECTIONS), TUNEHAND_LOAD_LATENCY_DEVICES, TUNEHAND_LOAD_RATES (e.g.
-`100,400`), TUNEHAND_LOAD_RATE_S, TUNEHAND_LOAD_HOLD_S, TUNEHAND_LOAD_FULL_RATE and
+TARGET_CONNECTIONS), TUNEHAND_LOAD_CONNECT_DEADLINE_S (on a busy machine),
+TUNEHAND_LOAD_LATENCY_DEVICES, TUNEHAND_LOAD_RATES (e.g. `100,400`),
+TUNEHAND_LOAD_RATE_S, TUNEHAND_LOAD_HOLD_S, TUNEHAND_LOAD_FULL_RATE and
 TUNEHAND_LOAD_FULL_RATE_S (the rate phase of a capacity run; judged against the target
 only at TARGET_RATE or more) and TUNEHAND_LOAD_SERVE_ARGS (more `tunehand serve`
 options).
@@ -87,7 +88,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Result, check, percentile, postgres_configured
-from tunehand.server.websocket import apply_mask, frame_length
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 TARGET_CONNECTIONS = 20_000
 TARGET_KIB_PER_CONNECTION = 20.0
@@ -143,6 +148,7 @@ LATENCY_DEVICES = int(_env("LATENCY_DEVICES", str(LATENCY_DEVICES)))
 RATES = tuple(float(r) for r in _env("RATES", ",".join(f"{r:g}" for r in RATES)).split(","))
 RATE_S = float(_env("RATE_S", str(RATE_S)))
 HOLD_S = float(_env("HOLD_S", str(HOLD_S)))
+CONNECT_DEADLINE_S = float(_env("CONNECT_DEADLINE_S", str(CONNECT_DEADLINE_S)))
 FULL_RATE = float(_env("FULL_RATE", str(TARGET_RATE)))
 FULL_RATE_S = float(_env("FULL_RATE_S", str(FULL_RATE_S)))
 SERVE_ARGS = tuple(_env("SERVE_ARGS", "").split())
@@ -276,6 +282,21 @@ class _Client(asyncio.Protocol):
             self.transport.close()
 
 
+def frame_length(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """The payload length of the (unmasked, server-sent) frame at `pos` in `buf` and the
+    length of its header; None while the header is not all there. The load generator's
+    own minimal reader, kept lean so that its CPU is not taken from the server."""
+    end = len(buf)
+    if end - pos < 2:
+        return None
+    n = buf[pos + 1] & 0x7F
+    if n == 126:
+        return None if end - pos < 4 else (int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4)
+    if n == 127:
+        return None if end - pos < 10 else (int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10)
+    return n, 2
+
+
 def _handshake_request(url: str, compression: str | None) -> tuple[str, int, bytes]:
     """Host, port and the upgrade request of a ws:// URL (offering permessage-deflate
     as the real client does when `compression` says so; the server declines it)."""
@@ -310,7 +331,11 @@ class _Generator:
                 )
             ]
             self.accounts.append(devices)
-        self.tokens = {acct["n"]: acct["token"] for acct in spec["accounts"]}
+        self.tokens = {
+            dev: tok
+            for acct in spec["accounts"]
+            for dev, tok in zip(acct["devices"], acct["tokens"], strict=True)
+        }
         self.tracks = {acct["n"]: acct["track"] for acct in spec["accounts"] if acct["track"]}
         """The radio stream an active account plays (None: the account stays idle)."""
         self.devices = [d for devs in self.accounts for d in devs]
@@ -358,7 +383,7 @@ class _Generator:
                         )
                         await client.upgraded
                         hello = {"id": d.id, "name": d.id, "capabilities": ["play"]}
-                        token = self.tokens[d.account]
+                        token = self.tokens[d.id]
                         client.send({"type": "auth", "token": token, "device": hello})
                         msg = await client.hello
                 except Exception as exc:
@@ -839,10 +864,10 @@ def _steps(workers: Sequence[_Worker], step: Json, timeout: float) -> list[Json]
     return [w.answer(max(1.0, deadline - time.monotonic())) for w in workers]
 
 
-def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | None]]:
-    """`n` accounts, each with one access token and a stored session (version 1), and for
-    those in `active`, an internet radio stream to play (no duration, so it never ends):
-    the server's own queries, in-process."""
+def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[list[str], str | None]]:
+    """`n` accounts, each with an access token per device (`ld<n>-<i>`) and a stored
+    session (version 1), and for those in `active`, an internet radio stream to play (no
+    duration, so it never ends): the server's own queries, in-process."""
     import asyncio as aio
 
     from tunehand.core.model import SessionState
@@ -852,9 +877,9 @@ def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | 
     from tunehand.server.db import userdata as qu
     from tunehand.server.db.engine import open_engine
 
-    async def make() -> list[tuple[str, str | None]]:
+    async def make() -> list[tuple[list[str], str | None]]:
         engine = open_engine(url)
-        out: list[tuple[str, str | None]] = []
+        out: list[tuple[list[str], str | None]] = []
         now = _now_ms()
         prefix = "ld" + secrets.token_hex(3)
         try:
@@ -862,18 +887,21 @@ def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | 
                 pw_hash = "not-a-hash"  # nobody logs in with a password here
                 for i in range(n):
                     account = await qa.create_account(conn, f"{prefix}-{i}", pw_hash, now)
-                    token = "tha_" + secrets.token_urlsafe(32)
-                    row = qa.TokenRow(
-                        auth.token_hash(token),
-                        "access",
-                        account,
-                        f"{prefix}-{i}-0",
-                        secrets.token_hex(8),
-                        now + 3 * 3600 * 1000,
-                        None,
-                        False,
-                    )
-                    await qa.insert_token(conn, row)
+                    tokens = []
+                    for k in range(DEVICES_PER_ACCOUNT):
+                        token = "tha_" + secrets.token_urlsafe(32)
+                        row = qa.TokenRow(
+                            auth.token_hash(token),
+                            "access",
+                            account,
+                            f"ld{i}-{k}",
+                            secrets.token_hex(8),
+                            now + 3 * 3600 * 1000,
+                            None,
+                            False,
+                        )
+                        await qa.insert_token(conn, row)
+                        tokens.append(token)
                     # A session as a real account has after its first command ever: that
                     # one-time insert is not the steady state the rate phases measure.
                     await qs.compare_and_set(conn, account, 0, SessionState(version=1))
@@ -882,7 +910,7 @@ def _make_accounts(url: str, n: int, active: set[int]) -> list[tuple[str, str | 
                         radio = await qu.add_remote(
                             conn, account, f"http://radio.invalid/{prefix}/{i}", "radio"
                         )
-                    out.append((token, radio))
+                    out.append((tokens, radio))
         finally:
             await engine.dispose()
         return out
@@ -1028,11 +1056,11 @@ class _Population:
             }
             for _ in range(GENERATORS)
         ]
-        for n, (token, radio) in enumerate(made):
+        for n, (tokens, radio) in enumerate(made):
             specs[n % GENERATORS]["accounts"].append(
                 {
                     "n": n,
-                    "token": token,
+                    "tokens": tokens,
                     "track": radio,
                     "devices": [f"ld{n}-{i}" for i in range(DEVICES_PER_ACCOUNT)],
                     "instances": [(n + i) % instances for i in range(DEVICES_PER_ACCOUNT)],

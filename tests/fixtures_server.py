@@ -311,8 +311,9 @@ def launch(
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     wait_scan: bool = True,
+    max_files: int | None = None,
 ) -> ServerProc:
-    srv = spawn(root, music=music, store=store, extra_args=extra_args, env=env)
+    srv = spawn(root, music=music, store=store, extra_args=extra_args, env=env, max_files=max_files)
     ready(srv, wait_scan=wait_scan)
     return srv
 
@@ -324,8 +325,10 @@ def spawn(
     store: Store | None = None,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    max_files: int | None = None,
 ) -> ServerProc:
-    """Start a server and return at once (`ready` waits until it listens)."""
+    """Start a server and return at once (`ready` waits until it listens). `max_files`:
+    its RLIMIT_NOFILE, soft and hard (the descriptors it may hold)."""
     data_dir = root / "data"
     if music is None:
         music = root / "music"
@@ -334,8 +337,11 @@ def spawn(
     full_env = {**os.environ, **(env or {})}
     full_env.pop("TUNEHAND_TOKEN", None)
     args = ["serve", "--port", "0", "--music", str(music), "--data-dir", str(data_dir)]
+    cmd = tunehand_cmd(*args, *store.args(), *extra_args)
+    if max_files is not None:
+        cmd = ["prlimit", f"--nofile={max_files}:{max_files}", "--", *cmd]
     proc = subprocess.Popen(
-        tunehand_cmd(*args, *store.args(), *extra_args),
+        cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -54,6 +54,7 @@ ROUTES: dict[Endpoint, Kind] = {
     ("POST", "/v1/auth/device"): Kind("public", "json", "none"),
     ("POST", "/v1/auth/device/token"): Kind("public", "json", "none"),
     ("POST", "/v1/auth/device/approve"): Kind("token", "json", "account", 404),
+    ("POST", "/v1/auth/device/review"): Kind("token", "json", "account", 404),
     ("GET", "/approve"): Kind("public", "none", "none"),
     ("POST", "/approve"): Kind("public", "form", "none"),
     ("GET", "/v1/session"): Kind("token", "none", "account", 200),

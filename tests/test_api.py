@@ -252,6 +252,39 @@ class Chan:
         return self.seen[start:-1]
 
 
+_device_tokens: dict[tuple[str, str, str], str] = {}
+
+
+async def device_token(url: str, token: str, device_id: str) -> str:
+    """An access token of `device_id` in the account of `token` (logged in once and kept);
+    `token` itself when it is that device's, or when it is refused (for the server to
+    refuse it again on the channel)."""
+    key = (url, token, device_id)
+    if key in _device_tokens:
+        return _device_tokens[key]
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        r = await http.get("/v1/auth/whoami", headers={"Authorization": f"Bearer {token}"})
+        if r.status_code != 200 or r.json()["device_id"] == device_id:
+            return token
+        body = {
+            "user": r.json()["user"],
+            "password": PASSWORD,
+            "device_id": device_id,
+            "device_name": device_id,
+        }
+        r = await http.post("/v1/auth/login", json=body)
+        if r.status_code != 200:
+            return token
+        _device_tokens[key] = out = str(r.json()["access_token"])
+        return out
+
+
+def device_token_sync(url: str, token: str, device_id: str) -> str:
+    """`device_token`, from anywhere."""
+    out: str = run_async(lambda: device_token(url, token, device_id))
+    return out
+
+
 @contextlib.asynccontextmanager
 async def channel(
     srv: ServerProc,
@@ -261,10 +294,17 @@ async def channel(
     capabilities: tuple[str, ...] = (),
     last_version: int | None = None,
     header: bool = False,
+    bound: bool = True,
     **connect_kw: Any,
 ) -> AsyncIterator[Chan]:
-    """A device connected and authenticated (token in the first message or the header)."""
+    """A device connected and authenticated (token in the first message or the header).
+
+    A channel is bound to its token's device: for another `device_id` than the token's,
+    that device of the token's account logs in first (password PASSWORD) and its token
+    is used. `bound=False` sends `token` as it is."""
     device_id = device_id or unique("dev")
+    if bound and token is not None:
+        token = await device_token(srv.url, token, device_id)
     headers = {"Authorization": f"Bearer {token}"} if header else {}
     async with connect(ws_url(srv), additional_headers=headers, **connect_kw) as ws:
         ch = Chan(ws, device_id)
@@ -1196,6 +1236,12 @@ def _signer(srv: ServerProc) -> Signer:
     return Signer((srv.data_dir / "signing.key").read_bytes().strip())
 
 
+def bind_path(signer: Signer, path: str, device_id: str) -> str:
+    """A signed link `path` bound to `device_id`, as the server gives it to that device."""
+    sig = httpx.URL(path).params["sig"]
+    return path + f"&d={device_id}&k={signer.device_mac(device_id, sig)}"
+
+
 def test_stream_serves_the_file_by_signed_url(
     shared_server: ServerProc, tracks: list[Json]
 ) -> None:
@@ -1237,11 +1283,15 @@ def test_stream_refuses_forged_and_expired_links(
     base = shared_server.url + f"/v1/stream/{tr['id']}"
     url = httpx.URL(shared_server.url + tr["url"])
     exp, sig = url.params["exp"], url.params["sig"]
+    dev, mac = url.params["d"], url.params["k"]
 
     def get(**params: str | int) -> httpx.Response:
         return httpx.get(base, params=params)
 
-    assert get(exp=exp, sig=sig).status_code == 200
+    assert get(exp=exp, sig=sig, d=dev, k=mac).status_code == 200
+    # Bound to its device: without the binding, or with another device's, refused.
+    assert get(exp=exp, sig=sig).status_code == 403
+    assert get(exp=exp, sig=sig, d="d" + dev, k=mac).status_code == 403
     forged = ("A" if sig[0] != "A" else "B") + sig[1:]
     for r in (
         get(exp=exp, sig=forged),
@@ -1261,9 +1311,9 @@ def test_stream_refuses_forged_and_expired_links(
     # Correctly signed, but expired: refused. Signed with the same key and still valid: served.
     signer = _signer(shared_server)
     now_s = int(time.time())
-    expired = signer.path(tr["id"], now_s - STREAM_TTL_S - 10)
+    expired = bind_path(signer, signer.path(tr["id"], now_s - STREAM_TTL_S - 10), dev)
     assert httpx.get(shared_server.url + expired).status_code == 403
-    fresh = signer.path(tr["id"], now_s, ttl_s=60)
+    fresh = bind_path(signer, signer.path(tr["id"], now_s, ttl_s=60), dev)
     assert httpx.get(shared_server.url + fresh).status_code == 200
     # The same for cover art.
     art = next(t["art_url"] for t in tracks if t["art_url"])

@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.audiogen import embed_picture, make_picture, make_track
 from tests.fixtures_server import Backend, ServerProc, launch
-from tests.test_api import Api, new_account
+from tests.test_api import Api, bind_path, new_account
 from tunehand.errors import MediaError
 from tunehand.server.library import art
 from tunehand.server.library.scan import read_track, scan_folders
@@ -245,10 +245,12 @@ def test_forged_expired_and_stream_signatures_are_refused(art_server: ServerProc
         assert r.status_code == 403, r.text
         assert r.json()["error"]["code"] == "forbidden"
     signer = Signer((art_server.data_dir / "signing.key").read_bytes().strip())
-    expired = signer.art_path(art.art_id(RED), int(time.time()) - 2 * ART_TTL_S)
+    expired = bind_path(
+        signer, signer.art_path(art.art_id(RED), int(time.time()) - 2 * ART_TTL_S), api.device_id
+    )
     assert _get(art_server, expired).status_code == 403
     # A picture the library does not have, correctly signed: not found.
-    missing = signer.art_path("c" + "0" * 32, int(time.time()))
+    missing = bind_path(signer, signer.art_path("c" + "0" * 32, int(time.time())), api.device_id)
     r = _get(art_server, missing)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
 

@@ -287,6 +287,7 @@ def test_a_traversal_id_is_not_found_even_when_signed(user: Api, route: str) -> 
         sign = signer.art_signature if route == "art" else signer.signature
         sig = sign(value, exp)
         path = f"/v1/{route}/{quote(value, safe='')}?exp={exp}&sig={sig}"
+        path += f"&d={user.device_id}&k={signer.device_mac(user.device_id, sig)}"
         status, text = _raw(user.srv, "GET", path, {})
         # A "/" in the id (even as %2F) leaves the route: no route there, the router's 404.
         code = "http" if "/" in value else "not_found"

@@ -476,6 +476,9 @@ class _Conn:
     def __init__(self, account_id: int, device_id: str) -> None:
         self.account_id, self.device_id = account_id, device_id
         self.capabilities: tuple[str, ...] = ("play",)
+        self.family = "f"
+        self.joined = (0, "")
+        self.replaced = False
         self.got: list[bytes] = []
 
     def push(self, data: bytes) -> bool:

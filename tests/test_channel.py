@@ -124,11 +124,12 @@ async def test_devices_are_announced_when_they_come_and_go(account: Callable[...
 
     async with channel(a.srv, a.token, device_id="den") as den:
         async with channel(a.srv, a.token, device_id="porch") as porch:
+            # A join or leave is a patch of that device alone (see test_limits).
             came = await den.wait("devices", lambda m: online(m).get("porch") is True)
-            assert online(came)["den"] is True
+            assert came["patch"] is True and online(came) == {"porch": True}
             assert online(porch.hello)["den"] is True
         gone = await den.wait("devices", lambda m: online(m).get("porch") is False)
-        assert online(gone)["den"] is True
+        assert gone["patch"] is True and online(gone) == {"porch": False}
         assert {d["id"] for d in a.ok("GET", "/v1/devices")["devices"]} >= {"den", "porch"}
 
 

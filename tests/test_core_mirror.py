@@ -422,3 +422,18 @@ def test_any_delivery_schedule_converges(data: st.DataObject) -> None:
         r.ok for r in {r.command_id: r for r in results}.values()
     )
     assert all(c.shown() == pair.room.state for c in pair.clients)
+
+
+def test_a_devices_patch_changes_only_the_devices_it_names() -> None:
+    """A join, leave or revocation comes as a patch of one device (issue 16: a full list
+    per join to every device grew with the square of the devices)."""
+    m = Mirror()
+    m.on_devices(DevicesMsg((DeviceInfo("a", "A"), DeviceInfo("b", "B"), DeviceInfo("c", "C"))))
+    m.on_devices(DevicesMsg((DeviceInfo("b", "B", online=True),), patch=True))
+    assert [(d.id, d.online) for d in m.devices] == [("a", False), ("b", True), ("c", False)]
+    m.on_devices(DevicesMsg((DeviceInfo("d", "D", online=True),), patch=True, removed=("a",)))
+    assert [d.id for d in m.devices] == ["b", "c", "d"]
+    m.on_devices(DevicesMsg((), patch=True, removed=("zz",)))  # unknown: nothing changes
+    assert [d.id for d in m.devices] == ["b", "c", "d"]
+    m.on_devices(DevicesMsg((DeviceInfo("x", "X"),)))  # a full list replaces everything
+    assert [d.id for d in m.devices] == ["x"]

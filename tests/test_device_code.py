@@ -12,6 +12,7 @@ polling interval) on SQLite only.
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -75,11 +76,32 @@ def approve(api: Api, user_code: str, allow: bool = True) -> httpx.Response:
     return api.post("/v1/auth/device/approve", json={"user_code": user_code, "approve": allow})
 
 
-def page_approve(srv: ServerProc, code: str, user: str, password: str) -> httpx.Response:
+TICKET_RE = re.compile(r'name="confirm" value="([^"]+)"')
+
+
+def page_review(srv: ServerProc, code: str, user: str, password: str) -> httpx.Response:
+    """The page's first step: code, user and password (the old one-step form's fields)."""
     return httpx.post(
         srv.url + "/approve",
         data={"user_code": code, "user": user, "password": password, "action": "approve"},
     )
+
+
+def page_confirm(srv: ServerProc, code: str, ticket: str, action: str) -> httpx.Response:
+    return httpx.post(
+        srv.url + "/approve", data={"user_code": code, "confirm": ticket, "action": action}
+    )
+
+
+def page_approve(
+    srv: ServerProc, code: str, user: str, password: str, action: str = "approve"
+) -> httpx.Response:
+    """Both steps: the confirmation page, then its Confirm (or Deny) button."""
+    r = page_review(srv, code, user, password)
+    m = TICKET_RE.search(r.text)
+    if r.status_code != 200 or m is None:
+        return r
+    return page_confirm(srv, code, html.unescape(m.group(1)), action)
 
 
 def whoami(srv: ServerProc, access: str) -> httpx.Response:
@@ -107,8 +129,9 @@ def test_cli_device_code_login_approved_by_ctl(tmp_path: Path, shared_server: Se
         code = m.group(1)
         hint = out.next()
         assert f"tunehand ctl approve {code}" in hint and srv.url + "/approve" in hint, hint
-        said = old.ctl("approve", code.lower())
-        assert said.startswith("approved:") and user in said, said
+        said = old.ctl("approve", code.lower(), "--yes")
+        assert "approved:" in said and user in said, said
+        assert "address  127.0.0.1" in said, said  # the device that asked is shown
         assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:

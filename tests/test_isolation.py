@@ -118,7 +118,9 @@ class World:
             sig = self.signer().art_signature(value, expires_s)
         else:
             sig = self.signer().signature(value, expires_s)
-        return {"exp": str(expires_s), "sig": sig}
+        # Bound to A's device, as the server binds the links it gives a device.
+        mac = self.signer().device_mac(self.a.device_id, sig)
+        return {"exp": str(expires_s), "sig": sig, "d": self.a.device_id, "k": mac}
 
     def body(self, method: str, template: str) -> Json | None:
         """A well-formed body that, for B, names A's things where it can."""
@@ -134,6 +136,7 @@ class World:
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
             ("POST", "/v1/auth/device/approve"): {"user_code": "BCDF-GHJK"},
+            ("POST", "/v1/auth/device/review"): {"user_code": "BCDF-GHJK"},
         }
         return bodies.get((method, template))
 

@@ -71,7 +71,11 @@ def test_the_right_password_is_refused_until_the_delay_has_passed(
         engine = open_engine(db_url(srv))
         try:
             async with engine.begin() as conn:
-                row = {"key": f"user:{user}", "failures": failures, "last_ms": now_ms()}
+                row = {
+                    "key": f"user:{user}@127.0.0.0/24",
+                    "failures": failures,
+                    "last_ms": now_ms(),
+                }
                 await conn.execute(sa.insert(login_attempts), [row])
         finally:
             await engine.dispose()

@@ -7,6 +7,7 @@ on the session channel (tests.cli_helpers.FakePlayer) and its own `mpd` process.
 
 from __future__ import annotations
 
+import asyncio
 import select
 import shutil
 import socket
@@ -101,6 +102,7 @@ class Mpd:
     players: list[FakePlayer]
     password: str | None = None
     raws: list[Raw] = field(default_factory=list)
+    user: str = ""
 
     def mpc_run(self, *args: str) -> subprocess.CompletedProcess[str]:
         host = f"{self.password}@127.0.0.1" if self.password else "127.0.0.1"
@@ -157,7 +159,7 @@ def start_mpd(srv: ServerProc, pool: UserPool, tmp_path: Path) -> Iterator[Calla
         assert proc.stdout is not None
         line = LineReader(proc.stdout).next(30)
         assert line.startswith("mpd frontend listening on 127.0.0.1:"), line
-        m = Mpd(int(line.rsplit(":", 1)[1]), proc, fakes, password)
+        m = Mpd(int(line.rsplit(":", 1)[1]), proc, fakes, password, user=user)
         started.append(m)
         return m
 
@@ -584,6 +586,37 @@ def test_stored_playlists(start_mpd: Callable[..., Mpd]) -> None:
     m.mpc("rm", "mine")
     assert m.mpc("lsplaylists") == ""
     assert raw.cmd("load mine")[0].startswith("ACK [50@0] {load} No such playlist")
+
+
+def test_a_line_break_in_a_stored_name_cannot_forge_a_line(
+    srv: ServerProc, start_mpd: Callable[..., Mpd]
+) -> None:
+    """A playlist stored before names were cleaned (the server now cleans them) still
+    comes out of `listplaylists` on one line."""
+    m = start_mpd(players=0)
+    asyncio.run(_store_raw_playlist(srv, m.user, "evil\nOK\r\nplaylist: forged"))
+    raw = m.raw()
+    out = raw.cmd("listplaylists")
+    assert out[-1] == "OK" and "OK" not in out[:-1], out
+    assert [x for x in out if x.startswith("playlist: ")] == [
+        "playlist: evil OK  playlist: forged"
+    ], out
+
+
+async def _store_raw_playlist(srv: ServerProc, user: str, name: str) -> None:
+    from tests.test_api import db_url
+    from tunehand.server.db import accounts as qa
+    from tunehand.server.db import userdata as qu
+    from tunehand.server.db.engine import open_engine
+
+    engine = open_engine(db_url(srv))
+    try:
+        async with engine.begin() as conn:
+            account = await qa.account_by_name(conn, user)
+            assert account is not None
+            await qu.save_playlist(conn, account.id, name, [], 1)
+    finally:
+        await engine.dispose()
 
 
 # --- outputs are the account's devices ------------------------------------------------------

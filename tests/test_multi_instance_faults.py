@@ -161,7 +161,8 @@ async def test_a_device_behind_the_balancer_moves_to_the_surviving_instance(pair
     add_users(a, name)
     on_b = api_on(b, name)
     tracks = [t["id"] for t in all_tracks(on_b)[:3]]
-    agent_tokens = a.login(name)
+    remote_id = unique("remote")
+    agent_tokens = a.login(name, device_id=remote_id)  # a channel is its token's device's
 
     async def token() -> str:
         return str(agent_tokens["access_token"])
@@ -170,7 +171,7 @@ async def test_a_device_behind_the_balancer_moves_to_the_surviving_instance(pair
         agent = Agent(
             server=balancer.url,
             token=token,
-            device=DeviceHello(unique("remote"), "remote", ()),
+            device=DeviceHello(remote_id, "remote", ()),
             player_factory=None,
         )
         hellos = Hellos(agent)

@@ -1,13 +1,14 @@
-"""The channel's own websocket (`tunehand.server.websocket`) against a real server, frame
-by frame from a raw TCP client: the handshake, control frames, fragmentation, every
-protocol violation with its close code, the keepalive that drops a silent peer, and the
-pieces that need no server (trusted proxies, the sweep, a peer too slow to read)."""
+"""The channel's own websocket (`tunehand.server.websocket`, on the websockets library's
+sans-I/O protocol) against a real server, frame by frame from a raw TCP client: the
+handshake, control frames, fragmentation, every protocol violation with its close code,
+the keepalive that drops a silent peer, hostile clients (fragment and ping floods, idle
+and dribbling connections, more connections than the server may hold), and the pieces
+that need no server (trusted proxies, the sweep, a peer too slow to read)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import os
 import signal
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.utils import accept_key
 
 from tests.fixtures_server import ServerProc, launch
-from tests.test_api import all_tracks, new_account
+from tests.test_api import all_tracks, device_token_sync, new_account
 from tunehand.core.protocol import MAX_MESSAGE_BYTES
 from tunehand.server import websocket as wsmod
 from tunehand.server.websocket import SocketSet, WebSocket
@@ -63,11 +65,15 @@ class Raw:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.url = ""
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 
     def auth(self, token: str, device_id: str = "raw") -> bytes:
+        """`auth` as `device_id`, with a token of that device (logged in if need be)."""
+        if self.url:
+            token = device_token_sync(self.url, token, device_id)
         msg = {"type": "auth", "token": token, "device": {"id": device_id, "name": device_id}}
         return json.dumps(msg).encode()
 
@@ -97,7 +103,7 @@ class Raw:
         while True:
             op, payload = await self.frame()
             if op == 8:
-                code = int.from_bytes(payload[:2], "big")
+                code = int.from_bytes(payload[:2], "big") if payload else 1005  # no code
                 async with asyncio.timeout(TIMEOUT_S):
                     assert await self.reader.read() == b""  # then the server closes
                 return code
@@ -131,11 +137,10 @@ async def handshake(
     status, *lines = head.strip().split("\r\n")
     got = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines)}
     if status.startswith("HTTP/1.1 101"):
-        want = base64.b64encode(
-            hashlib.sha1(key.encode() + wsmod.GUID, usedforsecurity=False).digest()
-        )
-        assert got["sec-websocket-accept"] == want.decode()
-    return Raw(reader, writer), status, got
+        assert got["sec-websocket-accept"] == accept_key(key)
+    raw = Raw(reader, writer)
+    raw.url = srv.url
+    return raw, status, got
 
 
 async def test_handshake_declines_compression_and_answers_pings(srv: ServerProc) -> None:
@@ -188,7 +193,7 @@ async def test_a_fragmented_message_with_a_ping_inside_is_joined(
     err = await raw.message("error")
     assert err["code"] == "invalid"
     raw.send(frame(8, b""))
-    assert await raw.closed_with() == 1000
+    assert await raw.closed_with() == 1005  # the empty close frame, echoed
 
 
 async def test_messages_that_wait_for_the_database_keep_their_order(
@@ -368,6 +373,9 @@ class _Transport:
     def get_write_buffer_size(self) -> int:
         return self.buffered
 
+    def can_write_eof(self) -> bool:
+        return False
+
     def get_extra_info(self, name: str) -> Any:
         return ("127.0.0.1", 1) if name == "peername" else None
 
@@ -378,11 +386,20 @@ class _State:
         self.tasks: set[Any] = set()
 
 
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
 async def _open_socket(sockets: SocketSet, transport: _Transport) -> WebSocket:
+    """A websocket past its handshake (what it wrote for that forgotten)."""
     sock = WebSocket(sockets, _State(), 1000)
     sock.connection_made(transport)  # type: ignore[arg-type]
-    sock.headers = None  # past the handshake
-    sockets.open.add(sock)
+    sock.data_received(UPGRADE)
+    assert transport.written[0].startswith(b"HTTP/1.1 101 "), transport.written
+    assert sock in sockets.open
+    transport.written.clear()
     return sock
 
 
@@ -404,6 +421,7 @@ async def test_the_sweep_pings_the_silent_and_drops_the_dead() -> None:
     assert stuck.aborted  # data waits for a dead peer: aborted, not left to TCP retries
     assert not busy.closed  # pinged, not dropped
     assert busy.written == [bytes((0x89, 8)) + b"tunehand"]
+    sockets.close()
 
 
 async def test_a_keepalive_ping_is_answered_whole_or_split() -> None:
@@ -423,13 +441,17 @@ async def test_a_keepalive_ping_is_answered_whole_or_split() -> None:
         b"\x8a\x04wxyz",
     ]
     assert not transport.closed
+    sockets.close()
 
 
-def test_a_close_reason_is_cut_between_characters() -> None:
-    payload = wsmod._close_payload(1008, "é" * 100)  # 200 bytes of UTF-8
-    assert payload[:2] == (1008).to_bytes(2, "big")
-    assert len(payload) <= 125
-    assert payload[2:].decode() == "é" * 61  # 122 bytes: the 123rd would split a character
+async def test_a_close_reason_is_cut_between_characters() -> None:
+    sockets, transport = SocketSet(), _Transport()
+    sock = await _open_socket(sockets, transport)
+    sock.close(1008, "é" * 100)  # 200 bytes of UTF-8
+    (written,) = transport.written
+    assert written[:4] == bytes((0x88, 2 + 122)) + (1008).to_bytes(2, "big")
+    assert written[4:].decode() == "é" * 61  # 122 bytes: the 123rd would split a character
+    sockets.close()
 
 
 async def test_a_peer_too_slow_to_read_is_refused_more() -> None:
@@ -442,6 +464,19 @@ async def test_a_peer_too_slow_to_read_is_refused_more() -> None:
     sock.resume_writing()
     assert sock.send(b"{}")
     assert slow.written == [bytes((0x81, 2)) + b"{}"] * 2
+    sockets.close()
+
+
+async def test_a_peer_that_floods_instead_of_answering_our_close_is_cut_off() -> None:
+    sockets, transport = SocketSet(), _Transport()
+    sock = await _open_socket(sockets, transport)
+    sock.close(4001, "authenticate first")
+    assert transport.written[-1][:4] == bytes((0x88, 20)) + (4001).to_bytes(2, "big")
+    sock.data_received(frame(9, b"x" * 125) * 400)  # 52 KB of pings: still answered
+    assert not transport.aborted
+    sock.data_received(frame(9, b"x" * 125) * 200)  # past MAX_AFTER_CLOSE: cut off
+    assert transport.aborted
+    sockets.close()
 
 
 # --- closing: the server stopping, a device that stops reading ---------------------------

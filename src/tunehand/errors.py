@@ -11,6 +11,7 @@
     ├── ProtocolError             the peer sent something we cannot understand (exit 1)
     ├── CommandRefused            the server refused a command (conflict, stale term...) (exit 1)
     ├── MediaError                a file that is not audio or cannot be read (exit 1)
+    ├── QuotaError                an account would keep more than the server allows (exit 1)
     └── StoreError                the database failed (exit 1)
 
 Library exceptions never leak past the adapter that called the library: it maps them
@@ -70,3 +71,7 @@ class MediaError(TunehandError):
 
 class StoreError(TunehandError):
     pass
+
+
+class QuotaError(TunehandError):
+    """The server's answer is 409 `quota`."""

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from tunehand.cli.password import read_password
 from tunehand.cli.serverside import settings_from
 from tunehand.errors import NotFound, TunehandError, UsageError
-from tunehand.server import auth
+from tunehand.server import auth, security
 from tunehand.server.app import open_database
 from tunehand.server.db import accounts as qa
 from tunehand.server.library.service import Library
@@ -43,6 +43,8 @@ async def _run(args: argparse.Namespace, action: str) -> int:
         password = read_password(args.password_stdin)
         pw_hash = await auth.hash_password(password)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if action in ("add-user", "remove-user"):
+        security.to_file(settings.data_dir)
     engine = await open_database(settings)
     try:
         if action == "add-user":
@@ -51,6 +53,7 @@ async def _run(args: argparse.Namespace, action: str) -> int:
                     await qa.create_account(conn, name, pw_hash, now_ms())
             except IntegrityError:
                 raise TunehandError(f"user {name!r} already exists") from None
+            security.event(security.USER_ADDED, user=name, by="admin")
             print(f"added user {name}")
         elif action == "list-users":
             async with engine.connect() as conn:
@@ -65,6 +68,7 @@ async def _run(args: argparse.Namespace, action: str) -> int:
                 if account is None:
                     raise NotFound(f"no user {args.name!r}")
                 await qa.delete_account(conn, account.id)
+            security.event(security.USER_REMOVED, user=args.name, by="admin")
             print(f"removed user {args.name} and all their data")
         elif action == "rescan":
             if not settings.music:

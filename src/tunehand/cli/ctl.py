@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from tunehand.cli.ctl_args import play_what_argv
@@ -19,6 +20,7 @@ from tunehand.cli.output import format_status, format_track_line, status_json, t
 from tunehand.client.config import load_config, resolve_config_dir
 from tunehand.client.credentials import not_logged_in, open_store
 from tunehand.client.http import ApiClient, quote
+from tunehand.core import names
 from tunehand.errors import AuthError, CommandRefused, NotFound, UsageError
 
 Json = dict[str, Any]
@@ -48,7 +50,7 @@ def _out(args: argparse.Namespace, obj: object, human: str) -> None:
     if getattr(args, "json", False):
         print(json.dumps(obj, ensure_ascii=False))
     else:
-        print(human)
+        print(names.shown(human))  # names other devices chose: no escape sequences
 
 
 def run_ctl(args: argparse.Namespace) -> int:
@@ -343,7 +345,7 @@ def _devices(api: ApiClient, args: argparse.Namespace) -> int:
         for d in devices
     ]
     lines = [
-        f"{'*' if d['active'] else ' '} {d['name']:<24} {d['id']:<24} "
+        f"{'*' if d['active'] else ' '} {names.line(d['name']):<24} {d['id']:<24} "
         f"{'online' if d['online'] else 'offline'}"
         for d in out
     ]
@@ -374,7 +376,8 @@ def _playlists(api: ApiClient, args: argparse.Namespace) -> int:
         _out(
             args,
             lists,
-            "\n".join(f"{p['name']}  ({p['tracks']} tracks)" for p in lists) or "no playlists",
+            "\n".join(f"{names.line(p['name'])}  ({p['tracks']} tracks)" for p in lists)
+            or "no playlists",
         )
     elif edit == "show":
         pl = api.request("GET", f"/v1/playlists/{_q(args.name)}")
@@ -439,19 +442,42 @@ def _watch(api: ApiClient, args: argparse.Namespace) -> int:
 def _revoke(api: ApiClient, args: argparse.Namespace) -> int:
     dev = resolve_device(api, args.device)
     api.request("DELETE", f"/v1/devices/{_q(dev['id'])}")
-    print(f"revoked {dev['name']}: it is logged out")
+    print(f"revoked {names.line(dev['name'])}: it is logged out")
     return 0
 
 
 def _approve(api: ApiClient, args: argparse.Namespace) -> int:
+    """Show the device that asked for the code and ask y/N (`--yes` for scripts) before
+    approving: a code someone else sent would log in *their* device (RFC 8628 §5.4)."""
     allow = not args.deny
+    if allow:
+        p = api.request("POST", "/v1/auth/device/review", {"user_code": args.code})
+        asked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["asked_ms"] / 1000))
+        print(
+            names.shown(
+                f"code {p['user_code']} asks to log in as {p['user']}:\n"
+                f"  device   {names.clean(p['device_name']) or p['device_id']}\n"
+                f"  address  {p['address'] or 'unknown'}\n"
+                f"  asked    {asked} (expires in {p['expires_in']} s)"
+            )
+        )
+        if not args.yes:
+            print("Approve it? Only if you started this login yourself. [y/N] ", end="")
+            sys.stdout.flush()
+            answer = sys.stdin.readline().strip().lower()
+            if answer not in ("y", "yes"):
+                raise CommandRefused(
+                    "not_approved",
+                    "not approved: the code stays pending (answer y, or pass --yes in scripts)",
+                )
     answer = api.request(
         "POST", "/v1/auth/device/approve", {"user_code": args.code, "approve": allow}
     )
+    name = names.clean(answer["device_name"])
     if allow:
-        print(f"approved: {answer['device_name']} is logged in as {answer['user']}")
+        print(names.shown(f"approved: {name} is logged in as {answer['user']}"))
     else:
-        print(f"denied: {answer['device_name']} stays logged out")
+        print(names.shown(f"denied: {name} stays logged out"))
     return 0
 
 

@@ -120,6 +120,12 @@ def _watch(p: P, cls: type[P], g: Globals) -> None:
 def _approve(p: P, cls: type[P], g: Globals) -> None:
     p.add_argument("code", help="the code the new device shows, e.g. WDJB-MJHT")
     p.add_argument("--deny", action="store_true", help="refuse the login instead")
+    p.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="approve without asking (the device that asked is still printed)",
+    )
 
 
 # name: (help, takes --json, builder)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from tunehand.cli.ctl import client_for
 from tunehand.client.agent import Agent
-from tunehand.client.config import default_device_name, device_id, load_config
+from tunehand.client.config import default_device_name, device_id, hold_device_lock, load_config
 from tunehand.core.protocol import DeviceHello
 from tunehand.core.snapshot import Snapshot
 from tunehand.errors import UsageError
@@ -39,6 +39,7 @@ def build_agent(
     api = client_for(args)
     config = load_config(api.config_dir)
     api.credentials()  # fail now, with one line, when not logged in
+    hold_device_lock(api.config_dir)  # one line and exit 2 when another process plays here
     name = getattr(args, "device_name", None) or config.device_name or default_device_name()
     if len(name) > 128:
         raise UsageError("--device-name: at most 128 characters")

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from tunehand import __version__
+from tunehand.core import names
 from tunehand.errors import TunehandError
 
 TYPE_CHECKING = False  # `typing` (~2.5 ms) only for mypy: `--version` does without it
@@ -244,6 +245,13 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="server processes sharing the port, one per core (above 1: needs PostgreSQL"
         " and Redis, as several instances do)",
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections held at once per server process; past them a new one is answered"
+        " 503 (default: the open-file limit, ulimit -n, less 64 for the server's own files)",
+    )
     serve.add_argument("--certfile", help="TLS certificate (PEM) to serve https and wss")
     serve.add_argument("--keyfile", help="TLS private key (PEM) for --certfile")
     serve.add_argument(
@@ -252,6 +260,13 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         default=[],
         metavar="IP",
         help="a reverse proxy whose X-Forwarded-For is believed (repeatable; default: none)",
+    )
+    serve.add_argument(
+        "--max-devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="devices of one account online at once; one more is refused (default: 64)",
     )
     _server_store_options(serve)
 
@@ -303,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TunehandError as exc:
         if os.environ.get("TUNEHAND_DEBUG"):
             raise
-        print(f"tunehand: {exc}", file=sys.stderr)
+        # One line, whatever names (chosen by other devices) the message holds.
+        print(f"tunehand: {names.clean(str(exc), 10_000)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

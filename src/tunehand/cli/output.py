@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunehand.core import names
 from tunehand.core.clock import clock, extrapolate
 
 Json = dict[str, Any]
@@ -66,7 +67,7 @@ def format_status(st: Json) -> str:
         head = "nothing is playing" + (" (the queue is empty)" if not st["queue_length"] else "")
     else:
         head = ("▶ " if st["playing"] else "⏸ ") + format_track_line({**track, "duration_ms": 0})
-    where = st["device"]["name"] if st["device"] else "no active device"
+    where = names.line(st["device"]["name"]) if st["device"] else "no active device"
     detail = (
         f"  {clock(st['position_ms'])} / {clock(track['duration_ms'] if track else None)}"
         f"  on {where}  vol {st['volume']}  shuffle {'on' if st['shuffle'] else 'off'}"

@@ -23,6 +23,7 @@ from tunehand.cli.ctl import client_for, play_request
 from tunehand.cli.ctl_args import play_what_argv
 from tunehand.cli.device import build_agent
 from tunehand.client.agent import Agent
+from tunehand.core import names
 from tunehand.core.clock import clock, extrapolate
 from tunehand.core.commands import Result
 from tunehand.core.snapshot import Snapshot
@@ -56,7 +57,7 @@ def status_line(snap: Snapshot, now_ms: int, width: int) -> str:
         f"{icon} {track.title} — {track.artist or 'Unknown artist'}  "
         f"{clock(pos)}/{clock(track.duration_ms or None)}  vol {st.volume}  on {where}{conn}"
     )
-    return line[: max(10, width)]
+    return names.line(line)[: max(10, width)]  # a device's name: no escape codes
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -23,12 +24,15 @@ from typing import Any
 
 from tunehand.cli.serverside import settings_from
 from tunehand.errors import StoreError, TunehandError, UsageError
-from tunehand.server import channel
+from tunehand.server import channel, security
 from tunehand.server.app import create_app, open_database
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import load_or_create_key
 
 MAX_WORKERS = 64
+FD_RESERVE = 64
+"""Descriptors a server process keeps for itself (database, Redis, files, the listening
+socket) besides its connections."""
 
 
 def _server_class() -> type[Any]:
@@ -105,6 +109,29 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _max_connections(wanted: int | None) -> int:
+    """The connections one server process may hold: `wanted`, or what the open-file
+    limit leaves. The soft limit is raised to the hard one first (a server's sockets
+    are its files; the usual soft default of 1,024 would cap it needlessly)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY:
+        soft = top
+    elif soft < top:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+            soft = top
+    room = max(1, soft - FD_RESERVE)
+    if wanted is None:
+        return room
+    if not 1 <= wanted <= room:
+        raise UsageError(
+            f"--max-connections: must be 1 to {room} (the open-file limit, ulimit -n, is"
+            f" {soft}; {FD_RESERVE} of it are kept for the server's own files)"
+        )
+    return wanted
+
+
 async def _migrate(settings: Settings) -> None:
     engine = await open_database(settings)
     await engine.dispose()
@@ -134,7 +161,9 @@ def run_serve(args: argparse.Namespace) -> int:
             "--workers above 1 needs PostgreSQL (--database) and Redis (--redis): the"
             " workers share sessions and devices through them, as several instances do"
         )
+    max_connections = _max_connections(getattr(args, "max_connections", None))
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    security.to_file(settings.data_dir)
     # The signing key now, so that a bad one is one line (not a failed app startup).
     load_or_create_key(settings.data_dir, os.environ)
     asyncio.run(_migrate(settings))
@@ -149,9 +178,9 @@ def run_serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     url = f"{'https' if certfile else 'http'}://{shown}:{port}"
     if workers == 1:
-        _serve(settings, sock, url, certfile, keyfile, announce=True)
+        _serve(settings, sock, url, certfile, keyfile, max_connections, announce=True)
     else:
-        code = _supervise(workers, settings, sock, url, certfile, keyfile)
+        code = _supervise(workers, settings, sock, url, certfile, keyfile, max_connections)
         if code:
             return code
     print("tunehand server stopped", file=sys.stderr, flush=True)
@@ -165,6 +194,7 @@ def _supervise(
     url: str,
     certfile: str | None,
     keyfile: str | None,
+    max_connections: int,
 ) -> int:
     """Fork `workers` servers on the one listening socket (the kernel hands each new
     connection to one of them); the first scans the library and says when it listens.
@@ -179,7 +209,7 @@ def _supervise(
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 first = replace(settings, scan_on_start=settings.scan_on_start and i == 0)
-                _serve(first, sock, url, certfile, keyfile, announce=i == 0)
+                _serve(first, sock, url, certfile, keyfile, max_connections, announce=i == 0)
                 code = 0
             except TunehandError as exc:
                 print(f"tunehand: worker {i + 1}: {exc}", file=sys.stderr, flush=True)
@@ -220,12 +250,16 @@ def _serve(
     url: str,
     certfile: str | None,
     keyfile: str | None,
+    max_connections: int,
     *,
     announce: bool,
 ) -> None:
     import uvicorn
 
+    from tunehand.server.websocket import Http
+
     def ready(services: Services) -> None:
+        services.sockets.limit = max_connections
         # Devices cut off by a shutdown are not lost: they keep playing and reconnect.
         server.on_exit = services.hub.begin_shutdown
         _tune_gc()
@@ -246,6 +280,9 @@ def _serve(
         # task, queue or compression state per idle device; its keepalive pings a
         # device silent for 3.5 s and drops it 4 s later.
         ws=channel.protocol_factory(settings.trusted_proxies),
+        # uvicorn's HTTP protocol, with a deadline for each request to arrive and the
+        # connection limit (server.websocket.Http).
+        http=Http,
         timeout_graceful_shutdown=5,
         # Client addresses drive login throttling: believe X-Forwarded-For only from
         # proxies the operator named.

@@ -4,16 +4,19 @@ music folders."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
 
 from tunehand.errors import ConfigError, UsageError
 from tunehand.server.bus import DEFAULT_PREFIX
+from tunehand.server.limits import DEFAULT_MAX_DEVICES
 from tunehand.server.services import Settings
 
 FOLDERS_FILE = "music-folders.json"
 MAX_PREFIX = 100
+MAX_DEVICES = 100_000
 
 
 def data_dir(args: argparse.Namespace) -> Path:
@@ -48,7 +51,11 @@ def music_folders(args: argparse.Namespace, ddir: Path) -> tuple[Path, ...]:
     if given:
         ddir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([str(g) for g in given]))
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a left-over from a crash may have another mode: start afresh
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps([str(g) for g in given]))
         os.replace(tmp, path)
         return tuple(given)
     try:
@@ -67,6 +74,11 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
     port = getattr(args, "port", 8440)
     if not 0 <= port <= 65535:
         raise UsageError("--port: must be 0 to 65535")
+    max_devices = getattr(args, "max_devices", None)
+    if max_devices is None:
+        max_devices = DEFAULT_MAX_DEVICES
+    elif not 1 <= max_devices <= MAX_DEVICES:
+        raise UsageError(f"--max-devices: must be 1 to {MAX_DEVICES}")
     return Settings(
         host=getattr(args, "host", "127.0.0.1"),
         port=port,
@@ -77,4 +89,5 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         redis_prefix=redis_prefix(args),
         scan_on_start=not getattr(args, "no_scan", False),
         trusted_proxies=tuple(getattr(args, "trust_proxy", []) or []),
+        max_devices=max_devices,
     )

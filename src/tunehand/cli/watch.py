@@ -16,6 +16,7 @@ from typing import IO, Any
 from tunehand.cli.output import status_json
 from tunehand.client.config import default_device_name, device_id, load_config
 from tunehand.client.http import ApiClient
+from tunehand.core import names
 from tunehand.core.backoff import backoff
 from tunehand.core.clock import clock
 from tunehand.errors import AuthError, ServerUnreachable, UsageError
@@ -61,7 +62,7 @@ def template_fields(st: dict[str, Any]) -> dict[str, str]:
         "album": track.get("album") or "",
         "elapsed": clock(st["position_ms"]) if track else "",
         "duration": clock(track.get("duration_ms") or None) if track else "",
-        "device": (st["device"] or {}).get("name") or "",
+        "device": names.clean((st["device"] or {}).get("name") or ""),
         "state": state,
         "icon": {"playing": "▶", "paused": "⏸", "stopped": "■"}[state],
         "volume": str(st["volume"]),
@@ -97,6 +98,17 @@ def formatter(template: str | None, waybar: bool) -> Callable[[dict[str, Any]], 
     if template is not None:
         return lambda st: template.format(**template_fields(st))
     return lambda st: json.dumps(st, ensure_ascii=False)
+
+
+def merged_devices(devices: list[Any], msg: dict[str, Any]) -> list[Any]:
+    """The device list after a `devices` message: a full list, or a patch of the devices
+    that changed and the ids removed (as `Mirror.on_devices`)."""
+    if not msg.get("patch"):
+        return list(msg["devices"])
+    changed = {d["id"]: d for d in msg["devices"]}
+    gone = set(msg.get("removed", ()))
+    kept = [changed.pop(d["id"], d) for d in devices if d["id"] not in gone]
+    return kept + [d for d in changed.values() if d["id"] not in gone]
 
 
 def watch(
@@ -151,7 +163,7 @@ def watch(
                         devices = msg["devices"]
                         state_msg = msg["state"]
                     elif kind == "devices":
-                        devices = msg["devices"]
+                        devices = merged_devices(devices, msg)
                         continue
                     elif kind == "state":
                         if state_msg is not None and msg["version"] <= state_msg["version"]:

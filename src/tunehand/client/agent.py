@@ -41,6 +41,7 @@ from tunehand.core.protocol import (
 )
 from tunehand.core.snapshot import Snapshot
 from tunehand.core.timesync import Sample, TimeSync, sample
+from tunehand.errors import TunehandError
 from tunehand.player import base as pev
 from tunehand.player.base import Player
 
@@ -168,9 +169,20 @@ class Agent:
         self._spawn(self._drift_loop())
         try:
             await self.channel.run()
+        except TunehandError:
+            # Revoked, logged out, or replaced by a newer connection of this device:
+            # whoever plays now, it is not this process.
+            self._stop_player()
+            raise
         finally:
             for t in list(self._tasks):
                 t.cancel()
+
+    def _stop_player(self) -> None:
+        self._stopped = True
+        if self.player is not None:
+            self.player.stop()
+            self._publish("stopped: this device no longer holds the session here")
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)

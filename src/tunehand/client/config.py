@@ -12,6 +12,7 @@ Every failure is a `ConfigError` whose message is one line that names the file a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import socket
@@ -176,6 +177,37 @@ def device_id(config_dir: Path) -> str:
     if winner is None:
         raise ConfigError(f"cannot read back {path}: fix the permissions of {config_dir}")
     return winner
+
+
+DEVICE_LOCK_FILE = "device.lock"
+_held_locks: dict[Path, int] = {}
+
+
+def hold_device_lock(config_dir: Path) -> None:
+    """Be the one process playing as this config dir's device, until this process ends:
+    a second one (receiver, TUI, resume, mpd) would share its device id, and two
+    connections of one device replace each other. Holding it twice in one process is
+    fine. The lock is an flock on `device.lock`, so a crashed process leaves none."""
+    path = config_dir / DEVICE_LOCK_FILE
+    key = path.resolve()
+    if key in _held_locks:
+        return
+    try:
+        config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot open {path}: {exc.strerror}: fix the permissions of {config_dir}"
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(
+            f"another tunehand device process already runs on {config_dir}: stop it, or"
+            " give this one its own --config-dir"
+        ) from None
+    _held_locks[key] = fd
 
 
 def default_device_name() -> str:

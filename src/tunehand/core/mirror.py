@@ -54,7 +54,13 @@ class Mirror:
         return True
 
     def on_devices(self, msg: DevicesMsg) -> None:
-        self.devices = msg.devices
+        if not msg.patch:
+            self.devices = msg.devices
+            return
+        changed = {d.id: d for d in msg.devices}
+        gone = set(msg.removed)
+        kept = [changed.pop(d.id, d) for d in self.devices if d.id not in gone]
+        self.devices = (*kept, *(d for d in changed.values() if d.id not in gone))
 
     def on_result(self, res: Result) -> None:
         if res.ok and res.version > self.state.version and self._is_pending(res.command_id):

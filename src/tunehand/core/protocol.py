@@ -19,8 +19,17 @@ MAX_MESSAGE_BYTES = 256 * 1024
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_AUTH = 4001
+CLOSE_EXPIRED = 4002
+"""The access token the channel was opened (or last re-authenticated) with expired:
+reconnect with a fresh one. A client that sends `auth` again before then never sees it."""
 CLOSE_REVOKED = 4003
+"""The device was revoked, its login logged out, or its account removed: log in again."""
+CLOSE_REPLACED = 4009
+"""A newer connection of the same device took over: stop playing and do not reconnect
+(two connections of one device never play at once)."""
 CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_MANY_DEVICES = 4010
+"""The account has as many devices online as the server allows (`serve --max-devices`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +152,14 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class DevicesMsg:
+    """The account's devices: all of them, or with `patch` only those that changed (a
+    device came, went or was renamed: put in place of the one with its id) and the ids
+    of those `removed` (revoked). A join or leave is a patch, so what the account's
+    devices receive grows with their number, not with its square."""
+
     devices: tuple[DeviceInfo, ...]
+    patch: bool = False
+    removed: tuple[str, ...] = ()
     type: Literal["devices"] = "devices"
 
 

@@ -7,6 +7,9 @@ takes playback over. The first connected snapshot is the baseline and shows noth
 
 from __future__ import annotations
 
+import html
+
+from tunehand.core import names
 from tunehand.core.snapshot import Snapshot
 
 APP_NAME = "tunehand"
@@ -36,4 +39,5 @@ class Notices:
             artist = track.artist or "Unknown artist"
             out.append(("Now playing", f"Now playing {track.title} — {artist} on {where}"))
         self._track, self._device = track_id, device
-        return out
+        # The body may be markup (the spec's body-markup): names and titles are escaped.
+        return [(names.line(s), html.escape(names.line(b), quote=False)) for s, b in out]

@@ -70,6 +70,12 @@ def guess_delay(failures: int) -> float:
     return min(2.0 ** (failures - FREE_GUESSES), MAX_GUESS_DELAY_S)
 
 
+def _one_line(line: str) -> str:
+    if "\n" in line or "\r" in line:
+        return line.replace("\r", " ").replace("\n", " ")
+    return line
+
+
 @dataclass
 class _Address:
     failures: int = 0
@@ -179,7 +185,9 @@ class Connection:
         return line
 
     async def _send(self, lines: list[str]) -> None:
-        self.writer.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        # A line break inside a value (a name another client chose) would forge a line.
+        text = "".join(_one_line(line) + "\n" for line in lines)
+        self.writer.write(text.encode("utf-8"))
         await self.writer.drain()
 
     # --- commands -------------------------------------------------------------------

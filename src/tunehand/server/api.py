@@ -14,10 +14,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tunehand import __version__
+from tunehand.core import names
 from tunehand.core.commands import Command, Result
-from tunehand.server import auth
+from tunehand.errors import AuthError
+from tunehand.server import auth, quotas, security
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import userdata as qu
+from tunehand.server.hub import REVOKED_DEVICE, REVOKED_FAMILY
+from tunehand.server.limits import QUOTAS
 from tunehand.server.web import (
     ApiError,
     body,
@@ -93,15 +97,24 @@ async def login(request: Request) -> Response:
     b = await body(request, LoginBody)
     if not b.device_id or len(b.device_id) > 64 or len(b.device_name) > 128:
         raise ApiError(422, "invalid", "device_id: 1 to 64 characters; device_name at most 128")
-    pair = await auth.login(
-        services(request).engine,
-        b.user,
-        b.password,
-        b.device_id,
-        b.device_name or b.device_id,
-        client_address(request),
-        now_ms(),
-    )
+    address = client_address(request)
+    try:
+        pair = await auth.login(
+            services(request).engine,
+            b.user,
+            b.password,
+            b.device_id,
+            names.clean(b.device_name) or b.device_id,
+            address,
+            now_ms(),
+            services(request).hash_gate,
+        )
+    except auth.Throttled:
+        security.event(security.LOGIN_THROTTLED, user=b.user[:200], address=address)
+        raise
+    except AuthError:
+        security.event(security.LOGIN_FAILED, user=b.user[:200], address=address)
+        raise
     return json(_pair(pair, b.user))
 
 
@@ -115,13 +128,17 @@ async def refresh(request: Request) -> Response:
         key=s.signer.subkey("refresh-rotation"),
         device_id=b.device_id,
         grace_ms=s.settings.refresh_grace_s * 1000,
+        address=client_address(request),
     )
     return json(_pair(pair, ""))
 
 
 async def logout(request: Request) -> Response:
     who = await principal(request)
-    await auth.logout(services(request).engine, who)
+    s = services(request)
+    await auth.logout(s.engine, who)
+    security.event(security.LOGOUT, user=who.account_name, device=who.device_id)
+    await s.hub.revoke(REVOKED_FAMILY, who.account_id, who.family)
     return json({"ok": True})
 
 
@@ -188,8 +205,11 @@ async def delete_device(request: Request) -> Response:
         if dev is None or dev.account_id != who.account_id:
             raise ApiError(404, "not_found", f"no device {device_id}")
         await qa.revoke_device(conn, who.account_id, device_id)
-    await s.hub.close_device(who.account_id, device_id, 4003, "revoked")
-    await s.sessions.publish_devices(who.account_id)
+    security.event(
+        security.DEVICE_REVOKED, user=who.account_name, device=device_id, by=who.device_id
+    )
+    await s.hub.revoke(REVOKED_DEVICE, who.account_id, device_id)
+    await s.sessions.publish_device(who.account_id, device_id)
     return json({"ok": True})
 
 
@@ -221,18 +241,28 @@ async def get_playlist(request: Request) -> Response:
     )
 
 
+def _new_playlist_name(raw: str) -> str:
+    """A playlist name as kept: control and format characters dropped, trimmed."""
+    name = names.clean(raw, 200)
+    if not name or len(raw) > 200:
+        raise ApiError(422, "invalid", "name: a playlist name has 1 to 200 characters")
+    return name
+
+
 async def put_playlist(request: Request) -> Response:
+    """PUT: create or replace, under the name as kept (see `names.clean`)."""
     who = await principal(request)
-    name = path_param(request, "name")
+    name = _new_playlist_name(path_param(request, "name"))
     b = await body(request, PlaylistBody)
-    if len(b.track_ids) > 10_000:
-        raise ApiError(422, "invalid", "track_ids: at most 10000")
+    if len(b.track_ids) > QUOTAS.playlist_entries:
+        raise ApiError(422, "invalid", f"track_ids: at most {QUOTAS.playlist_entries}")
     s = services(request)
     known = await s.sessions.tracks(who.account_id, b.track_ids)
     missing = [t for t in b.track_ids if t not in known]
     if missing:
         raise ApiError(404, "not_found", f"no such track: {missing[0]}")
     async with s.engine.begin() as conn:
+        await quotas.room_for_playlist(conn, who.account_id, name)
         await qu.save_playlist(conn, who.account_id, name, b.track_ids, now_ms())
     return json({"ok": True})
 
@@ -241,9 +271,7 @@ async def rename_playlist(request: Request) -> Response:
     """PATCH {"name": NEW}: rename one of the account's playlists (tracks and order kept)."""
     who = await principal(request)
     name = path_param(request, "name")
-    new_name = (await body(request, RenameBody)).name
-    if not new_name.strip() or len(new_name) > 200:
-        raise ApiError(422, "invalid", "name: a playlist name has 1 to 200 characters")
+    new_name = _new_playlist_name((await body(request, RenameBody)).name)
     try:
         async with services(request).engine.begin() as conn:
             outcome = await qu.rename_playlist(conn, who.account_id, name, new_name, now_ms())
@@ -284,6 +312,7 @@ async def like(request: Request) -> Response:
         if request.method == "DELETE":
             await qu.unlike(conn, who.account_id, track_id)
         else:
+            await quotas.room_for_like(conn, who.account_id, track_id)
             await qu.like(conn, who.account_id, track_id, now_ms())
     return json({"ok": True})
 
@@ -311,7 +340,8 @@ async def add_remote(request: Request) -> Response:
     if not b.url.startswith(("http://", "https://")) or len(b.url) > 2000:
         raise ApiError(422, "invalid", "url: must be an http(s) URL of at most 2000 characters")
     async with services(request).engine.begin() as conn:
-        rid = await qu.add_remote(conn, who.account_id, b.url, b.title[:300])
+        await quotas.room_for_remote(conn, who.account_id, qu.remote_id(who.account_id, b.url))
+        rid = await qu.add_remote(conn, who.account_id, b.url, names.clean(b.title, 300))
     return json({"id": rid})
 
 

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from tunehand.errors import MediaError
 from tunehand.server.db import library as ql
 from tunehand.server.library import art
+from tunehand.server.revocation import link_allowed
 from tunehand.server.web import error, path_param, query_int, services
 
 ART_ID_RE = re.compile(r"^c[0-9a-f]{32}$")
@@ -44,6 +45,8 @@ async def cover(request: Request) -> Response:
     sig = request.query_params.get("sig", "")
     if not s.signer.verify_art(art_id, exp, sig, int(time.time())):
         return error(403, "forbidden", "the art link is forged or expired")
+    if not await link_allowed(s.signer, s.links, sig, request.query_params):
+        return error(403, "forbidden", "the art link is another device's, or it was revoked")
     if not ART_ID_RE.match(art_id):
         return error(404, "not_found", f"no picture {art_id}")
     size = art.snap_size(query_int(request, "size", art.DEFAULT_SIZE, 1, art.SIZES[-1]))

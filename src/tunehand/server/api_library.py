@@ -18,6 +18,7 @@ from starlette.routing import Route
 from tunehand.core import search as search_text
 from tunehand.server.db import library as ql
 from tunehand.server.db import userdata as qu
+from tunehand.server.revocation import link_allowed
 from tunehand.server.streams import track_view
 from tunehand.server.web import ApiError, error, json, path_param, principal, query_int, services
 
@@ -116,6 +117,8 @@ async def stream(request: Request) -> Response:
     s = services(request)
     if not s.signer.verify(track_id, exp, sig, int(time.time())):
         return error(403, "forbidden", "the stream link is forged or expired")
+    if not await link_allowed(s.signer, s.links, sig, request.query_params):
+        return error(403, "forbidden", "the stream link is another device's, or it was revoked")
     async with s.engine.connect() as conn:
         stored = await ql.get(conn, track_id)
     if stored is None:

@@ -21,13 +21,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from tunehand.errors import StoreError, TunehandError
-from tunehand.server import api, api_art, api_device, api_library, auth
+from tunehand.server import api, api_art, api_device, api_library, auth, purge
 from tunehand.server.bus import RedisBus, open_bus
 from tunehand.server.db import migrate
 from tunehand.server.db.engine import default_url, open_engine, unavailable_types, warm_pool
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
 from tunehand.server.presence import RedisPresence, open_presence
+from tunehand.server.revocation import AccountWatch, DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import Signer, load_or_create_key
@@ -79,19 +80,25 @@ def create_app(
         if isinstance(bus, RedisBus):
             bus.on_reconnect = sessions.resync_local
         library = Library(engine, settings.music, lambda line: log.warning("%s", line), progress)
-        services = Services(settings, engine, bus, hub, signer, sessions, library)
+        links = DeviceCheck(engine, hub)
+        services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
+        watch = AccountWatch(engine, hub)
+        watch.start()
         scan: asyncio.Task[None] | None = None
         if settings.music and settings.scan_on_start:
             scan = asyncio.create_task(_first_scan(library))
+        purging = asyncio.create_task(purge.run(engine, settings.purge_interval_s))
         if on_ready is not None:
             on_ready(services)
         try:
             yield {"services": services}
         finally:
-            if scan is not None:
-                scan.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await scan
+            for task in (scan, purging):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            await watch.close()
             services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable
 from typing import Any
 
 from tunehand import __version__, wire
+from tunehand.core import names
 from tunehand.core.commands import Command, Result
 from tunehand.core.protocol import (
     CLOSE_AUTH,
+    CLOSE_EXPIRED,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY_DEVICES,
     MAX_MESSAGE_BYTES,
     Auth,
     CommandMsg,
@@ -42,7 +46,7 @@ from tunehand.core.protocol import (
     TimeReply,
     TimeRequest,
 )
-from tunehand.errors import AuthError, ProtocolError, StoreError
+from tunehand.errors import AuthError, ProtocolError, QuotaError, StoreError
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import unavailable
@@ -140,11 +144,15 @@ class Channel(WebSocket):
         "cmds",
         "device_id",
         "early",
+        "expiry",
+        "family",
         "forwarded",
         "inbox",
+        "joined",
         "level",
         "lost",
         "proxy",
+        "replaced",
         "services",
         "t_level",
         "task",
@@ -169,6 +177,11 @@ class Channel(WebSocket):
         self.level, self.t_level = float(COMMAND_BURST), time.monotonic()
         self.lost = False
         self.attached = False
+        self.family = ""
+        self.joined = (0, "")
+        self.replaced = False
+        self.expiry: asyncio.TimerHandle | None = None
+        """Closes the channel when its access token expires (unless `auth` came again)."""
 
     # --- the hub's side ---------------------------------------------------------------
 
@@ -177,7 +190,7 @@ class Channel(WebSocket):
         if self.early is not None:
             self.early.append(data)
             return True
-        return self.send(data) or self.closing
+        return self.send(self.services.signer.bind_urls(data, self.device_id)) or self.closing
 
     # --- the websocket's side ---------------------------------------------------------
 
@@ -208,6 +221,9 @@ class Channel(WebSocket):
 
     def on_closed(self) -> None:
         self.lost = True
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
         self.cmds = None
         if self.cmd_task is not None:
             self.cmd_task.cancel()
@@ -262,7 +278,17 @@ class Channel(WebSocket):
         try:
             msg: Any = _decode(data)
         except ProtocolError as exc:
-            self._send(ErrorMsg("invalid", str(exc)))
+            if self._take():
+                self._send(ErrorMsg("invalid", str(exc)))
+            return None
+        # Every message takes a token of the connection's bucket; past it a command gets
+        # `rate_limited`, a report is dropped (the next one says the same), the others an
+        # error.
+        if not self._take():
+            if isinstance(msg, CommandMsg):
+                self._send(ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
+            elif not isinstance(msg, ReportMsg):
+                self._send(ErrorMsg("rate_limited", f"slow down: {msg.type} dropped"))
             return None
         if isinstance(msg, TimeRequest):
             t1 = now_ms()
@@ -270,11 +296,10 @@ class Channel(WebSocket):
         elif isinstance(msg, Ping):
             self._send(Pong(now_ms()))
         elif isinstance(msg, CommandMsg):
-            if not self._take() or not self._add(msg.command):
+            if not self._add(msg.command):
                 self._send(ResultMsg(msg.command.command_id, "rate_limited", "slow down"))
         elif isinstance(msg, ReportMsg):
-            if self._take():
-                return self._report(msg)
+            return self._report(msg)
         elif isinstance(msg, Resync):
             return self._resync()
         elif isinstance(msg, Ready):
@@ -286,14 +311,17 @@ class Channel(WebSocket):
                 self.account_id, self.device_id, msg.transfer_id, False, msg.message[:200]
             )
         elif isinstance(msg, Auth):
-            self._send(ErrorMsg("invalid", "already authenticated"))
+            return self._reauthenticate(msg)
         return None
 
     def _send(self, obj: object) -> None:
-        self.send(wire.encode(obj))
+        data = wire.encode(obj)
+        if self.device_id:
+            data = self.services.signer.bind_urls(data, self.device_id)
+        self.send(data)
 
     def _take(self) -> bool:
-        """The token bucket bounding this connection's commands and reports."""
+        """The token bucket bounding this connection's messages (all of them)."""
         now = time.monotonic()
         self.level = min(COMMAND_BURST, self.level + (now - self.t_level) * COMMANDS_PER_S)
         self.t_level = now
@@ -327,6 +355,13 @@ class Channel(WebSocket):
             if not device.id or len(device.id) > 64 or len(device.name) > MAX_NAME:
                 raise ProtocolError("device: id must be 1 to 64 characters, name at most 128")
             who = await auth.authenticate(services.engine, hello.token or self.bearer, now_ms())
+            if who.device_id != device.id:
+                # A token opens channels for its own device only: revoking that device
+                # then closes every channel the login could open.
+                raise AuthError(
+                    f"this login belongs to device {who.device_id}, not {device.id}: log in"
+                    " again from this device"
+                )
         except ProtocolError as exc:
             self._send(ErrorMsg("invalid", str(exc)))
             self.close(CLOSE_POLICY, "bad first message")
@@ -339,15 +374,29 @@ class Channel(WebSocket):
             self.peer = await _forwarded_client(self.proxy, self.peer, self.forwarded)
             self.forwarded = ""
         self.peer = self.peer[:MAX_ADDRESS]
-        if not await self._register(who.account_id, device.id, device.name):
+        hub, most = services.hub, services.settings.max_devices
+        if not await hub.admit(who.account_id, device.id, most):
+            message = f"too many devices online: this server allows {most} per account"
+            self._send(ErrorMsg("too_many_devices", message))
+            self.close(CLOSE_TOO_MANY_DEVICES, "too many devices online")
+            return
+        try:
+            registered = await self._register(who.account_id, device.id, device.name)
+        except BaseException:
+            hub.release(who.account_id, device.id)
+            raise
+        if not registered or self.lost:
+            hub.release(who.account_id, device.id)
             return
         self.deadline = 0.0
         self.account_id, self.device_id = who.account_id, device.id
         self.capabilities = tuple(device.capabilities)
-        if self.lost:  # gone while authenticating: nothing to attach
-            return
+        self.family = who.family
+        self._expire_at(who.expires_ms)
         sessions = services.sessions
-        await services.hub.attach(self)
+        self.joined = (time.time_ns(), os.urandom(6).hex())
+        if not await services.hub.attach(self):
+            return
         self.attached = True
         state = await sessions.state(who.account_id)
         full = None
@@ -359,7 +408,41 @@ class Channel(WebSocket):
         for data in early:
             if not self.push(data):
                 self.close(CLOSE_TRY_AGAIN, "too slow: reconnect and resync")
-        await sessions.publish_devices(who.account_id)
+        await sessions.publish_device(who.account_id, device.id)
+
+    def _expire_at(self, expires_ms: int) -> None:
+        """Close the channel when the access token it holds expires."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+        delay_s = max(0.0, (expires_ms - now_ms()) / 1000)
+        self.expiry = self.loop.call_later(delay_s, self._expired)
+
+    def _expired(self) -> None:
+        self.expiry = None
+        self._send(ErrorMsg("expired", "the access token expired: reconnect with a fresh one"))
+        self.close(CLOSE_EXPIRED, "access token expired")
+
+    async def _reauthenticate(self, msg: Auth) -> None:
+        """`auth` again on an open channel: a fresh access token of the same login's
+        device (the client refreshes before the old one expires), which moves the
+        channel's expiry; any other token closes the channel."""
+        if not msg.token:
+            self._send(ErrorMsg("invalid", "already authenticated: `auth` again needs a token"))
+            return
+        try:
+            who = await auth.authenticate(self.services.engine, msg.token, now_ms())
+        except AuthError as exc:
+            self._send(ErrorMsg("unauthorized", str(exc)))
+            self.close(CLOSE_AUTH, "unauthorized")
+            return
+        if who.account_id != self.account_id or who.device_id != self.device_id:
+            # Changes nothing: the channel stays its own device's.
+            self._send(ErrorMsg("invalid", "already authenticated as another device"))
+            return
+        if self.lost:
+            return
+        self.family = who.family
+        self._expire_at(who.expires_ms)
 
     async def _register(self, account_id: int, device_id: str, name: str) -> bool:
         """Record the device (new, or seen again); False when the id is someone else's."""
@@ -369,8 +452,15 @@ class Channel(WebSocket):
                 self._send(ErrorMsg("unauthorized", "this device id is not yours or revoked"))
                 self.close(CLOSE_AUTH, "unauthorized")
                 return False
+            if owner is None:
+                try:
+                    await auth.check_device_room(conn, account_id)
+                except QuotaError as exc:
+                    self._send(ErrorMsg("quota", str(exc)))
+                    self.close(CLOSE_TOO_MANY_DEVICES, "too many devices")
+                    return False
             await qa.upsert_device(
-                conn, account_id, device_id, name or device_id, now_ms(), self.peer
+                conn, account_id, device_id, names.clean(name) or device_id, now_ms(), self.peer
             )
         return True
 
@@ -382,10 +472,12 @@ class Channel(WebSocket):
         self.attached = False
         services, account_id, device_id = self.services, self.account_id, self.device_id
         last = await services.hub.detach(self)
-        if last and not services.hub.closing:
+        # A connection replaced by a newer one of its device is no loss: the device is
+        # still there (maybe on another instance), and its session must not pause.
+        if last and not services.hub.closing and not self.replaced:
             try:
                 await services.sessions.device_lost(account_id, device_id)
-                await services.sessions.publish_devices(account_id)
+                await services.sessions.publish_device(account_id, device_id)
             except Exception as exc:
                 if not (isinstance(exc, StoreError) or unavailable(exc)):
                     raise

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tunehand.core import names
 from tunehand.errors import AuthError, StoreError
 from tunehand.server import auth
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import device_codes as dq
+from tunehand.server.limits import HashGate, network
 
 ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels, no digits: nothing to misread
 USER_CODE_LEN = 8
@@ -31,6 +33,8 @@ FORGET_FAILURES_MS = 24 * 3600 * 1000
 STARTS_PER_ADDRESS = 20
 """New codes one address may ask for per `START_WINDOW_MS`."""
 START_WINDOW_MS = 10 * 60 * 1000
+STARTS_PER_NETWORK = 60
+"""... and one network (/24, /64) may ask for: one host can hold many of its addresses."""
 MAX_PENDING = 10_000
 """Codes waiting for an answer at once, server-wide: a bound on what strangers can store."""
 
@@ -80,15 +84,19 @@ async def start(
     limited per address (`STARTS_PER_ADDRESS` per 10 minutes) and server-wide
     (`MAX_PENDING`); beyond either the answer is 429 with Retry-After."""
     async with engine.begin() as conn:
-        count, window_start = await qa.count_in_window(
-            conn, f"dcstart:{address}", now_ms, START_WINDOW_MS
-        )
-    if count > STARTS_PER_ADDRESS:
-        raise auth.Throttled(
-            max(1, (window_start + START_WINDOW_MS - now_ms) // 1000),
-            "too many device-code logins from this address",
-        )
-    async with engine.begin() as conn:
+        # Counted and inserted in one transaction, the count raised first (a row lock
+        # until the end): parallel starts from one address never read the same count.
+        net = network(address)
+        limits = [(f"dcstart:{address}", STARTS_PER_ADDRESS, "this address")]
+        if net != address:
+            limits.append((f"dcstart-net:{net}", STARTS_PER_NETWORK, "this network"))
+        for key, most, where in limits:
+            count, window_start = await qa.count_in_window(conn, key, now_ms, START_WINDOW_MS)
+            if count > most:
+                raise auth.Throttled(
+                    max(1, (window_start + START_WINDOW_MS - now_ms) // 1000),
+                    f"too many device-code logins from {where}",
+                )
         await dq.purge_expired(conn, now_ms - KEEP_EXPIRED_MS)
         if await dq.count_pending(conn, now_ms) >= MAX_PENDING:
             raise auth.Throttled(60, "too many device-code logins are waiting")
@@ -100,10 +108,11 @@ async def start(
                 auth.token_hash(device_code),
                 user_code,
                 device_id,
-                device_name,
+                names.clean(device_name) or device_id,
                 now_ms,
                 now_ms + ttl_s * 1000,
                 INTERVAL_S,
+                address,
             ):
                 return Started(device_code, shown(user_code), ttl_s, INTERVAL_S)
     raise StoreError("could not pick a free user code; try again")
@@ -161,15 +170,28 @@ async def _forget_old_failures(engine: AsyncEngine, keys: list[str], now_ms: int
                 await qa.clear_failures(conn, key)
 
 
-async def approve(
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """What the approving side is shown before it confirms: the device that asked."""
+
+    user_code: str  # shown as XXXX-XXXX
+    device_id: str
+    device_name: str
+    address: str
+    asked_ms: int
+    expires_ms: int
+
+
+async def _decide(
     engine: AsyncEngine,
     user_code: str,
     account_id: int,
-    allow: bool,
+    decision: str,
     address: str,
     now_ms: int,
-) -> str:
-    """Approve (or deny) a pending code for `account_id`; returns the new device's name.
+) -> Pending:
+    """Find a pending code for `account_id` and, unless `decision` is "" (only look),
+    mark it "approved" or "denied".
 
     Wrong codes count against the address and the account; a right code never clears
     them (else an attacker could reset the count with codes of their own).
@@ -178,8 +200,8 @@ async def approve(
     parallel burst sees itself and gets only the free attempts); a code that exists then
     takes back its own count, and only that.
     """
-    keys = [f"code-addr:{address}", f"code-acct:{account_id}"]
-    await _forget_old_failures(engine, keys, now_ms)
+    keys: list[auth.Key] = [*auth.address_keys("code-", address), f"code-acct:{account_id}"]
+    await _forget_old_failures(engine, [auth.split_key(k)[0] for k in keys], now_ms)
     code = normalize(user_code)
     async with engine.begin() as conn:
         await auth.begin_attempts(conn, keys, now_ms)
@@ -192,7 +214,7 @@ async def approve(
             )
         else:
             for key in keys:
-                await qa.undo_attempt(conn, key)
+                await qa.undo_attempt(conn, auth.split_key(key)[0])
             other = await qa.device(conn, row.device_id)
             if row.expires_ms < now_ms:
                 refusal = GrantError(
@@ -204,30 +226,55 @@ async def approve(
                 refusal = GrantError(
                     409, "conflict", "that device belongs to another account: log it out there"
                 )
-            elif not await dq.decide(
-                conn, row.code_hash, "approved" if allow else "denied", account_id
-            ):
+            elif decision and not await dq.decide(conn, row.code_hash, decision, account_id):
                 refusal = GrantError(400, "invalid_grant", "this code was already used")
     if refusal is not None:
         raise refusal
     assert row is not None
-    return row.device_name
+    return Pending(
+        shown(row.user_code),
+        row.device_id,
+        names.clean(row.device_name),
+        row.address,
+        row.created_ms,
+        row.expires_ms,
+    )
 
 
-async def approve_with_password(
+async def review(
+    engine: AsyncEngine, user_code: str, account_id: int, address: str, now_ms: int
+) -> Pending:
+    """The device behind a pending code, for `account_id` to confirm (RFC 8628 §5.4:
+    a code alone, say from a link someone sent, is never approved unseen). Looking
+    counts like approving: wrong codes are throttled the same way."""
+    return await _decide(engine, user_code, account_id, "", address, now_ms)
+
+
+async def approve(
     engine: AsyncEngine,
     user_code: str,
-    name: str,
-    password: str,
+    account_id: int,
     allow: bool,
     address: str,
     now_ms: int,
-) -> str:
-    """The approval page: the password check, throttling and timing of a login, then
-    `approve` for that account."""
-    addr_key = f"code-addr:{address}"
-    await _forget_old_failures(engine, [addr_key], now_ms)
+) -> Pending:
+    """Approve (or deny) a pending code for `account_id`; returns the device that asked."""
+    decision = "approved" if allow else "denied"
+    return await _decide(engine, user_code, account_id, decision, address, now_ms)
+
+
+async def password_account(
+    engine: AsyncEngine,
+    name: str,
+    password: str,
+    address: str,
+    now_ms: int,
+    gate: HashGate | None = None,
+) -> qa.Account:
+    """The approval page's password check: the throttling and timing of a login, and the
+    per-address (and per-network) count of wrong codes."""
+    addr_keys = auth.address_keys("code-", address)
+    await _forget_old_failures(engine, [auth.split_key(k)[0] for k in addr_keys], now_ms)
     async with engine.begin() as conn:
-        await auth.check_throttle(conn, [addr_key], now_ms)
-    account = await auth.check_password(engine, name, password, address, now_ms)
-    return await approve(engine, user_code, account.id, allow, address, now_ms)
+        await auth.check_throttle(conn, addr_keys, now_ms)
+    return await auth.check_password(engine, name, password, address, now_ms, gate)

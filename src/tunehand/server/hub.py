@@ -26,6 +26,19 @@ PRESENCE_CACHE_S = 5.0
 unless a devices message says they changed (a heartbeat is 5 s, staleness 15 s)."""
 TRANSFERS = "transfers"
 """Topic for a transfer target's ready/failed, which may reach another instance."""
+CONTROL = "control"
+"""Topic every instance (and worker) listens on for revocations: a device revoked, a
+login logged out, an account removed, a device's newer connection taking over."""
+REVOKED_DEVICE = "device"
+REVOKED_FAMILY = "family"
+REMOVED_ACCOUNT = "account"
+REPLACED = "replace"
+RECENT_S = 30.0
+"""How long a revocation is remembered, for a channel that authenticated before it and
+attaches after it went by; and for stream and art URLs, how long a revoked device is
+refused without asking the database (`revoked_device`)."""
+CLOSE_REVOKED = 4003
+CLOSE_REPLACED = 4009
 
 
 class Connection(Protocol):
@@ -34,6 +47,13 @@ class Connection(Protocol):
     account_id: int
     device_id: str
     capabilities: tuple[str, ...]
+    family: str
+    """The token family (login) the connection authenticated with."""
+    joined: tuple[int, str]
+    """When it attached (ns since the epoch) and a random tag: the later of two
+    connections of one device wins."""
+    replaced: bool
+    """Set when a newer connection of its device took over (its loss is no loss)."""
 
     def push(self, data: bytes) -> bool:
         """Send `data` (or keep it until `hello` is out); False when the device is too
@@ -57,15 +77,93 @@ class Hub:
         """Presence of accounts with devices here, read at most every PRESENCE_CACHE_S:
         every command asks which devices are online (on Redis a round trip)."""
         self._forgets = 0
+        self._admitted: dict[int, dict[str, int]] = {}
+        """Devices let in by `admit` and not yet attached (how many connections each)."""
         self.closing = False
         self.on_transfer_reply: Callable[[dict[str, Any]], None] | None = None
         self.on_version: Callable[[int, int, bytes], None] | None = None
         """Called with (account, version, state message) for every session version fanned
         out through the bus, by this instance or another one."""
+        self._recent: dict[tuple[str, int, str], float] = {}
+        """Revocations heard within RECENT_S: (kind, account, device or family) -> until."""
+        self._revoked_ids: dict[str, float] = {}
+        """Devices revoked within RECENT_S (by id alone, for stream and art links)."""
 
     async def start(self) -> None:
         await self.bus.start(self._deliver)
         await self.bus.subscribe(TRANSFERS)
+        await self.bus.subscribe(CONTROL)
+
+    # --- revocation ---------------------------------------------------------------
+
+    async def revoke(self, kind: str, account_id: int, value: str = "") -> None:
+        """Close, on every instance, the channels of a revoked device (`REVOKED_DEVICE`,
+        value: its id), of a logged-out login (`REVOKED_FAMILY`, value: the family) or of
+        a removed account (`REMOVED_ACCOUNT`). Call after the change is committed."""
+        msg = {"k": kind, "a": account_id, "v": value}
+        self._control(msg)  # here at once, whatever the bus does
+        await self.bus.publish(CONTROL, json.dumps(msg).encode())
+
+    def revoked_lately(self, device_id: str) -> bool:
+        """Whether the device was revoked within RECENT_S, as heard here (on any instance)."""
+        until = self._revoked_ids.get(device_id)
+        return until is not None and until > time.monotonic()
+
+    def _revoked(self, conn: Connection) -> str | None:
+        """Why a connection about to attach is revoked already, if it is."""
+        now = time.monotonic()
+        for key, why in (
+            ((REVOKED_DEVICE, conn.account_id, conn.device_id), "this device was revoked"),
+            ((REVOKED_FAMILY, conn.account_id, conn.family), "logged out"),
+            ((REMOVED_ACCOUNT, conn.account_id, ""), "the account was removed"),
+        ):
+            until = self._recent.get(key)
+            if until is not None and until > now:
+                return why
+        return None
+
+    def _remember(self, key: tuple[str, int, str]) -> None:
+        now = time.monotonic()
+        if len(self._recent) > 10_000:
+            self._recent = {k: u for k, u in self._recent.items() if u > now}
+        self._recent[key] = now + RECENT_S
+
+    def _control(self, msg: Any) -> None:
+        try:
+            kind, account_id, value = str(msg["k"]), int(msg["a"]), str(msg["v"])
+        except (KeyError, TypeError, ValueError):
+            return
+        devices = self._conns.get(account_id, {})
+        if kind == REPLACED:
+            try:
+                stamp = (int(msg["t"]), str(msg["n"]))
+            except (KeyError, TypeError, ValueError):
+                return
+            for c in list(devices.get(value, [])):
+                if c.joined < stamp:
+                    c.replaced = True
+                    c.close(CLOSE_REPLACED, "replaced by a newer connection of this device")
+            return
+        if kind == REMOVED_ACCOUNT:
+            self._remember((kind, account_id, ""))
+            doomed = [c for cs in devices.values() for c in cs]
+            why = "the account was removed"
+        elif kind == REVOKED_DEVICE:
+            self._remember((kind, account_id, value))
+            now = time.monotonic()
+            if len(self._revoked_ids) > 10_000:
+                self._revoked_ids = {d: u for d, u in self._revoked_ids.items() if u > now}
+            self._revoked_ids[value] = now + RECENT_S
+            doomed = list(devices.get(value, []))
+            why = "this device was revoked"
+        elif kind == REVOKED_FAMILY:
+            self._remember((kind, account_id, value))
+            doomed = [c for cs in devices.values() for c in cs if c.family == value]
+            why = "logged out"
+        else:
+            return
+        for c in doomed:
+            c.close(CLOSE_REVOKED, why)
 
     def local_accounts(self) -> list[int]:
         return list(self._conns)
@@ -107,16 +205,65 @@ class Hub:
     def connection_count(self) -> int:
         return sum(len(c) for d in self._conns.values() for c in d.values())
 
-    async def attach(self, conn: Connection) -> None:
+    async def admit(self, account_id: int, device_id: str, most: int) -> bool:
+        """Let a device of the account in unless `most` other devices are online (on any
+        instance) or being let in here; `attach` (or `release`) must follow. Joins on
+        this instance are counted exactly; joins at the same moment on others, as far
+        as presence shows them."""
+        online = set(await self.presence.devices(account_id))
+        admitted = self._admitted.setdefault(account_id, {})
+        online.update(self._conns.get(account_id, {}), admitted)
+        if device_id not in online and len(online) >= most:
+            if not admitted:
+                del self._admitted[account_id]
+            return False
+        admitted[device_id] = admitted.get(device_id, 0) + 1
+        return True
+
+    def release(self, account_id: int, device_id: str) -> None:
+        """Undo an `admit` (the connection attached, or went away before it could)."""
+        admitted = self._admitted.get(account_id, {})
+        left = admitted.get(device_id, 0) - 1
+        if left > 0:
+            admitted[device_id] = left
+        else:
+            admitted.pop(device_id, None)
+            if not admitted:
+                self._admitted.pop(account_id, None)
+
+    async def attach(self, conn: Connection) -> bool:
+        """Take an admitted connection in (see `admit`); False (and it is closed) when its
+        login was revoked while it authenticated. Earlier connections of its device, here
+        or on another instance, are closed with CLOSE_REPLACED: one device never plays
+        twice."""
+        why = self._revoked(conn)
+        if why is not None:
+            self.release(conn.account_id, conn.device_id)
+            conn.close(CLOSE_REVOKED, why)
+            return False
         devices = self._conns.setdefault(conn.account_id, {})
         if not devices:
             await self.bus.subscribe(topic(conn.account_id))
-        devices.setdefault(conn.device_id, []).append(conn)
+        same = devices.setdefault(conn.device_id, [])
+        for old in list(same):
+            old.replaced = True
+            old.close(CLOSE_REPLACED, "replaced by a newer connection of this device")
+        same.append(conn)
+        self.release(conn.account_id, conn.device_id)
         caps = {c for cs in devices[conn.device_id] for c in cs.capabilities}
         await self.presence.join(conn.account_id, conn.device_id, tuple(sorted(caps)))
         self._forget_online(conn.account_id)
         # The caller starts the connection's writer once it has sent `hello`, so nothing
         # queued meanwhile overtakes it.
+        replace = {
+            "k": REPLACED,
+            "a": conn.account_id,
+            "v": conn.device_id,
+            "t": conn.joined[0],
+            "n": conn.joined[1],
+        }
+        await self.bus.publish(CONTROL, json.dumps(replace).encode())
+        return True
 
     async def detach(self, conn: Connection) -> bool:
         """Forget a connection. True when it was the device's last one."""
@@ -148,6 +295,10 @@ class Hub:
             if self.on_transfer_reply is not None:
                 with contextlib.suppress(ValueError, TypeError):
                     self.on_transfer_reply(json.loads(data))
+            return
+        if name == CONTROL:
+            with contextlib.suppress(ValueError):
+                self._control(json.loads(data))
             return
         try:
             account_id = int(name.rsplit(":", 1)[1])

@@ -198,6 +198,26 @@ class SessionService:
         payload = wire.encode(DevicesMsg(await self.devices(account_id)))
         await self.hub.send(account_id, payload, version=DEVICES)
 
+    async def publish_device(self, account_id: int, device_id: str) -> None:
+        """Tell the account's devices that one of them came, went or was revoked: a
+        patch of that one device (see `DevicesMsg`)."""
+        async with self.engine.connect() as conn:
+            row = await qa.device(conn, device_id)
+        if row is None or row.account_id != account_id or row.revoked:
+            msg = DevicesMsg((), patch=True, removed=(device_id,))
+        else:
+            online = await self.hub.presence.devices(account_id)
+            info = DeviceInfo(
+                row.id,
+                row.name,
+                row.id in online,
+                row.last_seen_ms,
+                row.address,
+                online.get(row.id, ()),
+            )
+            msg = DevicesMsg((info,), patch=True)
+        await self.hub.send(account_id, wire.encode(msg), version=DEVICES)
+
     # --- writing ----------------------------------------------------------------
 
     async def execute(self, account_id: int, cmd: Command, sender: str | None) -> Result:
@@ -258,7 +278,7 @@ class SessionService:
                         await qs.save_result(conn, account_id, out.result, now_ms())
                     elif not first:
                         if not await qs.commit_command(
-                            conn, account_id, state.version, out.state, out.result, now_ms()
+                            conn, account_id, state.version, out.state, out.result, now_ms(), state
                         ):
                             return None
                         if not self._serial:
@@ -266,7 +286,7 @@ class SessionService:
                 if first:  # the account's first change inserts its row: a transaction
                     async with self.engine.begin() as tx:
                         if not await qs.commit_command(
-                            tx, account_id, state.version, out.state, out.result, now_ms()
+                            tx, account_id, state.version, out.state, out.result, now_ms(), state
                         ):
                             return None
                 self._remember(account_id, out.state)
@@ -390,7 +410,7 @@ class SessionService:
                 switched = None
             else:
                 new, directives = done
-                if not await qs.compare_and_set(conn, account_id, state.version, new):
+                if not await qs.compare_and_set(conn, account_id, state.version, new, state):
                     switched = None
                 else:
                     res = Result(cmd.command_id, "ok", "", new.version)
@@ -444,7 +464,7 @@ class SessionService:
                 return code  # most reports: the position is where observers predict it
             self._forget(account_id)
             async with self.engine.begin() as conn:
-                if not await qs.compare_and_set(conn, account_id, state.version, new):
+                if not await qs.compare_and_set(conn, account_id, state.version, new, state):
                     return "conflict"
                 await self._record_history(conn, account_id, device_id, state, new, rep)
             self._remember(account_id, new)
@@ -477,7 +497,7 @@ class SessionService:
                 state = await qs.load(conn, account_id)
                 new = core.device_lost(state, device_id, lost_at)
                 if new is None or not await qs.compare_and_set(
-                    conn, account_id, state.version, new
+                    conn, account_id, state.version, new, state
                 ):
                     return
             self._remember(account_id, new)

@@ -12,6 +12,8 @@ from tunehand.server.bus import DEFAULT_PREFIX, Bus
 from tunehand.server.hub import Hub
 from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
+from tunehand.server.limits import DEFAULT_MAX_DEVICES, Buckets, HashGate, default_hash_gate
+from tunehand.server.revocation import DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
 from tunehand.server.websocket import SocketSet
@@ -34,6 +36,16 @@ class Settings:
         default_factory=lambda: _env_int("TUNEHAND_DEVICE_CODE_TTL_S", 600)
     )
     refresh_grace_s: int = field(default_factory=lambda: _env_int("TUNEHAND_REFRESH_GRACE_S", 10))
+    max_devices: int = DEFAULT_MAX_DEVICES
+    """Devices of one account online at once (`serve --max-devices`)."""
+    purge_interval_s: int = field(
+        default_factory=lambda: _env_int("TUNEHAND_PURGE_INTERVAL_S", 3600)
+    )
+    """How often expired tokens, codes and stale device rows are purged."""
+
+
+REST_PER_S = 50
+REST_BURST = 200.0
 
 
 def _env_int(name: str, default: int) -> int:
@@ -54,3 +66,11 @@ class Services:
     """Resized cover art, shared by this instance's requests."""
     sockets: SocketSet = field(default_factory=SocketSet)
     """This instance's open channel websockets (their keepalive)."""
+    links: DeviceCheck | None = None
+    """Whether a device's stream and art links still work (set at start)."""
+    hash_gate: HashGate = field(default_factory=default_hash_gate)
+    """Password hashing in progress (see `limits.HashGate`)."""
+    rest_buckets: Buckets = field(
+        default_factory=lambda: Buckets(_env_int("TUNEHAND_REST_PER_S", REST_PER_S), REST_BURST)
+    )
+    """Each account's authenticated REST requests on this instance."""

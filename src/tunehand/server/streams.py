@@ -6,6 +6,13 @@ instances share it). Art URLs are signed with a subkey of it (a stream signature
 opens a picture, nor the reverse), and their expiry is rounded up to the hour so a
 picture keeps one URL for an hour and clients can cache it by URL. `track_view` gives a
 stored track its signed URLs.
+
+Every URL a client gets is also bound to its device (`bind_urls`): `&d=<device id>&k=<mac>`
+where the mac is over the signature with a key of that device, so a link works only for
+the device it was given to, and the stream and art routes refuse a revoked device's
+links (`tunehand.server.revocation.DeviceCheck`). The server binds them where it knows
+the device: in what a channel sends (state fanned out to the account is signed once and
+bound per connection) and in REST answers (for the token's device).
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from tunehand.errors import UsageError
 
@@ -56,10 +65,50 @@ def load_or_create_key(data_dir: Path, environ: dict[str, str] | os._Environ[str
     return key
 
 
+_SIGNED_URL = re.compile(rb'/v1/(?:stream|art)/[^"?/]+\?exp=[0-9]+&sig=([A-Za-z0-9_\-]+)(?=")')
+"""A signed link inside JSON, not bound yet (a bound one has `&d=` after its signature)."""
+DEVICE_KEYS = 4096
+
+
 class Signer:
     def __init__(self, key: bytes) -> None:
         self._key = key
         self._art_key = self.subkey("art")
+        self._device_key = self.subkey("device-urls")
+        self._device_keys: dict[str, bytes] = {}
+
+    def device_key(self, device_id: str) -> bytes:
+        key = self._device_keys.get(device_id)
+        if key is None:
+            if len(self._device_keys) >= DEVICE_KEYS:
+                self._device_keys.clear()
+            key = hmac.new(self._device_key, device_id.encode(), hashlib.sha256).digest()
+            self._device_keys[device_id] = key
+        return key
+
+    def device_mac(self, device_id: str, sig: str | bytes) -> str:
+        """The mac binding the link signed `sig` to `device_id` (keyed BLAKE2b: one pass,
+        as it runs for every link of every state a device is sent)."""
+        raw = sig.encode() if isinstance(sig, str) else sig
+        mac = hashlib.blake2b(raw, key=self.device_key(device_id), digest_size=18).digest()
+        return base64.urlsafe_b64encode(mac).decode()
+
+    def bind_urls(self, data: bytes, device_id: str) -> bytes:
+        """`data` (JSON) with every signed link in it bound to `device_id`."""
+        if b"&sig=" not in data:
+            return data
+        tail = "&d=" + quote(device_id, safe="")
+
+        def bound(m: re.Match[bytes]) -> bytes:
+            return m.group(0) + f"{tail}&k={self.device_mac(device_id, m.group(1))}".encode()
+
+        return _SIGNED_URL.sub(bound, data)
+
+    def verify_device(self, sig: str, device_id: str, mac: str) -> bool:
+        """Whether `mac` binds the link signed `sig` to `device_id`."""
+        if not device_id or len(device_id) > 64 or not mac:
+            return False
+        return hmac.compare_digest(self.device_mac(device_id, sig), mac)
 
     def subkey(self, purpose: str) -> bytes:
         """A key for another use of the server secret (e.g. refresh-token rotation)."""

@@ -6,7 +6,9 @@ when the database is down); nothing ever answers with a traceback.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,15 +18,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tunehand import wire
-from tunehand.errors import AuthError, NotFound, ProtocolError, StoreError, UsageError
+from tunehand.errors import (
+    AuthError,
+    NotFound,
+    ProtocolError,
+    QuotaError,
+    StoreError,
+    UsageError,
+)
 from tunehand.server import auth
 from tunehand.server.db.engine import unavailable
 from tunehand.server.services import Services
+from tunehand.server.streams import Signer
 
 T = TypeVar("T")
 MAX_BODY = 1024 * 1024
 MAX_ADDRESS = 64
 log = logging.getLogger("tunehand.api")
+_bind: contextvars.ContextVar[tuple[Signer, str] | None] = contextvars.ContextVar(
+    "tunehand_bind", default=None
+)
+"""The request's token device, once `principal` knew it: the stream and art links of
+its answer are bound to that device (`Signer.bind_urls`). Each request runs in a task
+(and a context) of its own."""
 
 
 @dataclass
@@ -40,7 +56,11 @@ def services(request: Request) -> Services:
 
 
 def json(obj: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(wire.encode(obj), status, headers, media_type="application/json")
+    body = wire.encode(obj)
+    bind = _bind.get()
+    if bind is not None:
+        body = bind[0].bind_urls(body, bind[1])
+    return Response(body, status, headers, media_type="application/json")
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -93,10 +113,18 @@ async def body(request: Request, type_: type[T]) -> T:
 
 
 async def principal(request: Request) -> auth.Principal:
+    """Who sends the request; every such request takes a token of its account's bucket
+    (`Services.rest_buckets`), past which the answer is 429 with Retry-After."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise AuthError("not logged in: send Authorization: Bearer TOKEN")
-    return await auth.authenticate(services(request).engine, header[7:].strip(), now_ms())
+    s = services(request)
+    who = await auth.authenticate(s.engine, header[7:].strip(), now_ms())
+    _bind.set((s.signer, who.device_id))
+    wait_s = s.rest_buckets.take(who.account_id)
+    if wait_s:
+        raise auth.Throttled(max(1, math.ceil(wait_s)), "too many requests: slow down")
+    return who
 
 
 def client_address(request: Request) -> str:
@@ -118,6 +146,8 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         return error(422, "invalid", str(exc))
     if isinstance(exc, NotFound):
         return error(404, "not_found", str(exc))
+    if isinstance(exc, QuotaError):
+        return error(409, "quota", str(exc))
     if isinstance(exc, StoreError):
         return error(503, "unavailable", str(exc))
     if unavailable(exc):

@@ -15,9 +15,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from tunehand.core import names
 from tunehand.errors import AuthError
 from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
@@ -63,6 +65,25 @@ class TunehandApp(App[None]):
         queue of just these is not hand-built, and another list may replace it unasked."""
 
     # --- start --------------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast is plain text: the names in it were chosen by other devices and
+        may hold Textual markup (`[b]`, `[@click=...]`) or terminal escape codes."""
+        super().notify(
+            names.shown(message),
+            title=names.line(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def on_mount(self) -> None:
         self.set_keymap(self.user_keymap)

@@ -6,6 +6,7 @@ from this terminal, and the server connection dropping or coming back.
 
 from __future__ import annotations
 
+from tunehand.core import names
 from tunehand.tui.backend import SessionSnapshot
 
 
@@ -23,7 +24,7 @@ def transitions(prev: SessionSnapshot | None, new: SessionSnapshot) -> list[tupl
         if now == new.device_id:
             out.append(("Playback moved here", "information"))
         elif was == new.device_id:
-            name = new.device_name(now) if now else None
+            name = names.line(new.device_name(now) or "") if now else None
             out.append(
                 (f"Playback moved to {name}" if name else "Playback stopped here", "information")
             )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tunehand.server.db.tables import accounts, devices, login_attempts, tokens
+from tunehand.server.db.tables import account_ids, accounts, devices, login_attempts, tokens
 from tunehand.server.db.upsert import upsert
 
 
@@ -41,9 +41,15 @@ class DeviceRow:
 
 
 async def create_account(conn: AsyncConnection, name: str, pw_hash: str, now_ms: int) -> int:
-    res = await conn.execute(
-        sa.insert(accounts).values(name=name, password_hash=pw_hash, created_ms=now_ms)
-    )
+    """A new account; its id was never any other account's (see `tables.account_ids`)."""
+    values: dict[str, object] = {"name": name, "password_hash": pw_hash, "created_ms": now_ms}
+    if conn.dialect.name == "sqlite":
+        got = await conn.execute(sa.insert(account_ids))
+        new_pk = got.inserted_primary_key
+        assert new_pk is not None
+        values["id"] = int(new_pk[0])
+        await conn.execute(sa.delete(account_ids).where(account_ids.c.id < values["id"]))
+    res = await conn.execute(sa.insert(accounts).values(**values))
     pk = res.inserted_primary_key
     assert pk is not None
     return int(pk[0])
@@ -153,8 +159,27 @@ async def revoke_device_tokens(conn: AsyncConnection, account_id: int, device_id
     )
 
 
-async def purge_expired_tokens(conn: AsyncConnection, now_ms: int) -> None:
-    await conn.execute(sa.delete(tokens).where(tokens.c.expires_ms < now_ms))
+async def purge_expired_tokens(conn: AsyncConnection, now_ms: int) -> int:
+    res = await conn.execute(sa.delete(tokens).where(tokens.c.expires_ms < now_ms))
+    return int(res.rowcount or 0)
+
+
+async def purge_devices(conn: AsyncConnection, seen_before_ms: int, now_ms: int) -> int:
+    """Delete device rows that can do nothing any more: revoked ones, and ones not seen
+    since `seen_before_ms` that hold no live token."""
+    live = (
+        sa.select(tokens.c.hash)
+        .where(
+            tokens.c.device_id == devices.c.id,
+            tokens.c.account_id == devices.c.account_id,
+            tokens.c.revoked.is_(False),
+            tokens.c.expires_ms >= now_ms,
+        )
+        .exists()
+    )
+    stale = sa.and_(devices.c.last_seen_ms < seen_before_ms, ~live)
+    res = await conn.execute(sa.delete(devices).where(sa.or_(devices.c.revoked.is_(True), stale)))
+    return int(res.rowcount or 0)
 
 
 # --- devices ----------------------------------------------------------------------
@@ -202,6 +227,24 @@ async def list_devices(conn: AsyncConnection, account_id: int) -> list[DeviceRow
         DeviceRow(r.id, r.account_id, r.name, r.last_seen_ms, r.address, bool(r.revoked))
         for r in rows
     ]
+
+
+async def device_addresses(conn: AsyncConnection, account_id: int) -> list[str]:
+    """The last addresses of the account's devices (not revoked)."""
+    rows = await conn.execute(
+        sa.select(devices.c.address)
+        .where(devices.c.account_id == account_id, devices.c.revoked.is_(False))
+        .distinct()
+    )
+    return [r.address for r in rows if r.address]
+
+
+async def count_devices(conn: AsyncConnection, account_id: int) -> int:
+    """Device rows of the account, revoked ones included (they are rows all the same)."""
+    res = await conn.execute(
+        sa.select(sa.func.count()).select_from(devices).where(devices.c.account_id == account_id)
+    )
+    return int(res.scalar_one())
 
 
 async def revoke_device(conn: AsyncConnection, account_id: int, device_id: str) -> None:
@@ -267,24 +310,30 @@ async def count_in_window(
     """Count one more event under `key` in a fixed window; (count, window start ms).
 
     Kept in the login-attempts table: `failures` is the count, `last_ms` the start of
-    the window, which begins again once `window_ms` has passed.
+    the window, which begins again once `window_ms` has passed. The count is raised by
+    one statement before it is read, which takes the row's write lock until the
+    transaction ends: parallel callers are serialized on it and each reads its own
+    count (the n-th of a burst reads n), never the same one.
     """
-    count, start = await failures(conn, key)
-    if count == 0 or now_ms - start >= window_ms:
-        await upsert(
-            conn,
-            login_attempts,
-            {"key": key, "failures": 1, "last_ms": now_ms},
-            ["key"],
-            {"failures": 1, "last_ms": now_ms},
-        )
-        return 1, now_ms
-    await conn.execute(
-        sa.update(login_attempts)
-        .where(login_attempts.c.key == key)
-        .values(failures=login_attempts.c.failures + 1)
+    t = login_attempts
+    expired = t.c.last_ms <= now_ms - window_ms
+    await upsert(
+        conn,
+        t,
+        {"key": key, "failures": 1, "last_ms": now_ms},
+        ["key"],
+        {
+            "failures": sa.case((expired, 1), else_=t.c.failures + 1),
+            "last_ms": sa.case((expired, now_ms), else_=t.c.last_ms),
+        },
     )
-    return count + 1, start
+    return await failures(conn, key)
+
+
+async def purge_attempts(conn: AsyncConnection, before_ms: int) -> int:
+    """Forget counts last touched before `before_ms`."""
+    res = await conn.execute(sa.delete(login_attempts).where(login_attempts.c.last_ms < before_ms))
+    return int(res.rowcount or 0)
 
 
 async def clear_failures(conn: AsyncConnection, key: str) -> None:

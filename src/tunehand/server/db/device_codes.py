@@ -22,6 +22,8 @@ class DeviceCode:
     last_poll_ms: int | None
     status: str
     account_id: int | None
+    created_ms: int = 0
+    address: str = ""
 
 
 def _row(r: sa.Row[tuple[object, ...]] | None) -> DeviceCode | None:
@@ -38,6 +40,8 @@ def _row(r: sa.Row[tuple[object, ...]] | None) -> DeviceCode | None:
         None if m["last_poll_ms"] is None else int(m["last_poll_ms"]),
         str(m["status"]),
         None if m["account_id"] is None else int(m["account_id"]),
+        int(m["created_ms"]),
+        str(m["address"]),
     )
 
 
@@ -50,6 +54,7 @@ async def insert(
     now_ms: int,
     expires_ms: int,
     interval_s: int,
+    address: str = "",
 ) -> bool:
     """Insert a pending code; False when the user code is taken (pick another)."""
     taken = (
@@ -71,6 +76,7 @@ async def insert(
             last_poll_ms=None,
             status="pending",
             account_id=None,
+            address=address,
         )
     )
     return True
@@ -126,5 +132,6 @@ async def consume(conn: AsyncConnection, code_hash: str) -> bool:
     return res.rowcount == 1
 
 
-async def purge_expired(conn: AsyncConnection, before_ms: int) -> None:
-    await conn.execute(sa.delete(device_codes).where(device_codes.c.expires_ms < before_ms))
+async def purge_expired(conn: AsyncConnection, before_ms: int) -> int:
+    res = await conn.execute(sa.delete(device_codes).where(device_codes.c.expires_ms < before_ms))
+    return int(res.rowcount or 0)

@@ -19,6 +19,15 @@ accounts = sa.Table(
     sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
 
+account_ids = sa.Table(
+    "account_ids",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sqlite_autoincrement=True,
+)
+"""On SQLite, where account ids come from (AUTOINCREMENT: a removed account's id is
+never given again). One row at most is kept. PostgreSQL's sequence never goes back."""
+
 devices = sa.Table(
     "devices",
     metadata,
@@ -62,7 +71,8 @@ sessions = sa.Table(
         "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     ),
     sa.Column("version", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # the session without its queue and order
+    sa.Column("queue", sa.Text, nullable=True),  # the queue and order (`sessions.StoredQueue`)
 )
 
 command_results = sa.Table(
@@ -179,4 +189,5 @@ device_codes = sa.Table(
     sa.Column("last_poll_ms", sa.BigInteger, nullable=True),
     sa.Column("status", sa.String(16), nullable=False),  # pending|approved|denied|used
     sa.Column("account_id", sa.Integer, nullable=True),  # the approving account
+    sa.Column("address", sa.String(64), nullable=False, server_default=""),  # who asked
 )

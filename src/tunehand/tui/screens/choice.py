@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tunehand.core import names
 from tunehand.tui.keys import key_label
 
 Answer = tuple[str, str, str]
@@ -34,7 +35,7 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="choice-box"):
-            yield Static(self.question, id="choice-question")
+            yield Static(names.shown(self.question), id="choice-question", markup=False)
             with Horizontal(id="choice-buttons"):
                 for i, (key, label, value) in enumerate(self.answers):
                     yield Button(

@@ -22,6 +22,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Input, Static
 
+from tunehand.core import names
 from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Account, Backend, DeviceLogin
 
@@ -56,7 +57,7 @@ class LoginScreen(Screen[Account]):
             yield Static("", id="device-code")
             yield Static("", id="keyring-problem")
             yield Checkbox(TOKEN_FILE_LABEL, id="token-file")
-            yield Static(self.error, id="login-error")
+            yield Static(names.shown(self.error), id="login-error", markup=False)
 
     def on_mount(self) -> None:
         first = "#user" if self.backend.default_server else "#server"
@@ -81,7 +82,7 @@ class LoginScreen(Screen[Account]):
             self.notify(f"the tokens go to the plain file {path} (mode 0600)", severity="warning")
 
     def show_error(self, text: str) -> None:
-        self.query_one("#login-error", Static).update(text)
+        self.query_one("#login-error", Static).update(names.shown(text))
 
     @on(Input.Submitted)
     def _next_field(self, event: Input.Submitted) -> None:

@@ -11,6 +11,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from tunehand.core import names
+
 
 class PromptScreen(ModalScreen[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", show=True)]
@@ -23,7 +25,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
-            yield Static(self.question, id="prompt-question")
+            yield Static(names.shown(self.question), id="prompt-question", markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
             yield Static("Enter to save · Escape to cancel", id="prompt-foot")
 

@@ -16,6 +16,7 @@ from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from tunehand.core import names
 from tunehand.core.model import MAX_QUEUE
 from tunehand.core.protocol import TrackView
 from tunehand.tui import keys
@@ -77,7 +78,7 @@ class BrowsePane(Vertical):
         self.crumbs: list[str] = [self.TITLE]
         self.level = 0
         self.current_track_id: str | None = None
-        self.title = Static(self.TITLE, classes="crumb")
+        self.title = Static(self.TITLE, classes="crumb", markup=False)
         self.status = StatusLine()
         self.tables: list[Table[Any]] = self.make_tables()
         self.loaded = False
@@ -110,7 +111,7 @@ class BrowsePane(Vertical):
         self.level = level
         for i, t in enumerate(self.tables):
             t.display = i == level
-        self.title.update(" › ".join(self.crumbs[: level + 1]))
+        self.title.update(names.line(" › ".join(self.crumbs[: level + 1])))
         if had_focus:
             self.table.focus()
 

@@ -14,6 +14,7 @@ from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from tunehand.core import names
 from tunehand.core.model import DeviceInfo
 from tunehand.tui import keys
 from tunehand.tui.backend import SessionSnapshot
@@ -28,7 +29,7 @@ class DevicesPanel(Vertical):
     def __init__(self, *, id: str) -> None:
         super().__init__(id=id)
         self.snapshot: SessionSnapshot | None = None
-        self.title = Static("Devices", classes="crumb")
+        self.title = Static("Devices", classes="crumb", markup=False)
         self.status = StatusLine()
         self.table: Table[DeviceInfo] = Table(
             (Column("", 1), Column("Device", flex=3), Column("", 7)),
@@ -55,7 +56,7 @@ class DevicesPanel(Vertical):
             self.title.update("Devices · none active")
         else:
             doing = "playing" if snap.state.position.playing else "paused"
-            self.title.update(f"Devices · {doing} on {active}")
+            self.title.update(names.line(f"Devices · {doing} on {active}"))
 
     @property
     def selected(self) -> DeviceInfo | None:

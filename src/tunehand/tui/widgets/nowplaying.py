@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tunehand.core import names
 from tunehand.core.clock import clock
 from tunehand.tui.backend import SessionSnapshot
 from tunehand.tui.fmt import progress_bar
@@ -69,10 +70,10 @@ class NowPlaying(Widget):
             top.append("nothing is playing: pick a track and press Enter", self._style("dim"))
         else:
             top.append(f"{icon} ", self._style("title"))
-            top.append(track.title, self._style("title"))
-            top.append(f" — {track.artist or 'Unknown artist'}")
+            top.append(names.line(track.title), self._style("title"))
+            top.append(names.line(f" — {track.artist or 'Unknown artist'}"))
             if track.album:
-                top.append(f" · {track.album}", self._style("dim"))
+                top.append(names.line(f" · {track.album}"), self._style("dim"))
         room = max(0, width - link.cell_len - 1)
         top.truncate(room, overflow="ellipsis", pad=True)
         top.append(" ")
@@ -110,5 +111,5 @@ class NowPlaying(Widget):
             elif where == snap.device_id:
                 text.append(" · on this terminal")
             else:
-                text.append(f" · on {snap.device_name(where)}")
+                text.append(names.line(f" · on {snap.device_name(where)}"))
         return text

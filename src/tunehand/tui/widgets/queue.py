@@ -38,7 +38,7 @@ class QueuePane(Vertical):
         self.backend = backend
         self.tracks: dict[str, TrackView] = {}
         self.snapshot: SessionSnapshot | None = None
-        self.title = Static("Queue", classes="crumb")
+        self.title = Static("Queue", classes="crumb", markup=False)
         self.status = StatusLine()
         self.table: Table[Entry] = Table(
             POSITION_COLUMNS,

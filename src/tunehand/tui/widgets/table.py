@@ -24,6 +24,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tunehand.core import names
+
 RowT = TypeVar("RowT")
 
 
@@ -190,7 +192,7 @@ class Table(ScrollView, Generic[RowT], can_focus=True):
                 piece = cell.copy()
                 piece.no_wrap, piece.end = True, ""
             else:
-                piece = Text(cell, no_wrap=True, end="")
+                piece = Text(names.line(cell), no_wrap=True, end="")  # no escape codes
             piece.truncate(width, overflow="ellipsis", pad=False)
             pad = " " * (width - piece.cell_len)
             if col.right:
