@@ -48,13 +48,16 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -83,8 +86,8 @@ from bench.common import (
 )
 
 TRACKS = 4
-TRACK_S = 60
-HANDOFFS = 15
+TRACK_S = 90
+HANDOFFS = 10
 WARMUP_HANDOFFS = 2
 PAUSES = 15
 """`ctl pause` measurements (and as many `ctl play` in between)."""
@@ -100,11 +103,11 @@ WAIT_S = 8.0
 CTL_TIMEOUT_S = 20.0
 STARTUP_S = 30.0
 STOP_S = 10.0
-DISCONTINUITY_S = 0.030
-"""A move of the target's `t - time-pos` line by more than this after it started."""
+DISCONTINUITY_S = 0.020
+"""A move of the target off its own line by more than this after it started."""
+SOURCE_FIT_S = 0.6
+"""The source's line at the switch: its steps of this long before it stopped."""
 
-TARGET_GAP_MS = 30.0
-TARGET_JUMP_MS = 30.0
 TARGET_TRANSFER_MS = 250.0
 TARGET_CTL_PAUSE_MS = 100.0
 TARGET_WS_PAUSE_MS = 10.0
@@ -319,7 +322,14 @@ class Receiver:
             return ""
 
 
-def start_receiver(stack: ExitStack, srv: ServerProc, tmp: Path, name: str) -> Receiver:
+def start_receiver(
+    stack: ExitStack,
+    srv: ServerProc,
+    tmp: Path,
+    name: str,
+    mpv_options: Sequence[str] = ("ao=null",),
+    extra_env: dict[str, str] | None = None,
+) -> Receiver:
     """Log `name` in with its own config dir and start `tunehand receiver` (stopped by `stack`)."""
     config_dir = tmp / name
     login_cli(srv, config_dir, bench_env(tmp), file_store=True)
@@ -332,14 +342,14 @@ def start_receiver(stack: ExitStack, srv: ServerProc, tmp: Path, name: str) -> R
         str(config_dir),
         "--device-name",
         name,
-        "--mpv-option",
-        "ao=null",
+        *(x for opt in mpv_options for x in ("--mpv-option", opt)),
         "--mpv-option",
         f"input-ipc-server={sock}",
     ]
+    env = {**bench_env(tmp), **(extra_env or {})}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=bench_env(tmp), start_new_session=True
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     rec = Receiver(name, config_dir, sock, proc, log_path)
     stack.callback(stop_processes, [proc])
@@ -439,6 +449,14 @@ class _Seen:
     playing: bool
     at_ms: int
     position_ms: int
+    rate: float
+    has_position: bool
+
+    def at(self, t: float, wall: float) -> float:
+        """The position (s) this state gives for monotonic time `t`."""
+        now_ms = (t + wall) * 1000
+        run = self.playing and self.rate > 0 and now_ms > self.at_ms
+        return (self.position_ms + ((now_ms - self.at_ms) * self.rate if run else 0)) / 1000
 
 
 class Remote:
@@ -480,6 +498,8 @@ class Remote:
                             bool(pos.get("playing")),
                             int(pos.get("at_ms", 0)),
                             int(pos.get("position_ms", 0)),
+                            float(pos.get("rate", 0.0)),
+                            "position" in st,
                         )
                     )
                 elif kind == "result":
@@ -560,9 +580,41 @@ class Handoff:
 MARKS = ("state", "loaded", "src end", "unpause", "start", "1st step")
 
 
-def _line(adv: Sequence[tuple[float, float]]) -> float:
-    """c in `t - pos = c` (seconds) from the time-pos steps, by median."""
-    return statistics.median(t - p for t, p in adv)
+@dataclass(frozen=True)
+class Line:
+    """pos = p0 + rate * (t - t0): a stretch of time-pos steps, fitted by least squares
+    (an output that underruns plays slower than the wall clock: the rate is not 1)."""
+
+    t0: float
+    p0: float
+    rate: float
+
+    def at(self, t: float) -> float:
+        return self.p0 + self.rate * (t - self.t0)
+
+
+def _line(adv: Sequence[tuple[float, float]]) -> Line:
+    n = len(adv)
+    mt = sum(t for t, _ in adv) / n
+    mp = sum(p for _, p in adv) / n
+    sxx = sum((t - mt) ** 2 for t, _ in adv)
+    sxy = sum((t - mt) * (p - mp) for t, p in adv)
+    return Line(mt, mp, sxy / sxx if sxx > 0 else 1.0)
+
+
+TRUTH_WINDOW_S = 0.25
+
+
+def true_position(watch: MpvWatch, t: float) -> float | None:
+    """Where `watch` was at `t`: the line of its time-pos steps within TRUTH_WINDOW_S
+    either side (their median rate, and the median of where each step puts `t`), so
+    one answer stamped late by a busy machine does not move it."""
+    adv = watch.advances(t - TRUTH_WINDOW_S, t + TRUTH_WINDOW_S)
+    if len(adv) < 4 or adv[0][0] > t or adv[-1][0] <= t:
+        return None
+    rates = [(p1 - p0) / (t1 - t0) for (t0, p0), (t1, p1) in itertools.pairwise(adv) if t1 > t0]
+    rate = statistics.median(rates)
+    return statistics.median(p + rate * (t - ti) for ti, p in adv)
 
 
 def _source_end(src: MpvWatch, after: float) -> float | None:
@@ -581,25 +633,38 @@ def _held_before(tgt: MpvWatch, after: float, t_step: float) -> float:
     return held[-2]
 
 
+MOVE_WINDOW = 5
+"""Steps whose residuals are taken by median: one late answer from a busy machine's mpv
+poll is not a move, a seek or a stall shifts every step after it."""
+
+
+def _moves(steps: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(how far, when) the steps' line shifts (s; + means the position fell behind): the
+    median residual (against the steps' median rate) of MOVE_WINDOW steps, against that
+    of the MOVE_WINDOW steps before them."""
+    pairs = list(itertools.pairwise(steps))
+    rates = [(p1 - p0) / (t1 - t0) for (t0, p0), (t1, p1) in pairs if t1 > t0]
+    if len(steps) < 2 * MOVE_WINDOW or not rates:
+        return [(0.0, 0.0)]
+    rate = statistics.median(rates)
+    t0, p0 = steps[0]
+    res = [p - (p0 + rate * (t - t0)) for t, p in steps]
+    w = MOVE_WINDOW
+    filt = [statistics.median(res[i : i + w]) for i in range(len(res) - w + 1)]
+    return [(filt[i] - filt[i + w], steps[i + w][0]) for i in range(len(filt) - w)]
+
+
 def _moved_after_start(tgt: MpvWatch, t_start: float, p_start: float) -> tuple[float, float]:
-    """How far the target's `t - pos` line has moved by the end of the window (seconds; +
-    means its position fell behind: audio repeated or stalled), and from when (NaN, NaN:
-    it stayed within DISCONTINUITY_S of where it started)."""
-    after = tgt.advances(t_start - 1e-6, t_start + AFTER_START_S)
-    base = t_start - p_start
-    dev = [((t - p) - base, t) for t, p in after]
-    if len(dev) < 4:
+    """The largest move of the target off its own line after it started (seconds; a
+    seek, a stall or a restart shifts the line of the steps after it: + means the
+    position fell behind), and when (0, NaN: no shift beyond DISCONTINUITY_S)."""
+    after = [(t_start, p_start), *tgt.advances(t_start + 1e-6, t_start + AFTER_START_S)]
+    if len(after) < 4:
         return math.nan, math.nan
-    shift = statistics.median(d for d, _ in dev[-(len(dev) // 3) :])
-    if abs(shift) <= DISCONTINUITY_S:
+    worst, worst_at = max(_moves(after), key=lambda m: abs(m[0]))
+    if abs(worst) <= DISCONTINUITY_S:
         return 0.0, math.nan
-    # from the first step after which every step stays nearer the new line than the old
-    at = dev[-1][1]
-    for d, t in reversed(dev):
-        if abs(d - shift) > abs(d):
-            break
-        at = t
-    return shift, at - t_start
+    return worst, worst_at - t_start
 
 
 def measure_handoff(
@@ -630,9 +695,9 @@ def measure_handoff(
     before = src.advances(t_cmd - SETTLE_S, src_end)
     if len(before) < 5:
         raise RuntimeError(f"{label}: the source was not playing steadily before the transfer")
-    c_src = _line(before[-20:])
+    src_line = _line([x for x in before if x[0] >= before[-1][0] - SOURCE_FIT_S] or before)
     last_step = before[-1][0]
-    jump = p_held - (t_start - c_src)
+    jump = p_held - src_line.at(t_start)
     notes: list[str] = []
     shift, shift_at = _moved_after_start(tgt, t_step, p_start)
     if any(p is None for _, p in tgt.samples(t_start, t_start + AFTER_START_S)):
@@ -641,13 +706,13 @@ def measure_handoff(
 
     seen = remote.switch_state(t_cmd, tgt_rec.device_id)
     model_err = anchor_err = math.nan
-    anchors = [st for st in list(remote.states) if st.t < t_cmd and st.playing]
+    anchors = [st for st in list(remote.states) if st.t < t_cmd and st.has_position]
     if anchors:
         a = anchors[-1]
-        anchor_err = a.position_ms / 1000 - (a.at_ms / 1000 - wall - c_src)
+        anchor_err = a.at(t_cmd, wall) - src_line.at(t_cmd)
     if seen is not None:
         t_planned = seen.at_ms / 1000 - wall
-        model_err = seen.position_ms / 1000 - (t_planned - c_src)
+        model_err = seen.position_ms / 1000 - src_line.at(t_planned)
         marks = {
             name: ms(t - t_planned)
             for name, t in zip(
@@ -674,12 +739,13 @@ def measure_handoff(
     )
 
 
-def _rewind_if_late(remote: Remote, watch: MpvWatch) -> None:
+def _rewind_if_late(remote: Remote, watch: MpvWatch, room_s: float = REWIND_BEFORE_END_S) -> None:
+    """Seek back to the start when fewer than `room_s` seconds of the track are left."""
     pos = watch.position()
-    if pos is not None and pos > TRACK_S - REWIND_BEFORE_END_S:
-        remote.command("seek", position_ms=3000)
+    if pos is not None and pos > TRACK_S - room_s:
+        remote.command("seek", position_ms=1000)
         deadline = time.monotonic() + WAIT_S
-        while (p := watch.position()) is None or p > TRACK_S - REWIND_BEFORE_END_S:
+        while (p := watch.position()) is None or p > TRACK_S - room_s:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{watch.name}: the rewind seek never happened")
             time.sleep(0.01)
@@ -829,7 +895,7 @@ def _med(values: Sequence[float]) -> float:
     return statistics.median(v) if v else math.nan
 
 
-def _handoff_results(hs: list[Handoff]) -> list[Result]:
+def _handoff_results(hs: list[Handoff], case: str) -> list[Result]:
     gaps = [h.gap_ms for h in hs]
     jumps = [h.jump_ms for h in hs]
     lat = [h.latency_ms for h in hs]
@@ -875,29 +941,247 @@ def _handoff_results(hs: list[Handoff]) -> list[Result]:
         )
     )
     return [
-        check("handoff |gap| median", _med(abs_gaps), "ms", TARGET_GAP_MS),
-        check("handoff gap p90 |.|", percentile(abs_gaps, 90), "ms"),
-        check("handoff gap signed median", _med(gaps), "ms"),
-        check("handoff |jump| median", _med(abs_jumps), "ms", TARGET_JUMP_MS),
-        check("handoff jump signed median", _med(jumps), "ms"),
-        check(f"handoff 2nd move after start (of {len(hs)})", float(len(moved)), ""),
-        check("ctl transfer → target plays median", _med(lat), "ms", TARGET_TRANSFER_MS),
-        check("ctl transfer → target plays p90", percentile(lat, 90), "ms"),
+        check(f"[{case}] handoff gap signed median", _med(gaps), "ms"),
+        check(f"[{case}] handoff jump signed median", _med(jumps), "ms"),
+        check(f"[{case}] ctl transfer → target plays median", _med(lat), "ms", TARGET_TRANSFER_MS),
+        check(f"[{case}] ctl transfer → target plays p90", percentile(lat, 90), "ms"),
     ]
 
 
+@dataclass(frozen=True)
+class Case:
+    """One row of the matrix: the receivers' mpv options, and what runs next to them."""
+
+    name: str
+    mpv_options: tuple[str, ...]
+    busy: bool = False
+    pulse: bool = False
+    pauses: bool = False
+    """The pause figures too (once, on mpv's default null output)."""
+
+
+CASES = (
+    Case("null 0.01", ("ao=null", "ao-null-buffer=0.01")),
+    Case("null 0.05", ("ao=null", "ao-null-buffer=0.05")),
+    Case("null 0.2", ("ao=null", "ao-null-buffer=0.2"), pauses=True),
+    Case("null 0.5", ("ao=null", "ao-null-buffer=0.5")),
+    Case("null 0.05 busy", ("ao=null", "ao-null-buffer=0.05"), busy=True),
+    Case("pulse", ("ao=pulse",), pulse=True),
+)
+CASES_ENV = "BENCH_HANDOFF_CASES"
+"""Comma-separated case names to run (default: all), e.g. `null 0.01,pulse`."""
+STEADY_S = float(os.environ.get("BENCH_HANDOFF_STEADY_S", "60"))
+STEADY_EVERY_S = 0.5
+BUSY_MAX_S = 900.0
+"""The busy loop's own bound: it ends by then even if the bench is killed."""
+
+TARGET_ROW_JUMP_MEDIAN_MS = 10.0
+TARGET_ROW_JUMP_P90_MS = 25.0
+TARGET_ROW_GAP_MEDIAN_MS = 15.0
+TARGET_STEADY_MEDIAN_MS = 10.0
+TARGET_STEADY_MAX_MS = 30.0
+
+
+@dataclass
+class Row:
+    case: str
+    handoffs: list[Handoff]
+    steady_ms: list[float]
+    load: str
+    error: str = ""
+
+
+@contextmanager
+def busy_loop(seconds: float = BUSY_MAX_S) -> Iterator[None]:
+    """Keep every CPU busy (one bounded spinning process each, at the receivers' own
+    priority, which is the default) until the block ends."""
+    code = "import time\nend = time.monotonic() + float(__import__('sys').argv[1])\n"
+    code += "while time.monotonic() < end:\n    pass\n"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(seconds)], start_new_session=True)
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        yield
+    finally:
+        stop_processes(procs)
+
+
+@contextmanager
+def pulse_server(tmp: Path) -> Iterator[dict[str, str]]:
+    """A private PulseAudio daemon with only a null sink (no hardware), on a socket in
+    `tmp`; yields the environment its clients need."""
+    exe = shutil.which("pulseaudio")
+    if exe is None:
+        raise RuntimeError("pulseaudio is not installed (apt-get install pulseaudio)")
+    runtime = tmp / "pulse"
+    runtime.mkdir(mode=0o700)
+    sock = runtime / "native"
+    env = {
+        **clean_env(),
+        "HOME": str(tmp),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PULSE_RUNTIME_PATH": str(runtime),
+        "PULSE_STATE_PATH": str(runtime),
+    }
+    argv = [
+        exe,
+        "-n",
+        "--daemonize=no",
+        "--exit-idle-time=-1",
+        "--use-pid-file=no",
+        "--disallow-exit",
+        "--log-target=stderr",
+        "--load=module-null-sink sink_name=bench",
+        f"--load=module-native-protocol-unix socket={sock} auth-anonymous=1",
+        "--load=module-always-sink",
+    ]
+    log = (tmp / "pulse.log").open("wb")
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (tmp / "pulse.log").read_text(errors="replace").strip().splitlines()
+                raise RuntimeError(
+                    "pulseaudio did not start: " + (tail[-1] if tail else f"exit {proc.poll()}")
+                )
+            time.sleep(0.05)
+        yield {"PULSE_SERVER": f"unix:{sock}", "PULSE_RUNTIME_PATH": str(runtime)}
+    finally:
+        stop_processes([proc])
+        log.close()
+
+
+def measure_steady(remote: Remote, watch: MpvWatch, device_id: str, seconds: float) -> list[float]:
+    """Every STEADY_EVERY_S for `seconds`: the position the server's newest state gives
+    for the playing device then - where its mpv really was (ms)."""
+    wall = _wall_minus_mono()
+    t_end = time.monotonic() + seconds
+    marks: list[float] = []
+    t = time.monotonic() + STEADY_EVERY_S
+    while t < t_end:
+        time.sleep(max(0.0, t - time.monotonic()))
+        marks.append(t)
+        t += STEADY_EVERY_S
+    time.sleep(0.3)  # the steps after the last mark
+    out: list[float] = []
+    states = [s for s in list(remote.states) if s.has_position]
+    anchors = [s for s in states if marks and marks[0] <= s.t <= marks[-1]]
+    minutes = (marks[-1] - marks[0]) / 60 if len(marks) > 1 else math.nan
+    print(f"  steady: {len(anchors)} new anchors ({len(anchors) / minutes:.0f} a minute)")
+    if marks:
+        own = [
+            m for m, _ in _moves(watch.advances(marks[0], marks[-1])) if abs(m) > DISCONTINUITY_S
+        ]
+        print(
+            f"  steady: the output's own moves > {DISCONTINUITY_S * 1000:g} ms (no handoff): "
+            f"{len(own)} in {marks[-1] - marks[0]:.0f} s"
+            + (f" ({', '.join(f'{m * 1000:+.0f}' for m in own[:10])} ms)" if own else "")
+        )
+    for t in marks:
+        seen = [s for s in states if s.t <= t]
+        true = true_position(watch, t)
+        if not seen or true is None or seen[-1].active != device_id:
+            continue
+        out.append(ms(seen[-1].at(t, wall) - true))
+    return out
+
+
 def run() -> list[Result]:
-    return _run({})
+    wanted = os.environ.get(CASES_ENV)
+    names = [n.strip() for n in wanted.split(",")] if wanted else [c.name for c in CASES]
+    unknown = [n for n in names if n not in {c.name for c in CASES}]
+    if unknown:
+        raise RuntimeError(f"{CASES_ENV}: no case {', '.join(unknown)}")
+    rows: list[Row] = []
+    results: list[Result] = []
+    for case in (c for c in CASES if c.name in names):
+        print(
+            f"  === case {case.name}: mpv {' '.join(case.mpv_options)}"
+            + (", every CPU kept busy" if case.busy else "")
+        )
+        row = Row(case.name, [], [], "")
+        try:
+            results += _run(case, row, {})
+        except Exception as exc:  # one case failing must not hide the others
+            row.error = f"{type(exc).__name__}: {exc}"
+            print(f"  case {case.name} failed: {row.error}")
+        rows.append(row)
+    print_rows(rows)
+    for row in rows:
+        results += row_results(row)
+    return results
 
 
-def _run(receivers: dict[str, Receiver]) -> list[Result]:
+def _jumps(row: Row) -> list[float]:
+    return [abs(h.jump_ms) for h in row.handoffs]
+
+
+def row_results(row: Row) -> list[Result]:
+    c = row.case
+    moved = [h for h in row.handoffs if h.discontinuity_ms != 0]
+    steady = [abs(x) for x in row.steady_ms]
+    none = math.nan
+    return [
+        check(f"[{c}] |jump| median", _med(_jumps(row)), "ms", TARGET_ROW_JUMP_MEDIAN_MS),
+        check(
+            f"[{c}] |jump| p90",
+            percentile(_jumps(row), 90) if row.handoffs else none,
+            "ms",
+            TARGET_ROW_JUMP_P90_MS,
+        ),
+        check(
+            f"[{c}] gap median",
+            _med([abs(h.gap_ms) for h in row.handoffs]),
+            "ms",
+            TARGET_ROW_GAP_MEDIAN_MS,
+        ),
+        check(
+            f"[{c}] moved > {DISCONTINUITY_S * 1000:g} ms after start",
+            float(len(moved)) if row.handoffs else none,
+            "",
+            0.0,
+        ),
+        check(f"[{c}] steady |error| median", _med(steady), "ms", TARGET_STEADY_MEDIAN_MS),
+        check(
+            f"[{c}] steady |error| max", max(steady) if steady else none, "ms", TARGET_STEADY_MAX_MS
+        ),
+    ]
+
+
+def print_rows(rows: Sequence[Row]) -> None:
+    print(
+        f"  {'case':<15} {'n':>3} {'|jump| med':>10} {'p90':>6} {'max':>6} {'gap med':>8} "
+        f"{'moved':>5} {'steady med':>10} {'max':>6} {'n':>4}  load"
+    )
+    for r in rows:
+        if r.error and not r.handoffs:
+            print(f"  {r.case:<15} failed: {r.error}")
+            continue
+        j = _jumps(r)
+        st = [abs(x) for x in r.steady_ms]
+        moved = sum(1 for h in r.handoffs if h.discontinuity_ms != 0)
+        print(
+            f"  {r.case:<15} {len(r.handoffs):>3} {_med(j):>10.1f} "
+            f"{percentile(j, 90) if j else math.nan:>6.1f} {max(j) if j else math.nan:>6.1f} "
+            f"{_med([abs(h.gap_ms) for h in r.handoffs]):>8.1f} {moved:>5} "
+            f"{_med(st):>10.1f} {max(st) if st else math.nan:>6.1f} {len(st):>4}  {r.load}"
+            + (f"  ({r.error})" if r.error else "")
+        )
+
+
+def _run(case: Case, row: Row, receivers: dict[str, Receiver]) -> list[Result]:
     results: list[Result] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="th-handoff-")))
         stack.push(dump_logs_on_error(receivers))
+        extra_env = stack.enter_context(pulse_server(tmp)) if case.pulse else {}
         srv = stack.enter_context(bench_server(tmp))
         for name in ("r1", "r2"):
-            receivers[name] = start_receiver(stack, srv, tmp, name)
+            receivers[name] = start_receiver(stack, srv, tmp, name, case.mpv_options, extra_env)
         api = Api(srv)
         stack.callback(api.close)
         api.wait_online(list(receivers.values()))
@@ -911,8 +1195,8 @@ def _run(receivers: dict[str, Receiver]) -> list[Result]:
         login_cli(srv, ctl_dir, bench_env(tmp), file_store=True)
         env = bench_env(tmp, ctl_dir)
         print(
-            f"  server {srv.url}; receivers r1, r2 (ao=null); {TRACKS} tracks of {TRACK_S} s; "
-            f"mpv polled every {POLL_S * 1000:g} ms"
+            f"  server {srv.url}; receivers r1, r2 ({' '.join(case.mpv_options)}); "
+            f"{TRACKS} tracks of {TRACK_S} s; mpv polled every {POLL_S * 1000:g} ms"
         )
         start_playing(env, api, "r1", watches["r1"])
         remote = Remote(srv.url, api.token)
@@ -922,39 +1206,58 @@ def _run(receivers: dict[str, Receiver]) -> list[Result]:
             f"  clock offset on loopback (watcher's own NTP exchange): error {err:+.2f} ms, "
             f"min delay {delay:.2f} ms"
         )
+        if case.busy:
+            stack.enter_context(busy_loop())
         print(f"  load average {_load()}")
         print(
             f"  {WARMUP_HANDOFFS} warm-up handoffs (w) then {HANDOFFS}, back and forth "
             "(ms; the columns after | are relative to the planned switch instant T):"
         )
         handoffs, active = run_handoffs(env, remote, watches, receivers)
-        results += _handoff_results(handoffs)
-        results.append(check("clock offset error (loopback)", err, "ms"))
+        row.handoffs = handoffs
+        results += _handoff_results(handoffs, case.name)
+        results.append(check(f"[{case.name}] clock offset error (loopback)", err, "ms"))
 
         watch = watches[active]
         active_id = receivers[active].device_id
-        print(f"  pause on {active}: ctl pause / ctl play, {PAUSES} each")
-        pauses, plays = run_ctl_pauses(env, remote, watch, active_id)
-        print("    ctl pause: " + " ".join(f"{x.total_ms:.0f}" for x in pauses))
-        _print_toggles("ctl pause", pauses)
-        _print_toggles("ctl play", plays)
-        p = [x.total_ms for x in pauses]
-        results += [
-            check("ctl pause → mpv paused median", _med(p), "ms", TARGET_CTL_PAUSE_MS),
-            check("ctl pause → mpv paused p90", percentile(p, 90), "ms"),
-        ]
-        print(f"  pause on {active} over an open channel, {WS_PAUSES} each:")
-        ws_p, ws_play, ws_res = run_ws_pauses(remote, watch, active_id)
-        print("    pause: " + " ".join(f"{x.total_ms:.1f}" for x in ws_p))
-        _print_toggles("channel pause", ws_p)
-        _print_toggles("channel play", ws_play)
-        print(summary("channel pause → its result received", ws_res))
-        p = [x.total_ms for x in ws_p]
-        results += [
-            check("channel pause → mpv paused median", _med(p), "ms", TARGET_WS_PAUSE_MS),
-            check("channel pause → mpv paused p90", percentile(p, 90), "ms"),
-        ]
-        print(f"  load average {_load()}")
+        _rewind_if_late(remote, watch, STEADY_S + REWIND_BEFORE_END_S)
+        print(
+            f"  steady playback on {active}: the server's position - mpv's, every "
+            f"{STEADY_EVERY_S:g} s for {STEADY_S:g} s"
+        )
+        row.steady_ms = measure_steady(remote, watch, active_id, STEADY_S)
+        print(summary("steady: server's position - true position", row.steady_ms))
+        row.load = _load()
+        if case.pauses:
+            results += _pause_results(env, remote, watch, active, active_id)
+        print(f"  load average {row.load}")
+    return results
+
+
+def _pause_results(
+    env: dict[str, str], remote: Remote, watch: MpvWatch, active: str, active_id: str
+) -> list[Result]:
+    print(f"  pause on {active}: ctl pause / ctl play, {PAUSES} each")
+    pauses, plays = run_ctl_pauses(env, remote, watch, active_id)
+    print("    ctl pause: " + " ".join(f"{x.total_ms:.0f}" for x in pauses))
+    _print_toggles("ctl pause", pauses)
+    _print_toggles("ctl play", plays)
+    p = [x.total_ms for x in pauses]
+    results = [
+        check("ctl pause → mpv paused median", _med(p), "ms", TARGET_CTL_PAUSE_MS),
+        check("ctl pause → mpv paused p90", percentile(p, 90), "ms"),
+    ]
+    print(f"  pause on {active} over an open channel, {WS_PAUSES} each:")
+    ws_p, ws_play, ws_res = run_ws_pauses(remote, watch, active_id)
+    print("    pause: " + " ".join(f"{x.total_ms:.1f}" for x in ws_p))
+    _print_toggles("channel pause", ws_p)
+    _print_toggles("channel play", ws_play)
+    print(summary("channel pause → its result received", ws_res))
+    p = [x.total_ms for x in ws_p]
+    results += [
+        check("channel pause → mpv paused median", _med(p), "ms", TARGET_WS_PAUSE_MS),
+        check("channel pause → mpv paused p90", percentile(p, 90), "ms"),
+    ]
     return results
 
 

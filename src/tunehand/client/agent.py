@@ -22,6 +22,7 @@ from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
 from tunehand.core.model import Position, SessionState
+from tunehand.core.position import PositionModel
 from tunehand.core.protocol import (
     DeviceHello,
     DevicesMsg,
@@ -47,7 +48,17 @@ from tunehand.player.base import Player
 log = logging.getLogger("tunehand.agent")
 
 REPORT_EVERY_S = 5.0
+DRIFT_CHECK_S = 0.01
+"""How often the playing device compares its audible position with the session's line."""
+DRIFT_REPORT_GAP_S = 0.03
+"""At most one re-anchoring report this often (a device whose rate is not known yet)."""
+REPORT_CONFIRM_S = 0.15
+"""A report whose anchor no state has brought back by then was not taken (the server
+found it within its tolerance, or made before a state still on its way): the session's
+own anchor is the line to check against again."""
 SEEK_TOLERANCE_MS = 300
+START_SEEK_MS = 3
+"""A transfer target held this far from the switch position seeks to it before T."""
 JOURNAL_MAX_AGE_S = 120.0
 JOURNAL_MAX = 200
 TIME_BURST = 5
@@ -102,6 +113,13 @@ class Agent:
         self._last_anchor: tuple[int, int] | None = None
         self._last_position: Position | None = None
         """The playback anchor of the last state the player followed here."""
+        self.model = PositionModel()
+        """The audible steps of the player while it plays here (core/position.py)."""
+        self._reported: tuple[Position, Position, float] | None = None
+        """(the session's anchor then, the anchor reported, time.monotonic() sent): the
+        line the server is taking from our report, until a state with another anchor
+        arrives or REPORT_CONFIRM_S passes."""
+        self._drift_reported_at = 0.0
         self._directive_term = 0
         """The term of the last start/stop directive. A state with an older term was sent
         before it (a command's result can overtake its state) and must not undo it."""
@@ -135,6 +153,10 @@ class Agent:
     def server_now(self) -> int:
         return self.sync.server_ms(self._local_ms())
 
+    def _server_ms_at(self, monotonic_s: float) -> int:
+        """Server time of an instant on time.monotonic() (a player's step)."""
+        return self.sync.server_ms(self._local_ms() - (time.monotonic() - monotonic_s) * 1000)
+
     # --- running ----------------------------------------------------------------
 
     async def run(self) -> None:
@@ -144,6 +166,7 @@ class Agent:
             self.player = self._player_factory(self._on_player_event, loop)
         self._spawn(self._clock_loop())
         self._spawn(self._report_loop())
+        self._spawn(self._drift_loop())
         try:
             await self.channel.run()
         except TunehandError:
@@ -348,8 +371,10 @@ class Agent:
             prev, self._last_position = self._last_position, st.position
             self._last_anchor = anchor
             if st.position.playing and player.paused():
+                self.model.reset()
                 player.resume()
             elif not st.position.playing and not player.paused():
+                self.model.reset()
                 player.pause()
                 # A pause: tell where the audio really stopped. Unless the same state also
                 # moved the position (`next` at the end of the queue stops at the start):
@@ -362,9 +387,14 @@ class Agent:
             pos = player.position_ms()
             if external and pos is not None and abs(pos - want_pos) > SEEK_TOLERANCE_MS:
                 self._settling = cur.entry_id
+                self.model.reset()
                 player.seek(want_pos)
             if st.position.playing and st.position.rate == 0 and not player.paused():
-                self._report(True)
+                # Audible, and the session waits for that: unless the rate 0 is our own
+                # stall report and nothing played since (its step is older than it).
+                sample = player.position_sample()
+                if sample is not None and self._server_ms_at(sample[1]) >= st.position.at_ms:
+                    self._report(True)
         self._prefetch_next()
 
     def _prefetch_next(self) -> None:
@@ -381,6 +411,7 @@ class Agent:
     def _load(self, tag: str, url: str, position_ms: int, paused: bool) -> None:
         assert self.player is not None
         self._settling = tag
+        self.model.reset()
         self.player.load(tag, url, position_ms=position_ms, paused=paused)
 
     def _absolute(self, url: str) -> str:
@@ -389,29 +420,73 @@ class Agent:
     def _report(self, playing: bool, event: str = "progress", entry: str | None = None) -> None:
         if self.player is None or not self._mine():
             return
+        if self._switching and event == "progress":
+            return  # a switch is due: the directive's instant decides, not this report
         st = self.mirror.state
         tag = entry or self.player.playing_tag() or st.current
-        pos = self.player.position_ms()
-        if event == "progress" and (tag == self._settling or pos is None):
-            return  # not known yet: the player's Ready reports it
-        # An `ended` or `error` report must go out even when the player no longer knows
-        # a position (it moved on): without it the server never advances.
-        pos = pos or 0
-        rep = Report(
-            term=max(st.term, self._directive_term),
-            entry_id=tag,
-            position_ms=max(0, pos),
-            at_ms=self.server_now(),
-            playing=playing,
-            rate=1.0 if playing else 0.0,
-            event=event,  # type: ignore[arg-type]
-            version=st.version,
-        )
+        sample = self.player.position_sample()
+        if event == "progress" and (tag == self._settling or sample is None):
+            return  # not known yet: the player's Ready or the drift check reports it
+        if sample is not None:
+            pos, at_ms = sample[0], self._server_ms_at(sample[1])
+        else:
+            # An `ended` or `error` report must go out even when the player no longer
+            # knows a position (it moved on): without it the server never advances.
+            pos, at_ms = self.player.position_ms() or 0, self.server_now()
+        rate = self.model.rate() if playing else 0.0
         key = (st.version, tag, playing)
         if event == "progress" and key == self._last_report:
             return
         self._last_report = key
+        self._send_report(Position(max(0, pos), at_ms, playing, rate), tag, event)
+
+    def _send_report(self, anchor: Position, tag: str | None, event: str = "progress") -> None:
+        st = self.mirror.state
+        rep = Report(
+            term=max(st.term, self._directive_term),
+            entry_id=tag,
+            position_ms=anchor.position_ms,
+            at_ms=anchor.at_ms,
+            playing=anchor.playing,
+            rate=anchor.rate,
+            event=event,  # type: ignore[arg-type]
+            version=st.version,
+        )
+        if event == "progress":
+            self._reported = (st.position, anchor, time.monotonic())
         self._send(ReportMsg(rep))
+
+    def _check_drift(self) -> None:
+        """Re-anchor the session when the audible position left its line (DRIFT_MS)."""
+        player = self.player
+        if player is None or self._stopped or self._switching or not self._mine():
+            return
+        st = self.mirror.state
+        if st.term < self._directive_term or not st.position.playing:
+            return
+        tag = player.playing_tag()
+        if tag is None or tag != st.current or tag == self._settling or player.paused():
+            return
+        sample = player.position_sample()
+        if sample is None:
+            return
+        self.model.observe(sample[0], self._server_ms_at(sample[1]))
+        now = time.monotonic()
+        rep = self._reported
+        if rep is not None and (rep[0] != st.position or now - rep[2] > REPORT_CONFIRM_S):
+            self._reported = rep = None  # a newer anchor came (ours or not), or none will
+        anchor = rep[1] if rep is not None else st.position
+        fix = self.model.check(anchor, self.server_now(), player.waiting())
+        if fix is None or now - self._drift_reported_at < DRIFT_REPORT_GAP_S:
+            return
+        self._drift_reported_at = now
+        self._last_report = None
+        self._send_report(fix, tag)
+
+    async def _drift_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DRIFT_CHECK_S)
+            self._check_drift()
 
     async def _report_loop(self) -> None:
         while True:
@@ -434,11 +509,17 @@ class Agent:
                 self._holding_since = time.monotonic()
                 self._send(Ready(transfer_id))
                 return
-            if self._mine() and ev.tag == st.current and self.player is not None:
+            if (
+                self._mine()
+                and not self._switching
+                and ev.tag == st.current
+                and self.player is not None
+            ):
                 self._last_report = None
                 self._reconcile()  # what changed while it loaded or seeked
                 self._report(not self.player.paused())
         elif isinstance(ev, pev.Advanced):
+            self.model.reset()
             if ev.previous is not None:
                 self._report(True, "ended", ev.previous)
             self._next_prefetched = None
@@ -471,6 +552,7 @@ class Agent:
             self._holding_since = time.monotonic()
             self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, True)
         elif d.action == "start":
+            self._seek_for_start(d)
             self._switch(d, lambda: self._start(d))
         elif d.action == "stop":
             self._holding_for_transfer = False
@@ -499,6 +581,20 @@ class Agent:
         else:
             loop.call_at(loop.time() + delay_s, fn)
 
+    def _seek_for_start(self, d: DirectiveMsg) -> None:
+        """A prepared target held off the switch position (the source's line moved since
+        the prepare) seeks there now, paused, so at T it only has to unpause."""
+        player = self.player
+        if player is None or d.entry_id is None or player.playing_tag() != d.entry_id:
+            return
+        if self._settling == d.entry_id or not player.paused():
+            return
+        pos = player.position_ms()
+        if pos is not None and abs(pos - d.position_ms) > START_SEEK_MS:
+            self._settling = d.entry_id
+            self.model.reset()
+            player.seek(d.position_ms)
+
     def _start(self, d: DirectiveMsg) -> None:
         player = self.player
         if player is None or d.entry_id is None:
@@ -510,12 +606,17 @@ class Agent:
             self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, not d.playing)
         else:
             pos = player.position_ms()
-            if pos is not None and abs(pos - d.position_ms) > 40:
+            # Past T (the directive came late): where the session is now, not at T.
+            want = d.position_ms + (max(0, self.server_now() - d.at_ms) if d.playing else 0)
+            held = self._settling != d.entry_id and player.paused()
+            if held and pos is not None and abs(pos - want) > START_SEEK_MS:
                 self._settling = d.entry_id
-                player.seek(d.position_ms)
+                player.seek(want)
+            self.model.reset()
             if d.playing:
                 player.resume()
         self._last_anchor = self._last_position = None
+        self._reported = None
         self._publish("playback moved here")
 
     def _stop_for_transfer(self) -> None:

@@ -17,7 +17,11 @@ from tunehand.core.commands import Command, Report, Result, ResultCode, validate
 from tunehand.core.model import MAX_QUEUE, Entry, Position, SessionState, next_version
 
 PREV_RESTARTS_AFTER_MS = 3_000
-REANCHOR_TOLERANCE_MS = 40
+REANCHOR_TOLERANCE_MS = 4
+"""A report this close to the session's line is not a new anchor. Devices report when
+their audible position is DRIFT_MS (core/position.py) off it, each at its own step's
+exact time, so this only spares observers a state for what they cannot hear."""
+RATE_TOLERANCE = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ def apply_report(
     if (
         current == state.current
         and old.playing == anchor.playing
-        and (old.rate > 0) == (anchor.rate > 0)
+        and abs(old.rate - anchor.rate) < RATE_TOLERANCE
         and abs(state.position_at(report.at_ms) - report.position_ms) <= REANCHOR_TOLERANCE_MS
     ):
         return state, "ok"

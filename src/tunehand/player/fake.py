@@ -102,6 +102,14 @@ class FakePlayer:
         self._paused = False
         self._schedule_end()
 
+    def waiting(self) -> bool:
+        return False
+
+    def position_sample(self) -> tuple[int, float] | None:
+        if self._tag is None:
+            return None
+        return self._now_pos(), self._loop.time()
+
     def paused(self) -> bool:
         return self._paused
 

@@ -76,6 +76,8 @@ class MpvPlayer:
         self._current: int | None = None
         self._next: int | None = None
         self._pos_sample: tuple[float | None, float] = (None, 0.0)
+        self._fresh_after = 0.0
+        """Steps published before this (time.monotonic()) predate the last resume."""
         logging: dict[str, Any] = {} if log is None else {"log_handler": log, "loglevel": "v"}
         try:
             self._mpv = mpv.MPV(**logging, **{k.replace("-", "_"): v for k, v in opts.items()})
@@ -178,6 +180,7 @@ class MpvPlayer:
         self._mpv.pause = True
 
     def resume(self) -> None:
+        self._fresh_after = time.monotonic()
         self._mpv.pause = False
 
     def paused(self) -> bool:
@@ -201,17 +204,40 @@ class MpvPlayer:
         self._mpv.volume = max(0, min(100, level))
 
     def position_ms(self) -> int | None:
-        """mpv's `time-pos`, moved on by the time since mpv last published it: mpv
-        updates it only every few tens of ms, and a report must not be that stale."""
+        """Where playback is now, for display: the last step mpv published, moved on by
+        the time since (at most STALE_CAP_S). Reports use `position_sample`."""
         if self._current is None:
             return None
-        value, at = self._pos_sample
-        if value is None:
-            pos = self._mpv.time_pos
-            return None if pos is None else int(pos * 1000)
         if self._mpv.pause:
-            return int(value * 1000)
-        return int(value * 1000) + int(min(time.monotonic() - at, STALE_CAP_S) * 1000)
+            pos = self._mpv.time_pos
+            return None if pos is None else round(pos * 1000)
+        sample = self.position_sample()
+        if sample is None:
+            pos = self._mpv.time_pos
+            return None if pos is None else round(pos * 1000)
+        value, at = sample
+        return value + round(min(max(0.0, time.monotonic() - at), STALE_CAP_S) * 1000)
+
+    def position_sample(self) -> tuple[int, float] | None:
+        """(position in ms, time.monotonic() when it was audible): mpv's last published
+        `time-pos` step and when it came while playing (none since the last load, seek
+        or resume: None), the position now while paused."""
+        if self._current is None:
+            return None
+        if self._mpv.pause:
+            pos = self._mpv.time_pos
+            return None if pos is None else (round(pos * 1000), time.monotonic())
+        value, at = self._pos_sample
+        if value is None or at < self._fresh_after:
+            return None
+        return round(value * 1000), at
+
+    def waiting(self) -> bool:
+        """mpv's `core-idle` while not paused: buffering, or a stream that stalled."""
+        try:
+            return bool(self._mpv.core_idle) and not self._mpv.pause
+        except Exception:  # the property is unavailable while nothing is loaded
+            return False
 
     def _on_time_pos(self, _name: str, value: float | None) -> None:
         # mpv's thread: only note the value and when it came (a tuple swap is atomic).
