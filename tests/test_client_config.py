@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import stat
-import threading
 import tomllib
 from pathlib import Path
 
@@ -16,9 +15,11 @@ from tunehand.client.config import (
     device_id,
     load_config,
     resolve_config_dir,
+    save_device_id,
     save_server,
+    stored_device_id,
 )
-from tunehand.errors import ConfigError
+from tunehand.errors import AuthError, ConfigError, UsageError
 
 
 def mode_of(path: Path) -> int:
@@ -254,35 +255,30 @@ def test_save_server_refuses_what_it_cannot_edit_safely(tmp_path: Path) -> None:
 # device_id and device name
 
 
-def test_device_id_is_stable_and_private(tmp_path: Path) -> None:
+def test_no_device_id_before_login(tmp_path: Path) -> None:
+    """The client never makes a device id: the server mints it at the first login."""
     config_dir = tmp_path / "cfg"
-    first = device_id(config_dir)
-    assert first.startswith("d")
-    assert len(first) == 21
-    int(first[1:], 16)
-    assert device_id(config_dir) == first
+    assert stored_device_id(config_dir) is None
+    with pytest.raises(AuthError, match="not logged in"):
+        device_id(config_dir)
+    assert not config_dir.exists()
+
+
+def test_saved_device_id_is_kept_private(tmp_path: Path) -> None:
+    config_dir = tmp_path / "cfg"
+    minted = "d" + "ab" * 10
+    assert save_device_id(config_dir, minted) == minted
+    assert stored_device_id(config_dir) == device_id(config_dir) == minted
     assert mode_of(config_dir) == 0o700
     assert mode_of(config_dir / "device-id") == 0o600
-    assert device_id(tmp_path / "other") != first
-
-
-def test_racing_first_calls_agree(tmp_path: Path) -> None:
-    config_dir = tmp_path / "cfg"
-    start = threading.Barrier(8)
-    ids: list[str] = []
-
-    def run() -> None:
-        start.wait()
-        ids.append(device_id(config_dir))
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(ids) == 8
-    assert len(set(ids)) == 1
     assert sorted(p.name for p in config_dir.iterdir()) == ["device-id"]
+
+
+@pytest.mark.parametrize("bad", [None, "", 5, "d" + "x" * 20, "d" * 65, "d" + "ab" * 10 + "\n"])
+def test_malformed_server_device_id_is_refused(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(UsageError, match="no valid device_id"):
+        save_device_id(tmp_path, bad)
+    assert stored_device_id(tmp_path) is None
 
 
 def test_damaged_device_id(tmp_path: Path) -> None:

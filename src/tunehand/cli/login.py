@@ -19,12 +19,13 @@ from tunehand.cli.password import read_password
 from tunehand.client import device_login
 from tunehand.client.config import (
     default_device_name,
-    device_id,
     ensure_config_dir,
     load_config,
     resolve_config_dir,
+    save_device_id,
     save_server,
     save_setting,
+    stored_device_id,
 )
 from tunehand.client.credentials import (
     Credentials,
@@ -75,7 +76,7 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
             store.check()
         except KeyringError as exc:
             raise KeyringError(str(exc)) from None
-    dev = device_id(cdir)
+    dev = stored_device_id(cdir)  # None on a first login: the server mints the id
     name = args.device_name or config.device_name or default_device_name()
     http = HttpClient(server, ca_file=getattr(args, "ca_file", None) or config.ca_file)
     try:
@@ -86,6 +87,7 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
     finally:
         http.close()
     user = str(payload.get("user") or "")
+    dev = save_device_id(cdir, payload.get("device_id"))
     creds = Credentials(
         server=server,
         user=user,
@@ -106,7 +108,7 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
 
 
 def _password_login(
-    http: HttpClient, args: argparse.Namespace, dev: str, name: str
+    http: HttpClient, args: argparse.Namespace, dev: str | None, name: str
 ) -> dict[str, Any]:
     user = args.user
     if not user:
@@ -119,11 +121,10 @@ def _password_login(
         if not sys.stdin.isatty():
             raise UsageError("no terminal to ask for a password: use --password-stdin")
         password = getpass.getpass("Password: ")
-    status, payload = http.request(
-        "POST",
-        "/v1/auth/login",
-        {"user": user, "password": password, "device_id": dev, "device_name": name},
-    )
+    login: dict[str, str] = {"user": user, "password": password, "device_name": name}
+    if dev:
+        login["device_id"] = dev
+    status, payload = http.request("POST", "/v1/auth/login", login)
     if status != 200:
         _raise_login_error(status, payload)
     answer: dict[str, Any] = dict(payload)
@@ -136,7 +137,7 @@ def _raise_login_error(status: int, payload: Any) -> NoReturn:
 
 
 def device_code_login(
-    http: HttpClient, dev: str, name: str, sleep: Callable[[float], None] = time.sleep
+    http: HttpClient, dev: str | None, name: str, sleep: Callable[[float], None] = time.sleep
 ) -> dict[str, Any]:
     """RFC 8628: get a code, show it, poll at the announced interval until approved."""
     code = device_login.start(http, dev, name)

@@ -2,7 +2,8 @@
 
 Owns: choosing the config dir (`--config-dir`, then `TUNEHAND_CONFIG_DIR`, then the
 platformdirs user config dir), reading `config.toml` into a frozen `Config`, the one edit
-tunehand makes to that file (`save_server`), the stable random device id in `device-id`,
+tunehand makes to that file (`save_server`), the device id the server minted at the first
+login in `device-id`,
 and the private-file helpers (`ensure_config_dir`, `write_file_atomic`) that the
 credential stores reuse. The dir is created with mode 0700 on first write, never on read.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from tunehand.errors import ConfigError
+from tunehand.errors import AuthError, ConfigError, UsageError
 
 CONFIG_FILE = "config.toml"
 COVER_ART_MODES = ("auto", "blocks", "off")
@@ -146,37 +147,33 @@ def save_setting(config_dir: Path, key: str, value: str) -> None:
         ) from exc
 
 
-def device_id(config_dir: Path) -> str:
-    """This config dir's stable device id ("d" + 20 hex chars), created on first call.
+def stored_device_id(config_dir: Path) -> str | None:
+    """This config dir's device id, or None before its first login (the server mints
+    the id at login; the client never makes one)."""
+    return _read_device_id(config_dir / DEVICE_ID_FILE)
 
-    Two processes racing on the first call agree: the id is published with `os.link`,
-    which fails if another process got there first, and then that one's id is used.
-    """
+
+def device_id(config_dir: Path) -> str:
+    """This config dir's device id; "not logged in" (AuthError) before the first login."""
+    found = stored_device_id(config_dir)
+    if found is None:
+        raise AuthError("not logged in: this device has no id yet: run `tunehand login URL`")
+    return found
+
+
+def save_device_id(config_dir: Path, device: object) -> str:
+    """Keep the id the server answered at login (0600, replaced atomically); a
+    malformed id is refused with one line, so the file always reads back."""
+    if not isinstance(device, str) or not re.fullmatch(_DEVICE_ID_RE, device):
+        raise UsageError("the server's login answer has no valid device_id")
     path = config_dir / DEVICE_ID_FILE
-    existing = _read_device_id(path)
-    if existing is not None:
-        return existing
-    new_id = "d" + os.urandom(10).hex()
-    tmp = path.with_name(f".{DEVICE_ID_FILE}.{os.urandom(4).hex()}.tmp")
     try:
-        write_file_atomic(tmp, (new_id + "\n").encode("ascii"), 0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links
-            os.replace(tmp, path)
+        write_file_atomic(path, (device + "\n").encode("ascii"), 0o600)
     except OSError as exc:
         raise ConfigError(
             f"cannot write {path}: {exc.strerror}: fix the permissions of {config_dir}"
         ) from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-    winner = _read_device_id(path)
-    if winner is None:
-        raise ConfigError(f"cannot read back {path}: fix the permissions of {config_dir}")
-    return winner
+    return device
 
 
 DEVICE_LOCK_FILE = "device.lock"

@@ -47,10 +47,13 @@ def raise_login_error(status: int, payload: Any) -> NoReturn:
     raise UsageError(message)
 
 
-def start(http: HttpClient, device_id: str, device_name: str) -> DeviceCode:
-    status, answer = http.request(
-        "POST", "/v1/auth/device", {"device_id": device_id, "device_name": device_name}
-    )
+def start(http: HttpClient, device_id: str | None, device_name: str) -> DeviceCode:
+    """Ask for a code; with no `device_id` (a first login) the server mints the id and
+    the token answer carries it."""
+    ask = {"device_name": device_name}
+    if device_id:
+        ask["device_id"] = device_id
+    status, answer = http.request("POST", "/v1/auth/device", ask)
     if status != 200 or not isinstance(answer, dict):
         raise_login_error(status, answer)
     try:

@@ -53,7 +53,7 @@ RESULT_STATUS = {
 class LoginBody:
     user: str
     password: str
-    device_id: str
+    device_id: str = ""  # optional: the server mints one when absent
     device_name: str = ""
 
 
@@ -95,16 +95,17 @@ async def health(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     b = await body(request, LoginBody)
-    if not b.device_id or len(b.device_id) > 64 or len(b.device_name) > 128:
-        raise ApiError(422, "invalid", "device_id: 1 to 64 characters; device_name at most 128")
+    if len(b.device_id) > 64 or len(b.device_name) > 128:
+        raise ApiError(422, "invalid", "device_id: at most 64 characters; device_name at most 128")
+    dev = b.device_id or auth.new_device_id()
     address = client_address(request)
     try:
         pair = await auth.login(
             services(request).engine,
             b.user,
             b.password,
-            b.device_id,
-            names.clean(b.device_name) or b.device_id,
+            dev,
+            names.clean(b.device_name) or dev,
             address,
             now_ms(),
             services(request).hash_gate,

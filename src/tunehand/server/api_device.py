@@ -40,7 +40,7 @@ MAX_FORM = 4096
 
 @dataclass(frozen=True)
 class StartBody:
-    device_id: str
+    device_id: str = ""  # optional: the server mints one when absent
     device_name: str = ""
 
 
@@ -73,13 +73,14 @@ def verification_uri(request: Request) -> str:
 
 async def start(request: Request) -> Response:
     b = await body(request, StartBody)
-    if not b.device_id or len(b.device_id) > 64 or len(b.device_name) > 128:
-        raise ApiError(422, "invalid", "device_id: 1 to 64 characters; device_name at most 128")
+    if len(b.device_id) > 64 or len(b.device_name) > 128:
+        raise ApiError(422, "invalid", "device_id: at most 64 characters; device_name at most 128")
+    dev = b.device_id or auth.new_device_id()
     s = services(request)
     started = await device_code.start(
         s.engine,
-        b.device_id,
-        b.device_name or b.device_id,
+        dev,
+        b.device_name or dev,
         s.settings.device_code_ttl_s,
         now_ms(),
         client_address(request),

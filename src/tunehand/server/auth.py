@@ -84,6 +84,12 @@ class TokenPair:
     device_id: str
 
 
+def new_device_id() -> str:
+    """A device id minted at login for a client that proposes none: "d" + 20 hex
+    characters (80 random bits), the form the tunehand client stores."""
+    return "d" + secrets.token_hex(10)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -28,11 +28,12 @@ from tunehand.client.agent import Agent
 from tunehand.client.config import (
     Config,
     default_device_name,
-    device_id,
     ensure_config_dir,
     load_config,
     resolve_config_dir,
+    save_device_id,
     save_server,
+    stored_device_id,
 )
 from tunehand.client.credentials import (
     TOKENS_FILE,
@@ -146,12 +147,13 @@ class LiveBackend:
 
     def _login(self, server: str, user: str, password: str) -> Account:
         server, store = self._prepare_login(server)
-        body = {"user": user, "password": password, "device_id": device_id(self._config_dir)}
+        body = {"user": user, "password": password, "device_name": self._device_name()}
+        dev = stored_device_id(self._config_dir)  # None on a first login: the server mints it
+        if dev:
+            body["device_id"] = dev
         http = HttpClient(server, ca_file=self._config.ca_file)
         try:
-            status, payload = http.request(
-                "POST", "/v1/auth/login", {**body, "device_name": self._device_name()}
-            )
+            status, payload = http.request("POST", "/v1/auth/login", body)
         finally:
             http.close()
         if status != 200:
@@ -163,7 +165,9 @@ class LiveBackend:
             checked, _ = self._prepare_login(server)
             http = HttpClient(checked, ca_file=self._config.ca_file)
             try:
-                code = device_login.start(http, device_id(self._config_dir), self._device_name())
+                code = device_login.start(
+                    http, stored_device_id(self._config_dir), self._device_name()
+                )
             finally:
                 http.close()
             self._device_codes[code.user_code] = (checked, code)
@@ -226,11 +230,12 @@ class LiveBackend:
 
     def _logged_in(self, server: str, store: CredentialStore, tokens: dict[str, Any]) -> Account:
         user = str(tokens.get("user") or "")
+        dev = save_device_id(self._config_dir, tokens.get("device_id"))
         store.save(
             Credentials(
                 server=server,
                 user=user,
-                device_id=device_id(self._config_dir),
+                device_id=dev,
                 access_token=tokens["access_token"],
                 access_expires_at=time.time() + float(tokens["expires_in"]),
                 refresh_token=tokens["refresh_token"],
