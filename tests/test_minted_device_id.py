@@ -83,8 +83,14 @@ def test_a_proposed_id_is_still_kept_when_new_or_the_accounts_own(
     mine, theirs = unique("mint"), unique("mint")
     add_users(srv, mine, theirs)
     dev = unique("proposed")
-    assert login(srv, mine, device_id=dev)["device_id"] == dev
+    first = login(srv, mine, device_id=dev)
+    assert first["device_id"] == dev
     assert login(srv, mine, device_id=dev)["device_id"] == dev  # the same device again
+    # ... with a new token family: the first login's tokens are over.
+    gone = httpx.get(
+        srv.url + "/v1/auth/whoami", headers={"Authorization": f"Bearer {first['access_token']}"}
+    )
+    assert gone.status_code == 401, gone.text
     r = httpx.post(
         srv.url + "/v1/auth/login",
         json={"user": theirs, "password": PASSWORD, "device_id": dev},
