@@ -226,3 +226,34 @@ async def test_the_tuis_first_login_keeps_the_servers_id(
     await backend.login(srv.url, user, PASSWORD)  # again: the same device
     again, access = stored(term)
     assert again == first and await asyncio.to_thread(whoami, srv, access) == first
+
+
+def test_a_token_from_the_environment_plays_as_its_own_device(
+    tmp_path: Path, shared_server: ServerProc
+) -> None:
+    """`TUNEHAND_TOKEN` on a config dir that never logged in (CI, a container): the
+    device is the token's own, as the server names it (the client makes up none)."""
+    srv = shared_server
+    user = unique("envtok")
+    add_users(srv, user)
+    tokens = login(srv, user)
+    minted = str(tokens["device_id"])
+    config_dir = tmp_path / "ci"
+    env = client_env(NO_KEYRING, config_dir, TUNEHAND_TOKEN=str(tokens["access_token"]))
+    ci = Device(config_dir, env)
+    proc = ci.popen("ctl", "--server", srv.url, "watch")
+    try:
+        first = json.loads(LineReader(proc.stdout).next())  # type: ignore[arg-type]
+        assert "version" in first
+        online = httpx.get(
+            srv.url + "/v1/devices",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        ).json()["devices"]
+        assert [d["id"] for d in online if d["online"]] == [minted], online
+        assert not (config_dir / "device-id").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    assert "Traceback" not in err and "4001" not in err, err

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from tunehand.cli.ctl import client_for
 from tunehand.client.agent import Agent
-from tunehand.client.config import default_device_name, device_id, hold_device_lock, load_config
+from tunehand.client.config import default_device_name, hold_device_lock, load_config
 from tunehand.core.protocol import DeviceHello
 from tunehand.core.snapshot import Snapshot
 from tunehand.errors import UsageError
@@ -73,7 +73,7 @@ def build_agent(
     return Agent(
         server=api.http.server,
         token=token,
-        device=DeviceHello(device_id(api.config_dir), name, ("play",) if plays else ()),
+        device=DeviceHello(api.device_id(), name, ("play",) if plays else ()),
         player_factory=factory,
         on_snapshot=on_snapshot,
         ca_file=api.http.ca_file,

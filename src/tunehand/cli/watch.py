@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from tunehand.cli.output import status_json
-from tunehand.client.config import default_device_name, device_id, load_config
+from tunehand.client.config import default_device_name, load_config
 from tunehand.client.http import ApiClient
 from tunehand.core import names
 from tunehand.core.backoff import backoff
@@ -124,7 +124,7 @@ def watch(
     from websockets.sync.client import connect
 
     config = load_config(api.config_dir)
-    my_id = device_id(api.config_dir)
+    my_id = api.device_id()
     name = config.device_name
     delays = backoff(random.Random())
     last_printed: str | None = None

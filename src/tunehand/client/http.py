@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunehand.client.config import stored_device_id
 from tunehand.client.credentials import (
     Credentials,
     CredentialStore,
@@ -292,6 +293,19 @@ class ApiClient:
             creds = self._refresh(creds)
             status, payload = self.http.request(method, path, body, creds.access_token)
         return status, payload
+
+    def device_id(self) -> str:
+        """This device's id: the one the server minted at login (kept in the config
+        dir), or, with a token from elsewhere (`TUNEHAND_TOKEN` on a fresh config dir),
+        the token's own device as the server names it."""
+        found = stored_device_id(self.config_dir)
+        if found is not None:
+            return found
+        me = self.request("GET", "/v1/auth/whoami")
+        device = me.get("device_id") if isinstance(me, dict) else None
+        if not isinstance(device, str) or not device:
+            raise AuthError("not logged in: this device has no id yet: run `tunehand login URL`")
+        return device
 
     def request(self, method: str, path: str, body: object = None) -> Any:
         """Send a request; return the JSON answer, or raise the mapped error."""
