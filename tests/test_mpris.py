@@ -94,6 +94,52 @@ def test_notices_follow_track_changes_and_handoffs() -> None:
     assert n.feed(_snap("e2", "d1")) == [("Now playing", "Now playing Two — Ann on kitchen")]
 
 
+def test_properties_read_what_was_announced_while_a_command_is_in_flight() -> None:
+    """A reader asking between the announcement of a prediction and the server's answer
+    (playerctl reads all properties afresh) sees the announced value: otherwise the
+    answer, equal to what was announced, announces nothing and the reader waits forever."""
+    from tunehand.core import session as core
+    from tunehand.core.commands import Command
+    from tunehand.core.mirror import Mirror
+    from tunehand.core.model import SessionState
+    from tunehand.core.protocol import StateMsg
+    from tunehand.core.snapshot import Snapshot
+    from tunehand.desktop.mpris import PlayerIface
+
+    class Agent:  # the parts of the client's agent that PlayerIface reads
+        def __init__(self) -> None:
+            self.mirror = Mirror()
+
+        def shown(self) -> SessionState:
+            return self.mirror.shown(core.Context(0))
+
+        def position_ms(self) -> int:
+            return 0
+
+    agent = Agent()
+    iface = PlayerIface(agent)  # type: ignore[arg-type]
+    announced: list[dict[str, Any]] = []
+    iface.emit_properties_changed = announced.append  # type: ignore[method-assign]
+
+    def publish() -> None:
+        iface.publish(Snapshot("d1", True, agent.shown(), None, (), 0, 0))
+
+    publish()
+    assert iface.Shuffle is False and iface.LoopStatus == "None"
+    for op, fields in (("shuffle", {"on": True}), ("repeat", {"mode": "all"})):
+        agent.mirror.predict(Command(op=op, command_id=op, **fields), core.Context(0))
+    publish()
+    assert announced[-1] == {"Shuffle": True, "LoopStatus": "Playlist"}
+    assert (iface.Shuffle, iface.LoopStatus) == (True, "Playlist")
+    server = core.apply(
+        SessionState(), Command(op="shuffle", command_id="x", on=True), core.Context(0)
+    )
+    agent.mirror.on_state(StateMsg(1, server.state, command_id="shuffle"))
+    publish()  # the answer for shuffle came; repeat is still in flight
+    assert (iface.Shuffle, iface.LoopStatus) == (True, "Playlist")
+    assert len(announced) == 2, announced
+
+
 def test_track_paths_are_valid_object_paths() -> None:
     from dbus_fast.validators import is_object_path_valid
 

@@ -212,6 +212,11 @@ class Agent:
             )
         )
 
+    def shown(self) -> SessionState:
+        """The state as shown (the server's with commands in flight replayed on it): what
+        `_publish` announces, so a reader asking between two announcements sees the same."""
+        return self.mirror.shown(core.Context(self.server_now()))
+
     def position_ms(self) -> int:
         """Where playback is now: the player's own position when it plays here."""
         st = self.mirror.state

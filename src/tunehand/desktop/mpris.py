@@ -160,7 +160,7 @@ class PlayerIface(ServiceInterface):
 
     @dbus_method()
     async def SetPosition(self, track_id: DBusObjectPath, position: DBusInt64) -> None:
-        st = self._agent.mirror.state
+        st = self._agent.mirror.state  # the track's view is the server's: so is its entry
         track = self._agent.mirror.track
         length_us = track.duration_ms * 1000 if track is not None else 0
         if track_id != track_path(st.current) or position < 0:
@@ -193,11 +193,11 @@ class PlayerIface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def PlaybackStatus(self) -> DBusStr:
-        return playback_status(self._agent.mirror.state)
+        return playback_status(self._agent.shown())
 
     @dbus_property()
     def LoopStatus(self) -> DBusStr:
-        return LOOP.get(self._agent.mirror.state.repeat, "None")
+        return LOOP.get(self._agent.shown().repeat, "None")
 
     @LoopStatus.setter  # type: ignore[no-redef]
     def LoopStatus(self, value: DBusStr) -> None:
@@ -207,7 +207,7 @@ class PlayerIface(ServiceInterface):
 
     @dbus_property()
     def Shuffle(self) -> DBusBool:
-        return self._agent.mirror.state.shuffle
+        return self._agent.shown().shuffle
 
     @Shuffle.setter  # type: ignore[no-redef]
     def Shuffle(self, value: DBusBool) -> None:
@@ -215,7 +215,7 @@ class PlayerIface(ServiceInterface):
 
     @dbus_property()
     def Volume(self) -> DBusDouble:
-        return self._agent.mirror.state.volume / 100
+        return self._agent.shown().volume / 100
 
     @Volume.setter  # type: ignore[no-redef]
     def Volume(self, value: DBusDouble) -> None:
@@ -266,7 +266,7 @@ class PlayerIface(ServiceInterface):
         return True
 
     def _metadata(self) -> dict[str, Variant]:
-        st = self._agent.mirror.state
+        st = self._agent.mirror.state  # the track's view is the server's: so is its entry
         track = self._agent.mirror.track
         meta = {"mpris:trackid": Variant("o", track_path(st.current))}
         if track is not None and st.current is not None:
