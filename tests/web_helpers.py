@@ -143,6 +143,11 @@ def testids(scope: Any, name: str) -> list[Any]:
     return list(scope.find_elements(By.CSS_SELECTOR, sel(name)))
 
 
+# Helpers, not tests (pytest would collect them by their names where they are imported).
+testid.__test__ = False  # type: ignore[attr-defined]
+testids.__test__ = False  # type: ignore[attr-defined]
+
+
 def wait_until(
     driver: Any, cond: Callable[[Any], Any], timeout: float = WAIT_S, message: str = ""
 ) -> Any:
