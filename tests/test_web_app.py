@@ -31,14 +31,11 @@ from tests.device_helpers import (
     status,
 )
 from tests.fixtures_server import ServerProc, launch
-from tests.web_helpers import (  # noqa: F401  (browsers, desktop, phone: fixtures)
+from tests.web_helpers import (
     audio_state,
     browser_log,
-    browsers,
     click,
     csp_violations,
-    desktop,
-    phone,
     require_chromium,
     tap,
     testid,

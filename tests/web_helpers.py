@@ -16,6 +16,7 @@ chromedriver, against a real `tunehand serve`.
 - `browser_log(driver)`, `csp_violations(driver)`: the console log (chromium's
   `goog:loggingPrefs`) and what of it is a Content-Security-Policy violation.
 
+The fixtures are loaded for every test module (a plugin in tests/conftest.py).
 Each test gets a fresh browser profile (a temp dir), so no login or device id leaks
 between tests.
 """
