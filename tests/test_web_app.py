@@ -37,6 +37,7 @@ from tests.web_helpers import (
     click,
     csp_violations,
     require_chromium,
+    shown,
     tap,
     testid,
     testids,
@@ -116,7 +117,7 @@ def search_and_row(driver: Any, query: str, title: str, *, touch: bool = False) 
     type_into(wait_testid(driver, "search-input"), query)
 
     def row(d: Any) -> Any:
-        for r in testids(d, "track-row"):
+        for r in shown(d, "track-row"):
             if r.text.split("\n")[0] == title:
                 return r
         return None
@@ -195,17 +196,63 @@ def test_browse_library(desktop: Any, web_server: ServerProc, user: str) -> None
     web_login(desktop, web_server.url, user)
     click(desktop, testid(desktop, "nav-library"))
     wait_testid(desktop, "artist-row")
-    artists = [r.text.split("\n")[0] for r in testids(desktop, "artist-row")]
+    artists = [r.text.split("\n")[0] for r in shown(desktop, "artist-row")]
     assert {"Ada Quartet", "Sigur Rós", "Tester"} <= set(artists), artists
-    ada = next(r for r in testids(desktop, "artist-row") if r.text.startswith("Ada Quartet"))
+    ada = next(r for r in shown(desktop, "artist-row") if r.text.startswith("Ada Quartet"))
     click(desktop, ada)
     album = wait_testid(desktop, "album-row")
     assert album.get_attribute("data-album-id")
     click(desktop, album)
     wait_testid(desktop, "track-row")
-    got = [r.text.split("\n")[0] for r in testids(desktop, "track-row")]
+    got = [r.text.split("\n")[0] for r in shown(desktop, "track-row")]
     assert got == ["Difference", "Punched Cards", "Bernoulli"], got
-    assert all(r.get_attribute("data-track-id") for r in testids(desktop, "track-row"))
+    assert all(r.get_attribute("data-track-id") for r in shown(desktop, "track-row"))
+
+
+def test_playlists_liked_and_history(
+    desktop: Any, web_server: ServerProc, user: str, other: DeviceDir
+) -> None:
+    web_login(desktop, web_server.url, user)
+    # Like a track from its row: another device sees it liked.
+    row = search_and_row(desktop, "long two", "Long Two")
+    track_id = row.get_attribute("data-track-id")
+    press(desktop, row, "track-like")
+    wait_for(
+        lambda: track_id in [t["id"] for t in json.loads(ctl_ok(other, "likes", "--json"))],
+        "liked",
+    )
+    click(desktop, testid(desktop, "nav-liked"))
+    wait_until(
+        desktop,
+        lambda d: [r.get_attribute("data-track-id") for r in shown(d, "track-row")] == [track_id],
+    )
+    # A playlist saved elsewhere, opened here.
+    ids = [
+        t["id"]
+        for t in json.loads(ctl_ok(other, "search", "long", "--json"))
+        if t["title"] in ("Long One", "Long Three")
+    ]
+    ctl_ok(other, "playlists", "save", "road trip", *ids)
+    click(desktop, testid(desktop, "nav-playlists"))
+    pl = wait_until(
+        desktop,
+        lambda d: next((r for r in shown(d, "playlist-row") if "road trip" in r.text), None),
+    )
+    click(desktop, pl)
+    wait_until(
+        desktop,
+        lambda d: (
+            sorted(r.text.split("\n")[0] for r in shown(d, "track-row"))
+            == ["Long One", "Long Three"]
+        ),
+    )
+    # History: what played here is listed.
+    press(desktop, search_and_row(desktop, "long one", "Long One"), "track-play")
+    wait_audio_advancing(desktop, 0.3)
+    ctl_ok(other, "next")
+    wait_for(lambda: json.loads(ctl_ok(other, "history", "--json")), "a history entry")
+    click(desktop, testid(desktop, "nav-history"))
+    wait_until(desktop, lambda d: any("Long One" in r.text for r in shown(d, "track-row")))
 
 
 def test_search_as_you_type(desktop: Any, web_server: ServerProc, user: str) -> None:
@@ -215,19 +262,19 @@ def test_search_as_you_type(desktop: Any, web_server: ServerProc, user: str) -> 
     box.send_keys("ros")  # one key at a time: a request each, the stale ones cancelled
     wait_until(
         desktop,
-        lambda d: any(r.text.startswith("Sigur Rós") for r in testids(d, "artist-row")),
+        lambda d: any(r.text.startswith("Sigur Rós") for r in shown(d, "artist-row")),
         message="typing 'ros' never listed Sigur Rós",
     )
     box.clear()
     box.send_keys("long tw")
     wait_until(
         desktop,
-        lambda d: [r.text.split("\n")[0] for r in testids(d, "track-row")] == ["Long Two"],
+        lambda d: [r.text.split("\n")[0] for r in shown(d, "track-row")] == ["Long Two"],
         message="'long tw' never showed exactly Long Two",
     )
     # The answer to an older query never lands over the last one.
-    assert not testids(desktop, "artist-row") or all(
-        "Sigur" not in r.text for r in testids(desktop, "artist-row")
+    assert not shown(desktop, "artist-row") or all(
+        "Sigur" not in r.text for r in shown(desktop, "artist-row")
     )
 
 
@@ -336,7 +383,7 @@ def test_the_tab_is_a_web_device(
     row = wait_until(
         desktop,
         lambda d: next(
-            (r for r in testids(d, "device-row") if r.get_attribute("data-device-id") == device),
+            (r for r in shown(d, "device-row") if r.get_attribute("data-device-id") == device),
             None,
         ),
     )
@@ -353,7 +400,7 @@ def test_rename_this_tab(desktop: Any, web_server: ServerProc, user: str, other:
     row = wait_until(
         desktop,
         lambda d: next(
-            (r for r in testids(d, "device-row") if r.get_attribute("data-device-id") == device),
+            (r for r in shown(d, "device-row") if r.get_attribute("data-device-id") == device),
             None,
         ),
     )
@@ -439,6 +486,75 @@ def test_csp_holds_and_nothing_is_violated(desktop: Any, web_server: ServerProc,
     assert csp_violations(log) == [], log
     errors = [e for e in log if e["level"] == "SEVERE"]
     assert errors == [], errors
+
+
+def test_pwa_manifest_and_a_service_worker_that_caches_only_the_shell(
+    desktop: Any, web_server: ServerProc, user: str
+) -> None:
+    import io
+
+    from PIL import Image
+
+    manifest = httpx.get(web_server.url + "/manifest.webmanifest").json()
+    assert manifest["start_url"] == "/" and manifest["display"] == "standalone"
+    sizes = {}
+    for icon in manifest["icons"]:
+        r = httpx.get(web_server.url + icon["src"])
+        assert r.status_code == 200, icon
+        if icon["type"] == "image/png":
+            sizes[icon["sizes"]] = Image.open(io.BytesIO(r.content)).size
+    assert sizes == {"192x192": (192, 192), "512x512": (512, 512)}, sizes
+    web_login(desktop, web_server.url, user)
+    press(desktop, search_and_row(desktop, "long one", "Long One"), "track-play")
+    wait_audio_advancing(desktop, 0.3)
+    cached = desktop.execute_async_script(
+        "const done = arguments[0];"
+        "(async () => {"
+        "  await navigator.serviceWorker.ready;"
+        "  const out = [];"
+        "  for (const k of await caches.keys())"
+        "    for (const req of await (await caches.open(k)).keys())"
+        "      out.push(new URL(req.url).pathname);"
+        "  return out;"
+        "})().then(done, (e) => done(String(e)));"
+    )
+    assert isinstance(cached, list) and "/app/js/main.js" in cached, cached
+    assert not [p for p in cached if p.startswith("/v1/")], cached
+    served = {"/", "/sw.js", "/manifest.webmanifest"} | {
+        "/app/" + p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*") if p.is_file()
+    }
+    assert set(cached) <= served, set(cached) - served
+
+
+def test_media_session_follows_the_track(desktop: Any, web_server: ServerProc, user: str) -> None:
+    web_login(desktop, web_server.url, user)
+    press(desktop, search_and_row(desktop, "long three", "Long Three"), "track-play")
+    wait_audio_advancing(desktop, 0.3)
+    meta = wait_js(
+        desktop,
+        "const m = navigator.mediaSession.metadata;"
+        "return m && m.title === 'Long Three' && navigator.mediaSession.playbackState === 'playing'"
+        " ? {title: m.title, artist: m.artist, album: m.album} : null;",
+    )
+    assert meta == {"title": "Long Three", "artist": "Tester", "album": "Long Tones"}, meta
+
+
+def test_a_second_tab_takes_over_the_device(
+    desktop: Any, web_server: ServerProc, user: str
+) -> None:
+    """Two tabs of one browser are one device: the newer one wins (4009), the older one
+    says so, stops reconnecting and offers to take it back."""
+    device = web_login(desktop, web_server.url, user)
+    first = desktop.current_window_handle
+    desktop.switch_to.new_window("tab")
+    desktop.get(web_server.url + "/")
+    wait_text(desktop, "connection-status", lambda s: s == "online")
+    assert desktop.execute_script("return window.tunehand.deviceId") == device
+    desktop.switch_to.window(first)
+    wait_text(desktop, "connection-status", lambda s: s == "offline")
+    wait_text(desktop, "notice", "Another tab")
+    click(desktop, wait_until(desktop, lambda d: d.find_element("id", "reclaim")))
+    wait_text(desktop, "connection-status", lambda s: s == "online")
 
 
 def test_shell_is_small() -> None:

@@ -144,6 +144,12 @@ def testids(scope: Any, name: str) -> list[Any]:
     return list(scope.find_elements(By.CSS_SELECTOR, sel(name)))
 
 
+def shown(scope: Any, name: str) -> list[Any]:
+    """The displayed elements with data-testid=`name` (the other sections keep theirs in
+    the DOM, hidden)."""
+    return [e for e in testids(scope, name) if e.is_displayed()]
+
+
 # Helpers, not tests (pytest would collect them by their names where they are imported).
 testid.__test__ = False  # type: ignore[attr-defined]
 testids.__test__ = False  # type: ignore[attr-defined]
