@@ -568,14 +568,40 @@ def test_shell_is_small() -> None:
 def test_offline_shown_and_reconnects(
     desktop: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """The server goes away: "offline"; a queue edit made meanwhile is said to wait, and
+    is applied once when the tab is back online on the restarted server."""
     srv = launch(tmp_path_factory.mktemp("web-restart"))
     try:
         add_users(srv, ["restarter"])
         device = web_login(desktop, srv.url, "restarter")
+        row = search_and_row(desktop, "crossroads", "Crossroads")
         srv.stop()
         wait_text(desktop, "connection-status", lambda s: s == "offline")
+        press(desktop, row, "track-queue-add")
+        wait_text(desktop, "notice", "when the server is back")
         srv = restart_server(srv)
         wait_text(desktop, "connection-status", lambda s: s == "online", timeout=40)
         assert desktop.execute_script("return window.tunehand.deviceId") == device
+        click(desktop, testid(desktop, "nav-queue"))
+        wait_until(desktop, lambda d: len(testids(d, "queue-row")) == 1)
+        assert "Crossroads" in testids(desktop, "queue-row")[0].text
     finally:
         srv.stop()
+
+
+def test_a_pause_by_the_browser_is_reported(
+    desktop: Any, web_server: ServerProc, user: str, other: DeviceDir
+) -> None:
+    """The browser pausing the audio by itself (a hidden tab on a phone, a headset
+    unplugged; here: the element paused from outside the app) pauses the session at that
+    position, and the page says so."""
+    device = web_login(desktop, web_server.url, user)
+    press(desktop, search_and_row(desktop, "long one", "Long One"), "track-play")
+    wait_audio_advancing(desktop, 1.0)
+    wait_for(lambda: (s := status(other))["playing"] and s["device"]["id"] == device, "plays")
+    at = desktop.execute_script(
+        "const a = document.getElementById('player'); a.pause(); return a.currentTime;"
+    )
+    wait_text(desktop, "notice", "paused")
+    st = wait_for(lambda: (s := status(other)) and not s["playing"] and s, "paused")
+    assert abs(st["position_ms"] - at * 1000) < 250, (st, at)

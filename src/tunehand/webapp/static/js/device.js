@@ -25,6 +25,36 @@ function positionAt(pos, nowMs, durationMs) {
 
 export { positionAt };
 
+/** setTimeout through a worker (not throttled in a hidden tab); the page's own timer
+ * where workers are not available. */
+class Timers {
+  constructor() {
+    this.next = 1;
+    this.waiting = new Map();
+    try {
+      this.worker = new Worker('/app/js/timer-worker.js');
+      this.worker.onmessage = (ev) => {
+        const fn = this.waiting.get(ev.data);
+        this.waiting.delete(ev.data);
+        if (fn) fn();
+      };
+      this.worker.onerror = () => { this.worker = null; };
+    } catch (_) {
+      this.worker = null;
+    }
+  }
+
+  after(delay, fn) {
+    if (!this.worker) {
+      setTimeout(fn, delay);
+      return;
+    }
+    const id = this.next++;
+    this.waiting.set(id, fn);
+    this.worker.postMessage({ id, delay });
+  }
+}
+
 export class Device {
   /**
    * audio: the <audio> element; mirror: {state, track} (the server's, in version order);
@@ -53,6 +83,7 @@ export class Device {
     this.ourPause = false; // the pause event that follows is ours
     this.blocked = false; // play() refused for lack of a gesture
     this.hiddenPaused = false;
+    this.timers = new Timers();
     this.bind();
     setInterval(() => this.periodic(), REPORT_EVERY_MS);
     setInterval(() => this.checkDrift(), DRIFT_CHECK_MS);
@@ -292,7 +323,7 @@ export class Device {
     this.lastPosition = st.position;
     this.lastAnchor = anchorKey;
     if (st.position.playing && this.audio.paused) {
-      if (!this.blocked) this.playEl();
+      this.playEl(); // refused again without a gesture: reported, the button stays
     } else if (!st.position.playing && !this.audio.paused) {
       this.pauseEl();
       const moved = prev && Math.abs(positionAt(prev, st.position.at_ms, 0) - st.position.position_ms) > SEEK_TOLERANCE_MS;
@@ -399,7 +430,7 @@ export class Device {
     const exact = () => {
       const left = target - performance.now();
       if (left > SPIN_MS + 1) {
-        setTimeout(exact, left - SPIN_MS);
+        this.timers.after(left - SPIN_MS, exact);
         return;
       }
       // Spin the last few ms: a timer alone fires up to several ms late.
@@ -409,7 +440,7 @@ export class Device {
     const delay = target - performance.now();
     if (delay <= 0.5) run();
     else if (delay <= SPIN_MS) exact();
-    else setTimeout(exact, delay - SPIN_MS);
+    else this.timers.after(delay - SPIN_MS, exact);
   }
 
   seekForStart(d) {
