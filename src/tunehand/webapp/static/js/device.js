@@ -84,6 +84,7 @@ export class Device {
     this.blocked = false; // play() refused for lack of a gesture
     this.hiddenPaused = false;
     this.timers = new Timers();
+    this.switches = []; // the last switches carried out (for the tests and the bench)
     this.bind();
     setInterval(() => this.periodic(), REPORT_EVERY_MS);
     setInterval(() => this.checkDrift(), DRIFT_CHECK_MS);
@@ -412,7 +413,7 @@ export class Device {
       this.at(d, () => this.start(d));
     } else if (d.action === 'stop') {
       this.holding = false;
-      this.at(d, () => this.stopForTransfer());
+      this.at(d, () => this.stopForTransfer(d));
     }
   }
 
@@ -458,9 +459,18 @@ export class Device {
     }
   }
 
+  noteSwitch(d, extra) {
+    this.switches.push({
+      action: d.action, term: d.term, at_ms: d.at_ms, position_ms: d.position_ms,
+      ran_at_ms: this.serverNow(), audio_ms: Math.floor(this.audio.currentTime * 1000), ...extra,
+    });
+    if (this.switches.length > 20) this.switches.shift();
+  }
+
   start(d) {
     if (!d.entry_id) return;
     this.holding = false;
+    this.noteSwitch(d, { held: this.tag === d.entry_id });
     if (this.tag !== d.entry_id) {
       if (!d.track || !d.track.url) return;
       this.load(d.entry_id, d.track.url, d.position_ms, !d.playing);
@@ -479,9 +489,12 @@ export class Device {
     this.ui.said('playback moved here');
   }
 
-  stopForTransfer() {
+  stopForTransfer(d) {
     if (this.preparing) return; // a transfer back here is loading already
     if (this.tag) {
+      const st = this.mirror.state;
+      const cur = (st.queue || []).find((e) => e.entry_id === st.current);
+      this.noteSwitch(d, { session_ms: positionAt(st.position, d.at_ms, cur ? cur.duration_ms : 0) });
       this.stopEl();
       this.ui.said('playback moved to another device');
     }

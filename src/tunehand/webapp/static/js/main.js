@@ -77,6 +77,7 @@ window.tunehand = {
   get state() { return mirror.state; },
   get version() { return mirror.state ? mirror.state.version : null; },
   positionMs: () => device.positionMs(),
+  get switches() { return device.switches.slice(); },
 };
 
 // --- messages -----------------------------------------------------------------------
