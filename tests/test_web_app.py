@@ -361,6 +361,13 @@ def test_play_in_the_browser(
     click(desktop, testid(desktop, "play-pause"))
     wait_audio_advancing(desktop, 0.5)
     assert audio_state(desktop)["currentTime"] >= 60.0
+    # Volume from the page: the session's, and the audio element's.
+    vol = testid(desktop, "volume")
+    desktop.execute_script(
+        "arguments[0].value = '40'; arguments[0].dispatchEvent(new Event('change'));", vol
+    )
+    wait_for(lambda: status(other)["volume"] == 40, "volume 40")
+    wait_js(desktop, "return Math.abs(document.getElementById('player').volume - 0.4) < 0.01")
     # Next from the page: the tab plays the next entry.
     press(desktop, search_and_row(desktop, "long two", "Long Two"), "track-queue-add")
     wait_for(lambda: titles(queue_of(other)) == ["Long One", "Long Two"], "queued")

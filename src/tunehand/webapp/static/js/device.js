@@ -486,7 +486,7 @@ export class Device {
     this.lastAnchor = null;
     this.lastPosition = null;
     this.lastReport = null;
-    this.ui.said('playback moved here');
+    this.ui.said('playing on this tab');
   }
 
   stopForTransfer(d) {

@@ -224,6 +224,8 @@ function renderPosition() {
   }
   $('now-duration').textContent = fmtTime(dur);
   bar.disabled = !st || !st.current;
+  const vol = $('volume');
+  if (st && document.activeElement !== vol && Number(vol.value) !== st.volume) vol.value = String(st.volume);
   const ms = navigator.mediaSession;
   if (ms && ms.setPositionState && dur > 0 && performance.now() - lastPosState > 1000) {
     lastPosState = performance.now();
@@ -425,6 +427,8 @@ function wire() {
     dragging = false;
     command('seek', { position_ms: Math.floor(Number(bar.value)) });
   });
+  const vol = $('volume');
+  vol.addEventListener('change', () => command('volume', { value: Math.round(Number(vol.value)) }));
   API.on('logout', () => {
     channel.stop();
     device.stopEl();
