@@ -596,6 +596,18 @@ def test_offline_shown_and_reconnects(
         srv.stop()
 
 
+def test_a_revoked_tab_shows_the_login_screen(
+    desktop: Any, web_server: ServerProc, user: str, other: DeviceDir
+) -> None:
+    device = web_login(desktop, web_server.url, user)
+    ctl_ok(other, "revoke", device)
+    wait_testid(desktop, "login-user")
+    assert not testid(desktop, "connection-status").is_displayed()
+    # Its refresh cookie is dead too: a reload stays on the login screen.
+    desktop.get(web_server.url + "/")
+    wait_testid(desktop, "login-user")
+
+
 def test_a_pause_by_the_browser_is_reported(
     desktop: Any, web_server: ServerProc, user: str, other: DeviceDir
 ) -> None:

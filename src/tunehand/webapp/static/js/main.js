@@ -298,6 +298,7 @@ function onEnd(reason, message) {
   }
   device.stopEl();
   notice(reason === 'replaced' ? 'Another tab of this browser plays as this device now.' : message, { sticky: true });
+  $('reclaim').textContent = reason === 'replaced' ? 'Use this tab' : 'Try again';
   $('reclaim').hidden = false;
 }
 
