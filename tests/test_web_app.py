@@ -361,6 +361,17 @@ def test_play_in_the_browser(
     click(desktop, testid(desktop, "play-pause"))
     wait_audio_advancing(desktop, 0.5)
     assert audio_state(desktop)["currentTime"] >= 60.0
+    # The seek bar seeks the session, and the tab plays on from there.
+    desktop.execute_script(
+        "arguments[0].value = '90000'; arguments[0].dispatchEvent(new Event('change'));",
+        testid(desktop, "seek-bar"),
+    )
+    wait_for(lambda: status(other)["position_ms"] >= 90_000, "seeked to 1:30")
+    wait_js(
+        desktop,
+        "const a = document.getElementById('player');return !a.paused && a.currentTime >= 90.3;",
+    )
+    wait_text(desktop, "now-position", lambda s: s.startswith("1:3"))
     # Volume from the page: the session's, and the audio element's.
     vol = testid(desktop, "volume")
     desktop.execute_script(
