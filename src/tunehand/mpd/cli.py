@@ -73,7 +73,7 @@ async def _run(args: argparse.Namespace) -> int:
     api = client_for(args)
     fe: list[Frontend] = []  # the agent's publish hook reaches the frontend made next
     agent = build_agent(args, on_snapshot=lambda snap: fe[0].on_snapshot(snap), plays=False)
-    fe.append(Frontend(agent, api))
+    fe.append(Frontend(agent, api, default_output=args.default_output))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,6 +105,7 @@ async def _run(args: argparse.Namespace) -> int:
         stopper.cancel()
         runner.result()
         return 1
+    await fe[0].stop_update()
     await agent.leave()
     runner.cancel()
     api.http.close()
