@@ -167,6 +167,10 @@ def test_play_with_no_device_active(
     c.clear()
     c.play()  # an empty queue: MPD does nothing
     assert c.status()["state"] == "stop"
+    for call, args in ((c.next, ()), (c.previous, ()), (c.seekcur, (1,))):
+        with pytest.raises(mpd.CommandError) as exc:
+            call(*args)
+        assert _ack(exc).endswith("Not playing") and _ack(exc).startswith("[55@0]"), _ack(exc)
 
 
 def test_play_goes_to_the_last_active_device_then_the_default_output(

@@ -12,6 +12,7 @@ from tunehand.mpd.frontend import Frontend
 from tunehand.mpd.protocol import (
     ACK_ARG,
     ACK_NO_EXIST,
+    ACK_PLAYER_SYNC,
     MpdError,
     song_lines,
     status_lines,
@@ -104,12 +105,20 @@ async def stop(fe: Frontend, args: list[str]) -> list[str]:
     return []
 
 
+def _playing(fe: Frontend) -> None:
+    """MPD's next, previous and seekcur need a current song (playing or paused)."""
+    if fe.state.current_entry is None:
+        raise MpdError(ACK_PLAYER_SYNC, "Not playing")
+
+
 async def next_(fe: Frontend, args: list[str]) -> list[str]:
+    _playing(fe)
     await fe.run("next")
     return []
 
 
 async def previous(fe: Frontend, args: list[str]) -> list[str]:
+    _playing(fe)
     await fe.run("prev")
     return []
 
@@ -143,6 +152,7 @@ async def seekid(fe: Frontend, args: list[str]) -> list[str]:
 
 async def seekcur(fe: Frontend, args: list[str]) -> list[str]:
     _arity(args, 1, 1)
+    _playing(fe)
     value = args[0]
     if value[:1] in "+-":
         await fe.run("seek", delta_ms=int(to_float(value) * 1000))
