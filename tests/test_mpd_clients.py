@@ -124,6 +124,16 @@ def test_outputs_are_devices_that_play_with_ids_that_never_change(
         c.enableoutput(1)
     assert "room1 is offline" in _ack(exc)
     assert room1.device_id not in _ack(exc)
+    # Back online without the "play" capability (another kind of login on its id).
+    mute = FakePlayer(srv.url, room1.token, room1.device_id, "room1", capabilities=()).start()
+    m.players.append(mute)
+    _until_outputs(c, lambda o: "room1 (cannot play)" in o)
+    assert _outputs(c)["room1 (cannot play)"]["attribute"] == "device=cannot-play"
+    with pytest.raises(mpd.CommandError) as exc:
+        c.enableoutput(1)
+    assert "room1 cannot play" in _ack(exc)
+    mute.close()
+    _until_outputs(c, lambda o: "room1 (offline)" in o)
     with pytest.raises(mpd.CommandError) as exc:
         c.enableoutput(7)
     assert _ack(exc) == "[50@0] {enableoutput} No such audio output"
@@ -271,6 +281,8 @@ def test_stored_playlist_edits(
     with pytest.raises(mpd.CommandError) as exc:
         c.rename("nope", "x")
     assert _ack(exc) == "[50@0] {rename} No such playlist"
+    c.searchaddpl("other", "title", "blue")
+    assert c.listplaylist("other") == [a, d, e]
     c.playlistclear("ours")
     assert c.listplaylist("ours") == []
     assert {p["playlist"] for p in c.listplaylists()} == {"ours", "other"}
@@ -287,6 +299,7 @@ def test_queue_search_swap_and_priorities(
     ids = _ids(c)
     for t in ("Red flac", "Blue one", "Red mp3"):
         c.add(ids[t])
+    assert c.playlist() == [f"file: {ids[t]}" for t in ("Red flac", "Blue one", "Red mp3")]
     found = c.playlistsearch("title", "red")  # any case, part of the value
     assert [(s["title"], s["pos"]) for s in found] == [("Red flac", "0"), ("Red mp3", "2")]
     assert [s["title"] for s in c.playlistfind("title", "Blue one")] == ["Blue one"]

@@ -87,7 +87,7 @@ async def _candidates(fe: Frontend, filters: list[Filter]) -> list[Json]:
     return await fe.library()
 
 
-async def _find(fe: Frontend, args: list[str], exact: bool) -> list[Json]:
+async def found(fe: Frontend, args: list[str], exact: bool) -> list[Json]:
     filters = parse_filters(args, exact)
     if not filters:
         raise MpdError(ACK_ARG, "incorrect arguments")
@@ -95,27 +95,27 @@ async def _find(fe: Frontend, args: list[str], exact: bool) -> list[Json]:
 
 
 async def find(fe: Frontend, args: list[str]) -> list[str]:
-    return [line for t in await _find(fe, args, True) for line in song_lines(t)]
+    return [line for t in await found(fe, args, True) for line in song_lines(t)]
 
 
 async def search(fe: Frontend, args: list[str]) -> list[str]:
-    return [line for t in await _find(fe, args, False) for line in song_lines(t)]
+    return [line for t in await found(fe, args, False) for line in song_lines(t)]
 
 
 async def findadd(fe: Frontend, args: list[str]) -> list[str]:
-    await fe.add_tracks([t["id"] for t in await _find(fe, args, True)])
+    await fe.add_tracks([t["id"] for t in await found(fe, args, True)])
     return []
 
 
 async def searchadd(fe: Frontend, args: list[str]) -> list[str]:
-    await fe.add_tracks([t["id"] for t in await _find(fe, args, False)])
+    await fe.add_tracks([t["id"] for t in await found(fe, args, False)])
     return []
 
 
 async def count(fe: Frontend, args: list[str]) -> list[str]:
-    found = await _find(fe, args, True)
-    total = sum(int(t.get("duration_ms") or 0) for t in found) // 1000
-    return [f"songs: {len(found)}", f"playtime: {total}"]
+    hits = await found(fe, args, True)
+    total = sum(int(t.get("duration_ms") or 0) for t in hits) // 1000
+    return [f"songs: {len(hits)}", f"playtime: {total}"]
 
 
 _TAG_NAMES = ("Artist", "Album", "Title", "AlbumArtist", "Genre", "Date", "Track", "Disc")

@@ -9,7 +9,7 @@ import random
 
 from tunehand.client.http import quote
 from tunehand.mpd.frontend import Frontend
-from tunehand.mpd.library import matches, parse_filters, tracks_under
+from tunehand.mpd.library import found, matches, parse_filters, tracks_under
 from tunehand.mpd.player import Handler, _arity
 from tunehand.mpd.protocol import (
     ACK_ARG,
@@ -141,6 +141,11 @@ async def shuffle(fe: Frontend, args: list[str]) -> list[str]:
     random.Random(os.urandom(8)).shuffle(part)
     await fe.reorder([*ids[: span.start], *part, *ids[span.stop :]])
     return []
+
+
+async def playlist(fe: Frontend, args: list[str]) -> list[str]:
+    """The queue as `POS:file: URI` lines (an old command some clients still send)."""
+    return [f"{pos}:file: {e.track_id}" for pos, e in enumerate(fe.state.queue)]
 
 
 async def _found_in_queue(fe: Frontend, args: list[str], exact: bool) -> list[str]:
@@ -314,6 +319,21 @@ async def _store(fe: Frontend, name: str, ids: list[str]) -> None:
     fe.notify("stored_playlist")
 
 
+async def searchaddpl(fe: Frontend, args: list[str]) -> list[str]:
+    """Append what `search` finds to a stored playlist (made when missing)."""
+    if len(args) < 3:
+        raise MpdError(ACK_ARG, "wrong number of arguments")
+    try:
+        old: list[str] = list((await _playlist(fe, args[0]))["track_ids"])
+    except MpdError as exc:
+        if exc.code != ACK_NO_EXIST:
+            raise
+        old = []
+    add = [t["id"] for t in await found(fe, args[1:], exact=False)]
+    await _store(fe, args[0], [*old, *add])
+    return []
+
+
 async def playlistdelete(fe: Frontend, args: list[str]) -> list[str]:
     """Remove the song at POS (or the range START:END) of a stored playlist."""
     _arity(args, 2, 2)
@@ -381,6 +401,8 @@ HANDLERS: dict[str, Handler] = {
     "playlistmove": playlistmove,
     "playlistclear": playlistclear,
     "rename": rename,
+    "playlist": playlist,
+    "searchaddpl": searchaddpl,
     "playlistsearch": playlistsearch,
     "playlistfind": playlistfind,
     "swap": swap,
