@@ -120,9 +120,6 @@ class Frontend:
     def devices(self) -> tuple[DeviceInfo, ...]:
         return self.agent.mirror.devices
 
-    def device_name(self, device_id: str) -> str:
-        return next((d.name for d in self.devices if d.id == device_id), "a device gone")
-
     def with_names(self, message: str) -> str:
         """A session message with every device id in it said as the device's name."""
         for d in sorted(self.devices, key=lambda d: -len(d.id)):
@@ -196,7 +193,9 @@ class Frontend:
                 ACK_SYSTEM, f"{o.device.name} is offline: it can be enabled once it connects"
             )
         if not o.can_play:
-            raise MpdError(ACK_SYSTEM, f"{o.device.name} cannot play (it is not a receiver)")
+            raise MpdError(
+                ACK_SYSTEM, f"{o.device.name} cannot play: it is online, but not as a player"
+            )
         if o.device.id != self.state.active_device:
             await self.run("transfer", device_id=o.device.id)
         if self.disabled is not None:
@@ -229,12 +228,12 @@ class Frontend:
     async def _rescan(self) -> None:
         changed = False
         try:
-            got = await asyncio.to_thread(self._rescan_request)
+            got = await self._in_daemon_thread(self._rescan_request)
             summary = got.get("summary") if isinstance(got, dict) else None
             changed = not isinstance(summary, dict) or bool(
                 summary.get("changed") or summary.get("removed")
             )
-        except TunehandError as exc:
+        except Exception as exc:  # a request's failure, said in `status`
             self.error = f"library rescan failed: {exc}"
             log.warning("mpd: %s", self.error)
         finally:
@@ -244,10 +243,36 @@ class Frontend:
             for fn in list(self._listeners):
                 fn({"update", "database"} if changed else {"update"})
 
+    @staticmethod
+    async def _in_daemon_thread(fn: Callable[[], Any]) -> Any:
+        """Run `fn` in a daemon thread: a rescan may run for long, and the frontend
+        must still stop at once (the default executor is waited for at exit)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if fut.done():
+                return
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
+
+        def work() -> None:
+            try:
+                result, error = fn(), None
+            except Exception as exc:
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=work, name="mpd-rescan", daemon=True).start()
+        return await fut
+
     async def stop_update(self) -> None:
         if self._update_task is not None:
             self._update_task.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._update_task
 
     # --- cover art ------------------------------------------------------------------
