@@ -310,6 +310,10 @@ def test_bad_options_fail_with_one_line(srv: ServerProc, pool: UserPool, tmp_pat
         dev.fails(2, "mpd", "--port", "70000")
         == "tunehand: --port: 0 to 65535 (0 picks a free port)"
     )
+    assert (
+        dev.fails(2, "mpd", "--default-output", " ")
+        == "tunehand: --default-output: give the name of a device that plays"
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

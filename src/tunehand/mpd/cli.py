@@ -68,6 +68,8 @@ async def _run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port < 65536:
         raise UsageError("--port: 0 to 65535 (0 picks a free port)")
+    if args.default_output is not None and not args.default_output.strip():
+        raise UsageError("--default-output: give the name of a device that plays")
     password = _password(args.password_file)
     _check_remote(args.host, password, args.allow_remote_without_password)
     api = client_for(args)

@@ -349,6 +349,7 @@ class Frontend:
             numbered = True
         self._count_playtime(st.position.playing)
         if old is None:
+            self._check_default(snap.devices)
             return
         changed = changed_subsystems(old[0], now[0], old[1], now[1])
         if numbered:
@@ -356,6 +357,16 @@ class Frontend:
         if changed:
             for fn in list(self._listeners):
                 fn(changed)
+
+    def _check_default(self, devices: tuple[DeviceInfo, ...]) -> None:
+        want = self.default_output
+        if want is not None and not any(d.name.casefold() == want.casefold() for d in devices):
+            names = ", ".join(o.device.name for o in self.outputs.listed(devices)) or "none"
+            log.warning(
+                "mpd: --default-output %s: the account has no device of that name (outputs: %s)",
+                want,
+                names,
+            )
 
     def _count_playtime(self, playing: bool) -> None:
         now = time.monotonic()
