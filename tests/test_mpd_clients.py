@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -413,3 +414,34 @@ def test_options_the_session_lacks_are_refused_not_faked(
     assert "xfade" not in status
     commands = set(c.commands())
     assert {"albumart", "readpicture", "update", "playlistdelete", "swap", "subscribe"} <= commands
+
+
+# --- the real `mpc` on the same commands ------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("mpc") is None, reason="needs mpc (apt mpc)")
+def test_mpc_update_searchplay_albumart_and_options(
+    start_mpd: Callable[..., Mpd], clients: Callable[[Mpd], mpd.MPDClient]
+) -> None:
+    m = start_mpd(players=1)
+    room = m.players[0]
+    c = clients(m)
+    ids = _ids(c)
+    m.mpc("--wait", "update")  # returns once `updating_db` is gone (it waits on idle)
+    assert "updating_db" not in c.status()
+    for t in ("Red flac", "Blue one", "Red mp3"):
+        c.add(ids[t])
+    out = m.mpc("searchplay", "Blue one")  # playlistsearch, then play that position
+    assert "[playing] #2/3" in out
+    room.wait_state(lambda s: s["position"]["playing"])
+    art = subprocess.run(
+        ["mpc", "-h", "127.0.0.1", "-p", str(m.port), "albumart", ids["Red flac"]],
+        capture_output=True,
+        timeout=TIMEOUT_S,
+        check=True,
+    ).stdout
+    assert art == c.albumart(ids["Red flac"])["binary"]
+    assert m.mpc("replaygain").strip() == "replay_gain_mode: off"
+    refused = m.mpc_run("consume", "on")
+    assert refused.returncode != 0 and "played songs" in refused.stderr
+    assert m.mpc("channels") == ""
