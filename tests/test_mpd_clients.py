@@ -445,3 +445,33 @@ def test_mpc_update_searchplay_albumart_and_options(
     refused = m.mpc_run("consume", "on")
     assert refused.returncode != 0 and "played songs" in refused.stderr
     assert m.mpc("channels") == ""
+
+
+# --- bad arguments --------------------------------------------------------------------------
+
+ODD_ARGS = ([], ["x"], ["1"], ["-1"], ["0:1"], ["1:"], ["9999"], ["x", "y"], ["1", "2", "3"])
+NOT_SWEPT = frozenset({"close", "password", "idle", "noidle", "update", "rescan"})
+
+
+def test_every_command_answers_odd_arguments_with_one_line(
+    start_mpd: Callable[..., Mpd], clients: Callable[[Mpd], mpd.MPDClient]
+) -> None:
+    """Each command, with no, junk, negative, range and too many arguments: an answer or
+    one ACK line, never an internal error, and the connection stays."""
+    m = start_mpd(players=0)
+    c = clients(m)
+    ids = _ids(c)
+    c.add(ids["Red flac"])
+    c.playlistadd("mine", ids["Red flac"])
+    r = m.raw()
+    names = [x.split(": ", 1)[1] for x in r.cmd("commands")[:-1]]
+    assert len(names) > 80
+    for name in names:
+        if name in NOT_SWEPT or name.startswith("command_list"):
+            continue
+        for args in ODD_ARGS:
+            line = " ".join([name, *(f'"{a}"' for a in args)])
+            out = r.cmd(line)
+            assert out[-1] == "OK" or out[-1].startswith("ACK ["), (line, out)
+            assert "internal error" not in out[-1], (line, out)
+        assert r.cmd("ping") == ["OK"]
