@@ -449,7 +449,19 @@ def test_mpc_update_searchplay_albumart_and_options(
 
 # --- bad arguments --------------------------------------------------------------------------
 
-ODD_ARGS = ([], ["x"], ["1"], ["-1"], ["0:1"], ["1:"], ["9999"], ["x", "y"], ["1", "2", "3"])
+ODD_ARGS = (
+    [],
+    [""],
+    ["", "0"],
+    ["x"],
+    ["1"],
+    ["-1"],
+    ["0:1"],
+    ["1:"],
+    ["9999"],
+    ["x", "y"],
+    ["1", "2", "3"],
+)
 NOT_SWEPT = frozenset({"close", "password", "idle", "noidle", "update", "rescan"})
 
 
@@ -474,4 +486,5 @@ def test_every_command_answers_odd_arguments_with_one_line(
             out = r.cmd(line)
             assert out[-1] == "OK" or out[-1].startswith("ACK ["), (line, out)
             assert "internal error" not in out[-1], (line, out)
+            assert "not a tunehand server" not in out[-1], (line, out)  # a request to no route
         assert r.cmd("ping") == ["OK"]

@@ -279,6 +279,8 @@ class Frontend:
 
     async def art(self, track_id: str) -> tuple[bytes, str] | None:
         """The track's cover picture and its type; None when it has none."""
+        if not track_id:
+            raise MpdError(ACK_ARG, "Malformed URI")
         if track_id.startswith(("http://", "https://")):
             return None
         cached = self._art.get(track_id)
