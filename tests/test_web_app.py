@@ -592,6 +592,20 @@ def test_a_second_tab_takes_over_the_device(
     wait_text(desktop, "connection-status", lambda s: s == "online")
 
 
+def test_service_worker_lists_every_file_of_the_shell() -> None:
+    """What the app needs offline is what sw.js caches: every script, style and icon
+    (and nothing under /v1/)."""
+    listed = set(re.findall(r"'(/[^']*)'", (STATIC / "sw.js").read_text()))
+    files = {
+        "/app/" + p.relative_to(STATIC).as_posix()
+        for p in STATIC.rglob("*")
+        if p.is_file() and p.suffix in (".js", ".css", ".png", ".svg") and p.name != "sw.js"
+    }
+    assert files <= listed, files - listed
+    assert {"/", "/manifest.webmanifest"} <= listed
+    assert not [p for p in listed if p.startswith("/v1")], listed
+
+
 def test_shell_is_small() -> None:
     """The app shell (every static file), gzipped, is far under the issue's 150 KB."""
     import gzip
