@@ -372,6 +372,17 @@ def test_play_in_the_browser(
     click(desktop, testid(desktop, "play-pause"))
     wait_js(desktop, "return document.getElementById('player').paused")
     wait_for(lambda: not status(other)["playing"], "paused")
+    # The space key plays and pauses too (no field or button focused).
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    desktop.execute_script("document.activeElement.blur()")
+    ActionChains(desktop).send_keys(Keys.SPACE).perform()
+    wait_for(lambda: status(other)["playing"], "played by the space key")
+    wait_audio_advancing(desktop, 0.3)
+    ActionChains(desktop).send_keys(Keys.SPACE).perform()
+    wait_js(desktop, "return document.getElementById('player').paused")
+    wait_for(lambda: not status(other)["playing"], "paused by the space key")
     # Seek from another device while paused, then play from the page: it goes on there.
     ctl_ok(other, "seek", "1:00")
     wait_text(desktop, "now-position", "1:00")

@@ -428,6 +428,23 @@ function wire() {
     dragging = false;
     command('seek', { position_ms: Math.floor(Number(bar.value)) });
   });
+  document.addEventListener('keydown', (ev) => {
+    // Keys as in `resume`, when no field or button has the focus (they keep their own).
+    if (ev.ctrlKey || ev.metaKey || ev.altKey || $('app').hidden) return;
+    if (ev.target instanceof Element && ev.target.closest('input, textarea, select, button, a')) return;
+    const act = {
+      ' ': () => playPause(),
+      ArrowRight: () => command('seek', { delta_ms: 5000 }),
+      ArrowLeft: () => command('seek', { delta_ms: -5000 }),
+      n: () => command('next'),
+      p: () => command('prev'),
+      '/': () => open('search'),
+    }[ev.key];
+    if (act) {
+      ev.preventDefault();
+      act();
+    }
+  });
   const vol = $('volume');
   vol.addEventListener('change', () => command('volume', { value: Math.round(Number(vol.value)) }));
   API.on('logout', () => {
