@@ -203,6 +203,18 @@ def test_device_code_login(desktop: Any, web_server: ServerProc, other: DeviceDi
     assert device in [d["id"] for d in devices], devices
 
 
+def test_a_refused_device_code_says_so(
+    desktop: Any, web_server: ServerProc, other: DeviceDir
+) -> None:
+    desktop.get(web_server.url + "/")
+    click(desktop, wait_testid(desktop, "login-device-code"))
+    code = wait_text(desktop, "device-code-user-code", lambda s: bool(re.fullmatch(r"\S{4,}", s)))
+    r = ctl(other, "approve", code, "--deny", "--yes")
+    assert r.returncode == 0, r.stderr
+    wait_text(desktop, "login-error", "refused", timeout=30)
+    assert not testid(desktop, "connection-status").is_displayed()
+
+
 # --- browsing -------------------------------------------------------------------------
 
 
