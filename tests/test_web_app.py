@@ -233,6 +233,13 @@ def test_browse_library(desktop: Any, web_server: ServerProc, user: str) -> None
     got = [r.text.split("\n")[0] for r in shown(desktop, "track-row")]
     assert got == ["Difference", "Punched Cards", "Bernoulli"], got
     assert all(r.get_attribute("data-track-id") for r in shown(desktop, "track-row"))
+    # Back goes to the artist's albums, then to the artists.
+    back = wait_testid(desktop, "back")
+    assert "Ada Quartet" in back.text
+    click(desktop, back)
+    wait_until(desktop, lambda d: shown(d, "album-row") and not shown(d, "track-row"))
+    click(desktop, wait_testid(desktop, "back"))
+    wait_until(desktop, lambda d: len(shown(d, "artist-row")) == len(artists))
 
 
 def test_playlists_liked_and_history(

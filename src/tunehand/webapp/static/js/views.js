@@ -111,35 +111,36 @@ export class Views {
     }
   }
 
-  albumRows(albums) {
+  albumRows(albums, back = null) {
     return h('ul', { class: 'list' }, albums.map((al) => h('li', { class: 'row' },
       h('button', { type: 'button', class: 'row-main', testid: 'album-row', dataset: { albumId: al.id },
-        onclick: () => this.album(al) },
+        onclick: () => this.album(al, back) },
       h('span', { class: 'title' }, al.title || '(no album)'),
       h('span', { class: 'sub' }, [al.artist, al.year, `${al.tracks} tracks`].filter(Boolean).join(' · '))))));
   }
 
   back(label, fn) {
-    return h('button', { type: 'button', class: 'back small', onclick: fn }, `‹ ${label}`);
+    return h('button', { type: 'button', class: 'back small', testid: 'back', onclick: fn }, `‹ ${label}`);
   }
 
   async artist(a) {
     const view = $('view-library');
     try {
       const r = await get(`/v1/artists/${enc(a.key)}/albums`);
-      view.replaceChildren(this.back('Artists', () => this.library()), h('h2', {}, a.name), this.albumRows(r.albums));
+      view.replaceChildren(this.back('Artists', () => this.library()), h('h2', {}, a.name),
+        this.albumRows(r.albums, { label: a.name || 'Artist', fn: () => this.artist(a) }));
     } catch (err) {
       this.failed(err);
     }
   }
 
-  async album(al, viewId = 'view-library') {
-    const view = $(viewId);
+  async album(al, back = null) {
+    const view = $('view-library');
     try {
       const r = await get(`/v1/albums/${enc(al.id)}/tracks`);
       const ids = r.tracks.map((t) => t.id);
       view.replaceChildren(
-        this.back('Artists', () => this.library()),
+        back ? this.back(back.label, back.fn) : this.back('Artists', () => this.library()),
         h('h2', {}, al.title || '(no album)'),
         h('p', { class: 'sub' }, [al.artist, al.year].filter(Boolean).join(' · ')),
         h('div', { class: 'bar' },
@@ -147,7 +148,6 @@ export class Views {
           h('button', { type: 'button', onclick: () => this.app.command('queue_add', { track_ids: ids }, 'album added to the queue') }, 'Add to queue')),
         this.trackList(r.tracks),
       );
-      if (viewId !== 'view-library') this.app.show('library');
     } catch (err) {
       this.failed(err);
     }
