@@ -8,7 +8,7 @@ const TIME_BURST = 5;
 const TIME_EVERY_ACTIVE_MS = 10000;
 const TIME_EVERY_IDLE_MS = 60000;
 const PING_EVERY_MS = 10000;
-const SILENT_LIMIT_MS = 25000; // nothing heard for this long: the connection is dead
+const SILENT_LIMIT_MS = 20000; // a ping unanswered this long: the connection is dead
 const REAUTH_EVERY_MS = 30000;
 
 export const CLOSE_AUTH = 4001;
@@ -170,12 +170,18 @@ export class Channel {
   startTimers(ws) {
     this.clearTimers();
     const every = (ms, fn) => this.timers.push(setInterval(fn, ms));
+    let pingAt = 0;
     every(PING_EVERY_MS, () => {
-      if (performance.now() - this.lastHeard > SILENT_LIMIT_MS) {
+      // Dead when a ping went unanswered (nothing heard since) for SILENT_LIMIT_MS. Counted
+      // from the ping, not from the last message: a hidden tab's timers may run only once
+      // a minute, and that alone must not look like a dead connection.
+      const now = performance.now();
+      if (pingAt && this.lastHeard < pingAt && now - pingAt > SILENT_LIMIT_MS) {
         this.drop();
         this.retry();
         return;
       }
+      if (!pingAt || this.lastHeard >= pingAt) pingAt = now;
       this.send({ type: 'ping' });
     });
     let lastTime = performance.now();
