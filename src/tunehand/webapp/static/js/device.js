@@ -169,6 +169,7 @@ export class Device {
     this.settling = null;
     this.audio.removeAttribute('src');
     this.audio.load();
+    this.ourPause = false; // the load dropped the pause event still queued
     this.ui.needGesture(false);
   }
 
@@ -209,6 +210,7 @@ export class Device {
     this.settling = tag;
     this.pauseEl();
     a.src = url;
+    this.ourPause = false; // the load dropped the pause event still queued
     const wait = (name) => new Promise((resolve, reject) => {
       const ok = () => { off(); resolve(); };
       const bad = () => { off(); reject(new Error(a.error ? `media error ${a.error.code}` : 'cannot load')); };
