@@ -77,6 +77,7 @@ from urllib.parse import urlsplit
 
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
+from tests.web_helpers import close_browser, open_browser, web_login
 
 from bench.common import PASSWORD, USER, Result, login_cli, ms, percentile
 from bench.handoff import (
@@ -107,23 +108,12 @@ SETTLE_S = 1.5
 AFTER_START_S = 1.2
 SOURCE_FIT_S = 0.6
 WAIT_S = 10.0
-LOGIN_S = 30.0
 REWIND_BEFORE_END_S = 12.0
 
 TARGET_JUMP_MEDIAN_MS = 30.0
 TARGET_GAP_MEDIAN_MS = 50.0
 TARGET_FCP_MS = 300.0
 TARGET_SHELL_KB = 150.0
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROME_ARGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-dev-shm-usage",
-)
 
 
 @dataclass(frozen=True)
@@ -142,47 +132,18 @@ CASES = (
 
 
 @contextmanager
-def chromium(width: int = 1280, height: int = 800) -> Iterator[WebDriver]:
-    """A headless Chromium (Debian's) under its chromedriver; always quit."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (*CHROME_ARGS, f"--window-size={width},{height}"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+def chromium() -> Iterator[WebDriver]:
+    """A headless Chromium (the tests' own setup, autoplay allowed); always quit."""
+    driver = open_browser()
     try:
         yield driver
     finally:
-        driver.quit()
+        close_browser(driver)
 
 
 def tid(name: str) -> str:
     """The CSS selector of a data-testid."""
     return f'[data-testid="{name}"]'
-
-
-def login_page(driver: WebDriver, url: str, user: str = USER, password: str = PASSWORD) -> str:
-    """Open the app at `url`, log in through its page; the tab's device id once online."""
-    from selenium.webdriver.common.by import By
-
-    driver.get(url + "/")
-    wait = WebDriverWait(driver, LOGIN_S)
-    field_user = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, tid("login-user")))
-    field_user.send_keys(user)
-    driver.find_element(By.CSS_SELECTOR, tid("login-password")).send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, tid("login-submit")).click()
-    wait.until(
-        lambda d: d.execute_script(
-            "const s = document.querySelector('[data-testid=\"connection-status\"]');"
-            "return !!(window.tunehand && window.tunehand.deviceId && s"
-            " && s.textContent.trim() === 'online');"
-        ),
-        "the tab never came online after logging in",
-    )
-    device_id: str = driver.execute_script("return window.tunehand.deviceId")
-    return device_id
 
 
 _SAMPLER = """
@@ -468,7 +429,7 @@ def run_case(case: Case, rows: dict[str, Row]) -> None:
             poller = Poller([watch_r])
             stack.callback(poller.stop)
             driver = stack.enter_context(chromium())
-            tab_id = login_page(driver, srv.url)
+            tab_id = web_login(driver, srv.url, USER, PASSWORD)
             watch_t = BrowserWatch(driver)
             stack.callback(watch_t.close)
             ctl_dir = tmp / "ctl"
@@ -689,4 +650,4 @@ def run() -> list[Result]:
     return results
 
 
-__all__ = ["BrowserWatch", "chromium", "login_page", "percentile", "run"]
+__all__ = ["BrowserWatch", "chromium", "percentile", "run"]
