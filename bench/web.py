@@ -149,13 +149,24 @@ def tid(name: str) -> str:
 _SAMPLER = """
 if (!window.__thBench) {
   window.__thBench = [];
+  window.__thPauses = [];
   window.__thBenchTimer = setInterval(() => {
     const a = document.getElementById('player');
+    if (a && !a.__thPatched) {
+      // The app stops a source by pause() and then unloading the element, in one task:
+      // no sample (and no 'pause' handler) ever sees where it stopped. Record that here.
+      const pause = a.pause;
+      a.pause = function () {
+        window.__thPauses.push([performance.now(), this.currentTime]);
+        return pause.call(this);
+      };
+      a.__thPatched = true;
+    }
     window.__thBench.push([performance.now(), a ? a.currentTime : null, a ? a.paused : true]);
   }, arguments[0]);
 }
 """
-_FETCH = "return [performance.now(), window.__thBench.splice(0)];"
+_FETCH = "return [performance.now(), window.__thBench.splice(0), window.__thPauses.splice(0)];"
 
 
 class BrowserWatch:
@@ -174,6 +185,8 @@ class BrowserWatch:
         self._calib: list[tuple[float, float, float]] = []
         """(round trip s, monotonic midpoint s, page stamp ms) of every fetch."""
         self._offset: float | None = None
+        self.pauses: list[tuple[float, float]] = []
+        """(page stamp ms, currentTime) of every pause() call on the element."""
         self._stop = threading.Event()
         self.js(_SAMPLER, SAMPLE_MS)
         for _ in range(20):
@@ -188,10 +201,11 @@ class BrowserWatch:
     def _fetch(self) -> None:
         with self._lock:
             a = time.monotonic()
-            now, samples = self.driver.execute_script(_FETCH)
+            now, samples, pauses = self.driver.execute_script(_FETCH)
             b = time.monotonic()
         self._calib.append((b - a, (a + b) / 2, float(now)))
         self._offset = None
+        self.pauses += [(float(t), float(pos)) for t, pos in pauses]
         for t, pos, paused in samples:
             self._pos.append(None if pos is None else float(pos))
             self._paused.append(bool(paused))
@@ -331,20 +345,23 @@ def _mpv_end(src: MpvWatch, after: float) -> float | None:
 
 
 def _tab_end(src: BrowserWatch, after: float) -> float | None:
-    """When the tab's line reached the position its paused element holds (else, with
-    too few steps before, the first paused sample)."""
+    """When the tab's line reached the position its element had when pause() was
+    called on it (else that call's own stamp, or the first paused sample)."""
     t_paused = src.first_event("pause", True, after)
     if t_paused is None:
         return None
-    held = [p for t, p, paused in src.full(t_paused) if paused and p is not None]
-    before = src.advances(t_paused - SETTLE_S, t_paused)
-    fit = [x for x in before if x[0] >= before[-1][0] - SOURCE_FIT_S] if before else []
-    if not held or len(fit) < 5:
+    calls = [(src._mono(t), pos) for t, pos in list(src.pauses) if after < src._mono(t) <= t_paused]
+    if not calls:
         return t_paused
+    t_call, held = calls[-1]
+    before = src.advances(t_call - SETTLE_S, t_call)
+    fit = [x for x in before if x[0] >= before[-1][0] - SOURCE_FIT_S] if before else []
+    if len(fit) < 5:
+        return t_call
     line = _line(fit)
     if line.rate <= 0:
-        return t_paused
-    return line.t0 + (held[0] - line.p0) / line.rate
+        return t_call
+    return line.t0 + (held - line.p0) / line.rate
 
 
 def _source_end(src: Watch, after: float) -> float | None:
