@@ -207,21 +207,27 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
     server.stop()
 
 
+def _enabled(driver: Any, css: str, what: str) -> Any:
+    """Wait until an element matching `css` is shown and enabled; return it."""
+    found = wait_until(
+        driver,
+        lambda d: [e for e in d.find_elements("css selector", css) if e.is_enabled()],
+        message=f"no enabled {what}",
+    )
+    return found[0]
+
+
 def push_with_button(driver: Any, receiver_id: str) -> None:
     click(driver, wait_testid(driver, "nav-devices"))
-    row = wait_until(
-        driver,
-        lambda d: d.find_elements(
-            "css selector", f'{sel("device-row")}[data-device-id="{receiver_id}"]'
-        ),
-        message=f"no device-row for the receiver {receiver_id} in the devices list",
-    )[0]
-    click(driver, row.find_element("css selector", sel("device-push")))
+    row = f'{sel("device-row")}[data-device-id="{receiver_id}"]'
+    click(
+        driver, _enabled(driver, f"{row} {sel('device-push')}", "push button on the receiver's row")
+    )
 
 
 def pull_with_button(driver: Any) -> None:
     click(driver, wait_testid(driver, "nav-devices"))
-    click(driver, wait_testid(driver, "device-pull"))
+    click(driver, _enabled(driver, sel("device-pull"), '"Play here" button'))
 
 
 def _log_on_failure(srv: ServerProc, rec: Receiver, driver: Any) -> str:
