@@ -47,6 +47,7 @@ from typing import Any
 
 import pytest
 
+from tests import web_helpers
 from tests.device_helpers import (
     DeviceDir,
     Receiver,
@@ -62,13 +63,16 @@ from tests.web_helpers import (
     click,
     require_chromium,
     sel,
-    testid,
     wait_audio_advancing,
     wait_js,
     wait_testid,
     wait_until,
     web_login,
 )
+
+# The Selenium fixtures (a fresh headless Chromium per test, quit at teardown).
+browsers = web_helpers.browsers
+desktop = web_helpers.desktop
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sox") is None, reason="sox is not installed (generated audio)"
@@ -237,13 +241,16 @@ def _log_on_failure(srv: ServerProc, rec: Receiver, driver: Any) -> str:
             "--- browser console:\n" + "\n".join(e["message"] for e in driver.get_log("browser"))
         )
     with contextlib.suppress(Exception):
-        parts.append("--- notice: " + testid(driver, "notice").text)
+        parts.append("--- notice: " + driver.find_element("css selector", sel("notice")).text)
     return "\n".join(parts)
 
 
 @pytest.mark.parametrize("how", ["buttons", "ctl"])
 def test_tab_pushes_to_a_receiver_and_pulls_back_at_the_same_position(
-    srv: ServerProc, tmp_path: Path, desktop: Any, how: str
+    srv: ServerProc,
+    tmp_path: Path,
+    desktop: Any,
+    how: str,
 ) -> None:
     laptop = DeviceDir("laptop", tmp_path / "laptop")
     speaker = DeviceDir(f"speaker-{how}", tmp_path / "speaker")
