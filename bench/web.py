@@ -30,13 +30,18 @@ a rate other than 1 like mpv's null output: every line below is fitted, never as
 to have slope 1.
 
 For each handoff:
-- source end: for the tab, the instant its line reached the position it paused at (a
-  paused element holds exactly where it stopped); for mpv, the first sign that it
-  stopped (`pause`/`core-idle`/`idle-active` true, or time-pos gone), as
-  `bench.handoff` does;
-- target start: the target's first forward step after it was unpaused, moved back by
-  how far it had advanced from where it was held (mpv refreshes time-pos every ~50 ms
-  playloop tick, the tab every 4 ms sample);
+- source end: for the tab, the instant its line reached the position the element had
+  when the app called its pause() (the app unloads the element in the same task, so
+  no sample and no `pause` event sees that position: the sampler wraps the element's
+  pause method to note it, with a page stamp); for mpv, the first sign that it stopped
+  (`pause`/`core-idle`/`idle-active` true, or time-pos gone), as `bench.handoff` does;
+- target start: where the target's steady line (least squares over its steps from
+  START_SKIP_S to AFTER_START_S after its first step) was at the position it was held
+  at. Chromium's currentTime makes a first small step at play() and then holds still
+  for ~70 ms while its output starts (measured here on every start), before it runs on
+  at rate 1: the line says when the audio really went on from the held position. The
+  figures by the first step instead (`bench.handoff`'s definition: first step moved back
+  by how far it had advanced) are printed alongside, and "hold" is the difference;
 - gap = target start - source end (negative: both played at once);
 - jump = where the target started (its held position) - where the source was at that
   instant by its own line fitted over its last SOURCE_FIT_S before it stopped
@@ -50,8 +55,11 @@ plain reload with everything kept ("returning"). The figure is the page's own
 
 Shell size: a cold load (everything cleared) with gzip offered (Chromium always offers
 it): the sum of `transferSize` (body as sent, compressed, plus headers) over the
-navigation and every resource of the app shell (`/`, `/app/...`, the manifest,
-`sw.js`), with `encodedBodySize` and `decodedBodySize` printed per file.
+navigation and every resource of the app shell the page fetched (`/`, `/app/...`, the
+manifest), with `encodedBodySize` and `decodedBodySize` printed per file (equal sizes:
+the server did not compress). And the service worker's shell: the URLs it holds in
+Cache Storage once ready, plus `sw.js`, fetched with `Accept-Encoding: gzip` by httpx,
+summing the body bytes as they came over the wire.
 
 Environment: BENCH_WEB_ROUNDS (handoffs each way, default 10), BENCH_WEB_CASES
 (comma-separated case names, default all), BENCH_WEB_NAV_RUNS (default 10).
@@ -88,7 +96,6 @@ from bench.handoff import (
     Receiver,
     Remote,
     _line,
-    _moved_after_start,
     bench_env,
     bench_server,
     ctl,
@@ -106,6 +113,7 @@ SAMPLE_MS = 1
 """The sampler's setInterval period (Chromium runs it every 4 ms at the fastest)."""
 SETTLE_S = 1.5
 AFTER_START_S = 1.2
+START_SKIP_S = 0.25
 SOURCE_FIT_S = 0.6
 WAIT_S = 10.0
 REWIND_BEFORE_END_S = 12.0
@@ -333,8 +341,12 @@ class Handoff:
     gap_ms: float
     jump_ms: float
     latency_ms: float
-    moved_ms: float
-    notes: list[str] = field(default_factory=list)
+    """ctl transfer started -> the target started (its steady line)."""
+    hold_ms: float
+    """How long the target held still after its first step (steady-line start - first)."""
+    gap_first_ms: float
+    """The gap with the target's first step as its start."""
+    jump_first_ms: float
 
 
 def _mpv_end(src: MpvWatch, after: float) -> float | None:
@@ -380,22 +392,37 @@ def measure(label: str, env: dict[str, str], src: Watch, tgt: Watch, target: str
     t_cmd = time.monotonic()
     ctl(env, "transfer", target)
     unpaused = tgt.wait_event("pause", False, t_cmd)
-    t_step, p_start = tgt.wait_advancing(unpaused)
+    t_step, p_step = tgt.wait_advancing(unpaused)
     p_held = _held_before(tgt, unpaused, t_step)
-    t_start = t_step - (p_start - p_held)
     deadline = time.monotonic() + WAIT_S
     while (src_end := _source_end(src, t_cmd)) is None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{label}: the source never stopped")
         time.sleep(0.01)
-    time.sleep(max(0.0, t_start + AFTER_START_S - time.monotonic()))
+    time.sleep(max(0.0, t_step + AFTER_START_S + 0.1 - time.monotonic()))
     before = src.advances(t_cmd - SETTLE_S, src_end)
     if len(before) < 5:
         raise RuntimeError(f"{label}: the source was not playing steadily before the transfer")
     src_line = _line([x for x in before if x[0] >= before[-1][0] - SOURCE_FIT_S] or before)
+    # The first step, moved back by how far it had advanced from where it was held:
+    t_first = t_step - (p_step - p_held)
+    # ... and where the target's steady line (after START_SKIP_S) was at the held
+    # position: what it really played from, once any hold right after starting is over.
+    steady = tgt.advances(t_step + START_SKIP_S, t_step + AFTER_START_S)
+    if len(steady) < 5:
+        raise RuntimeError(f"{label}: the target did not play on steadily after starting")
+    tgt_line = _line(steady)
+    t_start = tgt_line.t0 + (p_held - tgt_line.p0) / tgt_line.rate
     jump = p_held - src_line.at(t_start)
-    shift, _ = _moved_after_start(tgt, t_step, p_start)  # type: ignore[arg-type]
-    return Handoff(label, ms(t_start - src_end), ms(jump), ms(t_start - t_cmd), ms(shift))
+    return Handoff(
+        label,
+        ms(t_start - src_end),
+        ms(jump),
+        ms(t_start - t_cmd),
+        ms(t_start - t_first),
+        ms(t_first - src_end),
+        ms(p_held - src_line.at(t_first)),
+    )
 
 
 def _rewind_if_late(remote: Remote, watch: Watch) -> None:
@@ -473,7 +500,8 @@ def run_case(case: Case, rows: dict[str, Row]) -> None:
                     print(
                         f"  {'w' if warm else i - WARMUP + 1:>3} {direction:<8} "
                         f"{h.gap_ms:>+7.1f} {h.jump_ms:>+7.1f} {h.latency_ms:>8.1f} "
-                        f"{h.moved_ms:>+6.0f}"
+                        f"{h.hold_ms:>+6.1f} |                    {h.gap_first_ms:>+7.1f} "
+                        f"{h.jump_first_ms:>+7.1f}"
                     )
                     if not warm:
                         rows[direction].handoffs.append(h)
@@ -495,7 +523,7 @@ def _mark(value: float, target: float) -> str:
 def handoff_results(rows: Sequence[Row]) -> list[Result]:
     print(
         f"  {'case':<22} {'n':>3} {'gap med':>8} {'gap max':>8} {'|jump| med':>10} "
-        f"{'|jump| max':>10}  targets: gap med ≤ {TARGET_GAP_MEDIAN_MS:g}, "
+        f"{'|jump| max':>10} {'hold med':>8}  targets: gap med ≤ {TARGET_GAP_MEDIAN_MS:g}, "
         f"|jump| med ≤ {TARGET_JUMP_MEDIAN_MS:g} ms"
     )
     out: list[Result] = []
@@ -504,6 +532,7 @@ def handoff_results(rows: Sequence[Row]) -> list[Result]:
         gaps = [abs(h.gap_ms) for h in r.handoffs]
         jumps = [abs(h.jump_ms) for h in r.handoffs]
         g, j = _med(gaps), _med(jumps)
+        hold = _med([h.hold_ms for h in r.handoffs])
         gm = max(gaps) if gaps else math.nan
         jm = max(jumps) if jumps else math.nan
         flags = [
@@ -511,15 +540,15 @@ def handoff_results(rows: Sequence[Row]) -> list[Result]:
             f"jump {_mark(j, TARGET_JUMP_MEDIAN_MS)}",
         ]
         print(
-            f"  {name:<22} {len(r.handoffs):>3} {g:>8.1f} {gm:>8.1f} {j:>10.1f} {jm:>10.1f}  "
-            + ", ".join(flags)
-            + (f"  ({r.error})" if r.error else "")
+            f"  {name:<22} {len(r.handoffs):>3} {g:>8.1f} {gm:>8.1f} {j:>10.1f} {jm:>10.1f} "
+            f"{hold:>8.1f}  " + ", ".join(flags) + (f"  ({r.error})" if r.error else "")
         )
         out += [
             _result(f"[web {name}] gap |.| median", g, "ms", TARGET_GAP_MEDIAN_MS),
             _result(f"[web {name}] gap |.| max", gm, "ms"),
             _result(f"[web {name}] |jump| median", j, "ms", TARGET_JUMP_MEDIAN_MS),
             _result(f"[web {name}] |jump| max", jm, "ms"),
+            _result(f"[web {name}] target's hold after its first step, median", hold, "ms"),
         ]
     return out
 
@@ -596,6 +625,52 @@ def shell_bytes(driver: WebDriver, url: str, origin: str) -> tuple[float, list[l
     return float(sum(e[1] for e in shell)), shell
 
 
+_SW_CACHED = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  if (!('serviceWorker' in navigator)) return [];
+  await navigator.serviceWorker.ready;
+  const out = [];
+  for (const name of await caches.keys()) {
+    const cache = await caches.open(name);
+    for (const req of await cache.keys()) out.push(req.url);
+  }
+  return out;
+})().then(done, (err) => done(['error: ' + err]));
+"""
+
+
+def sw_cached(driver: WebDriver) -> list[str]:
+    """The URLs the app's service worker holds in Cache Storage, once it is ready."""
+    urls: list[str] = driver.execute_async_script(_SW_CACHED)
+    return urls
+
+
+def _sw_shell_kb(origin: str, cached: list[str]) -> float:
+    """The service worker's shell (what it cached, and sw.js itself) as the server sends
+    it with gzip offered: the sum of the bodies' bytes on the wire (KiB)."""
+    import httpx
+
+    urls = sorted({*cached, origin + "/sw.js"})
+    errors = [u for u in urls if u.startswith("error: ")]
+    if errors:
+        print(f"  service worker: {errors[0]}")
+        return math.nan
+    print(f"  the service worker's shell ({len(urls)} URLs, sw.js included): gzip / plain bytes")
+    total = 0
+    with httpx.Client(headers={"Accept-Encoding": "gzip"}, timeout=10) as http:
+        for u in urls:
+            with http.stream("GET", u) as r:
+                body = b"".join(r.iter_bytes())
+                wire = r.num_bytes_downloaded
+                enc = r.headers.get("content-encoding", "-")
+            total += wire
+            print(f"    {urlsplit(u).path:<40} {wire:>8} {len(body):>8}  {r.status_code} {enc}")
+    kb = total / 1024
+    print(f"  service worker's shell: {kb:.1f} KiB: {_mark(kb, TARGET_SHELL_KB)}")
+    return kb
+
+
 def page_results(srv_url: str) -> list[Result]:
     origin = srv_url.rstrip("/")
     url = origin + "/"
@@ -611,6 +686,7 @@ def page_results(srv_url: str) -> list[Result]:
         print(summary("first-contentful-paint, cold browser", cold))
         print(summary("first-contentful-paint, returning (caches kept)", warm))
         total, shell = shell_bytes(driver, url, origin)
+        cached = sw_cached(driver)
     print(f"  app shell on a cold load ({len(shell)} files): transfer / encoded / decoded bytes")
     for name, transfer, encoded, decoded in shell:
         print(f"    {urlsplit(name).path:<40} {transfer:>8} {encoded:>8} {decoded:>8}")
@@ -621,6 +697,9 @@ def page_results(srv_url: str) -> list[Result]:
         f"  shell: {kb:.1f} KiB transferred ({enc:.1f} KiB bodies as sent, {dec:.1f} KiB "
         f"decoded): {_mark(kb, TARGET_SHELL_KB)} (target ≤ {TARGET_SHELL_KB:g} KB)"
     )
+    if shell and enc >= dec:
+        print("  NOTE: the shell's bodies came uncompressed (encoded = decoded: no gzip answer)")
+    sw_kb = _sw_shell_kb(origin, cached)
     fc, fw = _med(cold), _med(warm)
     print(
         f"  first paint median: cold browser {fc:.1f} ms {_mark(fc, TARGET_FCP_MS)}, "
@@ -631,6 +710,7 @@ def page_results(srv_url: str) -> list[Result]:
         _result("[web] first paint, cold browser, max", max(cold) if cold else math.nan, "ms"),
         _result("[web] first paint, returning, median", fw, "ms", TARGET_FCP_MS),
         _result("[web] app shell transferred (gzip)", kb, "KiB", TARGET_SHELL_KB),
+        _result("[web] service worker's shell, gzip bodies", sw_kb, "KiB", TARGET_SHELL_KB),
     ]
     return out
 
