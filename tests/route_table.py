@@ -56,6 +56,17 @@ ROUTES: dict[Endpoint, Kind] = {
     ("POST", "/v1/auth/device/approve"): Kind("token", "json", "account", 404),
     ("POST", "/v1/auth/device/review"): Kind("token", "json", "account", 404),
     ("GET", "/approve"): Kind("public", "none", "none"),
+    # The web app's login: the refresh token is a cookie, and refresh and logout read
+    # no body (a CSRF header instead; tests/test_web_auth.py).
+    ("POST", "/v1/auth/web/login"): Kind("public", "json", "none"),
+    ("POST", "/v1/auth/web/refresh"): Kind("public", "none", "none"),
+    ("POST", "/v1/auth/web/logout"): Kind("public", "none", "none"),
+    ("POST", "/v1/auth/web/device/token"): Kind("public", "json", "none"),
+    # The web app's files, the same for everyone.
+    ("GET", "/"): Kind("public", "none", "none"),
+    ("GET", "/app/{path}"): Kind("public", "none", "none"),
+    ("GET", "/manifest.webmanifest"): Kind("public", "none", "none"),
+    ("GET", "/sw.js"): Kind("public", "none", "none"),
     ("POST", "/approve"): Kind("public", "form", "none"),
     ("GET", "/v1/session"): Kind("token", "none", "account", 200),
     ("GET", "/v1/session/queue"): Kind("token", "none", "account", 200),
@@ -63,6 +74,7 @@ ROUTES: dict[Endpoint, Kind] = {
     ("POST", "/v1/session/commands"): Kind("token", "json", "account", 404),
     ("GET", "/v1/devices"): Kind("token", "none", "account", 200),
     ("DELETE", "/v1/devices/{device_id}"): Kind("token", "none", "account", 404),
+    ("PATCH", "/v1/devices/{device_id}"): Kind("token", "json", "account", 404),  # a rename
     ("GET", "/v1/playlists"): Kind("token", "none", "account", 200),
     ("GET", "/v1/playlists/{name}"): Kind("token", "none", "account", 404),
     ("PUT", "/v1/playlists/{name}"): Kind("token", "json", "account", 404),  # names A's track
@@ -93,6 +105,7 @@ PARAM_SAMPLES: dict[str, str] = {
     "artist": "nobody",
     "album": "anosuchalbum",
     "art_id": "c" + "0" * 32,
+    "path": "no-such-file.js",
 }
 
 

@@ -173,6 +173,34 @@ def test_tls_with_a_private_ca(
     assert refused.returncode == 4 and "TLS failed" in refused.stderr, refused.stderr
 
 
+def test_web_login_cookies_are_secure_under_tls(
+    start_server: Callable[..., ServerProc], pki: Path
+) -> None:
+    import ssl
+
+    import httpx
+
+    srv = start_server(
+        extra_args=("--certfile", str(pki / "server.pem"), "--keyfile", str(pki / "server.key"))
+    )
+    srv.add_user("webtls", PASSWORD)
+    ca = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    with httpx.Client(verify=ca, headers={"Origin": srv.url}) as http:
+        r = http.post(srv.url + "/v1/auth/web/login", json={"user": "webtls", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        cookies = {h.split("=", 1)[0]: h.lower() for h in r.headers.get_list("set-cookie")}
+        assert set(cookies) == {"th_refresh", "th_csrf"}
+        for header in cookies.values():
+            assert "; secure" in header, header
+        assert "httponly" in cookies["th_refresh"]
+        again = http.post(
+            srv.url + "/v1/auth/web/refresh",
+            json={},
+            headers={"X-CSRF-Token": http.cookies.get("th_csrf") or ""},
+        )
+        assert again.status_code == 200, again.text
+
+
 def test_certfile_needs_keyfile(
     start_server: Callable[..., ServerProc], pki: Path, tmp_path: Path
 ) -> None:

@@ -101,6 +101,7 @@ class World:
             "artist": "sigur ros",
             "album": self.album_id,
             "art_id": self.art_id,
+            "path": "app.css",  # a file of the web app, the same for everyone
         }
         if path == "/v1/stream/{track_id}":
             values["track_id"] = self.library_track
@@ -132,6 +133,9 @@ class World:
             },
             ("PUT", "/v1/playlists/{name}"): {"track_ids": [self.a_remote]},
             ("PATCH", "/v1/playlists/{name}"): {"name": "taken-by-b"},
+            ("PATCH", "/v1/devices/{device_id}"): {"name": "taken-by-b"},
+            ("POST", "/v1/auth/web/login"): {"user": "x", "password": "y"},
+            ("POST", "/v1/auth/web/device/token"): {"device_code": "x"},
             ("POST", "/v1/tracks/remote"): {"url": "http://b.example/" + unique("s")},
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},

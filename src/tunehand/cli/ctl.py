@@ -330,6 +330,11 @@ def resolve_device(api: ApiClient, name: str) -> Json:
 
 
 def _devices(api: ApiClient, args: argparse.Namespace) -> int:
+    if getattr(args, "devices_command", None) == "rename":
+        dev = resolve_device(api, args.device)
+        done = api.request("PATCH", f"/v1/devices/{_q(dev['id'])}", {"name": args.new_name})
+        _out(args, done, f"renamed {names.line(dev['name'])} to {names.line(done['name'])}")
+        return 0
     payload = api.request("GET", "/v1/session")
     active = payload["state"]["active_device"]
     devices = [d for d in payload["devices"] if args.all or d["online"]]
@@ -341,12 +346,13 @@ def _devices(api: ApiClient, args: argparse.Namespace) -> int:
             "active": d["id"] == active,
             "last_seen_ms": d["last_seen_ms"],
             "address": d["address"],
+            "kind": d.get("kind", "terminal"),
         }
         for d in devices
     ]
     lines = [
         f"{'*' if d['active'] else ' '} {names.line(d['name']):<24} {d['id']:<24} "
-        f"{'online' if d['online'] else 'offline'}"
+        f"{d['kind']:<9} {'online' if d['online'] else 'offline'}"
         for d in out
     ]
     _out(args, out, "\n".join(lines) or "no device is online (see --all)")

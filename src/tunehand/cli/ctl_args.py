@@ -91,6 +91,11 @@ def _none(p: P, cls: type[P], g: Globals) -> None:
 
 def _devices(p: P, cls: type[P], g: Globals) -> None:
     p.add_argument("--all", action="store_true", help="include offline devices")
+    dsub = p.add_subparsers(dest="devices_command", metavar="EDIT", parser_class=cls)
+    rename = dsub.add_parser("rename", help="rename a device (by id, name or unique name prefix)")
+    g(rename)
+    rename.add_argument("device")
+    rename.add_argument("new_name", metavar="NEW-NAME")
 
 
 def _transfer(p: P, cls: type[P], g: Globals) -> None:

@@ -111,6 +111,8 @@ class DeviceInfo:
     last_seen_ms: int = 0
     address: str = ""
     capabilities: tuple[str, ...] = ()
+    kind: str = "terminal"
+    """`web` for a browser tab, `terminal` for the rest."""
 
 
 def next_version(old: SessionState, new: SessionState) -> SessionState:

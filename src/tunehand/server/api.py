@@ -214,6 +214,24 @@ async def delete_device(request: Request) -> Response:
     return json({"ok": True})
 
 
+async def rename_device(request: Request) -> Response:
+    """Rename a device of the account (`ctl devices rename`, the web app's rename); the
+    account's devices see it at once (a devices patch)."""
+    who = await principal(request)
+    device_id = path_param(request, "device_id", 64)
+    b = await body(request, RenameBody)
+    name = names.clean(b.name)
+    if not name or len(b.name) > 64:
+        raise ApiError(422, "invalid", "name: must be 1 to 64 printable characters")
+    s = services(request)
+    async with s.engine.begin() as conn:
+        if not await qa.rename_device(conn, who.account_id, device_id, name):
+            raise ApiError(404, "not_found", f"no device {device_id}")
+    await s.sessions.publish_device(who.account_id, device_id)
+    devices = await s.sessions.devices(who.account_id)
+    return json(next(d for d in devices if d.id == device_id))
+
+
 async def list_playlists(request: Request) -> Response:
     who = await principal(request)
     async with services(request).engine.connect() as conn:
@@ -357,6 +375,7 @@ routes = [
     Route("/v1/session/commands", post_command, methods=["POST"]),
     Route("/v1/devices", get_devices),
     Route("/v1/devices/{device_id}", delete_device, methods=["DELETE"]),
+    Route("/v1/devices/{device_id}", rename_device, methods=["PATCH"]),
     Route("/v1/playlists", list_playlists),
     # `:path` so a name may hold "/" (sent as %2F, which the router decodes first).
     Route("/v1/playlists/{name:path}", get_playlist),

@@ -60,7 +60,7 @@ class ApproveBody:
     approve: bool = True
 
 
-def _grant_error(exc: GrantError) -> Response:
+def grant_error(exc: GrantError) -> Response:
     err: dict[str, object] = {"code": exc.code, "message": str(exc)}
     if exc.interval_s:
         err["interval"] = exc.interval_s
@@ -105,7 +105,7 @@ async def token(request: Request) -> Response:
             services(request).engine, b.device_code[:200], client_address(request), now_ms()
         )
     except GrantError as exc:
-        return _grant_error(exc)
+        return grant_error(exc)
     return json(
         {
             "access_token": pair.access_token,
@@ -131,7 +131,7 @@ async def approve(request: Request) -> Response:
             now_ms(),
         )
     except GrantError as exc:
-        return _grant_error(exc)
+        return grant_error(exc)
     _log_decision(b.approve, who.account_name, pending, address)
     return json(
         {
@@ -154,7 +154,7 @@ async def review(request: Request) -> Response:
             services(request).engine, b.user_code[:64], who.account_id, client_address(request), now
         )
     except GrantError as exc:
-        return _grant_error(exc)
+        return grant_error(exc)
     return json(
         {
             "user_code": p.user_code,

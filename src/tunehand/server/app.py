@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from tunehand.errors import StoreError, TunehandError
-from tunehand.server import api, api_art, api_device, api_library, auth, purge
+from tunehand.server import api, api_art, api_device, api_library, api_web, auth, purge, webapp
 from tunehand.server.bus import RedisBus, open_bus
 from tunehand.server.db import migrate
 from tunehand.server.db.engine import default_url, open_engine, unavailable_types, warm_pool
@@ -120,6 +120,8 @@ def create_app(
             *api_device.routes,
             *api_library.routes,
             *api_art.routes,
+            *api_web.routes,
+            *webapp.routes,
         ],
         lifespan=lifespan,
         exception_handlers=handlers,

@@ -263,15 +263,16 @@ async def start_family(
     device_name: str,
     address: str,
     now_ms: int,
+    kind: str = "terminal",
 ) -> TokenPair:
-    """Register `device_id` with the account and give it a new token family (its earlier
-    tokens are revoked)."""
+    """Register `device_id` (a device of `kind`: see `DeviceRow.kind`) with the account
+    and give it a new token family (its earlier tokens are revoked)."""
     existing = await q.device(conn, device_id)
     if existing is not None and existing.account_id != account_id:
         raise AuthError("this device id belongs to another account: use another --config-dir")
     if existing is None:
         await check_device_room(conn, account_id)
-    await q.upsert_device(conn, account_id, device_id, device_name, now_ms, address)
+    await q.upsert_device(conn, account_id, device_id, device_name, now_ms, address, kind)
     await q.revoke_device_tokens(conn, account_id, device_id)
     return await _issue(conn, account_id, device_id, secrets.token_hex(8), now_ms)
 
@@ -285,11 +286,12 @@ async def login(
     address: str,
     now_ms: int,
     gate: HashGate | None = None,
+    kind: str = "terminal",
 ) -> TokenPair:
     """Check a password and start a new token family for `device_id`."""
     account = await check_password(engine, name, password, address, now_ms, gate)
     async with engine.begin() as conn:
-        return await start_family(conn, account.id, device_id, device_name, address, now_ms)
+        return await start_family(conn, account.id, device_id, device_name, address, now_ms, kind)
 
 
 def _rotated(key: bytes, parent: str, address: str) -> tuple[str, str]:

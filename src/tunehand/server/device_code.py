@@ -119,9 +119,10 @@ async def start(
 
 
 async def poll(
-    engine: AsyncEngine, device_code: str, address: str, now_ms: int
+    engine: AsyncEngine, device_code: str, address: str, now_ms: int, kind: str = "terminal"
 ) -> tuple[auth.TokenPair, str]:
-    """Tokens and the account name once approved; otherwise raise the RFC 8628 answer."""
+    """Tokens and the account name once approved (the device registered as `kind`);
+    otherwise raise the RFC 8628 answer."""
     refusal: GrantError | None = None
     async with engine.begin() as conn:
         row = await dq.by_hash(conn, auth.token_hash(device_code)) if device_code else None
@@ -153,7 +154,7 @@ async def poll(
                 raise GrantError(400, "access_denied", "the approving account no longer exists")
             try:
                 pair = await auth.start_family(
-                    conn, account.id, row.device_id, row.device_name, address, now_ms
+                    conn, account.id, row.device_id, row.device_name, address, now_ms, kind
                 )
             except AuthError as exc:
                 raise GrantError(400, "access_denied", str(exc)) from None

@@ -189,7 +189,13 @@ class SessionService:
             rows = await qa.list_devices(conn, account_id)
         return tuple(
             DeviceInfo(
-                r.id, r.name, r.id in online, r.last_seen_ms, r.address, online.get(r.id, ())
+                r.id,
+                r.name,
+                r.id in online,
+                r.last_seen_ms,
+                r.address,
+                online.get(r.id, ()),
+                r.kind,
             )
             for r in rows
         )
@@ -214,6 +220,7 @@ class SessionService:
                 row.last_seen_ms,
                 row.address,
                 online.get(row.id, ()),
+                row.kind,
             )
             msg = DevicesMsg((info,), patch=True)
         await self.hub.send(account_id, wire.encode(msg), version=DEVICES)

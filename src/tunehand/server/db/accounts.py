@@ -38,6 +38,8 @@ class DeviceRow:
     last_seen_ms: int
     address: str
     revoked: bool
+    kind: str = "terminal"
+    """`web` for a browser tab; `terminal` for the rest (TUI, receiver, ctl, mpd)."""
 
 
 async def create_account(conn: AsyncConnection, name: str, pw_hash: str, now_ms: int) -> int:
@@ -190,15 +192,21 @@ async def device(conn: AsyncConnection, device_id: str) -> DeviceRow | None:
     if row is None:
         return None
     return DeviceRow(
-        row.id, row.account_id, row.name, row.last_seen_ms, row.address, bool(row.revoked)
+        row.id, row.account_id, row.name, row.last_seen_ms, row.address, bool(row.revoked), row.kind
     )
 
 
 async def upsert_device(
-    conn: AsyncConnection, account_id: int, device_id: str, name: str, now_ms: int, address: str
+    conn: AsyncConnection,
+    account_id: int,
+    device_id: str,
+    name: str,
+    now_ms: int,
+    address: str,
+    kind: str = "terminal",
 ) -> None:
     """Register or refresh a device of this account (another account's device is left alone)."""
-    seen = {"name": name, "last_seen_ms": now_ms, "address": address}
+    seen = {"name": name, "last_seen_ms": now_ms, "address": address, "kind": kind}
     await upsert(
         conn,
         devices,
@@ -207,6 +215,20 @@ async def upsert_device(
         {**seen, "revoked": False},
         where=devices.c.account_id == account_id,
     )
+
+
+async def rename_device(conn: AsyncConnection, account_id: int, device_id: str, name: str) -> bool:
+    """Rename a (not revoked) device of this account; False when it has none by that id."""
+    res = await conn.execute(
+        sa.update(devices)
+        .where(
+            devices.c.id == device_id,
+            devices.c.account_id == account_id,
+            devices.c.revoked.is_(False),
+        )
+        .values(name=name)
+    )
+    return bool(res.rowcount)
 
 
 async def touch_device(conn: AsyncConnection, account_id: int, device_id: str, now_ms: int) -> None:
@@ -224,7 +246,7 @@ async def list_devices(conn: AsyncConnection, account_id: int) -> list[DeviceRow
         .order_by(devices.c.name)
     )
     return [
-        DeviceRow(r.id, r.account_id, r.name, r.last_seen_ms, r.address, bool(r.revoked))
+        DeviceRow(r.id, r.account_id, r.name, r.last_seen_ms, r.address, bool(r.revoked), r.kind)
         for r in rows
     ]
 

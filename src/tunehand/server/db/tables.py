@@ -43,6 +43,7 @@ devices = sa.Table(
     sa.Column("last_seen_ms", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("address", sa.String(64), nullable=False, server_default=""),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="terminal"),
 )
 
 tokens = sa.Table(
