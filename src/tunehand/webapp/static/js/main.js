@@ -186,7 +186,8 @@ function renderNow() {
   $('now-title').textContent = t ? t.title : (st && st.current ? '…' : 'Nothing playing');
   $('now-artist').textContent = t ? t.artist : '';
   const active = st && st.active_device ? mirror.devices.find((d) => d.id === st.active_device) : null;
-  $('now-device').textContent = active ? active.name : (st && st.active_device ? st.active_device : 'no device');
+  $('now-device').textContent = active ? active.name : (st && st.active_device ? st.active_device : '');
+  document.querySelector('.on-device').hidden = !(st && st.active_device);
   const pp = $('play-pause');
   const want = playing ? 'pause' : 'play';
   if (pp.dataset.icon !== want) {
