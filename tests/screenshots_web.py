@@ -45,6 +45,11 @@ PASSWORD = "demo"
 TRACKS = 36
 TRACK_S = 45.0
 """Long enough to stay playing while both screenshots are made."""
+NOTICE_GONE = (
+    "const n = document.querySelector('[data-testid=\"notice\"]');"
+    "return !n || n.hidden || getComputedStyle(n).display === 'none';"
+)
+"""A passing notice ("playback moved here") is not part of the picture."""
 
 
 def _viewport(driver: Any, size: tuple[int, int], *, mobile: bool) -> None:
@@ -85,11 +90,16 @@ def _login(dev: DeviceDir, url: str) -> None:
 
 def _seed(dev: DeviceDir) -> str:
     """Playlists, likes and a queue for the account; the album id to play."""
-    found = json.loads(ctl_ok(dev, "search", "e", "--json", "--limit", "40"))
-    tracks = [t["id"] for t in found]
-    albums = [t["album_id"] for t in found if t.get("album_id")]
-    if not albums or len(tracks) < 12:
-        raise RuntimeError(f"the demo library is not what was expected: {str(found)[:300]}")
+    from tunehand.demo import demo_tracks
+
+    tracks: list[str] = []
+    albums: list[str] = []
+    for album in sorted({t.album for t in demo_tracks(TRACKS)}):
+        found = json.loads(ctl_ok(dev, "search", album, "--json", "--limit", "50"))
+        tracks += [t["id"] for t in found if t.get("album") == album]
+        albums += [t["album_id"] for t in found if t.get("album") == album][:1]
+    if not albums or len(tracks) < 15:
+        raise RuntimeError(f"the demo library has {len(tracks)} tracks, expected {TRACKS}")
     ctl_ok(dev, "playlists", "save", "Morning coffee", *tracks[0:7])
     ctl_ok(dev, "playlists", "save", "Late night", *tracks[7:15])
     for t in tracks[::4]:
@@ -120,6 +130,7 @@ def make(outdir: Path) -> tuple[Path, Path]:
                 "return document.querySelectorAll('[data-testid=\"queue-row\"]').length > 1;",
             )
             wait_audio_advancing(desktop, by_s=0.5)  # the position shown has moved on
+            wait_js(desktop, NOTICE_GONE, message="the notice never went away")
             desktop.save_screenshot(str(desktop_png))
 
             phone = open_browser(phone=True)
@@ -132,6 +143,7 @@ def make(outdir: Path) -> tuple[Path, Path]:
                 "return document.querySelectorAll("
                 '\'[data-testid="artist-row"], [data-testid="album-row"]\').length > 0;',
             )
+            wait_js(phone, NOTICE_GONE, message="the notice never went away")
             phone.save_screenshot(str(phone_png))
         finally:
             close_browser(desktop)
