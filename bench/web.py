@@ -37,9 +37,10 @@ For each handoff:
   (`pause`/`core-idle`/`idle-active` true, or time-pos gone), as `bench.handoff` does;
 - target start: where the target's steady line (least squares over its steps from
   START_SKIP_S to AFTER_START_S after its first step) was at the position it was held
-  at. Chromium's currentTime makes a first small step at play() and then holds still
-  for ~70 ms while its output starts (measured here on every start), before it runs on
-  at rate 1: the line says when the audio really went on from the held position. The
+  at. Chromium's currentTime makes a first small step 10-30 ms after play() and then
+  holds still for ~70 ms while its output starts (on every start; the same on a plain
+  page without the app), before it runs on at rate 1: the line says when the audio
+  really went on from the held position. The
   figures by the first step instead (`bench.handoff`'s definition: first step moved back
   by how far it had advanced) are printed alongside, and "hold" is the difference;
 - gap = target start - source end (negative: both played at once);
@@ -489,7 +490,10 @@ def run_case(case: Case, rows: dict[str, Row]) -> None:
             ctl(env, "play", "--device", tab_id)
             watch_t.wait_advancing(t, timeout_s=20)
             print(f"  {watch_t.clock_report()}")
-            print(f"  {'#':>3} {'handoff':<8} {'gap':>7} {'jump':>7} {'latency':>8} {'moved':>6}")
+            print(
+                f"  {'#':>3} {'handoff':<8} {'gap':>7} {'jump':>7} {'latency':>8} {'hold':>6}"
+                " | by the first step:    gap    jump"
+            )
             pairs = (("tab→r1", watch_t, watch_r, "r1"), ("r1→tab", watch_r, watch_t, tab_id))
             for i in range(WARMUP + ROUNDS):
                 for direction, src, tgt, target in pairs:
