@@ -4,8 +4,9 @@ Real parts only: a `tunehand serve` process, a headless Chromium tab of the web 
 logged in through its login page (so the tab is a device of the account), and a real
 `tunehand receiver` whose mpv plays to the null output with a JSON IPC socket.
 
-The flow, once with the page's buttons (device-push on the receiver's row, "Play here"
-device-pull) and once with `tunehand ctl transfer`:
+The flow, with the page's buttons (device-push on the receiver's row, "Play here"
+device-pull) clicked on a desktop-size tab, with them tapped (touch events) on a
+375x812 phone tab, and with `tunehand ctl transfer`:
 
 1. the session plays on the tab: the `<audio id="player">` element's currentTime
    advances;
@@ -63,6 +64,7 @@ from tests.web_helpers import (
     click,
     require_chromium,
     sel,
+    tap,
     wait_audio_advancing,
     wait_js,
     wait_testid,
@@ -72,7 +74,6 @@ from tests.web_helpers import (
 
 # The Selenium fixtures (a fresh headless Chromium per test, quit at teardown).
 browsers = web_helpers.browsers
-desktop = web_helpers.desktop
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sox") is None, reason="sox is not installed (generated audio)"
@@ -221,17 +222,17 @@ def _enabled(driver: Any, css: str, what: str) -> Any:
     return found[0]
 
 
-def push_with_button(driver: Any, receiver_id: str) -> None:
-    click(driver, wait_testid(driver, "nav-devices"))
+def push_with_button(driver: Any, receiver_id: str, press: Callable[[Any, Any], None]) -> None:
+    press(driver, wait_testid(driver, "nav-devices"))
     row = f'{sel("device-row")}[data-device-id="{receiver_id}"]'
-    click(
+    press(
         driver, _enabled(driver, f"{row} {sel('device-push')}", "push button on the receiver's row")
     )
 
 
-def pull_with_button(driver: Any) -> None:
-    click(driver, wait_testid(driver, "nav-devices"))
-    click(driver, _enabled(driver, sel("device-pull"), '"Play here" button'))
+def pull_with_button(driver: Any, press: Callable[[Any, Any], None]) -> None:
+    press(driver, wait_testid(driver, "nav-devices"))
+    press(driver, _enabled(driver, sel("device-pull"), '"Play here" button'))
 
 
 def _log_on_failure(srv: ServerProc, rec: Receiver, driver: Any) -> str:
@@ -245,22 +246,25 @@ def _log_on_failure(srv: ServerProc, rec: Receiver, driver: Any) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.parametrize("how", ["buttons", "ctl"])
+@pytest.mark.parametrize("how", ["buttons", "ctl", "phone taps"])
 def test_tab_pushes_to_a_receiver_and_pulls_back_at_the_same_position(
     srv: ServerProc,
     tmp_path: Path,
-    desktop: Any,
+    browsers: Callable[..., Any],
     how: str,
 ) -> None:
+    phone = how == "phone taps"
+    desktop = browsers(phone=phone)  # the tab: at 375x812 with touch for "phone taps"
+    press = tap if phone else click
     laptop = DeviceDir("laptop", tmp_path / "laptop")
-    speaker = DeviceDir(f"speaker-{how}", tmp_path / "speaker")
+    speaker = DeviceDir(f"speaker-{how.replace(' ', '-')}", tmp_path / "speaker")
     login_all(srv.url, USER, [laptop, speaker])
     with short_sock_dir("th-webho-") as sock_dir:
         rec = Receiver.start(speaker, sock_dir)
         mpv: MpvEvents | None = None
         try:
             mpv = MpvEvents(rec.ipc_path)
-            tab = web_login(desktop, srv.url, USER)
+            tab = web_login(desktop, srv.url, USER, touch=phone)
             desktop.execute_script(_RECORD)
             receiver_id = speaker.device_id()
 
@@ -271,8 +275,8 @@ def test_tab_pushes_to_a_receiver_and_pulls_back_at_the_same_position(
             # 2. push to the receiver
             n_tab = len(tab_events(desktop))
             n_mpv = mpv.mark()
-            if how == "buttons":
-                push_with_button(desktop, receiver_id)
+            if how != "ctl":
+                push_with_button(desktop, receiver_id, press)
             else:
                 ctl_ok(laptop, "transfer", speaker.name)
             i_go, _, _ = mpv.wait(lambda n, v: n == "pause" and v is False, n_mpv, "unpause")
@@ -302,8 +306,8 @@ def test_tab_pushes_to_a_receiver_and_pulls_back_at_the_same_position(
             # 3. pull back to the tab
             n_tab = len(tab_events(desktop))
             n_mpv = mpv.mark()
-            if how == "buttons":
-                pull_with_button(desktop)
+            if how != "ctl":
+                pull_with_button(desktop, press)
             else:
                 ctl_ok(laptop, "transfer", tab)
             playing = wait_tab_event(desktop, "playing", n_tab, "after the pull")
