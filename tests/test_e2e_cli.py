@@ -203,7 +203,9 @@ def test_play_uses_the_only_online_player(acct: Account, catalogue: Catalogue) -
 
     devices = dev.json("ctl", "devices")
     assert all(
-        set(d) == {"id", "name", "online", "active", "last_seen_ms", "address"} for d in devices
+        set(d) == {"id", "name", "online", "active", "last_seen_ms", "address", "kind"}
+        and d["kind"] == "terminal"
+        for d in devices
     )
     by_name = {d["name"]: d for d in devices}
     assert set(by_name) == {"living-room", "status-bar"}  # laptop (ctl) is not online

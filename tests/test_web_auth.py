@@ -98,6 +98,26 @@ def test_login_keeps_the_refresh_token_out_of_the_page(
     api.close()
 
 
+async def test_a_tab_stays_web_when_its_channel_connects(
+    shared_server: ServerProc, browser: Browser
+) -> None:
+    from tests.test_api import channel
+
+    name = user(shared_server)
+    body = browser.login(name, device_name="Chromium on Linux").json()
+    tab = body["device_id"]
+    async with channel(
+        shared_server, body["access_token"], device_id=tab, capabilities=("play", "web")
+    ) as ch:
+        assert ch.hello["type"] == "hello"
+        kinds = {d["id"]: d["kind"] for d in ch.hello["devices"]}
+        assert kinds[tab] == "web"
+    api = Api(shared_server, name, body)
+    listed = {d["id"]: d["kind"] for d in api.ok("GET", "/v1/devices")["devices"]}
+    assert listed[tab] == "web"
+    api.close()
+
+
 def test_wrong_password_sets_no_cookie(shared_server: ServerProc, browser: Browser) -> None:
     name = user(shared_server)
     r = browser.login(name, "wrong")

@@ -203,10 +203,14 @@ async def upsert_device(
     name: str,
     now_ms: int,
     address: str,
-    kind: str = "terminal",
+    kind: str | None = None,
 ) -> None:
-    """Register or refresh a device of this account (another account's device is left alone)."""
-    seen = {"name": name, "last_seen_ms": now_ms, "address": address, "kind": kind}
+    """Register or refresh a device of this account (another account's device is left alone).
+    `kind` is set when given (a login says what logs in); a channel's registration gives
+    none and keeps it."""
+    seen: dict[str, object] = {"name": name, "last_seen_ms": now_ms, "address": address}
+    if kind is not None:
+        seen["kind"] = kind
     await upsert(
         conn,
         devices,
