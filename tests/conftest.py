@@ -21,7 +21,12 @@ import pytest
 
 from tests.services import POSTGRES_ENV, REDIS_ENV, Postgres, Redis, ServiceMissing
 
-pytest_plugins = ["tests.fixtures_audio", "tests.fixtures_keyring", "tests.fixtures_server"]
+pytest_plugins = [
+    "tests.fixtures_audio",
+    "tests.fixtures_keyring",
+    "tests.fixtures_server",
+    "tests.web_helpers",
+]
 
 Server = Postgres | Redis
 

@@ -16,6 +16,7 @@ chromedriver, against a real `tunehand serve`.
 - `browser_log(driver)`, `csp_violations(driver)`: the console log (chromium's
   `goog:loggingPrefs`) and what of it is a Content-Security-Policy violation.
 
+The fixtures are loaded for every test module (a plugin in tests/conftest.py).
 Each test gets a fresh browser profile (a temp dir), so no login or device id leaks
 between tests.
 """
@@ -141,6 +142,17 @@ def testids(scope: Any, name: str) -> list[Any]:
     from selenium.webdriver.common.by import By
 
     return list(scope.find_elements(By.CSS_SELECTOR, sel(name)))
+
+
+def shown(scope: Any, name: str) -> list[Any]:
+    """The displayed elements with data-testid=`name` (the other sections keep theirs in
+    the DOM, hidden)."""
+    return [e for e in testids(scope, name) if e.is_displayed()]
+
+
+# Helpers, not tests (pytest would collect them by their names where they are imported).
+testid.__test__ = False  # type: ignore[attr-defined]
+testids.__test__ = False  # type: ignore[attr-defined]
 
 
 def wait_until(

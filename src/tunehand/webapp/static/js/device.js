@@ -6,9 +6,11 @@
 // with the clock offset measured over the channel).
 
 const REPORT_EVERY_MS = 5000;
-const DRIFT_CHECK_MS = 250;
-const DRIFT_MS = 30; // re-anchor the session when the audible position is this far off
-const DRIFT_REPORT_GAP_MS = 1000;
+const DRIFT_CHECK_MS = 100;
+const DRIFT_MS = 10; // re-anchor the session when the audible position is this far off
+const DRIFT_REPORT_GAP_MS = 500;
+const LATE_SEEK_MS = 20; // a start this late seeks ahead; less, it plays on from P
+const SPIN_MS = 4; // timers fire late by a few ms: wake up this early, then wait exactly
 const SEEK_TOLERANCE_MS = 300;
 const START_SEEK_MS = 3;
 const HOLD_PREPARED_MS = 5000;
@@ -393,9 +395,21 @@ export class Device {
       this.reconcile();
       this.ui.changed();
     };
-    const delay = this.sync.localMs(d.at_ms) - performance.now();
+    const target = this.sync.localMs(d.at_ms);
+    const exact = () => {
+      const left = target - performance.now();
+      if (left > SPIN_MS + 1) {
+        setTimeout(exact, left - SPIN_MS);
+        return;
+      }
+      // Spin the last few ms: a timer alone fires up to several ms late.
+      while (performance.now() < target) { /* wait for the instant */ }
+      run();
+    };
+    const delay = target - performance.now();
     if (delay <= 0.5) run();
-    else setTimeout(run, delay);
+    else if (delay <= SPIN_MS) exact();
+    else setTimeout(exact, delay - SPIN_MS);
   }
 
   seekForStart(d) {
@@ -423,7 +437,7 @@ export class Device {
       const late = d.playing ? Math.max(0, this.serverNow() - d.at_ms) : 0;
       const want = d.position_ms + late;
       const pos = this.audio.currentTime * 1000;
-      if (this.settling !== d.entry_id && this.audio.paused && Math.abs(pos - want) > START_SEEK_MS) {
+      if (this.settling !== d.entry_id && this.audio.paused && Math.abs(pos - want) > LATE_SEEK_MS) {
         this.audio.currentTime = want / 1000;
       }
       if (d.playing) this.playEl();

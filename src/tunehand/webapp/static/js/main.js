@@ -93,7 +93,7 @@ function onMessage(msg) {
   switch (msg.type) {
     case 'hello':
       helloSeen = true;
-      if (msg.devices) mirror.devices = msg.devices;
+      if (msg.devices) onDevices({ devices: msg.devices, patch: false });
       if (msg.state) takeState(msg.state, true);
       replayJournal();
       afterState();
@@ -140,7 +140,11 @@ function onDevices(msg) {
     mirror.devices = [...kept, ...[...changed.values()].filter((d) => !gone.has(d.id))];
   }
   const me = mirror.devices.find((d) => d.id === API.session.deviceId);
-  if (me && me.name) $('this-device-name').textContent = me.name;
+  if (me && me.name) {
+    // The server's name for this tab wins (renamed here or from another device).
+    $('this-device-name').textContent = me.name;
+    if (me.name !== deviceName()) localStorage.setItem(NAME_KEY, me.name);
+  }
   views.renderDevices();
   renderNow();
 }

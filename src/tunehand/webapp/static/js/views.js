@@ -320,9 +320,10 @@ export class Views {
     const st = this.app.state();
     const me = this.app.deviceId();
     const devices = [...this.app.devices()].sort((a, b) => (b.online - a.online) || a.name.localeCompare(b.name));
-    if (this.renaming && list.contains(document.activeElement)) return; // typing a name
+    const typing = document.activeElement && document.activeElement.dataset.testid === 'device-rename-input';
+    if (this.renaming && typing) return; // a name is being typed: not under the user's fingers
     list.replaceChildren(...devices.map((d) => {
-      const kind = d.kind || ((d.capabilities || []).includes('web') ? 'web' : 'terminal');
+      const kind = (d.capabilities || []).includes('web') ? 'web' : (d.kind || 'terminal');
       const active = st && st.active_device === d.id;
       const plays = (d.capabilities || []).includes('play') || kind === 'web';
       const label = h('span', { class: 'row-main static' },
@@ -330,7 +331,7 @@ export class Views {
         h('span', { class: 'sub' }, [kind, d.online ? 'online' : 'offline', active ? 'playing here' : ''].filter(Boolean).join(' · ')));
       let nameBox = label;
       if (this.renaming === d.id) {
-        const input = h('input', { type: 'text', value: d.name, maxlength: 128, testid: 'device-rename-input', 'aria-label': 'New name' });
+        const input = h('input', { type: 'text', value: d.name, maxlength: 64, testid: 'device-rename-input', 'aria-label': 'New name' });
         nameBox = h('form', { class: 'row-main rename', onsubmit: (ev) => { ev.preventDefault(); this.rename(d.id, input.value); } },
           input, h('button', { type: 'submit', class: 'small' }, 'Save'),
           h('button', { type: 'button', class: 'small', onclick: () => { this.renaming = null; this.renderDevices(); } }, 'Cancel'));
