@@ -490,6 +490,7 @@ def run_case(case: Case, rows: dict[str, Row]) -> None:
             ctl(env, "play", "--device", tab_id)
             watch_t.wait_advancing(t, timeout_s=20)
             print(f"  {watch_t.clock_report()}")
+            print(f"  load average {_load()}")
             print(
                 f"  {'#':>3} {'handoff':<8} {'gap':>7} {'jump':>7} {'latency':>8} {'hold':>6}"
                 " | by the first step:    gap    jump"
@@ -510,12 +511,17 @@ def run_case(case: Case, rows: dict[str, Row]) -> None:
                     if not warm:
                         rows[direction].handoffs.append(h)
             print(f"  {watch_t.clock_report()}")
+            print(f"  load average {_load()}")
         except BaseException:
             for r in receivers.values():
                 print(f"  --- {r.name}'s log (last lines):\n{r.log_tail()}")
             with contextlib.suppress(Exception):
                 print("  --- server log (last lines):\n  " + "\n  ".join(srv.log[-20:]))
             raise
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
 
 
 def _mark(value: float, target: float) -> str:
