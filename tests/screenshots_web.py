@@ -45,6 +45,8 @@ PASSWORD = "demo"
 TRACKS = 36
 TRACK_S = 45.0
 """Long enough to stay playing while both screenshots are made."""
+DESK_NAME = "Work laptop"
+"""The desktop tab, renamed (both tabs would be "Chromium on Linux")."""
 NOTICE_GONE = (
     "const n = document.querySelector('[data-testid=\"notice\"]');"
     "return !n || n.hidden || getComputedStyle(n).display === 'none';"
@@ -120,6 +122,8 @@ def make(outdir: Path) -> tuple[Path, Path]:
         try:
             _viewport(desktop, DESKTOP, mobile=False)
             tab = web_login(desktop, srv.url, USER, PASSWORD)
+            ctl_ok(laptop, "devices", "rename", tab, DESK_NAME)
+            wait_text(desktop, "this-device-name", DESK_NAME)
             ctl_ok(laptop, "play", "--album", album, "--device", tab)
             ctl_ok(laptop, "queue", "add", "--search", "Lanterns")
             wait_audio_advancing(desktop, by_s=1.0)
