@@ -103,6 +103,18 @@ class Mpd:
     password: str | None = None
     raws: list[Raw] = field(default_factory=list)
     user: str = ""
+    dev: Device | None = None
+    argv: tuple[str, ...] = ()
+
+    def restart(self) -> None:
+        """Stop the frontend and start it again on the same config dir and options."""
+        assert self.dev is not None
+        stop_proc(self.proc)
+        self.proc = self.dev.popen(*self.argv)
+        assert self.proc.stdout is not None
+        line = LineReader(self.proc.stdout).next(30)
+        assert line.startswith("mpd frontend listening on 127.0.0.1:"), line
+        self.port = int(line.rsplit(":", 1)[1])
 
     def mpc_run(self, *args: str) -> subprocess.CompletedProcess[str]:
         host = f"{self.password}@127.0.0.1" if self.password else "127.0.0.1"
@@ -140,7 +152,7 @@ class Mpd:
 def start_mpd(srv: ServerProc, pool: UserPool, tmp_path: Path) -> Iterator[Callable[..., Mpd]]:
     started: list[Mpd] = []
 
-    def start(players: int = 1, password: str | None = None) -> Mpd:
+    def start(players: int = 1, password: str | None = None, args: tuple[str, ...] = ()) -> Mpd:
         user = pool.take()
         cdir = tmp_path / "client"
         dev = Device(cdir, client_env(NO_KEYRING, cdir))
@@ -155,11 +167,12 @@ def start_mpd(srv: ServerProc, pool: UserPool, tmp_path: Path) -> Iterator[Calla
         if password is not None:
             (tmp_path / "pw").write_text(password + "\n")
             extra = ["--password-file", str(tmp_path / "pw")]
-        proc = dev.popen("--config-dir", str(cdir), "mpd", "--port", "0", *extra)
+        argv = ("--config-dir", str(cdir), "mpd", "--port", "0", *extra, *args)
+        proc = dev.popen(*argv)
         assert proc.stdout is not None
         line = LineReader(proc.stdout).next(30)
         assert line.startswith("mpd frontend listening on 127.0.0.1:"), line
-        m = Mpd(int(line.rsplit(":", 1)[1]), proc, fakes, password, user=user)
+        m = Mpd(int(line.rsplit(":", 1)[1]), proc, fakes, password, user=user, dev=dev, argv=argv)
         started.append(m)
         return m
 
@@ -169,12 +182,16 @@ def start_mpd(srv: ServerProc, pool: UserPool, tmp_path: Path) -> Iterator[Calla
             r.close()
         for p in m.players:
             p.close()
-        m.proc.terminate()
-        try:
-            m.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            m.proc.kill()
-            m.proc.wait()
+        stop_proc(m.proc)
+
+
+def stop_proc(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 # --- framing, command lists, errors -----------------------------------------------------
@@ -292,6 +309,10 @@ def test_bad_options_fail_with_one_line(srv: ServerProc, pool: UserPool, tmp_pat
     assert (
         dev.fails(2, "mpd", "--port", "70000")
         == "tunehand: --port: 0 to 65535 (0 picks a free port)"
+    )
+    assert (
+        dev.fails(2, "mpd", "--default-output", " ")
+        == "tunehand: --default-output: give the name of a device that plays"
     )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

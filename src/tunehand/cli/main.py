@@ -190,6 +190,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             action="store_true",
             help="serve a non-loopback --host without --password-file (warns)",
         )
+        mpd.add_argument(
+            "--default-output",
+            metavar="NAME",
+            help="with no device active, `play` plays on this device (after the last active one)",
+        )
     if wanted("completion"):
         comp = sub.add_parser("completion", help="print a shell completion script")
         comp.add_argument("shell", choices=["bash", "zsh", "fish"])

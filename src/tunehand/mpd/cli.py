@@ -68,12 +68,14 @@ async def _run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port < 65536:
         raise UsageError("--port: 0 to 65535 (0 picks a free port)")
+    if args.default_output is not None and not args.default_output.strip():
+        raise UsageError("--default-output: give the name of a device that plays")
     password = _password(args.password_file)
     _check_remote(args.host, password, args.allow_remote_without_password)
     api = client_for(args)
     fe: list[Frontend] = []  # the agent's publish hook reaches the frontend made next
     agent = build_agent(args, on_snapshot=lambda snap: fe[0].on_snapshot(snap), plays=False)
-    fe.append(Frontend(agent, api))
+    fe.append(Frontend(agent, api, default_output=args.default_output))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,6 +107,7 @@ async def _run(args: argparse.Namespace) -> int:
         stopper.cancel()
         runner.result()
         return 1
+    await fe[0].stop_update()
     await agent.leave()
     runner.cancel()
     api.http.close()

@@ -87,7 +87,7 @@ async def _candidates(fe: Frontend, filters: list[Filter]) -> list[Json]:
     return await fe.library()
 
 
-async def _find(fe: Frontend, args: list[str], exact: bool) -> list[Json]:
+async def found(fe: Frontend, args: list[str], exact: bool) -> list[Json]:
     filters = parse_filters(args, exact)
     if not filters:
         raise MpdError(ACK_ARG, "incorrect arguments")
@@ -95,51 +95,79 @@ async def _find(fe: Frontend, args: list[str], exact: bool) -> list[Json]:
 
 
 async def find(fe: Frontend, args: list[str]) -> list[str]:
-    return [line for t in await _find(fe, args, True) for line in song_lines(t)]
+    return [line for t in await found(fe, args, True) for line in song_lines(t)]
 
 
 async def search(fe: Frontend, args: list[str]) -> list[str]:
-    return [line for t in await _find(fe, args, False) for line in song_lines(t)]
+    return [line for t in await found(fe, args, False) for line in song_lines(t)]
 
 
 async def findadd(fe: Frontend, args: list[str]) -> list[str]:
-    await fe.add_tracks([t["id"] for t in await _find(fe, args, True)])
+    await fe.add_tracks([t["id"] for t in await found(fe, args, True)])
     return []
 
 
 async def searchadd(fe: Frontend, args: list[str]) -> list[str]:
-    await fe.add_tracks([t["id"] for t in await _find(fe, args, False)])
+    await fe.add_tracks([t["id"] for t in await found(fe, args, False)])
     return []
 
 
 async def count(fe: Frontend, args: list[str]) -> list[str]:
-    found = await _find(fe, args, True)
-    total = sum(int(t.get("duration_ms") or 0) for t in found) // 1000
-    return [f"songs: {len(found)}", f"playtime: {total}"]
+    hits = await found(fe, args, True)
+    total = sum(int(t.get("duration_ms") or 0) for t in hits) // 1000
+    return [f"songs: {len(hits)}", f"playtime: {total}"]
+
+
+_TAG_NAMES = ("Artist", "Album", "Title", "AlbumArtist", "Genre", "Date", "Track", "Disc")
+
+
+def _tag_name(tag: str) -> str:
+    return next((n for n in _TAG_NAMES if n.casefold() == tag.casefold()), tag)
+
+
+def _groups(args: list[str]) -> tuple[list[str], list[str]]:
+    """Split `list`'s arguments after the tag: the filter, and the `group TAG` tags."""
+    groups: list[str] = []
+    rest = list(args)
+    while len(rest) >= 2 and rest[-2].casefold() == "group":
+        groups.insert(0, rest[-1])
+        rest = rest[:-2]
+    if rest and rest[-1].casefold() == "group":
+        raise MpdError(ACK_ARG, "Group type expected")
+    return rest, groups
 
 
 async def list_(fe: Frontend, args: list[str]) -> list[str]:
+    """Tag values, optionally grouped (`list album group albumartist`): a group's value
+    line comes before the values in it, as MPD sends them."""
     if not args:
         raise MpdError(ACK_ARG, 'too few arguments for "list"')
-    tag, rest = args[0], args[1:]
+    tag, (rest, groups) = args[0], _groups(args[1:])
     if tag.casefold() == "file":
         raise MpdError(ACK_ARG, "list file is not supported")
+    for g in groups:
+        tag_value({}, g)  # an unknown tag is refused
     if len(rest) == 1 and not rest[0].startswith("("):
         if tag.casefold() != "album":
             raise MpdError(ACK_ARG, 'should be "Album" for 3 arguments')
         rest = ["artist", rest[0]]
     filters = parse_filters(rest, True)
     tracks = await fe.library()
-    values = {tag_value(t, tag) for t in tracks if matches(t, filters, False)}
-    name = next(
-        (
-            n
-            for n in ("Artist", "Album", "Title", "AlbumArtist", "Genre", "Date", "Track", "Disc")
-            if n.casefold() == tag.casefold()
-        ),
-        tag,
-    )
-    return [f"{name}: {v}" for v in sorted(values, key=str.casefold)]
+    rows = {
+        (*(tag_value(t, g) for g in groups), tag_value(t, tag))
+        for t in tracks
+        if matches(t, filters, False)
+    }
+    lines: list[str] = []
+    last: tuple[str, ...] | None = None
+    for row in sorted(rows, key=lambda r: tuple(v.casefold() for v in r)):
+        head = row[:-1]
+        for i, g in enumerate(groups):
+            if last is None or last[: i + 1] != head[: i + 1]:
+                lines.append(f"{_tag_name(g)}: {head[i]}")
+        last = head
+        lines.append(f"{_tag_name(tag)}: {row[-1]}")
+    return lines
 
 
 async def tracks_under(fe: Frontend, uri: str) -> list[Json]:

@@ -1,5 +1,7 @@
 """MPD commands about playback and outputs: status, currentsong, stats, play, pause,
-seek, volume, random/repeat/single, and the account's devices as outputs."""
+seek, volume, random/repeat/single, the account's devices as outputs, library rescans,
+and the player options the session has no notion of (consume, crossfade, replay gain,
+partitions), answered as MPD does for a player without them."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from tunehand.mpd.frontend import Frontend
 from tunehand.mpd.protocol import (
     ACK_ARG,
     ACK_NO_EXIST,
+    ACK_PLAYER_SYNC,
     MpdError,
     song_lines,
     status_lines,
@@ -32,7 +35,12 @@ async def status(fe: Frontend, args: list[str]) -> list[str]:
     duration = cur.duration_ms if cur else 0
     if cur is not None and not duration:
         duration = int((await fe.queue_tracks()).get(cur.track_id, {}).get("duration_ms") or 0)
-    return status_lines(st, fe.now_ms(), fe.song_id, duration)
+    lines = status_lines(st, fe.now_ms(), fe.song_id, duration)
+    if fe.updating is not None:
+        lines.append(f"updating_db: {fe.updating}")
+    if fe.error is not None:
+        lines.append(f"error: {fe.error}")
+    return lines
 
 
 async def currentsong(fe: Frontend, args: list[str]) -> list[str]:
@@ -53,37 +61,39 @@ async def stats(fe: Frontend, args: list[str]) -> list[str]:
         f"songs: {len(lib)}",
         f"uptime: {int(time.time() - fe.started)}",
         f"db_playtime: {sum(int(t.get('duration_ms') or 0) for t in lib) // 1000}",
-        f"db_update: {int(fe.started)}",
-        "playtime: 0",
+        f"db_update: {int(fe.db_update)}",
+        f"playtime: {fe.playtime_s()}",
     ]
 
 
 async def play(fe: Frontend, args: list[str]) -> list[str]:
     _arity(args, 0, 1)
     if args and to_int(args[0]) >= 0:
-        await fe.run("play", entry_id=fe.entry_at(to_int(args[0])))
-    else:
-        await fe.run("play")
-    return []
+        await fe.play(entry_id=fe.entry_at(to_int(args[0])))
+    elif fe.state.queue:
+        await fe.play()
+    return []  # MPD: play on an empty queue does nothing
 
 
 async def playid(fe: Frontend, args: list[str]) -> list[str]:
     _arity(args, 0, 1)
     if args and to_int(args[0]) >= 0:
-        await fe.run("play", entry_id=fe.entry_of(to_int(args[0])))
-    else:
-        await fe.run("play")
+        await fe.play(entry_id=fe.entry_of(to_int(args[0])))
+    elif fe.state.queue:
+        await fe.play()
     return []
 
 
 async def pause(fe: Frontend, args: list[str]) -> list[str]:
+    """pause 1 pauses, pause 0 resumes, pause toggles; stopped (nothing current), MPD
+    does nothing."""
     _arity(args, 0, 1)
-    if not args:
-        await fe.run("toggle")
-    elif to_bool(args[0]):
+    playing = fe.state.position.playing
+    want = (not playing) if not args else not to_bool(args[0])
+    if want and not playing and fe.state.current_entry is not None:
+        await fe.play()
+    elif not want and playing:
         await fe.run("pause")
-    elif fe.state.current_entry is not None:
-        await fe.run("play")
     return []
 
 
@@ -95,12 +105,20 @@ async def stop(fe: Frontend, args: list[str]) -> list[str]:
     return []
 
 
+def _playing(fe: Frontend) -> None:
+    """MPD's next, previous and seekcur need a current song (playing or paused)."""
+    if fe.state.current_entry is None:
+        raise MpdError(ACK_PLAYER_SYNC, "Not playing")
+
+
 async def next_(fe: Frontend, args: list[str]) -> list[str]:
+    _playing(fe)
     await fe.run("next")
     return []
 
 
 async def previous(fe: Frontend, args: list[str]) -> list[str]:
+    _playing(fe)
     await fe.run("prev")
     return []
 
@@ -117,7 +135,7 @@ async def _seek_entry(fe: Frontend, entry_id: str, time_s: str) -> None:
     if entry_id == fe.state.current:
         await fe.run("seek", position_ms=pos)
     else:
-        await fe.run("play", entry_id=entry_id, position_ms=pos)
+        await fe.play(entry_id=entry_id, position_ms=pos)
 
 
 async def seek(fe: Frontend, args: list[str]) -> list[str]:
@@ -134,6 +152,7 @@ async def seekid(fe: Frontend, args: list[str]) -> list[str]:
 
 async def seekcur(fe: Frontend, args: list[str]) -> list[str]:
     _arity(args, 1, 1)
+    _playing(fe)
     value = args[0]
     if value[:1] in "+-":
         await fe.run("seek", delta_ms=int(to_float(value) * 1000))
@@ -178,10 +197,13 @@ async def repeat(fe: Frontend, args: list[str]) -> list[str]:
 
 
 async def single(fe: Frontend, args: list[str]) -> list[str]:
-    """single 1 is repeat one; single 0 goes back to repeat all."""
+    """single 1 is repeat one; single 0 goes back to repeat all. The session cannot stop
+    after the current song, so `oneshot` is refused (as MPD refuses a mode it lacks)."""
     _arity(args, 1, 1)
     if args[0] == "oneshot":
-        raise MpdError(ACK_ARG, "single oneshot is not supported")
+        raise MpdError(
+            ACK_ARG, "single oneshot: the session cannot stop after one song (use single 1)"
+        )
     if to_bool(args[0]):
         await fe.run("repeat", mode="one")
     elif fe.state.repeat == "one":
@@ -189,51 +211,106 @@ async def single(fe: Frontend, args: list[str]) -> list[str]:
     return []
 
 
-# --- outputs: the account's devices -------------------------------------------------
+# --- outputs: the account's devices that can play -----------------------------------
 
 
 async def outputs(fe: Frontend, args: list[str]) -> list[str]:
-    active = fe.state.active_device
     lines: list[str] = []
-    for i, d in enumerate(fe.agent.mirror.devices):
+    for o in fe.output_list():
+        state = "online" if o.can_play else ("offline" if not o.device.online else "cannot-play")
         lines += [
-            f"outputid: {i}",
-            f"outputname: {d.name}",
+            f"outputid: {o.id}",
+            f"outputname: {o.label}",
             "plugin: tunehand",
-            f"outputenabled: {int(d.id == active)}",
+            f"outputenabled: {int(fe.enabled(o))}",
+            f"attribute: device={state}",
         ]
     return lines
 
 
-def _device(fe: Frontend, args: list[str]) -> str:
+def _output_arg(fe: Frontend, args: list[str]) -> int:
     _arity(args, 1, 1)
-    i = to_int(args[0])
-    devices = fe.agent.mirror.devices
-    if not 0 <= i < len(devices):
-        raise MpdError(ACK_NO_EXIST, "No such audio output")
-    return devices[i].id
+    return to_int(args[0])
 
 
 async def enableoutput(fe: Frontend, args: list[str]) -> list[str]:
-    dev = _device(fe, args)
-    if dev != fe.state.active_device:
-        await fe.run("transfer", device_id=dev)
+    await fe.enable(fe.output(_output_arg(fe, args)))
     return []
 
 
 async def disableoutput(fe: Frontend, args: list[str]) -> list[str]:
-    """A device stops being the output by pausing there (the session keeps its place)."""
-    dev = _device(fe, args)
-    if dev == fe.state.active_device and fe.state.position.playing:
-        await fe.run("pause")
+    """The active output stops by pausing there; the others are disabled already."""
+    await fe.disable(fe.output(_output_arg(fe, args)))
     return []
 
 
 async def toggleoutput(fe: Frontend, args: list[str]) -> list[str]:
-    dev = _device(fe, args)
-    if dev == fe.state.active_device:
-        return await disableoutput(fe, args)
-    return await enableoutput(fe, args)
+    o = fe.output(_output_arg(fe, args))
+    if fe.enabled(o):
+        await fe.disable(o)
+    else:
+        await fe.enable(o)
+    return []
+
+
+async def outputset(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 3, 3)
+    fe.output(to_int(args[0]))
+    raise MpdError(ACK_ARG, f"Unsupported attribute: {args[1]}")
+
+
+# --- the library --------------------------------------------------------------------
+
+
+async def update(fe: Frontend, args: list[str]) -> list[str]:
+    """Rescan the server's music folders (all of them: a path is accepted, not narrowed)."""
+    _arity(args, 0, 1)
+    return [f"updating_db: {fe.start_update()}"]
+
+
+# --- what the session has no notion of ------------------------------------------------
+
+
+async def consume(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 1, 1)
+    if args[0] not in ("0", "1", "oneshot"):
+        raise MpdError(ACK_ARG, f"Unrecognized consume mode: {args[0]}")
+    if args[0] != "0":
+        raise MpdError(ACK_ARG, "consume: the session keeps played songs in the queue")
+    return []
+
+
+async def crossfade(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 1, 1)
+    if to_int(args[0]) < 0:
+        raise MpdError(ACK_ARG, f"Number too large or negative: {args[0]}")
+    if to_int(args[0]) != 0:
+        raise MpdError(ACK_ARG, "crossfade: the devices play gaplessly, without crossfading")
+    return []
+
+
+async def replay_gain_mode(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 1, 1)
+    if args[0] not in ("off", "track", "album", "auto"):
+        raise MpdError(ACK_ARG, f"Unrecognized replay gain mode: {args[0]}")
+    if args[0] != "off":
+        raise MpdError(ACK_ARG, "replay_gain_mode: the devices apply no replay gain")
+    return []
+
+
+async def replay_gain_status(fe: Frontend, args: list[str]) -> list[str]:
+    return ["replay_gain_mode: off"]
+
+
+async def listpartitions(fe: Frontend, args: list[str]) -> list[str]:
+    return ["partition: default"]
+
+
+async def partition(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 1, 1)
+    if args[0] != "default":
+        raise MpdError(ACK_NO_EXIST, "partition does not exist")
+    return []
 
 
 HANDLERS: dict[str, Handler] = {
@@ -259,4 +336,13 @@ HANDLERS: dict[str, Handler] = {
     "enableoutput": enableoutput,
     "disableoutput": disableoutput,
     "toggleoutput": toggleoutput,
+    "outputset": outputset,
+    "update": update,
+    "rescan": update,
+    "consume": consume,
+    "crossfade": crossfade,
+    "replay_gain_mode": replay_gain_mode,
+    "replay_gain_status": replay_gain_status,
+    "listpartitions": listpartitions,
+    "partition": partition,
 }

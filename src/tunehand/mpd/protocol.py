@@ -18,9 +18,25 @@ ACK_PERMISSION = 4
 ACK_UNKNOWN = 5
 ACK_NO_EXIST = 50
 ACK_SYSTEM = 52
+ACK_PLAYER_SYNC = 55
 ACK_EXIST = 56
 
-SUBSYSTEMS = ("player", "playlist", "mixer", "options", "output", "stored_playlist", "database")
+SUBSYSTEMS = (
+    "player",
+    "playlist",
+    "mixer",
+    "options",
+    "output",
+    "stored_playlist",
+    "database",
+    "update",
+    "subscription",
+    "message",
+    "partition",
+    "sticker",
+    "neighbor",
+    "mount",
+)
 
 Json = dict[str, Any]
 
@@ -31,10 +47,12 @@ class MpdError(Exception):
     It never leaves `tunehand.mpd`: the connection turns it into its ACK line (REST and
     session failures are mapped to it in `frontend`)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
+        """The session's refusal code (`no_device`, `device_offline`...), when it was one."""
 
 
 _HTTP_REQUEST = re.compile(

@@ -9,7 +9,7 @@ import random
 
 from tunehand.client.http import quote
 from tunehand.mpd.frontend import Frontend
-from tunehand.mpd.library import tracks_under
+from tunehand.mpd.library import found, matches, parse_filters, tracks_under
 from tunehand.mpd.player import Handler, _arity
 from tunehand.mpd.protocol import (
     ACK_ARG,
@@ -143,6 +143,79 @@ async def shuffle(fe: Frontend, args: list[str]) -> list[str]:
     return []
 
 
+async def playlist(fe: Frontend, args: list[str]) -> list[str]:
+    """The queue as `POS:file: URI` lines (an old command some clients still send)."""
+    return [f"{pos}:file: {e.track_id}" for pos, e in enumerate(fe.state.queue)]
+
+
+async def _found_in_queue(fe: Frontend, args: list[str], exact: bool) -> list[str]:
+    filters = parse_filters(args, exact)
+    if not filters:
+        raise MpdError(ACK_ARG, "incorrect arguments")
+    tracks = await fe.queue_tracks()
+    lines: list[str] = []
+    for pos, e in enumerate(fe.state.queue):
+        t = tracks[e.track_id]
+        if matches(t, filters, not exact):
+            lines += song_lines(t, pos, fe.song_id(e.entry_id))
+    return lines
+
+
+async def playlistsearch(fe: Frontend, args: list[str]) -> list[str]:
+    """Songs of the queue whose tags contain the values (any case)."""
+    return await _found_in_queue(fe, args, False)
+
+
+async def playlistfind(fe: Frontend, args: list[str]) -> list[str]:
+    return await _found_in_queue(fe, args, True)
+
+
+async def _swap(fe: Frontend, a: str, b: str) -> None:
+    ids = [e.entry_id for e in fe.state.queue]
+    i, j = ids.index(a), ids.index(b)
+    ids[i], ids[j] = ids[j], ids[i]
+    await fe.reorder(ids)
+
+
+async def swap(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 2, 2)
+    await _swap(fe, fe.entry_at(to_int(args[0])), fe.entry_at(to_int(args[1])))
+    return []
+
+
+async def swapid(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 2, 2)
+    await _swap(fe, fe.entry_of(to_int(args[0])), fe.entry_of(to_int(args[1])))
+    return []
+
+
+def _priority(value: str) -> None:
+    level = to_int(value)
+    if not 0 <= level <= 255:
+        raise MpdError(ACK_ARG, "Priority out of range: " + value)
+    if level:
+        raise MpdError(ACK_ARG, "prio: the session has no priorities (every song has priority 0)")
+
+
+async def prio(fe: Frontend, args: list[str]) -> list[str]:
+    """Every song has priority 0: setting 0 is accepted, any other refused."""
+    if len(args) < 2:
+        raise MpdError(ACK_ARG, "wrong number of arguments")
+    for r in args[1:]:
+        parse_range(r, len(fe.state.queue))
+    _priority(args[0])
+    return []
+
+
+async def prioid(fe: Frontend, args: list[str]) -> list[str]:
+    if len(args) < 2:
+        raise MpdError(ACK_ARG, "wrong number of arguments")
+    for song in args[1:]:
+        fe.entry_of(to_int(song))
+    _priority(args[0])
+    return []
+
+
 # --- stored playlists ---------------------------------------------------------------
 
 
@@ -241,6 +314,69 @@ async def playlistadd(fe: Frontend, args: list[str]) -> list[str]:
     return []
 
 
+async def _store(fe: Frontend, name: str, ids: list[str]) -> None:
+    await fe.rest("PUT", f"/v1/playlists/{quote(name)}", {"track_ids": ids})
+    fe.notify("stored_playlist")
+
+
+async def searchaddpl(fe: Frontend, args: list[str]) -> list[str]:
+    """Append what `search` finds to a stored playlist (made when missing)."""
+    if len(args) < 3:
+        raise MpdError(ACK_ARG, "wrong number of arguments")
+    try:
+        old: list[str] = list((await _playlist(fe, args[0]))["track_ids"])
+    except MpdError as exc:
+        if exc.code != ACK_NO_EXIST:
+            raise
+        old = []
+    add = [t["id"] for t in await found(fe, args[1:], exact=False)]
+    await _store(fe, args[0], [*old, *add])
+    return []
+
+
+async def playlistdelete(fe: Frontend, args: list[str]) -> list[str]:
+    """Remove the song at POS (or the range START:END) of a stored playlist."""
+    _arity(args, 2, 2)
+    ids: list[str] = list((await _playlist(fe, args[0]))["track_ids"])
+    gone = parse_range(args[1], len(ids))
+    await _store(fe, args[0], [t for i, t in enumerate(ids) if i not in gone])
+    return []
+
+
+async def playlistmove(fe: Frontend, args: list[str]) -> list[str]:
+    """Move the song at FROM (or the range START:END) of a stored playlist to TO."""
+    _arity(args, 3, 3)
+    ids: list[str] = list((await _playlist(fe, args[0]))["track_ids"])
+    span = parse_range(args[1], len(ids))
+    moving = ids[span.start : span.stop]
+    rest = ids[: span.start] + ids[span.stop :]
+    to = to_int(args[2])
+    if not 0 <= to <= len(rest):
+        raise MpdError(ACK_ARG, "Bad song index")
+    await _store(fe, args[0], [*rest[:to], *moving, *rest[to:]])
+    return []
+
+
+async def playlistclear(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 1, 1)
+    await _playlist(fe, args[0])
+    await _store(fe, args[0], [])
+    return []
+
+
+async def rename(fe: Frontend, args: list[str]) -> list[str]:
+    _arity(args, 2, 2)
+    await _playlist(fe, args[0])
+    try:
+        await fe.rest("PATCH", f"/v1/playlists/{quote(args[0])}", {"name": args[1]})
+    except MpdError as exc:
+        if exc.code == ACK_EXIST:
+            raise MpdError(ACK_EXIST, "Playlist already exists") from exc
+        raise
+    fe.notify("stored_playlist")
+    return []
+
+
 HANDLERS: dict[str, Handler] = {
     "playlistinfo": playlistinfo,
     "playlistid": playlistid,
@@ -261,4 +397,16 @@ HANDLERS: dict[str, Handler] = {
     "save": save,
     "rm": rm,
     "playlistadd": playlistadd,
+    "playlistdelete": playlistdelete,
+    "playlistmove": playlistmove,
+    "playlistclear": playlistclear,
+    "rename": rename,
+    "playlist": playlist,
+    "searchaddpl": searchaddpl,
+    "playlistsearch": playlistsearch,
+    "playlistfind": playlistfind,
+    "swap": swap,
+    "swapid": swapid,
+    "prio": prio,
+    "prioid": prioid,
 }

@@ -1,20 +1,25 @@
 """The MPD connections (asyncio streams): the greeting, line framing (a line over
 64 KiB closes the connection, and so does a line that looks like HTTP), the password
-(wrong guesses are throttled per connection and per address), command lists, and
-idle/noidle."""
+(wrong guesses are throttled per connection and per address), command lists,
+idle/noidle, client-to-client messages (subscribe, channels, sendmessage,
+readmessages) and cover art sent as binary chunks (albumart, readpicture)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tunehand.mpd import library, player, queue
 from tunehand.mpd.frontend import Frontend
 from tunehand.mpd.protocol import (
     ACK_ARG,
+    ACK_EXIST,
+    ACK_NO_EXIST,
     ACK_PASSWORD,
     ACK_PERMISSION,
     ACK_UNKNOWN,
@@ -25,6 +30,7 @@ from tunehand.mpd.protocol import (
     ack,
     looks_like_http,
     parse_line,
+    to_int,
 )
 
 log = logging.getLogger("tunehand.mpd")
@@ -49,8 +55,21 @@ SERVER_COMMANDS = frozenset(
         "clearerror",
         "channels",
         "readmessages",
+        "subscribe",
+        "unsubscribe",
+        "sendmessage",
+        "albumart",
+        "readpicture",
+        "binarylimit",
     }
 )
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+MAX_SUBSCRIPTIONS = 16
+MAX_MESSAGES = 64
+"""Per connection, as MPD: channels it may join, and unread messages kept."""
+BINARY_LIMIT = 8192
+"""Bytes of a picture per albumart/readpicture answer, until `binarylimit` says."""
+MIN_BINARY_LIMIT = 64
 MAX_LIST_BYTES = 2 * 1024 * 1024
 """A command list may hold this much text (MPD's default max_command_list_size)."""
 
@@ -116,6 +135,10 @@ class Close(Exception):
     """The connection ends (close, a protocol violation, end of input)."""
 
 
+Out = Sequence[str | bytes]
+"""An answer: text lines, and a picture chunk as bytes (sent as `binary: N`)."""
+
+
 class Connection:
     def __init__(
         self,
@@ -124,8 +147,13 @@ class Connection:
         writer: asyncio.StreamWriter,
         password: str | None,
         throttle: Throttle,
+        clients: set[Connection],
     ) -> None:
         self.fe = fe
+        self.clients = clients
+        self.channels: set[str] = set()
+        self.messages: list[tuple[str, str]] = []
+        self.binary_limit = BINARY_LIMIT
         self.reader = reader
         self.writer = writer
         self.password = password
@@ -144,6 +172,7 @@ class Connection:
 
     async def serve(self) -> None:
         unlisten = self.fe.listen(self._changed)
+        self.clients.add(self)
         try:
             self.writer.write(GREETING)
             await self.writer.drain()
@@ -153,6 +182,9 @@ class Connection:
             pass
         finally:
             unlisten()
+            self.clients.discard(self)
+            if self.channels:
+                self._tell_all("subscription")
             if self._read is not None:
                 self._read.cancel()
             self.writer.close()
@@ -184,10 +216,15 @@ class Connection:
             raise Close  # a browser's cross-site request: nothing of it may run
         return line
 
-    async def _send(self, lines: list[str]) -> None:
+    async def _send(self, lines: Out) -> None:
         # A line break inside a value (a name another client chose) would forge a line.
-        text = "".join(_one_line(line) + "\n" for line in lines)
-        self.writer.write(text.encode("utf-8"))
+        out = bytearray()
+        for line in lines:
+            if isinstance(line, bytes):
+                out += f"binary: {len(line)}\n".encode() + line + b"\n"
+            else:
+                out += (_one_line(line) + "\n").encode("utf-8")
+        self.writer.write(bytes(out))
         await self.writer.drain()
 
     # --- commands -------------------------------------------------------------------
@@ -220,7 +257,7 @@ class Connection:
                 await self._send([ack(ACK_ARG, 0, "", "command list is too long")])
                 raise Close
             lines.append(line)
-        out: list[str] = []
+        out: list[str | bytes] = []
         for i, line in enumerate(lines):
             got, error = await self._execute(line, i)
             out += got
@@ -231,7 +268,7 @@ class Connection:
                 out.append("list_OK")
         await self._send([*out, "OK"])
 
-    async def _execute(self, line: str, index: int) -> tuple[list[str], str | None]:
+    async def _execute(self, line: str, index: int) -> tuple[Out, str | None]:
         """Run one command: its answer lines, and the ACK line when it failed."""
         try:
             words = parse_line(line)
@@ -252,8 +289,11 @@ class Connection:
             log.exception("%s failed", name)
             return [], ack(52, index, name, f"internal error: {exc}")
 
-    async def _run(self, name: str, args: list[str]) -> list[str]:
-        if name == "ping" or name == "clearerror":
+    async def _run(self, name: str, args: list[str]) -> Out:
+        if name == "ping":
+            return []
+        if name == "clearerror":
+            self.fe.error = None
             return []
         if name == "close":
             raise Close
@@ -287,7 +327,19 @@ class Connection:
             ]
         if name == "urlhandlers":
             return ["handler: http://", "handler: https://"]
-        if name in ("decoders", "channels", "readmessages"):
+        if name == "decoders":
+            return []
+        if name in ("subscribe", "unsubscribe", "channels", "readmessages", "sendmessage"):
+            return self._message_command(name, args)
+        if name in ("albumart", "readpicture"):
+            return await self._picture(name, args)
+        if name == "binarylimit":
+            if len(args) != 1:
+                raise MpdError(ACK_ARG, "wrong number of arguments")
+            limit = to_int(args[0])
+            if limit < MIN_BINARY_LIMIT:
+                raise MpdError(ACK_ARG, "Value too small")
+            self.binary_limit = limit
             return []
         if name in ("idle", "noidle", "command_list_end") or name.startswith("command_list"):
             raise MpdError(ACK_ARG, f"{name} is not allowed here")
@@ -295,6 +347,75 @@ class Connection:
         if handler is None:
             raise MpdError(ACK_UNKNOWN, f'unknown command "{name}"')
         return await handler(self.fe, args)
+
+    # --- messages between clients -------------------------------------------------
+
+    def _tell_all(self, subsystem: str) -> None:
+        for c in list(self.clients):
+            c._changed({subsystem})
+
+    def _message_command(self, name: str, args: list[str]) -> list[str]:
+        want = {"channels": 0, "readmessages": 0, "sendmessage": 2}.get(name, 1)
+        if len(args) != want:
+            raise MpdError(ACK_ARG, "wrong number of arguments")
+        if name == "channels":
+            every = set().union(*(c.channels for c in self.clients))
+            return [f"channel: {ch}" for ch in sorted(every)]
+        if name == "readmessages":
+            got, self.messages = self.messages, []
+            return [x for ch, text in got for x in (f"channel: {ch}", f"message: {text}")]
+        channel = args[0]
+        if name == "unsubscribe":
+            if channel not in self.channels:
+                raise MpdError(ACK_NO_EXIST, "not subscribed to this channel")
+            self.channels.discard(channel)
+            self._tell_all("subscription")
+            return []
+        if not CHANNEL_NAME.fullmatch(channel):
+            raise MpdError(ACK_ARG, "invalid channel name")
+        if name == "subscribe":
+            if channel in self.channels:
+                raise MpdError(ACK_EXIST, "already subscribed to this channel")
+            if len(self.channels) >= MAX_SUBSCRIPTIONS:
+                raise MpdError(ACK_EXIST, "subscription list is full")
+            self.channels.add(channel)
+            self._tell_all("subscription")
+            return []
+        sent = False
+        for c in list(self.clients):
+            if channel in c.channels and len(c.messages) < MAX_MESSAGES:
+                c.messages.append((channel, args[1]))
+                c._changed({"message"})
+                sent = True
+            elif channel in c.channels:
+                sent = True  # its inbox is full: MPD drops the message for it
+        if not sent:
+            raise MpdError(ACK_NO_EXIST, "nobody is subscribed to this channel")
+        return []
+
+    # --- cover art --------------------------------------------------------------------
+
+    async def _picture(self, name: str, args: list[str]) -> Out:
+        """`albumart URI OFFSET` / `readpicture URI OFFSET`: the track's cover, at most
+        `binarylimit` bytes from OFFSET, after its total `size` (and `type`)."""
+        if len(args) != 2:
+            raise MpdError(ACK_ARG, "wrong number of arguments")
+        offset = to_int(args[1])
+        if offset < 0:
+            raise MpdError(ACK_ARG, f"Number is negative: {args[1]}")
+        found = await self.fe.art(args[0])
+        if found is None:
+            if name == "albumart":
+                raise MpdError(ACK_NO_EXIST, "No file exists")
+            return []  # readpicture: no picture is an empty answer
+        data, mime = found
+        if offset > len(data):
+            raise MpdError(ACK_ARG, "Offset too large" if name == "albumart" else "Bad file offset")
+        chunk = data[offset : offset + self.binary_limit]
+        head = [f"size: {len(data)}"]
+        if name == "readpicture":
+            head.append(f"type: {mime}")
+        return [*head, chunk]
 
     # --- idle -----------------------------------------------------------------------
 
@@ -333,8 +454,9 @@ class Connection:
 
 async def start(fe: Frontend, host: str, port: int, password: str | None) -> asyncio.Server:
     throttle = Throttle()
+    clients: set[Connection] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await Connection(fe, reader, writer, password, throttle).serve()
+        await Connection(fe, reader, writer, password, throttle, clients).serve()
 
     return await asyncio.start_server(handle, host, port, limit=MAX_LINE)
