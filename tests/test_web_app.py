@@ -361,6 +361,13 @@ def test_play_in_the_browser(
     click(desktop, testid(desktop, "play-pause"))
     wait_audio_advancing(desktop, 0.5)
     assert audio_state(desktop)["currentTime"] >= 60.0
+    # Volume from the page: the session's, and the audio element's.
+    vol = testid(desktop, "volume")
+    desktop.execute_script(
+        "arguments[0].value = '40'; arguments[0].dispatchEvent(new Event('change'));", vol
+    )
+    wait_for(lambda: status(other)["volume"] == 40, "volume 40")
+    wait_js(desktop, "return Math.abs(document.getElementById('player').volume - 0.4) < 0.01")
     # Next from the page: the tab plays the next entry.
     press(desktop, search_and_row(desktop, "long two", "Long Two"), "track-queue-add")
     wait_for(lambda: titles(queue_of(other)) == ["Long One", "Long Two"], "queued")
@@ -568,14 +575,52 @@ def test_shell_is_small() -> None:
 def test_offline_shown_and_reconnects(
     desktop: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """The server goes away: "offline"; a queue edit made meanwhile is said to wait, and
+    is applied once when the tab is back online on the restarted server."""
     srv = launch(tmp_path_factory.mktemp("web-restart"))
     try:
         add_users(srv, ["restarter"])
         device = web_login(desktop, srv.url, "restarter")
+        row = search_and_row(desktop, "crossroads", "Crossroads")
         srv.stop()
         wait_text(desktop, "connection-status", lambda s: s == "offline")
+        press(desktop, row, "track-queue-add")
+        wait_text(desktop, "notice", "when the server is back")
         srv = restart_server(srv)
         wait_text(desktop, "connection-status", lambda s: s == "online", timeout=40)
         assert desktop.execute_script("return window.tunehand.deviceId") == device
+        click(desktop, testid(desktop, "nav-queue"))
+        wait_until(desktop, lambda d: len(testids(d, "queue-row")) == 1)
+        assert "Crossroads" in testids(desktop, "queue-row")[0].text
     finally:
         srv.stop()
+
+
+def test_a_revoked_tab_shows_the_login_screen(
+    desktop: Any, web_server: ServerProc, user: str, other: DeviceDir
+) -> None:
+    device = web_login(desktop, web_server.url, user)
+    ctl_ok(other, "revoke", device)
+    wait_testid(desktop, "login-user")
+    assert not testid(desktop, "connection-status").is_displayed()
+    # Its refresh cookie is dead too: a reload stays on the login screen.
+    desktop.get(web_server.url + "/")
+    wait_testid(desktop, "login-user")
+
+
+def test_a_pause_by_the_browser_is_reported(
+    desktop: Any, web_server: ServerProc, user: str, other: DeviceDir
+) -> None:
+    """The browser pausing the audio by itself (a hidden tab on a phone, a headset
+    unplugged; here: the element paused from outside the app) pauses the session at that
+    position, and the page says so."""
+    device = web_login(desktop, web_server.url, user)
+    press(desktop, search_and_row(desktop, "long one", "Long One"), "track-play")
+    wait_audio_advancing(desktop, 1.0)
+    wait_for(lambda: (s := status(other))["playing"] and s["device"]["id"] == device, "plays")
+    at = desktop.execute_script(
+        "const a = document.getElementById('player'); a.pause(); return a.currentTime;"
+    )
+    wait_text(desktop, "notice", "paused")
+    st = wait_for(lambda: (s := status(other)) and not s["playing"] and s, "paused")
+    assert abs(st["position_ms"] - at * 1000) < 250, (st, at)

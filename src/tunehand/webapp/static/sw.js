@@ -12,6 +12,7 @@ const SHELL = [
   '/app/js/device.js',
   '/app/js/views.js',
   '/app/js/util.js',
+  '/app/js/timer-worker.js',
   '/app/icons/icon.svg',
   '/app/icons/icon-192.png',
   '/app/icons/icon-512.png',

@@ -25,6 +25,36 @@ function positionAt(pos, nowMs, durationMs) {
 
 export { positionAt };
 
+/** setTimeout through a worker (not throttled in a hidden tab); the page's own timer
+ * where workers are not available. */
+class Timers {
+  constructor() {
+    this.next = 1;
+    this.waiting = new Map();
+    try {
+      this.worker = new Worker('/app/js/timer-worker.js');
+      this.worker.onmessage = (ev) => {
+        const fn = this.waiting.get(ev.data);
+        this.waiting.delete(ev.data);
+        if (fn) fn();
+      };
+      this.worker.onerror = () => { this.worker = null; };
+    } catch (_) {
+      this.worker = null;
+    }
+  }
+
+  after(delay, fn) {
+    if (!this.worker) {
+      setTimeout(fn, delay);
+      return;
+    }
+    const id = this.next++;
+    this.waiting.set(id, fn);
+    this.worker.postMessage({ id, delay });
+  }
+}
+
 export class Device {
   /**
    * audio: the <audio> element; mirror: {state, track} (the server's, in version order);
@@ -53,6 +83,8 @@ export class Device {
     this.ourPause = false; // the pause event that follows is ours
     this.blocked = false; // play() refused for lack of a gesture
     this.hiddenPaused = false;
+    this.timers = new Timers();
+    this.switches = []; // the last switches carried out (for the tests and the bench)
     this.bind();
     setInterval(() => this.periodic(), REPORT_EVERY_MS);
     setInterval(() => this.checkDrift(), DRIFT_CHECK_MS);
@@ -292,7 +324,7 @@ export class Device {
     this.lastPosition = st.position;
     this.lastAnchor = anchorKey;
     if (st.position.playing && this.audio.paused) {
-      if (!this.blocked) this.playEl();
+      this.playEl(); // refused again without a gesture: reported, the button stays
     } else if (!st.position.playing && !this.audio.paused) {
       this.pauseEl();
       const moved = prev && Math.abs(positionAt(prev, st.position.at_ms, 0) - st.position.position_ms) > SEEK_TOLERANCE_MS;
@@ -381,7 +413,7 @@ export class Device {
       this.at(d, () => this.start(d));
     } else if (d.action === 'stop') {
       this.holding = false;
-      this.at(d, () => this.stopForTransfer());
+      this.at(d, () => this.stopForTransfer(d));
     }
   }
 
@@ -399,7 +431,7 @@ export class Device {
     const exact = () => {
       const left = target - performance.now();
       if (left > SPIN_MS + 1) {
-        setTimeout(exact, left - SPIN_MS);
+        this.timers.after(left - SPIN_MS, exact);
         return;
       }
       // Spin the last few ms: a timer alone fires up to several ms late.
@@ -409,7 +441,7 @@ export class Device {
     const delay = target - performance.now();
     if (delay <= 0.5) run();
     else if (delay <= SPIN_MS) exact();
-    else setTimeout(exact, delay - SPIN_MS);
+    else this.timers.after(delay - SPIN_MS, exact);
   }
 
   seekForStart(d) {
@@ -427,9 +459,18 @@ export class Device {
     }
   }
 
+  noteSwitch(d, extra) {
+    this.switches.push({
+      action: d.action, term: d.term, at_ms: d.at_ms, position_ms: d.position_ms,
+      ran_at_ms: this.serverNow(), audio_ms: Math.floor(this.audio.currentTime * 1000), ...extra,
+    });
+    if (this.switches.length > 20) this.switches.shift();
+  }
+
   start(d) {
     if (!d.entry_id) return;
     this.holding = false;
+    this.noteSwitch(d, { held: this.tag === d.entry_id });
     if (this.tag !== d.entry_id) {
       if (!d.track || !d.track.url) return;
       this.load(d.entry_id, d.track.url, d.position_ms, !d.playing);
@@ -445,12 +486,15 @@ export class Device {
     this.lastAnchor = null;
     this.lastPosition = null;
     this.lastReport = null;
-    this.ui.said('playback moved here');
+    this.ui.said('playing on this tab');
   }
 
-  stopForTransfer() {
+  stopForTransfer(d) {
     if (this.preparing) return; // a transfer back here is loading already
     if (this.tag) {
+      const st = this.mirror.state;
+      const cur = (st.queue || []).find((e) => e.entry_id === st.current);
+      this.noteSwitch(d, { session_ms: positionAt(st.position, d.at_ms, cur ? cur.duration_ms : 0) });
       this.stopEl();
       this.ui.said('playback moved to another device');
     }

@@ -77,6 +77,7 @@ window.tunehand = {
   get state() { return mirror.state; },
   get version() { return mirror.state ? mirror.state.version : null; },
   positionMs: () => device.positionMs(),
+  get switches() { return device.switches.slice(); },
 };
 
 // --- messages -----------------------------------------------------------------------
@@ -223,6 +224,8 @@ function renderPosition() {
   }
   $('now-duration').textContent = fmtTime(dur);
   bar.disabled = !st || !st.current;
+  const vol = $('volume');
+  if (st && document.activeElement !== vol && Number(vol.value) !== st.volume) vol.value = String(st.volume);
   const ms = navigator.mediaSession;
   if (ms && ms.setPositionState && dur > 0 && performance.now() - lastPosState > 1000) {
     lastPosState = performance.now();
@@ -295,6 +298,7 @@ function onEnd(reason, message) {
   }
   device.stopEl();
   notice(reason === 'replaced' ? 'Another tab of this browser plays as this device now.' : message, { sticky: true });
+  $('reclaim').textContent = reason === 'replaced' ? 'Use this tab' : 'Try again';
   $('reclaim').hidden = false;
 }
 
@@ -424,6 +428,8 @@ function wire() {
     dragging = false;
     command('seek', { position_ms: Math.floor(Number(bar.value)) });
   });
+  const vol = $('volume');
+  vol.addEventListener('change', () => command('volume', { value: Math.round(Number(vol.value)) }));
   API.on('logout', () => {
     channel.stop();
     device.stopEl();
