@@ -125,6 +125,20 @@ def search_and_row(driver: Any, query: str, title: str, *, touch: bool = False) 
     return wait_until(driver, row, message=f"no track row {title!r} for {query!r}")
 
 
+def press_nth(driver: Any, rows: str, i: int, name: str) -> None:
+    """Click button `name` in the i-th displayed `rows` element, found afresh (a row
+    re-rendered meanwhile is looked up again, not clicked stale)."""
+
+    def act(d: Any) -> bool:
+        found = shown(d, rows)
+        if len(found) <= i:
+            return False
+        click(d, testids(found[i], name)[0])
+        return True
+
+    wait_until(driver, act, message=f"no {name} in {rows} #{i}")
+
+
 def press(driver: Any, scope: Any, name: str, *, touch: bool = False) -> None:
     el = testids(scope, name)[0]
     tap(driver, el) if touch else click(driver, el)
@@ -293,22 +307,25 @@ def test_queue_edits_seen_by_another_device(
     click(desktop, testid(desktop, "nav-queue"))
     wait_until(desktop, lambda d: len(testids(d, "queue-row")) == 3)
     # Down on the first: Long Two, Long One, Long Three.
-    press(desktop, testids(desktop, "queue-row")[0], "queue-down")
+    press_nth(desktop, "queue-row", 0, "queue-down")
     want = ["Long Two", "Long One", "Long Three"]
     wait_for(lambda: titles(queue_of(other)) == want, "moved down")
     wait_until(desktop, lambda d: [r.text.split("\n")[1] for r in testids(d, "queue-row")] == want)
     # Up on the last: Long Two, Long Three, Long One.
-    press(desktop, testids(desktop, "queue-row")[2], "queue-up")
+    press_nth(desktop, "queue-row", 2, "queue-up")
     want = ["Long Two", "Long Three", "Long One"]
     wait_for(lambda: titles(queue_of(other)) == want, "moved up")
     # Remove the middle one.
     wait_until(desktop, lambda d: [r.text.split("\n")[1] for r in testids(d, "queue-row")] == want)
-    press(desktop, testids(desktop, "queue-row")[1], "queue-remove")
+    press_nth(desktop, "queue-row", 1, "queue-remove")
     want = ["Long Two", "Long One"]
     wait_for(lambda: titles(queue_of(other)) == want, "removed")
     # Click a row to play it (the tab is the only device online: it plays here).
     wait_until(desktop, lambda d: len(testids(d, "queue-row")) == 2)
-    click(desktop, testids(desktop, "queue-row")[1].find_element("css selector", ".row-main"))
+    wait_until(
+        desktop,
+        lambda d: click(d, shown(d, "queue-row")[1].find_element("css selector", ".row-main")) or 1,
+    )
     wait_for(lambda: queue_of(other)["current"] is not None, "a current entry")
     q = queue_of(other)
     current = next(e for e in q["entries"] if e["current"])
@@ -325,7 +342,7 @@ def test_queue_edits_seen_by_another_device(
     # Play next on a queue row moves it after the current one: Long One, Long Two, Long Three.
     click(desktop, testid(desktop, "nav-queue"))
     wait_until(desktop, lambda d: len(testids(d, "queue-row")) == 3)
-    press(desktop, testids(desktop, "queue-row")[0], "queue-play-next")
+    press_nth(desktop, "queue-row", 0, "queue-play-next")
     want = ["Long One", "Long Two", "Long Three"]
     wait_for(lambda: titles(queue_of(other)) == want, "moved to play next")
 
@@ -361,6 +378,17 @@ def test_play_in_the_browser(
     click(desktop, testid(desktop, "play-pause"))
     wait_audio_advancing(desktop, 0.5)
     assert audio_state(desktop)["currentTime"] >= 60.0
+    # The seek bar seeks the session, and the tab plays on from there.
+    desktop.execute_script(
+        "arguments[0].value = '90000'; arguments[0].dispatchEvent(new Event('change'));",
+        testid(desktop, "seek-bar"),
+    )
+    wait_for(lambda: status(other)["position_ms"] >= 90_000, "seeked to 1:30")
+    wait_js(
+        desktop,
+        "const a = document.getElementById('player');return !a.paused && a.currentTime >= 90.3;",
+    )
+    wait_text(desktop, "now-position", lambda s: s.startswith("1:3"))
     # Volume from the page: the session's, and the audio element's.
     vol = testid(desktop, "volume")
     desktop.execute_script(
@@ -562,6 +590,20 @@ def test_a_second_tab_takes_over_the_device(
     wait_text(desktop, "notice", "Another tab")
     click(desktop, wait_until(desktop, lambda d: d.find_element("id", "reclaim")))
     wait_text(desktop, "connection-status", lambda s: s == "online")
+
+
+def test_service_worker_lists_every_file_of_the_shell() -> None:
+    """What the app needs offline is what sw.js caches: every script, style and icon
+    (and nothing under /v1/)."""
+    listed = set(re.findall(r"'(/[^']*)'", (STATIC / "sw.js").read_text()))
+    files = {
+        "/app/" + p.relative_to(STATIC).as_posix()
+        for p in STATIC.rglob("*")
+        if p.is_file() and p.suffix in (".js", ".css", ".png", ".svg") and p.name != "sw.js"
+    }
+    assert files <= listed, files - listed
+    assert {"/", "/manifest.webmanifest"} <= listed
+    assert not [p for p in listed if p.startswith("/v1")], listed
 
 
 def test_shell_is_small() -> None:

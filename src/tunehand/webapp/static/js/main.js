@@ -1,7 +1,7 @@
 // tunehand web app: login, the channel, the tab as a device, now playing, the sections.
 
 import * as API from './api.js';
-import { Channel } from './channel.js';
+import { Channel, backoff } from './channel.js';
 import { Device } from './device.js';
 import { Views } from './views.js';
 import { $, icon, fmtTime, notice, randomId, defaultDeviceName } from './util.js';
@@ -444,8 +444,9 @@ function wire() {
   }
 }
 
-async function boot() {
-  wire();
+const bootDelays = backoff(1000, 15000);
+
+async function resumeLogin() {
   try {
     if (await API.refresh()) {
       startApp();
@@ -453,8 +454,15 @@ async function boot() {
     }
     showLogin();
   } catch (err) {
-    showLogin(`cannot reach the server: ${err.message}`);
+    // The server is unreachable (or the network is down): say so, and try again.
+    showLogin(`cannot reach the server (${err.message}); trying again`);
+    setTimeout(() => { if ($('app').hidden) resumeLogin(); }, bootDelays.next().value);
   }
+}
+
+function boot() {
+  wire();
+  resumeLogin();
 }
 
 boot();

@@ -19,6 +19,7 @@ export class Views {
     this.searchTimer = 0;
     this.searchSeq = 0;
     this.renaming = null;
+    this.showOffline = false;
     const input = $('search-input');
     input.addEventListener('input', () => this.searchSoon(input.value));
   }
@@ -288,10 +289,16 @@ export class Views {
     const order = st.shuffle && st.order && st.order.length ? st.order : q.map((e) => e.entry_id);
     const byId = new Map(q.map((e) => [e.entry_id, e]));
     if (!order.length) {
+      this.queueRendered = '';
       list.replaceChildren(h('li', { class: 'muted' }, 'The queue is empty: play or add something from the library.'));
       return;
     }
     const curIdx = order.indexOf(st.current);
+    // Only when what it shows changed: a state that only moved the position leaves the
+    // rows (and a finger on one of them) alone.
+    const key = JSON.stringify([order, st.current, st.shuffle, order.map((id) => (this.queueTracks.get(id) || {}).id)]);
+    if (key === this.queueRendered && list.childElementCount) return;
+    this.queueRendered = key;
     list.replaceChildren(...order.map((id, i) => {
       const e = byId.get(id);
       const t = this.queueTracks.get(id);
@@ -319,16 +326,21 @@ export class Views {
     const list = $('devices-list');
     const st = this.app.state();
     const me = this.app.deviceId();
-    const devices = [...this.app.devices()].sort((a, b) => (b.online - a.online) || a.name.localeCompare(b.name));
+    const all = [...this.app.devices()].sort((a, b) => (b.online - a.online) || a.name.localeCompare(b.name));
+    const offline = all.filter((d) => !d.online && d.id !== me).length;
+    const devices = this.showOffline ? all : all.filter((d) => d.online || d.id === me || (st && st.active_device === d.id));
     const typing = document.activeElement && document.activeElement.dataset.testid === 'device-rename-input';
     if (this.renaming && typing) return; // a name is being typed: not under the user's fingers
-    list.replaceChildren(...devices.map((d) => {
+    const key = JSON.stringify([all, st && st.active_device, this.renaming, this.showOffline, me]);
+    if (key === this.devicesRendered && list.childElementCount) return;
+    this.devicesRendered = key;
+    const rows = devices.map((d) => {
       const kind = (d.capabilities || []).includes('web') ? 'web' : (d.kind || 'terminal');
       const active = st && st.active_device === d.id;
       const plays = (d.capabilities || []).includes('play') || kind === 'web';
       const label = h('span', { class: 'row-main static' },
         h('span', { class: 'title' }, d.name, d.id === me ? ' (this tab)' : ''),
-        h('span', { class: 'sub' }, [kind, d.online ? 'online' : 'offline', active ? 'playing here' : ''].filter(Boolean).join(' · ')));
+        h('span', { class: 'sub' }, [kind, d.online ? 'online' : 'offline', active ? (d.id === me ? 'playing here' : 'playing') : ''].filter(Boolean).join(' · ')));
       let nameBox = label;
       if (this.renaming === d.id) {
         const input = h('input', { type: 'text', value: d.name, maxlength: 64, testid: 'device-rename-input', 'aria-label': 'New name' });
@@ -345,7 +357,13 @@ export class Views {
             h('button', { type: 'button', testid: 'device-push', disabled: !d.online || active || !plays,
               onclick: () => this.app.command('transfer', { device_id: d.id }, `moving playback to ${d.name}`) }, 'Play there'),
           h('button', { type: 'button', class: 'small', testid: 'device-rename', onclick: () => { this.renaming = d.id; this.renderDevices(); } }, 'Rename')));
-    }));
+    });
+    if (offline) {
+      rows.push(h('li', { class: 'more' }, h('button', { type: 'button', class: 'small', testid: 'devices-offline',
+        onclick: () => { this.showOffline = !this.showOffline; this.renderDevices(); } },
+      this.showOffline ? 'Hide offline devices' : `Show offline devices (${offline})`)));
+    }
+    list.replaceChildren(...rows);
   }
 
   async rename(id, name) {
