@@ -25,6 +25,7 @@ MODULES = (
     "ctl_status",
     "fanout",
     "handoff",
+    "web",
     "revoke",
     "receiver_mem",
     "mpd",
