@@ -85,6 +85,7 @@ export class Device {
     this.hiddenPaused = false;
     this.timers = new Timers();
     this.switches = []; // the last switches carried out (for the tests and the bench)
+    this.startLatencyMs = 0; // play() -> audible, learned from each start (currentTime's line)
     this.bind();
     setInterval(() => this.periodic(), REPORT_EVERY_MS);
     setInterval(() => this.checkDrift(), DRIFT_CHECK_MS);
@@ -412,7 +413,7 @@ export class Device {
       this.load(d.entry_id, d.track.url, d.position_ms, true);
     } else if (d.action === 'start') {
       this.seekForStart(d);
-      this.at(d, () => this.start(d));
+      this.at(d, () => this.start(d), this.startLatencyMs);
     } else if (d.action === 'stop') {
       this.holding = false;
       this.at(d, () => this.stopForTransfer(d));
@@ -420,7 +421,7 @@ export class Device {
   }
 
   /** Run fn at the directive's server time (at once if that has passed), then catch up. */
-  at(d, fn) {
+  at(d, fn, earlyMs = 0) {
     this.directiveTerm = Math.max(this.directiveTerm, d.term);
     this.switching++;
     const run = () => {
@@ -429,7 +430,7 @@ export class Device {
       this.reconcile();
       this.ui.changed();
     };
-    const target = this.sync.localMs(d.at_ms);
+    const target = this.sync.localMs(d.at_ms) - earlyMs;
     const exact = () => {
       const left = target - performance.now();
       if (left > SPIN_MS + 1) {
@@ -483,12 +484,42 @@ export class Device {
       if (this.settling !== d.entry_id && this.audio.paused && Math.abs(pos - want) > LATE_SEEK_MS) {
         this.audio.currentTime = want / 1000;
       }
-      if (d.playing) this.playEl();
+      if (d.playing) {
+        this.playEl();
+        this.learnStart();
+      }
     }
     this.lastAnchor = null;
     this.lastPosition = null;
     this.lastReport = null;
     this.ui.said('playing on this tab');
+  }
+
+  /** How long after play() the output really went on from the held position: where the
+   * line of currentTime (from 250 to 700 ms after play()) was at it. */
+  learnStart() {
+    const a = this.audio;
+    const t0 = performance.now();
+    const p0 = a.currentTime * 1000;
+    const gen = this.gen;
+    const pts = [];
+    const id = setInterval(() => {
+      if (gen !== this.gen || a.paused) { clearInterval(id); return; }
+      const t = performance.now() - t0;
+      if (t > 250) pts.push([t, a.currentTime * 1000]);
+      if (t < 700) return;
+      clearInterval(id);
+      if (pts.length < 10) return;
+      const n = pts.length;
+      const mt = pts.reduce((s, p) => s + p[0], 0) / n;
+      const mp = pts.reduce((s, p) => s + p[1], 0) / n;
+      let sxx = 0; let sxy = 0;
+      for (const [t1, p1] of pts) { sxx += (t1 - mt) ** 2; sxy += (t1 - mt) * (p1 - mp); }
+      const rate = sxy / sxx;
+      if (!(rate > 0.5 && rate < 1.5)) return;
+      const lat = mt + (p0 - mp) / rate;
+      if (lat > 0 && lat < 500) this.startLatencyMs = this.startLatencyMs ? (this.startLatencyMs + lat) / 2 : lat;
+    }, 4);
   }
 
   stopForTransfer(d) {
