@@ -85,6 +85,7 @@ bench: sysdeps-bench $(STAMP)
 
 screenshots: sysdeps-test $(STAMP)
 	$(BIN)/python -m tunehand.tui.screenshots screenshots
+	$(BIN)/python -m tests.screenshots_web screenshots
 
 # Re-resolve requirements.lock after a change to pyproject.toml, keeping every other pin;
 # `make upgrade` moves every pin to the newest release the ranges allow. Both on purpose:
