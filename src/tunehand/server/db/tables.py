@@ -192,3 +192,24 @@ device_codes = sa.Table(
     sa.Column("account_id", sa.Integer, nullable=True),  # the approving account
     sa.Column("address", sa.String(64), nullable=False, server_default=""),  # who asked
 )
+
+app_passwords = sa.Table(
+    "app_passwords",
+    metadata,
+    sa.Column("device_id", sa.String(64), primary_key=True),  # its row in `devices`
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # AES-GCM under a subkey of the server's
+    sa.Column("lookup", sa.String(64), nullable=False, unique=True, index=True),  # keyed hash
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("account_id", "name"),
+)
+"""Application passwords (Subsonic apps). The secret is kept encrypted, not hashed: the
+Subsonic token scheme needs md5(password + salt) on the server. `lookup` is an HMAC of
+it, to find the row of a password (`p=`, `apiKey=`) without trying every one."""
