@@ -13,6 +13,7 @@ test here fails more than twice in a row before a right call.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ import libsonic
 import pytest
 from libopensonic import errors as oerrors
 
+from tests.cli_helpers import NO_KEYRING, Device, client_env
 from tests.fixtures_server import ServerProc
 from tests.test_api import Api, accounts
 
@@ -364,3 +366,40 @@ def test_scrobble_enters_the_history(app: App) -> None:
     assert (after[0]["track_id"], after[0]["device_id"]) == (song.id, app.device_id)
     assert song.album_id in [a.id for a in conn.get_album_list2("recent")]
     assert song.album_id in [a.id for a in conn.get_album_list2("frequent")]
+
+
+# --- tunehand ctl app-passwords -------------------------------------------------------
+
+
+def test_ctl_app_passwords(app: App, shared_server: ServerProc, tmp_path: Path) -> None:
+    """Create (printed once), list (names, never passwords), use, revoke; and the app
+    password is a device of kind `subsonic` in `ctl devices --all`, revocable there."""
+    with accounts(shared_server) as make:
+        api = make("ctl")
+        env = client_env(NO_KEYRING, tmp_path, TUNEHAND_TOKEN=api.token)
+        dev = Device(tmp_path, env, shared_server.url)
+        server = ("--server", shared_server.url)
+        line = dev.ok("ctl", "app-passwords", "create", "My phone", *server)
+        password = re.search(r"My phone: (\S+)", line)
+        assert password, line
+        made = App(shared_server, api, "My phone", password.group(1), "")
+        assert made.sonic().ping()
+        listed = dev.json("ctl", "app-passwords", *server)
+        assert [p["name"] for p in listed] == ["My phone"]
+        assert password.group(1) not in dev.ok("ctl", "app-passwords", *server)
+        devices = dev.json("ctl", "devices", "--all", *server)
+        phone = next(d for d in devices if d["name"] == "My phone")
+        assert phone["kind"] == "subsonic" and phone["id"] == listed[0]["device_id"]
+        dev.ok("ctl", "app-passwords", "revoke", "My phone", *server)
+        with pytest.raises(libsonic.errors.CredentialError):
+            made.sonic().getLicense()
+        assert "no app password" in dev.fails(5, "ctl", "app-passwords", "revoke", "x", *server)
+        # Revoked from the devices list instead.
+        second = dev.json("ctl", "app-passwords", "create", "tablet", *server)
+        tablet = App(shared_server, api, "tablet", second["password"], second["device_id"])
+        assert tablet.sonic().ping()
+        dev.ok("ctl", "revoke", "tablet", *server)
+        assert app.sonic().ping()  # (a right call from this address: the count is cleared)
+        with pytest.raises(libsonic.errors.CredentialError):
+            tablet.sonic().getLicense()
+        assert dev.json("ctl", "app-passwords", *server) == []
