@@ -403,3 +403,45 @@ def test_ctl_app_passwords(app: App, shared_server: ServerProc, tmp_path: Path) 
         with pytest.raises(libsonic.errors.CredentialError):
             tablet.sonic().getLicense()
         assert dev.json("ctl", "app-passwords", *server) == []
+
+
+# --- throttling and bad input ---------------------------------------------------------
+
+
+def from_address(address: str) -> httpx.Client:
+    """A client whose requests come from `address` (Linux answers all of 127.0.0.0/8)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
+
+
+def test_failures_are_throttled_like_logins(app: App) -> None:
+    """3 failures from an address are free; then every attempt from there waits (429 with
+    Retry-After), the right password too, while another network is not slowed."""
+    salt = "abc123"
+    right = hashlib.md5((app.password + salt).encode(), usedforsecurity=False).hexdigest()
+    base = {"u": app.api.name, "s": salt, "v": "1.16.1", "c": "t", "f": "json"}
+    url = app.srv.url + "/rest/ping"
+    with from_address("127.201.0.9") as guesser, from_address("127.202.0.9") as other:
+        for _ in range(3):
+            assert failed(guesser.get(url, params={**base, "t": "0" * 32})) == 40
+        r = guesser.get(url, params={**base, "t": right})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["subsonic-response"]["status"] == "failed"
+        assert body(other.get(url, params={**base, "t": right}))["status"] == "ok"
+
+
+def test_bad_parameters_get_one_subsonic_error(app: App) -> None:
+    assert failed(app.raw("getSong", id="t\x00x", f="json")) == 0
+    assert failed(app.raw("getSong", id="t" * 5000, f="json", http="POST")) == 0
+    assert failed(app.raw("getAlbumList2", type="sideways", f="json")) == 0
+    assert failed(app.raw("getAlbumList2", type="newest", size="ten", f="json")) == 0
+    assert failed(app.raw("getAlbumList2", type="byYear", f="json")) == 10
+    assert failed(app.raw("updatePlaylist", playlistId="pl999999", f="json")) == 70
+    assert failed(app.raw("getArtist", id="arzz", f="json")) == 70
+    r = httpx.post(
+        app.srv.url + "/rest/ping.view?f=json",
+        content=b"u=" + b"x" * (2 * 1024 * 1024),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert failed(r) == 0
+    assert app.sonic().ping()

@@ -90,12 +90,14 @@ async def read(request: Request, s: Services) -> Call:
                 params += parse_qsl(raw.decode(), keep_blank_values=True)
             except UnicodeDecodeError:
                 raise SubsonicError(GENERIC, "the form is not UTF-8") from None
-    for k, v in params:
-        if len(v) > MAX_VALUE or "\x00" in v or "\x00" in k:
-            raise SubsonicError(GENERIC, f"{k[:40]}: a parameter is too long or holds NUL")
     call = Call(request, s, params)
     call.fmt = "json" if call.one("f") == "json" else "xml"
     call.client = call.one("c")[:64]
+    for k, v in params:
+        if len(v) > MAX_VALUE or "\x00" in v or "\x00" in k:
+            problem = SubsonicError(GENERIC, f"{k[:40]}: a parameter is too long or holds NUL")
+            problem.fmt = call.fmt
+            raise problem
     return call
 
 

@@ -49,6 +49,8 @@ class SubsonicError(Exception):
     ) -> None:
         super().__init__(message)
         self.code, self.message, self.status, self.headers = code, message, status, headers
+        self.fmt: str | None = None
+        """The format to answer in, when known better than from the query string."""
 
 
 def envelope(status: str) -> Payload:

@@ -76,7 +76,7 @@ async def endpoint(request: Request) -> Response:
             await params.authenticate(call)
         answer = await handler(call)
     except SubsonicError as exc:
-        return error(fmt, exc)
+        return error(exc.fmt or fmt, exc)
     except QuotaError as exc:
         return error(fmt, SubsonicError(GENERIC, str(exc)))
     except Exception as exc:
