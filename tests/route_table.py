@@ -158,6 +158,9 @@ SUBSONIC: dict[str, SubsonicMethod] = {
     "unstar": SubsonicMethod("account"),
     "getStarred2": SubsonicMethod("account"),
     "scrobble": SubsonicMethod("account"),  # into B's history
+    "getPlayQueue": SubsonicMethod("account"),  # B's session
+    "savePlayQueue": SubsonicMethod("account"),  # into B's session
+    "getNowPlaying": SubsonicMethod("account"),  # B's session only
 }
 
 

@@ -752,6 +752,7 @@ def subsonic_as_b(world: World, method: str) -> dict[str, str]:
         "star": {"id": track},
         "unstar": {"id": track},
         "scrobble": {"id": track},
+        "savePlayQueue": {"id": track, "current": track, "position": "1000"},
     }
     return named.get(method, {})
 

@@ -445,3 +445,46 @@ def test_bad_parameters_get_one_subsonic_error(app: App) -> None:
     )
     assert failed(r) == 0
     assert app.sonic().ping()
+
+
+# --- the play queue is the session ----------------------------------------------------
+
+
+def test_play_queue_is_the_session_both_ways(shared_server: ServerProc) -> None:
+    """An app's savePlayQueue moves the session to its queue, song and position (paused);
+    what a terminal does is what the app's getPlayQueue reads; and an app that has not
+    read the newest change cannot save over it."""
+    with accounts(shared_server) as make:
+        app = make_app(shared_server, make("pq"), "phone")
+        conn = app.opensonic()
+        songs = [
+            s.id
+            for s in conn.get_album_list2("alphabeticalByName", size=1)
+            for s in conn.get_album(s.id).song or []
+        ][:3]
+        assert len(songs) == 3
+        assert conn.save_play_queue(songs, current=songs[1], position=1_230)  # (the generated tracks last 1.5 s)
+        api = app.api
+        session = api.ok("GET", "/v1/session")
+        assert session["track"]["id"] == songs[1]
+        assert session["state"]["position"]["position_ms"] == 1_230
+        assert session["state"]["position"]["playing"] is False
+        queue = api.ok("GET", "/v1/session/queue")
+        assert [e["track_id"] for e in queue["entries"]] == songs
+        back = conn.get_play_queue()
+        assert (back.current, back.position) == (songs[1], 1_230)
+        assert [e.id for e in back.entry or []] == songs
+        # A terminal seeks: the app reads where it is.
+        api.cmd("seek", position_ms=705)
+        assert conn.get_play_queue().position == 705
+        # The terminal moves on after the app's read: the app's save is refused ...
+        api.cmd("next")
+        with pytest.raises(oerrors.SonicError) as refused:
+            conn.save_play_queue(songs, current=songs[0], position=1_000)
+        assert "get the play queue again" in str(refused.value)
+        assert api.ok("GET", "/v1/session")["track"]["id"] == songs[2]
+        # ... until it has read the session again.
+        assert conn.get_play_queue().current == songs[2]
+        assert conn.save_play_queue(songs, current=songs[0], position=1_000)
+        assert api.ok("GET", "/v1/session")["track"]["id"] == songs[0]
+        assert conn.get_now_playing() == [] or not conn.get_now_playing()

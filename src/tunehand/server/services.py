@@ -74,3 +74,6 @@ class Services:
         default_factory=lambda: Buckets(_env_int("TUNEHAND_REST_PER_S", REST_PER_S), REST_BURST)
     )
     """Each account's authenticated REST requests on this instance."""
+    play_queue_seen: dict[str, int] = field(default_factory=dict)
+    """The session version each Subsonic app (device id) last read or wrote through its
+    play queue on this instance: its next `savePlayQueue` replaces that version only."""

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from tunehand.errors import QuotaError
 from tunehand.server.db.engine import unavailable
-from tunehand.server.subsonic import browse, media, params, userdata
+from tunehand.server.subsonic import browse, media, params, playqueue, userdata
 from tunehand.server.subsonic.responses import (
     GENERIC,
     NOT_FOUND,
@@ -58,6 +58,9 @@ METHODS: dict[str, Handler] = {
     "unstar": userdata.unstar,
     "getStarred2": userdata.get_starred2,
     "scrobble": userdata.scrobble,
+    "getPlayQueue": playqueue.get_play_queue,
+    "savePlayQueue": playqueue.save_play_queue,
+    "getNowPlaying": playqueue.get_now_playing,
 }
 PUBLIC = frozenset({"getOpenSubsonicExtensions"})
 """Methods answered without credentials (the spec lets apps ask it before logging in)."""
