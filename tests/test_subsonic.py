@@ -463,7 +463,9 @@ def test_play_queue_is_the_session_both_ways(shared_server: ServerProc) -> None:
             for s in conn.get_album(s.id).song or []
         ][:3]
         assert len(songs) == 3
-        assert conn.save_play_queue(songs, current=songs[1], position=1_230)  # (the generated tracks last 1.5 s)
+        assert conn.save_play_queue(
+            songs, current=songs[1], position=1_230
+        )  # (the generated tracks last 1.5 s)
         api = app.api
         session = api.ok("GET", "/v1/session")
         assert session["track"]["id"] == songs[1]
