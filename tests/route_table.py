@@ -161,6 +161,8 @@ SUBSONIC: dict[str, SubsonicMethod] = {
     "getPlayQueue": SubsonicMethod("account"),  # B's session
     "savePlayQueue": SubsonicMethod("account"),  # into B's session
     "getNowPlaying": SubsonicMethod("account"),  # B's session only
+    "startScan": SubsonicMethod("server"),  # any account, as POST /v1/library/rescan
+    "getScanStatus": SubsonicMethod("server"),
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -490,3 +491,16 @@ def test_play_queue_is_the_session_both_ways(shared_server: ServerProc) -> None:
         assert conn.save_play_queue(songs, current=songs[0], position=1_000)
         assert api.ok("GET", "/v1/session")["track"]["id"] == songs[0]
         assert conn.get_now_playing() == [] or not conn.get_now_playing()
+
+
+def test_start_scan_and_scan_status(app: App) -> None:
+    conn = app.opensonic()
+    before = conn.get_scan_status()
+    assert before.count and before.count >= 10
+    started = conn.start_scan()
+    assert started.count == before.count
+    # No event tells an app that the scan ended: it asks again, as apps do (a deadline).
+    deadline = time.monotonic() + 30
+    while conn.get_scan_status().scanning:
+        assert time.monotonic() < deadline, "the scan never ended"
+    assert conn.get_scan_status().count == before.count

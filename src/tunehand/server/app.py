@@ -104,7 +104,7 @@ def create_app(
         try:
             yield {"services": services}
         finally:
-            for task in (scan, purging):
+            for task in (scan, purging, *services.scans):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -4,13 +4,19 @@ account's."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
+from tunehand.errors import StoreError
 from tunehand.server.db import library as ql
 from tunehand.server.db import subsonic as qs
+from tunehand.server.library.service import Library
 from tunehand.server.subsonic import views
 from tunehand.server.subsonic.params import Call
 from tunehand.server.subsonic.responses import GENERIC, MISSING, NOT_FOUND, Payload, SubsonicError
+
+log = logging.getLogger("tunehand.subsonic")
 
 
 async def ping(call: Call) -> Payload:
@@ -183,3 +189,34 @@ async def search3(call: Call) -> Payload:
             "song": [views.song(t, stars) for t in songs],
         }
     }
+
+
+async def _status(call: Call) -> Payload:
+    async with call.services.engine.connect() as conn:
+        count = await ql.count(conn)
+    return {"scanStatus": {"scanning": call.services.library.scanning, "count": count}}
+
+
+async def get_scan_status(call: Call) -> Payload:
+    return await _status(call)
+
+
+async def start_scan(call: Call) -> Payload:
+    """Start a rescan and answer at once (as `POST /v1/library/rescan`, any account may:
+    tunehand has no admin accounts); `getScanStatus` says when it is done."""
+    s = call.services
+    if not s.library.folders:
+        raise SubsonicError(GENERIC, "the server has no music folders: start it with --music")
+    if not s.library.scanning:
+        task = asyncio.create_task(_rescan(s.library))
+        s.scans.add(task)
+        task.add_done_callback(s.scans.discard)
+        await asyncio.sleep(0)  # let it take the library's lock: scanning is true now
+    return await _status(call)
+
+
+async def _rescan(library: Library) -> None:
+    try:
+        await library.rescan()
+    except StoreError as exc:
+        log.error("library scan failed: %s", exc)

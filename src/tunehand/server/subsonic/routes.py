@@ -61,6 +61,8 @@ METHODS: dict[str, Handler] = {
     "getPlayQueue": playqueue.get_play_queue,
     "savePlayQueue": playqueue.save_play_queue,
     "getNowPlaying": playqueue.get_now_playing,
+    "startScan": browse.start_scan,
+    "getScanStatus": browse.get_scan_status,
 }
 PUBLIC = frozenset({"getOpenSubsonicExtensions"})
 """Methods answered without credentials (the spec lets apps ask it before logging in)."""
