@@ -32,6 +32,7 @@ MODULES = (
     "tui_large",
     "hostile",
     "load",
+    "subsonic",
 )
 
 
