@@ -1,7 +1,8 @@
 """Library and account queries shaped for the Subsonic API: albums with their totals,
 album lists of every kind, random songs, stars by id and playlists by id.
 
-Album and artist stars live in the `likes` table beside liked tracks, under the ids the
+Albums come from the `albums` table (their totals, derived at each scan). Album and
+artist stars live in the `likes` table beside liked tracks, under the ids the
 Subsonic API gives them (an album's `a…`, an artist's `ar…`), so one quota covers them.
 Every query on an account's things filters by its `account_id`.
 """
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tunehand.server.db.library import StoredTrack, _stored
-from tunehand.server.db.tables import history, likes, playlists, tracks
+from tunehand.server.db.tables import albums, history, likes, playlists, tracks
 from tunehand.server.db.userdata import Playlist, _playlist
 
 
@@ -33,25 +34,13 @@ class AlbumAgg:
     mtime_ns: int
 
 
-_COLS = (
-    tracks.c.album_id,
-    sa.func.min(tracks.c.album).label("name"),
-    sa.func.min(tracks.c.album_artist).label("artist"),
-    sa.func.min(tracks.c.artist_key).label("artist_key"),
-    sa.func.max(tracks.c.year).label("year"),
-    sa.func.min(tracks.c.genre).label("genre"),
-    sa.func.count().label("songs"),
-    sa.func.sum(tracks.c.duration_ms).label("duration_ms"),
-    sa.func.max(tracks.c.art_id).label("art_id"),
-    sa.func.max(tracks.c.mtime_ns).label("mtime_ns"),
-)
-_ALBUMS = sa.select(*_COLS).group_by(tracks.c.album_id)
+_ALBUMS = sa.select(albums)
 
 
 def _agg(r: sa.Row[tuple[object, ...]]) -> AlbumAgg:
     m = r._mapping
     return AlbumAgg(
-        m["album_id"],
+        m["id"],
         m["name"],
         m["artist"],
         m["artist_key"],
@@ -68,23 +57,21 @@ async def albums_by_id(conn: AsyncConnection, ids: Sequence[str]) -> list[AlbumA
     """The albums of `ids`, in that order (unknown ones left out)."""
     if not ids:
         return []
-    rows = await conn.execute(_ALBUMS.where(tracks.c.album_id.in_(list(ids)[:1000])))
+    rows = await conn.execute(_ALBUMS.where(albums.c.id.in_(list(ids)[:1000])))
     found = {a.id: a for a in map(_agg, rows)}
     return [found[i] for i in ids if i in found]
 
 
 async def artist_albums(conn: AsyncConnection, artist_key: str) -> list[AlbumAgg]:
     rows = await conn.execute(
-        _ALBUMS.where(tracks.c.artist_key == artist_key).order_by(
-            sa.func.max(tracks.c.year), sa.func.min(tracks.c.album)
-        )
+        _ALBUMS.where(albums.c.artist_key == artist_key).order_by(albums.c.year, albums.c.name)
     )
     return [_agg(r) for r in rows]
 
 
 async def all_albums(conn: AsyncConnection, offset: int, size: int) -> list[AlbumAgg]:
     rows = await conn.execute(
-        _ALBUMS.order_by(sa.func.min(tracks.c.album), tracks.c.album_id).offset(offset).limit(size)
+        _ALBUMS.order_by(albums.c.name, albums.c.id).offset(offset).limit(size)
     )
     return [_agg(r) for r in rows]
 
@@ -121,22 +108,18 @@ async def album_list(
         )
     stmt = _ALBUMS
     if kind == "newest":
-        stmt = stmt.order_by(sa.func.max(tracks.c.mtime_ns).desc(), tracks.c.album_id)
+        stmt = stmt.order_by(albums.c.mtime_ns.desc(), albums.c.id)
     elif kind == "alphabeticalByName":
-        stmt = stmt.order_by(sa.func.min(tracks.c.album), tracks.c.album_id)
+        stmt = stmt.order_by(albums.c.name, albums.c.id)
     elif kind == "alphabeticalByArtist":
-        stmt = stmt.order_by(
-            sa.func.min(tracks.c.album_artist), sa.func.min(tracks.c.album), tracks.c.album_id
-        )
+        stmt = stmt.order_by(albums.c.artist, albums.c.name, albums.c.id)
     elif kind == "byYear":
         lo, hi = sorted((from_year, to_year))
-        year = sa.func.max(tracks.c.year)
-        stmt = stmt.having(year.between(lo, hi))
-        stmt = stmt.order_by(year.desc() if from_year > to_year else year, tracks.c.album_id)
+        stmt = stmt.where(albums.c.year.between(lo, hi))
+        year = albums.c.year.desc() if from_year > to_year else albums.c.year
+        stmt = stmt.order_by(year, albums.c.id)
     elif kind == "byGenre":
-        stmt = stmt.where(tracks.c.genre == genre).order_by(
-            sa.func.min(tracks.c.album), tracks.c.album_id
-        )
+        stmt = stmt.where(albums.c.genre == genre).order_by(albums.c.name, albums.c.id)
     else:  # random
         stmt = stmt.order_by(sa.func.random())
     rows = await conn.execute(stmt.offset(offset).limit(size))
