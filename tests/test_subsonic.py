@@ -504,3 +504,45 @@ def test_start_scan_and_scan_status(app: App) -> None:
     while conn.get_scan_status().scanning:
         assert time.monotonic() < deadline, "the scan never ended"
     assert conn.get_scan_status().count == before.count
+
+
+# --- the purge ------------------------------------------------------------------------
+
+
+async def test_the_purge_keeps_live_app_passwords_and_forgets_revoked_ones(
+    tmp_path: Path,
+) -> None:
+    """A Subsonic app's device holds no token: unseen for longer than the purge's limit,
+    it stays while its app password is live; revoked, both rows go."""
+    import sqlalchemy as sa
+
+    from tunehand.server import app_passwords
+    from tunehand.server.db import accounts as qa
+    from tunehand.server.db import migrate
+    from tunehand.server.db.engine import open_engine
+    from tunehand.server.db.tables import app_passwords as app_passwords_table
+    from tunehand.server.db.tables import devices
+    from tunehand.server.purge import STALE_DEVICE_MS, purge_once
+    from tunehand.server.streams import Signer
+
+    engine = open_engine(f"sqlite+aiosqlite:///{tmp_path}/purge.db")
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            account = await qa.create_account(conn, "alice", "x", 0)
+        sealer = app_passwords.Sealer.of(Signer(b"k" * 32))
+        kept = await app_passwords.create(engine, sealer, account, "kept", "", 1_000)
+        gone = await app_passwords.create(engine, sealer, account, "gone", "", 1_000)
+        async with engine.begin() as conn:
+            await qa.revoke_device(conn, account, gone.device_id)
+        await purge_once(engine, 1_000 + STALE_DEVICE_MS * 2)
+        async with engine.connect() as conn:
+            left = {r.id for r in await conn.execute(sa.select(devices.c.id))}
+            rows = await conn.execute(sa.select(app_passwords_table.c.device_id))
+            passwords = {r.device_id for r in rows}
+        assert left == passwords == {kept.device_id}
+        right = app_passwords.Given(user="alice", password=kept.password)
+        who = await app_passwords.check(engine, sealer, right, "192.0.2.1", 2_000)
+        assert (who.account_id, who.device_id) == (account, kept.device_id)
+    finally:
+        await engine.dispose()
