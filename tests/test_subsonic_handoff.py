@@ -1,7 +1,8 @@
 """Handoff through a Subsonic app's play queue, with a real server and a real receiver
 (mpv, ao=null): a phone app that saves its queue at a position makes the session wait
 there, and the receiver the session is played on starts from that position; a pause on
-the tunehand side is what the app's `getPlayQueue` reads.
+the tunehand side is what the app's `getPlayQueue` reads; `getNowPlaying` names the
+receiver while it plays.
 
 py-opensonic plays the app. Positions are read from `ctl status --json` and from the
 receiver's mpv over its IPC socket (observed properties: nothing polls).
@@ -89,6 +90,8 @@ def test_a_phone_app_and_a_receiver_hand_the_queue_over_both_ways(
         first = receiver.ipc.wait_time_pos(lambda v: v >= 12.0)
         assert first < 13.5, first
         receiver.ipc.wait_time_pos(lambda v: v >= first + 0.5)  # and it plays on
+        playing = app.get_now_playing()
+        assert [(e.id, e.username, e.player_name) for e in playing] == [(songs[1], USER, "box")]
         # Paused on the tunehand side: the app reads that position.
         ctl_ok(laptop, "pause")
         paused = status(laptop)
