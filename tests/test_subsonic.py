@@ -546,3 +546,18 @@ async def test_the_purge_keeps_live_app_passwords_and_forgets_revoked_ones(
         assert (who.account_id, who.device_id) == (account, kept.device_id)
     finally:
         await engine.dispose()
+
+
+def test_app_passwords_in_the_security_log(app: App, shared_server: ServerProc) -> None:
+    """Making one and failing one are security events; the password is never written."""
+    with accounts(shared_server) as make:
+        api = make("seclog")
+        made = make_app(shared_server, api, "watch")
+        line = shared_server.wait_for_line(f"app_password_created user={api.name} ")
+        assert f"device={made.device_id}" in line and "name=watch" in line
+        with pytest.raises(libsonic.errors.CredentialError):
+            made.sonic(password="not-" + made.password).getLicense()
+        assert made.sonic().ping()
+        shared_server.wait_for_line(f"login_failed user={api.name} ")
+        log = (shared_server.data_dir / "security.log").read_text()
+        assert made.password not in log and made.password not in "\n".join(shared_server.log)

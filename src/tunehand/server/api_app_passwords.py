@@ -35,6 +35,14 @@ async def create(request: Request) -> Response:
         client_address(request),
         now_ms(),
     )
+    security.event(
+        security.APP_PASSWORD_CREATED,
+        user=who.account_name,
+        device=made.device_id,
+        name=made.name,
+        by=who.device_id,
+        address=client_address(request),
+    )
     await s.sessions.publish_device(who.account_id, made.device_id)
     answer = {
         "name": made.name,
