@@ -176,6 +176,7 @@ def test_revoked_app_passwords_stop_working(app: App, shared_server: ServerProc)
         assert one.sonic().ping() and two.sonic().ping()
         listed = api.ok("GET", "/v1/app-passwords")["app_passwords"]
         assert [p["name"] for p in listed] == ["one", "two"]
+        assert all(p["last_used_ms"] >= p["created_ms"] for p in listed)  # the pings
         assert "password" not in str(listed)
         devices = {d["id"]: d for d in api.ok("GET", "/v1/devices")["devices"]}
         assert devices[one.device_id]["kind"] == "subsonic"

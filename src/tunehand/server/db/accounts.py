@@ -257,6 +257,17 @@ async def touch_device(conn: AsyncConnection, account_id: int, device_id: str, n
     )
 
 
+async def seen(
+    conn: AsyncConnection, account_id: int, device_id: str, now_ms: int, address: str
+) -> None:
+    """A device without a channel (a Subsonic app) was seen now, from `address`."""
+    await conn.execute(
+        sa.update(devices)
+        .where(devices.c.id == device_id, devices.c.account_id == account_id)
+        .values(last_seen_ms=now_ms, address=address)
+    )
+
+
 async def list_devices(conn: AsyncConnection, account_id: int) -> list[DeviceRow]:
     rows = await conn.execute(
         sa.select(devices)

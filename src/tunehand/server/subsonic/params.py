@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from tunehand.server import app_passwords, auth, security
+from tunehand.server.db import accounts as qa
 from tunehand.server.services import Services
 from tunehand.server.subsonic.responses import (
     CONFLICTING_AUTH,
@@ -140,5 +141,22 @@ async def authenticate(call: Call) -> auth.Principal:
         raise SubsonicError(
             GENERIC, "too many requests: slow down", 429, {"Retry-After": str(retry)}
         )
+    await _mark_seen(s, who, address)
     call.who = who
     return who
+
+
+SEEN_EVERY_MS = 60_000
+SEEN_KEPT = 10_000
+
+
+async def _mark_seen(s: Services, who: auth.Principal, address: str) -> None:
+    """Record when (and from where) the app was last seen, at most once a minute."""
+    now = now_ms()
+    if now - s.app_seen_ms.get(who.device_id, 0) < SEEN_EVERY_MS:
+        return
+    if len(s.app_seen_ms) >= SEEN_KEPT:
+        s.app_seen_ms.clear()
+    s.app_seen_ms[who.device_id] = now
+    async with s.engine.begin() as conn:
+        await qa.seen(conn, who.account_id, who.device_id, now, address)
