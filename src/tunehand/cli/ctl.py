@@ -471,9 +471,13 @@ def _app_passwords(api: ApiClient, args: argparse.Namespace) -> int:
         print(f"revoked the app password {names.line(args.name)}: the app is logged out")
     else:
         rows = api.request("GET", "/v1/app-passwords")["app_passwords"]
+
+        def when(ms: int | None) -> str:
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else "never"
+
         lines = [
-            f"{names.line(p['name']):<24} {p['device_id']:<24} created "
-            + time.strftime("%Y-%m-%d %H:%M", time.localtime(p["created_ms"] / 1000))
+            f"{names.line(p['name']):<24} {p['device_id']:<24} created {when(p['created_ms'])},"
+            f" last used {when(p['last_used_ms'])}"
             for p in rows
         ]
         _out(args, rows, "\n".join(lines) or "no app passwords (see `app-passwords create`)")
