@@ -33,6 +33,7 @@ MODULES = (
     "tui_large",
     "hostile",
     "load",
+    "subsonic",
 )
 
 

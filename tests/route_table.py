@@ -29,10 +29,12 @@ Endpoint = tuple[str, str]
 
 @dataclass(frozen=True)
 class Kind:
-    access: Literal["public", "token", "signed"]
+    access: Literal["public", "token", "signed", "subsonic"]
     """`public`: nothing needed (logins, health, the approval page, which checks a
     password); `token`: an account's bearer token; `signed`: a signed, expiring URL and
-    no token (streams, cover art), the same for every account."""
+    no token (streams, cover art), the same for every account; `subsonic`: an app
+    password in the Subsonic parameters (`/rest/{method}`: each method is classified in
+    `SUBSONIC` below)."""
     body: Literal["json", "form", "none"]
     """What the route reads: a JSON object (fuzzed by test_bad_input), an HTML form, or
     nothing."""
@@ -94,6 +96,13 @@ ROUTES: dict[Endpoint, Kind] = {
     ("GET", "/v1/albums/{album}/tracks"): Kind("token", "none", "server", 200),
     ("POST", "/v1/library/rescan"): Kind("token", "none", "server", 200),
     ("GET", "/v1/stream/{track_id}"): Kind("signed", "none", "server"),
+    # Application passwords (Subsonic apps): B makes its own; A's name is not B's.
+    ("POST", "/v1/app-passwords"): Kind("token", "json", "account", 200),
+    ("GET", "/v1/app-passwords"): Kind("token", "none", "account", 200),
+    ("DELETE", "/v1/app-passwords/{name}"): Kind("token", "none", "account", 404),
+    # The Subsonic API: one route, dispatching on {method} (see SUBSONIC).
+    ("GET", "/rest/{method}"): Kind("subsonic", "form", "account"),
+    ("POST", "/rest/{method}"): Kind("subsonic", "form", "account"),
     ("GET", "/v1/art/{art_id}"): Kind("signed", "none", "server"),
 }
 
@@ -106,6 +115,54 @@ PARAM_SAMPLES: dict[str, str] = {
     "album": "anosuchalbum",
     "art_id": "c" + "0" * 32,
     "path": "no-such-file.js",
+    "method": "ping",
+}
+
+
+@dataclass(frozen=True)
+class SubsonicMethod:
+    """A Subsonic method (`/rest/{method}`): what it reads, and the Subsonic error code
+    account B gets when its parameters name account A's things (None: an `ok` answer, or
+    the bytes of the server's library)."""
+
+    scope: Literal["account", "server", "none"]
+    as_b: int | None = None
+    public: bool = False
+    """Answered without credentials (`getOpenSubsonicExtensions`, as the spec allows)."""
+
+
+SUBSONIC: dict[str, SubsonicMethod] = {
+    "ping": SubsonicMethod("none"),
+    "getLicense": SubsonicMethod("none"),
+    "getOpenSubsonicExtensions": SubsonicMethod("none", public=True),
+    "getMusicFolders": SubsonicMethod("server"),
+    "getIndexes": SubsonicMethod("server"),  # with the account's stars
+    "getArtists": SubsonicMethod("server"),
+    "getArtist": SubsonicMethod("server"),
+    "getAlbum": SubsonicMethod("server"),
+    "getSong": SubsonicMethod("server"),
+    "getAlbumList2": SubsonicMethod("account"),  # starred, recent, frequent: the account's
+    "getRandomSongs": SubsonicMethod("server"),
+    "search3": SubsonicMethod("server"),
+    # The generated library's cover.jpg is random bytes: found, refused as a picture.
+    "getCoverArt": SubsonicMethod("server", 0),
+    "stream": SubsonicMethod("server"),
+    "download": SubsonicMethod("server"),
+    "getUser": SubsonicMethod("account", 50),  # A's name: not authorized
+    "getPlaylists": SubsonicMethod("account", 50),  # username=A: not authorized
+    "getPlaylist": SubsonicMethod("account", 70),
+    "createPlaylist": SubsonicMethod("account", 70),  # playlistId of A's: not found
+    "updatePlaylist": SubsonicMethod("account", 70),
+    "deletePlaylist": SubsonicMethod("account", 70),
+    "star": SubsonicMethod("account"),  # a library track, starred in B's account
+    "unstar": SubsonicMethod("account"),
+    "getStarred2": SubsonicMethod("account"),
+    "scrobble": SubsonicMethod("account"),  # into B's history
+    "getPlayQueue": SubsonicMethod("account"),  # B's session
+    "savePlayQueue": SubsonicMethod("account"),  # into B's session
+    "getNowPlaying": SubsonicMethod("account"),  # B's session only
+    "startScan": SubsonicMethod("server"),  # any account, as POST /v1/library/rescan
+    "getScanStatus": SubsonicMethod("server"),
 }
 
 
@@ -208,6 +265,17 @@ def classification_problems(served: list[Endpoint]) -> list[str]:
         for param in params_of(p):
             if param not in PARAM_SAMPLES:
                 out.append(f"{m} {p}: give {{{param}}} a value in PARAM_SAMPLES")
+    from tunehand.server.subsonic.routes import METHODS, PUBLIC
+
+    out += [
+        f"subsonic {m}: served but not classified in SUBSONIC" for m in set(METHODS) - set(SUBSONIC)
+    ]
+    out += [f"subsonic {m}: classified but not served" for m in set(SUBSONIC) - set(METHODS)]
+    out += [
+        f"subsonic {m}: `public` disagrees with the server's PUBLIC"
+        for m, k in SUBSONIC.items()
+        if k.public != (m in PUBLIC)
+    ]
     out += [
         f"message {t!r}: read by the channel but not classified"
         for t in set(CLIENT_TYPES) - set(MESSAGES)

@@ -271,6 +271,9 @@ def test_path_traversal_in_ids_and_names_never_reaches_a_file(
         for needle in FILE_CONTENT:
             assert needle not in text
         assert "Traceback" not in text
+        if template.startswith("/rest/") and text.startswith("<?xml"):  # a Subsonic error
+            assert 'status="failed"' in text and "<error " in text, text
+            continue
         assert "error" in json.loads(text) or status == 200, text
 
 
@@ -392,7 +395,7 @@ NUL_PATHS = sorted(
             + ("?exp=1&sig=x" if ROUTES[m, t].access == "signed" else ""),
         )
         for m, t in SERVED
-        if (m, t) in ROUTES
+        if (m, t) in ROUTES and ROUTES[m, t].access != "subsonic"  # test_subsonic's
         for p in params_of(t)
     }
 )

@@ -630,6 +630,24 @@ class TestQueueClearReplace:
         assert out.state.position == stopped(0)
         assert out.state.order == ()
 
+    def test_replace_can_wait_at_an_entry_and_position(self) -> None:
+        """As a Subsonic app's savePlayQueue: its queue, its current entry, its position."""
+        s = make(version=10, playing=True, position_ms=5_000)
+        replace_ = cmd(
+            "queue_replace",
+            track_ids=("t5", "t6", "t7"),
+            if_version=10,
+            index=1,
+            position_ms=83_000,
+        )
+        out = ok(s, replace_)
+        assert out.state.current == out.state.queue[1].entry_id
+        assert out.state.position == stopped(83_000)
+        past_end = cmd("queue_replace", track_ids=("t5",), if_version=11, index=4)
+        assert (
+            ok(out.state, past_end).state.current == ok(out.state, past_end).state.queue[0].entry_id
+        )
+
     def test_replace_while_shuffled_reshuffles(self) -> None:
         s = make(version=10, shuffle=True, order=("e1", "e0", "e2", "e3"))
         tracks = tuple(f"t{i}" for i in range(10))

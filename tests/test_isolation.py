@@ -18,6 +18,8 @@ traceback while it ran (`shared_server_log_clean`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import json
 import secrets
 import time
@@ -36,6 +38,7 @@ from tests.route_table import (
     ROUTES,
     SERVED,
     SERVER_MESSAGES,
+    SUBSONIC,
     classification_problems,
     endpoints,
     params_of,
@@ -66,8 +69,47 @@ from tunehand.server.streams import Signer
 pytestmark = [pytest.mark.every_backend, pytest.mark.usefixtures("shared_server_log_clean")]
 
 PUBLIC = endpoints("public")
+SUBSONIC_ROUTES = endpoints("subsonic")
 PROTECTED = endpoints("token")
 SIGNED = endpoints("signed")
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    name: str
+    password: str
+    device_id: str
+
+
+def make_app_password(who: Api, name: str) -> AppPassword:
+    made = who.ok("POST", "/v1/app-passwords", json={"name": name})
+    return AppPassword(made["name"], made["password"], made["device_id"])
+
+
+_networks = itertools.count()
+
+
+def from_fresh_network() -> httpx.Client:
+    """A client whose requests come from a loopback address of a /24 no other request
+    used (127.100.0.7, 127.100.1.7, ...): the Subsonic matrices fail credentials on
+    purpose, hundreds of times, and failures are throttled per address and network as
+    logins are. Linux answers all of 127.0.0.0/8 on the loopback interface."""
+    n = next(_networks)
+    address = f"127.{100 + n // 250}.{n % 250}.7"
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
+
+
+def subsonic_params(user: str, password: str) -> dict[str, str]:
+    salt = secrets.token_hex(6)
+    token = hashlib.md5((password + salt).encode(), usedforsecurity=False).hexdigest()
+    return {"u": user, "t": token, "s": salt, "v": "1.16.1", "c": "isolation", "f": "json"}
+
+
+def subsonic_call(srv: ServerProc, user: str, password: str, method: str) -> Json:
+    r = httpx.get(f"{srv.url}/rest/{method}", params=subsonic_params(user, password))
+    out: Json = r.json()["subsonic-response"]
+    assert out["status"] == "ok", out
+    return out
 
 
 @dataclass
@@ -89,6 +131,10 @@ class World:
     art_id: str
     expired_token: str
     revoked_token: str
+    a_app: AppPassword
+    a_revoked_app: AppPassword
+    b_app: AppPassword
+    a_playlist_sid: str
     markers: list[str] = field(default_factory=list)
 
     def path(self, method: str, path: str) -> str:
@@ -102,9 +148,12 @@ class World:
             "album": self.album_id,
             "art_id": self.art_id,
             "path": "app.css",  # a file of the web app, the same for everyone
+            "method": "ping",
         }
         if path == "/v1/stream/{track_id}":
             values["track_id"] = self.library_track
+        if path == "/v1/app-passwords/{name}":
+            values["name"] = self.a_app.name
         for param in params_of(path):
             assert param in values, f"{path}: give World.path an id for {{{param}}}"
         return path.format(**values)
@@ -137,6 +186,7 @@ class World:
             ("POST", "/v1/auth/web/login"): {"user": "x", "password": "y"},
             ("POST", "/v1/auth/web/device/token"): {"device_code": "x"},
             ("POST", "/v1/tracks/remote"): {"url": "http://b.example/" + unique("s")},
+            ("POST", "/v1/app-passwords"): {"name": unique("b-app")},
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
             ("POST", "/v1/auth/device/approve"): {"user_code": "BCDF-GHJK"},
@@ -183,6 +233,7 @@ def snapshot(who: Api, playlist: str | None = None, remote: str | None = None) -
         "playlists": who.ok("GET", "/v1/playlists"),
         "likes": who.ok("GET", "/v1/likes"),
         "history": who.ok("GET", "/v1/history"),
+        "app_passwords": who.ok("GET", "/v1/app-passwords"),
     }
     if playlist is not None:
         snap["playlist"] = who.ok("GET", f"/v1/playlists/{playlist}")
@@ -269,6 +320,12 @@ def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
     spare.ok("POST", "/v1/auth/logout")
     spare.close()
     expired = mint_token(shared_server, a.name, a.device_id, now_ms() - 1000)
+    a_app = make_app_password(a, f"aapp-{tag}")
+    a_revoked = make_app_password(a, f"arevoked-{tag}")
+    a.ok("DELETE", f"/v1/app-passwords/{a_revoked.name}")
+    b_app = make_app_password(b, "bapp")
+    a_lists = subsonic_call(shared_server, a.name, a_app.password, "getPlaylists")
+    a_sid = next(p["id"] for p in a_lists["playlists"]["playlist"] if p["name"] == playlist)
     w = World(
         shared_server,
         a,
@@ -285,8 +342,13 @@ def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
         art_id=urlsplit(with_art["art_url"]).path.rsplit("/", 1)[1],
         expired_token=expired,
         revoked_token=revoked,
+        a_app=a_app,
+        a_revoked_app=a_revoked,
+        b_app=b_app,
+        a_playlist_sid=a_sid,
     )
     w.markers = [a.name, a.device_id, player, playlist, rid, remote_url, remote_title]
+    w.markers += [a_app.name, a_app.password, a_app.device_id, a_sid]
     assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
     return w
 
@@ -629,3 +691,119 @@ def test_new_accounts_start_empty(shared_server: ServerProc) -> None:
         assert snap["history"] == {"history": []}
     finally:
         eve.close()
+
+
+# --- the Subsonic API: every method, every bad credential, B naming A's things ----------
+#
+# `/rest/{method}` is one route per HTTP method; what it does is the method, so the
+# matrices here run over the server's own dispatch table (classified in
+# route_table.SUBSONIC). Every request comes from a fresh network (`from_fresh_network`)
+# so the throttle of failed credentials never answers in place of the check under test.
+
+
+def subsonic_bad(world: World, credential: str) -> dict[str, str]:
+    a, b = world.a, world.b
+    base = {"v": "1.16.1", "c": "isolation", "f": "json"}
+    given: dict[str, dict[str, str]] = {
+        "none": base,
+        "wrong-password": {**base, "u": a.name, "p": "not-" + world.a_app.password},
+        "a-password-as-b": {**base, "u": b.name, "p": world.a_app.password},
+        "a-token-as-b": subsonic_params(b.name, world.a_app.password),
+        "revoked": subsonic_params(a.name, world.a_revoked_app.password),
+        "revoked-api-key": {**base, "apiKey": world.a_revoked_app.password},
+        "forged-api-key": {**base, "apiKey": "forged-" + secrets.token_hex(8)},
+        "account-password": {**base, "u": a.name, "p": "secret-pw"},  # never a Subsonic one
+        "unknown-user": subsonic_params("nobody-" + secrets.token_hex(3), "x"),
+    }
+    return given[credential]
+
+
+SUBSONIC_BAD_CODE = {
+    "none": 10,
+    "wrong-password": 40,
+    "a-password-as-b": 40,
+    "a-token-as-b": 40,
+    "revoked": 40,
+    "revoked-api-key": 44,
+    "forged-api-key": 44,
+    "account-password": 40,
+    "unknown-user": 40,
+}
+
+
+def subsonic_as_b(world: World, method: str) -> dict[str, str]:
+    """Parameters of `method` that name A's things where it can (else the library's)."""
+    a_pl = world.a_playlist_sid
+    track = world.library_track
+    named: dict[str, dict[str, str]] = {
+        "getArtist": {"id": "ar" + b"sigur ros".hex()},
+        "getAlbum": {"id": world.album_id},
+        "getSong": {"id": track},
+        "getAlbumList2": {"type": "recent"},
+        "getCoverArt": {"id": world.art_id},
+        "stream": {"id": track},
+        "download": {"id": track},
+        "getUser": {"username": world.a.name},
+        "getPlaylists": {"username": world.a.name},
+        "getPlaylist": {"id": a_pl},
+        "createPlaylist": {"playlistId": a_pl},
+        "updatePlaylist": {"playlistId": a_pl, "name": "taken-by-b"},
+        "deletePlaylist": {"id": a_pl},
+        "star": {"id": track},
+        "unstar": {"id": track},
+        "scrobble": {"id": track},
+        "savePlayQueue": {"id": track, "current": track, "position": "1000"},
+    }
+    return named.get(method, {})
+
+
+@pytest.mark.parametrize("credential", sorted(SUBSONIC_BAD_CODE))
+@pytest.mark.parametrize("method", sorted(SUBSONIC))
+@pytest.mark.parametrize(("http", "template"), SUBSONIC_ROUTES)
+def test_a_subsonic_method_refuses_bad_credentials(
+    world: World, http: str, template: str, method: str, credential: str
+) -> None:
+    params = {**subsonic_bad(world, credential), **subsonic_as_b(world, method)}
+    url = world.srv.url + template.format(method=method)
+    with from_fresh_network() as client:
+        r = client.post(url, data=params) if http == "POST" else client.get(url, params=params)
+    assert r.status_code == 200, r.text
+    out = r.json()["subsonic-response"]
+    if SUBSONIC[method].public:
+        assert out["status"] == "ok", out
+    else:
+        assert (out["status"], out["error"]["code"]) == ("failed", SUBSONIC_BAD_CODE[credential])
+    for marker in world.markers:
+        if marker not in str(params):
+            assert marker not in r.text, (marker, r.text)
+
+
+@pytest.mark.parametrize("method", sorted(SUBSONIC))
+def test_account_b_never_sees_or_changes_account_a_over_subsonic(
+    world: World, a_before: Json, method: str
+) -> None:
+    b = world.b
+    params = {**subsonic_params(b.name, world.b_app.password), **subsonic_as_b(world, method)}
+    with from_fresh_network() as client:
+        r = client.get(f"{world.srv.url}/rest/{method}", params=params)
+    assert r.status_code == 200, r.text
+    if r.headers["content-type"].startswith("application/json"):
+        out = r.json()["subsonic-response"]
+        code = out["error"]["code"] if out["status"] == "failed" else None
+        assert code == SUBSONIC[method].as_b, out
+    else:  # the library's bytes
+        assert SUBSONIC[method].as_b is None and r.headers["content-type"].startswith("audio/")
+    for marker in world.markers:
+        if marker not in str(params):
+            assert marker not in r.text, (marker, r.text)
+    assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
+
+
+def test_every_subsonic_method_is_in_the_matrices() -> None:
+    assert len(SUBSONIC) >= 25 and SUBSONIC_ROUTES == [
+        ("GET", "/rest/{method}"),
+        (
+            "POST",
+            "/rest/{method}",
+        ),
+    ]

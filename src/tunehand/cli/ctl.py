@@ -452,6 +452,38 @@ def _revoke(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _app_passwords(api: ApiClient, args: argparse.Namespace) -> int:
+    """Passwords for Subsonic apps: `create NAME` prints the new one once (it is kept
+    encrypted on the server and never shown again), `revoke NAME`, or the list."""
+    edit = getattr(args, "app_password_command", None)
+    if edit == "create":
+        made = api.request("POST", "/v1/app-passwords", {"name": args.name})
+        base = api.http.server.rstrip("/")
+        _out(
+            args,
+            {**made, "server": base},
+            f"app password {names.line(made['name'])}: {made['password']}\n"
+            f"Give the app the server {base}, your user name and this password; it is"
+            " shown only now.",
+        )
+    elif edit == "revoke":
+        api.request("DELETE", f"/v1/app-passwords/{_q(args.name)}")
+        print(f"revoked the app password {names.line(args.name)}: the app is logged out")
+    else:
+        rows = api.request("GET", "/v1/app-passwords")["app_passwords"]
+
+        def when(ms: int | None) -> str:
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else "never"
+
+        lines = [
+            f"{names.line(p['name']):<24} {p['device_id']:<24} created {when(p['created_ms'])},"
+            f" last used {when(p['last_used_ms'])}"
+            for p in rows
+        ]
+        _out(args, rows, "\n".join(lines) or "no app passwords (see `app-passwords create`)")
+    return 0
+
+
 def _approve(api: ApiClient, args: argparse.Namespace) -> int:
     """Show the device that asked for the code and ask y/N (`--yes` for scripts) before
     approving: a code someone else sent would log in *their* device (RFC 8628 §5.4)."""
@@ -509,4 +541,5 @@ _ACTIONS: dict[str, Any] = {
     "watch": _watch,
     "revoke": _revoke,
     "approve": _approve,
+    "app-passwords": _app_passwords,
 }

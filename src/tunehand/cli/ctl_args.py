@@ -98,6 +98,19 @@ def _devices(p: P, cls: type[P], g: Globals) -> None:
     rename.add_argument("new_name", metavar="NEW-NAME")
 
 
+def _app_passwords(p: P, cls: type[P], g: Globals) -> None:
+    asub = p.add_subparsers(dest="app_password_command", metavar="EDIT", parser_class=cls)
+    create = asub.add_parser(
+        "create", help="make an app password for a Subsonic app (printed once)"
+    )
+    g(create)
+    create.add_argument("name", help="what it is for, e.g. phone")
+    create.add_argument("--json", action="store_true", help="machine-readable output")
+    revoke = asub.add_parser("revoke", help="revoke an app password (the app is logged out)")
+    g(revoke)
+    revoke.add_argument("name")
+
+
 def _transfer(p: P, cls: type[P], g: Globals) -> None:
     p.add_argument("device")
     p.add_argument("--paused", action="store_true")
@@ -156,6 +169,7 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "watch": ("print one line per state change (JSON, a template, or waybar)", False, _watch),
     "revoke": ("log a device out at once (name or id)", False, _one("device")),
     "approve": ("log in a new device showing CODE (tunehand login --device-code)", False, _approve),
+    "app-passwords": ("passwords for Subsonic apps: list, create, revoke", True, _app_passwords),
 }
 
 

@@ -68,10 +68,10 @@ class Command:
     """queue_remove."""
     index: int | None = None
     """queue_move: the new index in the queue; order_move: the new index in the play order
-    (the shuffle permutation while shuffle is on); play with track_ids and replace: where
-    to start."""
+    (the shuffle permutation while shuffle is on); play with track_ids and replace, and
+    queue_replace: where to start."""
     position_ms: int | None = None
-    """seek (absolute), play (start here)."""
+    """seek (absolute), play (start here), queue_replace (wait here, paused)."""
     delta_ms: int | None = None
     """seek (relative)."""
     value: int | None = None

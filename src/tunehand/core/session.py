@@ -401,8 +401,9 @@ def _queue_replace(state: SessionState, cmd: Command, ctx: Context) -> Handled:
     entries = _new_entries(state, cmd, ctx)
     if len(entries) > MAX_QUEUE:
         raise Refused("invalid", f"the queue holds at most {MAX_QUEUE} entries")
-    new = replace(state, queue=entries, current=entries[0].entry_id, order=())
-    new = replace(new, position=Position(0, ctx.now_ms, False, 0.0))
+    first = entries[min(cmd.index or 0, len(entries) - 1)].entry_id
+    new = replace(state, queue=entries, current=first, order=())
+    new = replace(new, position=Position(cmd.position_ms or 0, ctx.now_ms, False, 0.0))
     if new.shuffle:
         new = _reshuffle(new, ctx.seed)
     return new, ()

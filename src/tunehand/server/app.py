@@ -21,7 +21,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from tunehand.errors import StoreError, TunehandError
-from tunehand.server import api, api_art, api_device, api_library, api_web, auth, purge, webapp
+from tunehand.server import (
+    api,
+    api_app_passwords,
+    api_art,
+    api_device,
+    api_library,
+    api_web,
+    auth,
+    purge,
+    webapp,
+)
 from tunehand.server.bus import RedisBus, open_bus
 from tunehand.server.db import migrate
 from tunehand.server.db.engine import default_url, open_engine, unavailable_types, warm_pool
@@ -32,6 +42,7 @@ from tunehand.server.revocation import AccountWatch, DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import Signer, load_or_create_key
+from tunehand.server.subsonic import routes as subsonic_routes
 from tunehand.server.web import ApiError, handle_error
 
 log = logging.getLogger("tunehand.server")
@@ -93,7 +104,7 @@ def create_app(
         try:
             yield {"services": services}
         finally:
-            for task in (scan, purging):
+            for task in (scan, purging, *services.scans):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -121,6 +132,8 @@ def create_app(
             *api_library.routes,
             *api_art.routes,
             *api_web.routes,
+            *api_app_passwords.routes,
+            *subsonic_routes.routes,
             *webapp.routes,
         ],
         lifespan=lifespan,

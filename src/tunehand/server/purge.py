@@ -3,8 +3,9 @@
 Every `Settings.purge_interval_s` (an hour by default; first a minute after start) each
 instance deletes, on every backend: expired tokens; device codes an hour past their
 expiry; revoked device rows, and rows of devices unseen for `STALE_DEVICE_MS` that hold
-no live token; login-throttle counts untouched for a day; command results past their
-keeping time. Each is one DELETE, so instances purging at once only repeat each other.
+no live token or app password, and the app passwords of revoked ones; login-throttle
+counts untouched for a day; command results past their keeping time. Each is one DELETE,
+so instances purging at once only repeat each other.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tunehand.server.auth import REFRESH_TTL_MS
 from tunehand.server.db import accounts as qa
+from tunehand.server.db import app_passwords as qp
 from tunehand.server.db import device_codes as dq
 from tunehand.server.db import sessions as qs
 from tunehand.server.db.engine import unavailable
@@ -43,6 +45,7 @@ async def purge_once(engine: AsyncEngine, now_ms: int) -> Purged:
         tokens = await qa.purge_expired_tokens(conn, now_ms)
         codes = await dq.purge_expired(conn, now_ms - KEEP_EXPIRED_MS)
         devices = await qa.purge_devices(conn, now_ms - STALE_DEVICE_MS, now_ms)
+        await qp.purge_orphans(conn)
         attempts = await qa.purge_attempts(conn, now_ms - FORGET_FAILURES_MS)
         await qs.purge_results(conn, now_ms)
     return Purged(tokens, codes, devices, attempts)

@@ -37,6 +37,7 @@ DEVICE_CODE_APPROVED = "device_code_approved"
 DEVICE_CODE_DENIED = "device_code_denied"
 USER_ADDED = "user_added"
 USER_REMOVED = "user_removed"
+APP_PASSWORD_CREATED = "app_password_created"  # noqa: S105 (an event name)
 
 
 def _value(v: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,3 +75,11 @@ class Services:
         default_factory=lambda: Buckets(_env_int("TUNEHAND_REST_PER_S", REST_PER_S), REST_BURST)
     )
     """Each account's authenticated REST requests on this instance."""
+    scans: set[asyncio.Task[None]] = field(default_factory=set)
+    """Rescans started by a request that answers before they end (Subsonic `startScan`)."""
+    app_seen_ms: dict[str, int] = field(default_factory=dict)
+    """When this instance last marked each Subsonic app (device id) seen: at most once a
+    minute, so an app's requests do not each write."""
+    play_queue_seen: dict[str, int] = field(default_factory=dict)
+    """The session version each Subsonic app (device id) last read or wrote through its
+    play queue on this instance: its next `savePlayQueue` replaces that version only."""

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tunehand.server.db.tables import account_ids, accounts, devices, login_attempts, tokens
+from tunehand.server.db.tables import (
+    account_ids,
+    accounts,
+    app_passwords,
+    devices,
+    login_attempts,
+    tokens,
+)
 from tunehand.server.db.upsert import upsert
 
 
@@ -77,6 +84,7 @@ async def delete_account(conn: AsyncConnection, account_id: int) -> None:
     from tunehand.server.db import tables as t
 
     for table in (
+        t.app_passwords,
         t.tokens,
         t.devices,
         t.sessions,
@@ -179,7 +187,13 @@ async def purge_devices(conn: AsyncConnection, seen_before_ms: int, now_ms: int)
         )
         .exists()
     )
-    stale = sa.and_(devices.c.last_seen_ms < seen_before_ms, ~live)
+    # An app password (a Subsonic app's device) lives until it is revoked.
+    password = (
+        sa.select(app_passwords.c.device_id)
+        .where(app_passwords.c.device_id == devices.c.id)
+        .exists()
+    )
+    stale = sa.and_(devices.c.last_seen_ms < seen_before_ms, ~live, ~password)
     res = await conn.execute(sa.delete(devices).where(sa.or_(devices.c.revoked.is_(True), stale)))
     return int(res.rowcount or 0)
 
@@ -240,6 +254,17 @@ async def touch_device(conn: AsyncConnection, account_id: int, device_id: str, n
         sa.update(devices)
         .where(devices.c.id == device_id, devices.c.account_id == account_id)
         .values(last_seen_ms=now_ms)
+    )
+
+
+async def seen(
+    conn: AsyncConnection, account_id: int, device_id: str, now_ms: int, address: str
+) -> None:
+    """A device without a channel (a Subsonic app) was seen now, from `address`."""
+    await conn.execute(
+        sa.update(devices)
+        .where(devices.c.id == device_id, devices.c.account_id == account_id)
+        .values(last_seen_ms=now_ms, address=address)
     )
 
 

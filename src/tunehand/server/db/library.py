@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tunehand.core import search
 from tunehand.core.protocol import TrackView
+from tunehand.server.db.tables import albums as albums_table
 from tunehand.server.db.tables import tracks
 from tunehand.server.library.scan import ScannedTrack
 
@@ -130,7 +131,29 @@ async def store_scan(
         await conn.execute(sa.update(tracks).where(tracks.c.id == row["id"]).values(**row))
     for i in range(0, len(added), 1000):
         await conn.execute(sa.insert(tracks), added[i : i + 1000])
+    await refresh_albums(conn)
     return len(added) + len(changed), len(gone)
+
+
+async def refresh_albums(conn: AsyncConnection) -> None:
+    """Derive the `albums` table from the tracks again (once per scan)."""
+    await conn.execute(sa.delete(albums_table))
+    totals = sa.select(
+        tracks.c.album_id,
+        sa.func.min(tracks.c.album),
+        sa.func.min(tracks.c.album_artist),
+        sa.func.min(tracks.c.artist_key),
+        sa.func.max(tracks.c.year),
+        sa.func.min(tracks.c.genre),
+        sa.func.count(),
+        sa.func.sum(tracks.c.duration_ms),
+        sa.func.max(tracks.c.art_id),
+        sa.func.max(tracks.c.mtime_ns),
+    ).group_by(tracks.c.album_id)
+    columns = ["id", "name", "artist", "artist_key", "year", "genre", "songs", "duration_ms"]
+    await conn.execute(
+        sa.insert(albums_table).from_select([*columns, "art_id", "mtime_ns"], totals)
+    )
 
 
 def _stored(r: sa.Row[tuple[object, ...]] | sa.RowMapping) -> StoredTrack:

@@ -192,3 +192,42 @@ device_codes = sa.Table(
     sa.Column("account_id", sa.Integer, nullable=True),  # the approving account
     sa.Column("address", sa.String(64), nullable=False, server_default=""),  # who asked
 )
+
+app_passwords = sa.Table(
+    "app_passwords",
+    metadata,
+    sa.Column("device_id", sa.String(64), primary_key=True),  # its row in `devices`
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # AES-GCM under a subkey of the server's
+    sa.Column("lookup", sa.String(64), nullable=False, unique=True, index=True),  # keyed hash
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("account_id", "name"),
+)
+"""Application passwords (Subsonic apps). The secret is kept encrypted, not hashed: the
+Subsonic token scheme needs md5(password + salt) on the server. `lookup` is an HMAC of
+it, to find the row of a password (`p=`, `apiKey=`) without trying every one."""
+
+albums = sa.Table(
+    "albums",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, index=True),
+    sa.Column("artist", sa.Text, nullable=False),
+    sa.Column("artist_key", sa.Text, nullable=False, index=True),
+    sa.Column("year", sa.Integer, nullable=True),
+    sa.Column("genre", sa.Text, nullable=False),
+    sa.Column("songs", sa.Integer, nullable=False),
+    sa.Column("duration_ms", sa.BigInteger, nullable=False),
+    sa.Column("art_id", sa.String(64), nullable=True),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False, index=True),
+)
+"""Each album of the library with its totals, derived from `tracks` at the end of every
+scan (`library.refresh_albums`), so album lists (Subsonic `getAlbumList2`) sort a few
+thousand rows, not group every track per request."""
