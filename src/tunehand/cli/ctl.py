@@ -17,29 +17,17 @@ from typing import Any
 
 from tunehand.cli.ctl_args import play_what_argv
 from tunehand.cli.output import format_status, format_track_line, status_json, track_json
-from tunehand.client.config import load_config, resolve_config_dir
-from tunehand.client.credentials import not_logged_in, open_store
+from tunehand.client import root
 from tunehand.client.http import ApiClient, quote
 from tunehand.core import names
-from tunehand.errors import AuthError, CommandRefused, NotFound, UsageError
+from tunehand.errors import CommandRefused, NotFound, UsageError
 
 Json = dict[str, Any]
 
 
 def client_for(args: argparse.Namespace) -> ApiClient:
-    config_dir = resolve_config_dir(getattr(args, "config_dir", None), os.environ)
-    config = load_config(config_dir)
-    server = getattr(args, "server", None) or config.server
-    store = open_store(config_dir, os.environ, server)
-    if server is None:
-        creds = store.load()
-        server = creds.server if creds else None
-    if not server:
-        if getattr(store, "missing", None):
-            raise AuthError(not_logged_in(store, "URL"))
-        raise UsageError("no server configured: run `tunehand login URL` or pass --server URL")
-    ca_file = getattr(args, "ca_file", None) or config.ca_file
-    return ApiClient(server, store, config_dir, ca_file=ca_file)
+    """The API client for this command line (`tunehand.client.root` builds it)."""
+    return root.client_for(root.Options.of(args))
 
 
 def _q(value: str) -> str:

@@ -17,7 +17,7 @@ import signal
 import sys
 
 from tunehand.cli import residency
-from tunehand.cli.device import build_agent
+from tunehand.cli.device import build_playing_agent
 from tunehand.client.agent import Agent
 from tunehand.core.clock import clock
 from tunehand.core.snapshot import Snapshot
@@ -91,7 +91,7 @@ async def _run(args: argparse.Namespace) -> int:
         trimmer(snap)
         desktop.on_snapshot(snap)
 
-    agent = build_agent(args, on_snapshot=on_snapshot)
+    agent = build_playing_agent(args, on_snapshot=on_snapshot)
     if await desktop.start(agent):
         log.info("MPRIS: %s on the session bus", desktop.name)
     try:

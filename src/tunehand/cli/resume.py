@@ -21,7 +21,7 @@ from typing import Any
 
 from tunehand.cli.ctl import client_for, play_request
 from tunehand.cli.ctl_args import play_what_argv
-from tunehand.cli.device import build_agent
+from tunehand.cli.device import build_playing_agent
 from tunehand.client.agent import Agent
 from tunehand.core import names
 from tunehand.core.clock import clock, extrapolate
@@ -173,7 +173,7 @@ async def _run(args: argparse.Namespace) -> int:
             screen(snap)
         desktop.on_snapshot(snap)
 
-    agent = build_agent(args, on_snapshot=on_snapshot)
+    agent = build_playing_agent(args, on_snapshot=on_snapshot)
     screen = _Screen(agent, tty)
     await desktop.start(agent)
     try:

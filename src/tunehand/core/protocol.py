@@ -61,6 +61,9 @@ class DeviceHello:
     id: str
     name: str
     capabilities: tuple[str, ...] = ()
+    name_default: bool = False
+    """`name` is a default the client made up (`HOST`, `HOST-mpd`), not one the user
+    gave: the server makes it unique within the account (`HOST-2`, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,8 +61,7 @@ def _check_remote(host: str, password: str | None, allow: bool) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from tunehand.cli.ctl import client_for
-    from tunehand.cli.device import build_agent
+    from tunehand.client.root import Options, build_agent, client_for
     from tunehand.mpd.frontend import Frontend
     from tunehand.mpd.server import start
 
@@ -72,9 +71,10 @@ async def _run(args: argparse.Namespace) -> int:
         raise UsageError("--default-output: give the name of a device that plays")
     password = _password(args.password_file)
     _check_remote(args.host, password, args.allow_remote_without_password)
-    api = client_for(args)
+    options = Options.of(args)
+    api = client_for(options)
     fe: list[Frontend] = []  # the agent's publish hook reaches the frontend made next
-    agent = build_agent(args, on_snapshot=lambda snap: fe[0].on_snapshot(snap), plays=False)
+    agent = build_agent(options, on_snapshot=lambda snap: fe[0].on_snapshot(snap), kind="mpd")
     fe.append(Frontend(agent, api, default_output=args.default_output))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

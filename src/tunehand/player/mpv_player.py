@@ -58,6 +58,20 @@ def import_mpv() -> Any:
     return mpv
 
 
+def mpv_factory(
+    options: Mapping[str, str],
+) -> Callable[[EventSink, asyncio.AbstractEventLoop], MpvPlayer]:
+    """A factory of `MpvPlayer`s with these mpv options, for the agent; loads libmpv now,
+    so a missing one is one clear line before anything connects."""
+    import_mpv()
+    held = dict(options)
+
+    def make(sink: EventSink, loop: asyncio.AbstractEventLoop) -> MpvPlayer:
+        return MpvPlayer(sink, loop, held)
+
+    return make
+
+
 class MpvPlayer:
     def __init__(
         self,

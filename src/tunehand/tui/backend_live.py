@@ -1,7 +1,8 @@
 """The real `Backend`: the device agent for the session, the REST client for the library.
 
 The one module of `tunehand.tui` that imports the client pieces (the HTTP client,
-the credential stores, the agent and, through `build_agent`, the channel and mpv).
+the credential stores, the agent built by the client's composition root
+`tunehand.client.root`, and mpv's player factory, handed to it).
 Every blocking call (HTTP requests, the keyring, loading libmpv) runs in a thread
 with `asyncio.to_thread`; a lock keeps the HTTP client's single connection to one
 request at a time (held by the thread, so a cancelled search cannot interleave).
@@ -21,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunehand.cli.ctl import client_for
-from tunehand.cli.device import build_agent
 from tunehand.client import device_login
 from tunehand.client.agent import Agent
 from tunehand.client.config import (
@@ -45,6 +44,7 @@ from tunehand.client.credentials import (
 )
 from tunehand.client.device_login import DeviceCode
 from tunehand.client.http import ApiClient, HttpClient, check_server_url, quote, same_server
+from tunehand.client.root import Options, build_agent, client_for
 from tunehand.core.commands import Result
 from tunehand.core.protocol import TrackView
 from tunehand.core.snapshot import Snapshot
@@ -122,12 +122,9 @@ class LiveBackend:
     def default_server(self) -> str:
         return self._server
 
-    def _namespace(self) -> argparse.Namespace:
-        ns = argparse.Namespace(**vars(self._args))
-        ns.config_dir = str(self._config_dir)
-        if self._server:
-            ns.server = self._server
-        return ns
+    def _options(self) -> Options:
+        options = Options.of(self._args)._replace(config_dir=str(self._config_dir))
+        return options._replace(server=self._server) if self._server else options
 
     # --- account ------------------------------------------------------------------
 
@@ -269,13 +266,17 @@ class LiveBackend:
                 )
             )
 
-        ns = self._namespace()
+        from tunehand.player.mpv_player import mpv_factory
+
+        options = self._options()
         try:
-            agent = await asyncio.to_thread(build_agent, ns, on_snapshot=adapt, plays=True)
+            agent = await asyncio.to_thread(
+                build_agent, options, on_snapshot=adapt, player=mpv_factory
+            )
         except AuthError:
             raise
         except TunehandError as exc:  # libmpv missing or broken: still a remote
-            agent = await asyncio.to_thread(build_agent, ns, on_snapshot=adapt, plays=False)
+            agent = await asyncio.to_thread(build_agent, options, on_snapshot=adapt)
             self._plays = False
             self._notice = f"this terminal cannot play ({exc}); it works as a remote"
         self._agent = agent
@@ -334,7 +335,7 @@ class LiveBackend:
         def call() -> Any:
             with self._lock:
                 if self._client is None:
-                    self._client = client_for(self._namespace())
+                    self._client = client_for(self._options())
                 return self._client.request(method, path, body)
 
         return await asyncio.to_thread(call)
