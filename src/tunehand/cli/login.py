@@ -35,6 +35,7 @@ from tunehand.client.credentials import (
     open_store,
 )
 from tunehand.client.http import HttpClient, check_server_url
+from tunehand.core import names
 from tunehand.errors import KeyringError, ServerUnreachable, UsageError
 
 TOKEN_FILE = "tokens.json"  # noqa: S105 - a file name, not a secret
@@ -77,13 +78,14 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
         except KeyringError as exc:
             raise KeyringError(str(exc)) from None
     dev = stored_device_id(cdir)  # None on a first login: the server mints the id
-    name = args.device_name or config.device_name or default_device_name()
+    given = args.device_name or config.device_name
+    name = given or default_device_name()
     http = HttpClient(server, ca_file=getattr(args, "ca_file", None) or config.ca_file)
     try:
         if getattr(args, "device_code", False):
             payload = device_code_login(http, dev, name)
         else:
-            payload = _password_login(http, args, dev, name)
+            payload = _password_login(http, args, dev, name, default=not given)
     finally:
         http.close()
     user = str(payload.get("user") or "")
@@ -103,12 +105,15 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
     save_server(cdir, server)
     if args.device_name:
         save_setting(cdir, "device_name", args.device_name)
-    print(f"logged in to {server} as {user} (device {name}); tokens in {store.location}")
+    name = str(payload.get("device_name") or name)  # a default made unique: HOST-2
+    print(
+        f"logged in to {server} as {user} (device {names.line(name)}); tokens in {store.location}"
+    )
     return 0
 
 
 def _password_login(
-    http: HttpClient, args: argparse.Namespace, dev: str | None, name: str
+    http: HttpClient, args: argparse.Namespace, dev: str | None, name: str, *, default: bool
 ) -> dict[str, Any]:
     user = args.user
     if not user:
@@ -121,7 +126,9 @@ def _password_login(
         if not sys.stdin.isatty():
             raise UsageError("no terminal to ask for a password: use --password-stdin")
         password = getpass.getpass("Password: ")
-    login: dict[str, str] = {"user": user, "password": password, "device_name": name}
+    login: dict[str, object] = {"user": user, "password": password, "device_name": name}
+    if default:
+        login["device_name_default"] = True  # the server makes it unique: HOST-2, ...
     if dev:
         login["device_id"] = dev
     status, payload = http.request("POST", "/v1/auth/login", login)

@@ -47,3 +47,18 @@ def shown(text: str) -> str:
     """Text for a terminal: each line filtered like `clean` (no escape sequence, bidi
     override or stray line break survives), the line breaks and spacing kept."""
     return "\n".join(_filter(line) for line in text.split("\n"))
+
+
+def unique(base: str, taken: set[str] | frozenset[str], limit: int = MAX_NAME) -> str:
+    """`base`, or `base-2`, `base-3`, ... : the first that no name in `taken` equals
+    (case-insensitively, as names are resolved), cut so that it fits in `limit`."""
+    used = {name.casefold() for name in taken}
+    if base[:limit].casefold() not in used:
+        return base[:limit]
+    n = 2
+    while True:
+        suffix = f"-{n}"
+        name = base[: limit - len(suffix)] + suffix
+        if name.casefold() not in used:
+            return name
+        n += 1

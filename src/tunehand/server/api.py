@@ -55,6 +55,8 @@ class LoginBody:
     password: str
     device_id: str = ""  # optional: the server mints one when absent
     device_name: str = ""
+    device_name_default: bool = False
+    """`device_name` is a default the client made up: made unique within the account."""
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,16 @@ class RemoteBody:
 
 
 def _pair(pair: auth.TokenPair, user: str) -> dict[str, object]:
-    return {
+    answer: dict[str, object] = {
         "access_token": pair.access_token,
         "refresh_token": pair.refresh_token,
         "expires_in": pair.expires_in_s,
         "device_id": pair.device_id,
         "user": user,
     }
+    if pair.device_name:
+        answer["device_name"] = pair.device_name
+    return answer
 
 
 async def health(request: Request) -> Response:
@@ -99,16 +104,18 @@ async def login(request: Request) -> Response:
         raise ApiError(422, "invalid", "device_id: at most 64 characters; device_name at most 128")
     dev = b.device_id or auth.new_device_id()
     address = client_address(request)
+    name = names.clean(b.device_name)
     try:
         pair = await auth.login(
             services(request).engine,
             b.user,
             b.password,
             dev,
-            names.clean(b.device_name) or dev,
+            name or dev,
             address,
             now_ms(),
             services(request).hash_gate,
+            name_default=bool(name) and b.device_name_default,
         )
     except auth.Throttled:
         security.event(security.LOGIN_THROTTLED, user=b.user[:200], address=address)

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error
@@ -82,6 +82,8 @@ class TokenPair:
     refresh_token: str
     expires_in_s: int
     device_id: str
+    device_name: str = ""
+    """The name the device got at login (a default made unique); "" on a refresh."""
 
 
 def new_device_id() -> str:
@@ -264,17 +266,22 @@ async def start_family(
     address: str,
     now_ms: int,
     kind: str = "terminal",
+    name_default: bool = False,
 ) -> TokenPair:
     """Register `device_id` (a device of `kind`: see `DeviceRow.kind`) with the account
-    and give it a new token family (its earlier tokens are revoked)."""
+    and give it a new token family (its earlier tokens are revoked). A `name_default`
+    name is made unique within the account (see `upsert_device`)."""
     existing = await q.device(conn, device_id)
     if existing is not None and existing.account_id != account_id:
         raise AuthError("this device id belongs to another account: use another --config-dir")
     if existing is None:
         await check_device_room(conn, account_id)
-    await q.upsert_device(conn, account_id, device_id, device_name, now_ms, address, kind)
+    name = await q.upsert_device(
+        conn, account_id, device_id, device_name, now_ms, address, kind, default=name_default
+    )
     await q.revoke_device_tokens(conn, account_id, device_id)
-    return await _issue(conn, account_id, device_id, secrets.token_hex(8), now_ms)
+    pair = await _issue(conn, account_id, device_id, secrets.token_hex(8), now_ms)
+    return replace(pair, device_name=name)
 
 
 async def login(
@@ -287,11 +294,14 @@ async def login(
     now_ms: int,
     gate: HashGate | None = None,
     kind: str = "terminal",
+    name_default: bool = False,
 ) -> TokenPair:
     """Check a password and start a new token family for `device_id`."""
     account = await check_password(engine, name, password, address, now_ms, gate)
     async with engine.begin() as conn:
-        return await start_family(conn, account.id, device_id, device_name, address, now_ms, kind)
+        return await start_family(
+            conn, account.id, device_id, device_name, address, now_ms, kind, name_default
+        )
 
 
 def _rotated(key: bytes, parent: str, address: str) -> tuple[str, str]:

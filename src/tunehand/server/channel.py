@@ -34,6 +34,7 @@ from tunehand.core.protocol import (
     MAX_MESSAGE_BYTES,
     Auth,
     CommandMsg,
+    DeviceHello,
     ErrorMsg,
     Failed,
     Hello,
@@ -381,7 +382,7 @@ class Channel(WebSocket):
             self.close(CLOSE_TOO_MANY_DEVICES, "too many devices online")
             return
         try:
-            registered = await self._register(who.account_id, device.id, device.name)
+            registered = await self._register(who.account_id, device)
         except BaseException:
             hub.release(who.account_id, device.id)
             raise
@@ -444,8 +445,9 @@ class Channel(WebSocket):
         self.family = who.family
         self._expire_at(who.expires_ms)
 
-    async def _register(self, account_id: int, device_id: str, name: str) -> bool:
+    async def _register(self, account_id: int, device: DeviceHello) -> bool:
         """Record the device (new, or seen again); False when the id is someone else's."""
+        device_id, name = device.id, names.clean(device.name)
         async with self.services.engine.begin() as conn:
             owner = await qa.device(conn, device_id)
             if owner is not None and (owner.account_id != account_id or owner.revoked):
@@ -460,7 +462,13 @@ class Channel(WebSocket):
                     self.close(CLOSE_TOO_MANY_DEVICES, "too many devices")
                     return False
             await qa.upsert_device(
-                conn, account_id, device_id, names.clean(name) or device_id, now_ms(), self.peer
+                conn,
+                account_id,
+                device_id,
+                name or device_id,
+                now_ms(),
+                self.peer,
+                default=bool(name) and device.name_default,
             )
         return True
 

@@ -144,7 +144,9 @@ class LiveBackend:
 
     def _login(self, server: str, user: str, password: str) -> Account:
         server, store = self._prepare_login(server)
-        body = {"user": user, "password": password, "device_name": self._device_name()}
+        body: dict[str, object] = {"user": user, "password": password}
+        body["device_name"] = self._device_name()
+        body["device_name_default"] = not self._config.device_name  # made unique: HOST-2
         dev = stored_device_id(self._config_dir)  # None on a first login: the server mints it
         if dev:
             body["device_id"] = dev

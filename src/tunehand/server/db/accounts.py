@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tunehand.core import names
 from tunehand.server.db.tables import (
     account_ids,
     accounts,
@@ -218,11 +219,47 @@ async def upsert_device(
     now_ms: int,
     address: str,
     kind: str | None = None,
-) -> None:
-    """Register or refresh a device of this account (another account's device is left alone).
+    *,
+    default: bool = False,
+) -> str:
+    """Register or refresh a device of this account (another account's device is left
+    alone); answer the name it has.
+
+    `name` is the name the device asks for. One the user gave (`default` False) is kept
+    as given, even when another device has it; a default the client made up (`HOST`,
+    `HOST-mpd`) gets `-2`, `-3`, ... when another device of the account has it. The
+    name is set only when the device asks for another one than last time, so a default
+    made unique stays as it is and a rename (`ctl devices rename`) outlives reconnects.
     `kind` is set when given (a login says what logs in); a channel's registration gives
-    none and keeps it."""
-    seen: dict[str, object] = {"name": name, "last_seen_ms": now_ms, "address": address}
+    none and keeps it.
+    """
+    row = (
+        await conn.execute(
+            sa.select(devices.c.name, devices.c.asked_name, devices.c.asked_default).where(
+                devices.c.id == device_id, devices.c.account_id == account_id
+            )
+        )
+    ).first()
+    if row is not None and row.asked_name == name and bool(row.asked_default) == default:
+        final = str(row.name)
+    elif default:
+        others = await conn.execute(
+            sa.select(devices.c.name).where(
+                devices.c.account_id == account_id,
+                devices.c.id != device_id,
+                devices.c.revoked.is_(False),
+            )
+        )
+        final = names.unique(name, {str(r.name) for r in others})
+    else:
+        final = name
+    seen: dict[str, object] = {
+        "name": final,
+        "asked_name": name,
+        "asked_default": default,
+        "last_seen_ms": now_ms,
+        "address": address,
+    }
     if kind is not None:
         seen["kind"] = kind
     await upsert(
@@ -233,6 +270,7 @@ async def upsert_device(
         {**seen, "revoked": False},
         where=devices.c.account_id == account_id,
     )
+    return final
 
 
 async def rename_device(conn: AsyncConnection, account_id: int, device_id: str, name: str) -> bool:

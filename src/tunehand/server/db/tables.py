@@ -44,6 +44,10 @@ devices = sa.Table(
     sa.Column("address", sa.String(64), nullable=False, server_default=""),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("kind", sa.String(16), nullable=False, server_default="terminal"),
+    # The name the device last asked for (None: nothing yet), and whether it was a
+    # default made unique by the server (`HOST-2`): see `accounts.upsert_device`.
+    sa.Column("asked_name", sa.String(128), nullable=True),
+    sa.Column("asked_default", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 tokens = sa.Table(

@@ -1,0 +1,151 @@
+"""Default device names are unique within the account and say what they are (issue 20).
+
+A device started without `--device-name` (or `device_name` in `config.toml`) asks for a
+default: the host's name, `HOST-mpd` for the MPD frontend. The server gives it `-2`,
+`-3`, ... when another device of the account has that name; a name the user gave is kept
+as given, and a rename outlives the device's reconnects. Real server processes (SQLite,
+and PostgreSQL with Redis), the real CLI and the real `tunehand mpd`.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import NO_KEYRING, Device, FakePlayer, LineReader, UserPool, client_env
+from tests.fixtures_server import ServerProc
+from tunehand.core import names
+
+pytestmark = [pytest.mark.every_backend, pytest.mark.usefixtures("shared_server_log_clean")]
+
+HOST = socket.gethostname()
+
+
+@pytest.fixture(scope="module")
+def pool(shared_server: ServerProc) -> UserPool:
+    return UserPool(shared_server, "names")
+
+
+def device(tmp_path: Path, label: str) -> Device:
+    cdir = tmp_path / label
+    return Device(cdir, client_env(NO_KEYRING, cdir))
+
+
+def login(dev: Device, srv: ServerProc, user: str, *extra: str) -> str:
+    """Log `dev` in; the name the login line says it got."""
+    r = dev.login(srv.url, user, "secret-pw", "--insecure-token-file", *extra)
+    assert r.returncode == 0, r.stderr
+    assert "(device " in r.stdout, r.stdout
+    return r.stdout.split("(device ", 1)[1].split(");", 1)[0]
+
+
+def listed(dev: Device) -> dict[str, str]:
+    """Device id -> name, every device of the account (`ctl devices --all`)."""
+    return {d["id"]: d["name"] for d in dev.json("ctl", "devices", "--all")}
+
+
+@pytest.fixture
+def mpd_procs() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def start_mpd(dev: Device, procs: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+    """`tunehand mpd` on `dev`'s config dir, once it listens (it has joined the channel)."""
+    proc = dev.popen("mpd", "--port", "0")
+    procs.append(proc)
+    assert proc.stdout is not None
+    line = LineReader(proc.stdout).next(30)
+    assert line.startswith("mpd frontend listening on 127.0.0.1:"), line
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    assert proc.wait(timeout=15) == 0
+
+
+# --- the rule, without I/O --------------------------------------------------------------
+
+
+def test_unique_adds_the_first_free_suffix() -> None:
+    assert names.unique("vm", set()) == "vm"
+    assert names.unique("vm", {"vm"}) == "vm-2"
+    assert names.unique("vm", {"VM", "vm-2", "vm-4"}) == "vm-3"  # case-insensitive
+    assert names.unique("vm-mpd", {"vm", "vm-2"}) == "vm-mpd"
+    long = "x" * names.MAX_NAME
+    got = names.unique(long, {long})
+    assert got == "x" * (names.MAX_NAME - 2) + "-2" and len(got) == names.MAX_NAME
+
+
+# --- logins, channels and the MPD frontend ------------------------------------------------
+
+
+def test_two_logins_from_one_host_without_names_get_unique_names(
+    shared_server: ServerProc, pool: UserPool, tmp_path: Path
+) -> None:
+    user = pool.take()
+    first, second = device(tmp_path, "first"), device(tmp_path, "second")
+    assert login(first, shared_server, user) == HOST
+    assert login(second, shared_server, user) == f"{HOST}-2"
+    ids = {first.device_id(): HOST, second.device_id(): f"{HOST}-2"}
+    assert listed(first) == ids
+    # Logging in again keeps the name each got: the default is the same as last time.
+    assert login(second, shared_server, user) == f"{HOST}-2"
+    assert login(first, shared_server, user) == HOST
+    assert listed(second) == ids
+
+
+def test_a_name_the_user_gave_is_kept_even_when_another_device_has_it(
+    shared_server: ServerProc, pool: UserPool, tmp_path: Path
+) -> None:
+    user = pool.take()
+    default, given = device(tmp_path, "default"), device(tmp_path, "given")
+    assert login(default, shared_server, user) == HOST
+    assert login(given, shared_server, user, "--device-name", HOST) == HOST
+    assert sorted(listed(default).values()) == [HOST, HOST]
+    # On the channel too: a device that sends its own name keeps it.
+    tok = shared_server.login(user)
+    player = FakePlayer(shared_server.url, tok["access_token"], tok["device_id"], HOST).start()
+    try:
+        player.wait_message(lambda m: m.get("type") == "hello")
+        assert listed(default)[tok["device_id"]] == HOST
+    finally:
+        player.close()
+
+
+def test_the_mpd_frontend_is_named_host_mpd_and_a_rename_outlives_its_restart(
+    shared_server: ServerProc,
+    pool: UserPool,
+    tmp_path: Path,
+    mpd_procs: list[subprocess.Popen[str]],
+) -> None:
+    user = pool.take()
+    tui, mpd = device(tmp_path, "tui"), device(tmp_path, "mpd")
+    assert login(tui, shared_server, user) == HOST
+    assert login(mpd, shared_server, user) == f"{HOST}-2"
+    proc = start_mpd(mpd, mpd_procs)
+    assert listed(tui)[mpd.device_id()] == f"{HOST}-mpd"
+    # A second MPD frontend of the account (another config dir) gets HOST-mpd-2.
+    other = device(tmp_path, "mpd2")
+    login(other, shared_server, user)
+    second = start_mpd(other, mpd_procs)
+    assert listed(tui)[other.device_id()] == f"{HOST}-mpd-2"
+    stop(second)
+    # Renamed, it keeps the new name across a restart (it asks for the same default).
+    tui.ok("ctl", "devices", "rename", f"{HOST}-mpd", "jukebox")
+    stop(proc)
+    start_mpd(mpd, mpd_procs)
+    assert listed(tui)[mpd.device_id()] == "jukebox"
+    assert listed(tui)[other.device_id()] == f"{HOST}-mpd-2"
