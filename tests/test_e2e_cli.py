@@ -495,6 +495,84 @@ def test_transfer_by_name_id_and_prefix(acct: Account, catalogue: Catalogue) -> 
     assert dev.status()["device"]["id"] == kitchen.device_id
 
 
+def test_transfer_of_a_paused_session_arrives_paused(acct: Account, catalogue: Catalogue) -> None:
+    """What `transfer --help` and the README say: a paused session moves without a
+    handoff, the target holds the track paused at the same position, the old device
+    stops, and nothing plays until `play`."""
+    song = catalogue.id("Paper Boats")
+    room, kitchen = acct.player("living-room"), acct.player("kitchen")
+    acct.change("play", song, "--device", "living-room")
+    acct.change("seek", "1")
+    paused = acct.change("pause")
+    st = acct.change("transfer", "kitchen")
+    assert st["device"]["id"] == kitchen.device_id and st["playing"] is False
+    assert st["position_ms"] == paused["position_ms"] and st["track"]["id"] == song
+    start = kitchen.wait_message(lambda m: m.get("action") == "start")
+    assert start["playing"] is False and start["position_ms"] == paused["position_ms"]
+    assert not any(m.get("action") == "prepare" for m in kitchen.messages)  # no handoff
+    assert room.wait_message(lambda m: m.get("action") == "stop")["type"] == "directive"
+    assert acct.change("play")["playing"] is True
+
+
+def test_transfer_help_says_what_happens_to_a_paused_session(idle: Device) -> None:
+    out = idle.ok("ctl", "transfer", "--help")
+    flat = " ".join(out.split())
+    assert "Paused, DEVICE becomes the active device holding the track paused" in flat
+    assert "--paused arrive paused" in flat
+
+
+# --- --album and --playlist by name ------------------------------------------------
+
+
+def test_play_and_queue_add_take_an_album_by_title_or_prefix(
+    acct: Account, catalogue: Catalogue
+) -> None:
+    dev = acct.dev
+    acct.player("living-room")
+    engines, first = catalogue.albums["Analytical Engines"], catalogue.albums["First Light"]
+    st = acct.change("play", "--album", "Analytical Engines")
+    assert st["track"]["id"] == engines["track_ids"][0] and st["playing"] is True
+    assert track_ids(dev.queue()) == engines["track_ids"]
+    st = acct.change("play", "--album", "agaetis")  # a prefix; no case, no accents
+    assert track_ids(dev.queue()) == catalogue.albums["Ágætis byrjun"]["track_ids"]
+    acct.change("queue", "add", "--album", "FIRST light")
+    assert track_ids(dev.queue())[-len(first["track_ids"]) :] == first["track_ids"]
+    acct.change("play", "--album", first["id"])  # an id still works
+    assert track_ids(dev.queue()) == first["track_ids"]
+    # Several match: listed with their ids, exit 2, nothing changes.
+    before = dev.status()["version"]
+    line = dev.fails(2, "ctl", "play", "--album", "a")
+    assert "matches 2" in line, line
+    for title in ("Analytical Engines", "Ágætis byrjun"):
+        assert f"{title} by " in line and catalogue.albums[title]["id"] in line, line
+    line = dev.fails(5, "ctl", "queue", "add", "--album", "Pastel Blues")
+    assert line == "tunehand: no album 'Pastel Blues'", line
+    assert dev.status()["version"] == before
+
+
+def test_play_takes_a_playlist_by_name_or_prefix(acct: Account, catalogue: Catalogue) -> None:
+    dev = acct.dev
+    a, b, c = (catalogue.id(t) for t in ("Open Road", "Crossroads", "Bernoulli"))
+    dev.ctl("playlists", "save", "Morning run", a)
+    dev.ctl("playlists", "save", "Morning mix", b)
+    dev.ctl("playlists", "save", "Évening", c)
+    dev.ctl("playlists", "save", "rock", a)
+    dev.ctl("playlists", "save", "Rock", b)
+    acct.player("living-room")
+    assert acct.change("play", "--playlist", "eve")["track"]["id"] == c  # prefix, accents
+    assert acct.change("play", "--playlist", "morning MIX")["track"]["id"] == b
+    assert acct.change("play", "--playlist", "rock")["track"]["id"] == a  # exact wins
+    assert acct.change("play", "--playlist", "Rock")["track"]["id"] == b
+    before = dev.status()["version"]
+    line = dev.fails(2, "ctl", "play", "--playlist", "morn")
+    assert "'morn' matches 2: Morning mix, Morning run" in line, line
+    line = dev.fails(2, "ctl", "play", "--playlist", "ROCK")  # two differ only in case
+    assert "matches 2" in line, line
+    line = dev.fails(5, "ctl", "play", "--playlist", "noon")
+    assert line == "tunehand: no playlist 'noon'", line
+    assert dev.status()["version"] == before
+
+
 # --- watch -------------------------------------------------------------------------
 
 

@@ -138,8 +138,9 @@ def _track_ids(api: ApiClient, args: argparse.Namespace) -> list[str]:
             raise NotFound(f"nothing in the library matches {args.search!r}")
         ids.append(found[0]["id"])
     if getattr(args, "album", None):
-        tracks = api.request("GET", f"/v1/albums/{_q(args.album)}/tracks")["tracks"]
-        ids.extend(t["id"] for t in tracks)
+        from tunehand.cli.lookup import album_tracks
+
+        ids.extend(t["id"] for t in album_tracks(api, args.album))
     if getattr(args, "url", None):
         ids.append(api.request("POST", "/v1/tracks/remote", {"url": args.url})["id"])
     return ids
@@ -149,9 +150,11 @@ def play_request(api: ApiClient, args: argparse.Namespace) -> Json:
     """The fields of the `play` command that `ctl play` and `resume` ARGS send: the
     tracks asked for (a playlist or an album replaces the queue), or none (resume)."""
     if getattr(args, "playlist", None):
-        pl = api.request("GET", f"/v1/playlists/{_q(args.playlist)}")
+        from tunehand.cli.lookup import playlist
+
+        pl = playlist(api, args.playlist)
         if not pl["track_ids"]:
-            raise UsageError(f"playlist {args.playlist!r} is empty")
+            raise UsageError(f"playlist {pl['name']!r} is empty")
         return {"track_ids": pl["track_ids"], "replace": True}
     ids = _track_ids(api, args)
     return {"track_ids": ids, "replace": bool(getattr(args, "album", None))} if ids else {}

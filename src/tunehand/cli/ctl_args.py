@@ -19,8 +19,16 @@ def play_what(p: P) -> None:
     p.add_argument("track_id", nargs="?")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--search", metavar="Q", help="play the best match for Q")
-    what.add_argument("--album", metavar="ID", help="replace the queue with an album and play")
-    what.add_argument("--playlist", metavar="NAME", help="replace the queue with a playlist")
+    what.add_argument(
+        "--album",
+        metavar="ALBUM",
+        help="replace the queue with an album and play: its id, title or the start of it",
+    )
+    what.add_argument(
+        "--playlist",
+        metavar="NAME",
+        help="replace the queue with a playlist: its name or the start of it",
+    )
     what.add_argument("--url", metavar="URL", help="play an http(s) stream (radio, podcast)")
 
 
@@ -46,7 +54,7 @@ def _queue(p: P, cls: type[P], g: Globals) -> None:
         g(qp)
         qp.add_argument("track_ids", nargs="*")
         qp.add_argument("--search", metavar="Q")
-        qp.add_argument("--album", metavar="ID")
+        qp.add_argument("--album", metavar="ALBUM", help="an album's id, title or its start")
         qp.add_argument("--url", metavar="URL")
     qr = qsub.add_parser("remove", help="remove entries")
     g(qr)
@@ -111,9 +119,27 @@ def _app_passwords(p: P, cls: type[P], g: Globals) -> None:
     revoke.add_argument("name")
 
 
+TRANSFER = (
+    "Move the session to DEVICE (an online device: its id, name or the start of its name). "
+    "Playing, it hands off without a gap: DEVICE loads the track at the same position, "
+    "then the old device stops and DEVICE starts at one instant (if DEVICE is not ready "
+    "within 3 s, the old device keeps playing and this exits 1). Paused, DEVICE becomes "
+    "the active device holding the track paused at the same position, and the old one "
+    "lets it go: nothing plays until `ctl play` or `ctl toggle`."
+)
+
+
 def _transfer(p: P, cls: type[P], g: Globals) -> None:
-    p.add_argument("device")
-    p.add_argument("--paused", action="store_true")
+    p.description = TRANSFER
+    p.add_argument(
+        "device", metavar="DEVICE", help="an online device: its id, name or the start of its name"
+    )
+    p.add_argument(
+        "--paused",
+        action="store_true",
+        help="arrive paused: the old device stops now and DEVICE holds the track paused"
+        " at the position it had reached (a paused session stays paused either way)",
+    )
 
 
 def _search(p: P, cls: type[P], g: Globals) -> None:
