@@ -9,6 +9,7 @@ and PostgreSQL with Redis), the real CLI and the real `tunehand mpd`.
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -149,3 +150,27 @@ def test_the_mpd_frontend_is_named_host_mpd_and_a_rename_outlives_its_restart(
     start_mpd(mpd, mpd_procs)
     assert listed(tui)[mpd.device_id()] == "jukebox"
     assert listed(tui)[other.device_id()] == f"{HOST}-mpd-2"
+
+
+def test_a_device_code_login_without_a_name_gets_a_unique_default(
+    shared_server: ServerProc, pool: UserPool, tmp_path: Path
+) -> None:
+    user = pool.take()
+    old, new = device(tmp_path, "old"), device(tmp_path, "new")
+    assert login(old, shared_server, user) == HOST
+    proc = new.popen("login", shared_server.url, "--device-code", "--insecure-token-file")
+    try:
+        assert proc.stdout is not None
+        out = LineReader(proc.stdout)
+        m = re.search(r"\b([A-Z]{4}-[A-Z]{4})\b", out.next())
+        assert m, out.seen
+        old.ctl("approve", m.group(1), "--yes")
+        while not (line := out.next(60)).startswith("logged in to "):
+            pass
+        assert f"(device {HOST}-2)" in line, line
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert listed(old)[new.device_id()] == f"{HOST}-2"

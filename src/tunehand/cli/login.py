@@ -83,7 +83,7 @@ def _login(args: argparse.Namespace, config_dir: os.PathLike[str] | object) -> i
     http = HttpClient(server, ca_file=getattr(args, "ca_file", None) or config.ca_file)
     try:
         if getattr(args, "device_code", False):
-            payload = device_code_login(http, dev, name)
+            payload = device_code_login(http, dev, name, default=not given)
         else:
             payload = _password_login(http, args, dev, name, default=not given)
     finally:
@@ -144,10 +144,15 @@ def _raise_login_error(status: int, payload: Any) -> NoReturn:
 
 
 def device_code_login(
-    http: HttpClient, dev: str | None, name: str, sleep: Callable[[float], None] = time.sleep
+    http: HttpClient,
+    dev: str | None,
+    name: str,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    default: bool = False,
 ) -> dict[str, Any]:
     """RFC 8628: get a code, show it, poll at the announced interval until approved."""
-    code = device_login.start(http, dev, name)
+    code = device_login.start(http, dev, name, default=default)
     print(f"Your code: {code.user_code}", flush=True)
     print(device_login.instructions(code), flush=True)
     print(

@@ -47,10 +47,15 @@ def raise_login_error(status: int, payload: Any) -> NoReturn:
     raise UsageError(message)
 
 
-def start(http: HttpClient, device_id: str | None, device_name: str) -> DeviceCode:
+def start(
+    http: HttpClient, device_id: str | None, device_name: str, *, default: bool = False
+) -> DeviceCode:
     """Ask for a code; with no `device_id` (a first login) the server mints the id and
-    the token answer carries it."""
-    ask = {"device_name": device_name}
+    the token answer carries it. `default`: the name is made up (the host's), so the
+    server may make it unique (`HOST-2`)."""
+    ask: dict[str, object] = {"device_name": device_name}
+    if default:
+        ask["device_name_default"] = True
     if device_id:
         ask["device_id"] = device_id
     status, answer = http.request("POST", "/v1/auth/device", ask)

@@ -42,6 +42,7 @@ MAX_FORM = 4096
 class StartBody:
     device_id: str = ""  # optional: the server mints one when absent
     device_name: str = ""
+    device_name_default: bool = False  # a default name: made unique at approval
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ async def start(request: Request) -> Response:
         s.settings.device_code_ttl_s,
         now_ms(),
         client_address(request),
+        name_default=b.device_name_default,
     )
     uri = verification_uri(request)
     return json(
@@ -112,6 +114,7 @@ async def token(request: Request) -> Response:
             "refresh_token": pair.refresh_token,
             "expires_in": pair.expires_in_s,
             "device_id": pair.device_id,
+            "device_name": pair.device_name,
             "user": user,
         }
     )

@@ -79,6 +79,7 @@ async def start(
     ttl_s: int,
     now_ms: int,
     address: str = "",
+    name_default: bool = False,
 ) -> Started:
     """A new pending code. Anyone may ask (it is how a new device begins), so asking is
     limited per address (`STARTS_PER_ADDRESS` per 10 minutes) and server-wide
@@ -100,6 +101,7 @@ async def start(
         await dq.purge_expired(conn, now_ms - KEEP_EXPIRED_MS)
         if await dq.count_pending(conn, now_ms) >= MAX_PENDING:
             raise auth.Throttled(60, "too many device-code logins are waiting")
+        name = names.clean(device_name)
         for _ in range(8):
             device_code = "thd_" + secrets.token_urlsafe(32)
             user_code = new_user_code()
@@ -108,11 +110,12 @@ async def start(
                 auth.token_hash(device_code),
                 user_code,
                 device_id,
-                names.clean(device_name) or device_id,
+                name or device_id,
                 now_ms,
                 now_ms + ttl_s * 1000,
                 INTERVAL_S,
                 address,
+                name_default=bool(name) and name_default,
             ):
                 return Started(device_code, shown(user_code), ttl_s, INTERVAL_S)
     raise StoreError("could not pick a free user code; try again")
@@ -154,7 +157,14 @@ async def poll(
                 raise GrantError(400, "access_denied", "the approving account no longer exists")
             try:
                 pair = await auth.start_family(
-                    conn, account.id, row.device_id, row.device_name, address, now_ms, kind
+                    conn,
+                    account.id,
+                    row.device_id,
+                    row.device_name,
+                    address,
+                    now_ms,
+                    kind,
+                    row.name_default,
                 )
             except AuthError as exc:
                 raise GrantError(400, "access_denied", str(exc)) from None

@@ -165,7 +165,10 @@ class LiveBackend:
             http = HttpClient(checked, ca_file=self._config.ca_file)
             try:
                 code = device_login.start(
-                    http, stored_device_id(self._config_dir), self._device_name()
+                    http,
+                    stored_device_id(self._config_dir),
+                    self._device_name(),
+                    default=not self._config.device_name,
                 )
             finally:
                 http.close()

@@ -24,6 +24,8 @@ class DeviceCode:
     account_id: int | None
     created_ms: int = 0
     address: str = ""
+    name_default: bool = False
+    """`device_name` is a default the client made up: made unique at approval."""
 
 
 def _row(r: sa.Row[tuple[object, ...]] | None) -> DeviceCode | None:
@@ -42,6 +44,7 @@ def _row(r: sa.Row[tuple[object, ...]] | None) -> DeviceCode | None:
         None if m["account_id"] is None else int(m["account_id"]),
         int(m["created_ms"]),
         str(m["address"]),
+        bool(m["name_default"]),
     )
 
 
@@ -55,6 +58,7 @@ async def insert(
     expires_ms: int,
     interval_s: int,
     address: str = "",
+    name_default: bool = False,
 ) -> bool:
     """Insert a pending code; False when the user code is taken (pick another)."""
     taken = (
@@ -77,6 +81,7 @@ async def insert(
             status="pending",
             account_id=None,
             address=address,
+            name_default=name_default,
         )
     )
     return True

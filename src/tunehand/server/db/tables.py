@@ -195,6 +195,8 @@ device_codes = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),  # pending|approved|denied|used
     sa.Column("account_id", sa.Integer, nullable=True),  # the approving account
     sa.Column("address", sa.String(64), nullable=False, server_default=""),  # who asked
+    # The device's name is a default, made unique at approval (`accounts.upsert_device`).
+    sa.Column("name_default", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 app_passwords = sa.Table(

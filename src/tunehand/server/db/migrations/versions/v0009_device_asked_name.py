@@ -1,4 +1,5 @@
-"""Devices remember the name they last asked for, and whether it was a default.
+"""Devices remember the name they last asked for, and whether it was a default (and a
+device code keeps whether its device's name is one).
 
 A default name (`HOST`, `HOST-mpd`) is made unique within the account (`HOST-2`), and a
 name is only set again when the device asks for another one, so a rename outlives its
@@ -19,9 +20,15 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("asked_default", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
+    with op.batch_alter_table("device_codes", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("name_default", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("device_codes", schema=None) as batch_op:
+        batch_op.drop_column("name_default")
     with op.batch_alter_table("devices", schema=None) as batch_op:
         batch_op.drop_column("asked_default")
         batch_op.drop_column("asked_name")
