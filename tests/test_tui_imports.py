@@ -60,3 +60,27 @@ def test_importing_the_app_loads_no_io_library() -> None:
     loaded = json.loads(out.stdout)
     bad = [m for m in loaded if m.startswith(FORBIDDEN)]
     assert bad == []
+
+
+def test_no_part_but_the_entry_points_loads_tunehand_cli() -> None:
+    """The TUI's live backend, the MPD frontend and the desktop service get their client
+    and agent from `tunehand.client.root`: importing them loads no `tunehand.cli`."""
+    parts = [
+        LIVE,
+        "tunehand.mpd.cli",
+        "tunehand.mpd.frontend",
+        "tunehand.client.root",
+        "tunehand.desktop.service",
+        "tunehand.tui.app",
+    ]
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {parts!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = json.loads(out.stdout)
+    assert LIVE in loaded and "tunehand.client.root" in loaded
+    assert [m for m in loaded if m == "tunehand.cli" or m.startswith("tunehand.cli.")] == []

@@ -159,7 +159,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         if wanted(name):
             dev = sub.add_parser(name, help=help_)
             _globals(dev)
-            dev.add_argument("--device-name", help="this device's name (default: the host name)")
+            dev.add_argument(
+                "--device-name",
+                help="this device's name (default: the host name, made unique in the account)",
+            )
             dev.add_argument(
                 "--mpv-option",
                 action="append",
@@ -300,7 +303,11 @@ def _login_arguments(login: argparse.ArgumentParser) -> None:
     login.add_argument("url", nargs="?", help="server URL (default: the configured server)")
     login.add_argument("--user")
     login.add_argument("--password-stdin", action="store_true")
-    login.add_argument("--device-name")
+    login.add_argument(
+        "--device-name",
+        help="this device's name, kept in config.toml (default: the host name, made unique"
+        " in the account: HOST-2, ...)",
+    )
     login.add_argument(
         "--device-code",
         action="store_true",
