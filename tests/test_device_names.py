@@ -9,12 +9,16 @@ and PostgreSQL with Redis), the real CLI and the real `tunehand mpd`.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.cli_helpers import NO_KEYRING, Device, FakePlayer, LineReader, UserPool, client_env
@@ -174,3 +178,34 @@ def test_a_device_code_login_without_a_name_gets_a_unique_default(
             proc.kill()
             proc.wait()
     assert listed(old)[new.device_id()] == f"{HOST}-2"
+
+
+def test_devices_joining_at_once_with_one_default_get_distinct_names(
+    shared_server: ServerProc, pool: UserPool
+) -> None:
+    """Eight channels of one account send `auth` with the same default name at the same
+    moment: each gets a name of its own (on PostgreSQL the naming is serialised per
+    account; SQLite runs one write at a time)."""
+    from websockets.sync.client import connect
+
+    user = pool.take()
+    logins = [shared_server.login(user) for _ in range(8)]
+    ws_url = "ws://" + shared_server.url.removeprefix("http://") + "/v1/channel"
+    barrier = threading.Barrier(len(logins))
+
+    def join(tok: dict[str, str]) -> str:
+        with connect(ws_url, open_timeout=15) as ws:
+            hello = {"id": tok["device_id"], "name": "racer", "name_default": True}
+            barrier.wait(timeout=15)
+            ws.send(json.dumps({"type": "auth", "token": tok["access_token"], "device": hello}))
+            while (msg := json.loads(ws.recv(timeout=15)))["type"] != "hello":
+                assert msg["type"] != "error", msg
+            return str(msg["device_id"])
+
+    with ThreadPoolExecutor(len(logins)) as workers:
+        joined = list(workers.map(join, logins))
+    assert sorted(joined) == sorted(t["device_id"] for t in logins)
+    h = {"Authorization": f"Bearer {logins[0]['access_token']}"}
+    devices = httpx.get(shared_server.url + "/v1/devices", headers=h, timeout=10).json()
+    got = sorted(d["name"] for d in devices["devices"])
+    assert got == sorted(["racer", *(f"racer-{n}" for n in range(2, 9))]), got

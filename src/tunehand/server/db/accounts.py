@@ -211,6 +211,21 @@ async def device(conn: AsyncConnection, device_id: str) -> DeviceRow | None:
     )
 
 
+async def _hold_names(conn: AsyncConnection, account_id: int) -> None:
+    """Hold the account's device names until this transaction ends, so two devices
+    naming themselves at once never both read `HOST` as free. PostgreSQL: lock the
+    account's row (NO KEY UPDATE leaves other inserts' foreign-key checks alone).
+    SQLite: take its write lock now (pysqlite begins a transaction only at its first
+    write, so the names read before that could be stale by the time it writes)."""
+    if conn.dialect.name == "postgresql":
+        held = sa.select(accounts.c.id).where(accounts.c.id == account_id)
+        await conn.execute(held.with_for_update(key_share=True))
+    else:
+        await conn.execute(
+            sa.update(accounts).where(accounts.c.id == account_id).values(id=accounts.c.id)
+        )
+
+
 async def upsert_device(
     conn: AsyncConnection,
     account_id: int,
@@ -243,6 +258,7 @@ async def upsert_device(
     if row is not None and row.asked_name == name and bool(row.asked_default) == default:
         final = str(row.name)
     elif default:
+        await _hold_names(conn, account_id)
         others = await conn.execute(
             sa.select(devices.c.name).where(
                 devices.c.account_id == account_id,
