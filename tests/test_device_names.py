@@ -120,6 +120,12 @@ def test_a_name_the_user_gave_is_kept_even_when_another_device_has_it(
     assert login(default, shared_server, user) == HOST
     assert login(given, shared_server, user, "--device-name", HOST) == HOST
     assert sorted(listed(default).values()) == [HOST, HOST]
+    # Renamed, it keeps the new name while it asks for the same one; asked for another
+    # one, it takes that.
+    given.ok("ctl", "devices", "rename", given.device_id(), "study")
+    assert login(given, shared_server, user, "--device-name", HOST) == "study"
+    assert login(given, shared_server, user, "--device-name", "den") == "den"
+    assert listed(default)[given.device_id()] == "den"
     # On the channel too: a device that sends its own name keeps it.
     tok = shared_server.login(user)
     player = FakePlayer(shared_server.url, tok["access_token"], tok["device_id"], HOST).start()
