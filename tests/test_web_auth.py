@@ -118,6 +118,30 @@ async def test_a_tab_stays_web_when_its_channel_connects(
     api.close()
 
 
+def test_two_tabs_with_the_same_default_name_get_unique_names(shared_server: ServerProc) -> None:
+    name = user(shared_server)
+    tabs = [Browser(shared_server) for _ in range(3)]
+    ids = []
+    for tab in tabs:
+        r = tab.login(name, device_name="Chromium on Linux", device_name_default=True)
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["device_id"])
+    # A name the user typed is kept as given, even when another device has it.
+    chosen = Browser(shared_server)
+    mine = chosen.login(name, device_name="Chromium on Linux").json()
+    api = Api(shared_server, name, mine)
+    listed = {d["id"]: d["name"] for d in api.ok("GET", "/v1/devices")["devices"]}
+    assert [listed[i] for i in ids] == [
+        "Chromium on Linux",
+        "Chromium on Linux-2",
+        "Chromium on Linux-3",
+    ]
+    assert listed[mine["device_id"]] == "Chromium on Linux"
+    api.close()
+    for b in (*tabs, chosen):
+        b.close()
+
+
 def test_wrong_password_sets_no_cookie(shared_server: ServerProc, browser: Browser) -> None:
     name = user(shared_server)
     r = browser.login(name, "wrong")

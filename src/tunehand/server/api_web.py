@@ -47,6 +47,9 @@ class WebLoginBody:
     password: str
     device_id: str = ""  # the browser's earlier device, reused when it is this account's
     device_name: str = ""
+    device_name_default: bool = False
+    """`device_name` is the tab's own default ("Chromium on Linux"): made unique within
+    the account ("Chromium on Linux-2"), as a terminal's host name is."""
 
 
 def csrf_token(request: Request, device_id: str) -> str:
@@ -120,8 +123,17 @@ async def login(request: Request) -> Response:
             if known is not None and known.account_id != account.id:
                 device_id = ""  # another account's tab in this browser: a device of its own
         device_id = device_id or auth.new_device_id()
-        name = names.clean(b.device_name) or "web browser"
-        pair = await auth.start_family(conn, account.id, device_id, name, address, now_ms(), KIND)
+        name = names.clean(b.device_name)
+        pair = await auth.start_family(
+            conn,
+            account.id,
+            device_id,
+            name or "web browser",
+            address,
+            now_ms(),
+            KIND,
+            name_default=not name or b.device_name_default,
+        )
     return _answer(request, pair, account.name)
 
 

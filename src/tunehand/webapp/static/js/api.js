@@ -81,8 +81,8 @@ async function postJson(path, body, headers = {}) {
 }
 
 /** Log in with user and password; throws ApiError (401 on a wrong password). */
-export async function login(user, password, deviceName) {
-  const body = { user, password, device_name: deviceName };
+export async function login(user, password, deviceName, nameIsDefault) {
+  const body = { user, password, device_name: deviceName, device_name_default: !!nameIsDefault };
   if (session.deviceId) body.device_id = session.deviceId;
   const res = await postJson('/v1/auth/web/login', body);
   if (!res.ok) throw await errorOf(res);
@@ -156,8 +156,8 @@ export const get = (path, opts) => api('GET', path, undefined, opts);
 
 // --- device code login -----------------------------------------------------------
 
-export async function deviceCodeStart(deviceName) {
-  const body = { device_name: deviceName, device_kind: 'web' };
+export async function deviceCodeStart(deviceName, nameIsDefault) {
+  const body = { device_name: deviceName, device_name_default: !!nameIsDefault, device_kind: 'web' };
   if (session.deviceId) body.device_id = session.deviceId;
   const res = await postJson('/v1/auth/device', body);
   if (!res.ok) throw await errorOf(res);

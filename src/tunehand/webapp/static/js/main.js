@@ -23,10 +23,17 @@ function deviceName() {
   return localStorage.getItem(NAME_KEY) || defaultDeviceName();
 }
 
+/** True while the tab goes by its made-up default name: the server makes it unique. */
+function nameIsDefault() {
+  return !localStorage.getItem(NAME_KEY);
+}
+
 const channel = new Channel({
   token: () => API.accessToken(),
   renew: () => API.refresh(),
-  device: () => ({ id: API.session.deviceId, name: deviceName(), capabilities: ['play', 'web'] }),
+  device: () => ({
+    id: API.session.deviceId, name: deviceName(), name_default: nameIsDefault(), capabilities: ['play', 'web'],
+  }),
   lastVersion: () => (helloSeen && mirror.state ? mirror.state.version : null),
   onMessage: (msg) => onMessage(msg),
   onStatus: (up) => setOnline(up),
@@ -351,7 +358,7 @@ async function codeLogin() {
   $('login-error').hidden = true;
   let started;
   try {
-    started = await API.deviceCodeStart(deviceName());
+    started = await API.deviceCodeStart(deviceName(), nameIsDefault());
   } catch (err) {
     showLogin(`cannot start a code login: ${err.message}`);
     return;
@@ -396,7 +403,7 @@ function wire() {
     const btn = ev.submitter || document.querySelector('[data-testid="login-submit"]');
     btn.disabled = true;
     try {
-      await API.login($('login-user').value.trim(), $('login-password').value, deviceName());
+      await API.login($('login-user').value.trim(), $('login-password').value, deviceName(), nameIsDefault());
       $('login-password').value = '';
       startApp();
     } catch (err) {
