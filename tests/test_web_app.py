@@ -110,19 +110,35 @@ def wait_for(pred: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
     raise AssertionError(f"{what}: never held in {timeout:g} s (last: {last!r})")
 
 
-def search_and_row(driver: Any, query: str, title: str, *, touch: bool = False) -> Any:
-    """Search for `query` and return the track row titled `title`."""
-    nav = testid(driver, "nav-search")
-    tap(driver, nav) if touch else click(driver, nav)
-    type_into(wait_testid(driver, "search-input"), query)
+class Row:
+    """A row found by its title: looked up afresh whenever the page re-rendered it (search
+    as you type may draw its results again after the row was first seen)."""
 
-    def row(d: Any) -> Any:
-        for r in shown(d, "track-row"):
-            if r.text.split("\n")[0] == title:
+    def __init__(self, driver: Any, testid_: str, title: str) -> None:
+        self.driver, self.testid, self.title = driver, testid_, title
+
+    def find(self, d: Any) -> Any:
+        for r in shown(d, self.testid):
+            if r.text.split("\n")[0] == self.title:
                 return r
         return None
 
-    return wait_until(driver, row, message=f"no track row {title!r} for {query!r}")
+    def get_attribute(self, name: str) -> Any:
+        return wait_until(
+            self.driver,
+            lambda d: (r := self.find(d)) is not None and r.get_attribute(name),
+            message=f"no row {self.title!r}",
+        )
+
+
+def search_and_row(driver: Any, query: str, title: str, *, touch: bool = False) -> Row:
+    """Search for `query` and return the track row titled `title` (once it is shown)."""
+    nav = testid(driver, "nav-search")
+    tap(driver, nav) if touch else click(driver, nav)
+    type_into(wait_testid(driver, "search-input"), query)
+    row = Row(driver, "track-row", title)
+    wait_until(driver, row.find, message=f"no track row {title!r} for {query!r}")
+    return row
 
 
 def press_nth(driver: Any, rows: str, i: int, name: str) -> None:
@@ -140,8 +156,22 @@ def press_nth(driver: Any, rows: str, i: int, name: str) -> None:
 
 
 def press(driver: Any, scope: Any, name: str, *, touch: bool = False) -> None:
-    el = testids(scope, name)[0]
-    tap(driver, el) if touch else click(driver, el)
+    """Press button `name` in `scope` (an element, or a `Row` found afresh if the page
+    drew it again meanwhile)."""
+    if not isinstance(scope, Row):
+        el = testids(scope, name)[0]
+        tap(driver, el) if touch else click(driver, el)
+        return
+
+    def act(d: Any) -> bool:
+        r = scope.find(d)
+        if r is None:
+            return False
+        el = testids(r, name)[0]  # a stale row raises here, before any click: retried
+        tap(d, el) if touch else click(d, el)
+        return True
+
+    wait_until(driver, act, message=f"no {name} in row {scope.title!r}")
 
 
 # --- logging in -----------------------------------------------------------------------
