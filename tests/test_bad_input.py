@@ -314,7 +314,15 @@ def test_traversal_playlist_names_are_only_names(user: Api) -> None:
 
 
 def test_unknown_routes_and_methods_answer_json(user: Api, shared_server: ServerProc) -> None:
-    for path in ("/", "/v1", "/v1/nope", "/v2/session", "/v1/session/extra", "/etc/passwd"):
+    # `/` is the web app's page (tests/test_web_auth.py); nothing else outside /v1 is.
+    for path in (
+        "/index.html",
+        "/v1",
+        "/v1/nope",
+        "/v2/session",
+        "/v1/session/extra",
+        "/etc/passwd",
+    ):
         check_error(httpx.get(shared_server.url + path), 404)
         check_error(user.get(path), 404)
     for method, path in (("DELETE", "/v1/health"), ("POST", "/v1/search"), ("PUT", "/v1/session")):
