@@ -2,7 +2,8 @@
 
 Stream URLs are signed and expire; they carry no account token, so mpv can fetch
 them with no headers (see `streams`). `quality=high|low` (not signed: it opens nothing
-more than the signed track) makes a stream an Opus transcode, from `t=` seconds.
+more than the signed track) makes a stream an Opus transcode, from `t=` seconds, its
+timestamps starting there (a player shows the track's position).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ async def stream(request: Request) -> Response:
         if request.method == "HEAD":
             return Response(media_type=OPUS.mime, headers={"Accept-Ranges": "none"})
         try:
-            job = await s.transcoder.open(stored.path, OPUS, kbps, offset_s)
+            job = await s.transcoder.open(stored.path, OPUS, kbps, offset_s, keep_time=True)
         except Busy as exc:
             return error(503, "busy", exc.message, {"Retry-After": str(RETRY_AFTER_S)})
         except TranscodeError as exc:

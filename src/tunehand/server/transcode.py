@@ -70,11 +70,18 @@ def find_ffmpeg(environ: dict[str, str] | os._Environ[str] = os.environ) -> str 
     return shutil.which(wanted)
 
 
-def command(ffmpeg: str, path: str, codec: Codec, kbps: int, offset_s: float) -> list[str]:
+def command(
+    ffmpeg: str, path: str, codec: Codec, kbps: int, offset_s: float, keep_time: bool = False
+) -> list[str]:
+    """`keep_time`: the output's timestamps start at `offset_s` (Ogg keeps them), so a
+    player shows the track's position; otherwise they start at 0 (as Subsonic apps,
+    which add the offset themselves, expect)."""
     args = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
     if offset_s > 0:
         args += ["-ss", f"{offset_s:.3f}"]
     args += ["-i", path, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1"]
+    if offset_s > 0 and keep_time:
+        args += ["-output_ts_offset", f"{offset_s:.3f}"]
     args += ["-c:a", codec.encoder, "-b:a", f"{kbps}k", *codec.options, "-flush_packets", "1"]
     return [*args, "-f", codec.muxer, "pipe:1"]
 
@@ -119,7 +126,9 @@ class Transcoder:
         async with self._freed:
             self._freed.notify()
 
-    async def open(self, path: str, codec: Codec, kbps: int, offset_s: float) -> Transcode:
+    async def open(
+        self, path: str, codec: Codec, kbps: int, offset_s: float, keep_time: bool = False
+    ) -> Transcode:
         """A running encoder with its first bytes read (so a file ffmpeg cannot read is a
         refusal, not an empty 200), or `Busy`/`Unavailable`."""
         if self.ffmpeg is None:
@@ -131,7 +140,7 @@ class Transcoder:
         await self._acquire()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command(self.ffmpeg, path, codec, kbps, offset_s),
+                *command(self.ffmpeg, path, codec, kbps, offset_s, keep_time),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
