@@ -18,6 +18,17 @@ import httpx
 import pytest
 
 from tests.audiogen import make_track
+from tests.device_helpers import (
+    DeviceDir,
+    Receiver,
+    add_users,
+    ctl_ok,
+    login_all,
+    make_tones,
+    require_mpv,
+    short_sock_dir,
+    status,
+)
 from tests.fixtures_server import ServerProc, child_pids, launch
 from tests.test_api import Api, accounts
 from tests.test_subsonic import App, make_app
@@ -298,3 +309,45 @@ def test_a_server_without_ffmpeg_says_so(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert "Traceback" not in "\n".join(server.log)
+
+
+def test_a_receiver_with_stream_quality_low_plays_opus_and_seeks(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A real receiver (mpv, ao=null) configured `stream_quality = "low"`: it plays an
+    Opus transcode from the session's position, mpv's time-pos is the track's position,
+    and a seek loads the transcode again from there."""
+    require_mpv()
+    root = tmp_path_factory.mktemp("quality")
+    make_tones(root / "music", ("Tone A", "Tone B"), album="Tones", duration_s=40)
+    server = launch(root, music=root / "music")
+    try:
+        add_users(server, ["qualuser"])
+        laptop, box = DeviceDir("laptop", tmp_path / "laptop"), DeviceDir("box", tmp_path / "box")
+        login_all(server.url, "qualuser", [laptop, box])
+        config = box.config_dir / "config.toml"
+        text = config.read_text() if config.exists() else ""
+        config.write_text('stream_quality = "low"\n' + text)
+        with short_sock_dir("th-tc-") as sock_dir:
+            receiver = Receiver.start(box, sock_dir)
+            try:
+                ctl_ok(laptop, "play", "--search", "Tone A")
+                receiver.ipc.wait_time_pos(lambda v: v >= 0.5)
+                path = receiver.ipc.get("path")
+                assert "&quality=low" in path and "&t=" not in path, path
+                assert receiver.ipc.get("audio-codec-name") == "opus"
+                ctl_ok(laptop, "seek", "12.3")
+                first = receiver.ipc.wait_time_pos(lambda v: v >= 12.0)
+                assert first < 13.5, first
+                assert "&quality=low&t=12.3" in receiver.ipc.get("path")
+                receiver.ipc.wait_time_pos(lambda v: v >= first + 0.5)  # and it plays on
+                ctl_ok(laptop, "seek", "30")
+                at = receiver.ipc.wait_time_pos(lambda v: v >= 30.0)
+                assert at < 31.5, at
+                assert "&t=30" in receiver.ipc.get("path")
+                st = status(laptop)
+                assert st["playing"] and 29_000 < st["position_ms"] < 33_000, st
+            finally:
+                receiver.stop()
+    finally:
+        server.stop()
