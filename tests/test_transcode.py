@@ -40,6 +40,7 @@ MID_S = 60.0
 def _library(music: Path) -> None:
     make_track(music, "long", "flac", title="Long", artist="Tx", album="T", duration_s=LONG_S)
     make_track(music, "mid", "flac", title="Mid", artist="Tx", album="T", duration_s=MID_S)
+    make_track(music, "bad", "flac", title="Bad", artist="Tx", album="T", duration_s=1)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
     root = tmp_path_factory.mktemp("transcode")
     _library(root / "music")
     server = launch(root, music=root / "music", extra_args=("--max-transcodes", "1"))
+    (root / "music" / "bad.flac").write_bytes(b"fLaC" + bytes(4000))  # scanned, now broken
     yield server
     server.stop()
 
@@ -122,6 +124,23 @@ def test_time_offset_starts_later(app: App, tmp_path: Path) -> None:
     assert abs(duration - (MID_S - 45)) < 1, duration
     ext = app.raw("getOpenSubsonicExtensions", f="json").json()["subsonic-response"]
     assert {"name": "transcodeOffset", "versions": [1]} in ext["openSubsonicExtensions"]
+
+
+def test_a_file_ffmpeg_cannot_read_is_one_error(app: App) -> None:
+    r = app.raw("stream", id=song_id(app, "Bad"), format="opus", f="json")
+    error = r.json()["subsonic-response"]["error"]
+    assert error["code"] == 0 and error["message"].startswith("ffmpeg could not encode")
+    assert "\n" not in error["message"]
+    _wait_no_ffmpeg(app.srv)
+    assert "Traceback" not in "\n".join(app.srv.log)
+
+
+def test_max_transcodes_must_be_a_count(tmp_path: Path) -> None:
+    from tests.fixtures_server import tunehand_cmd
+
+    cmd = tunehand_cmd("serve", "--max-transcodes", "0", "--data-dir", str(tmp_path / "d"))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr == "tunehand: --max-transcodes: must be 1 to 1024\n"
 
 
 def _ffmpeg_children(srv: ServerProc) -> list[int]:

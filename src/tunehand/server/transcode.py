@@ -181,6 +181,15 @@ class Transcode:
         self.owner, self.proc, self.codec = owner, proc, codec
         self.first = b""
         self._closed = False
+        self._err_tail = b""
+        # stderr is read all along (a file that makes ffmpeg complain on every frame must
+        # not fill the pipe and stall it), keeping its end for the refusal's message.
+        self._drain = asyncio.create_task(self._read_errors())
+
+    async def _read_errors(self) -> None:
+        assert self.proc.stderr is not None
+        while chunk := await self.proc.stderr.read(4096):
+            self._err_tail = (self._err_tail + chunk)[-2048:]
 
     async def chunks(self) -> AsyncIterator[bytes]:
         yield self.first
@@ -198,14 +207,13 @@ class Transcode:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        err = b""
-        if proc.stderr is not None:
-            with contextlib.suppress(Exception):
-                err = await proc.stderr.read(4096)
         await proc.wait()
+        with contextlib.suppress(Exception):
+            await self._drain
         self.owner.procs.discard(proc)
         await self.owner._release()
-        lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+        err = self._err_tail.decode(errors="replace")
+        lines = [ln for ln in err.splitlines() if ln.strip()]
         return lines[-1][:200] if lines else ""
 
 
