@@ -7,14 +7,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# What `make demo` (and a user's player) needs: libmpv, a keyring, a session bus, and sox
-# (with its MP3/Ogg formats) to generate the demo library.
-RUN_PKGS := libmpv2 gnome-keyring dbus dbus-daemon sox libsox-fmt-all
+# What `make demo` (and a user's player) needs: libmpv, a keyring, a session bus, sox
+# (with its MP3/Ogg formats) to generate the demo library, and ffmpeg, with which the
+# server transcodes.
+RUN_PKGS := libmpv2 gnome-keyring dbus dbus-daemon sox libsox-fmt-all ffmpeg
 # What the test suite adds: real third-party clients (mpc, playerctl), shells for the
-# completion scripts, lame/ffmpeg for audio, openssl for TLS certificates, cairo for the
+# completion scripts, lame for audio, openssl for TLS certificates, cairo for the
 # screenshots, Chromium and its WebDriver for the web app (headless), and the PostgreSQL
 # and Redis servers it starts throwaway copies of.
-TEST_PKGS := $(RUN_PKGS) lame ffmpeg libcairo2 mpc playerctl openssl zsh fish postgresql redis-server chromium chromium-driver
+TEST_PKGS := $(RUN_PKGS) lame libcairo2 mpc playerctl openssl zsh fish postgresql redis-server chromium chromium-driver
 # What `make bench` adds: a real mpd to compare `tunehand mpd` with.
 # The system services that mpd, redis-server and postgresql install are stopped and
 # disabled right after they are installed here (mpd's would take :6600, `tunehand mpd`'s

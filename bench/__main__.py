@@ -34,6 +34,7 @@ MODULES = (
     "hostile",
     "load",
     "subsonic",
+    "transcode",
 )
 
 

@@ -86,6 +86,7 @@ device_name = "kitchen"
 theme = "nord"
 ca_file = "/etc/ssl/my-ca.pem"
 notifications = false
+stream_quality = "low"
 
 [mpv_options]
 audio-device = "alsa/default"
@@ -102,6 +103,7 @@ quit = "q"
         theme="nord",
         ca_file="/etc/ssl/my-ca.pem",
         notifications=False,
+        stream_quality="low",
     )
 
 
@@ -161,6 +163,8 @@ def test_not_utf8(tmp_path: Path) -> None:
         ("theme = 1979-05-27\n", "theme", "a date/time"),
         ("ca_file = 1.5\n", "ca_file", "a float"),
         ('notifications = "yes"\n', "notifications", "a string"),
+        ("stream_quality = 64\n", "stream_quality", "an integer"),
+        ('stream_quality = "best"\n', "stream_quality", "'best'"),
     ],
 )
 def test_wrong_types_name_the_key(tmp_path: Path, text: str, key: str, got: str) -> None:

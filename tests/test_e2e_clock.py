@@ -43,10 +43,12 @@ class TimedPlayer(FakePlayer):
         super().__init__(sink, loop)
         self.at: list[tuple[str, float]] = []
 
-    def load(self, tag: str, url: str, *, position_ms: int, paused: bool) -> None:
+    def load(
+        self, tag: str, url: str, *, position_ms: int, paused: bool, offset: bool = False
+    ) -> None:
         if not paused:
             self.at.append(("play", wall_ms()))
-        super().load(tag, url, position_ms=position_ms, paused=paused)
+        super().load(tag, url, position_ms=position_ms, paused=paused, offset=offset)
 
     def resume(self) -> None:
         self.at.append(("play", wall_ms()))

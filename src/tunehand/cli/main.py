@@ -276,6 +276,14 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         metavar="N",
         help="devices of one account online at once; one more is refused (default: 64)",
     )
+    serve.add_argument(
+        "--max-transcodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ffmpeg encoders running at once per server process; past them and a short"
+        " queue a transcoded stream is refused (default: one per core)",
+    )
     _server_store_options(serve)
 
 

@@ -17,6 +17,7 @@ from tunehand.server.services import Settings
 FOLDERS_FILE = "music-folders.json"
 MAX_PREFIX = 100
 MAX_DEVICES = 100_000
+MAX_TRANSCODES = 1024
 
 
 def data_dir(args: argparse.Namespace) -> Path:
@@ -79,6 +80,9 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         max_devices = DEFAULT_MAX_DEVICES
     elif not 1 <= max_devices <= MAX_DEVICES:
         raise UsageError(f"--max-devices: must be 1 to {MAX_DEVICES}")
+    max_transcodes = getattr(args, "max_transcodes", None)
+    if max_transcodes is not None and not 1 <= max_transcodes <= MAX_TRANSCODES:
+        raise UsageError(f"--max-transcodes: must be 1 to {MAX_TRANSCODES}")
     return Settings(
         host=getattr(args, "host", "127.0.0.1"),
         port=port,
@@ -90,4 +94,5 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         scan_on_start=not getattr(args, "no_scan", False),
         trusted_proxies=tuple(getattr(args, "trust_proxy", []) or []),
         max_devices=max_devices,
+        max_transcodes=max_transcodes,
     )

@@ -87,8 +87,12 @@ class Agent:
         on_snapshot: Callable[[Snapshot], None] | None = None,
         ca_file: str | None = None,
         remote_track: Callable[[str], Awaitable[str]] | None = None,
+        stream_quality: str = "original",
     ) -> None:
         self.device = device
+        self.stream_quality = stream_quality
+        """"original", or the transcode the player asks the server for ("high", "low")."""
+
         self.remote_track = remote_track
         """Make an http(s) URL a track of the library (its id), for MPRIS OpenUri."""
         self.mirror = Mirror()
@@ -393,7 +397,7 @@ class Agent:
             if external and pos is not None and abs(pos - want_pos) > SEEK_TOLERANCE_MS:
                 self._settling = cur.entry_id
                 self.model.reset()
-                player.seek(want_pos)
+                self._seek(want_pos)
             if st.position.playing and st.position.rate == 0 and not player.paused():
                 # Audible, and the session waits for that: unless the rate 0 is our own
                 # stall report and nothing played since (its step is older than it).
@@ -417,10 +421,29 @@ class Agent:
         assert self.player is not None
         self._settling = tag
         self.model.reset()
-        self.player.load(tag, url, position_ms=position_ms, paused=paused)
+        offset = "&quality=" in url and "/v1/stream/" in url and position_ms > 0
+        if offset:  # a transcode: the server starts it there, timed from there
+            url += f"&t={position_ms / 1000:.3f}"
+        self.player.load(tag, url, position_ms=position_ms, paused=paused, offset=offset)
+
+    def _seek(self, position_ms: int) -> None:
+        """The player to `position_ms` of its track: a seek, or for a transcoded stream
+        (no Range) a new load from there."""
+        player = self.player
+        assert player is not None
+        tag, cur, track = player.playing_tag(), self.mirror.state.current_entry, self.mirror.track
+        if tag is not None and cur is not None and cur.entry_id == tag and track and track.url:
+            url = self._absolute(track.url)
+            if "&quality=" in url:
+                self._load(tag, url, position_ms, player.paused())
+                return
+        player.seek(position_ms)
 
     def _absolute(self, url: str) -> str:
-        return url if "://" in url else self.channel.server + url
+        full = url if "://" in url else self.channel.server + url
+        if self.stream_quality != "original" and "/v1/stream/" in url and "?exp=" in url:
+            full += f"&quality={self.stream_quality}"
+        return full
 
     def _report(self, playing: bool, event: str = "progress", entry: str | None = None) -> None:
         if self.player is None or not self._mine():
@@ -598,7 +621,7 @@ class Agent:
         if pos is not None and abs(pos - d.position_ms) > START_SEEK_MS:
             self._settling = d.entry_id
             self.model.reset()
-            player.seek(d.position_ms)
+            self._seek(d.position_ms)
 
     def _start(self, d: DirectiveMsg) -> None:
         player = self.player
@@ -616,7 +639,7 @@ class Agent:
             held = self._settling != d.entry_id and player.paused()
             if held and pos is not None and abs(pos - want) > START_SEEK_MS:
                 self._settling = d.entry_id
-                player.seek(want)
+                self._seek(want)
             self.model.reset()
             if d.playing:
                 player.resume()

@@ -26,6 +26,7 @@ from tunehand.errors import AuthError, ConfigError, UsageError
 
 CONFIG_FILE = "config.toml"
 COVER_ART_MODES = ("auto", "blocks", "off")
+STREAM_QUALITIES = ("original", "high", "low")
 DEVICE_ID_FILE = "device-id"
 
 # Patterns, not compiled here: `re` compiles (and caches) them on first use, which
@@ -49,6 +50,9 @@ class Config(NamedTuple):
     notifications: bool = True
     cover_art: str = "auto"
     """"auto" (the terminal's best: Kitty, Sixel, else half blocks), "blocks" or "off"."""
+    stream_quality: str = "original"
+    """What this device's player fetches: "original" (the file), or an Opus transcode,
+    "high" (160 kb/s) or "low" (64 kb/s) for a slow link."""
 
 
 def resolve_config_dir(cli_value: str | None, environ: Mapping[str, str]) -> Path:
@@ -273,6 +277,7 @@ def _config_from_table(table: dict[str, Any], path: Path) -> Config:
         ca_file=_optional_str(table, "ca_file", path),
         notifications=_optional_bool(table, "notifications", path, default=True),
         cover_art=_choice(table, "cover_art", COVER_ART_MODES, path),
+        stream_quality=_choice(table, "stream_quality", STREAM_QUALITIES, path),
     )
 
 

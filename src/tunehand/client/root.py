@@ -157,4 +157,5 @@ def build_agent(
         on_snapshot=on_snapshot,
         ca_file=api.http.ca_file,
         remote_track=remote_track,
+        stream_quality=config.stream_quality,
     )

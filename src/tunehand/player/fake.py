@@ -71,7 +71,9 @@ class FakePlayer:
             self._paused = True
             self._emit(Ended(ended))
 
-    def load(self, tag: str, url: str, *, position_ms: int, paused: bool) -> None:
+    def load(
+        self, tag: str, url: str, *, position_ms: int, paused: bool, offset: bool = False
+    ) -> None:
         self.calls.append(f"load {tag} {position_ms} {'paused' if paused else 'playing'}")
         self._next = None
         if url in self._broken:

@@ -168,8 +168,14 @@ class MpvPlayer:
             return int(result["playlist_entry_id"])
         return None
 
-    def load(self, tag: str, url: str, *, position_ms: int, paused: bool) -> None:
+    def load(
+        self, tag: str, url: str, *, position_ms: int, paused: bool, offset: bool = False
+    ) -> None:
+        """`offset`: the stream starts at `position_ms` and says so by its timestamps (a
+        transcode from `t=`): mpv keeps them, so its time-pos is the track's position."""
         opts = f"start={max(0, position_ms) / 1000:.3f},pause={'yes' if paused else 'no'}"
+        if offset:
+            opts += ",rebase-start-time=no"
         entry = self._loadfile(url, "replace", opts)
         self._pos_sample = (None, 0.0)
         self._tags = {}

@@ -1,7 +1,9 @@
 """REST routes for the library: search, browse, track details, rescans and the streams.
 
 Stream URLs are signed and expire; they carry no account token, so mpv can fetch
-them with no headers (see `streams`).
+them with no headers (see `streams`). `quality=high|low` (not signed: it opens nothing
+more than the signed track) makes a stream an Opus transcode, from `t=` seconds, its
+timestamps starting there (a player shows the track's position).
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from tunehand.server.db import library as ql
 from tunehand.server.db import userdata as qu
 from tunehand.server.revocation import link_allowed
 from tunehand.server.streams import track_view
+from tunehand.server.transcode import (
+    OPUS,
+    RETRY_AFTER_S,
+    Busy,
+    TranscodeError,
+    TranscodeResponse,
+)
 from tunehand.server.web import ApiError, error, json, path_param, principal, query_int, services
 
 MAX_QUERY = 200
@@ -119,6 +128,7 @@ async def stream(request: Request) -> Response:
         return error(403, "forbidden", "the stream link is forged or expired")
     if not await link_allowed(s.signer, s.links, sig, request.query_params):
         return error(403, "forbidden", "the stream link is another device's, or it was revoked")
+    kbps, offset_s = _quality(request)
     async with s.engine.connect() as conn:
         stored = await ql.get(conn, track_id)
     if stored is None:
@@ -129,10 +139,43 @@ async def stream(request: Request) -> Response:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
         return error(404, "not_found", "the file is gone: rescan the library")
+    if kbps:
+        if request.method == "HEAD":
+            return Response(media_type=OPUS.mime, headers={"Accept-Ranges": "none"})
+        try:
+            job = await s.transcoder.open(stored.path, OPUS, kbps, offset_s, keep_time=True)
+        except Busy as exc:
+            return error(503, "busy", exc.message, {"Retry-After": str(RETRY_AFTER_S)})
+        except TranscodeError as exc:
+            return error(503, "no_transcoder", exc.message)
+        return TranscodeResponse(job)
     response = FileResponse(
         stored.path, media_type=stored.mime, headers={"Cache-Control": "private"}, stat_result=st
     )
     return _range_refusal(request, response, st.st_size) or response
+
+
+QUALITY_KBPS = {"original": 0, "high": 160, "low": 64}
+"""`/v1/stream?quality=`: the Opus bitrate of each quality (0: the original file)."""
+MAX_OFFSET_S = 24 * 3600
+
+
+def _quality(request: Request) -> tuple[int, float]:
+    """The Opus bitrate asked by `quality=` (0 for the original) and the offset `t=`
+    (seconds, a transcode starts there)."""
+    q = request.query_params.get("quality", "original")
+    if q not in QUALITY_KBPS:
+        raise ApiError(422, "invalid", "quality: original, high or low")
+    raw = request.query_params.get("t", "")
+    offset = 0.0
+    if raw:
+        try:
+            offset = float(raw)
+        except ValueError:
+            offset = -1.0
+        if not 0 <= offset <= MAX_OFFSET_S:  # also refuses nan
+            raise ApiError(422, "invalid", f"t: seconds from 0 to {MAX_OFFSET_S}")
+    return QUALITY_KBPS[q], offset
 
 
 def _range_refusal(request: Request, response: FileResponse, size: int) -> Response | None:

@@ -43,6 +43,7 @@ from tunehand.server.service import SessionService
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import Signer, load_or_create_key
 from tunehand.server.subsonic import routes as subsonic_routes
+from tunehand.server.transcode import Transcoder, find_ffmpeg
 from tunehand.server.web import ApiError, handle_error
 
 log = logging.getLogger("tunehand.server")
@@ -93,6 +94,7 @@ def create_app(
         library = Library(engine, settings.music, lambda line: log.warning("%s", line), progress)
         links = DeviceCheck(engine, hub)
         services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
+        services.transcoder = Transcoder(settings.max_transcodes, find_ffmpeg(os.environ))
         watch = AccountWatch(engine, hub)
         watch.start()
         scan: asyncio.Task[None] | None = None
@@ -110,6 +112,7 @@ def create_app(
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             await watch.close()
+            await services.transcoder.close()
             services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()

@@ -17,6 +17,7 @@ from tunehand.server.limits import DEFAULT_MAX_DEVICES, Buckets, HashGate, defau
 from tunehand.server.revocation import DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
+from tunehand.server.transcode import Transcoder
 from tunehand.server.websocket import SocketSet
 
 
@@ -43,6 +44,9 @@ class Settings:
         default_factory=lambda: _env_int("TUNEHAND_PURGE_INTERVAL_S", 3600)
     )
     """How often expired tokens, codes and stale device rows are purged."""
+    max_transcodes: int | None = None
+    """Encoders (ffmpeg) running at once on this instance (`serve --max-transcodes`;
+    default: one per core)."""
 
 
 REST_PER_S = 50
@@ -80,6 +84,8 @@ class Services:
     app_seen_ms: dict[str, int] = field(default_factory=dict)
     """When this instance last marked each Subsonic app (device id) seen: at most once a
     minute, so an app's requests do not each write."""
+    transcoder: Transcoder = field(default_factory=Transcoder)
+    """This instance's encoders (replaced at start by one built from the settings)."""
     play_queue_seen: dict[str, int] = field(default_factory=dict)
     """The session version each Subsonic app (device id) last read or wrote through its
     play queue on this instance: its next `savePlayQueue` replaces that version only."""

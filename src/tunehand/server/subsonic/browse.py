@@ -32,6 +32,7 @@ async def get_extensions(call: Call) -> Payload:
         "openSubsonicExtensions": [
             {"name": "apiKeyAuthentication", "versions": [1]},
             {"name": "formPost", "versions": [1]},
+            {"name": "transcodeOffset", "versions": [1]},
         ]
     }
 

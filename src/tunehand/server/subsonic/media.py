@@ -1,8 +1,12 @@
-"""Subsonic methods that answer bytes: `stream` and `download` (the original file, with
-Range), and `getCoverArt` (resized like `/v1/art`, from the same cache).
+"""Subsonic methods that answer bytes: `stream` (the original file with Range, or a
+transcode), `download` (always the original), and `getCoverArt` (resized like `/v1/art`,
+from the same cache).
 
-`stream` serves the original whatever `format` and `maxBitRate` ask (transcoding comes
-later); it says so by the file's own Content-Type.
+`stream` chooses as Navidrome does: `format=raw` is the original; `format=opus|mp3`
+transcodes at `maxBitRate` (or the format's default: Opus 128 kb/s, MP3 192 kb/s); no
+format with `maxBitRate=N` sends the original when its bitrate is already at most N kb/s
+and Opus at N otherwise; an unknown format is the original. `timeOffset=S` starts a
+transcode S seconds in (the original ignores it: use Range).
 """
 
 from __future__ import annotations
@@ -14,15 +18,56 @@ import stat
 from starlette.responses import FileResponse, Response
 
 from tunehand.errors import MediaError
+from tunehand.server import transcode
 from tunehand.server.api_art import CACHE_CONTROL, _render
 from tunehand.server.api_library import _range_refusal
 from tunehand.server.db import library as ql
 from tunehand.server.library import art
+from tunehand.server.services import Services
 from tunehand.server.subsonic.params import Call
 from tunehand.server.subsonic.responses import GENERIC, NOT_FOUND, SubsonicError
 
+DEFAULT_KBPS = {"opus": 128, "mp3": 192}
+MAX_OFFSET_S = 24 * 3600
+
+
+def choose(
+    fmt: str, max_kbps: int, original_kbps: int | None
+) -> tuple[transcode.Codec, int] | None:
+    """The codec and bitrate to transcode to, or None for the original."""
+    fmt = fmt.lower()
+    if fmt in transcode.CODECS:
+        return transcode.CODECS[fmt], max_kbps or DEFAULT_KBPS[fmt]
+    if fmt or not max_kbps:  # raw, or a format without an encoder here
+        return None
+    if original_kbps is not None and original_kbps <= max_kbps:
+        return None
+    return transcode.OPUS, max_kbps
+
+
+def original_kbps(size: int, duration_ms: int) -> int | None:
+    return size * 8 // duration_ms if duration_ms > 0 else None
+
+
+async def transcoded(
+    s: Services, path: str, codec: transcode.Codec, kbps: int, offset_s: float
+) -> Response:
+    """A transcode as a response, or the refusal as a Subsonic error."""
+    try:
+        job = await s.transcoder.open(path, codec, kbps, offset_s)
+    except transcode.Busy as exc:
+        retry = {"Retry-After": str(transcode.RETRY_AFTER_S)}
+        raise SubsonicError(GENERIC, exc.message, 503, retry) from None
+    except transcode.TranscodeError as exc:
+        raise SubsonicError(GENERIC, exc.message) from None
+    return transcode.TranscodeResponse(job)
+
 
 async def stream(call: Call) -> Response:
+    return await _send(call, transcoding=True)
+
+
+async def _send(call: Call, *, transcoding: bool) -> Response:
     track_id = call.required("id")
     async with call.services.engine.connect() as conn:
         stored = await ql.get(conn, track_id)
@@ -34,6 +79,13 @@ async def stream(call: Call) -> Response:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
         raise SubsonicError(NOT_FOUND, "the file is gone: rescan the library")
+    if transcoding:
+        max_kbps = call.int_("maxBitRate", 0, 0, 10_000)
+        kbps = original_kbps(st.st_size, stored.view.duration_ms)
+        chosen = choose(call.one("format"), max_kbps, kbps)
+        if chosen is not None:
+            offset = call.int_("timeOffset", 0, 0, MAX_OFFSET_S)
+            return await transcoded(call.services, stored.path, *chosen, offset)
     response = FileResponse(
         stored.path,
         media_type=stored.mime,
@@ -44,7 +96,7 @@ async def stream(call: Call) -> Response:
 
 
 async def download(call: Call) -> Response:
-    response = await stream(call)
+    response = await _send(call, transcoding=False)
     if isinstance(response, FileResponse):
         name = os.path.basename(response.path)
         response.headers["Content-Disposition"] = _disposition(name)
