@@ -563,3 +563,32 @@ def test_app_passwords_in_the_security_log(app: App, shared_server: ServerProc) 
         shared_server.wait_for_line(f"login_failed user={api.name} ")
         log = (shared_server.data_dir / "security.log").read_text()
         assert made.password not in log and made.password not in "\n".join(shared_server.log)
+
+
+def test_a_token_that_is_not_hex_is_wrong_credentials(app: App) -> None:
+    for token in ("é" * 32, "g" * 32, " " * 32):
+        r = httpx.get(
+            f"{app.srv.url}/rest/ping",
+            params={
+                "u": app.api.name,
+                "t": token,
+                "s": "abc",
+                "v": "1.16.1",
+                "c": "t",
+                "f": "json",
+            },
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text  # never a 500
+        assert r.json()["subsonic-response"]["error"]["code"] == 40
+
+
+def test_xml_answers_hold_no_character_xml_forbids() -> None:
+    import xml.etree.ElementTree as ET
+
+    from tunehand.server.subsonic.responses import render
+
+    r = render("xml", {"song": {"title": "a\x01b\x1fc\ud800", "year": 2001}})
+    root = ET.fromstring(r.body)  # noqa: S314 (our own answer)
+    song = next(iter(root))
+    assert song.get("title") == "a\ufffdb\ufffdc\ufffd" and song.get("year") == "2001"

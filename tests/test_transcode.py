@@ -370,3 +370,46 @@ def test_a_receiver_with_stream_quality_low_plays_opus_and_seeks(
                 receiver.stop()
     finally:
         server.stop()
+
+
+def test_a_head_request_runs_no_encoder(app: App) -> None:
+    params = _auth(app, song_id(app, "Long"))
+    r = httpx.head(_url(app, "stream"), params=params, timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
+    assert r.headers["accept-ranges"] == "none"
+    assert _ffmpeg_children(app.srv) == []  # a GET's encoder would be running now
+
+
+def test_a_device_keeps_at_most_two_encoders(tmp_path: Path) -> None:
+    """A player that opens stream after stream (seeks, skips) without closing the old ones
+    keeps the newest two (the track playing and the one prefetched): a third stops the
+    oldest, which frees its encoder, so the device never waits for itself."""
+    _library(tmp_path / "music")
+    srv = launch(tmp_path, music=tmp_path / "music", extra_args=("--max-transcodes", "2"))
+    try:
+        with accounts(srv) as make:
+            phone = make_app(srv, make("two"))
+            long = song_id(phone, "Long")
+            clients = [httpx.Client(timeout=30) for _ in range(3)]
+            try:
+                first = len(HELD)
+                opened = [_open(phone, c, long) for c in clients[:2]]
+                assert [r.status_code for r in opened] == [200, 200]
+                assert len(_ffmpeg_children(srv)) == 2  # every encoder, both this device's
+                started = time.monotonic()
+                third = _open(phone, clients[2], long)  # would wait 5 s, then be refused
+                assert third.status_code == 200 and time.monotonic() - started < 4
+                # The oldest was stopped: its stream ends (read to the end); the second
+                # goes on.
+                rest = b"".join(HELD[first])
+                assert len(rest) < 50_000_000, len(rest)
+                deadline = time.monotonic() + 10  # reaped after the stream ends: no event
+                while len(_ffmpeg_children(srv)) != 2:
+                    assert time.monotonic() < deadline, _ffmpeg_children(srv)
+                    time.sleep(0.05)
+                assert len(next(HELD[first + 1])) > 0
+            finally:
+                for c in clients:
+                    c.close()
+    finally:
+        srv.stop()

@@ -143,7 +143,14 @@ async def stream(request: Request) -> Response:
         if request.method == "HEAD":
             return Response(media_type=OPUS.mime, headers={"Accept-Ranges": "none"})
         try:
-            job = await s.transcoder.open(stored.path, OPUS, kbps, offset_s, keep_time=True)
+            job = await s.transcoder.open(
+                stored.path,
+                OPUS,
+                kbps,
+                offset_s,
+                keep_time=True,
+                holder=request.query_params.get("d", ""),  # the device the link is bound to
+            )
         except Busy as exc:
             return error(503, "busy", exc.message, {"Retry-After": str(RETRY_AFTER_S)})
         except TranscodeError as exc:

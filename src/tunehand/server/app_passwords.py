@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tunehand.core import names
@@ -104,25 +105,30 @@ async def create(
     name = clean_name(raw_name)
     password = generate()
     device_id = auth.new_device_id()
-    async with engine.begin() as conn:
-        if await qp.named(conn, account_id, name) is not None:
-            raise UsageError(f"an app password named {name!r} exists already: revoke it first")
-        if await qp.count(conn, account_id) >= MAX_PER_ACCOUNT:
-            raise QuotaError(
-                f"this account has {MAX_PER_ACCOUNT} app passwords, the most it may keep:"
-                " revoke some"
+    try:
+        async with engine.begin() as conn:
+            if await qp.named(conn, account_id, name) is not None:
+                raise UsageError(f"an app password named {name!r} exists already: revoke it first")
+            if await qp.count(conn, account_id) >= MAX_PER_ACCOUNT:
+                raise QuotaError(
+                    f"this account has {MAX_PER_ACCOUNT} app passwords, the most it may keep:"
+                    " revoke some"
+                )
+            await auth.check_device_room(conn, account_id)
+            await qa.upsert_device(conn, account_id, device_id, name, now_ms, address, KIND)
+            await qp.insert(
+                conn,
+                account_id,
+                device_id,
+                name,
+                sealer.seal(device_id, password),
+                sealer.lookup(password),
+                now_ms,
             )
-        await auth.check_device_room(conn, account_id)
-        await qa.upsert_device(conn, account_id, device_id, name, now_ms, address, KIND)
-        await qp.insert(
-            conn,
-            account_id,
-            device_id,
-            name,
-            sealer.seal(device_id, password),
-            sealer.lookup(password),
-            now_ms,
-        )
+    except IntegrityError:  # created with the same name at the same moment
+        raise UsageError(
+            f"an app password named {name!r} exists already: revoke it first"
+        ) from None
     return Created(name, device_id, password, now_ms)
 
 
@@ -221,13 +227,16 @@ async def _match(conn: AsyncConnection, sealer: Sealer, given: Given) -> qp.AppP
             return None
         row = await qp.by_lookup(conn, sealer.lookup(secret))
         return row if row is not None and row.account_name == given.user else None
-    if len(given.token) != 32 or not given.salt or len(given.salt) > 200:
+    token = given.token.lower()
+    if len(token) != 32 or not all(c in "0123456789abcdef" for c in token):
+        return None  # an md5 in hex, or no match (a non-ASCII token cannot be compared)
+    if not given.salt or len(given.salt) > 200:
         return None
     for row in await qp.by_account_name(conn, given.user):
         secret_ = sealer.open(row.device_id, row.secret)
         if secret_ is None:
             continue
         want = hashlib.md5((secret_ + given.salt).encode(), usedforsecurity=False).hexdigest()
-        if hmac.compare_digest(want, given.token.lower()):
+        if hmac.compare_digest(want, token):
             return row
     return None

@@ -26,6 +26,8 @@ from starlette.types import Receive, Scope, Send
 QUEUE_WAIT_S = 5.0
 """How long a request waits in the queue for an encoder before it is refused."""
 RETRY_AFTER_S = 5
+PER_HOLDER = 2
+"""Encoders one device may hold: the track playing and the next, prefetched."""
 CHUNK = 16 * 1024
 FFMPEG_ENV = "TUNEHAND_FFMPEG"
 """The ffmpeg program to run (default: `ffmpeg` on PATH)."""
@@ -97,6 +99,9 @@ class Transcoder:
         self.waiting = 0
         self._freed = asyncio.Condition()
         self.procs: set[asyncio.subprocess.Process] = set()
+        self.held: dict[str, list[Transcode]] = {}
+        """The encoders of each holder (a device), oldest first: past PER_HOLDER, a new
+        one ends the oldest, so a paused or vanished player cannot keep encoders."""
 
     async def _acquire(self) -> None:
         if self.running < self.limit:
@@ -127,16 +132,27 @@ class Transcoder:
             self._freed.notify()
 
     async def open(
-        self, path: str, codec: Codec, kbps: int, offset_s: float, keep_time: bool = False
+        self,
+        path: str,
+        codec: Codec,
+        kbps: int,
+        offset_s: float,
+        keep_time: bool = False,
+        holder: str = "",
     ) -> Transcode:
         """A running encoder with its first bytes read (so a file ffmpeg cannot read is a
-        refusal, not an empty 200), or `Busy`/`Unavailable`."""
+        refusal, not an empty 200), or `Busy`/`Unavailable`. A `holder` (the device asking)
+        keeps at most PER_HOLDER encoders (the track playing and the one prefetched after
+        it): a new one stops its oldest."""
         if self.ffmpeg is None:
             raise Unavailable(
                 "transcoding needs ffmpeg, which this server does not have (install the"
                 " ffmpeg package); the original file is still available"
             )
         kbps = max(codec.lo_kbps, min(codec.hi_kbps, kbps))
+        if holder:
+            for old in self.held.get(holder, [])[: -PER_HOLDER + 1 or None]:
+                old.stop()  # its response ends and frees the encoder, which this may take
         await self._acquire()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -148,8 +164,10 @@ class Transcoder:
         except OSError as exc:
             await self._release()
             raise Unavailable(f"cannot run ffmpeg: {exc.strerror or exc}") from None
-        job = Transcode(self, proc, codec)
+        job = Transcode(self, proc, codec, holder)
         self.procs.add(proc)
+        if holder:
+            self.held.setdefault(holder, []).append(job)
         try:
             assert proc.stdout is not None
             first = await proc.stdout.read(CHUNK)
@@ -177,8 +195,10 @@ class Transcode:
     """One running ffmpeg: `chunks` yields its output; `close` kills and reaps it and
     frees its encoder (once)."""
 
-    def __init__(self, owner: Transcoder, proc: asyncio.subprocess.Process, codec: Codec) -> None:
-        self.owner, self.proc, self.codec = owner, proc, codec
+    def __init__(
+        self, owner: Transcoder, proc: asyncio.subprocess.Process, codec: Codec, holder: str = ""
+    ) -> None:
+        self.owner, self.proc, self.codec, self.holder = owner, proc, codec, holder
         self.first = b""
         self._closed = False
         self._err_tail = b""
@@ -197,12 +217,23 @@ class Transcode:
         while chunk := await self.proc.stdout.read(CHUNK):
             yield chunk
 
+    def stop(self) -> None:
+        """End the encoder now (its output ends; `close` still reaps it)."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
     async def close(self) -> str:
         """Stop the process (if it still runs), reap it, and return the last line it
         wrote to stderr (empty when none)."""
         if self._closed:
             return ""
         self._closed = True
+        jobs = self.owner.held.get(self.holder)
+        if jobs is not None and self in jobs:
+            jobs.remove(self)
+            if not jobs:
+                del self.owner.held[self.holder]
         proc = self.proc
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):

@@ -50,11 +50,11 @@ def original_kbps(size: int, duration_ms: int) -> int | None:
 
 
 async def transcoded(
-    s: Services, path: str, codec: transcode.Codec, kbps: int, offset_s: float
+    s: Services, path: str, codec: transcode.Codec, kbps: int, offset_s: float, holder: str
 ) -> Response:
     """A transcode as a response, or the refusal as a Subsonic error."""
     try:
-        job = await s.transcoder.open(path, codec, kbps, offset_s)
+        job = await s.transcoder.open(path, codec, kbps, offset_s, holder=holder)
     except transcode.Busy as exc:
         retry = {"Retry-After": str(transcode.RETRY_AFTER_S)}
         raise SubsonicError(GENERIC, exc.message, 503, retry) from None
@@ -85,7 +85,13 @@ async def _send(call: Call, *, transcoding: bool) -> Response:
         chosen = choose(call.one("format"), max_kbps, kbps)
         if chosen is not None:
             offset = call.int_("timeOffset", 0, 0, MAX_OFFSET_S)
-            return await transcoded(call.services, stored.path, *chosen, offset)
+            if call.request.method == "HEAD":  # what a GET would send, with no encoder run
+                return Response(
+                    headers={"Cache-Control": "private", "Accept-Ranges": "none"},
+                    media_type=chosen[0].mime,
+                )
+            holder = call.principal.device_id  # the app password's device
+            return await transcoded(call.services, stored.path, *chosen, offset, holder)
     response = FileResponse(
         stored.path,
         media_type=stored.mime,

@@ -11,6 +11,7 @@ the code, not the status line).
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -63,10 +64,14 @@ def envelope(status: str) -> Payload:
     }
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+"""Characters XML 1.0 cannot hold, even escaped (a tag may carry them): replaced by U+FFFD."""
+
+
 def _xml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return _NOT_XML.sub("\ufffd", str(value))
 
 
 def _fill(el: ET.Element, payload: Payload) -> None:

@@ -113,11 +113,10 @@ export function refresh() {
 
 export async function logout() {
   try {
-    if (access) {
-      await postJson('/v1/auth/web/logout', {}, {
-        'X-CSRF-Token': csrfCookie(), Authorization: `Bearer ${access}`,
-      });
-    }
+    // Always: the refresh cookie is what logs this browser in, token in memory or not.
+    const headers = { 'X-CSRF-Token': csrfCookie() };
+    if (access) headers.Authorization = `Bearer ${access}`;
+    await postJson('/v1/auth/web/logout', {}, headers);
   } finally {
     forget();
   }
