@@ -23,7 +23,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.fixtures_server import ServerProc
+from tests.fixtures_server import Backend, ServerProc, launch
 from tests.route_table import (
     MESSAGES,
     ROUTES,
@@ -76,6 +76,23 @@ def check_error(r: httpx.Response, status: int | tuple[int, ...]) -> Json:
     for needle in FILE_CONTENT:
         assert needle not in r.text
     return body
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, backend: Backend
+) -> Iterator[ServerProc]:
+    """The module's server, with the per-account REST rate lifted: this module sends
+    hundreds of requests from one account in a burst on purpose (every route, every bad
+    body), which the limit would answer 429 (the limit has its own test in
+    test_limits.py)."""
+    srv = launch(
+        tmp_path_factory.mktemp(f"bad-input-{backend.name}"),
+        store=backend.store(),
+        env={"TUNEHAND_REST_PER_S": "1000000"},
+    )
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
