@@ -23,7 +23,10 @@ transfer`, back and forth, HANDOFFS times after WARMUP_HANDOFFS):
 - jump = where the target started - where the source was at that instant, by the
   source's steady line (positive: audio skipped, negative: audio repeated);
 - whether the target's position moves off its line again within AFTER_START_S of
-  starting (a second seek or a stall), and by how much;
+  starting (a second seek or a stall), and by how much; and whether mpv started a
+  seek on the target then (its `seek` event): a move with no seek is the output's own
+  (a small buffer that runs dry stalls; the steady part counts those moves with no
+  handoff at all, for comparison);
 - ctl transfer latency: from just before the `ctl` process starts to the target start
   (and, printed too, to its first time-pos step).
 
@@ -183,6 +186,10 @@ class MpvWatch:
                     continue
                 if msg.get("event") == "property-change":
                     self.events.append((t, msg.get("name", ""), msg.get("data")))
+                elif msg.get("event") == "seek":
+                    # mpv's own event for every seek it starts (not a property):
+                    # tells a second seek by the device from the output's own moves.
+                    self.events.append((t, "seek", True))
                 elif msg.get("request_id", 0) >= _POLL_ID:
                     data = msg.get("data") if msg.get("error") == "success" else None
                     pos = float(data) if isinstance(data, int | float) else None
@@ -574,6 +581,9 @@ class Handoff:
     """The same for the last position anchor the watcher saw before the command."""
     discontinuity_ms: float
     discontinuity_at_ms: float
+    seeks_after_start: int = 0
+    """Seeks mpv started on the target after its first step (within AFTER_START_S): a
+    second seek by the device. A move with none is the output's own (a stall)."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -700,6 +710,11 @@ def measure_handoff(
     jump = p_held - src_line.at(t_start)
     notes: list[str] = []
     shift, shift_at = _moved_after_start(tgt, t_step, p_start)
+    seeks = [
+        t
+        for t, name, _ in list(tgt.events)
+        if name == "seek" and t_step < t <= t_step + AFTER_START_S
+    ]
     if any(p is None for _, p in tgt.samples(t_start, t_start + AFTER_START_S)):
         notes.append("target's time-pos vanished after start (reloaded)")
     loaded = next((t for t, p in tgt.samples(t_cmd) if p is not None), math.nan)
@@ -735,6 +750,7 @@ def measure_handoff(
         ms(anchor_err),
         ms(shift),
         ms(shift_at),
+        len(seeks),
         notes,
     )
 
@@ -788,7 +804,10 @@ def run_handoffs(
             "steady"
             if h.discontinuity_ms == 0
             else f"moved {h.discontinuity_ms:+.0f} ms at +{h.discontinuity_at_ms:.0f} ms"
+            + (" (no seek: the output's own)" if not h.seeks_after_start else "")
         )
+        if h.seeks_after_start:
+            after += f"; {h.seeks_after_start} seek(s) after start"
         print(
             f"  {'w' if warm else i - WARMUP_HANDOFFS + 1:>3} {h.label:<7} "
             f"{h.ctl_s * 1000:>5.0f} {h.latency_ms:>7.1f} {h.gap_ms:>+6.1f} "
@@ -939,6 +958,11 @@ def _handoff_results(hs: list[Handoff], case: str) -> list[Result]:
             if moved
             else ""
         )
+    )
+    print(
+        "  of those, with a seek mpv started on the target after its start: "
+        f"{sum(1 for h in moved if h.seeks_after_start)}; handoffs with such a seek at all: "
+        f"{sum(1 for h in hs if h.seeks_after_start)}/{len(hs)}"
     )
     return [
         check(f"[{case}] handoff gap signed median", _med(gaps), "ms"),
@@ -1145,6 +1169,12 @@ def row_results(row: Row) -> list[Result]:
             "",
             0.0,
         ),
+        check(
+            f"[{c}] second seeks after start",
+            float(sum(1 for h in row.handoffs if h.seeks_after_start)) if row.handoffs else none,
+            "",
+            0.0,
+        ),
         check(f"[{c}] steady |error| median", _med(steady), "ms", TARGET_STEADY_MEDIAN_MS),
         check(
             f"[{c}] steady |error| max", max(steady) if steady else none, "ms", TARGET_STEADY_MAX_MS
@@ -1155,7 +1185,7 @@ def row_results(row: Row) -> list[Result]:
 def print_rows(rows: Sequence[Row]) -> None:
     print(
         f"  {'case':<15} {'n':>3} {'|jump| med':>10} {'p90':>6} {'max':>6} {'gap med':>8} "
-        f"{'moved':>5} {'steady med':>10} {'max':>6} {'n':>4}  load"
+        f"{'moved':>5} {'seeks':>5} {'steady med':>10} {'max':>6} {'n':>4}  load"
     )
     for r in rows:
         if r.error and not r.handoffs:
@@ -1164,10 +1194,11 @@ def print_rows(rows: Sequence[Row]) -> None:
         j = _jumps(r)
         st = [abs(x) for x in r.steady_ms]
         moved = sum(1 for h in r.handoffs if h.discontinuity_ms != 0)
+        seeks = sum(1 for h in r.handoffs if h.seeks_after_start)
         print(
             f"  {r.case:<15} {len(r.handoffs):>3} {_med(j):>10.1f} "
             f"{percentile(j, 90) if j else math.nan:>6.1f} {max(j) if j else math.nan:>6.1f} "
-            f"{_med([abs(h.gap_ms) for h in r.handoffs]):>8.1f} {moved:>5} "
+            f"{_med([abs(h.gap_ms) for h in r.handoffs]):>8.1f} {moved:>5} {seeks:>5} "
             f"{_med(st):>10.1f} {max(st) if st else math.nan:>6.1f} {len(st):>4}  {r.load}"
             + (f"  ({r.error})" if r.error else "")
         )

@@ -97,6 +97,7 @@ from bench.handoff import (
     Receiver,
     Remote,
     _line,
+    _wall_minus_mono,
     bench_env,
     bench_server,
     ctl,
@@ -326,6 +327,34 @@ class BrowserWatch:
     def position(self) -> float | None:
         return self._pos[len(self._raw_t) - 1] if self._raw_t else None
 
+    def server_clock_error_ms(self, reads: int = 15) -> float:
+        """The app's own server clock (its TimeSync, measured over its websocket) minus
+        the server's (the wall clock every process here shares), by the read with the
+        shortest WebDriver round trip."""
+        wall = _wall_minus_mono()
+        best: tuple[float, float] | None = None
+        for _ in range(reads):
+            a = time.monotonic()
+            server_ms = float(self.js("return window.tunehand.serverNow();"))
+            b = time.monotonic()
+            err = server_ms - ((a + b) / 2 + wall) * 1000
+            if best is None or b - a < best[0]:
+                best = (b - a, err)
+        assert best is not None
+        return best[1]
+
+    def last_start(self) -> tuple[float, float, float]:
+        """The app's last start switch: (planned instant T, when it ran by its own clock,
+        both server ms) and the start delay it had learned then (ms)."""
+        got = self.js(
+            "const s = window.tunehand.switches.filter((x) => x.action === 'start');"
+            "const l = s[s.length - 1];"
+            "return l ? [l.at_ms, l.ran_at_ms, window.tunehand.startLatencyMs] : null;"
+        )
+        if not got:
+            return math.nan, math.nan, math.nan
+        return float(got[0]), float(got[1]), float(got[2])
+
     def playing(self, window_s: float = 0.3) -> bool:
         return len(self.advances(time.monotonic() - window_s)) >= 2
 
@@ -348,6 +377,8 @@ class Handoff:
     gap_first_ms: float
     """The gap with the target's first step as its start."""
     jump_first_ms: float
+    t_start: float = math.nan
+    """When the target started (its steady line at the held position), monotonic s."""
 
 
 def _mpv_end(src: MpvWatch, after: float) -> float | None:
@@ -423,6 +454,7 @@ def measure(label: str, env: dict[str, str], src: Watch, tgt: Watch, target: str
         ms(t_start - t_first),
         ms(t_first - src_end),
         ms(p_held - src_line.at(t_first)),
+        t_start,
     )
 
 
@@ -508,6 +540,8 @@ def run_case(case: Case, rows: dict[str, Row]) -> None:
                         f"{h.hold_ms:>+6.1f} |                    {h.gap_first_ms:>+7.1f} "
                         f"{h.jump_first_ms:>+7.1f}"
                     )
+                    if isinstance(tgt, BrowserWatch):
+                        _print_tab_start(tgt, h)
                     if not warm:
                         rows[direction].handoffs.append(h)
             print(f"  {watch_t.clock_report()}")
@@ -518,6 +552,20 @@ def run_case(case: Case, rows: dict[str, Row]) -> None:
             with contextlib.suppress(Exception):
                 print("  --- server log (last lines):\n  " + "\n  ".join(srv.log[-20:]))
             raise
+
+
+def _print_tab_start(tab: BrowserWatch, h: Handoff) -> None:
+    """Where a start into the tab went: its clock's error, when it called play() by its
+    own clock relative to T (early by its learned start delay), and when its audio
+    really went on relative to T (by the bench's clock)."""
+    at_ms, ran_ms, learned = tab.last_start()
+    err = tab.server_clock_error_ms()
+    t_planned = at_ms / 1000 - _wall_minus_mono()
+    print(
+        f"        tab: clock error {err:+.1f} ms; play() at {ran_ms - at_ms:+.1f} ms from T by "
+        f"its clock (learned delay now {learned:.1f}); audio on at "
+        f"{(h.t_start - t_planned) * 1000:+.1f} ms from T"
+    )
 
 
 def _load() -> str:

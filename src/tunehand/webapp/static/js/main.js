@@ -85,6 +85,7 @@ window.tunehand = {
   get version() { return mirror.state ? mirror.state.version : null; },
   positionMs: () => device.positionMs(),
   get switches() { return device.switches.slice(); },
+  get startLatencyMs() { return device.startLatencyMs; },
 };
 
 // --- messages -----------------------------------------------------------------------
