@@ -109,10 +109,17 @@ class Client:
     def prepares(self) -> list[DirectiveMsg]:
         return [d for d in self.directives if d.action == "prepare"]
 
-    def answer(self, ok: bool = True, message: str = "", transfer_id: str | None = None) -> None:
-        """Answer the last `prepare` (or `transfer_id`): `ready`, or `failed` with `message`."""
+    def answer(
+        self,
+        ok: bool = True,
+        message: str = "",
+        transfer_id: str | None = None,
+        start_ms: int = 0,
+    ) -> None:
+        """Answer the last `prepare` (or `transfer_id`): `ready` (with the device's own
+        start delay), or `failed` with `message`."""
         tid = transfer_id if transfer_id is not None else self.prepares()[-1].transfer_id
-        reply: Ready | Failed = Ready(tid) if ok else Failed(tid, message)
+        reply: Ready | Failed = Ready(tid, start_ms) if ok else Failed(tid, message)
         decoded = wire.decode_client(wire.encode(reply))
         assert isinstance(decoded, Ready | Failed)
         self.room.transfer_reply(self.device_id, decoded)
@@ -219,7 +226,8 @@ class Room:
         if isinstance(reply, Failed):
             self._abort(h, reply.message or "cannot play it")
             return
-        done = transfer.switch(self.state, h.prepare, transfer.switch_time(h.prepare, self.now_ms))
+        at = transfer.switch_time(h.prepare, self.now_ms, reply.start_ms)
+        done = transfer.switch(self.state, h.prepare, at)
         if done is None:
             # The session changed while the target prepared: apply the command plainly.
             self._execute(h.sender, h.command)

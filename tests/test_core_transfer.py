@@ -25,6 +25,7 @@ from tunehand.core.session import Directive
 from tunehand.core.transfer import (
     LATE_LEAD_MS,
     LEAD_MS,
+    MAX_START_MS,
     READY_TIMEOUT_MS,
     Prepare,
     plan,
@@ -112,6 +113,26 @@ def test_plan_is_an_immediate_activation(
 def test_switch_time_is_the_plan_or_a_little_after_a_late_ready(ready_at: int, at: int) -> None:
     p = Prepare("dst", "src", "e0", 12_100, NOW + LEAD_MS)
     assert switch_time(p, ready_at) == at
+
+
+@pytest.mark.parametrize(
+    ("ready_at", "start_ms", "at"),
+    [
+        (NOW, 0, NOW + LEAD_MS),  # a device that starts at once: the plan
+        (NOW, LEAD_MS - LATE_LEAD_MS, NOW + LEAD_MS),  # its delay fits in the plan
+        (NOW, 75, NOW + LATE_LEAD_MS + 75),  # a tab's ~75 ms: the switch moves back
+        (NOW + 2_500, 75, NOW + 2_500 + LATE_LEAD_MS + 75),  # a late ready, the same
+        (NOW, -5, NOW + LEAD_MS),  # nonsense is no delay
+        (NOW, 10**9, NOW + LATE_LEAD_MS + MAX_START_MS),  # and a huge one is capped
+    ],
+)
+def test_a_target_with_a_start_delay_gets_the_start_directive_that_much_earlier(
+    ready_at: int, start_ms: int, at: int
+) -> None:
+    """A target whose output takes `start_ms` to sound calls play() that early: the
+    switch is planned so that its start directive can reach it before then."""
+    p = Prepare("dst", "src", "e0", 12_100, NOW + LEAD_MS)
+    assert switch_time(p, ready_at, start_ms) == at
 
 
 # --- switch -------------------------------------------------------------------------------------
@@ -270,6 +291,21 @@ def test_a_late_ready_switches_a_little_after_it_where_playback_has_got_to() -> 
     assert start.at_ms == room.now_ms + LATE_LEAD_MS > p.at_ms
     assert start.position_ms == 5_000 + 1_800 + LATE_LEAD_MS
     assert a.directives[-1].at_ms == start.at_ms
+
+
+def test_a_ready_with_a_start_delay_switches_later_where_playback_has_got_to() -> None:
+    pair = started("a", "b")
+    a, b, room = pair.a, pair.b, pair.room
+    a.send("transfer", device_id="b")
+    pair.flush()
+    p = only_prepare(b)
+    room.advance(30)
+    b.answer(start_ms=80)
+    pair.flush()
+    start = b.directives[-1]
+    assert start.at_ms == room.now_ms + LATE_LEAD_MS + 80 > p.at_ms
+    assert start.position_ms == 5_000 + 30 + LATE_LEAD_MS + 80
+    assert a.directives[-1].at_ms == start.at_ms  # the source stops at that instant too
 
 
 def test_failed_aborts_and_the_source_keeps_playing() -> None:

@@ -9,6 +9,7 @@ that share the Redis under different `--redis-prefix`es do not hear each other.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.test_api import (
     run_async,
     unique,
 )
+from tunehand.core.transfer import LATE_LEAD_MS
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import open_engine
 
@@ -110,10 +112,15 @@ async def test_handoff_to_a_device_on_the_other_instance(
             },
         )
 
+        ready_sent_ms: list[int] = []
+
         async def answer_ready() -> None:
             prep = await target.wait("directive", lambda m: m["action"] == "prepare")
             assert prep["entry_id"] == entry
-            await target.send(type="ready", transfer_id=prep["transfer_id"])
+            # A target whose output takes 300 ms to sound (its `start_ms`): the switch
+            # is planned that much further ahead, also when the ready crosses instances.
+            ready_sent_ms.append(time.time_ns() // 1_000_000)
+            await target.send(type="ready", transfer_id=prep["transfer_id"], start_ms=300)
 
         answering = asyncio.create_task(answer_ready())
         async with httpx.AsyncClient(base_url=a.url, headers=on_a.headers, timeout=30) as http:
@@ -124,6 +131,7 @@ async def test_handoff_to_a_device_on_the_other_instance(
         stop = await source.wait("directive", lambda m: m["action"] == "stop")
         start = await target.wait("directive", lambda m: m["action"] == "start")
         assert stop["at_ms"] == start["at_ms"] and start["term"] == term + 1
+        assert start["at_ms"] >= ready_sent_ms[0] + LATE_LEAD_MS + 300
 
 
 async def test_concurrent_commands_on_both_instances_apply_once(

@@ -107,9 +107,14 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """The target of a transfer has the audio loaded and waiting at the asked position."""
+    """The target of a transfer has the audio loaded and waiting at the asked position.
+
+    `start_ms`: how long this device's output takes from its play call to audible
+    sound (a browser's audio element: ~70 ms), so the switch is planned far enough
+    ahead for it to start that early; 0 for a device that starts at once (mpv)."""
 
     transfer_id: str
+    start_ms: int = 0
     type: Literal["ready"] = "ready"
 
 

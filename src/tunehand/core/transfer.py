@@ -22,6 +22,8 @@ LEAD_MS = 100
 ready + LATE_LEAD_MS instead, and the target seeks to the position for that instant)."""
 LATE_LEAD_MS = 40
 """When `ready` comes after the planned instant, switch this far after it instead."""
+MAX_START_MS = 500
+"""The most a target's own start delay (its `ready.start_ms`) moves the switch back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +61,13 @@ def plan(
     return Prepare(target, state.active_device, cur.entry_id, state.position_at(at), at)
 
 
-def switch_time(p: Prepare, ready_at_ms: int) -> int:
-    """The planned instant, or a little after `ready` if that came too late for it."""
-    return max(p.switch_at_ms, ready_at_ms + LATE_LEAD_MS)
+def switch_time(p: Prepare, ready_at_ms: int, start_ms: int = 0) -> int:
+    """The planned instant, or a little after `ready` if that came too late for it.
+
+    A target whose output needs `start_ms` from its play call to sound starts that
+    early: the start directive must reach it at least LATE_LEAD_MS before then."""
+    start = min(max(start_ms, 0), MAX_START_MS)
+    return max(p.switch_at_ms, ready_at_ms + LATE_LEAD_MS + start)
 
 
 def switch(

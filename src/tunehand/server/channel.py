@@ -305,7 +305,7 @@ class Channel(WebSocket):
             return self._resync()
         elif isinstance(msg, Ready):
             return self.services.hub.transfer_reply(
-                self.account_id, self.device_id, msg.transfer_id, True, ""
+                self.account_id, self.device_id, msg.transfer_id, True, "", msg.start_ms
             )
         elif isinstance(msg, Failed):
             return self.services.hub.transfer_reply(

@@ -175,9 +175,22 @@ class Hub:
                 c.push(payload)
 
     async def transfer_reply(
-        self, account_id: int, device_id: str, transfer_id: str, ok: bool, message: str
+        self,
+        account_id: int,
+        device_id: str,
+        transfer_id: str,
+        ok: bool,
+        message: str,
+        start_ms: int = 0,
     ) -> None:
-        reply = {"a": account_id, "d": device_id, "t": transfer_id, "ok": ok, "m": message}
+        reply = {
+            "a": account_id,
+            "d": device_id,
+            "t": transfer_id,
+            "ok": ok,
+            "m": message,
+            "s": start_ms,
+        }
         await self.bus.publish(TRANSFERS, json.dumps(reply).encode())
 
     async def online(self, account_id: int, capability: str | None = None) -> list[str]:

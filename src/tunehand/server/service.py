@@ -59,7 +59,7 @@ class SessionService:
         self._global = asyncio.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._history_marker: dict[int, str] = {}
-        self._transfers: dict[str, tuple[int, str, asyncio.Future[tuple[bool, str]]]] = {}
+        self._transfers: dict[str, tuple[int, str, asyncio.Future[tuple[bool, str, int]]]] = {}
         self._fanning: set[asyncio.Future[None]] = set()
         self._track_cache: dict[
             tuple[int, tuple[str, ...]], tuple[float, dict[str, TrackView]]
@@ -356,7 +356,7 @@ class SessionService:
         assert cur is not None
         track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
         transfer_id = secrets.token_hex(8)
-        ready: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+        ready: asyncio.Future[tuple[bool, str, int]] = asyncio.get_running_loop().create_future()
         self._transfers[transfer_id] = (account_id, prep.target, ready)
         try:
             await self.hub.send(
@@ -375,9 +375,9 @@ class SessionService:
                 ),
                 to=prep.target,
             )
-            ok, message = await asyncio.wait_for(ready, transfer.READY_TIMEOUT_MS / 1000)
+            ok, message, start_ms = await asyncio.wait_for(ready, transfer.READY_TIMEOUT_MS / 1000)
         except TimeoutError:
-            ok, message = False, "the device was not ready within 3 s"
+            ok, message, start_ms = False, "the device was not ready within 3 s", 0
         finally:
             self._transfers.pop(transfer_id, None)
         if not ok:
@@ -390,14 +390,19 @@ class SessionService:
             async with self.engine.begin() as conn:
                 await qs.save_result(conn, account_id, res, now_ms())
             return res
-        return await self._switch(account_id, cmd, sender, prep)
+        return await self._switch(account_id, cmd, sender, prep, start_ms)
 
     async def _switch(
-        self, account_id: int, cmd: Command, sender: str | None, prep: transfer.Prepare
+        self,
+        account_id: int,
+        cmd: Command,
+        sender: str | None,
+        prep: transfer.Prepare,
+        start_ms: int,
     ) -> Result:
         async with self._lock(account_id):
             self._forget(account_id)
-            switched = await self._switch_once(account_id, cmd, prep)
+            switched = await self._switch_once(account_id, cmd, prep, start_ms)
             if switched is not None:
                 self._remember(account_id, switched[0])
         if switched is None:
@@ -408,11 +413,11 @@ class SessionService:
         return res
 
     async def _switch_once(
-        self, account_id: int, cmd: Command, prep: transfer.Prepare
+        self, account_id: int, cmd: Command, prep: transfer.Prepare, start_ms: int
     ) -> tuple[SessionState, Sequence[core.Directive], Result] | None:
         async with self.engine.begin() as conn:
             state = await qs.load(conn, account_id)
-            done = transfer.switch(state, prep, transfer.switch_time(prep, now_ms()))
+            done = transfer.switch(state, prep, transfer.switch_time(prep, now_ms(), start_ms))
             if done is None:
                 switched = None
             else:
@@ -432,7 +437,14 @@ class SessionService:
             return
         acct, target, fut = pending
         if acct == reply.get("a") and target == reply.get("d") and not fut.done():
-            fut.set_result((bool(reply.get("ok")), str(reply.get("m") or "cannot play it")))
+            start = reply.get("s")
+            fut.set_result(
+                (
+                    bool(reply.get("ok")),
+                    str(reply.get("m") or "cannot play it"),
+                    start if isinstance(start, int) and not isinstance(start, bool) else 0,
+                )
+            )
 
     async def resync_local(self) -> None:
         """After the bus was down, send every device connected here the current state."""

@@ -262,7 +262,9 @@ export class Device {
       this.preparing = null;
       this.holding = true;
       this.holdingSince = performance.now();
-      this.send({ type: 'ready', transfer_id: transferId });
+      // start_ms: the server plans the switch far enough ahead for play() to be called
+      // this early (the element's output takes that long to sound).
+      this.send({ type: 'ready', transfer_id: transferId, start_ms: Math.round(this.startLatencyMs) });
       return;
     }
     if (this.mine() && !this.switching && tag === this.mirror.state.current) {
