@@ -231,7 +231,13 @@ export class Device {
       if (a.readyState < 3) await wait('canplay');
       if (gen !== this.gen) return;
       this.settling = null;
-      if (!paused && !this.preparing) await this.playEl();
+      if (!paused && !this.preparing) {
+        // Loaded and waiting (canplay): a start here takes what a handoff's start takes,
+        // so the first pull into this tab knows its output's delay already.
+        const t0 = performance.now();
+        const p0 = a.currentTime * 1000;
+        if (await this.playEl()) this.learnStart(t0, p0);
+      }
       if (gen !== this.gen) return;
       this.onReady(tag);
     })().catch((err) => {
@@ -329,7 +335,10 @@ export class Device {
     this.lastPosition = st.position;
     this.lastAnchor = anchorKey;
     if (st.position.playing && this.audio.paused) {
-      this.playEl(); // refused again without a gesture: reported, the button stays
+      // Refused again without a gesture: reported, the button stays.
+      const t0 = performance.now();
+      const p0 = this.audio.currentTime * 1000;
+      this.playEl().then((ok) => { if (ok) this.learnStart(t0, p0); });
     } else if (!st.position.playing && !this.audio.paused) {
       this.pauseEl();
       const moved = prev && Math.abs(positionAt(prev, st.position.at_ms, 0) - st.position.position_ms) > SEEK_TOLERANCE_MS;
@@ -498,11 +507,10 @@ export class Device {
   }
 
   /** How long after play() the output really went on from the held position: where the
-   * line of currentTime (from 250 to 700 ms after play()) was at it. */
-  learnStart() {
+   * line of currentTime (from 250 to 700 ms after play()) was at it. t0, p0: when play()
+   * was called and the position then (default: now). */
+  learnStart(t0 = performance.now(), p0 = this.audio.currentTime * 1000) {
     const a = this.audio;
-    const t0 = performance.now();
-    const p0 = a.currentTime * 1000;
     const gen = this.gen;
     const pts = [];
     const id = setInterval(() => {
