@@ -20,7 +20,7 @@ TEST_PKGS := $(RUN_PKGS) lame libcairo2 mpc playerctl openssl zsh fish postgresq
 # The system services that mpd, redis-server and postgresql install are stopped and
 # disabled right after they are installed here (mpd's would take :6600, `tunehand mpd`'s
 # default port; the tests and benches start throwaway servers of their own).
-BENCH_PKGS := $(TEST_PKGS) mpd pulseaudio
+BENCH_PKGS := $(TEST_PKGS) mpd pulseaudio mpv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOCK_ARGS := --quiet --universal --generate-hashes --python-version 3.11 --extra dev
 

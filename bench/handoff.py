@@ -1013,6 +1013,8 @@ class Row:
     steady_ms: list[float]
     load: str
     error: str = ""
+    plain_moves: int = -1
+    """Plain mpv's own moves on this output in REFERENCE_S (-1: not measured)."""
 
 
 @contextmanager
@@ -1077,6 +1079,60 @@ def pulse_server(tmp: Path) -> Iterator[dict[str, str]]:
     finally:
         stop_processes([proc])
         log.close()
+
+
+REFERENCE_S = float(os.environ.get("BENCH_HANDOFF_REFERENCE_S", "20"))
+"""How long plain mpv plays for the reference count of the output's own moves."""
+
+
+def plain_mpv_moves(tmp: Path, case: Case, env: dict[str, str], seconds: float) -> int:
+    """Plain mpv (no tunehand: its own command line, no config) playing a track of the
+    library on this case's output for `seconds`, while whatever loads the machine in
+    this case goes on: how often its time-pos line moves by more than DISCONTINUITY_S
+    by itself (a small buffer that runs dry stalls). What the output does with nobody
+    seeking, to compare the moves after a handoff with."""
+    exe = shutil.which("mpv")
+    if exe is None:
+        print("  plain mpv: not installed (apt-get install mpv); no reference")
+        return -1
+    track = sorted((tmp / "music").rglob("*.flac"))[0]
+    sock = tmp / "plain-mpv.sock"
+    argv = [
+        exe,
+        "--no-config",
+        "--no-video",
+        "--really-quiet",
+        f"--input-ipc-server={sock}",
+        *(f"--{opt}" for opt in case.mpv_options),
+        str(track),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        env={**clean_env(), **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        watch = MpvWatch("plain mpv", sock, proc)
+        poller = Poller([watch])
+        try:
+            t0, _ = watch.wait_advancing(time.monotonic() - 1)
+            time.sleep(max(0.0, t0 + 1.0 + seconds - time.monotonic()))
+            steps = watch.advances(t0 + 1.0, t0 + 1.0 + seconds)
+        finally:
+            poller.stop()
+            watch.close()
+    finally:
+        stop_processes([proc])
+    own = [m for m, _ in _moves(steps) if abs(m) > DISCONTINUITY_S]
+    print(
+        f"  plain mpv on this output (no tunehand), {seconds:g} s: its own moves > "
+        f"{DISCONTINUITY_S * 1000:g} ms: {len(own)}"
+        + (f" ({', '.join(f'{m * 1000:+.0f}' for m in own[:10])} ms)" if own else "")
+    )
+    return len(own)
 
 
 def measure_steady(remote: Remote, watch: MpvWatch, device_id: str, seconds: float) -> list[float]:
@@ -1185,7 +1241,7 @@ def row_results(row: Row) -> list[Result]:
 def print_rows(rows: Sequence[Row]) -> None:
     print(
         f"  {'case':<15} {'n':>3} {'|jump| med':>10} {'p90':>6} {'max':>6} {'gap med':>8} "
-        f"{'moved':>5} {'seeks':>5} {'steady med':>10} {'max':>6} {'n':>4}  load"
+        f"{'moved':>5} {'seeks':>5} {'plain':>5} {'steady med':>10} {'max':>6} {'n':>4}  load"
     )
     for r in rows:
         if r.error and not r.handoffs:
@@ -1198,7 +1254,7 @@ def print_rows(rows: Sequence[Row]) -> None:
         print(
             f"  {r.case:<15} {len(r.handoffs):>3} {_med(j):>10.1f} "
             f"{percentile(j, 90) if j else math.nan:>6.1f} {max(j) if j else math.nan:>6.1f} "
-            f"{_med([abs(h.gap_ms) for h in r.handoffs]):>8.1f} {moved:>5} {seeks:>5} "
+            f"{_med([abs(h.gap_ms) for h in r.handoffs]):>8.1f} {moved:>5} {seeks:>5} {r.plain_moves:>5} "
             f"{_med(st):>10.1f} {max(st) if st else math.nan:>6.1f} {len(st):>4}  {r.load}"
             + (f"  ({r.error})" if r.error else "")
         )
@@ -1258,6 +1314,7 @@ def _run(case: Case, row: Row, receivers: dict[str, Receiver]) -> list[Result]:
         )
         row.steady_ms = measure_steady(remote, watch, active_id, STEADY_S)
         print(summary("steady: server's position - true position", row.steady_ms))
+        row.plain_moves = plain_mpv_moves(tmp, case, extra_env, REFERENCE_S)
         row.load = _load()
         if case.pauses:
             results += _pause_results(env, remote, watch, active, active_id)
