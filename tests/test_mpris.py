@@ -36,6 +36,7 @@ from tests.device_helpers import (
     DeviceDir,
     Receiver,
     add_users,
+    ctl,
     ctl_ok,
     live_tui,
     login_all,
@@ -48,6 +49,7 @@ from tests.device_helpers import (
 )
 from tests.fixtures_keyring import _BUS_CONF, _stop
 from tests.fixtures_server import ServerProc, launch
+from tests.icy_server import STATION, Radio, running_radio
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sox") is None
@@ -616,9 +618,16 @@ def test_open_uri_plays_an_http_url_now(acct: Account, peer: BusPeer, web_track:
     until(lambda: meta(bus), lambda s: s.startswith(TRACKS[0] + "|"), "metadata")
     out = playerctl(bus, "open", web_track)
     assert not out.startswith("<exit"), out
-    until(lambda: meta(bus), lambda s: s.startswith(web_track + "|"), "the URL playing")
+    # Its title is the file's tag and its length the file's, as mpv read them.
+    m = until(lambda: meta(bus), lambda s: s.startswith("Web Tone|"), "the URL's title")
+    until(
+        lambda: meta(bus),
+        lambda s: abs(int(s.rsplit("|", 1)[1] or 0) - 30_000_000) < 1_000_000,
+        f"the URL's length (was {m})",
+    )
     st = status(acct.remote)
-    assert st["track"]["title"] == web_track and st["playing"] is True
+    assert st["track"]["title"] == "Web Tone" and st["playing"] is True
+    assert abs(st["track"]["duration_ms"] - 30_000) < 1_000, st
     assert st["queue_length"] == len(TRACKS) + 1  # in after the current entry
     # It plays: mpv has played a second of it, and MPRIS shows at least half of that.
     r.ipc.wait_prop("time-pos", lambda v: v is not None and v >= 1.0, timeout=WAIT_S)
@@ -628,7 +637,7 @@ def test_open_uri_plays_an_http_url_now(acct: Account, peer: BusPeer, web_track:
     refused = playerctl(bus, "open", "file:///etc/passwd")
     after = status(acct.remote)
     assert after["queue_length"] == st["queue_length"], (refused, after)
-    assert after["track"]["title"] == web_track
+    assert after["track"]["title"] == "Web Tone"
 
 
 def test_resume_publishes_mpris(acct: Account, peer: BusPeer) -> None:
@@ -685,3 +694,68 @@ async def test_tui_publishes_mpris(
             lambda: app.snapshot is not None and not app.snapshot.state.position.playing,
         )
         await app.action_quit()
+
+
+# --- internet radio: live titles, dead URLs ------------------------------------------------
+
+
+@pytest.fixture
+def radio(tmp_path: Path) -> Iterator[Radio]:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    with running_radio(tmp_path / "radio") as r:
+        yield r
+
+
+def test_a_radio_title_is_live_in_status_and_mpris(
+    acct: Account, peer: BusPeer, radio: Radio
+) -> None:
+    """A stand-in station streams with ICY metadata; its title changes mid-stream. The
+    receiver's mpv reads it, the receiver reports it, and every device shows it."""
+    bus = acct.world.bus
+    until = peer.until
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    url = radio.url + "/live"
+    ctl_ok(acct.remote, "play", "--url", url, "--device", "r")  # exits once it plays
+    until(lambda: meta(bus), lambda s: s.startswith("First Song|"), "the first title")
+    st = status(acct.remote)
+    assert (st["track"]["title"], st["track"]["album"]) == ("First Song", STATION), st
+    assert st["track"]["duration_ms"] == 0 and st["playing"] is True  # live: no length
+    radio.title = "Second Song"
+    until(lambda: meta(bus), lambda s: s.startswith("Second Song|"), "the new title")
+    assert meta(bus) == f"Second Song||{STATION}|0"
+    st = status(acct.remote)
+    assert st["track"]["title"] == "Second Song", st
+    assert ctl_ok(acct.remote, "status").startswith("▶ Second Song")
+    assert st["error"] is None
+
+
+def test_a_url_that_cannot_play_is_one_error_and_exit_1(acct: Account, radio: Radio) -> None:
+    import socket
+
+    acct.receiver("far")
+    ctl_ok(acct.remote, "play", "--search", TRACKS[0], "--device", "far")
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/stream"
+    cases = (
+        (closed, "Connection refused"),
+        (radio.url + "/gone", "404"),
+        (radio.url + "/page", "unrecognized file format"),
+    )
+    for url, why in cases:
+        r = ctl(acct.remote, "play", "--url", url)
+        assert r.returncode == 1, (url, r)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(
+            f"tunehand: cannot play {url}: "
+        ), r
+        assert why in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        st = status(acct.remote)
+        assert st["error"] is not None and why in st["error"]["message"], st
+        assert "skipped an entry it could not play" in ctl_ok(acct.remote, "status")
+    # The session moved past each (the last was the queue's end: it stopped there), and
+    # nothing queued was lost.
+    st = status(acct.remote)
+    assert st["queue_length"] == 1 + len(cases) and st["playing"] is False, st

@@ -142,6 +142,10 @@ class Agent:
         self._holding_since = 0.0
         self._next_prefetched: str | None = None
         self._volume: int | None = None
+        self._meta: pev.Meta | None = None
+        """What the player last learnt of its track (title, duration), and the last one
+        reported: reported when the track is this device's to play."""
+        self._meta_sent: pev.Meta | None = None
         self.events: asyncio.Queue[str] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.first_state = asyncio.Event()
@@ -289,6 +293,7 @@ class Agent:
         self.first_state.set()
         self.state_changed.set()
         self._reconcile()
+        self._report_meta()
         self._publish()
 
     # --- commands ---------------------------------------------------------------
@@ -445,7 +450,9 @@ class Agent:
             full += f"&quality={self.stream_quality}"
         return full
 
-    def _report(self, playing: bool, event: str = "progress", entry: str | None = None) -> None:
+    def _report(
+        self, playing: bool, event: str = "progress", entry: str | None = None, message: str = ""
+    ) -> None:
         if self.player is None or not self._mine():
             return
         if self._switching and event == "progress":
@@ -466,9 +473,11 @@ class Agent:
         if event == "progress" and key == self._last_report:
             return
         self._last_report = key
-        self._send_report(Position(max(0, pos), at_ms, playing, rate), tag, event)
+        self._send_report(Position(max(0, pos), at_ms, playing, rate), tag, event, message)
 
-    def _send_report(self, anchor: Position, tag: str | None, event: str = "progress") -> None:
+    def _send_report(
+        self, anchor: Position, tag: str | None, event: str = "progress", message: str = ""
+    ) -> None:
         st = self.mirror.state
         rep = Report(
             term=max(st.term, self._directive_term),
@@ -478,6 +487,7 @@ class Agent:
             playing=anchor.playing,
             rate=anchor.rate,
             event=event,  # type: ignore[arg-type]
+            message=message,
             version=st.version,
         )
         if event == "progress":
@@ -559,8 +569,53 @@ class Agent:
                 self._preparing = None
                 return
             self._publish(f"cannot play {ev.tag}: {ev.message}; skipping")
-            self._report(False, "error", ev.tag)
+            self._report(False, "error", ev.tag, ev.message)
+        elif isinstance(ev, pev.Meta):
+            self._meta = ev
+            self._report_meta()
+            return
         self._publish()
+
+    def _report_meta(self) -> None:
+        """Tell the session what the player learnt of the current remote track (a
+        radio's live title, a podcast's tags and duration), so every device shows it."""
+        ev, st, track = self._meta, self.mirror.state, self.mirror.track
+        if ev is None or ev is self._meta_sent or ev.tag != st.current or self._switching:
+            return
+        if not self._mine():
+            return
+        if track is None or track.url is None or "://" not in track.url:
+            return  # a library track: the server's tags are the truth
+        info = st.stream
+        told = (ev.tag, ev.title, ev.artist, ev.album, ev.duration_ms)
+        if (
+            info is not None
+            and (
+                info.entry_id,
+                info.title,
+                info.artist,
+                info.album,
+                info.duration_ms,
+            )
+            == told
+        ):
+            return
+        rep = Report(
+            term=max(st.term, self._directive_term),
+            entry_id=ev.tag,
+            position_ms=0,
+            at_ms=self.server_now(),
+            playing=False,
+            rate=0.0,
+            event="meta",
+            version=st.version,
+            title=ev.title,
+            artist=ev.artist,
+            album=ev.album,
+            duration_ms=ev.duration_ms,
+        )
+        self._meta_sent = ev
+        self._send(ReportMsg(rep))
 
     # --- transfer directives ----------------------------------------------------
 
