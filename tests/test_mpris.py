@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -140,6 +141,54 @@ def test_properties_read_what_was_announced_while_a_command_is_in_flight() -> No
     publish()  # the answer for shuffle came; repeat is still in flight
     assert (iface.Shuffle, iface.LoopStatus) == (True, "Playlist")
     assert len(announced) == 2, announced
+
+
+async def test_play_with_no_active_device_plays_here_or_names_the_devices() -> None:
+    """MPRIS Play with no device active: on a device that plays, it plays there (its
+    media key); on one that cannot, the refusal names the devices by name, not id."""
+    from dbus_fast import DBusError
+
+    from tunehand.core.commands import Result
+    from tunehand.core.mirror import Mirror
+    from tunehand.core.model import DeviceInfo, SessionState
+    from tunehand.core.protocol import DeviceHello, DevicesMsg
+    from tunehand.desktop.mpris import PlayerIface
+
+    class Agent:  # the parts of the client's agent that PlayerIface uses
+        def __init__(self, capabilities: tuple[str, ...]) -> None:
+            self.device = DeviceHello("d0", "desk", capabilities)
+            self.mirror = Mirror()
+            self.mirror.on_devices(
+                DevicesMsg(
+                    (
+                        DeviceInfo("d0", "desk", True, capabilities=capabilities),
+                        DeviceInfo("d1", "kitchen", True, capabilities=("play",)),
+                        DeviceInfo("d2", "den", True, capabilities=("play",)),
+                        DeviceInfo("d3", "attic", False, capabilities=("play",)),
+                    )
+                )
+            )
+            self.sent: list[tuple[str, dict[str, Any]]] = []
+
+        def shown(self) -> SessionState:
+            return SessionState()
+
+        async def command(self, op: str, **fields: Any) -> Result:
+            self.sent.append((op, fields))
+            if "device_id" in fields:
+                return Result("c", "ok")
+            return Result("c", "no_device", "no device is active; choose one of: d1, d2")
+
+    play = PlayerIface.Play.__wrapped__  # type: ignore[attr-defined]  # the method, not D-Bus's wrapper
+    player = Agent(("play",))
+    await play(PlayerIface(player))  # type: ignore[arg-type]
+    assert player.sent == [("play", {"device_id": "d0"})]
+
+    remote = Agent(())
+    with pytest.raises(DBusError) as exc:
+        await play(PlayerIface(remote))  # type: ignore[arg-type]
+    assert exc.value.text == "no device is active; play on one of: kitchen, den"
+    assert remote.sent == [("play", {})]
 
 
 def test_track_paths_are_valid_object_paths() -> None:
@@ -525,6 +574,32 @@ def test_mpris_follows_the_session_when_another_device_plays(acct: Account, peer
     assert status(acct.remote)["device"]["name"] == far.dev.name
     # "far" has no session bus: it stays off quietly.
     assert "MPRIS" not in far.lines.text() and "bus" not in far.lines.text().lower()
+
+
+def test_play_with_no_device_active_plays_on_the_receiver_whose_key_it_is(
+    acct: Account, peer: BusPeer
+) -> None:
+    """Two devices that play are online and none is active: playerctl's play on the
+    receiver's own bus name (its media key) plays there, not a `choose one of` error."""
+    bus = acct.world.bus
+    until = peer.until
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    far = acct.receiver("far")
+    play_all(acct, "far")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "playing on far")
+    far.stop()  # it leaves: the session pauses there, and no device is active
+    until(lambda: status(acct.remote)["device"], lambda d: d is None, "no device active")
+    acct.receiver("far")  # back online (a second device that plays), still not active
+    devices = json.loads(ctl_ok(acct.remote, "devices", "--json"))
+    assert {d["name"] for d in devices if d["online"]} >= {"r", "far"}, devices
+    assert status(acct.remote)["device"] is None
+    out = playerctl(bus, "play")
+    assert not out.startswith("<exit"), out
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "playing")
+    st = status(acct.remote)
+    assert st["device"]["name"] == "r" and st["track"]["title"] == TRACKS[0], st
+    r.ipc.wait_prop("time-pos", lambda v: v is not None and v > 0, timeout=WAIT_S)
 
 
 def test_notifications_on_track_change_and_handoff(acct: Account, peer: BusPeer) -> None:

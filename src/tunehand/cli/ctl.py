@@ -164,7 +164,7 @@ def _play(api: ApiClient, args: argparse.Namespace) -> int:
     fields: Json = {}
     if args.device:
         fields["device_id"] = resolve_device(api, args.device)["id"]
-    url = getattr(args, "url", None)
+    url = None if getattr(args, "no_wait", False) else getattr(args, "url", None)
     before = _failure_at(api) if url else 0
     request = play_request(api, args)
     try:
@@ -176,7 +176,7 @@ def _play(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-URL_VERDICT_S = 20.0
+URL_VERDICT_S = 10.0
 """`play --url` waits this long for the device to start the stream or fail."""
 
 
@@ -200,7 +200,7 @@ def _wait_for_url(api: ApiClient, url: str, track_id: str, failed_before: int) -
         if state["position"]["playing"] and state["position"]["rate"] > 0:
             return
         time.sleep(0.25)
-    print(f"{names.line(url)}: the device has not started it yet", file=sys.stderr)
+    print(f"{names.line(url)}: not playing yet (the device is still loading it)", file=sys.stderr)
 
 
 def _offer_to_play_here(args: argparse.Namespace, exc: NoDeviceOnline) -> int:
