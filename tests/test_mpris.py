@@ -834,3 +834,34 @@ def test_a_url_that_cannot_play_is_one_error_and_exit_1(acct: Account, radio: Ra
     # nothing queued was lost.
     st = status(acct.remote)
     assert st["queue_length"] == 1 + len(cases) and st["playing"] is False, st
+
+
+async def test_the_tui_shows_a_radio_title_live(
+    acct: Account, radio: Radio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI (in-process on `LiveBackend`, as tests/test_tui_e2e.py runs it) plays the
+    station itself: its now-playing line shows the ICY title, and the next one."""
+    term = acct.devices["far"]  # no session bus
+    with (term.config_dir / "config.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[mpv_options]\nao = "null"\n')
+    app = live_tui(term, monkeypatch)
+
+    def shown() -> str:
+        snap = app.snapshot
+        if app.main is None or snap is None or snap.track is None:
+            return ""
+        return str(app.main.now.render().renderables[0])  # type: ignore[attr-defined]
+
+    async with app.run_test(size=(120, 34)) as pilot:
+        await wait_app(
+            pilot, "connected", lambda: app.snapshot is not None and app.snapshot.connected
+        )
+        url = radio.url + "/live"
+        await asyncio.to_thread(ctl_ok, acct.remote, "play", "--url", url, "--device", "far")
+        await wait_app(pilot, "the first title", lambda: "First Song" in shown())
+        assert f"First Song — Unknown artist · {STATION}" in shown()
+        radio.title = "Second Song"
+        await wait_app(pilot, "the new title", lambda: "Second Song" in shown())
+        st = await asyncio.to_thread(status, acct.remote)
+        assert st["track"]["title"] == "Second Song" and st["device"]["name"] == "far", st
+        await app.action_quit()

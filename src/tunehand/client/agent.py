@@ -21,7 +21,7 @@ from tunehand.client.channel import Channel
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
-from tunehand.core.model import Position, SessionState
+from tunehand.core.model import PlayFailure, Position, SessionState
 from tunehand.core.position import PositionModel
 from tunehand.core.protocol import (
     DeviceHello,
@@ -146,6 +146,8 @@ class Agent:
         """What the player last learnt of its track (title, duration), and the last one
         reported: reported when the track is this device's to play."""
         self._meta_sent: pev.Meta | None = None
+        self._failure_seen: PlayFailure | None = None
+        self._failed_here: str | None = None
         self.events: asyncio.Queue[str] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.first_state = asyncio.Event()
@@ -290,11 +292,23 @@ class Agent:
                 log.warning("server: %s", msg.message)
 
     def _after_state(self) -> None:
+        first = not self.first_state.is_set()
         self.first_state.set()
         self.state_changed.set()
         self._reconcile()
         self._report_meta()
-        self._publish()
+        self._publish(self._skipped(first))
+
+    def _skipped(self, first: bool) -> str:
+        """A notice when the session skipped an entry that another device could not play
+        (this device's own failure was said when it happened); none for an old one."""
+        failure = self.mirror.state.failure
+        if failure is None or failure == self._failure_seen:
+            return ""
+        self._failure_seen = failure
+        if first or failure.entry_id == self._failed_here:
+            return ""
+        return f"skipped an entry the device could not play: {failure.message}"
 
     # --- commands ---------------------------------------------------------------
 
@@ -568,7 +582,9 @@ class Agent:
                 self._send(Failed(self._preparing[0], ev.message))
                 self._preparing = None
                 return
-            self._publish(f"cannot play {ev.tag}: {ev.message}; skipping")
+            self._failed_here = ev.tag
+            track = self.mirror.track if st.current == ev.tag else None
+            self._publish(f"cannot play {track.title if track else ev.tag}: {ev.message}; skipping")
             self._report(False, "error", ev.tag, ev.message)
         elif isinstance(ev, pev.Meta):
             self._meta = ev
