@@ -803,6 +803,8 @@ def test_a_radio_title_is_live_in_status_and_mpris(
     st = status(acct.remote)
     assert st["track"]["title"] == "Second Song", st
     assert ctl_ok(acct.remote, "status").startswith("▶ Second Song")
+    q = json.loads(ctl_ok(acct.remote, "queue", "--json"))
+    assert [e["track"]["title"] for e in q["entries"] if e["current"]] == ["Second Song"]
     assert st["error"] is None
 
 
