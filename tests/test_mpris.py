@@ -413,7 +413,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, bus_address: str) -> Iterato
     paths = make_tones(music, TRACKS, album="Tones", duration_s=TRACK_S)
     embed_picture(paths[0], ART)  # the first track has cover art, the others none
     srv = launch(root, music=music)
-    users = [f"mpris{i}" for i in range(8)]
+    users = [f"mpris{i}" for i in range(16)]
     add_users(srv, users)
     with short_sock_dir("th-mpris-") as sock_dir:
         yield World(srv, users, sock_dir, bus_address)
