@@ -95,6 +95,8 @@ ROUTES: dict[Endpoint, Kind] = {
     ("GET", "/v1/albums"): Kind("token", "none", "server", 200),
     ("GET", "/v1/albums/{album}/tracks"): Kind("token", "none", "server", 200),
     ("POST", "/v1/library/rescan"): Kind("token", "none", "server", 200),
+    # Only the folders of the tracks named; A's remote track is no library track.
+    ("POST", "/v1/library/rescan/tracks"): Kind("token", "json", "server", 404),
     ("GET", "/v1/stream/{track_id}"): Kind("signed", "none", "server"),
     # Application passwords (Subsonic apps): B makes its own; A's name is not B's.
     ("POST", "/v1/app-passwords"): Kind("token", "json", "account", 200),

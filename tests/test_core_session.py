@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunehand.core.commands import MAX_ID_LEN, Command, Report, validate
-from tunehand.core.model import MAX_QUEUE, Entry, Position, SessionState
+from tunehand.core.model import (
+    MAX_QUEUE,
+    Entry,
+    PlayFailure,
+    Position,
+    SessionState,
+    StreamInfo,
+)
 from tunehand.core.session import (
     PREV_RESTARTS_AFTER_MS,
     REANCHOR_TOLERANCE_MS,
@@ -937,6 +944,26 @@ class TestApplyReport:
         new, code = apply_report(s, "d1", rep, ctx())
         assert code == "ok"
         assert new.current == "e2"
+        # Not in silence: the session says what it skipped, and why.
+        assert new.failure == PlayFailure("e1", s.queue[1].track_id, "decoder failed", NOW)
+
+    def test_meta_keeps_the_stream_info_of_the_current_entry(self) -> None:
+        s = make(current=1, playing=True, position_ms=5_000, at_ms=NOW - 1_000)
+        rep = report(entry_id="e1", event="meta", title="Song\x1b[2J One", duration_ms=90_000)
+        new, code = apply_report(s, "d1", rep, ctx())
+        assert code == "ok" and new.version == s.version + 1
+        assert new.stream == StreamInfo("e1", "Song[2J One", "", "", 90_000)
+        assert (new.position, new.current, new.anchored) == (s.position, s.current, s.anchored)
+        # The same again changes nothing; a new title is a new version.
+        assert apply_report(new, "d1", rep, ctx()) == (new, "ok")
+        newer, _ = apply_report(new, "d1", replace(rep, title="Song Two"), ctx())
+        assert newer.stream is not None and newer.stream.title == "Song Two"
+        assert newer.version == new.version + 1
+        # Only the device that plays may say it, and only of the current entry.
+        assert apply_report(new, "d2", replace(rep, title="x"), ctx()) == (new, "stale_term")
+        assert apply_report(new, "d1", replace(rep, entry_id="e2"), ctx())[1] == "conflict"
+        long = apply_report(s, "d1", replace(rep, title="t" * 5000), ctx())[0].stream
+        assert long is not None and len(long.title) == 300
 
     def test_a_report_for_an_entry_no_longer_current_does_not_undo_a_command(self) -> None:
         """The device's report was in flight while the user pressed next: next stands."""

@@ -48,6 +48,7 @@ STATUS_FIELDS = {
     "queue_length",
     "entry_id",
     "version",
+    "error",
 }
 TRACK_FIELDS = {"id", "title", "artist", "album", "duration_ms", "album_id", "art_url"}
 RADIO = "http://radio.example.org/stream.mp3"
@@ -249,7 +250,7 @@ def test_transport_commands(acct: Account, catalogue: Catalogue) -> None:
     assert st["track"]["id"] == album["track_ids"][0] and st["entry_id"] == first
 
     # Seeking, on a stream (duration unknown, so nothing caps the position), paused.
-    st = acct.change("play", "--url", RADIO)
+    st = acct.change("play", "--url", RADIO, "--no-wait")  # a fake device: it never plays it
     assert st["track"]["title"] == RADIO and st["queue_length"] == 4
     radio = st["entry_id"]
     acct.change("pause")
@@ -605,7 +606,7 @@ def test_watch_elapsed_is_refreshed_every_second_while_playing(acct: Account) ->
     try:
         out = LineReader(proc.stdout)  # type: ignore[arg-type]
         assert out.next() == "stopped / 100"
-        dev.ctl("play", "--url", RADIO)  # a stream: nothing caps the position
+        dev.ctl("play", "--url", RADIO, "--no-wait")  # a stream: nothing caps the position
         room.wait_state(lambda s: s["active_device"] == room.device_id)
         room.report_playing(62_000)
         # Nothing changes in the session now, yet the line moves on every second (m:ss).

@@ -181,6 +181,7 @@ class World:
                 "track_ids": [self.a_remote],
             },
             ("PUT", "/v1/playlists/{name}"): {"track_ids": [self.a_remote]},
+            ("POST", "/v1/library/rescan/tracks"): {"track_ids": [self.a_remote]},
             ("PATCH", "/v1/playlists/{name}"): {"name": "taken-by-b"},
             ("PATCH", "/v1/devices/{device_id}"): {"name": "taken-by-b"},
             ("POST", "/v1/auth/web/login"): {"user": "x", "password": "y"},

@@ -14,14 +14,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from tests.cli_helpers import NO_KEYRING, Device, FakePlayer, LineReader, UserPool, client_env
 from tests.fixtures_server import ServerProc
-from tunehand.core.model import DeviceInfo, Entry, Position, SessionState
+from tunehand.core.model import DeviceInfo, Entry, Position, SessionState, StreamInfo
 from tunehand.mpd.cli import is_loopback
 from tunehand.mpd.library import matches, parse_filters
 from tunehand.mpd.protocol import (
@@ -213,6 +213,8 @@ def test_changed_subsystems_and_status() -> None:
     old = SessionState(version=1, queue=q, current="e1.0")
     dev = (DeviceInfo("d1", "room", True),)
     assert changed_subsystems(old, old, dev, dev) == set()
+    titled = replace(old, version=2, stream=StreamInfo("e1.0", "A radio's new song"))
+    assert changed_subsystems(old, titled, dev, dev) == {"player"}
     moved = SessionState(
         version=2, queue=q[::-1], current="e1.1", volume=5, shuffle=True, active_device="d1"
     )

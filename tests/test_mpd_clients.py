@@ -232,6 +232,55 @@ def test_update_rescans_the_library(
     assert c.rescan() == "2"  # rescan is update (the server rescans what changed)
 
 
+def _updated(c: mpd.MPDClient, job: str) -> None:
+    """Wait for update `job` to end: each round waits for an `update` event."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while c.status().get("updating_db") == job:
+        assert time.monotonic() < deadline, "the update did not end"
+        c.idle("update")
+
+
+def _titles(c: mpd.MPDClient) -> set[str]:
+    return {s["title"] for s in c.listallinfo() if "file" in s}
+
+
+def test_update_and_rescan_with_a_path_scan_that_subtree_only(
+    srv: ServerProc, start_mpd: Callable[..., Mpd], clients: Callable[[Mpd], mpd.MPDClient]
+) -> None:
+    m = start_mpd(players=0)
+    c = clients(m)
+    blue = c.search("title", "Blue one")[0]
+    blue_dir = (
+        f"{blue.get('albumartist') or blue.get('artist') or 'Unknown artist'}/{blue['album']}"
+    )
+    assert any(d.get("directory") == blue_dir for d in c.lsinfo(blue_dir.split("/")[0]))
+    plain_file = c.search("title", "Plain one")[0]["file"]
+    album_dir, plain_dir = srv.music / "Blue Band" / "Blue Album", srv.music / "Plain"
+    make_track(album_dir, "03 third", "ogg", title="Third song", album="Blue")
+    extra = make_track(plain_dir, "02 plain two", "ogg", title="Plain two", album="Plain")
+
+    # The album's directory: its folder is scanned, the other folder is not.
+    _updated(c, c.update(blue_dir))
+    titles = _titles(c)
+    assert "Third song" in titles and "Plain two" not in titles, titles
+    # A song's file: its folder is scanned (rescan is update, with a path too).
+    _updated(c, c.rescan(plain_file))
+    assert "Plain two" in _titles(c)
+
+    # Removed files go only when their folder is scanned; an artist is a directory too.
+    extra.unlink()
+    make_track(album_dir, "04 fourth", "ogg", title="Fourth song", album="Blue")
+    _updated(c, c.update(plain_file))
+    titles = _titles(c)
+    assert "Plain two" not in titles and "Fourth song" not in titles, titles
+    _updated(c, c.update(blue_dir.split("/")[0]))
+    assert {"Third song", "Fourth song", "Plain one"} <= _titles(c)
+
+    with pytest.raises(mpd.CommandError) as exc:
+        c.update("No Such Artist/Nothing")
+    assert _ack(exc) == "[50@0] {update} No such directory"
+
+
 def test_albumart_and_readpicture_send_the_cover_in_chunks(
     start_mpd: Callable[..., Mpd], clients: Callable[[Mpd], mpd.MPDClient]
 ) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ from tests.device_helpers import (
     DeviceDir,
     Receiver,
     add_users,
+    ctl,
     ctl_ok,
     live_tui,
     login_all,
@@ -48,6 +50,7 @@ from tests.device_helpers import (
 )
 from tests.fixtures_keyring import _BUS_CONF, _stop
 from tests.fixtures_server import ServerProc, launch
+from tests.icy_server import STATION, Radio, running_radio
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sox") is None
@@ -138,6 +141,54 @@ def test_properties_read_what_was_announced_while_a_command_is_in_flight() -> No
     publish()  # the answer for shuffle came; repeat is still in flight
     assert (iface.Shuffle, iface.LoopStatus) == (True, "Playlist")
     assert len(announced) == 2, announced
+
+
+async def test_play_with_no_active_device_plays_here_or_names_the_devices() -> None:
+    """MPRIS Play with no device active: on a device that plays, it plays there (its
+    media key); on one that cannot, the refusal names the devices by name, not id."""
+    from dbus_fast import DBusError
+
+    from tunehand.core.commands import Result
+    from tunehand.core.mirror import Mirror
+    from tunehand.core.model import DeviceInfo, SessionState
+    from tunehand.core.protocol import DeviceHello, DevicesMsg
+    from tunehand.desktop.mpris import PlayerIface
+
+    class Agent:  # the parts of the client's agent that PlayerIface uses
+        def __init__(self, capabilities: tuple[str, ...]) -> None:
+            self.device = DeviceHello("d0", "desk", capabilities)
+            self.mirror = Mirror()
+            self.mirror.on_devices(
+                DevicesMsg(
+                    (
+                        DeviceInfo("d0", "desk", True, capabilities=capabilities),
+                        DeviceInfo("d1", "kitchen", True, capabilities=("play",)),
+                        DeviceInfo("d2", "den", True, capabilities=("play",)),
+                        DeviceInfo("d3", "attic", False, capabilities=("play",)),
+                    )
+                )
+            )
+            self.sent: list[tuple[str, dict[str, Any]]] = []
+
+        def shown(self) -> SessionState:
+            return SessionState()
+
+        async def command(self, op: str, **fields: Any) -> Result:
+            self.sent.append((op, fields))
+            if "device_id" in fields:
+                return Result("c", "ok")
+            return Result("c", "no_device", "no device is active; choose one of: d1, d2")
+
+    play = PlayerIface.Play.__wrapped__  # type: ignore[attr-defined]  # the method, not D-Bus's wrapper
+    player = Agent(("play",))
+    await play(PlayerIface(player))  # type: ignore[arg-type]
+    assert player.sent == [("play", {"device_id": "d0"})]
+
+    remote = Agent(())
+    with pytest.raises(DBusError) as exc:
+        await play(PlayerIface(remote))  # type: ignore[arg-type]
+    assert exc.value.text == "no device is active; play on one of: kitchen, den"
+    assert remote.sent == [("play", {})]
 
 
 def test_track_paths_are_valid_object_paths() -> None:
@@ -362,7 +413,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, bus_address: str) -> Iterato
     paths = make_tones(music, TRACKS, album="Tones", duration_s=TRACK_S)
     embed_picture(paths[0], ART)  # the first track has cover art, the others none
     srv = launch(root, music=music)
-    users = [f"mpris{i}" for i in range(8)]
+    users = [f"mpris{i}" for i in range(16)]
     add_users(srv, users)
     with short_sock_dir("th-mpris-") as sock_dir:
         yield World(srv, users, sock_dir, bus_address)
@@ -525,6 +576,32 @@ def test_mpris_follows_the_session_when_another_device_plays(acct: Account, peer
     assert "MPRIS" not in far.lines.text() and "bus" not in far.lines.text().lower()
 
 
+def test_play_with_no_device_active_plays_on_the_receiver_whose_key_it_is(
+    acct: Account, peer: BusPeer
+) -> None:
+    """Two devices that play are online and none is active: playerctl's play on the
+    receiver's own bus name (its media key) plays there, not a `choose one of` error."""
+    bus = acct.world.bus
+    until = peer.until
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    far = acct.receiver("far")
+    play_all(acct, "far")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "playing on far")
+    far.stop()  # it leaves: the session pauses there, and no device is active
+    until(lambda: status(acct.remote)["device"], lambda d: d is None, "no device active")
+    acct.receiver("far")  # back online (a second device that plays), still not active
+    devices = json.loads(ctl_ok(acct.remote, "devices", "--json"))
+    assert {d["name"] for d in devices if d["online"]} >= {"r", "far"}, devices
+    assert status(acct.remote)["device"] is None
+    out = playerctl(bus, "play")
+    assert not out.startswith("<exit"), out
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "playing")
+    st = status(acct.remote)
+    assert st["device"]["name"] == "r" and st["track"]["title"] == TRACKS[0], st
+    r.ipc.wait_prop("time-pos", lambda v: v is not None and v > 0, timeout=WAIT_S)
+
+
 def test_notifications_on_track_change_and_handoff(acct: Account, peer: BusPeer) -> None:
     r = acct.receiver("r")
     name = mpris_name(r)
@@ -616,9 +693,16 @@ def test_open_uri_plays_an_http_url_now(acct: Account, peer: BusPeer, web_track:
     until(lambda: meta(bus), lambda s: s.startswith(TRACKS[0] + "|"), "metadata")
     out = playerctl(bus, "open", web_track)
     assert not out.startswith("<exit"), out
-    until(lambda: meta(bus), lambda s: s.startswith(web_track + "|"), "the URL playing")
+    # Its title is the file's tag and its length the file's, as mpv read them.
+    m = until(lambda: meta(bus), lambda s: s.startswith("Web Tone|"), "the URL's title")
+    until(
+        lambda: meta(bus),
+        lambda s: abs(int(s.rsplit("|", 1)[1] or 0) - 30_000_000) < 1_000_000,
+        f"the URL's length (was {m})",
+    )
     st = status(acct.remote)
-    assert st["track"]["title"] == web_track and st["playing"] is True
+    assert st["track"]["title"] == "Web Tone" and st["playing"] is True
+    assert abs(st["track"]["duration_ms"] - 30_000) < 1_000, st
     assert st["queue_length"] == len(TRACKS) + 1  # in after the current entry
     # It plays: mpv has played a second of it, and MPRIS shows at least half of that.
     r.ipc.wait_prop("time-pos", lambda v: v is not None and v >= 1.0, timeout=WAIT_S)
@@ -628,7 +712,7 @@ def test_open_uri_plays_an_http_url_now(acct: Account, peer: BusPeer, web_track:
     refused = playerctl(bus, "open", "file:///etc/passwd")
     after = status(acct.remote)
     assert after["queue_length"] == st["queue_length"], (refused, after)
-    assert after["track"]["title"] == web_track
+    assert after["track"]["title"] == "Web Tone"
 
 
 def test_resume_publishes_mpris(acct: Account, peer: BusPeer) -> None:
@@ -684,4 +768,102 @@ async def test_tui_publishes_mpris(
             "paused through MPRIS",
             lambda: app.snapshot is not None and not app.snapshot.state.position.playing,
         )
+        await app.action_quit()
+
+
+# --- internet radio: live titles, dead URLs ------------------------------------------------
+
+
+@pytest.fixture
+def radio(tmp_path: Path) -> Iterator[Radio]:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    with running_radio(tmp_path / "radio") as r:
+        yield r
+
+
+def test_a_radio_title_is_live_in_status_and_mpris(
+    acct: Account, peer: BusPeer, radio: Radio
+) -> None:
+    """A stand-in station streams with ICY metadata; its title changes mid-stream. The
+    receiver's mpv reads it, the receiver reports it, and every device shows it."""
+    bus = acct.world.bus
+    until = peer.until
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    url = radio.url + "/live"
+    ctl_ok(acct.remote, "play", "--url", url, "--device", "r")  # exits once it plays
+    until(lambda: meta(bus), lambda s: s.startswith("First Song|"), "the first title")
+    st = status(acct.remote)
+    assert (st["track"]["title"], st["track"]["album"]) == ("First Song", STATION), st
+    assert st["track"]["duration_ms"] == 0 and st["playing"] is True  # live: no length
+    radio.title = "Second Song"
+    until(lambda: meta(bus), lambda s: s.startswith("Second Song|"), "the new title")
+    assert meta(bus) == f"Second Song||{STATION}|0"
+    st = status(acct.remote)
+    assert st["track"]["title"] == "Second Song", st
+    assert ctl_ok(acct.remote, "status").startswith("▶ Second Song")
+    q = json.loads(ctl_ok(acct.remote, "queue", "--json"))
+    assert [e["track"]["title"] for e in q["entries"] if e["current"]] == ["Second Song"]
+    assert st["error"] is None
+
+
+def test_a_url_that_cannot_play_is_one_error_and_exit_1(acct: Account, radio: Radio) -> None:
+    import socket
+
+    acct.receiver("far")
+    ctl_ok(acct.remote, "play", "--search", TRACKS[0], "--device", "far")
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/stream"
+    cases = (
+        (closed, "Connection refused"),
+        (radio.url + "/gone", "404"),
+        (radio.url + "/page", "unrecognized file format"),
+    )
+    for url, why in cases:
+        r = ctl(acct.remote, "play", "--url", url)
+        assert r.returncode == 1, (url, r)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(
+            f"tunehand: cannot play {url}: "
+        ), r
+        assert why in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        st = status(acct.remote)
+        assert st["error"] is not None and why in st["error"]["message"], st
+        assert "skipped an entry it could not play" in ctl_ok(acct.remote, "status")
+    # The session moved past each (the last was the queue's end: it stopped there), and
+    # nothing queued was lost.
+    st = status(acct.remote)
+    assert st["queue_length"] == 1 + len(cases) and st["playing"] is False, st
+
+
+async def test_the_tui_shows_a_radio_title_live(
+    acct: Account, radio: Radio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI (in-process on `LiveBackend`, as tests/test_tui_e2e.py runs it) plays the
+    station itself: its now-playing line shows the ICY title, and the next one."""
+    term = acct.devices["far"]  # no session bus
+    with (term.config_dir / "config.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[mpv_options]\nao = "null"\n')
+    app = live_tui(term, monkeypatch)
+
+    def shown() -> str:
+        snap = app.snapshot
+        if app.main is None or snap is None or snap.track is None:
+            return ""
+        return str(app.main.now.render().renderables[0])  # type: ignore[attr-defined]
+
+    async with app.run_test(size=(120, 34)) as pilot:
+        await wait_app(
+            pilot, "connected", lambda: app.snapshot is not None and app.snapshot.connected
+        )
+        url = radio.url + "/live"
+        await asyncio.to_thread(ctl_ok, acct.remote, "play", "--url", url, "--device", "far")
+        await wait_app(pilot, "the first title", lambda: "First Song" in shown())
+        assert f"First Song — Unknown artist · {STATION}" in shown()
+        radio.title = "Second Song"
+        await wait_app(pilot, "the new title", lambda: "Second Song" in shown())
+        st = await asyncio.to_thread(status, acct.remote)
+        assert st["track"]["title"] == "Second Song" and st["device"]["name"] == "far", st
         await app.action_quit()

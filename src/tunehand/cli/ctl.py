@@ -20,7 +20,7 @@ from tunehand.cli.output import format_status, format_track_line, status_json, t
 from tunehand.client import root
 from tunehand.client.http import ApiClient, quote
 from tunehand.core import names
-from tunehand.errors import CommandRefused, NotFound, UsageError
+from tunehand.errors import CommandRefused, MediaError, NotFound, UsageError
 
 Json = dict[str, Any]
 
@@ -164,12 +164,43 @@ def _play(api: ApiClient, args: argparse.Namespace) -> int:
     fields: Json = {}
     if args.device:
         fields["device_id"] = resolve_device(api, args.device)["id"]
+    url = None if getattr(args, "no_wait", False) else getattr(args, "url", None)
+    before = _failure_at(api) if url else 0
     request = play_request(api, args)
     try:
         command(api, "play", **request, **fields)
     except NoDeviceOnline as exc:
         return _offer_to_play_here(args, exc)
+    if url:
+        _wait_for_url(api, url, request["track_ids"][-1], before)
     return 0
+
+
+URL_VERDICT_S = 10.0
+"""`play --url` waits this long for the device to start the stream or fail."""
+
+
+def _failure_at(api: ApiClient) -> int:
+    failure = api.request("GET", "/v1/session")["state"].get("failure")
+    return int(failure["at_ms"]) if failure else 0
+
+
+def _wait_for_url(api: ApiClient, url: str, track_id: str, failed_before: int) -> None:
+    """Wait until the device plays the stream (exit 0) or reports it cannot (one line,
+    exit 1): a dead URL is never skipped in silence. Polls the session with a deadline."""
+    deadline = time.monotonic() + URL_VERDICT_S
+    while time.monotonic() < deadline:
+        state = api.request("GET", "/v1/session")["state"]
+        failure = state.get("failure")
+        if failure and failure["track_id"] == track_id and failure["at_ms"] > failed_before:
+            raise MediaError(f"cannot play {names.line(url)}: {names.line(failure['message'])}")
+        current = next((e for e in state["queue"] if e["entry_id"] == state["current"]), None)
+        if current is None or current["track_id"] != track_id:
+            return  # the session moved on (another command), not for a failure
+        if state["position"]["playing"] and state["position"]["rate"] > 0:
+            return
+        time.sleep(0.25)
+    print(f"{names.line(url)}: not playing yet (the device is still loading it)", file=sys.stderr)
 
 
 def _offer_to_play_here(args: argparse.Namespace, exc: NoDeviceOnline) -> int:

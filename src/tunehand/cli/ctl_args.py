@@ -45,6 +45,12 @@ def play_what_argv(args: argparse.Namespace) -> list[str]:
 def _play(p: P, cls: type[P], g: Globals) -> None:
     play_what(p)
     p.add_argument("--device", metavar="DEVICE", help="the device to play on if none is")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="with --url: return once the session took it, without waiting for the device "
+        "to start it (by default a URL it cannot play is an error, exit 1)",
+    )
 
 
 def _queue(p: P, cls: type[P], g: Globals) -> None:

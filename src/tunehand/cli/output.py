@@ -48,7 +48,18 @@ def status_json(payload: Json, server: str = "") -> Json:
         "queue_length": len(state["queue"]),
         "entry_id": state["current"],
         "version": state["version"],
+        "error": _failure(state.get("failure"), now),
     }
+
+
+FAILURE_SHOWN_MS = 10 * 60 * 1000
+"""`status` says the last entry that could not be played for this long."""
+
+
+def _failure(failure: Json | None, now_ms: int) -> Json | None:
+    if not failure or now_ms - int(failure["at_ms"]) > FAILURE_SHOWN_MS:
+        return None
+    return {k: failure[k] for k in ("message", "track_id", "entry_id", "at_ms")}
 
 
 def format_track_line(t: Json) -> str:
@@ -73,4 +84,6 @@ def format_status(st: Json) -> str:
         f"  on {where}  vol {st['volume']}  shuffle {'on' if st['shuffle'] else 'off'}"
         f"  repeat {st['repeat']}  queue {st['queue_length']}"
     )
-    return head + "\n" + detail
+    err = st.get("error")
+    tail = f"\n  skipped an entry it could not play: {names.line(err['message'])}" if err else ""
+    return head + "\n" + detail + tail

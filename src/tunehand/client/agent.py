@@ -21,7 +21,7 @@ from tunehand.client.channel import Channel
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
-from tunehand.core.model import Position, SessionState
+from tunehand.core.model import PlayFailure, Position, SessionState
 from tunehand.core.position import PositionModel
 from tunehand.core.protocol import (
     DeviceHello,
@@ -142,6 +142,12 @@ class Agent:
         self._holding_since = 0.0
         self._next_prefetched: str | None = None
         self._volume: int | None = None
+        self._meta: pev.Meta | None = None
+        """What the player last learnt of its track (title, duration), and the last one
+        reported: reported when the track is this device's to play."""
+        self._meta_sent: pev.Meta | None = None
+        self._failure_seen: PlayFailure | None = None
+        self._failed_here: str | None = None
         self.events: asyncio.Queue[str] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.first_state = asyncio.Event()
@@ -286,10 +292,23 @@ class Agent:
                 log.warning("server: %s", msg.message)
 
     def _after_state(self) -> None:
+        first = not self.first_state.is_set()
         self.first_state.set()
         self.state_changed.set()
         self._reconcile()
-        self._publish()
+        self._report_meta()
+        self._publish(self._skipped(first))
+
+    def _skipped(self, first: bool) -> str:
+        """A notice when the session skipped an entry that another device could not play
+        (this device's own failure was said when it happened); none for an old one."""
+        failure = self.mirror.state.failure
+        if failure is None or failure == self._failure_seen:
+            return ""
+        self._failure_seen = failure
+        if first or failure.entry_id == self._failed_here:
+            return ""
+        return f"skipped an entry the device could not play: {failure.message}"
 
     # --- commands ---------------------------------------------------------------
 
@@ -445,7 +464,9 @@ class Agent:
             full += f"&quality={self.stream_quality}"
         return full
 
-    def _report(self, playing: bool, event: str = "progress", entry: str | None = None) -> None:
+    def _report(
+        self, playing: bool, event: str = "progress", entry: str | None = None, message: str = ""
+    ) -> None:
         if self.player is None or not self._mine():
             return
         if self._switching and event == "progress":
@@ -466,9 +487,11 @@ class Agent:
         if event == "progress" and key == self._last_report:
             return
         self._last_report = key
-        self._send_report(Position(max(0, pos), at_ms, playing, rate), tag, event)
+        self._send_report(Position(max(0, pos), at_ms, playing, rate), tag, event, message)
 
-    def _send_report(self, anchor: Position, tag: str | None, event: str = "progress") -> None:
+    def _send_report(
+        self, anchor: Position, tag: str | None, event: str = "progress", message: str = ""
+    ) -> None:
         st = self.mirror.state
         rep = Report(
             term=max(st.term, self._directive_term),
@@ -478,6 +501,7 @@ class Agent:
             playing=anchor.playing,
             rate=anchor.rate,
             event=event,  # type: ignore[arg-type]
+            message=message,
             version=st.version,
         )
         if event == "progress":
@@ -558,9 +582,56 @@ class Agent:
                 self._send(Failed(self._preparing[0], ev.message))
                 self._preparing = None
                 return
-            self._publish(f"cannot play {ev.tag}: {ev.message}; skipping")
-            self._report(False, "error", ev.tag)
+            self._failed_here = ev.tag
+            track = self.mirror.track if st.current == ev.tag else None
+            self._publish(f"cannot play {track.title if track else ev.tag}: {ev.message}; skipping")
+            self._report(False, "error", ev.tag, ev.message)
+        elif isinstance(ev, pev.Meta):
+            self._meta = ev
+            self._report_meta()
+            return
         self._publish()
+
+    def _report_meta(self) -> None:
+        """Tell the session what the player learnt of the current remote track (a
+        radio's live title, a podcast's tags and duration), so every device shows it."""
+        ev, st, track = self._meta, self.mirror.state, self.mirror.track
+        if ev is None or ev is self._meta_sent or ev.tag != st.current or self._switching:
+            return
+        if not self._mine():
+            return
+        if track is None or track.url is None or "://" not in track.url:
+            return  # a library track: the server's tags are the truth
+        info = st.stream
+        told = (ev.tag, ev.title, ev.artist, ev.album, ev.duration_ms)
+        if (
+            info is not None
+            and (
+                info.entry_id,
+                info.title,
+                info.artist,
+                info.album,
+                info.duration_ms,
+            )
+            == told
+        ):
+            return
+        rep = Report(
+            term=max(st.term, self._directive_term),
+            entry_id=ev.tag,
+            position_ms=0,
+            at_ms=self.server_now(),
+            playing=False,
+            rate=0.0,
+            event="meta",
+            version=st.version,
+            title=ev.title,
+            artist=ev.artist,
+            album=ev.album,
+            duration_ms=ev.duration_ms,
+        )
+        self._meta_sent = ev
+        self._send(ReportMsg(rep))
 
     # --- transfer directives ----------------------------------------------------
 

@@ -93,7 +93,9 @@ class Report:
     """Playback status from the device holding `{active_device, term}`.
 
     `event` is "progress" for a periodic or discontinuity report, "ended" when the
-    entry played to its end, "error" when the entry could not be played.
+    entry played to its end, "error" when the entry could not be played (`message`
+    says why), "meta" when the player learnt the entry's title or duration (`title`,
+    `artist`, `album`, `duration_ms`: a radio's ICY title, a podcast file's tags).
     """
 
     term: int
@@ -102,13 +104,17 @@ class Report:
     at_ms: int
     playing: bool
     rate: float
-    event: Literal["progress", "ended", "error"] = "progress"
+    event: Literal["progress", "ended", "error", "meta"] = "progress"
     message: str = ""
     version: int | None = None
     """The session version the device was following when it made the report. A progress
     report is the player doing what that state said; a newer state may say otherwise (a
     command the device had not seen yet), and the report must not undo it. None: the
     device's own doing, such as stopping as it quits (and reports of older clients)."""
+    title: str = ""
+    artist: str = ""
+    album: str = ""
+    duration_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,32 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What the playing device learnt of entry `entry_id` while playing it (an internet
+    radio's ICY title, a podcast file's tags and duration): shown in place of the stored
+    title, live as the station changes it."""
+
+    entry_id: str
+    title: str = ""
+    artist: str = ""
+    album: str = ""
+    duration_ms: int = 0
+    """0 when unknown (a live stream)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlayFailure:
+    """The last entry a device could not play (a dead URL, a file that is not audio):
+    the session moved past it, and says so instead of skipping in silence."""
+
+    entry_id: str
+    track_id: str
+    message: str
+    at_ms: int
+    """Server time of the failure."""
+
+
+@dataclass(frozen=True, slots=True)
 class SessionState:
     """The authoritative session of one account, as the server stores and sends it."""
 
@@ -67,6 +93,9 @@ class SessionState:
     anchored: int = 0
     """The version that last set `current` or `position` (a play, pause, seek, jump or a
     device's report): a report made while following an older one is out of date."""
+    stream: StreamInfo | None = None
+    """The playing device's live metadata of a stream; it applies to `stream.entry_id` only."""
+    failure: PlayFailure | None = None
 
     def entry(self, entry_id: str | None) -> Entry | None:
         if entry_id is None:

@@ -13,8 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from tunehand.core import names
 from tunehand.core.commands import Command, Report, Result, ResultCode, validate
-from tunehand.core.model import MAX_QUEUE, Entry, Position, SessionState, next_version
+from tunehand.core.model import (
+    MAX_QUEUE,
+    Entry,
+    PlayFailure,
+    Position,
+    SessionState,
+    StreamInfo,
+    next_version,
+)
 
 PREV_RESTARTS_AFTER_MS = 3_000
 REANCHOR_TOLERANCE_MS = 4
@@ -104,7 +113,14 @@ def apply_report(
         return next_version(state, new), "ok"
     if report.event == "error":
         new = _advance(state, ctx.now_ms, natural=False, from_entry=report.entry_id)
+        failed = state.entry(report.entry_id or state.current)
+        if failed is not None:
+            message = names.clean(report.message, MAX_TEXT) or "cannot play it"
+            failure = PlayFailure(failed.entry_id, failed.track_id, message, ctx.now_ms)
+            new = replace(new, failure=failure)
         return next_version(state, new), "ok"
+    if report.event == "meta":
+        return _stream_info(state, report)
     current = report.entry_id if report.entry_id is not None else state.current
     anchor = Position(report.position_ms, report.at_ms, report.playing, report.rate)
     old = state.position
@@ -121,6 +137,27 @@ def apply_report(
         # reports again.
         return state, "conflict"
     return next_version(state, replace(state, current=current, position=anchor)), "ok"
+
+
+MAX_TEXT = 300
+"""A reported title, artist, album or error message is cut to this many characters."""
+
+
+def _stream_info(state: SessionState, report: Report) -> tuple[SessionState, ResultCode]:
+    """The playing device learnt the current entry's title or duration (ICY metadata,
+    tags): kept in the session, so every device shows it."""
+    if state.current is None or report.entry_id not in (None, state.current):
+        return state, "conflict"
+    info = StreamInfo(
+        state.current,
+        names.clean(report.title, MAX_TEXT),
+        names.clean(report.artist, MAX_TEXT),
+        names.clean(report.album, MAX_TEXT),
+        max(0, min(report.duration_ms, 2**40)),
+    )
+    if info == state.stream:
+        return state, "ok"
+    return next_version(state, replace(state, stream=info)), "ok"
 
 
 def device_lost(state: SessionState, device_id: str, lost_at_ms: int) -> SessionState | None:

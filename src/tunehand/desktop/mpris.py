@@ -136,7 +136,27 @@ class PlayerIface(ServiceInterface):
 
     @dbus_method()
     async def Play(self) -> None:
-        await self._do("play")
+        """Play, on the active device; with none active, here when this device plays (a
+        receiver's or the TUI's name: its media key), else the refusal names the
+        devices that could."""
+        agent = self._agent
+        if agent.shown().active_device is None and "play" in agent.device.capabilities:
+            await self._do("play", device_id=agent.device.id)
+            return
+        try:
+            await self._do("play")
+        except DBusError as exc:
+            players = [
+                d.name
+                for d in agent.mirror.devices
+                if d.online and "play" in d.capabilities and d.id != agent.device.id
+            ]
+            if agent.shown().active_device is not None or not players:
+                raise
+            raise DBusError(
+                "org.mpris.MediaPlayer2.tunehand.Refused",
+                "no device is active; play on one of: " + ", ".join(players),
+            ) from exc
 
     @dbus_method()
     async def Pause(self) -> None:

@@ -204,31 +204,34 @@ class Frontend:
 
     # --- library rescans ------------------------------------------------------------
 
-    def start_update(self) -> int:
-        """Start a library rescan (one at a time): its job id, shown as `updating_db`."""
+    def start_update(self, track_ids: list[str] | None = None) -> int:
+        """Start a library rescan (one at a time): its job id, shown as `updating_db`.
+        With `track_ids`, only the folders holding those tracks are scanned."""
         if self.updating is not None:
             return self.updating
         self.update_jobs += 1
         self.updating = self.update_jobs
-        self._update_task = asyncio.get_running_loop().create_task(self._rescan())
+        self._update_task = asyncio.get_running_loop().create_task(self._rescan(track_ids))
         self.notify("update")
         return self.updating
 
-    def _rescan_request(self) -> Any:
+    def _rescan_request(self, track_ids: list[str] | None) -> Any:
         # Its own connection: the rescan answers when done, other requests go on.
         api = ApiClient(self.api.http.server, self.api.store, self.api.config_dir)
         api.http = HttpClient(
             self.api.http.server, ca_file=self.api.http.ca_file, timeout_s=RESCAN_TIMEOUT_S
         )
         try:
+            if track_ids:
+                return api.request("POST", "/v1/library/rescan/tracks", {"track_ids": track_ids})
             return api.request("POST", "/v1/library/rescan")
         finally:
             api.http.close()
 
-    async def _rescan(self) -> None:
+    async def _rescan(self, track_ids: list[str] | None = None) -> None:
         changed = False
         try:
-            got = await self._in_daemon_thread(self._rescan_request)
+            got = await self._in_daemon_thread(lambda: self._rescan_request(track_ids))
             summary = got.get("summary") if isinstance(got, dict) else None
             changed = not isinstance(summary, dict) or bool(
                 summary.get("changed") or summary.get("removed")

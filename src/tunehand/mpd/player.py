@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from tunehand.mpd.frontend import Frontend
+from tunehand.mpd.library import tracks_under
 from tunehand.mpd.protocol import (
     ACK_ARG,
     ACK_NO_EXIST,
@@ -263,9 +264,19 @@ async def outputset(fe: Frontend, args: list[str]) -> list[str]:
 
 
 async def update(fe: Frontend, args: list[str]) -> list[str]:
-    """Rescan the server's music folders (all of them: a path is accepted, not narrowed)."""
+    """Rescan the server's music folders; with a URI (a directory of `lsinfo`, "Artist"
+    or "Artist/Album", or a song's file), only the folders that hold its songs."""
     _arity(args, 0, 1)
-    return [f"updating_db: {fe.start_update()}"]
+    uri = args[0].strip("/") if args else ""
+    if not uri:
+        return [f"updating_db: {fe.start_update()}"]
+    tracks = await fe.library()
+    ids = [t["id"] for t in tracks if t["id"] == uri] or [
+        t["id"] for t in await tracks_under(fe, uri)
+    ]
+    if not ids:
+        raise MpdError(ACK_NO_EXIST, "No such directory")
+    return [f"updating_db: {fe.start_update(ids)}"]
 
 
 # --- what the session has no notion of ------------------------------------------------

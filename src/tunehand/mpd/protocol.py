@@ -245,8 +245,8 @@ def changed_subsystems(
 ) -> set[str]:
     """The idle subsystems a change from `old` to `new` wakes."""
     out: set[str] = set()
-    if (old.current, old.position) != (new.current, new.position):
-        out.add("player")
+    if (old.current, old.position, old.stream) != (new.current, new.position, new.stream):
+        out.add("player")  # a stream's new title too, as MPD says tags from a stream
     if old.queue != new.queue:
         out.add("playlist")
     if old.volume != new.volume:

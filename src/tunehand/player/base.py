@@ -42,7 +42,20 @@ class Failed:
     message: str
 
 
-PlayerEvent = Ready | Advanced | Ended | Failed
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What the player learnt of `tag` while playing it: its title (tags, or a radio's
+    ICY title, which changes as the station plays on), artist, album and duration (0
+    when unknown, as for a live stream)."""
+
+    tag: str
+    title: str = ""
+    artist: str = ""
+    album: str = ""
+    duration_ms: int = 0
+
+
+PlayerEvent = Ready | Advanced | Ended | Failed | Meta
 EventSink = Callable[[PlayerEvent], None]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tunehand.errors import MediaError
-from tunehand.player.base import Advanced, Ended, EventSink, Failed, PlayerEvent, Ready
+from tunehand.player.base import Advanced, Ended, EventSink, Failed, Meta, PlayerEvent, Ready
 
 STALE_CAP_S = 0.2
 LIBMPV_HINT = "libmpv is not installed: install it with `apt-get install libmpv2` (Debian/Ubuntu)"
@@ -92,7 +92,19 @@ class MpvPlayer:
         self._pos_sample: tuple[float | None, float] = (None, 0.0)
         self._fresh_after = 0.0
         """Steps published before this (time.monotonic()) predate the last resume."""
-        logging: dict[str, Any] = {} if log is None else {"log_handler": log, "loglevel": "v"}
+        self._meta: tuple[dict[str, str], int, bool] = ({}, 0, False)
+        """mpv's `metadata` (keys in lower case), `duration` (ms) and whether the file
+        has a size (a live stream has none: its growing `duration` is no length)."""
+        self._meta_sent: Meta | None = None
+        self._last_error = ""
+        """mpv's first error (or ffmpeg warning) since the last load ("HTTP error 404
+        Not Found"): said with a failure, whose `file_error` is as terse as "loading
+        failed"."""
+        self._user_log = log
+        logging: dict[str, Any] = {
+            "log_handler": self._on_log,
+            "loglevel": "warn" if log is None else "v",
+        }
         try:
             self._mpv = mpv.MPV(**logging, **{k.replace("-", "_"): v for k, v in opts.items()})
         except (AttributeError, TypeError, ValueError, mpv.ShutdownError) as exc:
@@ -102,6 +114,9 @@ class MpvPlayer:
         self._quiet_scripts(opts)
         self._mpv.register_event_callback(self._on_mpv_event)
         self._mpv.observe_property("time-pos", self._on_time_pos)
+        self._mpv.observe_property("metadata", self._on_metadata)
+        self._mpv.observe_property("duration", self._on_metadata)
+        self._mpv.observe_property("file-size", self._on_metadata)
 
     def _quiet_scripts(self, opts: Mapping[str, str]) -> None:
         """Stop the built-in scripts (setting one of these options to no at run time
@@ -131,7 +146,45 @@ class MpvPlayer:
         with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
             self._loop.call_soon_threadsafe(self._translate, raw)
 
+    def _on_log(self, level: str, component: str, message: str) -> None:
+        # The first problem since the load says most ("HTTP error 404 Not Found",
+        # "Connection refused"); what follows it is mpv giving up ("Failed to open").
+        bad = level in ("fatal", "error") or (level == "warn" and component == "ffmpeg")
+        if bad and not self._last_error:
+            self._last_error = message.strip()  # a str swap is atomic
+        if self._user_log is not None:
+            self._user_log(level, component, message)
+
+    def _on_metadata(self, name: str, value: Any) -> None:
+        # mpv's thread: keep the value (a tuple swap is atomic), translate on the loop.
+        tags, duration_ms, sized = self._meta
+        if name == "metadata":
+            tags = {str(k).lower(): str(v) for k, v in (value or {}).items()}
+        elif name == "file-size":
+            sized = value is not None
+        else:
+            duration_ms = round(value * 1000) if isinstance(value, (int, float)) else 0
+        self._meta = (tags, duration_ms, sized)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+            self._loop.call_soon_threadsafe(self._meta_event)
+
     # --- the event loop's thread --------------------------------------------------
+
+    def _meta_event(self) -> None:
+        """A `Meta` for the playing entry when what mpv knows of it changed."""
+        tag = self.playing_tag()
+        tags, duration_ms, sized = self._meta
+        if tag is None:
+            return
+        if not sized:
+            duration_ms = 0  # a live stream (no length): mpv's duration is what it holds
+        title = tags.get("title") or tags.get("icy-title") or ""
+        album = tags.get("album") or tags.get("icy-name") or ""
+        event = Meta(tag, title, tags.get("artist", ""), album, max(0, duration_ms))
+        if event == self._meta_sent or not (title or duration_ms):
+            return
+        self._meta_sent = event
+        self._sink(event)
 
     def _translate(self, raw: tuple[bytes, int | None, bytes | None, bytes | None]) -> None:
         kind, entry_id, reason, error = raw
@@ -149,6 +202,8 @@ class MpvPlayer:
             if tag is not None and entry_id == self._current:
                 if reason == b"error":
                     message = (error or b"cannot play").decode(errors="replace")
+                    if self._last_error and self._last_error not in message:
+                        message += f" ({self._last_error})"
                     event = Failed(tag, message)
                 elif reason == b"eof" and self._next is None:
                     event = Ended(tag)
@@ -176,8 +231,11 @@ class MpvPlayer:
         opts = f"start={max(0, position_ms) / 1000:.3f},pause={'yes' if paused else 'no'}"
         if offset:
             opts += ",rebase-start-time=no"
+        self._last_error = ""
         entry = self._loadfile(url, "replace", opts)
         self._pos_sample = (None, 0.0)
+        self._meta_sent = None
+        self._meta = ({}, 0, False)
         self._tags = {}
         self._next = None
         self._current = entry

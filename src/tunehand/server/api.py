@@ -171,6 +171,9 @@ async def get_queue(request: Request) -> Response:
     sessions = services(request).sessions
     state = await sessions.state(who.account_id)
     views = await sessions.tracks(who.account_id, [e.track_id for e in state.queue])
+    playing = (await sessions.state_message(who.account_id, state)).track
+    if playing is not None:
+        views[playing.id] = playing  # with what its player learnt (a radio's live title)
     order = state.play_order()
     entries = [
         {

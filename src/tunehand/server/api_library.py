@@ -12,6 +12,7 @@ import asyncio
 import os
 import stat
 import time
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
@@ -29,7 +30,16 @@ from tunehand.server.transcode import (
     TranscodeError,
     TranscodeResponse,
 )
-from tunehand.server.web import ApiError, error, json, path_param, principal, query_int, services
+from tunehand.server.web import (
+    ApiError,
+    body,
+    error,
+    json,
+    path_param,
+    principal,
+    query_int,
+    services,
+)
 
 MAX_QUERY = 200
 GROUP_LIMIT = 20
@@ -116,6 +126,35 @@ async def rescan(request: Request) -> Response:
     if lib.scanning:
         return json({"scanning": True}, 202)
     summary = await lib.rescan()
+    return json({"scanning": False, "summary": summary})
+
+
+@dataclass(frozen=True)
+class RescanTracksBody:
+    track_ids: list[str]
+
+
+MAX_RESCAN_TRACKS = 10_000
+
+
+async def rescan_tracks(request: Request) -> Response:
+    """Rescan only the folders that hold these tracks (each with its subfolders; a music
+    folder itself without them): what MPD's `update PATH` asks for."""
+    await principal(request)
+    b = await body(request, RescanTracksBody)
+    if not b.track_ids or len(b.track_ids) > MAX_RESCAN_TRACKS:
+        raise ApiError(422, "invalid", f"track_ids: give 1 to {MAX_RESCAN_TRACKS} track ids")
+    s = services(request)
+    lib = s.library
+    if not lib.folders:
+        raise ApiError(409, "no_folders", "the server has no music folders: start it with --music")
+    async with s.engine.connect() as conn:
+        stored = await ql.get_many(conn, [t for t in b.track_ids if len(t) <= 64])
+    if not stored:
+        raise ApiError(404, "not_found", "none of these tracks is in the library")
+    if lib.scanning:
+        return json({"scanning": True}, 202)
+    summary = await lib.rescan([t.path for t in stored.values()])
     return json({"scanning": False, "summary": summary})
 
 
@@ -210,5 +249,6 @@ routes = [
     Route("/v1/albums/{album}/tracks", album_tracks),
     Route("/v1/tracks/{track_id}", track),
     Route("/v1/library/rescan", rescan, methods=["POST"]),
+    Route("/v1/library/rescan/tracks", rescan_tracks, methods=["POST"]),
     Route("/v1/stream/{track_id}", stream, methods=["GET", "HEAD"]),
 ]

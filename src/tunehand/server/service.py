@@ -176,12 +176,23 @@ class SessionService:
         nxt = state.entry(state.next_entry_id())
         ids = [e.track_id for e in (cur, nxt) if e is not None]
         views = await self._cached_tracks(account_id, tuple(ids)) if ids else {}
-        return StateMsg(
-            state.version,
-            state,
-            views.get(cur.track_id) if cur else None,
-            views.get(nxt.track_id) if nxt else None,
-        )
+        track = views.get(cur.track_id) if cur else None
+        info = state.stream
+        if (
+            track is not None
+            and info is not None
+            and cur is not None
+            and info.entry_id == cur.entry_id
+            and qu.is_remote_id(track.id)
+        ):
+            track = replace(
+                track,
+                title=info.title or track.title,
+                artist=info.artist or track.artist,
+                album=info.album or track.album,
+                duration_ms=info.duration_ms or track.duration_ms,
+            )
+        return StateMsg(state.version, state, track, views.get(nxt.track_id) if nxt else None)
 
     async def devices(self, account_id: int) -> tuple[DeviceInfo, ...]:
         online = await self.hub.presence.devices(account_id)

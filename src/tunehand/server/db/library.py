@@ -7,7 +7,7 @@ The library is the server's, shared by its accounts; what an account does with i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -88,12 +88,16 @@ def _row_values(t: ScannedTrack) -> dict[str, object]:
 
 
 async def store_scan(
-    conn: AsyncConnection, scanned: Sequence[ScannedTrack], keep_under: Sequence[str] = ()
+    conn: AsyncConnection,
+    scanned: Sequence[ScannedTrack],
+    keep_under: Sequence[str] = (),
+    scope: Callable[[str], bool] | None = None,
 ) -> tuple[int, int]:
     """Make the tracks table match a scan. Returns (added or changed, removed).
 
     Tracks under `keep_under` (folders that could not be read this time, such as an
-    unmounted drive) are kept as they are.
+    unmounted drive) are kept as they are. `scope(path)`, when given, says which stored
+    tracks the scan covered (a scan of some folders only): the others are kept.
     """
     existing = {
         r.id: (r.mtime_ns, r.size, r.path, r.art_id, r.art_file)
@@ -123,7 +127,9 @@ async def store_scan(
     gone = [
         tid
         for tid, (_, _, path, _, _) in existing.items()
-        if tid not in seen and not any(path.startswith(k) for k in keep_under)
+        if tid not in seen
+        and not any(path.startswith(k) for k in keep_under)
+        and (scope is None or scope(path))
     ]
     for i in range(0, len(gone), 500):
         await conn.execute(sa.delete(tracks).where(tracks.c.id.in_(gone[i : i + 500])))

@@ -132,6 +132,11 @@ async def recent(conn: AsyncConnection, account_id: int, limit: int) -> list[tup
     return [(r.track_id, r.played_ms, r.device_id) for r in rows]
 
 
+def is_remote_id(track_id: str) -> bool:
+    """A remote track's id (`remote_id`), never a library track's (hex digits)."""
+    return track_id.startswith("r")
+
+
 def remote_id(account_id: int, url: str) -> str:
     return "r" + hashlib.sha256(f"{account_id}\x00{url}".encode()).hexdigest()[:20]
 
@@ -157,7 +162,7 @@ _REMOTES = sa.select(remote_tracks).where(
 async def remotes(
     conn: AsyncConnection, account_id: int, ids: Sequence[str]
 ) -> dict[str, tuple[str, str]]:
-    wanted = [i for i in ids if i.startswith("r")]
+    wanted = [i for i in ids if is_remote_id(i)]
     if not wanted:
         return {}
     rows = await conn.execute(_REMOTES, {"a": account_id, "ids": wanted[:1000]})

@@ -326,8 +326,9 @@ class _Walk:
         self.log(f"skipped {path}: {reason}")
 
 
-def _candidates(folder: Path, walk: _Walk) -> Iterator[Path]:
-    """Audio-extension files under `folder`, depth-first, sorted by name."""
+def _candidates(folder: Path, walk: _Walk, deep: bool = True) -> Iterator[Path]:
+    """Audio-extension files under `folder`, depth-first, sorted by name (`deep=False`:
+    those right in it only)."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -346,7 +347,8 @@ def _candidates(folder: Path, walk: _Walk) -> Iterator[Path]:
             continue
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _candidates(Path(entry.path), walk)
+                if deep:
+                    yield from _candidates(Path(entry.path), walk)
             elif is_audio_name(entry.name):
                 if entry.is_file():
                     yield Path(entry.path)
@@ -360,8 +362,10 @@ def scan_folders(
     folders: Sequence[Path],
     progress: Progress | None = None,
     log: Log | None = None,
+    shallow: Sequence[Path] = (),
 ) -> ScanResult:
-    """Scan `folders` recursively and read every audio file's tags.
+    """Scan `folders` recursively (and `shallow` ones without their subfolders) and read
+    every audio file's tags.
 
     Never raises for a bad file or folder: each is logged once ("skipped PATH: reason") and
     listed in `ScanResult.skipped`. `progress(done, total)` is called once the candidate
@@ -372,6 +376,8 @@ def scan_folders(
     paths: list[Path] = []
     for folder in folders:
         paths.extend(_candidates(Path(os.path.abspath(folder)), walk))
+    for folder in shallow:
+        paths.extend(_candidates(Path(os.path.abspath(folder)), walk, deep=False))
 
     total = len(paths)
     if progress is not None:

@@ -44,9 +44,13 @@ class Library:
     def scanning(self) -> bool:
         return self._lock.locked()
 
-    async def rescan(self) -> ScanSummary:
+    async def rescan(self, files: Sequence[str] = ()) -> ScanSummary:
+        """Scan the music folders; with `files` (paths of stored tracks), only the folders
+        that hold them, each with its subfolders (a music folder itself without them),
+        as mpd's `update PATH` scans that subtree only."""
         async with self._lock:
-            result = await asyncio.to_thread(scan_folders, self.folders, self.progress, self.log)
+            deep, shallow = self.subtrees(files) if files else (list(self.folders), [])
+            result = await asyncio.to_thread(scan_folders, deep, self.progress, self.log, shallow)
             # A music folder that is not there (an unmounted drive) or any folder the scan
             # could not list keeps its tracks: they are unknown this time, not gone.
             unreadable = [
@@ -54,8 +58,36 @@ class Library:
                 for f in self.folders
                 if not f.is_dir() or not os.access(f, os.R_OK | os.X_OK)
             ] + [f.rstrip("/") + "/" for f in result.unreadable]
+            scope = _scope(deep, shallow) if files else None
             async with self.engine.begin() as conn:
-                changed, removed = await ql.store_scan(conn, result.tracks, unreadable)
+                changed, removed = await ql.store_scan(conn, result.tracks, unreadable, scope)
                 total = await ql.count(conn)
             self.last = ScanSummary(total, changed, removed, len(result.skipped))
             return self.last
+
+    def subtrees(self, files: Sequence[str]) -> tuple[list[Path], list[Path]]:
+        """The folders holding `files` (within the music folders; nested ones folded into
+        the outer), and the music folders among them (scanned without subfolders)."""
+        roots = {Path(os.path.abspath(f)) for f in self.folders}
+        dirs: set[Path] = set()
+        for f in files:
+            parent = Path(os.path.abspath(f)).parent
+            if any(parent == r or r in parent.parents for r in roots):
+                dirs.add(parent)
+        shallow = sorted(d for d in dirs if d in roots)
+        deep = sorted(
+            d
+            for d in dirs
+            if d not in roots and not any(o in d.parents for o in dirs if o not in roots)
+        )
+        return deep, shallow
+
+
+def _scope(deep: Sequence[Path], shallow: Sequence[Path]) -> Callable[[str], bool]:
+    prefixes = tuple(str(d).rstrip("/") + "/" for d in deep)
+    tops = {str(d) for d in shallow}
+
+    def covered(path: str) -> bool:
+        return path.startswith(prefixes) or os.path.dirname(path) in tops
+
+    return covered
