@@ -1254,7 +1254,8 @@ def print_rows(rows: Sequence[Row]) -> None:
         print(
             f"  {r.case:<15} {len(r.handoffs):>3} {_med(j):>10.1f} "
             f"{percentile(j, 90) if j else math.nan:>6.1f} {max(j) if j else math.nan:>6.1f} "
-            f"{_med([abs(h.gap_ms) for h in r.handoffs]):>8.1f} {moved:>5} {seeks:>5} {r.plain_moves:>5} "
+            f"{_med([abs(h.gap_ms) for h in r.handoffs]):>8.1f} {moved:>5} {seeks:>5} "
+            f"{r.plain_moves:>5} "
             f"{_med(st):>10.1f} {max(st) if st else math.nan:>6.1f} {len(st):>4}  {r.load}"
             + (f"  ({r.error})" if r.error else "")
         )
