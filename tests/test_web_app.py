@@ -634,6 +634,55 @@ def test_media_session_follows_the_track(desktop: Any, web_server: ServerProc, u
     assert meta == {"title": "Long Three", "artist": "Tester", "album": "Long Tones"}, meta
 
 
+_CAPTURE_MEDIA_HANDLERS = """
+window.__mediaHandlers = {};
+if (navigator.mediaSession) {
+  const real = navigator.mediaSession.setActionHandler.bind(navigator.mediaSession);
+  navigator.mediaSession.setActionHandler = (action, fn) => {
+    window.__mediaHandlers[action] = fn;
+    return real(action, fn);
+  };
+}
+"""
+
+
+def test_media_session_actions_control_the_session(
+    desktop: Any, web_server: ServerProc, user: str, other: DeviceDir
+) -> None:
+    """The lock screen's and a headset's buttons: the handlers the app gives the Media
+    Session (captured as it registers them; a test cannot press the OS's buttons) pause,
+    play, skip and seek the session, as another device sees it."""
+    desktop.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": _CAPTURE_MEDIA_HANDLERS}
+    )
+    web_login(desktop, web_server.url, user)
+    registered = desktop.execute_script("return Object.keys(window.__mediaHandlers).sort();")
+    assert registered == ["nexttrack", "pause", "play", "previoustrack", "seekto"], registered
+    press(desktop, search_and_row(desktop, "long one", "Long One"), "track-play")
+    press(desktop, search_and_row(desktop, "long two", "Long Two"), "track-queue-add")
+    wait_for(lambda: titles(queue_of(other)) == ["Long One", "Long Two"], "queued")
+    wait_audio_advancing(desktop, 0.3)
+
+    def action(name: str, details: str = "{}") -> None:
+        desktop.execute_script(f"window.__mediaHandlers[{name!r}]({details});")
+
+    action("pause")
+    wait_for(lambda: not status(other)["playing"], "paused by the pause button")
+    wait_js(desktop, "return document.getElementById('player').paused")
+    action("seekto", "{action: 'seekto', seekTime: 42.5}")
+    wait_for(lambda: abs(status(other)["position_ms"] - 42_500) < 1_000, "seeked to 0:42")
+    action("play")
+    wait_for(lambda: status(other)["playing"], "played by the play button")
+    wait_js(
+        desktop,
+        "const a = document.getElementById('player'); return !a.paused && a.currentTime >= 42;",
+    )
+    action("nexttrack")
+    wait_for(lambda: (status(other).get("track") or {}).get("title") == "Long Two", "next")
+    action("previoustrack")
+    wait_for(lambda: (status(other).get("track") or {}).get("title") == "Long One", "previous")
+
+
 def test_a_second_tab_takes_over_the_device(
     desktop: Any, web_server: ServerProc, user: str
 ) -> None:
