@@ -245,6 +245,25 @@ def test_a_refused_device_code_says_so(
     assert not testid(desktop, "connection-status").is_displayed()
 
 
+def test_an_expired_device_code_says_so(
+    desktop: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A code nobody approved in time: the page says it expired and offers the login
+    again (a server whose codes live 2 s; the page learns that from the server's
+    answer, and the server's own `expired_token` says the same)."""
+    root = tmp_path_factory.mktemp("web-expiry")
+    srv = launch(root, music=None, wait_scan=False, env={"TUNEHAND_DEVICE_CODE_TTL_S": "2"})
+    try:
+        desktop.get(srv.url + "/")
+        click(desktop, wait_testid(desktop, "login-device-code"))
+        wait_text(desktop, "device-code-user-code", lambda s: bool(re.fullmatch(r"\S{4,}", s)))
+        wait_text(desktop, "login-error", "expired", timeout=30)
+        assert wait_testid(desktop, "login-device-code").is_displayed()
+        assert not testid(desktop, "connection-status").is_displayed()
+    finally:
+        srv.stop()
+
+
 # --- browsing -------------------------------------------------------------------------
 
 
