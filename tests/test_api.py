@@ -53,6 +53,7 @@ STATUS = {
     "empty_queue": 409,
     "rate_limited": 429,
     "transfer_failed": 409,
+    "forbidden": 403,
 }
 
 Json = dict[str, Any]
