@@ -229,8 +229,8 @@ class SessionService:
         return [d for ds in found for d in ds]
 
     async def devices_view(self, account_id: int) -> tuple[DeviceInfo, ...]:
-        """The devices an account sees: its own, and in a jam every member's too, of which
-        only the name, whether online and what it can do (never addresses or times)."""
+        """The devices an account sees: its own, and in a jam the other members' online
+        ones too, of which only the name and what it can do (never addresses or times)."""
         seat = await self.seat(account_id)
         if not seat.in_jam:
             return await self.devices(account_id)
@@ -241,7 +241,8 @@ class SessionService:
         for member in seat.members:
             mine = await self.devices(member)
             if member != viewer:
-                mine = tuple(replace(d, address="", last_seen_ms=0) for d in mine)
+                # Another account's devices: those on the session now (online), by name.
+                mine = tuple(replace(d, address="", last_seen_ms=0) for d in mine if d.online)
             out.extend(mine)
         return tuple(out)
 
