@@ -663,6 +663,7 @@ def test_a_guest_sees_the_shared_session_and_nothing_else(own_world: World) -> N
     shared = b.ok("GET", "/v1/session")
     assert shared["state"] == a.state() and shared["jam"] == {"role": "guest"}
     assert shared["state"]["volume"] == 37  # A's session
+
     async def online_player() -> Json:
         async with channel(a.srv, a.token, device_id=world.a_player, capabilities=("play",)):
             return {d["id"]: d for d in b.ok("GET", "/v1/devices")["devices"]}
