@@ -8,7 +8,8 @@ change: that is the jam's promise). After the run each device's last state is ch
 the whole queue, every entry's `added_by` the account that sent it. The sweep: jam size
 (10, 25, 50 accounts) and rate (20/s, and 40/s for the largest); the queue is cleared
 before each case, so every case starts from an empty queue and grows to COMMANDS
-entries (the whole queue travels in every state message). SQLite always; PostgreSQL too when TUNEHAND_TEST_POSTGRES_URL is set.
+entries (the whole queue travels in every state message). SQLite always; PostgreSQL
+too when TUNEHAND_TEST_POSTGRES_URL is set.
 """
 
 from __future__ import annotations
