@@ -44,6 +44,9 @@ class Kind:
     as_b: int | None = None
     """For `token` routes: the status account B gets when the path and body name account
     A's things (`World.path`/`World.body` in test_isolation)."""
+    as_guest: int | None = None
+    """... and the status B gets as a guest of A's jam (None: the same as `as_b`): it
+    shares A's session (queue, now playing, device names) and nothing else of A."""
 
 
 ROUTES: dict[Endpoint, Kind] = {
@@ -72,8 +75,8 @@ ROUTES: dict[Endpoint, Kind] = {
     ("POST", "/approve"): Kind("public", "form", "none"),
     ("GET", "/v1/session"): Kind("token", "none", "account", 200),
     ("GET", "/v1/session/queue"): Kind("token", "none", "account", 200),
-    # A's remote track is not_found for B.
-    ("POST", "/v1/session/commands"): Kind("token", "json", "account", 404),
+    # A's remote track is not_found for B; a guest of A's jam adds it to A's queue.
+    ("POST", "/v1/session/commands"): Kind("token", "json", "account", 404, 200),
     ("GET", "/v1/devices"): Kind("token", "none", "account", 200),
     ("DELETE", "/v1/devices/{device_id}"): Kind("token", "none", "account", 404),
     ("PATCH", "/v1/devices/{device_id}"): Kind("token", "json", "account", 404),  # a rename
@@ -102,6 +105,15 @@ ROUTES: dict[Endpoint, Kind] = {
     ("POST", "/v1/app-passwords"): Kind("token", "json", "account", 200),
     ("GET", "/v1/app-passwords"): Kind("token", "none", "account", 200),
     ("DELETE", "/v1/app-passwords/{name}"): Kind("token", "none", "account", 404),
+    # Jams: B is in none (B's own `start` is ended again by the test); A hosts one. As a
+    # guest of A's jam B sees it, cannot start, change, end it or kick, and may leave.
+    ("GET", "/v1/jam"): Kind("token", "none", "account", 404, 200),
+    ("POST", "/v1/jam"): Kind("token", "json", "account", 200, 409),
+    ("PATCH", "/v1/jam"): Kind("token", "json", "account", 404, 403),
+    ("DELETE", "/v1/jam"): Kind("token", "none", "account", 404, 403),
+    ("POST", "/v1/jam/join"): Kind("token", "json", "account", 404),  # a wrong code
+    ("POST", "/v1/jam/kick"): Kind("token", "json", "account", 404, 403),  # A's name
+    ("POST", "/v1/jam/leave"): Kind("token", "none", "account", 404, 200),
     # The Subsonic API: one route, dispatching on {method} (see SUBSONIC).
     ("GET", "/rest/{method}"): Kind("subsonic", "form", "account"),
     ("POST", "/rest/{method}"): Kind("subsonic", "form", "account"),

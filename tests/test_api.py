@@ -53,6 +53,7 @@ STATUS = {
     "empty_queue": 409,
     "rate_limited": 429,
     "transfer_failed": 409,
+    "forbidden": 403,
 }
 
 Json = dict[str, Any]
@@ -594,7 +595,8 @@ def test_session_has_state_track_devices_and_server_time(
 ) -> None:
     a = account()
     body = a.ok("GET", "/v1/session")
-    assert set(body) == {"state", "track", "devices", "server_time_ms"}
+    assert set(body) == {"state", "track", "devices", "server_time_ms", "jam"}
+    assert body["jam"] is None  # in no jam
     st = body["state"]
     assert st["version"] == 0
     assert (st["queue"], st["current"], st["active_device"], st["term"]) == ([], None, None, 0)

@@ -49,6 +49,8 @@ STATUS_FIELDS = {
     "entry_id",
     "version",
     "error",
+    "added_by",
+    "jam",
 }
 TRACK_FIELDS = {"id", "title", "artist", "album", "duration_ms", "album_id", "art_url"}
 RADIO = "http://radio.example.org/stream.mp3"
@@ -300,7 +302,9 @@ def test_queue_commands(acct: Account, catalogue: Catalogue) -> None:
     q = dev.queue()
     assert track_ids(q) == [a, b] and q["current"] is None
     e = q["entries"][0]
-    assert set(e) == {"entry_id", "current", "track"} and set(e["track"]) == TRACK_FIELDS
+    assert (
+        set(e) == {"entry_id", "current", "track", "added_by"} and set(e["track"]) == TRACK_FIELDS
+    )
     assert e["current"] is False
 
     acct.player("living-room")

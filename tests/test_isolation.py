@@ -135,6 +135,7 @@ class World:
     a_revoked_app: AppPassword
     b_app: AppPassword
     a_playlist_sid: str
+    a_jam_code: str = ""
     markers: list[str] = field(default_factory=list)
 
     def path(self, method: str, path: str) -> str:
@@ -192,6 +193,10 @@ class World:
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
             ("POST", "/v1/auth/device/approve"): {"user_code": "BCDF-GHJK"},
             ("POST", "/v1/auth/device/review"): {"user_code": "BCDF-GHJK"},
+            ("POST", "/v1/jam"): {"guests_can_control": True},
+            ("PATCH", "/v1/jam"): {"guests_can_control": True},
+            ("POST", "/v1/jam/join"): {"code": "BCDF-GHJK"},  # never A's: a wrong code
+            ("POST", "/v1/jam/kick"): {"user": self.a.name},
         }
         return bodies.get((method, template))
 
@@ -325,6 +330,7 @@ def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
     a_revoked = make_app_password(a, f"arevoked-{tag}")
     a.ok("DELETE", f"/v1/app-passwords/{a_revoked.name}")
     b_app = make_app_password(b, "bapp")
+    jam_code = a.ok("POST", "/v1/jam", json={})["code"]  # A hosts a jam
     a_lists = subsonic_call(shared_server, a.name, a_app.password, "getPlaylists")
     a_sid = next(p["id"] for p in a_lists["playlists"]["playlist"] if p["name"] == playlist)
     w = World(
@@ -347,9 +353,10 @@ def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
         a_revoked_app=a_revoked,
         b_app=b_app,
         a_playlist_sid=a_sid,
+        a_jam_code=jam_code,
     )
     w.markers = [a.name, a.device_id, player, playlist, rid, remote_url, remote_title]
-    w.markers += [a_app.name, a_app.password, a_app.device_id, a_sid]
+    w.markers += [a_app.name, a_app.password, a_app.device_id, a_sid, jam_code]
     assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
     return w
 
@@ -453,6 +460,8 @@ def call_as_b(world: World, method: str, template: str) -> httpx.Response:
     finally:
         if b is not world.b:
             b.close()
+        if (method, template) == ("POST", "/v1/jam"):
+            world.b.delete("/v1/jam")  # B's own jam: B stays in none, in any order
 
 
 @pytest.mark.parametrize(("method", "template"), PROTECTED)
@@ -622,6 +631,70 @@ def test_account_a_is_unchanged_after_all_of_that(own_world: World) -> None:
         r = call_as_b(world, method, template)
         assert r.status_code < 500, (method, template, r.text)
     assert snapshot(world.a, world.a_playlist, world.a_remote) == a_before
+
+
+# --- a guest of A's jam: A's shared session, and nothing else of A -------------------
+
+GUEST_SEES = ("a_player", "a_remote", "a_remote_url", "a_remote_title")
+"""What of A a guest of A's jam may see: A's name, A's devices (by name and id) and A's
+queue (A's radio station is in it). Never A's playlists, app passwords, jam code ...
+unless it is a guest, which is given the code."""
+
+
+def not_for_guests(world: World) -> list[str]:
+    shared = {world.a.name, world.a.device_id, world.a_jam_code}
+    shared |= {getattr(world, name) for name in GUEST_SEES}
+    return [m for m in world.markers if m not in shared]
+
+
+def a_own(who: Api, world: World) -> Json:
+    """What A keeps to itself (everything but the shared session)."""
+    snap = snapshot(who, world.a_playlist, world.a_remote)
+    return {k: v for k, v in snap.items() if k not in ("session", "queue")}
+
+
+def test_a_guest_sees_the_shared_session_and_nothing_else(own_world: World) -> None:
+    """B joins A's jam: B sees A's queue, what plays and A's device names, never their
+    addresses or A's playlists, likes, history or app passwords; then every route, as
+    the guest, naming A's things, answers as classified (`Kind.as_guest`)."""
+    world = own_world
+    a, b = world.a, world.b
+    a_before = a_own(a, world)
+    assert b.ok("POST", "/v1/jam/join", json={"code": world.a_jam_code})["host"] == a.name
+    shared = b.ok("GET", "/v1/session")
+    assert shared["state"] == a.state() and shared["jam"] == {"role": "guest"}
+    assert shared["state"]["volume"] == 37  # A's session
+
+    async def online_player() -> Json:
+        async with channel(a.srv, a.token, device_id=world.a_player, capabilities=("play",)):
+            return {d["id"]: d for d in b.ok("GET", "/v1/devices")["devices"]}
+
+    devices = asyncio.run(online_player())
+    assert world.a_player in devices and b.device_id in devices
+    assert devices[world.a_player]["address"] == ""  # A's device: its name, not its details
+    assert devices[world.a_player]["last_seen_ms"] == 0
+    assert a.device_id not in devices  # offline: not on the shared session
+    assert devices[b.device_id]["address"]  # B's own keep theirs
+    assert [p["name"] for p in b.ok("GET", "/v1/playlists")["playlists"]] == ["blist"]
+    assert b.ok("GET", "/v1/likes") == {"tracks": []}
+    assert b.ok("GET", "/v1/history") == {"history": []}
+    hidden = not_for_guests(world)
+    # Leaving last: until then B is a guest.
+    for method, template in sorted(PROTECTED, key=lambda e: e == ("POST", "/v1/jam/leave")):
+        if template.startswith("/v1/auth/"):
+            continue  # logins and device codes: nothing of a jam (and throttled per address)
+        r = world.call(method, template, b.headers)
+        assert r.status_code < 500, (method, template, r.text)
+        sent = world.path(method, template) + json.dumps(world.body(method, template))
+        for marker in hidden:
+            if marker not in sent:
+                assert marker not in r.text, (method, template, marker, r.text)
+        kind = ROUTES[method, template]
+        want = kind.as_b if kind.as_guest is None else kind.as_guest
+        assert r.status_code == want, (method, template, r.text)
+    assert a_own(a, world) == a_before
+    assert b.get("/v1/jam").status_code == 404  # B left: back on its own session
+    assert b.state()["queue"][0]["track_id"] != world.a_remote
 
 
 # --- the channel (changes A's session and devices: a world of its own) --------------

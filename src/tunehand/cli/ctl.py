@@ -297,13 +297,16 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
                 "entry_id": e["entry_id"],
                 "current": e["current"],
                 "track": track_json(e["track"], api.http.server) if e["track"] else None,
+                "added_by": e.get("added_by", ""),
             }
             for e in q["entries"]
         ]
+        shared = len({e["added_by"] for e in entries}) > 1
         lines = [
             ("▶ " if e["current"] else "  ")
             + f"{e['entry_id']:<10} "
             + (format_track_line(e["track"]) if e["track"] else "(track gone)")
+            + (f"  [{e['added_by']}]" if shared and e["added_by"] else "")
             for e in entries
         ]
         _out(
@@ -541,6 +544,51 @@ def _approve(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _jam_code(raw: str) -> str:
+    """The code from `ABCD-EFGH` or from the link `jam start --json` gives."""
+    if "jam=" in raw:
+        raw = raw.split("jam=", 1)[1].split("&", 1)[0]
+    return raw.strip()
+
+
+def _jam(api: ApiClient, args: argparse.Namespace) -> int:
+    edit = getattr(args, "jam_command", None)
+    if edit == "start":
+        got = api.request("POST", "/v1/jam", {"guests_can_control": args.guests_can_control})
+        _out(
+            args,
+            {"code": got["code"], "url": got["url"]},
+            f"jam started: others join with `tunehand ctl jam join {got['code']}`",
+        )
+    elif edit == "join":
+        got = api.request("POST", "/v1/jam/join", {"code": _jam_code(args.code)})
+        print(names.shown(f"joined {names.line(got['host'])}'s jam"))
+    elif edit == "leave":
+        got = api.request("POST", "/v1/jam/leave", {})
+        print(names.shown(f"left {names.line(got['host'])}'s jam: back to your own session"))
+    elif edit == "end":
+        api.request("DELETE", "/v1/jam")
+        print("jam ended: the guests are back on their own sessions")
+    elif edit == "kick":
+        api.request("POST", "/v1/jam/kick", {"user": args.user})
+        print(names.shown(f"removed {names.line(args.user)} from the jam"))
+    elif edit == "set":
+        got = api.request("PATCH", "/v1/jam", {"guests_can_control": args.control})
+        state = "on" if got["guests_can_control"] else "off"
+        print(f"guests can control: {state}")
+    else:
+        got = api.request("GET", "/v1/jam")
+        lines = [
+            f"{names.line(got['host'])}'s jam  code {got['code']}"
+            f"  guests can control: {'on' if got['guests_can_control'] else 'off'}"
+        ]
+        for m in got["members"]:
+            devices = ", ".join(names.line(d) for d in m["devices"]) or "no device online"
+            lines.append(f"  {names.line(m['user'])}: {devices}")
+        _out(args, got, "\n".join(lines))
+    return 0
+
+
 _ACTIONS: dict[str, Any] = {
     "status": _status,
     "play": _play,
@@ -564,4 +612,5 @@ _ACTIONS: dict[str, Any] = {
     "revoke": _revoke,
     "approve": _approve,
     "app-passwords": _app_passwords,
+    "jam": _jam,
 }

@@ -178,6 +178,41 @@ def _approve(p: P, cls: type[P], g: Globals) -> None:
     )
 
 
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError("give on or off")
+    return value == "on"
+
+
+def _jam(p: P, cls: type[P], g: Globals) -> None:
+    p.description = (
+        "A jam opens this account's session to other accounts: they add to one queue, and"
+        " every entry says who added it. Without an EDIT (or with --json), show the jam."
+    )
+    jsub = p.add_subparsers(dest="jam_command", metavar="EDIT", parser_class=cls)
+    start = jsub.add_parser("start", help="share this account's session; prints the invite code")
+    g(start)
+    start.add_argument(
+        "--guests-can-control",
+        action="store_true",
+        help="guests may also pause, skip, seek, reorder any entry and transfer",
+    )
+    start.add_argument("--json", action="store_true", help="machine-readable output")
+    join = jsub.add_parser("join", help="put this account's devices on the jam with CODE")
+    g(join)
+    join.add_argument("code", metavar="CODE", help="the host's invite code (or its URL)")
+    g(jsub.add_parser("leave", help="leave the jam: back to this account's own session"))
+    g(jsub.add_parser("end", help="end the jam (host): every guest goes back to its session"))
+    kick = jsub.add_parser("kick", help="remove USER from the jam (host); USER cannot rejoin")
+    g(kick)
+    kick.add_argument("user", metavar="USER")
+    set_ = jsub.add_parser("set", help="change the jam's settings (host)")
+    g(set_)
+    set_.add_argument(
+        "--guests-can-control", metavar="on|off", type=_on_off, required=True, dest="control"
+    )
+
+
 # name: (help, takes --json, builder)
 ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "status": ("what plays, where, and the position", True, _none),
@@ -202,6 +237,7 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "revoke": ("log a device out at once (name or id)", False, _one("device")),
     "approve": ("log in a new device showing CODE (tunehand login --device-code)", False, _approve),
     "app-passwords": ("passwords for Subsonic apps: list, create, revoke", True, _app_passwords),
+    "jam": ("share the session with other accounts: start, join, leave, end, kick", True, _jam),
 }
 
 

@@ -34,6 +34,7 @@ def status_json(payload: Json, server: str = "") -> Json:
     if active is not None and device is None:
         device = {"id": active, "name": active}
     duration = track["duration_ms"] if track else 0
+    current = next((e for e in state["queue"] if e["entry_id"] == state["current"]), None)
     p = state["position"]
     now = int(payload["server_time_ms"])
     pos = extrapolate(p["position_ms"], p["at_ms"], p["playing"], p["rate"], now, duration)
@@ -49,6 +50,8 @@ def status_json(payload: Json, server: str = "") -> Json:
         "entry_id": state["current"],
         "version": state["version"],
         "error": _failure(state.get("failure"), now),
+        "added_by": current.get("added_by", "") if current else None,
+        "jam": payload.get("jam"),
     }
 
 

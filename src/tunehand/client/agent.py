@@ -288,6 +288,10 @@ class Agent:
                 # our copy of the state is behind. Ask for the state; if another device
                 # does hold playback, reconciling with it stops the player here.
                 self._send(Resync(self.mirror.version))
+            elif msg.code == "jam":
+                # This account's devices moved to or from a jam's session (a `hello`
+                # with that session follows): one line for the user.
+                self._publish(msg.message)
             else:
                 log.warning("server: %s", msg.message)
 

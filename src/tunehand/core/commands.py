@@ -46,6 +46,7 @@ ResultCode = Literal[
     "rate_limited",
     "unavailable",
     "transfer_failed",
+    "forbidden",
 ]
 
 MAX_ID_LEN = 64

@@ -26,6 +26,8 @@ class Entry:
     track_id: str
     duration_ms: int = 0
     """0 when unknown (an internet radio stream); caps position extrapolation."""
+    added_by: str = ""
+    """The user name of the account that added it (in a jam, one of several)."""
 
 
 @dataclass(frozen=True, slots=True)

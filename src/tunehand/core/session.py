@@ -24,6 +24,7 @@ from tunehand.core.model import (
     StreamInfo,
     next_version,
 )
+from tunehand.core.roles import Role, refusal
 
 PREV_RESTARTS_AFTER_MS = 3_000
 REANCHOR_TOLERANCE_MS = 4
@@ -44,6 +45,13 @@ class Context:
     """Randomness for shuffle, chosen by the caller."""
     sender: str | None = None
     """The device that sent the command, when it came over the channel."""
+    user: str = ""
+    """The user name of the account that sent the command (a new entry's `added_by`)."""
+    role: Role = "owner"
+    """What the sender is to this session: its `owner` (no jam), a jam's `host` or a
+    `guest` (see `tunehand.core.roles`)."""
+    guests_can_control: bool = False
+    """In a jam: whether guests may control playback like the host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,9 @@ def apply(state: SessionState, cmd: Command, ctx: Context) -> Outcome:
         return _refuse(
             state, cmd, "conflict", f"the session changed (version {state.version}); reload"
         )
+    why = refusal(state, cmd, ctx.role, ctx.user, ctx.guests_can_control)
+    if why is not None:
+        return _refuse(state, cmd, "forbidden", why)
     try:
         new, directives = _HANDLERS[cmd.op](state, cmd, ctx)
     except Refused as exc:
@@ -232,7 +243,7 @@ def _start_directive(state: SessionState, ctx: Context) -> tuple[Directive, ...]
 def _new_entries(state: SessionState, cmd: Command, ctx: Context) -> tuple[Entry, ...]:
     v = state.version + 1
     return tuple(
-        Entry(f"e{v}.{i}", tid, max(0, int(ctx.durations.get(tid, 0))))
+        Entry(f"e{v}.{i}", tid, max(0, int(ctx.durations.get(tid, 0))), ctx.user)
         for i, tid in enumerate(cmd.track_ids)
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from tunehand.client.agent import Agent
 from tunehand.client.http import ApiClient, HttpClient, quote
-from tunehand.core.model import DeviceInfo, SessionState
+from tunehand.core.model import DeviceInfo, Entry, SessionState
 from tunehand.core.snapshot import Snapshot
 from tunehand.errors import CommandRefused, NotFound, TunehandError
 from tunehand.mpd.outputs import STATE_FILE, Output, Outputs
@@ -26,6 +26,7 @@ from tunehand.mpd.protocol import (
     ACK_ARG,
     ACK_EXIST,
     ACK_NO_EXIST,
+    ACK_PERMISSION,
     ACK_SYSTEM,
     Json,
     MpdError,
@@ -43,7 +44,7 @@ RESCAN_TIMEOUT_S = 3600.0
 ART_CACHE = 8
 """Pictures kept (clients read one in chunks, one command per chunk)."""
 
-_CODES = {"invalid": ACK_ARG, "not_found": ACK_NO_EXIST}
+_CODES = {"invalid": ACK_ARG, "not_found": ACK_NO_EXIST, "forbidden": ACK_PERMISSION}
 
 
 class Frontend:
@@ -93,6 +94,12 @@ class Frontend:
         if entry is None or self.state.entry(entry) is None:
             raise MpdError(ACK_NO_EXIST, "No such song")
         return entry
+
+    def adder(self, entry: Entry) -> str:
+        """Who added `entry`, when the queue is shared by several accounts (a jam)."""
+        if len({e.added_by for e in self.state.queue}) > 1:
+            return entry.added_by
+        return ""
 
     def entry_at(self, pos: int) -> str:
         queue = self.state.queue

@@ -51,7 +51,7 @@ async def currentsong(fe: Frontend, args: list[str]) -> list[str]:
         return []
     tracks = await fe.queue_tracks()
     pos = [e.entry_id for e in st.queue].index(cur.entry_id)
-    return song_lines(tracks[cur.track_id], pos, fe.song_id(cur.entry_id))
+    return song_lines(tracks[cur.track_id], pos, fe.song_id(cur.entry_id), fe.adder(cur))
 
 
 async def stats(fe: Frontend, args: list[str]) -> list[str]:

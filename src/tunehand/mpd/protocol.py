@@ -174,8 +174,12 @@ def tag_value(track: Mapping[str, Any], tag: str) -> str:
 
 
 def song_lines(
-    track: Mapping[str, Any], pos: int | None = None, song_id: int | None = None
+    track: Mapping[str, Any],
+    pos: int | None = None,
+    song_id: int | None = None,
+    added_by: str = "",
 ) -> list[str]:
+    """A song's lines; `added_by`: who added the queue entry (in a jam), as `AddedBy`."""
     lines = [f"file: {track['id']}"]
     for tag, key in TAGS:
         value = track.get(key)
@@ -184,6 +188,8 @@ def song_lines(
     ms = int(track.get("duration_ms") or 0)
     if ms:
         lines += [f"Time: {round(ms / 1000)}", f"duration: {ms / 1000:.3f}"]
+    if added_by:
+        lines.append(f"AddedBy: {added_by}")
     if pos is not None:
         lines.append(f"Pos: {pos}")
     if song_id is not None:

@@ -29,7 +29,7 @@ async def _songs(fe: Frontend, positions: range | None = None) -> list[str]:
     lines: list[str] = []
     for pos, e in enumerate(st.queue):
         if positions is None or pos in positions:
-            lines += song_lines(tracks[e.track_id], pos, fe.song_id(e.entry_id))
+            lines += song_lines(tracks[e.track_id], pos, fe.song_id(e.entry_id), fe.adder(e))
     return lines
 
 
@@ -157,7 +157,7 @@ async def _found_in_queue(fe: Frontend, args: list[str], exact: bool) -> list[st
     for pos, e in enumerate(fe.state.queue):
         t = tracks[e.track_id]
         if matches(t, filters, not exact):
-            lines += song_lines(t, pos, fe.song_id(e.entry_id))
+            lines += song_lines(t, pos, fe.song_id(e.entry_id), fe.adder(e))
     return lines
 
 

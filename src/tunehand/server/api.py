@@ -46,6 +46,7 @@ RESULT_STATUS = {
     "rate_limited": 429,
     "unavailable": 503,
     "transfer_failed": 409,
+    "forbidden": 403,
 }
 
 
@@ -158,20 +159,27 @@ async def whoami(request: Request) -> Response:
 async def get_session(request: Request) -> Response:
     who = await principal(request)
     sessions = services(request).sessions
-    state = await sessions.state(who.account_id)
-    msg = await sessions.state_message(who.account_id, state)
-    devices = await sessions.devices(who.account_id)
+    session, state = await sessions.view(who.account_id)
+    msg = await sessions.state_message(session, state)
+    devices = await sessions.devices_view(who.account_id)
+    seat = await sessions.seat(who.account_id)
     return json(
-        {"state": msg.state, "track": msg.track, "devices": devices, "server_time_ms": now_ms()}
+        {
+            "state": msg.state,
+            "track": msg.track,
+            "devices": devices,
+            "server_time_ms": now_ms(),
+            "jam": {"role": seat.role} if seat.in_jam else None,
+        }
     )
 
 
 async def get_queue(request: Request) -> Response:
     who = await principal(request)
     sessions = services(request).sessions
-    state = await sessions.state(who.account_id)
-    views = await sessions.tracks(who.account_id, [e.track_id for e in state.queue])
-    playing = (await sessions.state_message(who.account_id, state)).track
+    session, state = await sessions.view(who.account_id)
+    views = await sessions.tracks(session, [e.track_id for e in state.queue])
+    playing = (await sessions.state_message(session, state)).track
     if playing is not None:
         views[playing.id] = playing  # with what its player learnt (a radio's live title)
     order = state.play_order()
@@ -181,6 +189,7 @@ async def get_queue(request: Request) -> Response:
             "track": views.get(e.track_id),
             "track_id": e.track_id,
             "current": e.entry_id == state.current,
+            "added_by": e.added_by,
         }
         for e in state.queue
     ]
@@ -194,8 +203,8 @@ async def post_command(request: Request) -> Response:
     cmd = await body(request, Command)
     sessions = services(request).sessions
     res: Result = await sessions.execute(who.account_id, cmd, None)
-    state = await sessions.state(who.account_id)
-    msg = await sessions.state_message(who.account_id, state)
+    session, state = await sessions.view(who.account_id)
+    msg = await sessions.state_message(session, state)
     answer: dict[str, object] = {"result": res, "state": msg.state, "track": msg.track}
     if not res.ok:  # every 4xx answer carries the usual error object too
         answer["error"] = {"code": res.code, "message": res.message}
@@ -204,7 +213,7 @@ async def post_command(request: Request) -> Response:
 
 async def get_devices(request: Request) -> Response:
     who = await principal(request)
-    return json({"devices": await services(request).sessions.devices(who.account_id)})
+    return json({"devices": await services(request).sessions.devices_view(who.account_id)})
 
 
 async def delete_device(request: Request) -> Response:

@@ -343,8 +343,8 @@ class Channel(WebSocket):
 
     async def _resync(self) -> None:
         sessions = self.services.sessions
-        state = await sessions.state(self.account_id)
-        self._send(await sessions.state_message(self.account_id, state))
+        session, state = await sessions.view(self.account_id)
+        self._send(await sessions.state_message(session, state))
 
     async def _authenticate(self, first: str | bytes) -> None:
         services = self.services
@@ -399,11 +399,14 @@ class Channel(WebSocket):
         if not await services.hub.attach(self):
             return
         self.attached = True
-        state = await sessions.state(who.account_id)
+        seat = await sessions.seat(who.account_id)
+        await hub.set_home(who.account_id, seat.session if seat.role == "guest" else None)
+        state = await sessions.state(seat.session)
         full = None
-        if hello.last_version != state.version:
-            full = await sessions.state_message(who.account_id, state)
-        devices = await sessions.devices(who.account_id)
+        if hello.last_version != state.version or seat.in_jam:
+            # In a jam the device may hold another session's state of the same version.
+            full = await sessions.state_message(seat.session, state)
+        devices = await sessions.devices_view(who.account_id)
         self._send(Hello(device.id, now_ms(), state.version, full, devices, __version__))
         early, self.early = self.early or [], None
         for data in early:

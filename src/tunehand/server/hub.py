@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -33,6 +34,9 @@ REVOKED_DEVICE = "device"
 REVOKED_FAMILY = "family"
 REMOVED_ACCOUNT = "account"
 REPLACED = "replace"
+JAM = "jam"
+"""A jam started, ended or changed its members: the accounts named ("m") move their
+devices to the session they are now on, told the notice ("n")."""
 RECENT_S = 30.0
 """How long a revocation is remembered, for a channel that authenticated before it and
 attaches after it went by; and for stream and art URLs, how long a revoked device is
@@ -88,6 +92,15 @@ class Hub:
         """Revocations heard within RECENT_S: (kind, account, device or family) -> until."""
         self._revoked_ids: dict[str, float] = {}
         """Devices revoked within RECENT_S (by id alone, for stream and art links)."""
+        self._home: dict[int, int] = {}
+        """Guest accounts with devices here -> the jam host whose session they are on."""
+        self._guests: dict[int, set[int]] = {}
+        """Jam hosts -> their guest accounts with devices here."""
+        self._subscribed: set[int] = set()
+        self._jams_seen: dict[str, float] = {}
+        self.on_jam: Callable[[list[int], str], None] | None = None
+        """Called with (accounts, notice) when a jam change (here or on another instance)
+        moved those accounts to another session."""
 
     async def start(self) -> None:
         await self.bus.start(self._deliver)
@@ -133,6 +146,9 @@ class Hub:
             kind, account_id, value = str(msg["k"]), int(msg["a"]), str(msg["v"])
         except (KeyError, TypeError, ValueError):
             return
+        if kind == JAM:
+            self._jam_message(msg)
+            return
         devices = self._conns.get(account_id, {})
         if kind == REPLACED:
             try:
@@ -164,6 +180,81 @@ class Hub:
             return
         for c in doomed:
             c.close(CLOSE_REVOKED, why)
+
+    # --- jams -------------------------------------------------------------------
+
+    async def jam_changed(self, accounts: list[int], notice: str) -> None:
+        """Tell every instance (this one at once) that `accounts` are on another session
+        now. Call after the change is committed."""
+        msg = {"k": JAM, "a": 0, "v": "", "m": accounts, "n": notice, "id": os.urandom(8).hex()}
+        self._control(msg)
+        await self.bus.publish(CONTROL, json.dumps(msg).encode())
+
+    def _jam_message(self, msg: Any) -> None:
+        try:
+            accounts = [int(a) for a in msg["m"]]
+            notice, tag = str(msg["n"]), str(msg["id"])
+        except (KeyError, TypeError, ValueError):
+            return
+        now = time.monotonic()
+        if tag in self._jams_seen:
+            return  # ours, heard back from the bus
+        if len(self._jams_seen) > 10_000:
+            self._jams_seen = {t: u for t, u in self._jams_seen.items() if u > now}
+        self._jams_seen[tag] = now + RECENT_S
+        if self.on_jam is not None:
+            self.on_jam(accounts, notice)
+
+    async def set_home(self, account_id: int, host: int | None) -> None:
+        """The session the account's devices here are on: a jam host's (`host`), or its
+        own (None). Their fan-out then comes from that session's topic."""
+        old = self._home.get(account_id)
+        if old == host or (host is None and old is None):
+            return
+        if old is not None:
+            self._home.pop(account_id, None)
+            guests = self._guests.get(old, set())
+            guests.discard(account_id)
+            if not guests:
+                self._guests.pop(old, None)
+        if host is not None and host != account_id and account_id in self._conns:
+            self._home[account_id] = host
+            self._guests.setdefault(host, set()).add(account_id)
+        for acct in {account_id, *(x for x in (old, host) if x is not None)}:
+            await self._resubscribe(acct)
+            self._forget_online(acct)
+
+    def home(self, account_id: int) -> int:
+        """The account whose session the account's devices here are on."""
+        return self._home.get(account_id, account_id)
+
+    def local_conns(self, account_id: int) -> list[Connection]:
+        return [c for cs in self._conns.get(account_id, {}).values() for c in cs]
+
+    async def _resubscribe(self, account_id: int) -> None:
+        """Listen to the account's topic while its own devices or its guests' are here."""
+        wanted = (account_id in self._conns and account_id not in self._home) or bool(
+            self._guests.get(account_id)
+        )
+        if wanted and account_id not in self._subscribed:
+            self._subscribed.add(account_id)
+            await self.bus.subscribe(topic(account_id))
+        elif not wanted and account_id in self._subscribed:
+            self._subscribed.discard(account_id)
+            await self.bus.unsubscribe(topic(account_id))
+
+    def _session_conns(self, account_id: int) -> list[dict[str, list[Connection]]]:
+        """The connections here on the session of `account_id`: its own devices' (unless
+        it is a guest elsewhere) and its jam guests'."""
+        out = []
+        own = self._conns.get(account_id)
+        if own and account_id not in self._home:
+            out.append(own)
+        for g in self._guests.get(account_id, ()):
+            d = self._conns.get(g)
+            if d:
+                out.append(d)
+        return out
 
     def local_accounts(self) -> list[int]:
         return list(self._conns)
@@ -255,8 +346,7 @@ class Hub:
             conn.close(CLOSE_REVOKED, why)
             return False
         devices = self._conns.setdefault(conn.account_id, {})
-        if not devices:
-            await self.bus.subscribe(topic(conn.account_id))
+        await self._resubscribe(conn.account_id)
         same = devices.setdefault(conn.device_id, [])
         for old in list(same):
             old.replaced = True
@@ -291,7 +381,8 @@ class Hub:
             self._forget_online(conn.account_id)
         if not devices:
             self._conns.pop(conn.account_id, None)
-            await self.bus.unsubscribe(topic(conn.account_id))
+            await self.set_home(conn.account_id, None)
+            await self._resubscribe(conn.account_id)
         return last
 
     async def send(self, account_id: int, payload: bytes, to: str = ALL, version: int = 0) -> None:
@@ -322,15 +413,23 @@ class Hub:
             return
         if version == DEVICES:
             self._forget_online(account_id)
+            for g in self._guests.get(account_id, ()):
+                self._forget_online(g)
         elif version > 0 and self.on_version is not None:
             self.on_version(account_id, version, payload)
-        devices = self._conns.get(account_id)
-        if not devices:
+        groups = self._session_conns(account_id)
+        if not groups:
             return
         target = to.decode()
-        conns = (
-            [c for cs in devices.values() for c in cs] if target == ALL else devices.get(target, [])
-        )
+        conns = [
+            c
+            for devices in groups
+            for c in (
+                [c for cs in devices.values() for c in cs]
+                if target == ALL
+                else devices.get(target, [])
+            )
+        ]
         for c in list(conns):
             if not c.push(payload):
                 c.close(1013, "too slow: reconnect and resync")

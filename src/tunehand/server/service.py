@@ -14,21 +14,22 @@ import secrets
 import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tunehand import wire
+from tunehand import __version__, wire
+from tunehand.core import roles, transfer
 from tunehand.core import session as core
-from tunehand.core import transfer
 from tunehand.core.commands import Command, Report, Result, ResultCode, validate
 from tunehand.core.model import DeviceInfo, SessionState
-from tunehand.core.protocol import DevicesMsg, DirectiveMsg, StateMsg, TrackView
+from tunehand.core.protocol import DevicesMsg, DirectiveMsg, ErrorMsg, Hello, StateMsg, TrackView
 from tunehand.errors import StoreError
 from tunehand.server.db import accounts as qa
+from tunehand.server.db import jams as qj
 from tunehand.server.db import library as ql
 from tunehand.server.db import sessions as qs
 from tunehand.server.db import userdata as qu
@@ -45,8 +46,31 @@ STATE_CACHE_WEIGHT = 200_000
 """Sessions kept in memory, counted as 1 + their queue's length (~30 MB at most)."""
 
 
+SEAT_CACHE_S = 5.0
+"""How long an account's seat (which session it is on, its role) is kept; every jam
+change clears the kept seats on every instance at once (`Hub.jam_changed`)."""
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """Where an account's commands and devices go: its own session, or a jam host's."""
+
+    account_id: int
+    user: str
+    session: int
+    """The account whose session it is (the jam's host, or the account itself)."""
+    role: roles.Role = "owner"
+    guests_can_control: bool = False
+    members: tuple[int, ...] = ()
+    """Every account of the jam, the host first; just the account when in none."""
+
+    @property
+    def in_jam(self) -> bool:
+        return self.role != "owner"
 
 
 class SessionService:
@@ -59,7 +83,9 @@ class SessionService:
         self._global = asyncio.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._history_marker: dict[int, str] = {}
-        self._transfers: dict[str, tuple[int, str, asyncio.Future[tuple[bool, str, int]]]] = {}
+        self._transfers: dict[
+            str, tuple[tuple[int, ...], str, asyncio.Future[tuple[bool, str, int]]]
+        ] = {}
         self._fanning: set[asyncio.Future[None]] = set()
         self._track_cache: dict[
             tuple[int, tuple[str, ...]], tuple[float, dict[str, TrackView]]
@@ -68,8 +94,11 @@ class SessionService:
         """The last version of each account's session this instance wrote or read, while
         no newer one is known: a command on it needs no read first (see `_try_execute`)."""
         self._states_weight = 0
+        self._seats: dict[int, tuple[float, Seat]] = {}
+        self._rehoming: set[asyncio.Future[None]] = set()
         hub.on_transfer_reply = self._on_transfer_reply
         hub.on_version = self._on_version
+        hub.on_jam = self._on_jam
 
     def _lock(self, account_id: int) -> asyncio.Lock:
         """SQLite has one writer: serialise all writes; otherwise one writer per account here."""
@@ -127,6 +156,95 @@ class SessionService:
             self._forget(account_id)
         else:
             self._remember(account_id, state)
+
+    # --- seats: which session an account is on (jams) ------------------------------
+
+    async def seat(self, account_id: int) -> Seat:
+        """The account's seat, kept SEAT_CACHE_S (until a jam change anywhere clears it)."""
+        now = time.monotonic()
+        hit = self._seats.get(account_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self.engine.connect() as conn:
+            seat = await self._read_seat(conn, account_id)
+        if len(self._seats) > 50_000:
+            self._seats.clear()
+        self._seats[account_id] = (now + SEAT_CACHE_S, seat)
+        return seat
+
+    async def _read_seat(self, conn: AsyncConnection, account_id: int) -> Seat:
+        account = await qa.account_by_id(conn, account_id)
+        user = account.name if account is not None else ""
+        host = await qj.host_of(conn, account_id)
+        jam = await qj.by_host(conn, host) if host is not None else None
+        if jam is None:
+            return Seat(account_id, user, account_id, "owner", False, (account_id,))
+        role: roles.Role = "host" if jam.host_id == account_id else "guest"
+        return Seat(account_id, user, jam.host_id, role, jam.guests_can_control, jam.members)
+
+    def forget_seats(self) -> None:
+        self._seats.clear()
+
+    def _on_jam(self, accounts: list[int], notice: str) -> None:
+        """A jam changed (here or on another instance): move the devices here of the
+        accounts it names to the session they are on now."""
+        self.forget_seats()
+        task = asyncio.ensure_future(self.rehome(accounts, notice))
+        self._rehoming.add(task)
+        task.add_done_callback(self._rehomed)
+
+    def _rehomed(self, task: asyncio.Future[None]) -> None:
+        self._rehoming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not move devices to their session: %r", task.exception())
+
+    async def rehome(self, accounts: Sequence[int], notice: str) -> None:
+        """Put the devices here of `accounts` on the session each is on now, and send each
+        device that session as a new `hello` (its state replaces what the device had,
+        whatever the versions), after the one-line `notice`."""
+        for account_id in accounts:
+            if not self.hub.local_conns(account_id):
+                continue
+            seat = await self.seat(account_id)
+            await self.hub.set_home(account_id, seat.session if seat.role == "guest" else None)
+            state = await self.state(seat.session)
+            msg = await self.state_message(seat.session, state)
+            devices = await self.devices_view(account_id)
+            for conn in self.hub.local_conns(account_id):
+                if notice:
+                    conn.push(wire.encode(ErrorMsg("jam", notice)))
+                hello = Hello(conn.device_id, now_ms(), state.version, msg, devices, __version__)
+                conn.push(wire.encode(hello))
+
+    async def view(self, account_id: int) -> tuple[int, SessionState]:
+        """The session the account is on (its own or a jam's) and its stored state."""
+        session = (await self.seat(account_id)).session
+        return session, await self.state(session)
+
+    async def _online(self, seat: Seat) -> list[str]:
+        """Devices that can play of every account on the seat's session."""
+        if len(seat.members) <= 1:
+            return await self.hub.online(seat.session, "play")
+        found = await asyncio.gather(*(self.hub.online(a, "play") for a in seat.members))
+        return [d for ds in found for d in ds]
+
+    async def devices_view(self, account_id: int) -> tuple[DeviceInfo, ...]:
+        """The devices an account sees: its own, and in a jam the other members' online
+        ones too, of which only the name and what it can do (never addresses or times)."""
+        seat = await self.seat(account_id)
+        if not seat.in_jam:
+            return await self.devices(account_id)
+        return await self._jam_devices(seat, account_id)
+
+    async def _jam_devices(self, seat: Seat, viewer: int | None) -> tuple[DeviceInfo, ...]:
+        out: list[DeviceInfo] = []
+        for member in seat.members:
+            mine = await self.devices(member)
+            if member != viewer:
+                # Another account's devices: those on the session now (online), by name.
+                mine = tuple(replace(d, address="", last_seen_ms=0) for d in mine if d.online)
+            out.extend(mine)
+        return tuple(out)
 
     # --- reading ----------------------------------------------------------------
 
@@ -212,12 +330,20 @@ class SessionService:
         )
 
     async def publish_devices(self, account_id: int) -> None:
-        payload = wire.encode(DevicesMsg(await self.devices(account_id)))
-        await self.hub.send(account_id, payload, version=DEVICES)
+        seat = await self.seat(account_id)
+        if seat.in_jam:
+            devices = await self._jam_devices(seat, None)
+        else:
+            devices = await self.devices(account_id)
+        await self.hub.send(seat.session, wire.encode(DevicesMsg(devices)), version=DEVICES)
 
     async def publish_device(self, account_id: int, device_id: str) -> None:
         """Tell the account's devices that one of them came, went or was revoked: a
-        patch of that one device (see `DevicesMsg`)."""
+        patch of that one device (see `DevicesMsg`). In a jam, every member's device
+        list goes to the jam's session instead."""
+        if (await self.seat(account_id)).in_jam:
+            await self.publish_devices(account_id)
+            return
         async with self.engine.connect() as conn:
             row = await qa.device(conn, device_id)
         if row is None or row.account_id != account_id or row.revoked:
@@ -243,14 +369,18 @@ class SessionService:
         problem = validate(cmd)
         if problem is not None:  # before any query: a too long command_id cannot be stored
             return Result(cmd.command_id, "invalid", problem, 0)
+        seat = await self.seat(account_id)
         if cmd.op == "transfer" and cmd.device_id:
-            return await self._transfer(account_id, cmd, sender)
-        return await self._execute(account_id, cmd, sender)
+            why = roles.refusal(SessionState(), cmd, seat.role, seat.user, seat.guests_can_control)
+            if why is not None:
+                return Result(cmd.command_id, "forbidden", why, 0)
+            return await self._transfer(seat, cmd, sender)
+        return await self._execute(seat, cmd, sender)
 
-    async def _execute(self, account_id: int, cmd: Command, sender: str | None) -> Result:
+    async def _execute(self, seat: Seat, cmd: Command, sender: str | None) -> Result:
         for _ in range(CAS_RETRIES):
             try:
-                done = await self._try_execute(account_id, cmd, sender)
+                done = await self._try_execute(seat, cmd, sender)
             except IntegrityError:
                 done = None  # the same command_id committed concurrently: read its result
             except (OperationalError, PoolTimeout) as exc:
@@ -265,9 +395,8 @@ class SessionService:
         SQLite a transaction (its writes are serialised anyway)."""
         return self.engine.begin() if self._serial else self._autocommit.connect()
 
-    async def _try_execute(
-        self, account_id: int, cmd: Command, sender: str | None
-    ) -> Result | None:
+    async def _try_execute(self, seat: Seat, cmd: Command, sender: str | None) -> Result | None:
+        account_id = seat.session
         written: core.Outcome | None = None
         """Set once the change is surely in the database: from then on it must fan out,
         even if this task is cancelled (its device disconnected) or handing back the
@@ -288,7 +417,7 @@ class SessionService:
                         # whole write (IntegrityError), and the retry reads the first
                         # result.
                         state = known
-                    out = await self._apply(conn, account_id, state, cmd, sender)
+                    out = await self._apply(conn, seat, state, cmd, sender)
                     if known is not None and not out.result.ok:
                         return None  # perhaps only refused because `known` is stale: read it
                     first = out.result.ok and not self._serial and state.version == 0
@@ -319,32 +448,36 @@ class SessionService:
     async def _apply(
         self,
         conn: AsyncConnection,
-        account_id: int,
+        seat: Seat,
         state: SessionState,
         cmd: Command,
         sender: str | None,
     ) -> core.Outcome:
         """The core's answer to `cmd`, or a refusal for a track or device that is not there."""
+        account_id = seat.session
         durations, missing = await self._durations(conn, account_id, cmd.track_ids)
         if missing:
             res = Result(cmd.command_id, "not_found", "no such track: " + missing[0], 0)
             return core.Outcome(state, res)
         if cmd.device_id is not None:
             dev = await qa.device(conn, cmd.device_id)
-            if dev is None or dev.account_id != account_id or dev.revoked:
+            if dev is None or dev.account_id not in seat.members or dev.revoked:
                 return core.Outcome(state, Result(cmd.command_id, "not_found", "no such device", 0))
         ctx = core.Context(
             now_ms(),
             durations,
-            await self.hub.online(account_id, "play"),
+            await self._online(seat),
             secrets.randbits(32),
             sender,
+            seat.user,
+            seat.role,
+            seat.guests_can_control,
         )
         return core.apply(state, cmd, ctx)
 
     # --- handoff ----------------------------------------------------------------
 
-    async def _transfer(self, account_id: int, cmd: Command, sender: str | None) -> Result:
+    async def _transfer(self, seat: Seat, cmd: Command, sender: str | None) -> Result:
         """Prepare the target, then switch both devices at one server instant.
 
         If the target is not ready within 3 s the transfer is aborted and the source
@@ -352,23 +485,24 @@ class SessionService:
         `paused`, the source is gone) is a plain activation through the core.
         """
         assert cmd.device_id is not None
+        account_id = seat.session
         async with self.engine.connect() as conn:
             if (prior := await qs.result(conn, account_id, cmd.command_id)) is not None:
                 return prior
             state = await qs.load(conn, account_id)
-        online = await self.hub.online(account_id, "play")
+        online = await self._online(seat)
         source_online = state.active_device in online
         prep = None
         if cmd.device_id in online:
             prep = transfer.plan(state, cmd.device_id, source_online, now_ms(), paused=cmd.paused)
         if prep is None:
-            return await self._execute(account_id, cmd, sender)
+            return await self._execute(seat, cmd, sender)
         cur = state.current_entry
         assert cur is not None
         track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
         transfer_id = secrets.token_hex(8)
         ready: asyncio.Future[tuple[bool, str, int]] = asyncio.get_running_loop().create_future()
-        self._transfers[transfer_id] = (account_id, prep.target, ready)
+        self._transfers[transfer_id] = (seat.members, prep.target, ready)
         try:
             await self.hub.send(
                 account_id,
@@ -401,16 +535,17 @@ class SessionService:
             async with self.engine.begin() as conn:
                 await qs.save_result(conn, account_id, res, now_ms())
             return res
-        return await self._switch(account_id, cmd, sender, prep, start_ms)
+        return await self._switch(seat, cmd, sender, prep, start_ms)
 
     async def _switch(
         self,
-        account_id: int,
+        seat: Seat,
         cmd: Command,
         sender: str | None,
         prep: transfer.Prepare,
         start_ms: int,
     ) -> Result:
+        account_id = seat.session
         async with self._lock(account_id):
             self._forget(account_id)
             switched = await self._switch_once(account_id, cmd, prep, start_ms)
@@ -418,7 +553,7 @@ class SessionService:
                 self._remember(account_id, switched[0])
         if switched is None:
             # The session changed while the target prepared: apply it plainly.
-            return await self._execute(account_id, cmd, sender)
+            return await self._execute(seat, cmd, sender)
         new, directives, res = switched
         await self._publish(account_id, new, directives, cmd.command_id)
         return res
@@ -447,7 +582,7 @@ class SessionService:
         if pending is None:
             return
         acct, target, fut = pending
-        if acct == reply.get("a") and target == reply.get("d") and not fut.done():
+        if reply.get("a") in acct and target == reply.get("d") and not fut.done():
             start = reply.get("s")
             fut.set_result(
                 (
@@ -460,10 +595,8 @@ class SessionService:
     async def resync_local(self) -> None:
         """After the bus was down, send every device connected here the current state."""
         for account_id in self.hub.local_accounts():
-            state = await self.state(account_id)
-            self.hub.push_local(
-                account_id, wire.encode(await self.state_message(account_id, state))
-            )
+            session, state = await self.view(account_id)
+            self.hub.push_local(account_id, wire.encode(await self.state_message(session, state)))
 
     async def _durations(
         self, conn: AsyncConnection, account_id: int, track_ids: Sequence[str]
@@ -479,6 +612,7 @@ class SessionService:
         return durations, [t for t in track_ids if t not in durations]
 
     async def report(self, account_id: int, device_id: str, rep: Report) -> ResultCode:
+        account_id = (await self.seat(account_id)).session
         async with self._lock(account_id):
             state = self._recall(account_id)
             if state is not None:
@@ -520,12 +654,21 @@ class SessionService:
         await qu.add_history(conn, account_id, cur.track_id, device_id, now_ms())
 
     async def device_lost(self, account_id: int, device_id: str) -> None:
-        lost_at = now_ms()
+        """The device's channel is gone: if it played the session it is on, pause that."""
+        await self.lose_in((await self.seat(account_id)).session, device_id)
+
+    async def lose_in(
+        self, account_id: int, device_id: str | None, lost_at: int | None = None
+    ) -> None:
+        """If `device_id` plays the session of `account_id`, pause it where it is now (a
+        device gone, or moved to another session by a jam). None: whichever plays."""
+        lost_at = now_ms() if lost_at is None else lost_at
         async with self._lock(account_id):
             self._forget(account_id)
             async with self.engine.begin() as conn:
                 state = await qs.load(conn, account_id)
-                new = core.device_lost(state, device_id, lost_at)
+                gone = state.active_device if device_id is None else device_id
+                new = None if gone is None else core.device_lost(state, gone, lost_at)
                 if new is None or not await qs.compare_and_set(
                     conn, account_id, state.version, new, state
                 ):

@@ -85,6 +85,16 @@ class QueueItem:
     track: TrackView | None
 
 
+@dataclass(frozen=True, slots=True)
+class JamInfo:
+    """The jam the account is in: its host, members (host first) and invite code."""
+
+    host: str
+    members: tuple[str, ...]
+    code: str
+    guests_can_control: bool = False
+
+
 SessionSnapshot = Snapshot
 """What the session looks like now, as the controller publishes it."""
 
@@ -172,6 +182,22 @@ class Backend(Protocol):
     async def history(self) -> list[Played]: ...
 
     async def queue(self) -> list[QueueItem]: ...
+
+    async def jam(self) -> JamInfo | None:
+        """The jam the account is in, or None."""
+        ...
+
+    async def jam_start(self) -> JamInfo:
+        """Share the account's session (or the jam it hosts already)."""
+        ...
+
+    async def jam_join(self, code: str) -> JamInfo:
+        """Put the account's devices on the jam with `code`."""
+        ...
+
+    async def jam_leave(self) -> str:
+        """Leave the jam (its host ends it); the line to tell the user."""
+        ...
 
     async def art(self, url: str, size: int) -> bytes | None:
         """The picture at a track's `art_url`, about `size` pixels square; None when the

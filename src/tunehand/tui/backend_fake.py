@@ -33,6 +33,7 @@ from tunehand.tui.backend import (
     Album,
     Artist,
     DeviceLogin,
+    JamInfo,
     Played,
     PlaylistInfo,
     QueueItem,
@@ -212,6 +213,9 @@ class FakeBackend:
         self.playlists_: dict[str, list[str]] = {}
         self.history_: list[Played] = []
         """Newest first, as the server answers it."""
+        self.jam_: JamInfo | None = None
+        self.open_jams: dict[str, JamInfo] = {}
+        """Jams of other accounts this fake account can join, by code."""
         self._heard: str | None = None
         """The entry last recorded in the history (the server's history marker)."""
         self.closed = False
@@ -482,6 +486,35 @@ class FakeBackend:
     async def history(self) -> list[Played]:
         self._check("history")
         return list(self.history_)
+
+    async def jam(self) -> JamInfo | None:
+        self._check("jam")
+        return self.jam_
+
+    async def jam_start(self) -> JamInfo:
+        self._check("jam_start")
+        assert self.account_ is not None
+        if self.jam_ is None:
+            self.jam_ = JamInfo(self.account_.user, (self.account_.user,), "BCDF-GHJK")
+        return self.jam_
+
+    async def jam_join(self, code: str) -> JamInfo:
+        self._check("jam_join", code=code)
+        found = self.open_jams.get(code.strip().upper())
+        if found is None:
+            raise NotFound("no jam with that code: check the code the host shows")
+        assert self.account_ is not None
+        self.jam_ = replace(found, members=(*found.members, self.account_.user))
+        return self.jam_
+
+    async def jam_leave(self) -> str:
+        self._check("jam_leave")
+        jam, self.jam_ = self.jam_, None
+        if jam is None:
+            raise NotFound("not in a jam")
+        if self.account_ is not None and jam.host == self.account_.user:
+            return "jam ended: the guests are back on their own sessions"
+        return f"left {jam.host}'s jam: back to your own session"
 
     async def queue(self) -> list[QueueItem]:
         self._check("queue")

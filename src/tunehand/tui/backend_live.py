@@ -51,7 +51,9 @@ from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import Desktop
 from tunehand.errors import (
     AuthError,
+    CommandRefused,
     KeyringError,
+    NotFound,
     ServerUnreachable,
     TunehandError,
     UsageError,
@@ -61,6 +63,7 @@ from tunehand.tui.backend import (
     Album,
     Artist,
     DeviceLogin,
+    JamInfo,
     Played,
     PlaylistInfo,
     QueueItem,
@@ -391,6 +394,40 @@ class LiveBackend:
             Played(r["track_id"], _track(r["track"]), r["played_ms"], r.get("device_id"))
             for r in rows
         ]
+
+    async def jam(self) -> JamInfo | None:
+        try:
+            got = await self._get("/v1/jam")
+        except NotFound:
+            return None
+        return JamInfo(
+            got["host"],
+            tuple(m["user"] for m in got["members"]),
+            got["code"],
+            bool(got["guests_can_control"]),
+        )
+
+    async def _jam_now(self) -> JamInfo:
+        info = await self.jam()
+        if info is None:
+            raise NotFound("not in a jam")
+        return info
+
+    async def jam_start(self) -> JamInfo:
+        await self._send("POST", "/v1/jam", {"guests_can_control": False})
+        return await self._jam_now()
+
+    async def jam_join(self, code: str) -> JamInfo:
+        await self._send("POST", "/v1/jam/join", {"code": code.strip()[:200]})
+        return await self._jam_now()
+
+    async def jam_leave(self) -> str:
+        try:
+            got = await self._send("POST", "/v1/jam/leave", {})
+        except CommandRefused:  # the host: ending is its way out
+            await self._send("DELETE", "/v1/jam")
+            return "jam ended: the guests are back on their own sessions"
+        return f"left {got['host']}'s jam: back to your own session"
 
     async def queue(self) -> list[QueueItem]:
         entries = (await self._get("/v1/session/queue"))["entries"]

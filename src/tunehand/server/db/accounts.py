@@ -84,7 +84,13 @@ async def delete_account(conn: AsyncConnection, account_id: int) -> None:
     # Children first, so this works with or without foreign-key cascades.
     from tunehand.server.db import tables as t
 
+    hosted = sa.select(t.jams.c.host_id).where(t.jams.c.host_id == account_id)
+    for jt in (t.jam_members, t.jam_kicked):
+        await conn.execute(sa.delete(jt).where(jt.c.host_id.in_(hosted)))
+    await conn.execute(sa.delete(t.jam_kicked).where(t.jam_kicked.c.account_id == account_id))
+    await conn.execute(sa.delete(t.jams).where(t.jams.c.host_id == account_id))
     for table in (
+        t.jam_members,
         t.app_passwords,
         t.tokens,
         t.devices,

@@ -69,6 +69,49 @@ tokens = sa.Table(
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
+jams = sa.Table(
+    "jams",
+    metadata,
+    sa.Column(
+        "host_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("code", sa.String(16), nullable=False, unique=True),  # 8 letters, no dash
+    sa.Column("guests_can_control", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+"""A host's session opened to other accounts (`tunehand.server.jam`)."""
+
+jam_members = sa.Table(
+    "jam_members",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),  # an account is a guest of one jam at most
+    sa.Column(
+        "host_id",
+        sa.Integer,
+        sa.ForeignKey("jams.host_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("joined_ms", sa.BigInteger, nullable=False),
+)
+
+jam_kicked = sa.Table(
+    "jam_kicked",
+    metadata,
+    sa.Column(
+        "host_id", sa.Integer, sa.ForeignKey("jams.host_id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+"""Who the host removed from its jam: they cannot join it again with its code."""
+
 sessions = sa.Table(
     "sessions",
     metadata,

@@ -20,7 +20,7 @@ from tunehand.core.model import REPEAT_MODES
 from tunehand.core.protocol import TrackView
 from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
-from tunehand.tui.backend import Account, Backend, SessionSnapshot
+from tunehand.tui.backend import Account, Backend, JamInfo, SessionSnapshot
 from tunehand.tui.messages import GoTo, SessionCommand
 from tunehand.tui.widgets.browse import (
     BrowsePane,
@@ -74,6 +74,7 @@ class MainScreen(Screen[None]):
         self.backend = backend
         self.account = account
         self.snapshot: SessionSnapshot | None = None
+        self.jam: JamInfo | None = None
         self.unmute_to: int | None = None
         """The volume before `m` muted the session (kept here: the session has no mute)."""
         self.library = LibraryPane(backend, id="library")
@@ -109,6 +110,7 @@ class MainScreen(Screen[None]):
         self.devices.display = False
         self.show_pane("library")
         self.place_toasts()
+        self.run_worker(self._load_jam(), group="jam")
 
     def place_toasts(self) -> None:
         """Stack toasts above the now-playing bar and the footer, never over them."""
@@ -124,6 +126,8 @@ class MainScreen(Screen[None]):
         self.cover.show(snap.track)
         self.queue.show(snap)
         self.devices.show(snap)
+        if "jam" in snap.event:  # this account's devices moved to or from a jam
+            self.run_worker(self._load_jam(), group="jam")
         track_id = snap.track.id if snap.track else None
         for pane in self.query(BrowsePane):
             pane.set_current_track(track_id)
@@ -271,6 +275,73 @@ class MainScreen(Screen[None]):
             self.devices.status.say("choose a device and press Enter")
             return
         self.devices.action_transfer()
+
+    # --- jams ---------------------------------------------------------------------
+
+    def _jam_shown(self, info: JamInfo | None) -> None:
+        self.jam = info
+        self.queue.show_jam(info, self.account.user)
+
+    async def _load_jam(self) -> None:
+        problems: list[str] = []
+        info = await attempt(self.backend.jam(), problems.append)
+        if not problems:
+            self._jam_shown(info)
+
+    def action_jam_start(self) -> None:
+        self.run_worker(self._jam_start(), group="jam")
+
+    async def _jam_start(self) -> None:
+        problems: list[str] = []
+        info = await attempt(self.backend.jam_start(), problems.append)
+        if info is None:
+            self.notify(problems[0] if problems else "no jam started", severity="error")
+            return
+        self._jam_shown(info)
+        self.app.copy_to_clipboard(info.code)
+        self.notify(
+            f"Jam code {info.code} (copied): others press i, or run"
+            f" `tunehand ctl jam join {info.code}`"
+        )
+
+    def action_jam_copy(self) -> None:
+        if self.jam is None:
+            self.notify("Not in a jam: w starts one, i joins one", severity="warning")
+            return
+        self.app.copy_to_clipboard(self.jam.code)
+        self.notify(f"Copied the jam code {self.jam.code}")
+
+    def action_jam_join(self) -> None:
+        from tunehand.tui.screens.prompt import PromptScreen
+
+        def join(code: str | None) -> None:
+            if code:
+                self.run_worker(self._jam_join(code), group="jam")
+
+        self.app.push_screen(
+            PromptScreen("Join the jam with the code:", placeholder="ABCD-EFGH"), callback=join
+        )
+
+    async def _jam_join(self, code: str) -> None:
+        problems: list[str] = []
+        info = await attempt(self.backend.jam_join(code), problems.append)
+        if info is None:
+            self.notify(problems[0] if problems else "not joined", severity="error")
+            return
+        self._jam_shown(info)
+        self.notify(f"Joined {info.host}'s jam: add to its queue")
+
+    def action_jam_leave(self) -> None:
+        self.run_worker(self._jam_leave(), group="jam")
+
+    async def _jam_leave(self) -> None:
+        problems: list[str] = []
+        line = await attempt(self.backend.jam_leave(), problems.append)
+        if line is None:
+            self.notify(problems[0] if problems else "still in the jam", severity="error")
+            return
+        self._jam_shown(None)
+        self.notify(line)
 
     def action_help(self) -> None:
         from tunehand.tui.screens.help import HelpScreen

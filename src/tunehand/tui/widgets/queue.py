@@ -22,7 +22,7 @@ from tunehand.core.model import Entry
 from tunehand.core.protocol import TrackView
 from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
-from tunehand.tui.backend import Backend, SessionSnapshot
+from tunehand.tui.backend import Backend, JamInfo, SessionSnapshot
 from tunehand.tui.fmt import duration
 from tunehand.tui.messages import SessionCommand
 from tunehand.tui.widgets.browse import POSITION_COLUMNS
@@ -52,6 +52,10 @@ class QueuePane(Vertical):
         self._ordered_from: tuple[tuple[Entry, ...], tuple[str, ...]] | None = None
         self._clear_armed = False
         self.loaded = True
+        self.jam_line = ""
+        """What the title says of the jam the account is in ("" when none)."""
+        self._several_adders = False
+        self._adders_of: tuple[Entry, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield self.title
@@ -78,11 +82,30 @@ class QueuePane(Vertical):
             self._ordered_from = (st.queue, st.order)
             by_id = {e.entry_id: e for e in st.queue}
             self.table.set_rows([by_id[i] for i in st.order if i in by_id])
+        if self._adders_of is not st.queue:
+            self._adders_of = st.queue
+            first = st.queue[0].added_by if st.queue else ""
+            self._several_adders = any(e.added_by != first for e in st.queue)
         total = sum(e.duration_ms for e in st.queue)
         flags = f"shuffle {'on' if st.shuffle else 'off'} · repeat {st.repeat}"
-        self.title.update(f"Queue · {len(st.queue)} tracks · {duration(total)} · {flags}")
+        self.title.update(
+            f"Queue · {len(st.queue)} tracks · {duration(total)} · {flags}{self.jam_line}"
+        )
         if any(e.track_id not in self.tracks for e in st.queue):
             self._fetch()
+
+    def show_jam(self, info: JamInfo | None, me: str) -> None:
+        """The jam in the title: whose, who is in it, its code; entries say who added them."""
+        if info is None:
+            self.jam_line = ""
+        else:
+            whose = "your jam" if info.host == me else f"in {info.host}'s jam"
+            others = [m for m in info.members if m not in (me, info.host)]
+            with_ = f" with {', '.join(others)}" if others else ""
+            self.jam_line = f" · {whose}{with_} · code {info.code}"
+        if self.snapshot is not None:
+            self.show(self.snapshot)
+        self.table.refresh()
 
     def _fetch(self) -> None:
         if not self._fetching:
@@ -118,9 +141,14 @@ class QueuePane(Vertical):
 
     def _cells(self, e: Entry) -> Sequence[str]:
         t = self.tracks.get(e.track_id)
+        by = f"  · {e.added_by}" if e.added_by and self._shared() else ""
         if t is None:
-            return (e.track_id, "", "", duration(e.duration_ms))
-        return (t.title, t.artist or "Unknown artist", t.album, duration(t.duration_ms))
+            return (e.track_id + by, "", "", duration(e.duration_ms))
+        return (t.title + by, t.artist or "Unknown artist", t.album, duration(t.duration_ms))
+
+    def _shared(self) -> bool:
+        """Whether who added an entry is worth saying: in a jam, or several added."""
+        return bool(self.jam_line) or self._several_adders
 
     # --- actions ------------------------------------------------------------------
 

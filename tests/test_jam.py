@@ -1,0 +1,345 @@
+"""Jams end to end: a real server, real receivers (mpv, ao=null), `ctl` in subprocesses.
+
+Two and three accounts: start and join with the code, add from every account, who
+added what (`ctl queue --json`, `status --json`), the role rules both ways (a guest is
+refused pause, skip, seek, transfer and others' entries; the host lets guests control
+and takes it back), kick (and no rejoining), leave and end (the guest's own session
+comes back as it was), a host whose devices disconnect, and a guest on the other
+instance (PostgreSQL + Redis).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.device_helpers import (
+    DeviceDir,
+    Receiver,
+    add_users,
+    ctl,
+    ctl_ok,
+    login_all,
+    make_tones,
+    require_mpv,
+    short_sock_dir,
+    status,
+)
+from tests.fixtures_server import Backend, ServerProc, launch, two_instances
+from tunehand.server.streams import KEY_ENV
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sox") is None, reason="sox is not installed (generated audio)"
+)
+
+TRACKS = ("Jam One", "Jam Two", "Jam Three", "Jam Four")
+TRACK_S = 60
+CODE = re.compile(r"^[B-DF-HJ-NP-TV-XZ]{4}-[B-DF-HJ-NP-TV-XZ]{4}$")
+
+
+@dataclass
+class World:
+    srv: ServerProc
+    users: list[str]
+    sock_dir: Path
+    count: int = 0
+
+    def user(self) -> str:
+        self.count += 1
+        return self.users[self.count - 1]
+
+
+@pytest.fixture(scope="module")
+def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_mpv()
+    music = tmp_path_factory.mktemp("jam-music")
+    make_tones(music, TRACKS, album="Jam Tones", duration_s=TRACK_S)
+    return music
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, music: Path) -> Iterator[World]:
+    srv = launch(tmp_path_factory.mktemp("jam-server"), music=music)
+    users = [f"jam{i}" for i in range(12)]
+    add_users(srv, users)
+    with short_sock_dir("th-jam-") as sock_dir:
+        yield World(srv, users, sock_dir)
+        srv.stop()
+
+
+@dataclass
+class Person:
+    """One account: a `ctl` device ("phone") and a receiver's device dir."""
+
+    user: str
+    phone: DeviceDir
+    box: DeviceDir
+    sock_dir: Path
+    receivers: list[Receiver] = field(default_factory=list)
+
+    def ctl(self, *args: str) -> str:
+        return ctl_ok(self.phone, *args)
+
+    def refused(self, *args: str) -> str:
+        """A refused command: one line on stderr, a non-zero exit."""
+        r = ctl(self.phone, *args)
+        assert r.returncode != 0, (args, r.stdout)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        return lines[0]
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ctl(*args, "--json"))
+
+    def receiver(self) -> Receiver:
+        r = Receiver.start(self.box, self.sock_dir)
+        self.receivers.append(r)
+        return r
+
+    def queue(self) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = self.json("queue")["entries"]
+        return entries
+
+
+def person(srv: ServerProc, user: str, tmp: Path, sock_dir: Path) -> Person:
+    phone = DeviceDir(f"{user}-phone", tmp / f"{user}-phone")
+    box = DeviceDir(f"{user}-box", tmp / f"{user}-box")
+    login_all(srv.url, user, [phone, box])
+    return Person(user, phone, box, sock_dir)
+
+
+@pytest.fixture
+def people(world: World, tmp_path: Path) -> Iterator[Callable[[], Person]]:
+    made: list[Person] = []
+
+    def make() -> Person:
+        p = person(world.srv, world.user(), tmp_path, world.sock_dir)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        for r in p.receivers:
+            r.stop()
+            print(f"--- {r.lines.label} (exit {r.proc.returncode}):\n{r.lines.text()}")
+
+
+def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll `check` (a subprocess or a query each time) until it returns something true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"never happened: {check}"
+
+
+def silent(r: Receiver) -> bool:
+    return r.ipc.get("pause") is True or r.ipc.get("idle-active") is True
+
+
+def start_jam(host: Person, *flags: str) -> str:
+    out = host.json("jam", "start", *flags)
+    assert set(out) == {"code", "url"} and CODE.match(out["code"]), out
+    assert out["code"] in out["url"] and out["url"].startswith("http")
+    code: str = out["code"]
+    return code
+
+
+def by_title(entries: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["track"]["title"]: e["added_by"] for e in entries}
+
+
+def test_two_accounts_share_one_queue_with_roles(people: Callable[[], Person]) -> None:
+    host, guest = people(), people()
+    hbox, gbox = host.receiver(), guest.receiver()
+    # The guest's own session, to be kept aside: one entry, paused.
+    guest.ctl("queue", "add", "--search", TRACKS[3])
+    own_before = guest.queue()
+
+    code = start_jam(host)
+    assert host.json("jam", "start")["code"] == code  # asked again: the same jam
+    host.ctl("play", "--search", TRACKS[0])
+    hbox.ipc.wait_advancing(0.3)
+
+    mark = gbox.mark()
+    assert guest.ctl("jam", "join", code).strip() == f"joined {host.user}'s jam"
+    gbox.wait_for(f"joined {host.user}'s jam", since=mark)
+
+    # Both add; every entry says who added it, seen alike by both accounts.
+    guest.ctl("queue", "add", "--search", TRACKS[1])
+    host.ctl("queue", "add", "--search", TRACKS[2])
+    want = {TRACKS[0]: host.user, TRACKS[1]: guest.user, TRACKS[2]: host.user}
+    assert by_title(guest.queue()) == by_title(host.queue()) == want
+    st = status(guest.phone)
+    assert st["track"]["title"] == TRACKS[0] and st["added_by"] == host.user
+    assert st["playing"] is True and st["jam"] == {"role": "guest"}
+    assert st["device"]["name"] == hbox.dev.name  # the host's device, by name
+    info = guest.json("jam")
+    assert info["host"] == host.user and info["code"] == code
+    assert info["guests_can_control"] is False
+    assert [m["user"] for m in info["members"]] == [host.user, guest.user]
+    assert info["members"][0]["devices"] and hbox.dev.name in info["members"][0]["devices"]
+    assert gbox.dev.name in info["members"][1]["devices"]
+
+    # A guest may not control playback or touch the host's entries ...
+    entries = guest.queue()
+    hosts_entry = next(e["entry_id"] for e in entries if e["added_by"] == host.user)
+    own = next(e["entry_id"] for e in entries if e["added_by"] == guest.user)
+    for args in (
+        ("pause",),
+        ("next",),
+        ("seek", "10"),
+        ("volume", "10"),
+        ("transfer", gbox.dev.name),
+        ("queue", "move", hosts_entry, "0"),
+        ("queue", "remove", hosts_entry),
+    ):
+        line = guest.refused(*args)
+        assert "host" in line, (args, line)
+    assert status(host.phone)["playing"] is True and not silent(hbox)
+    # ... but may move and remove its own.
+    guest.ctl("queue", "move", own, "1")
+    assert [e["entry_id"] for e in host.queue()][1] == own
+
+    # The host lets guests control: the guest pauses the host's receiver.
+    assert host.ctl("jam", "set", "--guests-can-control", "on").strip().endswith("on")
+    guest.ctl("pause")
+    hbox.ipc.wait_prop("pause", lambda v: v is True)
+    # And takes it back: refused again.
+    host.ctl("jam", "set", "--guests-can-control", "off")
+    assert "host" in guest.refused("play")
+    # The host may edit what the guest added.
+    host.ctl("queue", "remove", own)
+    assert guest.user not in by_title(guest.queue()).values()
+    # Only the host ends the jam or kicks.
+    assert "only the host" in guest.refused("jam", "end")
+    assert "only the host" in guest.refused("jam", "kick", host.user)
+
+    # Leaving: the guest's own session is back as it was, its receiver told so.
+    mark = gbox.mark()
+    guest.ctl("jam", "leave")
+    gbox.wait_for(f"left {host.user}'s jam", since=mark)
+    assert guest.queue() == own_before
+    assert status(guest.phone)["jam"] is None
+    assert "not in a jam" in guest.refused("jam")
+    # The host's jam goes on without it.
+    assert [m["user"] for m in host.json("jam")["members"]] == [host.user]
+    assert by_title(host.queue()) == {TRACKS[0]: host.user, TRACKS[2]: host.user}
+
+
+def test_three_accounts_kick_end_and_a_host_that_disconnects(
+    people: Callable[[], Person],
+) -> None:
+    host, g1, g2 = people(), people(), people()
+    hbox, box1, box2 = host.receiver(), g1.receiver(), g2.receiver()
+    code = start_jam(host, "--guests-can-control")
+    for g in (g1, g2):
+        g.ctl("jam", "join", code.lower().replace("-", ""))  # as typed by hand
+    host.ctl("queue", "add", "--search", TRACKS[0])
+    g1.ctl("queue", "add", "--search", TRACKS[1])
+    g2.ctl("queue", "next", "--search", TRACKS[2])
+    want = {TRACKS[0]: host.user, TRACKS[1]: g1.user, TRACKS[2]: g2.user}
+    for p in (host, g1, g2):
+        assert by_title(p.queue()) == want
+    assert host.json("jam")["guests_can_control"] is True
+
+    # The guests may control: g2 plays the shared queue on its own receiver.
+    g2.ctl("play", "--device", box2.dev.name)
+    box2.ipc.wait_advancing(0.3)
+    assert status(g1.phone)["device"]["name"] == box2.dev.name
+
+    # Kicked: g2's receiver stops, the session pauses, g2 cannot come back.
+    mark = box2.mark()
+    host.ctl("jam", "kick", g2.user)
+    box2.wait_for("removed you from the jam", since=mark)
+    eventually(lambda: silent(box2))
+    st = status(host.phone)
+    assert st["playing"] is False and st["device"] is None
+    assert "removed you" in g2.refused("jam", "join", code)
+    assert status(g2.phone)["jam"] is None
+    assert [m["user"] for m in g1.json("jam")["members"]] == [host.user, g1.user]
+
+    # The host's devices disconnect: the jam and its queue stay; g1 plays on.
+    hbox.stop()
+    eventually(lambda: not g1.json("jam")["members"][0]["devices"] or None)
+    g1.ctl("queue", "add", "--search", TRACKS[3])
+    g1.ctl("play", "--device", box1.dev.name)
+    box1.ipc.wait_advancing(0.3)
+    assert by_title(g1.queue())[TRACKS[3]] == g1.user
+
+    # The host ends the jam (from its phone): g1 is told and goes home.
+    mark = box1.mark()
+    host.ctl("jam", "end")
+    box1.wait_for(f"{host.user} ended the jam", since=mark)
+    eventually(lambda: silent(box1))
+    assert "not in a jam" in g1.refused("jam")
+    assert g1.queue() == []  # g1's own session, untouched by the jam
+    assert "no jam with that code" in g1.refused("jam", "join", code)
+    assert by_title(host.queue())[TRACKS[3]] == g1.user  # the host keeps the queue
+
+
+def test_a_wrong_code_is_refused_and_throttled(people: Callable[[], Person]) -> None:
+    guest = people()
+    lines = [guest.refused("jam", "join", "BCDF-GHJK") for _ in range(8)]
+    assert "no jam with that code" in lines[0]
+    assert any("try again in" in line for line in lines), lines
+    assert "jam join" in ctl(guest.phone, "jam", "join", "--help").stdout
+
+
+# --- a guest on the other instance (PostgreSQL + Redis) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, postgres_backend: Backend, music: Path
+) -> Iterator[tuple[ServerProc, ServerProc]]:
+    # Instances of one deployment sign stream links with one key (a guest's receiver on
+    # B plays what A signed for the host's session).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(KEY_ENV, secrets.token_hex(32))
+        with two_instances(tmp_path_factory, postgres_backend.store(), music) as both:
+            add_users(both[0], ["hostx", "guestx"])
+            yield both
+
+
+def test_a_guest_on_the_other_instance(pair: tuple[ServerProc, ServerProc], tmp_path: Path) -> None:
+    a, b = pair
+    with short_sock_dir("th-jamx-") as sock_dir:
+        host = person(a, "hostx", tmp_path, sock_dir)
+        guest = person(b, "guestx", tmp_path, sock_dir)
+        hbox, gbox = host.receiver(), guest.receiver()
+        try:
+            code = start_jam(host)
+            host.ctl("play", "--search", TRACKS[0])
+            hbox.ipc.wait_advancing(0.3)
+            mark = gbox.mark()
+            guest.ctl("jam", "join", code)  # on instance B
+            gbox.wait_for("joined hostx's jam", since=mark)
+            guest.ctl("queue", "add", "--search", TRACKS[1])
+            assert by_title(host.queue()) == {TRACKS[0]: "hostx", TRACKS[1]: "guestx"}
+            assert "host" in guest.refused("next")
+            # The host pushes playback to the guest's receiver, across instances.
+            host.ctl("transfer", gbox.dev.name)
+            gbox.ipc.wait_advancing(0.3)
+            eventually(lambda: silent(hbox))
+            # Ending on A sends the guest's devices on B home, paused.
+            mark = gbox.mark()
+            host.ctl("jam", "end")
+            gbox.wait_for("hostx ended the jam", since=mark)
+            eventually(lambda: silent(gbox))
+            assert guest.queue() == []
+            st = status(host.phone)
+            assert st["playing"] is False and st["queue_length"] == 2
+        finally:
+            for r in (hbox, gbox):
+                r.stop()
