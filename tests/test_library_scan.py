@@ -431,3 +431,26 @@ def test_demo_library_without_sox(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(MediaError) as info:
         make_demo_library(tmp_path / "demo")
     assert str(info.value) == SOX_MISSING
+
+
+def test_subtrees_are_the_folders_of_the_files_and_a_music_root_alone(tmp_path: Path) -> None:
+    """What MPD's `update PATH` scans: the folders holding the path's songs (nested ones
+    folded into the outer), a music folder itself without its subfolders, nothing outside."""
+    from tunehand.server.library.service import subtrees
+
+    music, other = tmp_path / "music", tmp_path / "other"
+    files = [
+        str(music / "Band" / "Album" / "01.flac"),
+        str(music / "Band" / "Album" / "CD2" / "01.flac"),
+        str(music / "Band" / "Single" / "01.flac"),
+        str(music / "loose.ogg"),
+        str(tmp_path / "elsewhere" / "x.ogg"),
+    ]
+    deep, shallow = subtrees([music, other], files)
+    assert deep == [music / "Band" / "Album", music / "Band" / "Single"]
+    assert shallow == [music]
+    make_track(music / "Band" / "Album", "01", "ogg", title="One")
+    make_track(music / "Band" / "Other", "01", "ogg", title="Elsewhere")
+    make_track(music, "loose", "ogg", title="Loose")
+    found = scan_folders(deep, shallow=shallow)
+    assert sorted(t.title for t in found.tracks) == ["Loose", "One"]

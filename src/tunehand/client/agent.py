@@ -21,7 +21,7 @@ from tunehand.client.channel import Channel
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
-from tunehand.core.model import PlayFailure, Position, SessionState
+from tunehand.core.model import PlayFailure, Position, SessionState, StreamInfo
 from tunehand.core.position import PositionModel
 from tunehand.core.protocol import (
     DeviceHello,
@@ -606,20 +606,8 @@ class Agent:
             return
         if track is None or track.url is None or "://" not in track.url:
             return  # a library track: the server's tags are the truth
-        info = st.stream
-        told = (ev.tag, ev.title, ev.artist, ev.album, ev.duration_ms)
-        if (
-            info is not None
-            and (
-                info.entry_id,
-                info.title,
-                info.artist,
-                info.album,
-                info.duration_ms,
-            )
-            == told
-        ):
-            return
+        if st.stream == StreamInfo(ev.tag, ev.title, ev.artist, ev.album, ev.duration_ms):
+            return  # the session has it already
         rep = Report(
             term=max(st.term, self._directive_term),
             entry_id=ev.tag,

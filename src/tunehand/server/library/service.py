@@ -49,7 +49,7 @@ class Library:
         that hold them, each with its subfolders (a music folder itself without them),
         as mpd's `update PATH` scans that subtree only."""
         async with self._lock:
-            deep, shallow = self.subtrees(files) if files else (list(self.folders), [])
+            deep, shallow = subtrees(self.folders, files) if files else (list(self.folders), [])
             result = await asyncio.to_thread(scan_folders, deep, self.progress, self.log, shallow)
             # A music folder that is not there (an unmounted drive) or any folder the scan
             # could not list keeps its tracks: they are unknown this time, not gone.
@@ -65,22 +65,24 @@ class Library:
             self.last = ScanSummary(total, changed, removed, len(result.skipped))
             return self.last
 
-    def subtrees(self, files: Sequence[str]) -> tuple[list[Path], list[Path]]:
-        """The folders holding `files` (within the music folders; nested ones folded into
-        the outer), and the music folders among them (scanned without subfolders)."""
-        roots = {Path(os.path.abspath(f)) for f in self.folders}
-        dirs: set[Path] = set()
-        for f in files:
-            parent = Path(os.path.abspath(f)).parent
-            if any(parent == r or r in parent.parents for r in roots):
-                dirs.add(parent)
-        shallow = sorted(d for d in dirs if d in roots)
-        deep = sorted(
-            d
-            for d in dirs
-            if d not in roots and not any(o in d.parents for o in dirs if o not in roots)
-        )
-        return deep, shallow
+
+def subtrees(folders: Sequence[Path], files: Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """The folders holding `files` within the music `folders` (nested ones folded into the
+    outer; files elsewhere ignored), and the music folders among them (scanned without
+    their subfolders: that would be everything)."""
+    roots = {Path(os.path.abspath(f)) for f in folders}
+    dirs: set[Path] = set()
+    for f in files:
+        parent = Path(os.path.abspath(f)).parent
+        if any(parent == r or r in parent.parents for r in roots):
+            dirs.add(parent)
+    shallow = sorted(d for d in dirs if d in roots)
+    deep = sorted(
+        d
+        for d in dirs
+        if d not in roots and not any(o in d.parents for o in dirs if o not in roots)
+    )
+    return deep, shallow
 
 
 def _scope(deep: Sequence[Path], shallow: Sequence[Path]) -> Callable[[str], bool]:
