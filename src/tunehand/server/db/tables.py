@@ -237,3 +237,32 @@ albums = sa.Table(
 """Each album of the library with its totals, derived from `tracks` at the end of every
 scan (`library.refresh_albums`), so album lists (Subsonic `getAlbumList2`) sort a few
 thousand rows, not group every track per request."""
+
+# Text compared by code point on every backend: the search index's prefix ranges
+# (`word >= w AND word < prefix_end(w)`) and sort keys need it; SQLite compares so already.
+CodePointText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
+search_words = sa.Table(
+    "search_words",
+    metadata,
+    sa.Column("kind", sa.String(1), primary_key=True),
+    sa.Column("word", CodePointText, primary_key=True),
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("points", sa.Integer, nullable=False),
+    sa.Index("ix_search_words_owner", "owner"),
+    sqlite_with_rowid=False,
+)
+"""The text index of the library (see `search_index`): per item (`owner`: a track id, an
+album id or an artist key) each normalized word with its ranking points (kinds `t`, `l`,
+`r`), and each whole normalized field with its exact-match bonus (kinds `T`, `L`, `R`)."""
+
+search_sort = sa.Table(
+    "search_sort",
+    metadata,
+    sa.Column("kind", sa.String(1), primary_key=True),
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("sort_key", CodePointText, nullable=False),
+    sqlite_with_rowid=False,
+)
+"""How equally ranked items of the index are ordered (a track's casefolded title, an
+album's normalized name, an artist's key), then by `owner`."""
