@@ -2,17 +2,27 @@
 PostgreSQL alike, with the ranking of `tunehand.core.search`.
 
 Each searchable item keeps its normalized words with their ranking points
-(`search.index_words`) in `search_words`, a table whose primary key starts with
-`(kind, word)`. A query word `w` is a prefix range of that key (`word >= w AND
-word < prefix_end(w)`, compared by code point on both backends), so the database reads
-only the rows of words that start with `w` and sums the best points per item and
-query word; the sum equals `search.score`, and both backends order equal scores by the
-same code-point sort key, then by id. Items are tracks (`t`, matched on title, artist
-and album), artists (`r`, on the album artist) and albums (`l`, on album and album
-artist); the capital kinds hold whole fields for the exact-match bonus.
+(`search.index_words`) in `search_words`, whose primary key starts with `(kind, word)`;
+every row also carries the item's sort key and all its words with their points
+(`item_words`, " blue:300 night:299 "). Items are tracks (`t`, matched on title, artist and
+album), artists (`r`, on the album artist) and albums (`l`, on album and album artist);
+the capital kinds hold whole fields with their exact-match bonus. Text is compared by
+code point on both backends, so a query word `w` is the range `word >= w AND
+word < prefix_end(w)` of that key, and ties sort the same everywhere.
 
-Tracks are indexed as a scan stores them (`index_tracks`, `unindex`); artists and albums
-are rebuilt from the `albums` table after every scan (`reindex_groups`).
+A query's results are, in order (the exact bonus outweighs any sum of word points):
+
+1. the items with a field equal to the whole query (`word = query` in the capital
+   kind: an index lookup), ranked by their full score;
+2. the others by score: for one word, the word's range read in score order with the
+   item's sort key beside each word (the database's top-k sort, no grouping); for
+   several, the rows of the longest word's range whose `item_words` also hold the
+   other words as prefixes (`LIKE '% w%'`), ranked here from those stored points.
+
+Every score is `search.score`'s (tests compare with it), and equal scores order by the
+sort key (a track's casefolded title, an album's normalized name, an artist's key), then
+by id. Tracks are indexed as a scan stores them (`index_tracks`, `unindex`); artists and
+albums are rebuilt from the `albums` table after every scan (`reindex_groups`).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tunehand.core import search
-from tunehand.server.db.tables import albums, search_sort, search_words
+from tunehand.server.db.tables import albums, search_words
 
 TRACK, ARTIST, ALBUM = "t", "r", "l"
 EXACT = {TRACK: "T", ARTIST: "R", ALBUM: "L"}
@@ -34,22 +44,27 @@ BATCH = 2_000
 @dataclass(frozen=True, slots=True)
 class Rows:
     words: list[dict[str, object]]
-    sorts: list[dict[str, object]]
 
     def add(self, kind: str, owner: str, sort_key: str, fields: tuple[str, ...]) -> None:
         words, exact = search.index_words(*fields)
-        self.words.extend(
-            {"kind": kind, "word": w, "owner": owner, "points": p} for w, p in words.items()
-        )
-        self.words.extend(
-            {"kind": EXACT[kind], "word": w, "owner": owner, "points": p} for w, p in exact.items()
-        )
-        self.sorts.append({"kind": kind, "owner": owner, "sort_key": sort_key})
+        item_words = " " + " ".join(f"{w}:{p}" for w, p in words.items()) + " "
+        for kind_, found in ((kind, words), (EXACT[kind], exact)):
+            self.words.extend(
+                {
+                    "kind": kind_,
+                    "word": word,
+                    "owner": owner,
+                    "points": points,
+                    "sort_key": sort_key,
+                    "item_words": item_words,
+                }
+                for word, points in found.items()
+            )
 
 
 def track_rows(tracks: Iterable[tuple[str, str, str, str]]) -> Rows:
     """Index rows of tracks given as (id, title, artist, album)."""
-    out = Rows([], [])
+    out = Rows([])
     for tid, title, artist, album in tracks:
         out.add(TRACK, tid, title.casefold(), (title, artist, album, ""))
     return out
@@ -58,7 +73,7 @@ def track_rows(tracks: Iterable[tuple[str, str, str, str]]) -> Rows:
 def group_rows(album_rows: Iterable[tuple[str, str, str, str]]) -> Rows:
     """Index rows of albums and their artists, given as (album id, name, album artist,
     artist key)."""
-    out = Rows([], [])
+    out = Rows([])
     artists: dict[str, str] = {}
     for aid, name, artist, key in album_rows:
         out.add(ALBUM, aid, search.normalize(name), ("", artist, name, ""))
@@ -71,22 +86,14 @@ def group_rows(album_rows: Iterable[tuple[str, str, str, str]]) -> Rows:
 async def _insert(conn: AsyncConnection, rows: Rows) -> None:
     for i in range(0, len(rows.words), BATCH):
         await conn.execute(sa.insert(search_words), rows.words[i : i + BATCH])
-    for i in range(0, len(rows.sorts), BATCH):
-        await conn.execute(sa.insert(search_sort), rows.sorts[i : i + BATCH])
 
 
 async def unindex(conn: AsyncConnection, track_ids: Sequence[str]) -> None:
     kinds = (TRACK, EXACT[TRACK])
     for i in range(0, len(track_ids), 500):
         ids = list(track_ids[i : i + 500])
-        await conn.execute(
-            sa.delete(search_words).where(
-                search_words.c.owner.in_(ids), search_words.c.kind.in_(kinds)
-            )
-        )
-        await conn.execute(
-            sa.delete(search_sort).where(search_sort.c.owner.in_(ids), search_sort.c.kind == TRACK)
-        )
+        w = search_words.c
+        await conn.execute(sa.delete(search_words).where(w.owner.in_(ids), w.kind.in_(kinds)))
 
 
 async def index_tracks(conn: AsyncConnection, tracks: Iterable[tuple[str, str, str, str]]) -> None:
@@ -97,57 +104,111 @@ async def reindex_groups(conn: AsyncConnection) -> None:
     """Rebuild the artists' and albums' rows from the `albums` table."""
     kinds = (ARTIST, ALBUM, EXACT[ARTIST], EXACT[ALBUM])
     await conn.execute(sa.delete(search_words).where(search_words.c.kind.in_(kinds)))
-    await conn.execute(sa.delete(search_sort).where(search_sort.c.kind.in_((ARTIST, ALBUM))))
     rows = await conn.execute(
         sa.select(albums.c.id, albums.c.name, albums.c.artist, albums.c.artist_key)
     )
     await _insert(conn, group_rows((r.id, r.name, r.artist, r.artist_key) for r in rows))
 
 
-def ranked_query(
-    kind: str, words: Sequence[str], limit: int, offset: int = 0
-) -> sa.Select[tuple[str, int]]:
-    """The owners of `kind` matching every query word, best first: one scan of the
-    words' prefix ranges (and of the whole query's exact row), grouped by owner."""
+def _in_range(word: str) -> sa.ColumnElement[bool]:
     w = search_words.c
-    branches = []
-    per_word = []
-    for word in words:
-        in_range = w.word >= word
-        end = search.prefix_end(word)
-        if end is not None:
-            in_range = sa.and_(in_range, w.word < end)
-        hit = sa.and_(w.kind == kind, in_range)
-        branches.append(hit)
-        bonus = sa.case((w.word == word, search.WHOLE_WORD_BONUS), else_=0)
-        per_word.append(sa.func.max(sa.case((hit, w.points + bonus))))
-    exact_hit = sa.and_(w.kind == EXACT[kind], w.word == " ".join(words))
-    branches.append(exact_hit)
-    exact = sa.func.coalesce(sa.func.max(sa.case((exact_hit, w.points))), 0)
-    total = sa.func.coalesce(sum(per_word[1:], per_word[0]), 0) + exact
-    grouped = (
-        sa.select(w.owner, total.label("score"))
-        .where(sa.or_(*branches))
-        .group_by(w.owner)
-        .having(sa.and_(*(p.is_not(None) for p in per_word)))
-        .subquery()
+    end = search.prefix_end(word)
+    return w.word >= word if end is None else sa.and_(w.word >= word, w.word < end)
+
+
+def _score(words: Sequence[str], item_words: str) -> int | None:
+    """The word points of `search.score` for an item, from its `item_words`."""
+    points = {}
+    for pair in item_words.split():
+        word, _, p = pair.rpartition(":")
+        points[word] = int(p)
+    total = 0
+    for w in words:
+        best = max(
+            (
+                p + (search.WHOLE_WORD_BONUS if k == w else 0)
+                for k, p in points.items()
+                if k.startswith(w)
+            ),
+            default=None,
+        )
+        if best is None:
+            return None
+        total += best
+    return total
+
+
+Ranked = list[tuple[int, str, str]]  # (-score, sort key, owner): sorted is best first
+
+
+async def _exact(conn: AsyncConnection, kind: str, words: Sequence[str]) -> Ranked:
+    """The items with a field equal to the whole query, best first."""
+    w = search_words.c
+    rows = await conn.execute(
+        sa.select(w.owner, w.points, w.sort_key, w.item_words).where(
+            w.kind == EXACT[kind], w.word == " ".join(words)
+        )
     )
-    s = search_sort.c
-    return (
-        sa.select(grouped.c.owner, grouped.c.score)
-        .join_from(grouped, search_sort, sa.and_(s.kind == kind, s.owner == grouped.c.owner))
-        .order_by(grouped.c.score.desc(), s.sort_key, grouped.c.owner)
-        .offset(offset)
-        .limit(limit)
+    out = [(-(r.points + (_score(words, r.item_words) or 0)), r.sort_key, r.owner) for r in rows]
+    return sorted(out)
+
+
+async def _one_word(conn: AsyncConnection, kind: str, word: str, skip: set[str], n: int) -> Ranked:
+    """The best `n` items (not in `skip`) for one query word, without their exact bonus."""
+    w = search_words.c
+    score = (w.points + sa.case((w.word == word, search.WHOLE_WORD_BONUS), else_=0)).label("s")
+    base = (
+        sa.select(w.owner, w.sort_key, score)
+        .where(w.kind == kind, _in_range(word))
+        .order_by(score.desc(), w.sort_key, w.owner)
     )
+    fetch = 2 * (n + len(skip)) + 16
+    while True:
+        rows = list(await conn.execute(base.limit(fetch)))
+        out: Ranked = []
+        seen: set[str] = set()
+        for r in rows:  # an item's first row is its best (several of its words may match)
+            if r.owner not in seen and r.owner not in skip:
+                seen.add(r.owner)
+                out.append((-int(r.s), r.sort_key, r.owner))
+        if len(out) >= n or len(rows) < fetch:
+            return out[:n]
+        fetch *= 4
+
+
+async def _many_words(
+    conn: AsyncConnection, kind: str, words: Sequence[str], skip: set[str]
+) -> Ranked:
+    """Every item (not in `skip`) matching all of several query words, best first."""
+    w = search_words.c
+    driver = max(words, key=len)
+    stmt = sa.select(w.owner, w.sort_key, w.item_words).where(w.kind == kind, _in_range(driver))
+    for word in set(words) - {driver}:
+        stmt = stmt.where(w.item_words.like(f"% {word}%"))  # normalized words hold no % or _
+    out: Ranked = []
+    seen = set(skip)
+    for r in await conn.execute(stmt):
+        if r.owner not in seen and (s := _score(words, r.item_words)) is not None:
+            seen.add(r.owner)
+            out.append((-s, r.sort_key, r.owner))
+    return sorted(out)
 
 
 async def ranked(
     conn: AsyncConnection, kind: str, query: str, limit: int, offset: int = 0
 ) -> list[str]:
-    """The ids (keys for artists) of the best `limit` items of `kind` for `query`."""
+    """The ids (keys for artists) of the best `limit` items of `kind` for `query`, from
+    the `offset`th on."""
     words = search.query_words(query)
     if not words or limit <= 0:
         return []
-    rows = await conn.execute(ranked_query(kind, words, limit, offset))
-    return [r.owner for r in rows]
+    exact = await _exact(conn, kind, words)
+    skip = {owner for _, _, owner in exact}
+    rest_needed = max(0, offset + limit - len(exact))
+    rest: Ranked = []
+    if rest_needed:
+        if len(words) == 1:
+            rest = await _one_word(conn, kind, words[0], skip, rest_needed)
+        else:
+            rest = await _many_words(conn, kind, words, skip)
+    return [owner for _, _, owner in (exact + rest)[offset : offset + limit]]

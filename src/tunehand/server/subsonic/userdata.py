@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from tunehand.server import quotas
 from tunehand.server.db import library as ql
 from tunehand.server.db import subsonic as qs
+from tunehand.server.db import subsonic_state as qst
 from tunehand.server.db import userdata as qu
 from tunehand.server.db.userdata import Playlist
 from tunehand.server.limits import QUOTAS
@@ -251,13 +252,12 @@ async def get_starred2(call: Call) -> Payload:
 
 async def scrobble(call: Call) -> Payload:
     """`submission=true` (the default) enters each `id` into the history, at `time` (ms)
-    when given; `submission=false` ("now playing") is accepted and changes nothing yet."""
+    when given; `submission=false` says the app now plays `id` (`getNowPlaying` shows it
+    until the track would have ended) and enters nothing into the history."""
     ids = call.many("id")
     if not ids:
         call.required("id")
     times = call.many("time")
-    if not call.flag("submission", True):
-        return {}
     who = call.principal
     async with call.services.engine.connect() as conn:
         found = await ql.get_many(conn, ids[:500])
@@ -265,10 +265,15 @@ async def scrobble(call: Call) -> Payload:
         if sid not in found:
             raise SubsonicError(NOT_FOUND, f"Song not found: {sid[:80]}")
     now = now_ms()
+    if not call.flag("submission", True):
+        async with call.services.engine.begin() as conn:
+            await qst.set_now_playing(conn, who.account_id, who.device_id, ids[-1], now)
+        return {}
     async with call.services.engine.begin() as conn:
         for i, sid in enumerate(ids[:500]):
             at = now
             if i < len(times) and times[i].isascii() and times[i].isdigit():
                 at = min(now, int(times[i][:15]))
             await qu.add_history(conn, who.account_id, sid, who.device_id, at)
+            await qst.clear_now_playing(conn, who.account_id, who.device_id, sid)
     return {}
