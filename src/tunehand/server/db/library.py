@@ -245,6 +245,20 @@ async def find(
     return [found[i] for i in ids if i in found]
 
 
+async def find_artists(
+    conn: AsyncConnection, query: str, limit: int = 20, offset: int = 0
+) -> list[ArtistRow]:
+    keys = await search_index.ranked(conn, search_index.ARTIST, query, limit, offset)
+    found = {a.key: a for a in await artists(conn, keys)} if keys else {}
+    return [found[k] for k in keys if k in found]
+
+
+async def find_album_ids(
+    conn: AsyncConnection, query: str, limit: int = 20, offset: int = 0
+) -> list[str]:
+    return await search_index.ranked(conn, search_index.ALBUM, query, limit, offset)
+
+
 async def find_groups(
     conn: AsyncConnection, query: str, limit: int = 20, offset: int = 0
 ) -> tuple[list[ArtistRow], list[AlbumRow]]:

@@ -207,3 +207,12 @@ async def delete_bookmark(conn: AsyncConnection, account_id: int, track_id: str)
         )
     )
     return bool(res.rowcount)
+
+
+async def marks(
+    conn: AsyncConnection, account_id: int, ids: Sequence[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The account's stars (when, ms) and ratings among `ids`."""
+    from tunehand.server.db.subsonic import starred_among
+
+    return await starred_among(conn, account_id, ids), await ratings_among(conn, account_id, ids)

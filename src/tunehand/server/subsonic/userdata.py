@@ -228,7 +228,11 @@ async def unstar(call: Call) -> Payload:
     return {}
 
 
-async def get_starred2(call: Call) -> Payload:
+async def starred_things(
+    call: Call,
+) -> tuple[
+    list[ql.ArtistRow], list[qs.AlbumAgg], list[ql.StoredTrack], dict[str, int], dict[str, int]
+]:
     account = call.principal.account_id
     async with call.services.engine.connect() as conn:
         stars = dict(await qs.starred(conn, account))
@@ -237,12 +241,18 @@ async def get_starred2(call: Call) -> Payload:
         albums = await qs.albums_by_id(conn, album_ids)
         artists = await ql.artists(conn, keys) if keys else []
         found = await ql.get_many(conn, [i for i in stars if i.startswith("t")])
+        rated = await qst.ratings_among(conn, account, list(stars))
     songs = [found[i] for i in stars if i in found]
+    return artists, albums, songs, stars, rated
+
+
+async def get_starred2(call: Call) -> Payload:
+    artists, albums, songs, stars, rated = await starred_things(call)
     return {
         "starred2": {
-            "artist": [views.artist(a, stars) for a in artists],
-            "album": [views.album(a, stars) for a in albums],
-            "song": [views.song(t, stars) for t in songs],
+            "artist": [views.artist(a, stars, rated) for a in artists],
+            "album": [views.album(a, stars, rated) for a in albums],
+            "song": [views.song(t, stars, rated) for t in songs],
         }
     }
 
