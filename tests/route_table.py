@@ -149,7 +149,7 @@ SUBSONIC: dict[str, SubsonicMethod] = {
     "setRating": SubsonicMethod("account"),  # a library track, rated in B's account
     "getBookmarks": SubsonicMethod("account"),  # B's own
     "createBookmark": SubsonicMethod("account"),  # in B's account
-    "deleteBookmark": SubsonicMethod("account", 70),  # A's bookmark: B has none
+    "deleteBookmark": SubsonicMethod("account"),  # B's own (none is no error)
     "getRandomSongs": SubsonicMethod("server"),
     "search3": SubsonicMethod("server"),
     # The generated library's cover.jpg is random bytes: found, refused as a picture.

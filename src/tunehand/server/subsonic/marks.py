@@ -82,8 +82,9 @@ async def create_bookmark(call: Call) -> Payload:
 
 
 async def delete_bookmark(call: Call) -> Payload:
+    """Delete the account's bookmark of `id`; none there is no error (an app retrying
+    a delete gets the same answer)."""
     sid = call.required("id")
     async with call.services.engine.begin() as conn:
-        if not await qst.delete_bookmark(conn, call.principal.account_id, sid):
-            raise SubsonicError(NOT_FOUND, f"Bookmark not found: {sid[:80]}")
+        await qst.delete_bookmark(conn, call.principal.account_id, sid)
     return {}
