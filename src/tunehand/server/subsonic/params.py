@@ -106,7 +106,7 @@ async def read(request: Request, s: Services) -> Call:
     return call
 
 
-_VERSION = re.compile(r"(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+_VERSION = re.compile(r"(\d{1,4})(?:\.(\d{1,4})){0,2}")
 
 
 def check_version(raw: str) -> None:
