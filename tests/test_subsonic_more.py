@@ -7,6 +7,7 @@ across two instances of one deployment."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +16,10 @@ import libopensonic
 import pytest
 from libopensonic import errors as oerrors
 
-from tests.fixtures_server import Backend, ServerProc, two_instances
+from tests.fixtures_server import Backend, ServerProc, launch
 from tests.test_api import Api, accounts, add_users
 from tests.test_subsonic import OPEN, App, body, failed, make_app
+from tunehand.server.streams import KEY_ENV
 
 pytestmark = [pytest.mark.every_backend, pytest.mark.usefixtures("shared_server_log_clean")]
 
@@ -284,7 +286,23 @@ def test_the_play_queue_guard_holds_across_instances(
 ) -> None:
     """An app that read the session on instance A, then a change by a terminal: its save
     through instance B is refused as it is through A, until it reads again (on B)."""
-    with two_instances(tmp_path_factory, postgres_backend.store()) as (a, b):
+    store = postgres_backend.store()
+    # One deployment shares its signing key (app passwords are sealed under it).
+    env = {KEY_ENV: secrets.token_hex(32)}
+    a = launch(tmp_path_factory.mktemp("guard-a"), store=store, env=env)
+    try:
+        b = launch(
+            tmp_path_factory.mktemp("guard-b"),
+            music=a.music,
+            store=store,
+            env=env,
+            extra_args=("--no-scan",),
+            wait_scan=False,
+        )
+    except BaseException:
+        a.stop()
+        raise
+    try:
         add_users(a, "guard")
         api = Api(a, "guard", a.login("guard"))
         try:
@@ -303,6 +321,9 @@ def test_the_play_queue_guard_holds_across_instances(
             assert [e["track_id"] for e in queue["entries"]] == songs
         finally:
             api.http.close()
+    finally:
+        b.stop()
+        a.stop()
 
 
 def test_raw_http_client_gets_json(two: tuple[App, App]) -> None:
