@@ -116,22 +116,28 @@ def _in_range(word: str) -> sa.ColumnElement[bool]:
     return w.word >= word if end is None else sa.and_(w.word >= word, w.word < end)
 
 
+def _word_points(word: str, item_words: str) -> int | None:
+    """The best points of a query word among an item's `item_words` (" w:p w:p "): the
+    words it starts, plus the bonus for a whole word; None when it starts none."""
+    best: int | None = None
+    at = item_words.find(" " + word)
+    while at >= 0:
+        colon = item_words.index(":", at)
+        end = item_words.index(" ", colon)
+        points = int(item_words[colon + 1 : end])
+        if colon == at + 1 + len(word):
+            points += search.WHOLE_WORD_BONUS
+        if best is None or points > best:
+            best = points
+        at = item_words.find(" " + word, end)
+    return best
+
+
 def _score(words: Sequence[str], item_words: str) -> int | None:
     """The word points of `search.score` for an item, from its `item_words`."""
-    points = {}
-    for pair in item_words.split():
-        word, _, p = pair.rpartition(":")
-        points[word] = int(p)
     total = 0
     for w in words:
-        best = max(
-            (
-                p + (search.WHOLE_WORD_BONUS if k == w else 0)
-                for k, p in points.items()
-                if k.startswith(w)
-            ),
-            default=None,
-        )
+        best = _word_points(w, item_words)
         if best is None:
             return None
         total += best
@@ -182,16 +188,27 @@ async def _many_words(
     """Every item (not in `skip`) matching all of several query words, best first."""
     w = search_words.c
     driver = max(words, key=len)
-    stmt = sa.select(w.owner, w.sort_key, w.item_words).where(w.kind == kind, _in_range(driver))
-    for word in set(words) - {driver}:
+    others = list(words)
+    others.remove(driver)
+    stmt = sa.select(w.owner, w.word, w.points, w.sort_key, w.item_words).where(
+        w.kind == kind, _in_range(driver)
+    )
+    for word in set(others):
         stmt = stmt.where(w.item_words.like(f"% {word}%"))  # normalized words hold no % or _
-    out: Ranked = []
-    seen = set(skip)
+    best: dict[str, tuple[int, str]] = {}
     for r in await conn.execute(stmt):
-        if r.owner not in seen and (s := _score(words, r.item_words)) is not None:
-            seen.add(r.owner)
-            out.append((-s, r.sort_key, r.owner))
-    return sorted(out)
+        if r.owner in skip:
+            continue
+        total = r.points + (search.WHOLE_WORD_BONUS if r.word == driver else 0)
+        for word in others:
+            points = _word_points(word, r.item_words)
+            if points is None:
+                break
+            total += points
+        else:
+            if r.owner not in best or total > best[r.owner][0]:
+                best[r.owner] = (total, r.sort_key)
+    return sorted((-total, key, owner) for owner, (total, key) in best.items())
 
 
 async def ranked(
