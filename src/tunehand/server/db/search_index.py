@@ -159,26 +159,36 @@ async def _exact(conn: AsyncConnection, kind: str, words: Sequence[str]) -> Rank
     return sorted(out)
 
 
-async def _one_word(conn: AsyncConnection, kind: str, word: str, skip: set[str], n: int) -> Ranked:
-    """The best `n` items (not in `skip`) for one query word, without their exact bonus."""
+async def _one_word(conn: AsyncConnection, kind: str, word: str, n: int) -> Ranked:
+    """The best `n` items for one query word: its exact matches (first), then the word's
+    range in score order; one query for both."""
     w = search_words.c
     score = (w.points + sa.case((w.word == word, search.WHOLE_WORD_BONUS), else_=0)).label("s")
-    base = (
-        sa.select(w.owner, w.sort_key, score)
-        .where(w.kind == kind, _in_range(word))
-        .order_by(score.desc(), w.sort_key, w.owner)
-    )
-    fetch = 2 * (n + len(skip)) + 16
+    exact = sa.select(
+        w.owner, w.sort_key, w.item_words, w.points.label("s"), sa.literal(1).label("x")
+    ).where(w.kind == EXACT[kind], w.word == word)
+    fetch = 2 * n + 16
     while True:
-        rows = list(await conn.execute(base.limit(fetch)))
+        in_range = (
+            sa.select(w.owner, w.sort_key, w.item_words, score, sa.literal(0).label("x"))
+            .where(w.kind == kind, _in_range(word))
+            .order_by(score.desc(), w.sort_key, w.owner)
+            .limit(fetch)
+            .subquery()
+        )
+        rows = list(await conn.execute(sa.union_all(exact, sa.select(*in_range.c))))
+        firsts = sorted(
+            (-(r.s + (_score([word], r.item_words) or 0)), r.sort_key, r.owner) for r in rows if r.x
+        )
+        skip = {owner for _, _, owner in firsts}
+        ranged = sorted((-int(r.s), r.sort_key, r.owner) for r in rows if not r.x)
         out: Ranked = []
-        seen: set[str] = set()
-        for r in rows:  # an item's first row is its best (several of its words may match)
-            if r.owner not in seen and r.owner not in skip:
-                seen.add(r.owner)
-                out.append((-int(r.s), r.sort_key, r.owner))
-        if len(out) >= n or len(rows) < fetch:
-            return out[:n]
+        for row in ranged:  # an item's first row is its best (several words may match)
+            if row[2] not in skip:
+                skip.add(row[2])
+                out.append(row)
+        if len(firsts) + len(out) >= n or len(ranged) < fetch:
+            return (firsts + out)[:n]
         fetch *= 4
 
 
@@ -219,13 +229,12 @@ async def ranked(
     words = search.query_words(query)
     if not words or limit <= 0:
         return []
+    if len(words) == 1:
+        return [o for _, _, o in await _one_word(conn, kind, words[0], offset + limit)][offset:]
     exact = await _exact(conn, kind, words)
     skip = {owner for _, _, owner in exact}
     rest_needed = max(0, offset + limit - len(exact))
     rest: Ranked = []
     if rest_needed:
-        if len(words) == 1:
-            rest = await _one_word(conn, kind, words[0], skip, rest_needed)
-        else:
-            rest = await _many_words(conn, kind, words, skip)
+        rest = await _many_words(conn, kind, words, skip)
     return [owner for _, _, owner in (exact + rest)[offset : offset + limit]]
