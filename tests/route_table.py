@@ -156,6 +156,14 @@ SUBSONIC: dict[str, SubsonicMethod] = {
     "getAlbum": SubsonicMethod("server"),
     "getSong": SubsonicMethod("server"),
     "getAlbumList2": SubsonicMethod("account"),  # starred, recent, frequent: the account's
+    "getAlbumList": SubsonicMethod("account"),  # the same, as directories
+    "getMusicDirectory": SubsonicMethod("server"),  # with the account's stars and ratings
+    "search2": SubsonicMethod("server"),
+    "getStarred": SubsonicMethod("account"),
+    "setRating": SubsonicMethod("account"),  # a library track, rated in B's account
+    "getBookmarks": SubsonicMethod("account"),  # B's own
+    "createBookmark": SubsonicMethod("account"),  # in B's account
+    "deleteBookmark": SubsonicMethod("account"),  # B's own (none is no error)
     "getRandomSongs": SubsonicMethod("server"),
     "search3": SubsonicMethod("server"),
     # The generated library's cover.jpg is random bytes: found, refused as a picture.

@@ -105,8 +105,9 @@ def subsonic_params(user: str, password: str) -> dict[str, str]:
     return {"u": user, "t": token, "s": salt, "v": "1.16.1", "c": "isolation", "f": "json"}
 
 
-def subsonic_call(srv: ServerProc, user: str, password: str, method: str) -> Json:
-    r = httpx.get(f"{srv.url}/rest/{method}", params=subsonic_params(user, password))
+def subsonic_call(srv: ServerProc, user: str, password: str, method: str, **extra: str) -> Json:
+    params = {**subsonic_params(user, password), **extra}
+    r = httpx.get(f"{srv.url}/rest/{method}", params=params)
     out: Json = r.json()["subsonic-response"]
     assert out["status"] == "ok", out
     return out
@@ -333,6 +334,18 @@ def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
     jam_code = a.ok("POST", "/v1/jam", json={})["code"]  # A hosts a jam
     a_lists = subsonic_call(shared_server, a.name, a_app.password, "getPlaylists")
     a_sid = next(p["id"] for p in a_lists["playlists"]["playlist"] if p["name"] == playlist)
+    # A's Subsonic marks: a bookmark with a comment of its own and a rating.
+    a_comment = f"a-bookmark-{tag}"
+    subsonic_call(
+        shared_server,
+        a.name,
+        a_app.password,
+        "createBookmark",
+        id=lib[0]["id"],
+        position="61000",
+        comment=a_comment,
+    )
+    subsonic_call(shared_server, a.name, a_app.password, "setRating", id=lib[0]["id"], rating="4")
     w = World(
         shared_server,
         a,
@@ -356,7 +369,7 @@ def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
         a_jam_code=jam_code,
     )
     w.markers = [a.name, a.device_id, player, playlist, rid, remote_url, remote_title]
-    w.markers += [a_app.name, a_app.password, a_app.device_id, a_sid, jam_code]
+    w.markers += [a_app.name, a_app.password, a_app.device_id, a_sid, jam_code, a_comment]
     assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
     return w
 
@@ -814,6 +827,12 @@ def subsonic_as_b(world: World, method: str) -> dict[str, str]:
         "getAlbum": {"id": world.album_id},
         "getSong": {"id": track},
         "getAlbumList2": {"type": "recent"},
+        "getAlbumList": {"type": "highest"},
+        "getMusicDirectory": {"id": world.album_id},
+        "search2": {"query": "a"},
+        "setRating": {"id": track, "rating": "2"},
+        "createBookmark": {"id": track, "position": "5000"},
+        "deleteBookmark": {"id": track},
         "getCoverArt": {"id": world.art_id},
         "stream": {"id": track},
         "download": {"id": track},

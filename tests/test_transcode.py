@@ -413,3 +413,40 @@ def test_a_device_keeps_at_most_two_encoders(tmp_path: Path) -> None:
                     c.close()
     finally:
         srv.stop()
+
+
+def test_an_account_keeps_at_most_half_the_encoders(tmp_path: Path) -> None:
+    """Two phones of one account, each holding its two encoders, cannot hold all four of
+    a `--max-transcodes 4` server: the account keeps two (its newest), so another
+    account's player still starts at once."""
+    _library(tmp_path / "music")
+    srv = launch(tmp_path, music=tmp_path / "music", extra_args=("--max-transcodes", "4"))
+    try:
+        with accounts(srv) as make:
+            owner = make("half")
+            phone, tablet = make_app(srv, owner, "phone"), make_app(srv, owner, "tablet")
+            other = make_app(srv, make("else"))
+            long = song_id(phone, "Long")
+            clients = [httpx.Client(timeout=30) for _ in range(5)]
+            try:
+                first = len(HELD)
+                opened = [_open(phone, c, long) for c in clients[:2]]
+                opened.append(_open(tablet, clients[2], long))
+                assert [r.status_code for r in opened] == [200, 200, 200]
+                # The phone's oldest was stopped for the tablet: its stream ends.
+                rest = b"".join(HELD[first])
+                assert len(rest) < 50_000_000, len(rest)
+                deadline = time.monotonic() + 10  # reaped after the stream ends: no event
+                while len(_ffmpeg_children(srv)) != 2:
+                    assert time.monotonic() < deadline, _ffmpeg_children(srv)
+                    time.sleep(0.05)
+                started = time.monotonic()
+                theirs = [_open(other, c, long) for c in clients[3:]]
+                assert [r.status_code for r in theirs] == [200, 200]
+                assert time.monotonic() - started < 4  # no wait in the queue
+                assert len(_ffmpeg_children(srv)) == 4
+            finally:
+                for c in clients:
+                    c.close()
+    finally:
+        srv.stop()

@@ -161,6 +161,11 @@ def run_serve(args: argparse.Namespace) -> int:
             "--workers above 1 needs PostgreSQL (--database) and Redis (--redis): the"
             " workers share sessions and devices through them, as several instances do"
         )
+    if workers > 1:
+        # --max-transcodes (default: one per core) is for the whole command: each worker
+        # gets its share, so N workers never run N times the encoders the cores allow.
+        total = settings.max_transcodes or os.cpu_count() or 1
+        settings = replace(settings, max_transcodes=max(1, total // workers))
     max_connections = _max_connections(getattr(args, "max_connections", None))
     certfile, keyfile = getattr(args, "certfile", None), getattr(args, "keyfile", None)
     if bool(certfile) != bool(keyfile):

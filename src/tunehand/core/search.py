@@ -130,3 +130,57 @@ def score(
             default=0,
         )
     return total
+
+
+WHOLE_WORD_BONUS = _WHOLE_WORD
+
+
+def index_words(
+    title: str, artist: str, album: str, album_artist: str = ""
+) -> tuple[dict[str, int], dict[str, int]]:
+    """What a text index keeps of one item so that a database ranks it as `score` does.
+
+    Returns `(words, exact)`: `words` maps each field word to its best points for a query
+    word that is a prefix of it (tier minus capped position; a query word equal to it
+    adds `WHOLE_WORD_BONUS`), `exact` maps each whole normalized field to its bonus. For
+    query words `ws` the score is, if every `w` is a prefix of some key of `words`:
+    sum over `w` of max(points + bonus if equal) plus `exact.get(" ".join(ws), 0)`,
+    which is exactly `score(ws, title, artist, album, album_artist)`.
+
+    >>> index_words("La la land", "", "", "")
+    ({'la': 300, 'land': 298}, {'la la land': 30000})
+    """
+    fields = (
+        (_TITLE, normalize(title)),
+        (_ARTIST, normalize(artist)),
+        (_ARTIST, normalize(album_artist)),
+        (_ALBUM, normalize(album)),
+    )
+    words: dict[str, int] = {}
+    exact: dict[str, int] = {}
+    for tier, text in fields:
+        for position, word in enumerate(text.split()):
+            points = tier - min(position, _MAX_POSITION_PENALTY)
+            if points > words.get(word, -1):
+                words[word] = points
+        if text and _EXACT[tier] > exact.get(text, -1):
+            exact[text] = _EXACT[tier]
+    return words, exact
+
+
+def prefix_end(word: str) -> str | None:
+    """The least string after every string that starts with `word` (code point order),
+    or None when there is none: `word <= s < prefix_end(word)` iff `s.startswith(word)`.
+
+    >>> prefix_end("blue")
+    'bluf'
+    """
+    if not word:
+        return None
+    last = ord(word[-1])
+    if last >= 0x10FFFF:
+        return prefix_end(word[:-1])
+    nxt = last + 1
+    if 0xD800 <= nxt <= 0xDFFF:
+        nxt = 0xE000
+    return word[:-1] + chr(nxt)

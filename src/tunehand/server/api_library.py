@@ -19,6 +19,7 @@ from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSati
 from starlette.routing import Route
 
 from tunehand.core import search as search_text
+from tunehand.server.db import accounts as qa
 from tunehand.server.db import library as ql
 from tunehand.server.db import userdata as qu
 from tunehand.server.revocation import link_allowed
@@ -181,6 +182,9 @@ async def stream(request: Request) -> Response:
     if kbps:
         if request.method == "HEAD":
             return Response(media_type=OPUS.mime, headers={"Accept-Ranges": "none"})
+        holder = request.query_params.get("d", "")  # the device the link is bound to
+        async with s.engine.connect() as conn:
+            device = await qa.device(conn, holder) if holder else None
         try:
             job = await s.transcoder.open(
                 stored.path,
@@ -188,7 +192,8 @@ async def stream(request: Request) -> Response:
                 kbps,
                 offset_s,
                 keep_time=True,
-                holder=request.query_params.get("d", ""),  # the device the link is bound to
+                holder=holder,
+                account=str(device.account_id) if device is not None else "",
             )
         except Busy as exc:
             return error(503, "busy", exc.message, {"Retry-After": str(RETRY_AFTER_S)})

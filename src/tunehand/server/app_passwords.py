@@ -194,8 +194,9 @@ async def check(
     keys = _keys(given.user, address)
     counted = False
     async with engine.connect() as conn:
+        known = await qa.failures_of(conn, [auth.split_key(k)[0] for k in keys])
         for key, free in map(auth.split_key, keys):
-            fails, last = await qa.failures(conn, key)
+            fails, last = known.get(key, (0, 0))
             counted = counted or fails > 0
             wait_ms = auth.throttle_delay_s(fails, free) * 1000 - (now_ms - last)
             if wait_ms > 0:

@@ -86,6 +86,3 @@ class Services:
     minute, so an app's requests do not each write."""
     transcoder: Transcoder = field(default_factory=Transcoder)
     """This instance's encoders (replaced at start by one built from the settings)."""
-    play_queue_seen: dict[str, int] = field(default_factory=dict)
-    """The session version each Subsonic app (device id) last read or wrote through its
-    play queue on this instance: its next `savePlayQueue` replaces that version only."""

@@ -28,6 +28,14 @@ QUEUE_WAIT_S = 5.0
 RETRY_AFTER_S = 5
 PER_HOLDER = 2
 """Encoders one device may hold: the track playing and the next, prefetched."""
+
+
+def per_account(limit: int) -> int:
+    """Encoders one account may hold: half of them (but at least a device's), so two
+    paused phones of one account never hold every encoder of a server of 4 or more."""
+    return max(PER_HOLDER, -(-limit // 2))
+
+
 CHUNK = 16 * 1024
 FFMPEG_ENV = "TUNEHAND_FFMPEG"
 """The ffmpeg program to run (default: `ffmpeg` on PATH)."""
@@ -102,6 +110,9 @@ class Transcoder:
         self.held: dict[str, list[Transcode]] = {}
         """The encoders of each holder (a device), oldest first: past PER_HOLDER, a new
         one ends the oldest, so a paused or vanished player cannot keep encoders."""
+        self.accounts: dict[str, list[Transcode]] = {}
+        """The same per account, past `per_account(limit)`: the account's devices
+        together (two phones) cannot keep every encoder either."""
 
     async def _acquire(self) -> None:
         if self.running < self.limit:
@@ -139,11 +150,13 @@ class Transcoder:
         offset_s: float,
         keep_time: bool = False,
         holder: str = "",
+        account: str = "",
     ) -> Transcode:
         """A running encoder with its first bytes read (so a file ffmpeg cannot read is a
         refusal, not an empty 200), or `Busy`/`Unavailable`. A `holder` (the device asking)
         keeps at most PER_HOLDER encoders (the track playing and the one prefetched after
-        it): a new one stops its oldest."""
+        it): a new one stops its oldest; an `account` keeps at most `per_account(limit)`
+        across its devices, the same way."""
         if self.ffmpeg is None:
             raise Unavailable(
                 "transcoding needs ffmpeg, which this server does not have (install the"
@@ -153,6 +166,10 @@ class Transcoder:
         if holder:
             for old in self.held.get(holder, [])[: -PER_HOLDER + 1 or None]:
                 old.stop()  # its response ends and frees the encoder, which this may take
+        if account:
+            cap = per_account(self.limit)
+            for old in self.accounts.get(account, [])[: -cap + 1 or None]:
+                old.stop()
         await self._acquire()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -164,10 +181,12 @@ class Transcoder:
         except OSError as exc:
             await self._release()
             raise Unavailable(f"cannot run ffmpeg: {exc.strerror or exc}") from None
-        job = Transcode(self, proc, codec, holder)
+        job = Transcode(self, proc, codec, holder, account)
         self.procs.add(proc)
         if holder:
             self.held.setdefault(holder, []).append(job)
+        if account:
+            self.accounts.setdefault(account, []).append(job)
         try:
             assert proc.stdout is not None
             first = await proc.stdout.read(CHUNK)
@@ -196,9 +215,15 @@ class Transcode:
     frees its encoder (once)."""
 
     def __init__(
-        self, owner: Transcoder, proc: asyncio.subprocess.Process, codec: Codec, holder: str = ""
+        self,
+        owner: Transcoder,
+        proc: asyncio.subprocess.Process,
+        codec: Codec,
+        holder: str = "",
+        account: str = "",
     ) -> None:
         self.owner, self.proc, self.codec, self.holder = owner, proc, codec, holder
+        self.account = account
         self.first = b""
         self._closed = False
         self._err_tail = b""
@@ -229,11 +254,12 @@ class Transcode:
         if self._closed:
             return ""
         self._closed = True
-        jobs = self.owner.held.get(self.holder)
-        if jobs is not None and self in jobs:
-            jobs.remove(self)
-            if not jobs:
-                del self.owner.held[self.holder]
+        for table, key in ((self.owner.held, self.holder), (self.owner.accounts, self.account)):
+            jobs = table.get(key)
+            if jobs is not None and self in jobs:
+                jobs.remove(self)
+                if not jobs:
+                    del table[key]
         proc = self.proc
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):

@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tunehand.core import search
 from tunehand.core.protocol import TrackView
+from tunehand.server.db import search_index
 from tunehand.server.db.tables import albums as albums_table
 from tunehand.server.db.tables import tracks
 from tunehand.server.library.scan import ScannedTrack
 
 UNKNOWN_ARTIST = "Unknown artist"
 UNKNOWN_ALBUM = "Unknown album"
-SEARCH_CANDIDATES = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +137,26 @@ async def store_scan(
         await conn.execute(sa.update(tracks).where(tracks.c.id == row["id"]).values(**row))
     for i in range(0, len(added), 1000):
         await conn.execute(sa.insert(tracks), added[i : i + 1000])
+    await search_index.unindex(conn, [*gone, *(str(r["id"]) for r in changed)])
+    await search_index.index_tracks(
+        conn,
+        (
+            (str(r["id"]), str(r["title"]), str(r["artist"]), str(r["album"]))
+            for r in (*changed, *added)
+        ),
+    )
     await refresh_albums(conn)
     return len(added) + len(changed), len(gone)
 
 
 async def refresh_albums(conn: AsyncConnection) -> None:
-    """Derive the `albums` table from the tracks again (once per scan)."""
+    """Derive the `albums` table, and the index's artists and albums, from the tracks
+    again (once per scan)."""
+    await derive_albums(conn)
+    await search_index.reindex_groups(conn)
+
+
+async def derive_albums(conn: AsyncConnection) -> None:
     await conn.execute(sa.delete(albums_table))
     totals = sa.select(
         tracks.c.album_id,
@@ -213,10 +227,6 @@ async def count(conn: AsyncConnection) -> int:
     return int((await conn.execute(sa.select(sa.func.count()).select_from(tracks))).scalar_one())
 
 
-def _like_escape(word: str) -> str:
-    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def art_sources(
     conn: AsyncConnection, art: str, limit: int = 4
 ) -> list[tuple[str, str | None]]:
@@ -230,48 +240,38 @@ async def art_sources(
     return [(r.path, r.art_file) for r in rows]
 
 
-async def find(conn: AsyncConnection, query: str, limit: int = 50) -> list[StoredTrack]:
-    words = search.query_words(query)
-    if not words:
-        return []
-    stmt = sa.select(tracks)
-    for w in words:
-        stmt = stmt.where(tracks.c.search_key.like(f"% {_like_escape(w)}%", escape="\\"))
-    rows = await conn.execute(stmt.limit(SEARCH_CANDIDATES))
-    scored: list[tuple[int, str, StoredTrack]] = []
-    for r in rows:
-        s = search.score(words, r.title, r.artist, r.album)
-        if s is not None:
-            scored.append((s, r.title, _stored(r)))
-    scored.sort(key=lambda x: (-x[0], x[1].casefold()))
-    return [v for _, _, v in scored[:limit]]
+async def find(
+    conn: AsyncConnection, query: str, limit: int = 50, offset: int = 0
+) -> list[StoredTrack]:
+    """The tracks whose title, artist and album hold every query word as a word prefix,
+    best first by `search.score` (ties by casefolded title, then id), through the text
+    index (`search_index`)."""
+    ids = await search_index.ranked(conn, search_index.TRACK, query, limit, offset)
+    found = await get_many(conn, ids)
+    return [found[i] for i in ids if i in found]
+
+
+async def find_artists(
+    conn: AsyncConnection, query: str, limit: int = 20, offset: int = 0
+) -> list[ArtistRow]:
+    keys = await search_index.ranked(conn, search_index.ARTIST, query, limit, offset)
+    found = {a.key: a for a in await artists(conn, keys)} if keys else {}
+    return [found[k] for k in keys if k in found]
+
+
+async def find_album_ids(
+    conn: AsyncConnection, query: str, limit: int = 20, offset: int = 0
+) -> list[str]:
+    return await search_index.ranked(conn, search_index.ALBUM, query, limit, offset)
 
 
 async def find_groups(
-    conn: AsyncConnection, query: str, limit: int = 20
+    conn: AsyncConnection, query: str, limit: int = 20, offset: int = 0
 ) -> tuple[list[ArtistRow], list[AlbumRow]]:
     """The artists whose name, and the albums whose title (with its artist), match the
     query by the same prefix rule as `find`, best first, at most `limit` of each."""
-    words = search.query_words(query)
-    if not words:
-        return [], []
-    stmt = sa.select(
-        tracks.c.artist_key, tracks.c.album_artist, tracks.c.album_id, tracks.c.album
-    ).distinct()
-    for w in words:
-        stmt = stmt.where(tracks.c.search_key.like(f"% {_like_escape(w)}%", escape="\\"))
-    rows = list(await conn.execute(stmt.limit(SEARCH_CANDIDATES)))
-    artist_rank: dict[str, tuple[int, str]] = {}
-    album_rank: dict[str, tuple[int, str]] = {}
-    for r in rows:
-        if (a := search.score(words, "", r.album_artist, "")) is not None:
-            rank = (-a, r.artist_key)
-            artist_rank[r.artist_key] = min(rank, artist_rank.get(r.artist_key, rank))
-        if (b := search.score(words, "", r.album_artist, r.album)) is not None:
-            rank = (-b, search.normalize(r.album))
-            album_rank[r.album_id] = min(rank, album_rank.get(r.album_id, rank))
-    keys = sorted(artist_rank, key=artist_rank.__getitem__)[:limit]
-    ids = sorted(album_rank, key=album_rank.__getitem__)[:limit]
+    keys = await search_index.ranked(conn, search_index.ARTIST, query, limit, offset)
+    ids = await search_index.ranked(conn, search_index.ALBUM, query, limit, offset)
     found_artists = {a.key: a for a in await artists(conn, keys)} if keys else {}
     found_albums = {a.id: a for a in await albums(conn, album_ids=ids)} if ids else {}
     return (

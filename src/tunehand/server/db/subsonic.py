@@ -100,8 +100,8 @@ async def album_list(
     to_year: int = 0,
     genre: str = "",
 ) -> list[AlbumAgg]:
-    """`getAlbumList2` of type `kind` (one of `LIST_TYPES`). `highest` (ratings) is
-    `frequent`: tunehand keeps no ratings."""
+    """`getAlbumList2` of type `kind` (one of `LIST_TYPES`). `highest` (the account's
+    ratings) is `subsonic_state.rated_albums`; here it is `frequent`."""
     if kind in ("frequent", "highest", "recent", "starred"):
         return await albums_by_id(
             conn, await _ranked_album_ids(conn, account_id, kind, offset, size)

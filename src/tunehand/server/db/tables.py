@@ -280,3 +280,80 @@ albums = sa.Table(
 """Each album of the library with its totals, derived from `tracks` at the end of every
 scan (`library.refresh_albums`), so album lists (Subsonic `getAlbumList2`) sort a few
 thousand rows, not group every track per request."""
+
+# Text compared by code point on every backend: the search index's prefix ranges
+# (`word >= w AND word < prefix_end(w)`) and sort keys need it; SQLite compares so already.
+CodePointText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
+search_words = sa.Table(
+    "search_words",
+    metadata,
+    sa.Column("kind", sa.String(1), primary_key=True),
+    sa.Column("word", CodePointText, primary_key=True),
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("sort_key", CodePointText, nullable=False),
+    sa.Column("item_words", sa.Text, nullable=False),  # " w1:p1 w2:p2 ... ": all its words
+    sa.Index("ix_search_words_owner", "owner"),
+    sqlite_with_rowid=False,
+)
+"""The text index of the library (see `search_index`): per item (`owner`: a track id, an
+album id or an artist key) each normalized word with its ranking points (kinds `t`, `l`,
+`r`), and each whole normalized field with its exact-match bonus (kinds `T`, `L`, `R`);
+with the item's sort key and all its words and points, so a query is one index range
+(ordered for one word; for several, filtered by `LIKE` on the other words and ranked
+from `item_words`)."""
+
+now_playing = sa.Table(
+    "now_playing",
+    metadata,
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column("track_id", sa.String(64), nullable=False),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+)
+"""What a Subsonic app said it plays (`scrobble` with `submission=false`), one row per
+app; shown by `getNowPlaying` until the track would have ended."""
+
+ratings = sa.Table(
+    "ratings",
+    metadata,
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("item_id", sa.Text, primary_key=True),  # a track's, album's or artist's id
+    sa.Column("rating", sa.Integer, nullable=False),  # 1 to 5
+    sa.Column("rated_ms", sa.BigInteger, nullable=False),
+)
+
+bookmarks = sa.Table(
+    "bookmarks",
+    metadata,
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("track_id", sa.String(64), primary_key=True),
+    sa.Column("position_ms", sa.BigInteger, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("changed_ms", sa.BigInteger, nullable=False),
+)
+
+play_queue_seen = sa.Table(
+    "play_queue_seen",
+    metadata,
+    sa.Column("device_id", sa.String(64), primary_key=True),
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+"""The session version a Subsonic app last read (`getPlayQueue`) or wrote
+(`savePlayQueue`): its `if_version` for the next save, the same on every worker and
+instance."""

@@ -11,6 +11,7 @@ import time
 from tunehand.errors import StoreError
 from tunehand.server.db import library as ql
 from tunehand.server.db import subsonic as qs
+from tunehand.server.db import subsonic_state as qst
 from tunehand.server.library.service import Library
 from tunehand.server.subsonic import views
 from tunehand.server.subsonic.params import Call
@@ -50,6 +51,11 @@ async def _artists(call: Call) -> tuple[list[ql.ArtistRow], dict[str, int]]:
     return rows, stars
 
 
+async def marks(call: Call, ids: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    async with call.services.engine.connect() as conn:
+        return await qst.marks(conn, call.principal.account_id, ids)
+
+
 async def get_indexes(call: Call) -> Payload:
     rows, stars = await _artists(call)
     return {
@@ -83,13 +89,13 @@ async def get_artist(call: Call) -> Payload:
     async with call.services.engine.connect() as conn:
         found = await ql.artists(conn, [key])
         albums = await qs.artist_albums(conn, key)
-        stars = await qs.starred_among(
+        stars, rated = await qst.marks(
             conn, call.principal.account_id, [sid, *(a.id for a in albums)]
         )
     if not found:
         raise _not_found("Artist", sid)
-    out = views.artist(found[0], stars)
-    out["album"] = [views.album(a, stars) for a in albums]
+    out = views.artist(found[0], stars, rated)
+    out["album"] = [views.album(a, stars, rated) for a in albums]
     return {"artist": out}
 
 
@@ -98,13 +104,13 @@ async def get_album(call: Call) -> Payload:
     async with call.services.engine.connect() as conn:
         found = await qs.albums_by_id(conn, [sid])
         songs = await ql.album_tracks(conn, sid) if found else []
-        stars = await qs.starred_among(
+        stars, rated = await qst.marks(
             conn, call.principal.account_id, [sid, *(t.view.id for t in songs)]
         )
     if not found:
         raise _not_found("Album", sid)
-    out = views.album(found[0], stars)
-    out["song"] = [views.song(t, stars) for t in songs]
+    out = views.album(found[0], stars, rated)
+    out["song"] = [views.song(t, stars, rated) for t in songs]
     return {"album": out}
 
 
@@ -112,13 +118,14 @@ async def get_song(call: Call) -> Payload:
     sid = call.required("id")
     async with call.services.engine.connect() as conn:
         found = await ql.get(conn, sid)
-        stars = await qs.starred_among(conn, call.principal.account_id, [sid])
+        stars, rated = await qst.marks(conn, call.principal.account_id, [sid])
     if found is None:
         raise _not_found("Song", sid)
-    return {"song": views.song(found, stars)}
+    return {"song": views.song(found, stars, rated)}
 
 
-async def get_album_list2(call: Call) -> Payload:
+async def album_list(call: Call) -> tuple[list[qs.AlbumAgg], dict[str, int], dict[str, int]]:
+    """The albums of `getAlbumList2` and `getAlbumList`, with the account's marks."""
     kind = call.required("type")
     if kind not in qs.LIST_TYPES:
         raise SubsonicError(GENERIC, f"type: one of {', '.join(qs.LIST_TYPES)}")
@@ -131,12 +138,23 @@ async def get_album_list2(call: Call) -> Payload:
         )
         to_year = call.int_("toYear", 0, 0, 9999) if call.one("toYear") else _missing("toYear")
     genre = call.required("genre") if kind == "byGenre" else ""
+    account = call.principal.account_id
     async with call.services.engine.connect() as conn:
-        albums = await qs.album_list(
-            conn, call.principal.account_id, kind, offset, size, from_year, to_year, genre
-        )
-        stars = await qs.starred_among(conn, call.principal.account_id, [a.id for a in albums])
-    return {"albumList2": {"album": [views.album(a, stars) for a in albums]}}
+        if kind == "highest":
+            albums = await qs.albums_by_id(
+                conn, await qst.rated_albums(conn, account, offset, size)
+            )
+        else:
+            albums = await qs.album_list(
+                conn, account, kind, offset, size, from_year, to_year, genre
+            )
+        stars, rated = await qst.marks(conn, account, [a.id for a in albums])
+    return albums, stars, rated
+
+
+async def get_album_list2(call: Call) -> Payload:
+    albums, stars, rated = await album_list(call)
+    return {"albumList2": {"album": [views.album(a, stars, rated) for a in albums]}}
 
 
 def _missing(name: str) -> int:
@@ -163,31 +181,40 @@ def _query(raw: str) -> str:
     return raw.replace('"', " ").replace("*", " ").strip()
 
 
-async def search3(call: Call) -> Payload:
+Found = tuple[
+    list[ql.ArtistRow], list[qs.AlbumAgg], list[ql.StoredTrack], dict[str, int], dict[str, int]
+]
+
+
+async def search(call: Call) -> Found:
+    """What `search3` and `search2` find: artists, albums, songs and their marks."""
     q = _query(call.one("query"))
     counts = {k: call.int_(f"{k}Count", 20, 0, 500) for k in ("artist", "album", "song")}
     offsets = {k: call.int_(f"{k}Offset", 0, 0, 10_000_000) for k in ("artist", "album", "song")}
     account = call.principal.account_id
     async with call.services.engine.connect() as conn:
         if q:
-            most = max(counts[k] + offsets[k] for k in ("artist", "album"))
-            artist_rows, album_rows = await ql.find_groups(conn, q, most)
-            artists = artist_rows[offsets["artist"] :][: counts["artist"]]
-            wanted = [a.id for a in album_rows[offsets["album"] :][: counts["album"]]]
+            artists = await ql.find_artists(conn, q, counts["artist"], offsets["artist"])
+            wanted = await ql.find_album_ids(conn, q, counts["album"], offsets["album"])
             albums = await qs.albums_by_id(conn, wanted)
-            songs = (await ql.find(conn, q, counts["song"] + offsets["song"]))[offsets["song"] :]
+            songs = await ql.find(conn, q, counts["song"], offsets["song"])
         else:
             artists = (await ql.artists(conn))[offsets["artist"] :][: counts["artist"]]
             albums = await qs.all_albums(conn, offsets["album"], counts["album"])
             songs = await qs.all_songs(conn, offsets["song"], counts["song"])
         ids = [views.artist_id(a.key) for a in artists]
         ids += [a.id for a in albums] + [t.view.id for t in songs]
-        stars = await qs.starred_among(conn, account, ids)
+        stars, rated = await qst.marks(conn, account, ids)
+    return artists, albums, songs, stars, rated
+
+
+async def search3(call: Call) -> Payload:
+    artists, albums, songs, stars, rated = await search(call)
     return {
         "searchResult3": {
-            "artist": [views.artist(a, stars) for a in artists],
-            "album": [views.album(a, stars) for a in albums],
-            "song": [views.song(t, stars) for t in songs],
+            "artist": [views.artist(a, stars, rated) for a in artists],
+            "album": [views.album(a, stars, rated) for a in albums],
+            "song": [views.song(t, stars, rated) for t in songs],
         }
     }
 

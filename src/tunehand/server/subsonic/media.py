@@ -50,11 +50,19 @@ def original_kbps(size: int, duration_ms: int) -> int | None:
 
 
 async def transcoded(
-    s: Services, path: str, codec: transcode.Codec, kbps: int, offset_s: float, holder: str
+    s: Services,
+    path: str,
+    codec: transcode.Codec,
+    kbps: int,
+    offset_s: float,
+    holder: str,
+    account: int,
 ) -> Response:
     """A transcode as a response, or the refusal as a Subsonic error."""
     try:
-        job = await s.transcoder.open(path, codec, kbps, offset_s, holder=holder)
+        job = await s.transcoder.open(
+            path, codec, kbps, offset_s, holder=holder, account=str(account)
+        )
     except transcode.Busy as exc:
         retry = {"Retry-After": str(transcode.RETRY_AFTER_S)}
         raise SubsonicError(GENERIC, exc.message, 503, retry) from None
@@ -91,7 +99,8 @@ async def _send(call: Call, *, transcoding: bool) -> Response:
                     media_type=chosen[0].mime,
                 )
             holder = call.principal.device_id  # the app password's device
-            return await transcoded(call.services, stored.path, *chosen, offset, holder)
+            account = call.principal.account_id
+            return await transcoded(call.services, stored.path, *chosen, offset, holder, account)
     response = FileResponse(
         stored.path,
         media_type=stored.mime,

@@ -8,6 +8,7 @@ Parameters repeat (`id=1&id=2`); `one` takes the first. A form body is read whol
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -17,10 +18,13 @@ from tunehand.server import app_passwords, auth, security
 from tunehand.server.db import accounts as qa
 from tunehand.server.services import Services
 from tunehand.server.subsonic.responses import (
+    API_VERSION,
+    CLIENT_TOO_OLD,
     CONFLICTING_AUTH,
     GENERIC,
     INVALID_API_KEY,
     MISSING,
+    SERVER_TOO_OLD,
     WRONG_CREDENTIALS,
     SubsonicError,
 )
@@ -100,6 +104,33 @@ async def read(request: Request, s: Services) -> Call:
             problem.fmt = call.fmt
             raise problem
     return call
+
+
+_VERSION = re.compile(r"(\d{1,4})(?:\.(\d{1,4})){0,2}")
+
+
+def check_version(raw: str) -> None:
+    """The client's `v` against the server's API version, as the Subsonic spec has it:
+    another major version is incompatible (an older one: 20, "client must upgrade"; a
+    newer one: 30, "server must upgrade"); a `v` that is no version is 10. Apps differ
+    in the minor they send (1.13.0 to 1.16.1), and every 1.x call is answered, so the
+    minor is not compared. No `v` at all is let through: some apps leave it out."""
+    if not raw:
+        return
+    m = _VERSION.fullmatch(raw.strip())
+    if m is None:
+        raise SubsonicError(MISSING, f"v: not a version: {raw[:20]!r} (like {API_VERSION})")
+    major = int(API_VERSION.split(".")[0])
+    if int(m.group(1)) < major:
+        raise SubsonicError(
+            CLIENT_TOO_OLD,
+            f"Incompatible Subsonic REST protocol version. Client must upgrade ({API_VERSION})",
+        )
+    if int(m.group(1)) > major:
+        raise SubsonicError(
+            SERVER_TOO_OLD,
+            f"Incompatible Subsonic REST protocol version. Server must upgrade ({API_VERSION})",
+        )
 
 
 async def authenticate(call: Call) -> auth.Principal:

@@ -5,10 +5,15 @@ the app's report of where it is, `getNowPlaying` says what the session plays.
 `savePlayQueue` replaces the session's queue with the app's, at the app's current song
 and position, paused (`queue_replace` with `index` and `position_ms`), under the ordering
 rule every command follows: it names the version it replaces (`if_version`), the one the
-app last read or wrote (`Services.play_queue_seen`). So an app never silently reverts a
+app last read or wrote (kept in the database, `play_queue_seen`, so the guard holds
+across `--workers` and instances). So an app never silently reverts a
 newer change made elsewhere (a terminal that played on): it is refused (error 0, "get the
 play queue again") until it has read the session again. An app that has read nothing yet
 may save over a paused session, never over one that plays.
+
+The app reports as a device named after its `c` parameter ("Symfonium"), made unique
+within the account as default names are (`ctl devices` lists it so; a rename there
+stays).
 """
 
 from __future__ import annotations
@@ -16,22 +21,43 @@ from __future__ import annotations
 import time
 import uuid
 
+from tunehand.core import names
 from tunehand.core.commands import Command
+from tunehand.server.db import accounts as qa
 from tunehand.server.db import library as ql
 from tunehand.server.db import subsonic as qs
+from tunehand.server.db import subsonic_state as qst
 from tunehand.server.subsonic import views
 from tunehand.server.subsonic.params import Call
 from tunehand.server.subsonic.responses import GENERIC, NOT_FOUND, Payload, SubsonicError
-from tunehand.server.web import now_ms
+from tunehand.server.web import client_address, now_ms
 
-SEEN_KEPT = 10_000
+NOW_PLAYING_GRACE_MS = 60_000
+# How long after its track's end an app's now playing is still shown.
 
 
-def _seen(call: Call, version: int) -> None:
-    seen = call.services.play_queue_seen
-    if len(seen) >= SEEN_KEPT:
-        seen.clear()
-    seen[call.principal.device_id] = version
+async def _seen(call: Call, version: int) -> None:
+    who = call.principal
+    async with call.services.engine.begin() as conn:
+        await qst.set_seen(conn, who.account_id, who.device_id, version)
+
+
+async def _name_device(call: Call) -> None:
+    """Name the app's device after its `c` parameter, when it gives a usable one."""
+    name = names.clean(call.client, 128)
+    if not name:
+        return
+    who = call.principal
+    async with call.services.engine.begin() as conn:
+        await qa.upsert_device(
+            conn,
+            who.account_id,
+            who.device_id,
+            name,
+            now_ms(),
+            client_address(call.request),
+            default=True,
+        )
 
 
 async def get_play_queue(call: Call) -> Payload:
@@ -43,7 +69,7 @@ async def get_play_queue(call: Call) -> Payload:
     async with call.services.engine.connect() as conn:
         found = await ql.get_many(conn, [e.track_id for e in order])
         stars = await qs.starred_among(conn, who.account_id, list(found))
-    _seen(call, state.version)
+    await _seen(call, state.version)
     cur = state.current_entry
     out: Payload = {
         "username": who.account_name,
@@ -61,8 +87,10 @@ async def save_play_queue(call: Call) -> Payload:
     who = call.principal
     ids = call.many("id")
     s = call.services
+    await _name_device(call)
     state = await s.sessions.state(who.account_id)
-    seen = s.play_queue_seen.get(who.device_id)
+    async with s.engine.connect() as conn:
+        seen = await qst.seen_version(conn, who.account_id, who.device_id)
     if seen is None:
         if state.position.playing:
             raise SubsonicError(
@@ -94,31 +122,44 @@ async def save_play_queue(call: Call) -> Payload:
         )
     if not res.ok:
         raise SubsonicError(GENERIC, res.message or res.code)
-    _seen(call, res.version)
+    await _seen(call, res.version)
     return {}
 
 
 async def get_now_playing(call: Call) -> Payload:
-    """The account's own session, when it plays (never another account's)."""
+    """The account's own session when it plays, then what its Subsonic apps said they
+    play (`scrobble` with `submission=false`) until the track would have ended (never
+    another account's)."""
     who = call.principal
     sessions = call.services.sessions
     state = await sessions.state(who.account_id)
+    now = now_ms()
     cur = state.current_entry
-    if not state.position.playing or cur is None:
-        return {"nowPlaying": {"entry": []}}
+    playing: list[tuple[str, str, int, int]] = []  # device, track, since ms, position ms
+    if state.position.playing and cur is not None:
+        position = state.position_at(int(time.time() * 1000))
+        playing.append((state.active_device or "", cur.track_id, state.position.at_ms, position))
     async with call.services.engine.connect() as conn:
-        found = await ql.get(conn, cur.track_id)
-    if found is None:
-        return {"nowPlaying": {"entry": []}}
-    names = {d.id: d.name for d in await sessions.devices(who.account_id)}
-    entry = views.song(found)
-    entry.update(
-        {
-            "username": who.account_name,
-            "minutesAgo": max(0, (now_ms() - state.position.at_ms) // 60_000),
-            "playerId": 1,
-            "playerName": names.get(state.active_device or "", "tunehand"),
-            "positionMs": state.position_at(int(time.time() * 1000)),
-        }
-    )
-    return {"nowPlaying": {"entry": [entry]}}
+        apps = await qst.now_playing_of(conn, who.account_id)
+        found = await ql.get_many(conn, [p[1] for p in playing] + [t for _, t, _ in apps])
+    for device, track, since in apps:
+        t = found.get(track)
+        if t is not None and now - since <= t.view.duration_ms + NOW_PLAYING_GRACE_MS:
+            playing.append((device, track, since, max(0, now - since)))
+    device_names = {d.id: d.name for d in await sessions.devices(who.account_id)}
+    out = []
+    for player, (device, track, since, position) in enumerate(playing, 1):
+        if track not in found:
+            continue
+        entry = views.song(found[track])
+        entry.update(
+            {
+                "username": who.account_name,
+                "minutesAgo": max(0, (now - since) // 60_000),
+                "playerId": player,
+                "playerName": device_names.get(device, "tunehand"),
+                "positionMs": position,
+            }
+        )
+        out.append(entry)
+    return {"nowPlaying": {"entry": out}}

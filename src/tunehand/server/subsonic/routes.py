@@ -17,7 +17,15 @@ from starlette.routing import Route
 
 from tunehand.errors import QuotaError
 from tunehand.server.db.engine import unavailable
-from tunehand.server.subsonic import browse, media, params, playqueue, userdata
+from tunehand.server.subsonic import (
+    browse,
+    legacy,
+    marks,
+    media,
+    params,
+    playqueue,
+    userdata,
+)
 from tunehand.server.subsonic.responses import (
     GENERIC,
     NOT_FOUND,
@@ -43,6 +51,14 @@ METHODS: dict[str, Handler] = {
     "getAlbum": browse.get_album,
     "getSong": browse.get_song,
     "getAlbumList2": browse.get_album_list2,
+    "getAlbumList": legacy.get_album_list,
+    "getMusicDirectory": legacy.get_music_directory,
+    "search2": legacy.search2,
+    "getStarred": legacy.get_starred,
+    "setRating": marks.set_rating,
+    "getBookmarks": marks.get_bookmarks,
+    "createBookmark": marks.create_bookmark,
+    "deleteBookmark": marks.delete_bookmark,
     "getRandomSongs": browse.get_random_songs,
     "search3": browse.search3,
     "getCoverArt": media.get_cover_art,
@@ -74,6 +90,7 @@ async def endpoint(request: Request) -> Response:
     try:
         call = await params.read(request, services(request))
         fmt = call.fmt
+        params.check_version(call.one("v"))
         handler = METHODS.get(method)
         if handler is None:
             raise SubsonicError(NOT_FOUND, f"Unknown method: {method[:80]}")

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from tunehand.server import quotas
 from tunehand.server.db import library as ql
 from tunehand.server.db import subsonic as qs
+from tunehand.server.db import subsonic_state as qst
 from tunehand.server.db import userdata as qu
 from tunehand.server.db.userdata import Playlist
 from tunehand.server.limits import QUOTAS
@@ -227,7 +228,11 @@ async def unstar(call: Call) -> Payload:
     return {}
 
 
-async def get_starred2(call: Call) -> Payload:
+async def starred_things(
+    call: Call,
+) -> tuple[
+    list[ql.ArtistRow], list[qs.AlbumAgg], list[ql.StoredTrack], dict[str, int], dict[str, int]
+]:
     account = call.principal.account_id
     async with call.services.engine.connect() as conn:
         stars = dict(await qs.starred(conn, account))
@@ -236,12 +241,18 @@ async def get_starred2(call: Call) -> Payload:
         albums = await qs.albums_by_id(conn, album_ids)
         artists = await ql.artists(conn, keys) if keys else []
         found = await ql.get_many(conn, [i for i in stars if i.startswith("t")])
+        rated = await qst.ratings_among(conn, account, list(stars))
     songs = [found[i] for i in stars if i in found]
+    return artists, albums, songs, stars, rated
+
+
+async def get_starred2(call: Call) -> Payload:
+    artists, albums, songs, stars, rated = await starred_things(call)
     return {
         "starred2": {
-            "artist": [views.artist(a, stars) for a in artists],
-            "album": [views.album(a, stars) for a in albums],
-            "song": [views.song(t, stars) for t in songs],
+            "artist": [views.artist(a, stars, rated) for a in artists],
+            "album": [views.album(a, stars, rated) for a in albums],
+            "song": [views.song(t, stars, rated) for t in songs],
         }
     }
 
@@ -251,13 +262,12 @@ async def get_starred2(call: Call) -> Payload:
 
 async def scrobble(call: Call) -> Payload:
     """`submission=true` (the default) enters each `id` into the history, at `time` (ms)
-    when given; `submission=false` ("now playing") is accepted and changes nothing yet."""
+    when given; `submission=false` says the app now plays `id` (`getNowPlaying` shows it
+    until the track would have ended) and enters nothing into the history."""
     ids = call.many("id")
     if not ids:
         call.required("id")
     times = call.many("time")
-    if not call.flag("submission", True):
-        return {}
     who = call.principal
     async with call.services.engine.connect() as conn:
         found = await ql.get_many(conn, ids[:500])
@@ -265,10 +275,15 @@ async def scrobble(call: Call) -> Payload:
         if sid not in found:
             raise SubsonicError(NOT_FOUND, f"Song not found: {sid[:80]}")
     now = now_ms()
+    if not call.flag("submission", True):
+        async with call.services.engine.begin() as conn:
+            await qst.set_now_playing(conn, who.account_id, who.device_id, ids[-1], now)
+        return {}
     async with call.services.engine.begin() as conn:
         for i, sid in enumerate(ids[:500]):
             at = now
             if i < len(times) and times[i].isascii() and times[i].isdigit():
                 at = min(now, int(times[i][:15]))
             await qu.add_history(conn, who.account_id, sid, who.device_id, at)
+            await qst.clear_now_playing(conn, who.account_id, who.device_id, sid)
     return {}

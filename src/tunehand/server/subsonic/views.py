@@ -18,6 +18,8 @@ from tunehand.server.db.library import ArtistRow, StoredTrack
 from tunehand.server.db.subsonic import AlbumAgg
 
 Payload = dict[str, Any]
+Marks = dict[str, int] | None
+"""An account's stars (ms when) or ratings (1 to 5) by id."""
 FOLDER_ID = 1
 ARTIST_PREFIX = "ar"
 PLAYLIST_PREFIX = "pl"
@@ -46,7 +48,15 @@ def iso(ms: int) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
-def song(t: StoredTrack, starred: dict[str, int] | None = None) -> Payload:
+def _marked(out: Payload, sid: str, starred: Marks, rated: Marks) -> Payload:
+    if starred and sid in starred:
+        out["starred"] = iso(starred[sid])
+    if rated and sid in rated:
+        out["userRating"] = rated[sid]
+    return out
+
+
+def song(t: StoredTrack, starred: Marks = None, rated: Marks = None) -> Payload:
     v = t.view
     suffix = PurePath(t.path).suffix.lstrip(".").lower()
     out: Payload = {
@@ -73,12 +83,10 @@ def song(t: StoredTrack, starred: dict[str, int] | None = None) -> Payload:
         "isVideo": False,
         "created": iso(t.mtime_ns // 1_000_000),
     }
-    if starred and v.id in starred:
-        out["starred"] = iso(starred[v.id])
-    return out
+    return _marked(out, v.id, starred, rated)
 
 
-def album(a: AlbumAgg, starred: dict[str, int] | None = None) -> Payload:
+def album(a: AlbumAgg, starred: Marks = None, rated: Marks = None) -> Payload:
     out: Payload = {
         "id": a.id,
         "name": a.name,
@@ -91,17 +99,34 @@ def album(a: AlbumAgg, starred: dict[str, int] | None = None) -> Payload:
         "year": a.year,
         "genre": a.genre or None,
     }
-    if starred and a.id in starred:
-        out["starred"] = iso(starred[a.id])
-    return out
+    return _marked(out, a.id, starred, rated)
 
 
-def artist(a: ArtistRow, starred: dict[str, int] | None = None) -> Payload:
+def album_child(a: AlbumAgg, starred: Marks = None, rated: Marks = None) -> Payload:
+    """An album as the older API's directory entry (`Child` with `isDir`)."""
+    out: Payload = {
+        "id": a.id,
+        "parent": artist_id(a.artist_key),
+        "isDir": True,
+        "title": a.name,
+        "name": a.name,
+        "album": a.name,
+        "artist": a.artist,
+        "artistId": artist_id(a.artist_key),
+        "year": a.year,
+        "genre": a.genre or None,
+        "coverArt": a.art_id,
+        "songCount": a.songs,
+        "duration": a.duration_ms // 1000,
+        "created": iso(a.mtime_ns // 1_000_000),
+    }
+    return _marked(out, a.id, starred, rated)
+
+
+def artist(a: ArtistRow, starred: Marks = None, rated: Marks = None) -> Payload:
     sid = artist_id(a.key)
     out: Payload = {"id": sid, "name": a.name, "albumCount": a.albums}
-    if starred and sid in starred:
-        out["starred"] = iso(starred[sid])
-    return out
+    return _marked(out, sid, starred, rated)
 
 
 IGNORED_ARTICLES = "The El La Los Las Le Les"

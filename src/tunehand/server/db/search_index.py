@@ -1,0 +1,240 @@
+"""The library's text index: what makes search fast on a large library, on SQLite and
+PostgreSQL alike, with the ranking of `tunehand.core.search`.
+
+Each searchable item keeps its normalized words with their ranking points
+(`search.index_words`) in `search_words`, whose primary key starts with `(kind, word)`;
+every row also carries the item's sort key and all its words with their points
+(`item_words`, " blue:300 night:299 "). Items are tracks (`t`, matched on title, artist and
+album), artists (`r`, on the album artist) and albums (`l`, on album and album artist);
+the capital kinds hold whole fields with their exact-match bonus. Text is compared by
+code point on both backends, so a query word `w` is the range `word >= w AND
+word < prefix_end(w)` of that key, and ties sort the same everywhere.
+
+A query's results are, in order (the exact bonus outweighs any sum of word points):
+
+1. the items with a field equal to the whole query (`word = query` in the capital
+   kind: an index lookup), ranked by their full score;
+2. the others by score: for one word, the word's range read in score order with the
+   item's sort key beside each word (the database's top-k sort, no grouping); for
+   several, the rows of the longest word's range whose `item_words` also hold the
+   other words as prefixes (`LIKE '% w%'`), ranked here from those stored points.
+
+Every score is `search.score`'s (tests compare with it), and equal scores order by the
+sort key (a track's casefolded title, an album's normalized name, an artist's key), then
+by id. Tracks are indexed as a scan stores them (`index_tracks`, `unindex`); artists and
+albums are rebuilt from the `albums` table after every scan (`reindex_groups`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tunehand.core import search
+from tunehand.server.db.tables import albums, search_words
+
+TRACK, ARTIST, ALBUM = "t", "r", "l"
+EXACT = {TRACK: "T", ARTIST: "R", ALBUM: "L"}
+BATCH = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    words: list[dict[str, object]]
+
+    def add(self, kind: str, owner: str, sort_key: str, fields: tuple[str, ...]) -> None:
+        words, exact = search.index_words(*fields)
+        item_words = " " + " ".join(f"{w}:{p}" for w, p in words.items()) + " "
+        for kind_, found in ((kind, words), (EXACT[kind], exact)):
+            self.words.extend(
+                {
+                    "kind": kind_,
+                    "word": word,
+                    "owner": owner,
+                    "points": points,
+                    "sort_key": sort_key,
+                    "item_words": item_words,
+                }
+                for word, points in found.items()
+            )
+
+
+def track_rows(tracks: Iterable[tuple[str, str, str, str]]) -> Rows:
+    """Index rows of tracks given as (id, title, artist, album)."""
+    out = Rows([])
+    for tid, title, artist, album in tracks:
+        out.add(TRACK, tid, title.casefold(), (title, artist, album, ""))
+    return out
+
+
+def group_rows(album_rows: Iterable[tuple[str, str, str, str]]) -> Rows:
+    """Index rows of albums and their artists, given as (album id, name, album artist,
+    artist key)."""
+    out = Rows([])
+    artists: dict[str, str] = {}
+    for aid, name, artist, key in album_rows:
+        out.add(ALBUM, aid, search.normalize(name), ("", artist, name, ""))
+        artists.setdefault(key, artist)
+    for key, artist in artists.items():
+        out.add(ARTIST, key, key, ("", artist, "", ""))
+    return out
+
+
+async def _insert(conn: AsyncConnection, rows: Rows) -> None:
+    for i in range(0, len(rows.words), BATCH):
+        await conn.execute(sa.insert(search_words), rows.words[i : i + BATCH])
+
+
+async def unindex(conn: AsyncConnection, track_ids: Sequence[str]) -> None:
+    kinds = (TRACK, EXACT[TRACK])
+    for i in range(0, len(track_ids), 500):
+        ids = list(track_ids[i : i + 500])
+        w = search_words.c
+        await conn.execute(sa.delete(search_words).where(w.owner.in_(ids), w.kind.in_(kinds)))
+
+
+async def index_tracks(conn: AsyncConnection, tracks: Iterable[tuple[str, str, str, str]]) -> None:
+    await _insert(conn, track_rows(tracks))
+
+
+async def reindex_groups(conn: AsyncConnection) -> None:
+    """Rebuild the artists' and albums' rows from the `albums` table."""
+    kinds = (ARTIST, ALBUM, EXACT[ARTIST], EXACT[ALBUM])
+    await conn.execute(sa.delete(search_words).where(search_words.c.kind.in_(kinds)))
+    rows = await conn.execute(
+        sa.select(albums.c.id, albums.c.name, albums.c.artist, albums.c.artist_key)
+    )
+    await _insert(conn, group_rows((r.id, r.name, r.artist, r.artist_key) for r in rows))
+
+
+def _in_range(word: str) -> sa.ColumnElement[bool]:
+    w = search_words.c
+    end = search.prefix_end(word)
+    return w.word >= word if end is None else sa.and_(w.word >= word, w.word < end)
+
+
+def _word_points(word: str, item_words: str) -> int | None:
+    """The best points of a query word among an item's `item_words` (" w:p w:p "): the
+    words it starts, plus the bonus for a whole word; None when it starts none."""
+    best: int | None = None
+    at = item_words.find(" " + word)
+    while at >= 0:
+        colon = item_words.index(":", at)
+        end = item_words.index(" ", colon)
+        points = int(item_words[colon + 1 : end])
+        if colon == at + 1 + len(word):
+            points += search.WHOLE_WORD_BONUS
+        if best is None or points > best:
+            best = points
+        at = item_words.find(" " + word, end)
+    return best
+
+
+def _score(words: Sequence[str], item_words: str) -> int | None:
+    """The word points of `search.score` for an item, from its `item_words`."""
+    total = 0
+    for w in words:
+        best = _word_points(w, item_words)
+        if best is None:
+            return None
+        total += best
+    return total
+
+
+Ranked = list[tuple[int, str, str]]  # (-score, sort key, owner): sorted is best first
+
+
+async def _exact(conn: AsyncConnection, kind: str, words: Sequence[str]) -> Ranked:
+    """The items with a field equal to the whole query, best first."""
+    w = search_words.c
+    rows = await conn.execute(
+        sa.select(w.owner, w.points, w.sort_key, w.item_words).where(
+            w.kind == EXACT[kind], w.word == " ".join(words)
+        )
+    )
+    out = [(-(r.points + (_score(words, r.item_words) or 0)), r.sort_key, r.owner) for r in rows]
+    return sorted(out)
+
+
+async def _one_word(conn: AsyncConnection, kind: str, word: str, n: int) -> Ranked:
+    """The best `n` items for one query word: its exact matches (first), then the word's
+    range in score order; one query for both."""
+    w = search_words.c
+    score = (w.points + sa.case((w.word == word, search.WHOLE_WORD_BONUS), else_=0)).label("s")
+    exact = sa.select(
+        w.owner, w.sort_key, w.item_words, w.points.label("s"), sa.literal(1).label("x")
+    ).where(w.kind == EXACT[kind], w.word == word)
+    fetch = 2 * n + 16
+    while True:
+        in_range = (
+            sa.select(w.owner, w.sort_key, w.item_words, score, sa.literal(0).label("x"))
+            .where(w.kind == kind, _in_range(word))
+            .order_by(score.desc(), w.sort_key, w.owner)
+            .limit(fetch)
+            .subquery()
+        )
+        rows = list(await conn.execute(sa.union_all(exact, sa.select(*in_range.c))))
+        firsts = sorted(
+            (-(r.s + (_score([word], r.item_words) or 0)), r.sort_key, r.owner) for r in rows if r.x
+        )
+        skip = {owner for _, _, owner in firsts}
+        ranged = sorted((-int(r.s), r.sort_key, r.owner) for r in rows if not r.x)
+        out: Ranked = []
+        for row in ranged:  # an item's first row is its best (several words may match)
+            if row[2] not in skip:
+                skip.add(row[2])
+                out.append(row)
+        if len(firsts) + len(out) >= n or len(ranged) < fetch:
+            return (firsts + out)[:n]
+        fetch *= 4
+
+
+async def _many_words(
+    conn: AsyncConnection, kind: str, words: Sequence[str], skip: set[str]
+) -> Ranked:
+    """Every item (not in `skip`) matching all of several query words, best first."""
+    w = search_words.c
+    driver = max(words, key=len)
+    others = list(words)
+    others.remove(driver)
+    stmt = sa.select(w.owner, w.word, w.points, w.sort_key, w.item_words).where(
+        w.kind == kind, _in_range(driver)
+    )
+    for word in set(others):
+        stmt = stmt.where(w.item_words.like(f"% {word}%"))  # normalized words hold no % or _
+    best: dict[str, tuple[int, str]] = {}
+    for r in await conn.execute(stmt):
+        if r.owner in skip:
+            continue
+        total = r.points + (search.WHOLE_WORD_BONUS if r.word == driver else 0)
+        for word in others:
+            points = _word_points(word, r.item_words)
+            if points is None:
+                break
+            total += points
+        else:
+            if r.owner not in best or total > best[r.owner][0]:
+                best[r.owner] = (total, r.sort_key)
+    return sorted((-total, key, owner) for owner, (total, key) in best.items())
+
+
+async def ranked(
+    conn: AsyncConnection, kind: str, query: str, limit: int, offset: int = 0
+) -> list[str]:
+    """The ids (keys for artists) of the best `limit` items of `kind` for `query`, from
+    the `offset`th on."""
+    words = search.query_words(query)
+    if not words or limit <= 0:
+        return []
+    if len(words) == 1:
+        return [o for _, _, o in await _one_word(conn, kind, words[0], offset + limit)][offset:]
+    exact = await _exact(conn, kind, words)
+    skip = {owner for _, _, owner in exact}
+    rest_needed = max(0, offset + limit - len(exact))
+    rest: Ranked = []
+    if rest_needed:
+        rest = await _many_words(conn, kind, words, skip)
+    return [owner for _, _, owner in (exact + rest)[offset : offset + limit]]
