@@ -104,6 +104,10 @@ ROUTES: dict[Endpoint, Kind] = {
     ("DELETE", "/v1/podcasts/{podcast_id}"): Kind("token", "none", "account", 404),
     ("GET", "/v1/podcasts/{podcast_id}/episodes"): Kind("token", "none", "account", 404),
     ("GET", "/v1/continue"): Kind("token", "none", "account", 200),
+    # Listening settings: B sets its own speed and sleep timer (test_longform).
+    ("GET", "/v1/listening"): Kind("token", "none", "account", 200),
+    ("PUT", "/v1/listening/speed"): Kind("token", "json", "account", 200),
+    ("PUT", "/v1/listening/sleep"): Kind("token", "json", "account", 200),
     # Application passwords (Subsonic apps): B makes its own; A's name is not B's.
     ("POST", "/v1/app-passwords"): Kind("token", "json", "account", 200),
     ("GET", "/v1/app-passwords"): Kind("token", "none", "account", 200),

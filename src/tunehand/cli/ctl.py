@@ -525,6 +525,27 @@ def parse_sleep(raw: str) -> Json:
     return {"mode": "in", "minutes": minutes}
 
 
+PREV_RESTARTS_MS = 3000
+
+
+def _chapter(api: ApiClient, args: argparse.Namespace) -> int:
+    st = status_json(api.request("GET", "/v1/session"), api.http.server)
+    marks, at = st["chapters"], st["chapter"]
+    if not marks or at is None:
+        raise NotFound("what plays has no chapters")
+    if args.where == "next":
+        if at + 1 >= len(marks):
+            raise NotFound("this is the last chapter")
+        target = marks[at + 1]
+    elif st["position_ms"] - marks[at]["start_ms"] > PREV_RESTARTS_MS or at == 0:
+        target = marks[at]
+    else:
+        target = marks[at - 1]
+    command(api, "seek", position_ms=target["start_ms"])
+    print(names.shown(f"chapter {marks.index(target) + 1}: {names.line(target['title'])}"))
+    return 0
+
+
 def _speed(api: ApiClient, args: argparse.Namespace) -> int:
     done = api.request(
         "PUT", "/v1/listening/speed", {"speed": parse_speed(args.speed), "kind": args.kind or ""}
@@ -659,6 +680,7 @@ _ACTIONS: dict[str, Any] = {
     "podcasts": _podcasts,
     "continue": _continue,
     "speed": _speed,
+    "chapter": _chapter,
     "sleep": _sleep,
     "history": _history,
     "watch": _watch,

@@ -229,6 +229,11 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
         False,
         _one("when", metavar="30m|end|off"),
     ),
+    "chapter": (
+        "jump to the next or previous chapter (prev: the start of this one after 3 s)",
+        False,
+        _one("where", choices=["next", "prev"]),
+    ),
     "continue": ("what is in progress: episodes, audiobooks, long tracks", True, _none),
     "history": ("recently played tracks", True, _one("--limit", type=int, default=20)),
     "watch": ("print one line per state change (JSON, a template, or waybar)", False, _watch),

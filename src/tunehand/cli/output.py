@@ -37,6 +37,10 @@ def status_json(payload: Json, server: str = "") -> Json:
     p = state["position"]
     now = int(payload["server_time_ms"])
     pos = extrapolate(p["position_ms"], p["at_ms"], p["playing"], p["rate"], now, duration)
+    chapters = [
+        {"title": str(c["title"]), "start_ms": int(c["start_ms"])}
+        for c in payload.get("chapters") or ()
+    ]
     return {
         "device": device,
         "playing": bool(state["position"]["playing"]),
@@ -48,7 +52,19 @@ def status_json(payload: Json, server: str = "") -> Json:
         "queue_length": len(state["queue"]),
         "entry_id": state["current"],
         "version": state["version"],
+        "chapters": chapters,
+        "chapter": current_chapter(chapters, pos) if track else None,
+        "speed": track.get("speed", 1.0) if track else 1.0,
     }
+
+
+def current_chapter(chapters: list[Json], position_ms: int) -> int | None:
+    """The index of the chapter `position_ms` is in, or None when there are none."""
+    at = None
+    for i, c in enumerate(chapters):
+        if c["start_ms"] <= position_ms:
+            at = i
+    return at if at is not None or not chapters else 0
 
 
 def format_track_line(t: Json) -> str:
@@ -73,4 +89,9 @@ def format_status(st: Json) -> str:
         f"  on {where}  vol {st['volume']}  shuffle {'on' if st['shuffle'] else 'off'}"
         f"  repeat {st['repeat']}  queue {st['queue_length']}"
     )
+    if st.get("speed", 1.0) != 1.0:
+        detail += f"  speed {st['speed']:g}x"
+    marks, at = st.get("chapters") or [], st.get("chapter")
+    if marks and at is not None:
+        detail += f"\n  chapter {at + 1}/{len(marks)}: {names.line(marks[at]['title'])}"
     return head + "\n" + detail

@@ -161,8 +161,15 @@ async def get_session(request: Request) -> Response:
     state = await sessions.state(who.account_id)
     msg = await sessions.state_message(who.account_id, state)
     devices = await sessions.devices(who.account_id)
+    marks = await sessions.chapters(msg.track.id) if msg.track is not None else ()
     return json(
-        {"state": msg.state, "track": msg.track, "devices": devices, "server_time_ms": now_ms()}
+        {
+            "state": msg.state,
+            "track": msg.track,
+            "devices": devices,
+            "server_time_ms": now_ms(),
+            "chapters": [{"title": c.title, "start_ms": c.start_ms} for c in marks],
+        }
     )
 
 

@@ -35,6 +35,8 @@ from tunehand.server.db import sessions as qs
 from tunehand.server.db import userdata as qu
 from tunehand.server.db.engine import unavailable
 from tunehand.server.hub import ALL, DEVICES, Hub
+from tunehand.server.library.chapters import Chapter
+from tunehand.server.library.chapters import chapters as read_chapters
 from tunehand.server.longform import LongForm, end_of_entry
 from tunehand.server.streams import Signer, episode_view, track_view
 
@@ -525,6 +527,16 @@ class SessionService:
             return new
         await qp.save_listening(conn, account_id, replace(li, sleep_entry=None))
         return paused
+
+    async def chapters(self, track_id: str) -> tuple[Chapter, ...]:
+        """The chapter marks of a library track's file (none for other items)."""
+        if not track_id.startswith("t"):
+            return ()
+        async with self.engine.connect() as conn:
+            stored = await ql.get(conn, track_id)
+        if stored is None:
+            return ()
+        return await asyncio.to_thread(read_chapters, stored.path)
 
     def forget_tracks(self, account_id: int) -> None:
         """Drop this account's cached track views (their speed changed)."""
