@@ -32,7 +32,9 @@ from tunehand.tui.backend import (
     Account,
     Album,
     Artist,
+    ChapterMark,
     DeviceLogin,
+    InProgress,
     Played,
     PlaylistInfo,
     QueueItem,
@@ -211,6 +213,10 @@ class FakeBackend:
         self.likes_ids: list[str] = []
         self.playlists_: dict[str, list[str]] = {}
         self.history_: list[Played] = []
+        self.in_progress_: list[InProgress] = []
+        """What `in_progress` answers (the server keeps these; a test sets them)."""
+        self.chapters_: dict[str, list[ChapterMark]] = {}
+        """What `in_progress` answers (the server keeps these; a test sets them)."""
         """Newest first, as the server answers it."""
         self._heard: str | None = None
         """The entry last recorded in the history (the server's history marker)."""
@@ -482,6 +488,14 @@ class FakeBackend:
     async def history(self) -> list[Played]:
         self._check("history")
         return list(self.history_)
+
+    async def chapters(self, track_id: str) -> list[ChapterMark]:
+        self._check("chapters", track_id=track_id)
+        return list(self.chapters_.get(track_id, ()))
+
+    async def in_progress(self) -> list[InProgress]:
+        self._check("in_progress")
+        return list(self.in_progress_)
 
     async def queue(self) -> list[QueueItem]:
         self._check("queue")

@@ -60,7 +60,9 @@ from tunehand.tui.backend import (
     Account,
     Album,
     Artist,
+    ChapterMark,
     DeviceLogin,
+    InProgress,
     Played,
     PlaylistInfo,
     QueueItem,
@@ -389,6 +391,29 @@ class LiveBackend:
         rows = (await self._get(f"/v1/history?limit={HISTORY_LIMIT}"))["history"]
         return [
             Played(r["track_id"], _track(r["track"]), r["played_ms"], r.get("device_id"))
+            for r in rows
+        ]
+
+    async def chapters(self, track_id: str) -> list[ChapterMark]:
+        payload = await self._get("/v1/session")
+        track = payload.get("track")
+        if not isinstance(track, dict) or track.get("id") != track_id:
+            return []
+        return [
+            ChapterMark(str(c["title"]), int(c["start_ms"])) for c in payload.get("chapters") or ()
+        ]
+
+    async def in_progress(self) -> list[InProgress]:
+        rows = (await self._get("/v1/continue"))["items"]
+        return [
+            InProgress(
+                str(r["id"]),
+                str(r["title"]),
+                str(r["kind"]),
+                int(r["position_ms"]),
+                int(r["duration_ms"]),
+                int(r["updated_ms"]),
+            )
             for r in rows
         ]
 
