@@ -83,7 +83,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             root,
             music=music,
             extra_args=("--allow-private-feeds",),
-            env={"TUNEHAND_FEED_REFRESH_S": "1", "TUNEHAND_FEED_TIMEOUT_S": "3"},
+            env={
+                "TUNEHAND_FEED_REFRESH_S": "1",
+                "TUNEHAND_FEED_TIMEOUT_S": "3",
+                "TUNEHAND_MAX_PODCASTS": "3",
+            },
         )
         users = [f"pod{i}" for i in range(8)]
         add_users(srv, users)
@@ -170,6 +174,9 @@ def test_hostile_feeds_give_one_clear_error(world: World) -> None:
         _fetch(host, "/nothing-here")
     with pytest.raises(feeds.FeedError, match="not well-formed XML"):
         feeds.parse(_fetch(host, "/broken.rss"), 500)
+    # Only the newest episodes are kept.
+    newest = feeds.parse(_fetch(host, "/show.rss"), 1).episodes
+    assert [e.title for e in newest] == ["rss second"]
     with pytest.raises(feeds.FeedError, match="no RSS or Atom feed"):
         feeds.parse(b"<?xml version='1.0'?><html><body>hi</body></html>", 500)
 
@@ -202,6 +209,13 @@ def test_ctl_podcasts_add_list_episodes_and_remove(world: World, dev: DeviceDir)
     ctl_ok(dev, "podcasts", "remove", "Atom News")
     listed = jctl(dev, "podcasts")
     assert isinstance(listed, list) and [p["title"] for p in listed] == ["Test Show"]
+    # The account's limit (3 here): a fourth feed is refused, one kept may be added again.
+    for i in (1, 2):
+        world.host.put(f"/more{i}.rss", rss(f"More {i}", _episodes(world.host, f"m{i}")))
+        ctl_ok(dev, "podcasts", "add", world.host.url(f"/more{i}.rss"))
+    r = ctl(dev, "podcasts", "add", world.host.url("/news.atom"))
+    assert r.returncode == 1 and "3 podcasts, the most it may keep" in r.stderr, r.stderr
+    ctl_ok(dev, "podcasts", "add", world.host.url("/show.rss"))
 
 
 def test_feeds_are_refreshed_on_a_timer_with_their_etag(world: World, dev: DeviceDir) -> None:
@@ -245,14 +259,16 @@ def test_an_episode_plays_through_the_server_and_resumes_where_it_was(
     require_mpv()
     remote = DeviceDir("laptop", tmp_path / "laptop")
     box = DeviceDir("box", tmp_path / "box")
-    login_all(world.srv.url, world.user(), [remote, box])
+    box2 = DeviceDir("box2", tmp_path / "box2")
+    login_all(world.srv.url, world.user(), [remote, box, box2])
     ctl_ok(remote, "podcasts", "add", world.host.url("/show.rss"))
     eps = jctl(remote, "podcasts", "episodes", "Test Show")
     assert isinstance(eps, list)
     episode = eps[1]["id"]  # "rss first": /audio/ep1.ogg
     r = Receiver.start(box, world.sock_dir)
+    r2: Receiver | None = None
     try:
-        ctl_ok(remote, "play", "--episode", episode)
+        ctl_ok(remote, "play", "--episode", episode, "--device", "box")
         path = r.ipc.wait_prop("path", lambda v: isinstance(v, str) and "/v1/stream/e" in v)
         assert "127.0.0.1:" + str(world.host.port) not in path  # through the server
         r.ipc.wait_time_pos(lambda v: v >= 6.0, timeout=30)
@@ -273,17 +289,25 @@ def test_an_episode_plays_through_the_server_and_resumes_where_it_was(
         r.ipc.wait_prop("path", lambda v: isinstance(v, str) and "/v1/stream/e" in v)
         first = r.ipc.wait_time_pos(lambda v: True)
         assert first >= item["position_ms"] / 1000 - 1.0, (first, item)
+        # Handed off like a track: the other box goes on from where this one was.
+        r2 = Receiver.start(box2, world.sock_dir)
+        before = r.ipc.wait_time_pos(lambda v: v >= first + 1.0)
+        ctl_ok(remote, "transfer", "box2")
+        r2.ipc.wait_prop("path", lambda v: isinstance(v, str) and "/v1/stream/e" in v)
+        assert r2.ipc.wait_time_pos(lambda v: True) >= before
         # Heard to the end (the server streams it with Range, so mpv seeks): played.
         ctl_ok(remote, "seek", "58")
-        r.ipc.wait_time_pos(lambda v: v >= 58.0, timeout=20)
+        r2.ipc.wait_time_pos(lambda v: v >= 58.0, timeout=20)
         ctl_ok(remote, "play", "--search", "Short Tone")
-        r.ipc.wait_prop("path", lambda v: isinstance(v, str) and "/v1/stream/t" in v)
+        r2.ipc.wait_prop("path", lambda v: isinstance(v, str) and "/v1/stream/t" in v)
         listed = jctl(remote, "podcasts", "episodes", "Test Show")
         assert isinstance(listed, list) and listed[1]["played"] is True, listed
         assert jctl(remote, "continue") == []
     finally:
-        r.stop()
-        print(r.lines.text())
+        for rec in (r, r2):
+            if rec is not None:
+                rec.stop()
+                print(rec.lines.text())
 
 
 def test_another_account_never_sees_or_plays_a_podcast_of_ours(

@@ -100,7 +100,9 @@ def create_app(
         services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
         services.transcoder = Transcoder(settings.max_transcodes, find_ffmpeg(os.environ))
         fetcher = Fetcher(settings.allow_private_feeds, feed_timeout_s=settings.feed_timeout_s)
-        services.podcasts = Podcasts(engine, fetcher, settings.feed_refresh_s)
+        services.podcasts = Podcasts(
+            engine, fetcher, settings.feed_refresh_s, settings.max_podcasts
+        )
         feeds = asyncio.create_task(services.podcasts.run())
         sleeper = asyncio.create_task(api_listening.run_sleep(sessions))
         watch = AccountWatch(engine, hub)

@@ -50,6 +50,8 @@ class Settings:
     (`serve --allow-private-feeds`)."""
     feed_refresh_s: int = field(default_factory=lambda: _env_int("TUNEHAND_FEED_REFRESH_S", 3600))
     """How often each podcast feed is fetched again."""
+    max_podcasts: int = field(default_factory=lambda: _env_int("TUNEHAND_MAX_PODCASTS", 200))
+    """Podcast subscriptions one account may keep."""
     feed_timeout_s: int = field(default_factory=lambda: _env_int("TUNEHAND_FEED_TIMEOUT_S", 20))
     """The most a feed's fetch may take, all of it (a slow host is cut off there)."""
     max_transcodes: int | None = None

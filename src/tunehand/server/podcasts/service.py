@@ -39,15 +39,17 @@ class Podcasts:
     engine: AsyncEngine
     fetcher: Fetcher
     refresh_s: int = REFRESH_S
+    max_podcasts: int = MAX_PODCASTS
 
     async def subscribe(self, account_id: int, url: str) -> qp.PodcastRow:
         """Fetch and read the feed at `url` now, then keep it (FetchError, QuotaError)."""
         pid = feeds.podcast_id(account_id, url)
         async with self.engine.connect() as conn:
             known = await qp.get_podcast(conn, account_id, pid)
-            if known is None and await qp.count_podcasts(conn, account_id) >= MAX_PODCASTS:
+            most = self.max_podcasts
+            if known is None and await qp.count_podcasts(conn, account_id) >= most:
                 raise QuotaError(
-                    f"this account has {MAX_PODCASTS} podcasts, the most it may keep: remove some"
+                    f"this account has {most} podcasts, the most it may keep: remove some"
                 )
         got = await self.fetcher.feed(url, None, None)
         parsed = await asyncio.to_thread(feeds.parse, got.body, MAX_EPISODES)
