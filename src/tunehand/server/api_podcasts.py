@@ -9,9 +9,9 @@ itself, under the fetcher's limits, passing Range on, so mpv can seek.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -159,12 +159,15 @@ async def stream_episode(request: Request, episode_id: str) -> Response:
     if request.method == "HEAD" or upstream.status_code == 416:
         await upstream.aclose()
         return Response(b"", upstream.status_code, passed)
-    return StreamingResponse(
-        upstream.aiter_raw(),
-        upstream.status_code,
-        passed,
-        background=BackgroundTask(upstream.aclose),
-    )
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        finally:  # also when the player goes away mid-stream
+            await upstream.aclose()
+
+    return StreamingResponse(relay(), upstream.status_code, passed)
 
 
 routes = [

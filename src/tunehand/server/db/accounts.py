@@ -95,6 +95,10 @@ async def delete_account(conn: AsyncConnection, account_id: int) -> None:
         t.history,
         t.remote_tracks,
         t.device_codes,
+        t.episodes,
+        t.podcasts,
+        t.resume_points,
+        t.listening,
     ):
         await conn.execute(sa.delete(table).where(table.c.account_id == account_id))
     await conn.execute(sa.delete(accounts).where(accounts.c.id == account_id))
