@@ -4,7 +4,8 @@ by a real receiver through the server, resuming where they were left (`ctl conti
 
 The fetcher's limits are checked in-process against the real host (private addresses
 without `--allow-private-feeds`, huge, slow, malformed, redirect loops); the rest runs
-against a real `tunehand serve --allow-private-feeds` (the host is on 127.0.0.1).
+against a real `tunehand serve --allow-private-feeds` (the host is on 127.0.0.1), on
+SQLite and on PostgreSQL + Redis.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ from tests.device_helpers import (
     short_sock_dir,
 )
 from tests.feed_host import FeedHost, atom, etag_of, feed_host, rss
-from tests.fixtures_server import ServerProc, launch
+from tests.fixtures_server import Backend, ServerProc, launch
 from tunehand.server.podcasts import feeds
 from tunehand.server.podcasts.fetch import Fetcher, FetchError
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("sox") is None, reason="sox is not installed (generated audio)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("sox") is None, reason="sox is not installed (generated audio)"
+    ),
+    pytest.mark.every_backend,
+]
 
 EPISODE_S = 60
 DATES = ("Mon, 30 Nov 2026 10:00:00 GMT", "Tue, 01 Dec 2026 10:00:00 GMT")
@@ -63,7 +67,7 @@ def _episodes(host: FeedHost, prefix: str) -> list[tuple[str, str, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[World]:
     from tests.audiogen import make_track
 
     root = tmp_path_factory.mktemp("podcasts")
@@ -82,6 +86,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         srv = launch(
             root,
             music=music,
+            store=backend.store(),
             extra_args=("--allow-private-feeds",),
             env={
                 "TUNEHAND_FEED_REFRESH_S": "1",

@@ -15,6 +15,9 @@ from tunehand.server.db.tables import episodes, listening, podcasts
 from tunehand.server.db.tables import resume_points as points_table
 from tunehand.server.db.upsert import upsert
 
+MAX_RESUME_POINTS = 5000
+"""Resume points kept per account (the most recently heard)."""
+
 
 @dataclass(frozen=True)
 class PodcastRow:
@@ -259,6 +262,18 @@ async def save_point(conn: AsyncConnection, account_id: int, p: ResumePoint) -> 
     }
     update = {k: values[k] for k in ("kind", "position_ms", "duration_ms", "played", "updated_ms")}
     await upsert(conn, points_table, values, ["account_id", "track_id"], update)
+    kept = (
+        sa.select(points_table.c.track_id)
+        .where(points_table.c.account_id == account_id)
+        .order_by(points_table.c.updated_ms.desc())
+        .limit(MAX_RESUME_POINTS)
+    )
+    await conn.execute(
+        sa.delete(points_table).where(
+            points_table.c.account_id == account_id,
+            points_table.c.track_id.not_in(kept.scalar_subquery()),
+        )
+    )
 
 
 # --- listening settings: speeds and the sleep timer --------------------------------
