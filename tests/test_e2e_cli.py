@@ -48,6 +48,9 @@ STATUS_FIELDS = {
     "queue_length",
     "entry_id",
     "version",
+    "chapters",
+    "chapter",
+    "speed",
 }
 TRACK_FIELDS = {"id", "title", "artist", "album", "duration_ms", "album_id", "art_url"}
 RADIO = "http://radio.example.org/stream.mp3"
