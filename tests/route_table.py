@@ -101,6 +101,18 @@ ROUTES: dict[Endpoint, Kind] = {
     # Only the folders of the tracks named; A's remote track is no library track.
     ("POST", "/v1/library/rescan/tracks"): Kind("token", "json", "server", 404),
     ("GET", "/v1/stream/{track_id}"): Kind("signed", "none", "server"),
+    # Podcasts: B subscribes on its own (the isolation server refuses 127.0.0.1 feeds:
+    # 422); a podcast id of A's is not found for B (test_podcasts checks B against A's
+    # real podcast, episodes and resume points).
+    ("GET", "/v1/podcasts"): Kind("token", "none", "account", 200),
+    ("POST", "/v1/podcasts"): Kind("token", "json", "account", 422),
+    ("DELETE", "/v1/podcasts/{podcast_id}"): Kind("token", "none", "account", 404),
+    ("GET", "/v1/podcasts/{podcast_id}/episodes"): Kind("token", "none", "account", 404),
+    ("GET", "/v1/continue"): Kind("token", "none", "account", 200),
+    # Listening settings: B sets its own speed and sleep timer (test_longform).
+    ("GET", "/v1/listening"): Kind("token", "none", "account", 200),
+    ("PUT", "/v1/listening/speed"): Kind("token", "json", "account", 200),
+    ("PUT", "/v1/listening/sleep"): Kind("token", "json", "account", 200),
     # Application passwords (Subsonic apps): B makes its own; A's name is not B's.
     ("POST", "/v1/app-passwords"): Kind("token", "json", "account", 200),
     ("GET", "/v1/app-passwords"): Kind("token", "none", "account", 200),
@@ -130,6 +142,7 @@ PARAM_SAMPLES: dict[str, str] = {
     "art_id": "c" + "0" * 32,
     "path": "no-such-file.js",
     "method": "ping",
+    "podcast_id": "pnosuchpodcast",
 }
 
 

@@ -595,8 +595,9 @@ def test_session_has_state_track_devices_and_server_time(
 ) -> None:
     a = account()
     body = a.ok("GET", "/v1/session")
-    assert set(body) == {"state", "track", "devices", "server_time_ms", "jam"}
+    assert set(body) == {"state", "track", "devices", "server_time_ms", "jam", "chapters"}
     assert body["jam"] is None  # in no jam
+    assert body["chapters"] == []  # nothing plays (the current track's chapter marks)
     st = body["state"]
     assert st["version"] == 0
     assert (st["queue"], st["current"], st["active_device"], st["term"]) == ([], None, None, 0)

@@ -51,6 +51,9 @@ STATUS_FIELDS = {
     "error",
     "added_by",
     "jam",
+    "chapters",
+    "chapter",
+    "speed",
 }
 TRACK_FIELDS = {"id", "title", "artist", "album", "duration_ms", "album_id", "art_url"}
 RADIO = "http://radio.example.org/stream.mp3"

@@ -151,6 +151,7 @@ class World:
             "art_id": self.art_id,
             "path": "app.css",  # a file of the web app, the same for everyone
             "method": "ping",
+            "podcast_id": "p" + "0" * 20,  # A has none here: see test_podcasts
         }
         if path == "/v1/stream/{track_id}":
             values["track_id"] = self.library_track
@@ -189,6 +190,9 @@ class World:
             ("POST", "/v1/auth/web/login"): {"user": "x", "password": "y"},
             ("POST", "/v1/auth/web/device/token"): {"device_code": "x"},
             ("POST", "/v1/tracks/remote"): {"url": "http://b.example/" + unique("s")},
+            ("POST", "/v1/podcasts"): {"url": "http://127.0.0.1:9/" + unique("feed")},
+            ("PUT", "/v1/listening/speed"): {"speed": 1.25, "kind": "music"},
+            ("PUT", "/v1/listening/sleep"): {"mode": "off"},
             ("POST", "/v1/app-passwords"): {"name": unique("b-app")},
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},

@@ -506,6 +506,18 @@ async def test_history_records_what_was_heard(h: Harness, world: World) -> None:
     assert played[0].played_ms >= played[1].played_ms
 
 
+async def test_nothing_in_progress_and_no_chapters_for_plain_tracks(
+    h: Harness, world: World
+) -> None:
+    t1, _, _ = world.tones()
+    assert await h.backend.in_progress() == []  # 30 s tones are not long-form
+    r = await h.backend.command("play", track_ids=[t1.id], replace=True, index=0, device_id=h.me)
+    assert r.ok, r
+    await h.playing(t1.id, h.me)
+    assert await h.backend.chapters(t1.id) == []
+    assert await h.backend.chapters("tnosuchtrack") == []
+
+
 # --- the session ----------------------------------------------------------------------
 
 

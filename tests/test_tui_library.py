@@ -8,7 +8,7 @@ from textual.widgets import Input
 
 from tests.test_tui_support import commands, main_screen, running, settle
 from tunehand.errors import ServerUnreachable
-from tunehand.tui.backend import Played
+from tunehand.tui.backend import InProgress, Played
 from tunehand.tui.backend_fake import FakeBackend
 
 
@@ -162,3 +162,29 @@ async def test_search_errors_are_shown_in_place() -> None:
         assert "timed out" in search.status.text
         assert search.status.has_class("error")
         assert app.screen.query_one("#search-input", Input).value == "x"
+
+
+async def test_continue_lists_what_is_in_progress_and_plays_it() -> None:
+    fake = FakeBackend()
+    tracks = list(fake.library.tracks.values())
+    fake.in_progress_ = [
+        InProgress(tracks[2].id, tracks[2].title, "audiobook", 754_000, 2_700_000, 2_000),
+        InProgress("e0123456789abcdef0123", "Episode 12", "episode", 61_000, 0, 1_000),
+    ]
+    async with running(fake) as (app, pilot, _fake):
+        screen = main_screen(app)
+        await pilot.press("6")
+        await settle(pilot)
+        rows = list(screen.resumable.table.rows)
+        assert [(r.id, r.title, r.artist, r.album) for r in rows] == [
+            (tracks[2].id, tracks[2].title, "Audiobook", "at 12:34 of 45:00"),
+            ("e0123456789abcdef0123", "Episode 12", "Episode", "at 1:01"),
+        ]
+        await pilot.press("down", "enter")  # plays the episode: the server resumes it
+        await settle(pilot)
+        op, fields = commands(fake)[-1]
+        assert op == "play" and fields["track_ids"] == ("e0123456789abcdef0123",)
+        fake.in_progress_ = []
+        await pilot.press("1", "6")  # a revisit reads it again
+        await settle(pilot)
+        assert list(screen.resumable.table.rows) == []

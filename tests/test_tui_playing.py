@@ -12,7 +12,8 @@ from tests.test_tui_support import (
     settle,
 )
 from tunehand.core.model import SessionState
-from tunehand.tui.backend import SessionSnapshot
+from tunehand.tui.backend import ChapterMark, SessionSnapshot
+from tunehand.tui.backend_fake import FakeBackend
 from tunehand.tui.messages import SnapshotChanged
 
 LIVING = "dliving00000000000000"
@@ -160,3 +161,21 @@ async def test_liking_with_nothing_playing_is_a_warning() -> None:
         await settle(pilot)
         assert not any(c[0] == "set_like" for c in fake.calls)
         assert any("Nothing is playing" in n.message for n in app._notifications)
+
+
+async def test_the_bar_shows_the_chapter_being_heard() -> None:
+    fake = FakeBackend()
+    album = next(iter(fake.library.album_tracks.values()))
+    playing = album[1]  # `seeded` plays index 1, at 1:23
+    fake.chapters_[playing.id] = [
+        ChapterMark("Opening", 0),
+        ChapterMark("Middle", 60_000),
+        ChapterMark("Closing", 120_000),
+    ]
+    async with running(seeded(fake)) as (app, pilot, fake):
+        await settle(pilot)
+        top, _ = now_lines(app)
+        assert "· ch 2/3 Middle" in top, top
+        fake.advance(40_000)  # 2:03: the next chapter, with no request
+        assert "· ch 3/3 Closing" in now_lines(app)[0]
+        assert ("chapters", {"track_id": playing.id}) in fake.calls

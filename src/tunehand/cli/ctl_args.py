@@ -30,12 +30,18 @@ def play_what(p: P) -> None:
         help="replace the queue with a playlist: its name or the start of it",
     )
     what.add_argument("--url", metavar="URL", help="play an http(s) stream (radio, podcast)")
+    what.add_argument(
+        "--episode",
+        metavar="ID",
+        help="play a podcast episode (ids: `ctl podcasts episodes NAME`); it resumes"
+        " where it was left",
+    )
 
 
 def play_what_argv(args: argparse.Namespace) -> list[str]:
     """The `play_what` arguments of `args`, as a command line again."""
     out = [args.track_id] if getattr(args, "track_id", None) else []
-    for name in ("search", "album", "playlist", "url"):
+    for name in ("search", "album", "playlist", "url", "episode"):
         value = getattr(args, name, None)
         if value:
             out += [f"--{name}", value]
@@ -90,6 +96,31 @@ def _playlists(p: P, cls: type[P], g: Globals) -> None:
     delete = psub.add_parser("delete", help="delete a playlist")
     g(delete)
     delete.add_argument("name")
+
+
+def _podcasts(p: P, cls: type[P], g: Globals) -> None:
+    psub = p.add_subparsers(dest="podcast_command", metavar="EDIT", parser_class=cls)
+    add = psub.add_parser("add", help="subscribe to an RSS or Atom feed")
+    g(add)
+    add.add_argument("url", metavar="URL")
+    add.add_argument("--json", action="store_true", help="machine-readable output")
+    eps = psub.add_parser("episodes", help="the episodes of a podcast, newest first")
+    g(eps)
+    eps.add_argument("name", metavar="NAME", help="its title, the start of it, or its id")
+    eps.add_argument("--json", action="store_true", help="machine-readable output")
+    rm = psub.add_parser("remove", help="unsubscribe")
+    g(rm)
+    rm.add_argument("name", metavar="NAME", help="its title, the start of it, or its id")
+
+
+def _speed(p: P, cls: type[P], g: Globals) -> None:
+    p.add_argument("speed", metavar="X", help="0.5 to 3.0 (1 is normal); the pitch is kept")
+    p.add_argument(
+        "--kind",
+        choices=["music", "long"],
+        help="which speed to set: music, or long-form (episodes, audiobooks, tracks over"
+        " 20 min); default: the kind of what plays now",
+    )
 
 
 def _one(name: str, **kw: Any) -> Callable[[P, type[P], Globals], None]:
@@ -232,6 +263,19 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "playlists": ("list and edit playlists", True, _playlists),
     "like": ("like a track (default: the current one)", False, _like),
     "likes": ("liked tracks", True, _none),
+    "podcasts": ("podcast subscriptions: list, add, episodes, remove", True, _podcasts),
+    "speed": ("play at speed X (0.5-3.0, pitch kept), kept for music or long-form", False, _speed),
+    "sleep": (
+        "sleep timer: pause after a time (30m, 1h, 90s), at the end of this item, or off",
+        False,
+        _one("when", metavar="30m|end|off"),
+    ),
+    "chapter": (
+        "jump to the next or previous chapter (prev: the start of this one after 3 s)",
+        False,
+        _one("where", choices=["next", "prev"]),
+    ),
+    "continue": ("what is in progress: episodes, audiobooks, long tracks", True, _none),
     "history": ("recently played tracks", True, _one("--limit", type=int, default=20)),
     "watch": ("print one line per state change (JSON, a template, or waybar)", False, _watch),
     "revoke": ("log a device out at once (name or id)", False, _one("device")),

@@ -284,6 +284,12 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="ffmpeg encoders running at once per server process; past them and a short"
         " queue a transcoded stream is refused (default: one per core)",
     )
+    serve.add_argument(
+        "--allow-private-feeds",
+        action="store_true",
+        help="let podcast feeds and episodes be fetched from private and loopback addresses"
+        " (refused by default: a feed could make the server probe its own network)",
+    )
     _server_store_options(serve)
 
 

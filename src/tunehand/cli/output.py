@@ -38,6 +38,10 @@ def status_json(payload: Json, server: str = "") -> Json:
     p = state["position"]
     now = int(payload["server_time_ms"])
     pos = extrapolate(p["position_ms"], p["at_ms"], p["playing"], p["rate"], now, duration)
+    chapters = [
+        {"title": str(c["title"]), "start_ms": int(c["start_ms"])}
+        for c in payload.get("chapters") or ()
+    ]
     return {
         "device": device,
         "playing": bool(state["position"]["playing"]),
@@ -52,6 +56,9 @@ def status_json(payload: Json, server: str = "") -> Json:
         "error": _failure(state.get("failure"), now),
         "added_by": current.get("added_by", "") if current else None,
         "jam": payload.get("jam"),
+        "chapters": chapters,
+        "chapter": current_chapter(chapters, pos) if track else None,
+        "speed": track.get("speed", 1.0) if track else 1.0,
     }
 
 
@@ -63,6 +70,15 @@ def _failure(failure: Json | None, now_ms: int) -> Json | None:
     if not failure or now_ms - int(failure["at_ms"]) > FAILURE_SHOWN_MS:
         return None
     return {k: failure[k] for k in ("message", "track_id", "entry_id", "at_ms")}
+
+
+def current_chapter(chapters: list[Json], position_ms: int) -> int | None:
+    """The index of the chapter `position_ms` is in, or None when there are none."""
+    at = None
+    for i, c in enumerate(chapters):
+        if c["start_ms"] <= position_ms:
+            at = i
+    return at if at is not None or not chapters else 0
 
 
 def format_track_line(t: Json) -> str:
@@ -87,6 +103,11 @@ def format_status(st: Json) -> str:
         f"  on {where}  vol {st['volume']}  shuffle {'on' if st['shuffle'] else 'off'}"
         f"  repeat {st['repeat']}  queue {st['queue_length']}"
     )
+    if st.get("speed", 1.0) != 1.0:
+        detail += f"  speed {st['speed']:g}x"
+    marks, at = st.get("chapters") or [], st.get("chapter")
+    if marks and at is not None:
+        detail += f"\n  chapter {at + 1}/{len(marks)}: {names.line(marks[at]['title'])}"
     err = st.get("error")
     tail = f"\n  skipped an entry it could not play: {names.line(err['message'])}" if err else ""
     return head + "\n" + detail + tail

@@ -95,4 +95,5 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         trusted_proxies=tuple(getattr(args, "trust_proxy", []) or []),
         max_devices=max_devices,
         max_transcodes=max_transcodes,
+        allow_private_feeds=bool(getattr(args, "allow_private_feeds", False)),
     )

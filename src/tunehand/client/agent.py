@@ -148,6 +148,7 @@ class Agent:
         self._meta_sent: pev.Meta | None = None
         self._failure_seen: PlayFailure | None = None
         self._failed_here: str | None = None
+        self._speed = 1.0
         self.events: asyncio.Queue[str] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.first_state = asyncio.Event()
@@ -378,6 +379,10 @@ class Agent:
         if self._volume != st.volume:
             self._volume = st.volume
             player.set_volume(st.volume)
+        speed = self.mirror.track.speed if self.mirror.track is not None else 1.0
+        if self._speed != speed:
+            self._speed = speed
+            player.set_speed(speed)
         cur = st.current_entry
         if cur is None:
             if player.playing_tag() is not None:

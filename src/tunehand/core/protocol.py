@@ -51,6 +51,8 @@ class TrackView:
     album_id: str = ""
     art_url: str | None = None
     """A signed URL of the track's cover art (add `&size=N`), or None when it has none."""
+    speed: float = 1.0
+    """The speed the account plays this kind of item at (music or long-form; `ctl speed`)."""
 
 
 # --- client to server -------------------------------------------------------------

@@ -35,6 +35,7 @@ class FakePlayer:
         self._since = 0.0
         self._end_timer: asyncio.TimerHandle | None = None
         self.volume = 100
+        self.speed = 1.0
         self.calls: list[str] = []
 
     def _emit(self, event: PlayerEvent) -> None:
@@ -43,7 +44,7 @@ class FakePlayer:
     def _now_pos(self) -> int:
         if self._paused or self._tag is None:
             return self._pos_ms
-        return self._pos_ms + int((self._loop.time() - self._since) * 1000)
+        return self._pos_ms + int((self._loop.time() - self._since) * 1000 * self.speed)
 
     def _duration(self) -> int:
         return self._durations.get(self._url or "", DEFAULT_DURATION_MS)
@@ -54,7 +55,7 @@ class FakePlayer:
             self._end_timer = None
         if self._paused or self._tag is None:
             return
-        left_s = max(0, self._duration() - self._now_pos()) / 1000
+        left_s = max(0, self._duration() - self._now_pos()) / 1000 / self.speed
         self._end_timer = self._loop.call_later(left_s, self._finish)
 
     def _finish(self) -> None:
@@ -133,6 +134,12 @@ class FakePlayer:
 
     def set_volume(self, level: int) -> None:
         self.volume = max(0, min(100, level))
+
+    def set_speed(self, speed: float) -> None:
+        self._pos_ms = self._now_pos()
+        self._since = self._loop.time()
+        self.speed = speed
+        self._schedule_end()
 
     def position_ms(self) -> int | None:
         return None if self._tag is None else self._now_pos()

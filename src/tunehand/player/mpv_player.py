@@ -281,6 +281,12 @@ class MpvPlayer:
     def set_volume(self, level: int) -> None:
         self._mpv.volume = max(0, min(100, level))
 
+    def set_speed(self, speed: float) -> None:
+        # mpv keeps the pitch with audio-pitch-correction (scaletempo2), on by default
+        # and set here so a user's mpv.conf cannot turn it off for us.
+        self._mpv["audio-pitch-correction"] = True
+        self._mpv.speed = max(0.5, min(3.0, speed))
+
     def position_ms(self) -> int | None:
         """Where playback is now, for display: the last step mpv published, moved on by
         the time since (at most STALE_CAP_S). Reports use `position_sample`."""

@@ -163,6 +163,7 @@ async def get_session(request: Request) -> Response:
     msg = await sessions.state_message(session, state)
     devices = await sessions.devices_view(who.account_id)
     seat = await sessions.seat(who.account_id)
+    marks = await sessions.chapters(msg.track.id) if msg.track is not None else ()
     return json(
         {
             "state": msg.state,
@@ -170,6 +171,7 @@ async def get_session(request: Request) -> Response:
             "devices": devices,
             "server_time_ms": now_ms(),
             "jam": {"role": seat.role} if seat.in_jam else None,
+            "chapters": [{"title": c.title, "start_ms": c.start_ms} for c in marks],
         }
     )
 

@@ -19,6 +19,7 @@ from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSati
 from starlette.routing import Route
 
 from tunehand.core import search as search_text
+from tunehand.server.api_podcasts import stream_episode
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import library as ql
 from tunehand.server.db import userdata as qu
@@ -168,6 +169,8 @@ async def stream(request: Request) -> Response:
         return error(403, "forbidden", "the stream link is forged or expired")
     if not await link_allowed(s.signer, s.links, sig, request.query_params):
         return error(403, "forbidden", "the stream link is another device's, or it was revoked")
+    if track_id.startswith("e"):  # a podcast episode: its enclosure, through this server
+        return await stream_episode(request, track_id)
     kbps, offset_s = _quality(request)
     async with s.engine.connect() as conn:
         stored = await ql.get(conn, track_id)

@@ -28,6 +28,8 @@ from tunehand.server import (
     api_device,
     api_jam,
     api_library,
+    api_listening,
+    api_podcasts,
     api_web,
     auth,
     purge,
@@ -38,6 +40,8 @@ from tunehand.server.db import migrate
 from tunehand.server.db.engine import default_url, open_engine, unavailable_types, warm_pool
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
+from tunehand.server.podcasts.fetch import Fetcher
+from tunehand.server.podcasts.service import Podcasts
 from tunehand.server.presence import RedisPresence, open_presence
 from tunehand.server.revocation import AccountWatch, DeviceCheck
 from tunehand.server.service import SessionService
@@ -96,6 +100,12 @@ def create_app(
         links = DeviceCheck(engine, hub)
         services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
         services.transcoder = Transcoder(settings.max_transcodes, find_ffmpeg(os.environ))
+        fetcher = Fetcher(settings.allow_private_feeds, feed_timeout_s=settings.feed_timeout_s)
+        services.podcasts = Podcasts(
+            engine, fetcher, settings.feed_refresh_s, settings.max_podcasts
+        )
+        feeds = asyncio.create_task(services.podcasts.run())
+        sleeper = asyncio.create_task(api_listening.run_sleep(sessions))
         watch = AccountWatch(engine, hub)
         watch.start()
         scan: asyncio.Task[None] | None = None
@@ -107,13 +117,14 @@ def create_app(
         try:
             yield {"services": services}
         finally:
-            for task in (scan, purging, *services.scans):
+            for task in (scan, purging, feeds, sleeper, *services.scans):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             await watch.close()
             await services.transcoder.close()
+            await fetcher.close()
             services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()
@@ -134,6 +145,8 @@ def create_app(
             *api.routes,
             *api_device.routes,
             *api_library.routes,
+            *api_podcasts.routes,
+            *api_listening.routes,
             *api_art.routes,
             *api_web.routes,
             *api_app_passwords.routes,

@@ -31,11 +31,15 @@ from tunehand.errors import StoreError
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import jams as qj
 from tunehand.server.db import library as ql
+from tunehand.server.db import podcasts as qp
 from tunehand.server.db import sessions as qs
 from tunehand.server.db import userdata as qu
 from tunehand.server.db.engine import unavailable
 from tunehand.server.hub import ALL, DEVICES, Hub
-from tunehand.server.streams import Signer, track_view
+from tunehand.server.library.chapters import Chapter
+from tunehand.server.library.chapters import chapters as read_chapters
+from tunehand.server.longform import LongForm, end_of_entry
+from tunehand.server.streams import Signer, episode_view, track_view
 
 log = logging.getLogger("tunehand.service")
 
@@ -96,6 +100,7 @@ class SessionService:
         self._states_weight = 0
         self._seats: dict[int, tuple[float, Seat]] = {}
         self._rehoming: set[asyncio.Future[None]] = set()
+        self.longform = LongForm()
         hub.on_transfer_reply = self._on_transfer_reply
         hub.on_version = self._on_version
         hub.on_jam = self._on_jam
@@ -262,9 +267,18 @@ class SessionService:
         async with self.engine.connect() as conn:
             stored = await ql.get_many(conn, ids)
             remote = await qu.remotes(conn, account_id, [i for i in ids if i not in stored])
-        out = {tid: track_view(self.signer, s, now_s) for tid, s in stored.items()}
-        for rid, (url, title) in remote.items():
-            out[rid] = TrackView(id=rid, title=title or url, url=url)
+            eps = await qp.get_episodes(conn, account_id, [i for i in ids if i not in stored])
+            out = {tid: track_view(self.signer, s, now_s) for tid, s in stored.items()}
+            for rid, (url, title) in remote.items():
+                out[rid] = TrackView(id=rid, title=title or url, url=url)
+            for eid, e in eps.items():
+                out[eid] = episode_view(self.signer, e, now_s)
+            li = await qp.listening_of(conn, account_id) if out else qp.Listening()
+            if li.music_speed != 1.0 or li.long_speed != 1.0:
+                long = await self.longform.kinds(conn, account_id, list(out))
+                for tid, view in out.items():
+                    speed = li.long_speed if tid in long else li.music_speed
+                    out[tid] = replace(view, speed=speed)
         return out
 
     async def _cached_tracks(self, account_id: int, ids: tuple[str, ...]) -> dict[str, TrackView]:
@@ -473,7 +487,20 @@ class SessionService:
             seat.role,
             seat.guests_can_control,
         )
-        return core.apply(state, cmd, ctx)
+        out = core.apply(state, cmd, ctx)
+        if not out.changed:
+            return out
+        new = await self.longform.settle(conn, account_id, state, out.state, ctx.now_ms)
+        if new is out.state:
+            return out
+        # A long-form item made current starts where the account left it.
+        directives = tuple(
+            replace(d, position_ms=new.position.position_ms)
+            if d.action == "start" and d.entry_id == new.current
+            else d
+            for d in out.directives
+        )
+        return replace(out, state=new, directives=directives)
 
     # --- handoff ----------------------------------------------------------------
 
@@ -609,6 +636,8 @@ class SessionService:
         if rest:
             remote = await qu.remotes(conn, account_id, rest)
             durations.update(dict.fromkeys(remote, 0))
+            eps = await qp.get_episodes(conn, account_id, rest)
+            durations.update({eid: e.duration_ms for eid, e in eps.items()})
         return durations, [t for t in track_ids if t not in durations]
 
     async def report(self, account_id: int, device_id: str, rep: Report) -> ResultCode:
@@ -628,12 +657,48 @@ class SessionService:
                 return code  # most reports: the position is where observers predict it
             self._forget(account_id)
             async with self.engine.begin() as conn:
+                ended = rep.entry_id if rep.event == "ended" else None
+                new = await self.longform.settle(conn, account_id, state, new, now_ms(), ended)
+                if ended or new.current != state.current:
+                    new = await self._sleep_at_end(conn, account_id, state, new, ended)
                 if not await qs.compare_and_set(conn, account_id, state.version, new, state):
                     return "conflict"
                 await self._record_history(conn, account_id, device_id, state, new, rep)
             self._remember(account_id, new)
         await self._publish(account_id, new, ())
         return code
+
+    async def _sleep_at_end(
+        self,
+        conn: AsyncConnection,
+        account_id: int,
+        old: SessionState,
+        new: SessionState,
+        ended: str | None,
+    ) -> SessionState:
+        """`ctl sleep end`: the entry it waited for ended, so the session pauses (at the
+        start of the next entry) and the timer is spent."""
+        li = await qp.listening_of(conn, account_id)
+        paused = end_of_entry(li, old, new, ended, now_ms())
+        if paused is None:
+            return new
+        await qp.save_listening(conn, account_id, replace(li, sleep_entry=None))
+        return paused
+
+    async def chapters(self, track_id: str) -> tuple[Chapter, ...]:
+        """The chapter marks of a library track's file (none for other items)."""
+        if not track_id.startswith("t"):
+            return ()
+        async with self.engine.connect() as conn:
+            stored = await ql.get(conn, track_id)
+        if stored is None:
+            return ()
+        return await asyncio.to_thread(read_chapters, stored.path)
+
+    def forget_tracks(self, account_id: int) -> None:
+        """Drop this account's cached track views (their speed changed)."""
+        for key in [k for k in self._track_cache if k[0] == account_id]:
+            del self._track_cache[key]
 
     async def _record_history(
         self,
@@ -669,6 +734,8 @@ class SessionService:
                 state = await qs.load(conn, account_id)
                 gone = state.active_device if device_id is None else device_id
                 new = None if gone is None else core.device_lost(state, gone, lost_at)
+                if new is not None:
+                    new = await self.longform.settle(conn, account_id, state, new, lost_at)
                 if new is None or not await qs.compare_and_set(
                     conn, account_id, state.version, new, state
                 ):

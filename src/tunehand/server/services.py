@@ -14,6 +14,7 @@ from tunehand.server.hub import Hub
 from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
 from tunehand.server.limits import DEFAULT_MAX_DEVICES, Buckets, HashGate, default_hash_gate
+from tunehand.server.podcasts.service import Podcasts
 from tunehand.server.revocation import DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
@@ -44,6 +45,15 @@ class Settings:
         default_factory=lambda: _env_int("TUNEHAND_PURGE_INTERVAL_S", 3600)
     )
     """How often expired tokens, codes and stale device rows are purged."""
+    allow_private_feeds: bool = False
+    """Podcast feeds and enclosures may be on private or loopback addresses
+    (`serve --allow-private-feeds`)."""
+    feed_refresh_s: int = field(default_factory=lambda: _env_int("TUNEHAND_FEED_REFRESH_S", 3600))
+    """How often each podcast feed is fetched again."""
+    max_podcasts: int = field(default_factory=lambda: _env_int("TUNEHAND_MAX_PODCASTS", 200))
+    """Podcast subscriptions one account may keep."""
+    feed_timeout_s: int = field(default_factory=lambda: _env_int("TUNEHAND_FEED_TIMEOUT_S", 20))
+    """The most a feed's fetch may take, all of it (a slow host is cut off there)."""
     max_transcodes: int | None = None
     """Encoders (ffmpeg) running at once on this instance (`serve --max-transcodes`;
     default: one per core)."""
@@ -86,3 +96,5 @@ class Services:
     minute, so an app's requests do not each write."""
     transcoder: Transcoder = field(default_factory=Transcoder)
     """This instance's encoders (replaced at start by one built from the settings)."""
+    podcasts: Podcasts | None = None
+    """Podcast subscriptions and their fetcher (set at start)."""

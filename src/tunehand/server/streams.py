@@ -33,6 +33,7 @@ from tunehand.errors import UsageError
 if TYPE_CHECKING:
     from tunehand.core.protocol import TrackView
     from tunehand.server.db.library import StoredTrack
+    from tunehand.server.db.podcasts import EpisodeRow
 
 STREAM_TTL_S = 12 * 3600
 ART_TTL_S = 12 * 3600
@@ -150,3 +151,19 @@ def track_view(signer: Signer, stored: StoredTrack, now_s: int) -> TrackView:
     """A library track as clients see it: with its signed stream URL and art URL (or None)."""
     art = signer.art_path(stored.art_id, now_s) if stored.art_id else None
     return replace(stored.view, url=signer.path(stored.view.id, now_s), art_url=art)
+
+
+def episode_view(signer: Signer, e: EpisodeRow, now_s: int) -> TrackView:
+    """A podcast episode as clients see it: streamed through this server (the enclosure
+    is fetched by the server, under its limits) at a signed link like a track's."""
+    from tunehand.core.protocol import TrackView
+
+    return TrackView(
+        id=e.id,
+        title=e.title,
+        artist=e.podcast,
+        album=e.podcast,
+        duration_ms=e.duration_ms,
+        genre="Podcast",
+        url=signer.path(e.id, now_s),
+    )

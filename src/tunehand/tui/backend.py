@@ -79,6 +79,27 @@ class Played:
 
 
 @dataclass(frozen=True, slots=True)
+class InProgress:
+    """A long-form item started and not finished (an episode, an audiobook, a long
+    track): where the account left it."""
+
+    id: str
+    title: str
+    kind: str
+    position_ms: int
+    duration_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChapterMark:
+    """A chapter of the playing file: where it starts."""
+
+    title: str
+    start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueItem:
     entry_id: str
     track_id: str
@@ -197,6 +218,15 @@ class Backend(Protocol):
 
     async def jam_leave(self) -> str:
         """Leave the jam (its host ends it); the line to tell the user."""
+        ...
+
+    async def chapters(self, track_id: str) -> list[ChapterMark]:
+        """The chapter marks of `track_id` while it is the session's current track (none
+        otherwise, or when its file has none)."""
+        ...
+
+    async def in_progress(self) -> list[InProgress]:
+        """What the account has in progress, most recently heard first (`ctl continue`)."""
         ...
 
     async def art(self, url: str, size: int) -> bytes | None:

@@ -32,7 +32,9 @@ from tunehand.tui.backend import (
     Account,
     Album,
     Artist,
+    ChapterMark,
     DeviceLogin,
+    InProgress,
     JamInfo,
     Played,
     PlaylistInfo,
@@ -212,6 +214,10 @@ class FakeBackend:
         self.likes_ids: list[str] = []
         self.playlists_: dict[str, list[str]] = {}
         self.history_: list[Played] = []
+        self.in_progress_: list[InProgress] = []
+        """What `in_progress` answers (the server keeps these; a test sets them)."""
+        self.chapters_: dict[str, list[ChapterMark]] = {}
+        """What `in_progress` answers (the server keeps these; a test sets them)."""
         """Newest first, as the server answers it."""
         self.jam_: JamInfo | None = None
         self.open_jams: dict[str, JamInfo] = {}
@@ -515,6 +521,14 @@ class FakeBackend:
         if self.account_ is not None and jam.host == self.account_.user:
             return "jam ended: the guests are back on their own sessions"
         return f"left {jam.host}'s jam: back to your own session"
+
+    async def chapters(self, track_id: str) -> list[ChapterMark]:
+        self._check("chapters", track_id=track_id)
+        return list(self.chapters_.get(track_id, ()))
+
+    async def in_progress(self) -> list[InProgress]:
+        self._check("in_progress")
+        return list(self.in_progress_)
 
     async def queue(self) -> list[QueueItem]:
         self._check("queue")

@@ -62,7 +62,9 @@ from tunehand.tui.backend import (
     Account,
     Album,
     Artist,
+    ChapterMark,
     DeviceLogin,
+    InProgress,
     JamInfo,
     Played,
     PlaylistInfo,
@@ -428,6 +430,29 @@ class LiveBackend:
             await self._send("DELETE", "/v1/jam")
             return "jam ended: the guests are back on their own sessions"
         return f"left {got['host']}'s jam: back to your own session"
+
+    async def chapters(self, track_id: str) -> list[ChapterMark]:
+        payload = await self._get("/v1/session")
+        track = payload.get("track")
+        if not isinstance(track, dict) or track.get("id") != track_id:
+            return []
+        return [
+            ChapterMark(str(c["title"]), int(c["start_ms"])) for c in payload.get("chapters") or ()
+        ]
+
+    async def in_progress(self) -> list[InProgress]:
+        rows = (await self._get("/v1/continue"))["items"]
+        return [
+            InProgress(
+                str(r["id"]),
+                str(r["title"]),
+                str(r["kind"]),
+                int(r["position_ms"]),
+                int(r["duration_ms"]),
+                int(r["updated_ms"]),
+            )
+            for r in rows
+        ]
 
     async def queue(self) -> list[QueueItem]:
         entries = (await self._get("/v1/session/queue"))["entries"]

@@ -106,6 +106,10 @@ async def delete_account(conn: AsyncConnection, account_id: int) -> None:
         t.ratings,
         t.bookmarks,
         t.play_queue_seen,
+        t.episodes,
+        t.podcasts,
+        t.resume_points,
+        t.listening,
     ):
         await conn.execute(sa.delete(table).where(table.c.account_id == account_id))
     await conn.execute(sa.delete(accounts).where(accounts.c.id == account_id))

@@ -357,3 +357,80 @@ play_queue_seen = sa.Table(
 """The session version a Subsonic app last read (`getPlayQueue`) or wrote
 (`savePlayQueue`): its `if_version` for the next save, the same on every worker and
 instance."""
+
+podcasts = sa.Table(
+    "podcasts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # "p" + a hash of account and URL
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("etag", sa.Text, nullable=True),
+    sa.Column("last_modified", sa.Text, nullable=True),
+    sa.Column("added_ms", sa.BigInteger, nullable=False),
+    sa.Column("refreshed_ms", sa.BigInteger, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),  # the last refresh's failure, if it failed
+)
+
+episodes = sa.Table(
+    "episodes",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # "e" + a hash of podcast and guid
+    sa.Column(
+        "podcast_id",
+        sa.String(64),
+        sa.ForeignKey("podcasts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("published_ms", sa.BigInteger, nullable=True),
+    sa.Column("duration_ms", sa.BigInteger, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),  # the enclosure
+    sa.Column("mime", sa.String(128), nullable=False),
+)
+
+resume_points = sa.Table(
+    "resume_points",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("track_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # episode | audiobook | long
+    sa.Column("position_ms", sa.BigInteger, nullable=False),
+    sa.Column("duration_ms", sa.BigInteger, nullable=False),
+    sa.Column("played", sa.Boolean, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+listening = sa.Table(
+    "listening",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("music_speed", sa.Float, nullable=False),
+    sa.Column("long_speed", sa.Float, nullable=False),
+    sa.Column("sleep_at_ms", sa.BigInteger, nullable=True, index=True),  # pause then
+    sa.Column("sleep_entry", sa.String(64), nullable=True),  # or: pause when this one ends
+)

@@ -42,6 +42,7 @@ MIME_TYPES: dict[str, str] = {
     ".oga": "audio/ogg",
     ".opus": "audio/ogg; codecs=opus",
     ".m4a": "audio/mp4",
+    ".m4b": "audio/mp4",
     ".mp4": "audio/mp4",
     ".aac": "audio/aac",
     ".wav": "audio/wav",

@@ -18,12 +18,14 @@ from textual.widgets import ContentSwitcher, Footer, Header, Tab, Tabs
 
 from tunehand.core.model import REPEAT_MODES
 from tunehand.core.protocol import TrackView
+from tunehand.errors import TunehandError
 from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
 from tunehand.tui.backend import Account, Backend, JamInfo, SessionSnapshot
 from tunehand.tui.messages import GoTo, SessionCommand
 from tunehand.tui.widgets.browse import (
     BrowsePane,
+    ContinuePane,
     HistoryPane,
     LibraryPane,
     LikesPane,
@@ -41,6 +43,7 @@ PANES = (
     ("likes", "3 Liked"),
     ("history", "4 History"),
     ("queue", "5 Queue"),
+    ("continue", "6 Continue"),
     ("search", "/ Search"),
 )
 SEEK_MS = 5_000
@@ -76,12 +79,14 @@ class MainScreen(Screen[None]):
         self.snapshot: SessionSnapshot | None = None
         self.jam: JamInfo | None = None
         self.unmute_to: int | None = None
+        self._chapters_of: str | None = None
         """The volume before `m` muted the session (kept here: the session has no mute)."""
         self.library = LibraryPane(backend, id="library")
         self.playlists = PlaylistsPane(backend, id="playlists")
         self.likes = LikesPane(backend, id="likes")
         self.history = HistoryPane(backend, id="history")
         self.queue = QueuePane(backend, id="queue")
+        self.resumable = ContinuePane(backend, id="continue")
         self.search = SearchPane(backend, id="search", debounce_s=debounce_s)
         self.devices = DevicesPanel(id="devices")
         self.now = NowPlaying(backend.server_now, tick_s=tick_s, id="now")
@@ -97,6 +102,7 @@ class MainScreen(Screen[None]):
                 yield self.likes
                 yield self.history
                 yield self.queue
+                yield self.resumable
                 yield self.search
             yield self.devices
         with NowRow(id="now-row"):
@@ -123,6 +129,9 @@ class MainScreen(Screen[None]):
     def show(self, snap: SessionSnapshot) -> None:
         self.snapshot = snap
         self.now.snapshot = snap
+        if snap.track is not None and snap.track.id != self._chapters_of:
+            self._chapters_of = snap.track.id
+            self.run_worker(self._load_chapters(snap.track.id), exclusive=True, group="chapters")
         self.cover.show(snap.track)
         self.queue.show(snap)
         self.devices.show(snap)
@@ -131,6 +140,16 @@ class MainScreen(Screen[None]):
         track_id = snap.track.id if snap.track else None
         for pane in self.query(BrowsePane):
             pane.set_current_track(track_id)
+
+    async def _load_chapters(self, track_id: str) -> None:
+        """The playing track's chapter marks, for the now-playing bar (none on failure:
+        chapters are a nicety, and the next track asks again)."""
+        try:
+            marks = await self.backend.chapters(track_id)
+        except TunehandError:
+            marks = []
+        if self._chapters_of == track_id:
+            self.now.chapters = (track_id, tuple(marks))
 
     @property
     def pane(self) -> str:
@@ -141,7 +160,9 @@ class MainScreen(Screen[None]):
         self.query_one(ContentSwitcher).current = name
         self.query_one(Tabs).active = f"tab-{name}"
         pane: Any = self.query_one(f"#{name}")
-        stale = name in ("history", "likes", "playlists") or pane.status.has_class("error")
+        stale = name in ("history", "likes", "playlists", "continue") or pane.status.has_class(
+            "error"
+        )
         if load and (not pane.loaded or stale):
             pane.reload()
         pane.focus_list()
@@ -245,6 +266,9 @@ class MainScreen(Screen[None]):
 
     def action_show_history(self) -> None:
         self.show_pane("history")
+
+    def action_show_continue(self) -> None:
+        self.show_pane("continue")
 
     def action_show_queue(self) -> None:
         self.show_pane("queue")

@@ -21,7 +21,7 @@ from tunehand.core.model import MAX_QUEUE
 from tunehand.core.protocol import TrackView
 from tunehand.tui import keys
 from tunehand.tui.attempt import attempt
-from tunehand.tui.backend import Album, Artist, Backend, Played, PlaylistInfo
+from tunehand.tui.backend import Album, Artist, Backend, InProgress, Played, PlaylistInfo
 from tunehand.tui.fmt import duration, track_cells
 from tunehand.tui.messages import GoTo, SessionCommand
 from tunehand.tui.widgets.status import StatusLine
@@ -567,6 +567,31 @@ class HistoryPane(BrowsePane):
 
     def empty_text(self, level: int) -> str:
         return "nothing played yet"
+
+
+KINDS = {"episode": "Episode", "audiobook": "Audiobook", "long": "Long track"}
+
+
+def _continue_row(i: InProgress) -> TrackView:
+    """An item in progress as a row: its kind and where it was left in the artist and
+    album columns (playing it resumes there: the server keeps the place)."""
+    at = f"at {duration(i.position_ms)}"
+    if i.duration_ms:
+        at += f" of {duration(i.duration_ms)}"
+    return TrackView(i.id, i.title, KINDS.get(i.kind, i.kind), at, duration_ms=i.duration_ms)
+
+
+class ContinuePane(BrowsePane):
+    """Continue: episodes, audiobooks and long tracks started and not finished."""
+
+    TITLE = "Continue"
+    play_list = False
+
+    async def load_level(self, level: int, parent: Any) -> Sequence[Any]:
+        return [_continue_row(i) for i in await self.backend.in_progress()]
+
+    def empty_text(self, level: int) -> str:
+        return "nothing in progress: episodes, audiobooks and long tracks resume here"
 
 
 def added(op: str, what: str, *, plural: bool = False) -> str:

@@ -18,7 +18,7 @@ from textual.widget import Widget
 
 from tunehand.core import names
 from tunehand.core.clock import clock
-from tunehand.tui.backend import SessionSnapshot
+from tunehand.tui.backend import ChapterMark, SessionSnapshot
 from tunehand.tui.fmt import progress_bar
 
 
@@ -33,6 +33,8 @@ class NowPlaying(Widget):
     }
 
     snapshot: reactive[SessionSnapshot | None] = reactive(None)
+    chapters: reactive[tuple[str, tuple[ChapterMark, ...]]] = reactive(("", ()))
+    """The chapter marks of a track (its id, the marks), shown while it plays."""
 
     def __init__(self, clock: Callable[[], int], *, tick_s: float = 0.25, id: str) -> None:
         super().__init__(id=id)
@@ -74,6 +76,9 @@ class NowPlaying(Widget):
             top.append(names.line(f" — {track.artist or 'Unknown artist'}"))
             if track.album:
                 top.append(names.line(f" · {track.album}"), self._style("dim"))
+            chapter = self.chapter_line(track.id)
+            if chapter:
+                top.append(names.line(f" · {chapter}"), self._style("dim"))
         room = max(0, width - link.cell_len - 1)
         top.truncate(room, overflow="ellipsis", pad=True)
         top.append(" ")
@@ -98,6 +103,15 @@ class NowPlaying(Widget):
         bottom.append(tail)
         bottom.append_text(right)
         return Group(top, bottom)
+
+    def chapter_line(self, track_id: str) -> str:
+        """ "ch 2/3 Title" for where the position is, or "" without chapters."""
+        owner, marks = self.chapters
+        if owner != track_id or not marks:
+            return ""
+        pos = self.position_ms()
+        at = max([i for i, c in enumerate(marks) if c.start_ms <= pos] or [0])
+        return f"ch {at + 1}/{len(marks)} {marks[at].title}".rstrip()
 
     def _link(self, snap: SessionSnapshot | None) -> Text:
         if snap is None or not snap.connected:

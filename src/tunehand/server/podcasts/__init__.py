@@ -1,0 +1,2 @@
+"""Podcasts: the server's own safe fetches (`fetch`), feeds read into episodes (`feeds`),
+and subscriptions refreshed on a timer (`service`)."""
