@@ -88,6 +88,7 @@ ROUTES: dict[Endpoint, Kind] = {
     ("GET", "/v1/history"): Kind("token", "none", "account", 200),
     ("POST", "/v1/tracks/remote"): Kind("token", "json", "account", 200),
     ("GET", "/v1/tracks/{track_id}"): Kind("token", "none", "account", 404),
+    ("GET", "/v1/tracks/{track_id}/lyrics"): Kind("token", "none", "account", 404),
     # The library is the server's, shared by every account.
     ("GET", "/v1/search"): Kind("token", "none", "server", 200),
     ("GET", "/v1/artists"): Kind("token", "none", "server", 200),
@@ -163,6 +164,8 @@ SUBSONIC: dict[str, SubsonicMethod] = {
     "getNowPlaying": SubsonicMethod("account"),  # B's session only
     "startScan": SubsonicMethod("server"),  # any account, as POST /v1/library/rescan
     "getScanStatus": SubsonicMethod("server"),
+    "getLyrics": SubsonicMethod("server"),  # the library's, shared
+    "getLyricsBySongId": SubsonicMethod("server"),
 }
 
 

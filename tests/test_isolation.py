@@ -739,6 +739,7 @@ def subsonic_as_b(world: World, method: str) -> dict[str, str]:
         "getArtist": {"id": "ar" + b"sigur ros".hex()},
         "getAlbum": {"id": world.album_id},
         "getSong": {"id": track},
+        "getLyricsBySongId": {"id": track},
         "getAlbumList2": {"type": "recent"},
         "getCoverArt": {"id": world.art_id},
         "stream": {"id": track},

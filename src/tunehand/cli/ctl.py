@@ -510,6 +510,32 @@ def _approve(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _lyrics(api: ApiClient, args: argparse.Namespace) -> int:
+    """The current track's lyrics: `{synced, lines: [{time_ms, text}]}` with --json;
+    otherwise the lines (with their times when synced), the one playing now marked."""
+    from tunehand.core.lyrics import from_json, line_at
+
+    payload = api.request("GET", "/v1/session")
+    st = status_json(payload, api.http.server)
+    if st["track"] is None:
+        raise NotFound("lyrics: nothing is playing")
+    answer = api.request("GET", f"/v1/tracks/{_q(st['track']['id'])}/lyrics")
+    found = from_json(answer)
+    if found is None:
+        raise CommandRefused("invalid", "the server sent lyrics in a form this ctl cannot read")
+    now = line_at(found, st["position_ms"])
+    human = []
+    for i, ln in enumerate(found.lines):
+        mark = "> " if i == now else "  "
+        t = ln.time_ms or 0
+        stamp = (
+            f"[{t // 60000:02d}:{t // 1000 % 60:02d}.{t % 1000 // 10:02d}] " if found.synced else ""
+        )
+        human.append(f"{mark}{stamp}{ln.text}" if found.synced else ln.text)
+    _out(args, found.to_json(), "\n".join(human) or "no lyrics for this track")
+    return 0
+
+
 _ACTIONS: dict[str, Any] = {
     "status": _status,
     "play": _play,
@@ -533,4 +559,5 @@ _ACTIONS: dict[str, Any] = {
     "revoke": _revoke,
     "approve": _approve,
     "app-passwords": _app_passwords,
+    "lyrics": _lyrics,
 }

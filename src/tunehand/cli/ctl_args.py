@@ -196,6 +196,7 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "revoke": ("log a device out at once (name or id)", False, _one("device")),
     "approve": ("log in a new device showing CODE (tunehand login --device-code)", False, _approve),
     "app-passwords": ("passwords for Subsonic apps: list, create, revoke", True, _app_passwords),
+    "lyrics": ("the current track's lyrics (the line playing now marked)", True, _none),
 }
 
 

@@ -37,6 +37,7 @@ from tunehand.server.db import migrate
 from tunehand.server.db.engine import default_url, open_engine, unavailable_types, warm_pool
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
+from tunehand.server.lyrics import LyricsSource
 from tunehand.server.presence import RedisPresence, open_presence
 from tunehand.server.revocation import AccountWatch, DeviceCheck
 from tunehand.server.service import SessionService
@@ -95,6 +96,9 @@ def create_app(
         links = DeviceCheck(engine, hub)
         services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
         services.transcoder = Transcoder(settings.max_transcodes, find_ffmpeg(os.environ))
+        services.lyrics = LyricsSource(
+            settings.lyrics_online, settings.lrclib_url, lambda line: log.warning("%s", line)
+        )
         watch = AccountWatch(engine, hub)
         watch.start()
         scan: asyncio.Task[None] | None = None
@@ -113,6 +117,7 @@ def create_app(
                         await task
             await watch.close()
             await services.transcoder.close()
+            await services.lyrics.close()
             services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()

@@ -14,6 +14,7 @@ from tunehand.server.hub import Hub
 from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
 from tunehand.server.limits import DEFAULT_MAX_DEVICES, Buckets, HashGate, default_hash_gate
+from tunehand.server.lyrics import LRCLIB_URL, LyricsSource
 from tunehand.server.revocation import DeviceCheck
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
@@ -47,6 +48,10 @@ class Settings:
     max_transcodes: int | None = None
     """Encoders (ffmpeg) running at once on this instance (`serve --max-transcodes`;
     default: one per core)."""
+    lyrics_online: bool = False
+    """Ask LRCLIB for lyrics a track's file lacks (`lyrics_online` in `server.toml`)."""
+    lrclib_url: str = LRCLIB_URL
+    """LRCLIB's address (`lrclib_url` in `server.toml`; tests use a local stand-in)."""
 
 
 REST_PER_S = 50
@@ -86,6 +91,8 @@ class Services:
     minute, so an app's requests do not each write."""
     transcoder: Transcoder = field(default_factory=Transcoder)
     """This instance's encoders (replaced at start by one built from the settings)."""
+    lyrics: LyricsSource = field(default_factory=LyricsSource)
+    """Lyrics from files and (when enabled) LRCLIB (replaced at start from the settings)."""
     play_queue_seen: dict[str, int] = field(default_factory=dict)
     """The session version each Subsonic app (device id) last read or wrote through its
     play queue on this instance: its next `savePlayQueue` replaces that version only."""

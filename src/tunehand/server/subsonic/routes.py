@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from tunehand.errors import QuotaError
 from tunehand.server.db.engine import unavailable
-from tunehand.server.subsonic import browse, media, params, playqueue, userdata
+from tunehand.server.subsonic import browse, lyrics, media, params, playqueue, userdata
 from tunehand.server.subsonic.responses import (
     GENERIC,
     NOT_FOUND,
@@ -63,6 +63,8 @@ METHODS: dict[str, Handler] = {
     "getNowPlaying": playqueue.get_now_playing,
     "startScan": browse.start_scan,
     "getScanStatus": browse.get_scan_status,
+    "getLyrics": lyrics.get_lyrics,
+    "getLyricsBySongId": lyrics.get_lyrics_by_song_id,
 }
 PUBLIC = frozenset({"getOpenSubsonicExtensions"})
 """Methods answered without credentials (the spec lets apps ask it before logging in)."""
