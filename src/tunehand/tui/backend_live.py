@@ -46,6 +46,7 @@ from tunehand.client.device_login import DeviceCode
 from tunehand.client.http import ApiClient, HttpClient, check_server_url, quote, same_server
 from tunehand.client.root import Options, build_agent, client_for
 from tunehand.core.commands import Result
+from tunehand.core.lyrics import Lyrics, from_json
 from tunehand.core.protocol import TrackView
 from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import Desktop
@@ -395,6 +396,10 @@ class LiveBackend:
     async def queue(self) -> list[QueueItem]:
         entries = (await self._get("/v1/session/queue"))["entries"]
         return [QueueItem(e["entry_id"], e["track_id"], _track(e["track"])) for e in entries]
+
+    async def lyrics(self, track_id: str) -> Lyrics | None:
+        found = from_json(await self._get(f"/v1/tracks/{quote(track_id)}/lyrics"))
+        return found if found is not None and found.lines else None
 
     # --- cover art ----------------------------------------------------------------
 

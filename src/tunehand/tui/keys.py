@@ -51,6 +51,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("show_likes", "3", "Liked tracks"),
     Action("show_history", "4", "Listening history"),
     Action("show_queue", "5", "Queue", footer=True),
+    Action("show_lyrics", "6", "Lyrics of the playing track"),
     Action("devices", "d", "Devices panel", footer=True),
     Action("pull", "h", "Pull playback here (to this terminal)"),
     Action("push", "t", "Push playback to the selected device"),

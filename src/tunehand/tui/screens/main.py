@@ -1,4 +1,5 @@
-"""The main screen: panes (library, playlists, liked, history, queue, search), devices, now playing.
+"""The main screen: panes (library, playlists, liked, history, queue, lyrics, search), devices,
+now playing.
 
 It receives each `SessionSnapshot` from the app (`show`) and hands it down to the
 widgets. Its actions (playback, volume, modes, panes, devices, help) post
@@ -31,6 +32,7 @@ from tunehand.tui.widgets.browse import (
 )
 from tunehand.tui.widgets.cover import Cover, ImageFactory
 from tunehand.tui.widgets.devices import DevicesPanel
+from tunehand.tui.widgets.lyrics import LyricsPane
 from tunehand.tui.widgets.nowplaying import NowPlaying
 from tunehand.tui.widgets.queue import QueuePane
 from tunehand.tui.widgets.search import SearchPane
@@ -41,6 +43,7 @@ PANES = (
     ("likes", "3 Liked"),
     ("history", "4 History"),
     ("queue", "5 Queue"),
+    ("lyrics", "6 Lyrics"),
     ("search", "/ Search"),
 )
 SEEK_MS = 5_000
@@ -82,6 +85,7 @@ class MainScreen(Screen[None]):
         self.history = HistoryPane(backend, id="history")
         self.queue = QueuePane(backend, id="queue")
         self.search = SearchPane(backend, id="search", debounce_s=debounce_s)
+        self.lyrics = LyricsPane(backend, backend.server_now, tick_s=tick_s, id="lyrics")
         self.devices = DevicesPanel(id="devices")
         self.now = NowPlaying(backend.server_now, tick_s=tick_s, id="now")
         self.cover = Cover(backend, cover, id="cover")
@@ -96,6 +100,7 @@ class MainScreen(Screen[None]):
                 yield self.likes
                 yield self.history
                 yield self.queue
+                yield self.lyrics
                 yield self.search
             yield self.devices
         with NowRow(id="now-row"):
@@ -123,6 +128,7 @@ class MainScreen(Screen[None]):
         self.now.snapshot = snap
         self.cover.show(snap.track)
         self.queue.show(snap)
+        self.lyrics.show(snap)
         self.devices.show(snap)
         track_id = snap.track.id if snap.track else None
         for pane in self.query(BrowsePane):
@@ -244,6 +250,9 @@ class MainScreen(Screen[None]):
 
     def action_show_queue(self) -> None:
         self.show_pane("queue")
+
+    def action_show_lyrics(self) -> None:
+        self.show_pane("lyrics")
 
     def action_devices(self) -> None:
         panel = self.devices
