@@ -433,7 +433,17 @@ def _watch(api: ApiClient, args: argparse.Namespace) -> int:
     from tunehand.cli.watch import formatter, watch
 
     tick = bool(args.format and "{elapsed}" in args.format)
-    return watch(api, sys.stdout, formatter(args.format, args.waybar), tick)
+    hooks = None
+    if args.hooks:
+        from tunehand.client.config import load_config
+        from tunehand.client.hooks import Hooks
+
+        hooks = Hooks(load_config(api.config_dir).hooks)
+        if not hooks:
+            raise UsageError(
+                f"watch --hooks: {api.config_dir / 'config.toml'} has no [hooks] to run"
+            )
+    return watch(api, sys.stdout, formatter(args.format, args.waybar), tick, hooks)
 
 
 def _revoke(api: ApiClient, args: argparse.Namespace) -> int:

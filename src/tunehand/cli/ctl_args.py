@@ -159,6 +159,11 @@ def _watch(p: P, cls: type[P], g: Globals) -> None:
         help="e.g. '{icon} {title} — {artist} {elapsed}/{duration} on {device}'",
     )
     p.add_argument("--waybar", action="store_true", help="waybar's custom-module JSON")
+    p.add_argument(
+        "--hooks",
+        action="store_true",
+        help="also run the [hooks] of config.toml on player events (no device needed here)",
+    )
 
 
 def _approve(p: P, cls: type[P], g: Globals) -> None:

@@ -43,6 +43,7 @@ from tunehand.client.credentials import (
     open_store,
 )
 from tunehand.client.device_login import DeviceCode
+from tunehand.client.hooks import Hooks
 from tunehand.client.http import ApiClient, HttpClient, check_server_url, quote, same_server
 from tunehand.client.root import Options, build_agent, client_for
 from tunehand.core.commands import Result
@@ -104,6 +105,7 @@ class LiveBackend:
         self._plays = True
         self._notice = ""
         self._desktop = Desktop(notifications=config.notifications)
+        self._hooks = Hooks(config.hooks)
         self._device_codes: dict[str, tuple[str, DeviceCode]] = {}
         self._token_file = False
         """The user opted into the 0600 token file on the login screen."""
@@ -258,6 +260,7 @@ class LiveBackend:
             if self._notice:
                 event, self._notice = self._notice, ""
             self._desktop.on_snapshot(snap)
+            self._hooks.on_snapshot(snap)
             on_snapshot(
                 SessionSnapshot(
                     snap.device_id,
