@@ -89,6 +89,12 @@ ROUTES: dict[Endpoint, Kind] = {
     ("POST", "/v1/tracks/remote"): Kind("token", "json", "account", 200),
     ("GET", "/v1/tracks/{track_id}"): Kind("token", "none", "account", 404),
     ("GET", "/v1/tracks/{track_id}/lyrics"): Kind("token", "none", "account", 404),
+    # Scrobbling: B's own services only; the checks come before any service is asked.
+    ("GET", "/v1/scrobble"): Kind("token", "none", "account", 200),
+    ("PUT", "/v1/scrobble/listenbrainz"): Kind("token", "json", "account", 422),
+    ("POST", "/v1/scrobble/lastfm/start"): Kind("token", "none", "account", 409),
+    ("POST", "/v1/scrobble/lastfm/finish"): Kind("token", "json", "account", 409),
+    ("DELETE", "/v1/scrobble/{name}"): Kind("token", "none", "account", 404),
     # The library is the server's, shared by every account.
     ("GET", "/v1/search"): Kind("token", "none", "server", 200),
     ("GET", "/v1/artists"): Kind("token", "none", "server", 200),

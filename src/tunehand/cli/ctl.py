@@ -546,6 +546,59 @@ def _lyrics(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+LASTFM_WAIT_S = 600
+LASTFM_POLL_S = 3.0
+
+
+def _scrobble(api: ApiClient, args: argparse.Namespace) -> int:
+    """The account's scrobbling: list, `add listenbrainz --token-stdin [--url]`, `add
+    lastfm` (prints the page to approve on and waits, like the device-code login),
+    `remove NAME`."""
+    edit = getattr(args, "scrobble_command", None)
+    if edit is None:
+        rows = api.request("GET", "/v1/scrobble")["services"]
+        lines = [
+            f"{r['name']}  {r['user'] or '?'}  {r['url']}"
+            + (f"  ({r['queued']} waiting)" if r["queued"] else "")
+            for r in rows
+        ]
+        _out(args, rows, "\n".join(lines) or "no scrobbling: see `ctl scrobble add`")
+        return 0
+    if edit == "remove":
+        api.request("DELETE", f"/v1/scrobble/{_q(args.name)}")
+        return 0
+    if args.service == "listenbrainz":
+        if not args.token_stdin:
+            raise UsageError("scrobble add listenbrainz: give the token on stdin: --token-stdin")
+        token = sys.stdin.readline().strip()
+        if not token:
+            raise UsageError("scrobble add listenbrainz: no token on stdin")
+        body = {"token": token, **({"url": args.url} if args.url else {})}
+        got = api.request("PUT", "/v1/scrobble/listenbrainz", body)
+        print(names.shown(f"scrobbling to ListenBrainz as {got['user'] or '?'}"))
+        return 0
+    if args.token_stdin or args.url:
+        raise UsageError("scrobble add lastfm: takes no --token-stdin or --url")
+    started = api.request("POST", "/v1/scrobble/lastfm/start")
+    print(f"Approve tunehand on Last.fm: {started['url']}", flush=True)
+    deadline = time.monotonic() + LASTFM_WAIT_S
+    while True:
+        status, payload = api.request_status(
+            "POST", "/v1/scrobble/lastfm/finish", {"token": started["token"]}
+        )
+        if status == 200:
+            print(names.shown(f"scrobbling to Last.fm as {payload['user'] or '?'}"))
+            return 0
+        err = payload.get("error", {}) if isinstance(payload, dict) else {}
+        if err.get("code") != "authorization_pending":
+            raise CommandRefused(
+                err.get("code", "error"), err.get("message", f"refused ({status})")
+            )
+        if time.monotonic() > deadline:
+            raise CommandRefused("expired", "not approved on Last.fm in time: run it again")
+        time.sleep(LASTFM_POLL_S)  # the service's pace, as the device-code login polls
+
+
 _ACTIONS: dict[str, Any] = {
     "status": _status,
     "play": _play,
@@ -570,4 +623,5 @@ _ACTIONS: dict[str, Any] = {
     "approve": _approve,
     "app-passwords": _app_passwords,
     "lyrics": _lyrics,
+    "scrobble": _scrobble,
 }

@@ -177,6 +177,22 @@ def _approve(p: P, cls: type[P], g: Globals) -> None:
     )
 
 
+def _scrobble(p: P, cls: type[P], g: Globals) -> None:
+    ssub = p.add_subparsers(dest="scrobble_command", metavar="EDIT", parser_class=cls)
+    add = ssub.add_parser("add", help="send this account's listens to a service")
+    g(add)
+    add.add_argument("service", choices=["listenbrainz", "lastfm"])
+    add.add_argument(
+        "--token-stdin",
+        action="store_true",
+        help="ListenBrainz: read your user token from stdin (listenbrainz.org/settings)",
+    )
+    add.add_argument("--url", metavar="URL", help="ListenBrainz: another server's API root")
+    remove = ssub.add_parser("remove", help="stop sending listens to a service")
+    g(remove)
+    remove.add_argument("name", choices=["listenbrainz", "lastfm"])
+
+
 # name: (help, takes --json, builder)
 ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "status": ("what plays, where, and the position", True, _none),
@@ -202,6 +218,7 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "approve": ("log in a new device showing CODE (tunehand login --device-code)", False, _approve),
     "app-passwords": ("passwords for Subsonic apps: list, create, revoke", True, _app_passwords),
     "lyrics": ("the current track's lyrics (the line playing now marked)", True, _none),
+    "scrobble": ("scrobbling: list, add listenbrainz|lastfm, remove", True, _scrobble),
 }
 
 

@@ -19,6 +19,10 @@ CONFIG_FILE = "server.toml"
 CONFIG_KEYS: dict[str, type] = {
     "lyrics_online": bool,
     "lrclib_url": str,
+    "lastfm_api_key": str,
+    "lastfm_api_secret": str,
+    "lastfm_url": str,
+    "lastfm_auth_url": str,
 }
 """What `server.toml` may say, and the type of each value."""
 MAX_PREFIX = 100

@@ -27,6 +27,7 @@ from tunehand.server import (
     api_art,
     api_device,
     api_library,
+    api_scrobble,
     api_web,
     auth,
     purge,
@@ -40,6 +41,7 @@ from tunehand.server.library.service import Library
 from tunehand.server.lyrics import LyricsSource
 from tunehand.server.presence import RedisPresence, open_presence
 from tunehand.server.revocation import AccountWatch, DeviceCheck
+from tunehand.server.scrobbling import LastfmApp, Scrobbler
 from tunehand.server.service import SessionService
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import Signer, load_or_create_key
@@ -96,6 +98,10 @@ def create_app(
         links = DeviceCheck(engine, hub)
         services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
         services.transcoder = Transcoder(settings.max_transcodes, find_ffmpeg(os.environ))
+        services.scrobbler = Scrobbler(engine, signer, lastfm_app(settings))
+        services.scrobbler.state_of = sessions.state
+        sessions.on_commit = services.scrobbler.observe_later
+        outbox = asyncio.create_task(services.scrobbler.run())
         services.lyrics = LyricsSource(
             settings.lyrics_online, settings.lrclib_url, lambda line: log.warning("%s", line)
         )
@@ -110,7 +116,7 @@ def create_app(
         try:
             yield {"services": services}
         finally:
-            for task in (scan, purging, *services.scans):
+            for task in (scan, purging, outbox, *services.scans):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -118,6 +124,7 @@ def create_app(
             await watch.close()
             await services.transcoder.close()
             await services.lyrics.close()
+            await services.scrobbler.close()
             services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()
@@ -141,6 +148,7 @@ def create_app(
             *api_art.routes,
             *api_web.routes,
             *api_app_passwords.routes,
+            *api_scrobble.routes,
             *subsonic_routes.routes,
             *webapp.routes,
         ],
@@ -161,4 +169,16 @@ async def _first_scan(library: Library) -> None:
         summary.changed,
         summary.removed,
         summary.skipped,
+    )
+
+
+def lastfm_app(settings: Settings) -> LastfmApp | None:
+    """The server's Last.fm API account (`server.toml`), or None when it has none."""
+    if not settings.lastfm_api_key or not settings.lastfm_api_secret:
+        return None
+    return LastfmApp(
+        settings.lastfm_api_key,
+        settings.lastfm_api_secret,
+        settings.lastfm_url,
+        settings.lastfm_auth_url,
     )
