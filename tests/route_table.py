@@ -95,6 +95,10 @@ ROUTES: dict[Endpoint, Kind] = {
     ("POST", "/v1/scrobble/lastfm/start"): Kind("token", "none", "account", 409),
     ("POST", "/v1/scrobble/lastfm/finish"): Kind("token", "json", "account", 409),
     ("DELETE", "/v1/scrobble/{name}"): Kind("token", "none", "account", 404),
+    ("GET", "/v1/autoplay"): Kind("token", "none", "account", 200),
+    ("PUT", "/v1/autoplay"): Kind("token", "json", "account", 200),  # B's own switch
+    # Radio from A's remote track: not in the library, for anyone.
+    ("POST", "/v1/radio"): Kind("token", "json", "account", 404),
     # The library is the server's, shared by every account.
     ("GET", "/v1/search"): Kind("token", "none", "server", 200),
     ("GET", "/v1/artists"): Kind("token", "none", "server", 200),

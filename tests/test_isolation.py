@@ -189,6 +189,8 @@ class World:
             ("POST", "/v1/app-passwords"): {"name": unique("b-app")},
             ("PUT", "/v1/scrobble/listenbrainz"): {"token": ""},  # refused before any ask
             ("POST", "/v1/scrobble/lastfm/finish"): {"token": "x"},
+            ("PUT", "/v1/autoplay"): {"on": False},
+            ("POST", "/v1/radio"): {"track_ids": [self.a_remote]},
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
             ("POST", "/v1/auth/device/approve"): {"user_code": "BCDF-GHJK"},

@@ -265,6 +265,7 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
             {
                 "entry_id": e["entry_id"],
                 "current": e["current"],
+                "autoplay": bool(e.get("autoplay")),
                 "track": track_json(e["track"], api.http.server) if e["track"] else None,
             }
             for e in q["entries"]
@@ -273,6 +274,7 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
             ("▶ " if e["current"] else "  ")
             + f"{e['entry_id']:<10} "
             + (format_track_line(e["track"]) if e["track"] else "(track gone)")
+            + ("  (autoplay)" if e["autoplay"] else "")
             for e in entries
         ]
         _out(
@@ -546,6 +548,34 @@ def _lyrics(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _autoplay(api: ApiClient, args: argparse.Namespace) -> int:
+    if args.mode is None:
+        on = api.request("GET", "/v1/autoplay")["on"]
+    else:
+        on = api.request("PUT", "/v1/autoplay", {"on": args.mode == "on"})["on"]
+    print(f"autoplay {'on' if on else 'off'}")
+    return 0
+
+
+def _radio(api: ApiClient, args: argparse.Namespace) -> int:
+    if sum(bool(x) for x in (args.track_id, args.artist, args.album)) != 1:
+        raise UsageError("radio: give a TRACK_ID, --artist NAME or --album ALBUM")
+    if args.artist:
+        body: Json = {"artist": args.artist}
+    elif args.album:
+        from tunehand.cli.lookup import album_tracks
+
+        body = {"track_ids": [t["id"] for t in album_tracks(api, args.album)]}
+    else:
+        body = {"track_ids": [args.track_id]}
+    ids = api.request("POST", "/v1/radio", body)["track_ids"]
+    fields: Json = {"track_ids": ids, "replace": True, "index": 0, "autoplay": True}
+    if args.device:
+        fields["device_id"] = resolve_device(api, args.device)["id"]
+    command(api, "play", **fields)
+    return 0
+
+
 LASTFM_WAIT_S = 600
 LASTFM_POLL_S = 3.0
 
@@ -624,4 +654,6 @@ _ACTIONS: dict[str, Any] = {
     "app-passwords": _app_passwords,
     "lyrics": _lyrics,
     "scrobble": _scrobble,
+    "autoplay": _autoplay,
+    "radio": _radio,
 }

@@ -193,6 +193,19 @@ def _scrobble(p: P, cls: type[P], g: Globals) -> None:
     remove.add_argument("name", choices=["listenbrainz", "lastfm"])
 
 
+def _radio(p: P, cls: type[P], g: Globals) -> None:
+    p.description = (
+        "Replace the queue with tracks that fit a track, an artist or an album, and play."
+        " Local signals only: what this account played around them, the same artists,"
+        " album artists, genres and years; never one of the last 50 played."
+    )
+    p.add_argument("track_id", nargs="?", help="a track to start from")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--artist", metavar="NAME", help="an artist's name")
+    what.add_argument("--album", metavar="ALBUM", help="an album's id, title or its start")
+    p.add_argument("--device", metavar="DEVICE", help="the device to play on if none is")
+
+
 # name: (help, takes --json, builder)
 ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "status": ("what plays, where, and the position", True, _none),
@@ -219,6 +232,12 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "app-passwords": ("passwords for Subsonic apps: list, create, revoke", True, _app_passwords),
     "lyrics": ("the current track's lyrics (the line playing now marked)", True, _none),
     "scrobble": ("scrobbling: list, add listenbrainz|lastfm, remove", True, _scrobble),
+    "autoplay": (
+        "when the queue runs out, add tracks that fit (on/off; none: say which)",
+        False,
+        _one("mode", nargs="?", choices=["on", "off"]),
+    ),
+    "radio": ("play tracks that fit a track, an artist or an album", False, _radio),
 }
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
+from tunehand.core.model import SessionState
 from tunehand.errors import StoreError, TunehandError
 from tunehand.server import (
     api,
@@ -27,6 +28,7 @@ from tunehand.server import (
     api_art,
     api_device,
     api_library,
+    api_radio,
     api_scrobble,
     api_web,
     auth,
@@ -40,6 +42,7 @@ from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
 from tunehand.server.lyrics import LyricsSource
 from tunehand.server.presence import RedisPresence, open_presence
+from tunehand.server.radio import Autoplay
 from tunehand.server.revocation import AccountWatch, DeviceCheck
 from tunehand.server.scrobbling import LastfmApp, Scrobbler
 from tunehand.server.service import SessionService
@@ -100,7 +103,10 @@ def create_app(
         services.transcoder = Transcoder(settings.max_transcodes, find_ffmpeg(os.environ))
         services.scrobbler = Scrobbler(engine, signer, lastfm_app(settings))
         services.scrobbler.state_of = sessions.state
-        sessions.on_commit = services.scrobbler.observe_later
+        services.autoplay = Autoplay(engine, sessions)
+        sessions.on_commit = _both(
+            services.scrobbler.observe_later, services.autoplay.observe_later
+        )
         outbox = asyncio.create_task(services.scrobbler.run())
         services.lyrics = LyricsSource(
             settings.lyrics_online, settings.lrclib_url, lambda line: log.warning("%s", line)
@@ -125,6 +131,7 @@ def create_app(
             await services.transcoder.close()
             await services.lyrics.close()
             await services.scrobbler.close()
+            await services.autoplay.close()
             services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()
@@ -149,6 +156,7 @@ def create_app(
             *api_web.routes,
             *api_app_passwords.routes,
             *api_scrobble.routes,
+            *api_radio.routes,
             *subsonic_routes.routes,
             *webapp.routes,
         ],
@@ -182,3 +190,15 @@ def lastfm_app(settings: Settings) -> LastfmApp | None:
         settings.lastfm_url,
         settings.lastfm_auth_url,
     )
+
+
+def _both(
+    a: Callable[[int, SessionState], None], b: Callable[[int, SessionState], None]
+) -> Callable[[int, SessionState], None]:
+    """Tell both of every committed change (scrobbling and autoplay)."""
+
+    def told(account_id: int, state: SessionState) -> None:
+        a(account_id, state)
+        b(account_id, state)
+
+    return told

@@ -15,6 +15,7 @@ from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
 from tunehand.server.limits import DEFAULT_MAX_DEVICES, Buckets, HashGate, default_hash_gate
 from tunehand.server.lyrics import LRCLIB_URL, LyricsSource
+from tunehand.server.radio import Autoplay
 from tunehand.server.revocation import DeviceCheck
 from tunehand.server.scrobble_clients import LASTFM_AUTH_URL, LASTFM_URL
 from tunehand.server.scrobbling import Scrobbler
@@ -98,6 +99,8 @@ class Services:
     minute, so an app's requests do not each write."""
     transcoder: Transcoder = field(default_factory=Transcoder)
     """This instance's encoders (replaced at start by one built from the settings)."""
+    autoplay: Autoplay = field(init=False)
+    """Autoplay: the accounts' switches, and topping up queues that run out (set at start)."""
     scrobbler: Scrobbler = field(init=False)
     """Scrobbling: services, rules and the outbox loop (set at start)."""
     lyrics: LyricsSource = field(default_factory=LyricsSource)

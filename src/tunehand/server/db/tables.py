@@ -17,6 +17,8 @@ accounts = sa.Table(
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    # When the queue runs out, the server appends tracks that fit (`ctl autoplay on`).
+    sa.Column("autoplay", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 account_ids = sa.Table(

@@ -1,5 +1,6 @@
 """Scrobbling: the services an account sends its listens to, its current play (a listen
-counted once per play), and the durable outbox of submissions."""
+counted once per play), and the durable outbox of submissions; and each account's
+autoplay switch."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -51,9 +52,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_scrobble_outbox_account_id", "scrobble_outbox", ["account_id"])
     op.create_index("ix_scrobble_outbox_due_ms", "scrobble_outbox", ["due_ms"])
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("autoplay", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("autoplay")
     op.drop_index("ix_scrobble_outbox_due_ms", table_name="scrobble_outbox")
     op.drop_index("ix_scrobble_outbox_account_id", table_name="scrobble_outbox")
     op.drop_table("scrobble_outbox")
