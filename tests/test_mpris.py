@@ -364,7 +364,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, bus_address: str) -> Iterato
     embed_picture(paths[0], ART)  # the first track has cover art, the others none
     paths[0].with_suffix(".lrc").write_text(LRC)  # and lyrics, the others none
     srv = launch(root, music=music)
-    users = [f"mpris{i}" for i in range(8)]
+    users = [f"mpris{i}" for i in range(10)]
     add_users(srv, users)
     with short_sock_dir("th-mpris-") as sock_dir:
         yield World(srv, users, sock_dir, bus_address)
