@@ -91,6 +91,17 @@ ROUTES: dict[Endpoint, Kind] = {
     ("GET", "/v1/history"): Kind("token", "none", "account", 200),
     ("POST", "/v1/tracks/remote"): Kind("token", "json", "account", 200),
     ("GET", "/v1/tracks/{track_id}"): Kind("token", "none", "account", 404),
+    ("GET", "/v1/tracks/{track_id}/lyrics"): Kind("token", "none", "account", 404),
+    # Scrobbling: B's own services only; the checks come before any service is asked.
+    ("GET", "/v1/scrobble"): Kind("token", "none", "account", 200),
+    ("PUT", "/v1/scrobble/listenbrainz"): Kind("token", "json", "account", 422),
+    ("POST", "/v1/scrobble/lastfm/start"): Kind("token", "none", "account", 409),
+    ("POST", "/v1/scrobble/lastfm/finish"): Kind("token", "json", "account", 409),
+    ("DELETE", "/v1/scrobble/{name}"): Kind("token", "none", "account", 404),
+    ("GET", "/v1/autoplay"): Kind("token", "none", "account", 200),
+    ("PUT", "/v1/autoplay"): Kind("token", "json", "account", 200),  # B's own switch
+    # Radio from A's remote track: not in the library, for anyone.
+    ("POST", "/v1/radio"): Kind("token", "json", "account", 404),
     # The library is the server's, shared by every account.
     ("GET", "/v1/search"): Kind("token", "none", "server", 200),
     ("GET", "/v1/artists"): Kind("token", "none", "server", 200),
@@ -198,6 +209,8 @@ SUBSONIC: dict[str, SubsonicMethod] = {
     "getNowPlaying": SubsonicMethod("account"),  # B's session only
     "startScan": SubsonicMethod("server"),  # any account, as POST /v1/library/rescan
     "getScanStatus": SubsonicMethod("server"),
+    "getLyrics": SubsonicMethod("server"),  # the library's, shared
+    "getLyricsBySongId": SubsonicMethod("server"),
 }
 
 

@@ -305,10 +305,9 @@ def test_queue_commands(acct: Account, catalogue: Catalogue) -> None:
     q = dev.queue()
     assert track_ids(q) == [a, b] and q["current"] is None
     e = q["entries"][0]
-    assert (
-        set(e) == {"entry_id", "current", "track", "added_by"} and set(e["track"]) == TRACK_FIELDS
-    )
-    assert e["current"] is False
+    assert set(e) == {"entry_id", "current", "track", "added_by", "autoplay"}
+    assert set(e["track"]) == TRACK_FIELDS
+    assert e["current"] is False and e["autoplay"] is False
 
     acct.player("living-room")
     acct.change("play", a)  # inserts after the (missing) current entry and plays it

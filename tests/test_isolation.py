@@ -194,6 +194,10 @@ class World:
             ("PUT", "/v1/listening/speed"): {"speed": 1.25, "kind": "music"},
             ("PUT", "/v1/listening/sleep"): {"mode": "off"},
             ("POST", "/v1/app-passwords"): {"name": unique("b-app")},
+            ("PUT", "/v1/scrobble/listenbrainz"): {"token": ""},  # refused before any ask
+            ("POST", "/v1/scrobble/lastfm/finish"): {"token": "x"},
+            ("PUT", "/v1/autoplay"): {"on": False},
+            ("POST", "/v1/radio"): {"track_ids": [self.a_remote]},
             ("POST", "/v1/auth/login"): {"user": "x", "password": "y", "device_id": "z"},
             ("POST", "/v1/auth/refresh"): {"refresh_token": "thr_x"},
             ("POST", "/v1/auth/device/approve"): {"user_code": "BCDF-GHJK"},
@@ -830,6 +834,7 @@ def subsonic_as_b(world: World, method: str) -> dict[str, str]:
         "getArtist": {"id": "ar" + b"sigur ros".hex()},
         "getAlbum": {"id": world.album_id},
         "getSong": {"id": track},
+        "getLyricsBySongId": {"id": track},
         "getAlbumList2": {"type": "recent"},
         "getAlbumList": {"type": "highest"},
         "getMusicDirectory": {"id": world.album_id},

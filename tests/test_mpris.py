@@ -66,6 +66,7 @@ MPRIS_NS = "org.mpris.MediaPlayer2"
 MPRIS_PATH = "/org/mpris/MediaPlayer2"
 WAIT_S = 20.0
 ART = make_picture(700, 700, (30, 90, 200))
+LRC = "[00:00.00]la la alpha\n[00:05.00]second line\n"
 
 
 # --- the pure parts --------------------------------------------------------------------
@@ -412,6 +413,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, bus_address: str) -> Iterato
     music = root / "music"
     paths = make_tones(music, TRACKS, album="Tones", duration_s=TRACK_S)
     embed_picture(paths[0], ART)  # the first track has cover art, the others none
+    paths[0].with_suffix(".lrc").write_text(LRC)  # and lyrics, the others none
     srv = launch(root, music=music)
     users = [f"mpris{i}" for i in range(16)]
     add_users(srv, users)
@@ -663,6 +665,22 @@ def test_mpris_art_url_is_the_signed_picture(acct: Account, peer: BusPeer) -> No
     playerctl(bus, "next")  # the second track has no art: no artUrl
     until(lambda: meta(bus), lambda s: s.startswith(TRACKS[1] + "|"), "next track")
     assert playerctl(bus, "metadata", "--format", "{{mpris:artUrl}}") == ""
+
+
+def test_mpris_as_text_is_the_tracks_lyrics(acct: Account, peer: BusPeer) -> None:
+    bus = acct.world.bus
+    until = peer.until
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    play_all(acct, "r")
+    until(
+        lambda: playerctl(bus, "metadata", "--format", "{{title}}|{{xesam:asText}}"),
+        lambda s: s == f"{TRACKS[0]}|la la alpha\nsecond line",
+        "the lyrics in the metadata",
+    )
+    playerctl(bus, "next")  # the second track has no lyrics: no asText
+    until(lambda: meta(bus), lambda s: s.startswith(TRACKS[1] + "|"), "next track")
+    assert playerctl(bus, "metadata", "--format", "{{xesam:asText}}") == ""
 
 
 @pytest.fixture

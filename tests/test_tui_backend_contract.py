@@ -39,6 +39,7 @@ from tests.device_helpers import (
     short_sock_dir,
 )
 from tests.fixtures_server import ServerProc, launch
+from tunehand.core.lyrics import parse_lrc
 from tunehand.core.model import DeviceInfo
 from tunehand.core.protocol import TrackView
 from tunehand.core.snapshot import Snapshot
@@ -52,6 +53,7 @@ pytestmark = pytest.mark.skipif(
 
 TONES = ("Contract One", "Contract Two", "Contract Three")
 TONE_S = 30
+TONE_LRC = "[00:01.00]one is sung\n[00:02.50]then two\n"
 WAIT_S = 20.0
 ART = make_picture(300, 300, (200, 40, 40))
 TERMINAL, LIVING, LAPTOP = "contract terminal", "Living room", "Laptop"
@@ -111,7 +113,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     music = make_library(root / "music")
     first = library_tracks()[0]
     embed_picture(music / first.relpath, ART)
-    make_tones(music, TONES, album="Contract Tones", duration_s=TONE_S)
+    tones = make_tones(music, TONES, album="Contract Tones", duration_s=TONE_S)
+    tones[0].with_suffix(".lrc").write_text(TONE_LRC)  # the first tone has lyrics
     srv = launch(root, music=music)
     try:
         library, pictures = _mirror(srv)
@@ -224,6 +227,8 @@ async def _fake(world: World) -> AsyncIterator[Harness]:
     fake = FakeBackend(copy, account=account, devices=devices)
     fake.password = PASSWORD
     fake.pictures = dict(world.pictures)
+    first = world.tones()[0]
+    fake.lyrics_ = {first.id: parse_lrc(TONE_LRC)}  # as the server reads its .lrc
     h = Harness(
         "fake",
         fake,
@@ -430,6 +435,19 @@ async def test_search_is_accent_insensitive_prefix_only_and_ranked(h: Harness) -
     assert [a.name for a in grouped.artists] == ["Sigur Rós"]
     assert {t.artist for t in grouped.tracks} == {"Sigur Rós"}
     assert (await h.backend.search("zzzzqx")).artists == []
+
+
+async def test_lyrics(h: Harness, world: World) -> None:
+    one, two, _ = world.tones()
+    found = await h.backend.lyrics(one.id)
+    assert found is not None and found.synced
+    assert [(ln.time_ms, ln.text) for ln in found.lines] == [
+        (1000, "one is sung"),
+        (2500, "then two"),
+    ]
+    assert await h.backend.lyrics(two.id) is None
+    with pytest.raises(NotFound):
+        await h.backend.lyrics("tnosuchtrack")
 
 
 async def test_cover_art(h: Harness, world: World) -> None:

@@ -302,6 +302,7 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
             {
                 "entry_id": e["entry_id"],
                 "current": e["current"],
+                "autoplay": bool(e.get("autoplay")),
                 "track": track_json(e["track"], api.http.server) if e["track"] else None,
                 "added_by": e.get("added_by", ""),
             }
@@ -313,6 +314,7 @@ def _queue(api: ApiClient, args: argparse.Namespace) -> int:
             + f"{e['entry_id']:<10} "
             + (format_track_line(e["track"]) if e["track"] else "(track gone)")
             + (f"  [{e['added_by']}]" if shared and e["added_by"] else "")
+            + ("  (autoplay)" if e["autoplay"] else "")
             for e in entries
         ]
         _out(
@@ -616,7 +618,17 @@ def _watch(api: ApiClient, args: argparse.Namespace) -> int:
     from tunehand.cli.watch import formatter, watch
 
     tick = bool(args.format and "{elapsed}" in args.format)
-    return watch(api, sys.stdout, formatter(args.format, args.waybar), tick)
+    hooks = None
+    if args.hooks:
+        from tunehand.client.config import load_config
+        from tunehand.client.hooks import Hooks
+
+        hooks = Hooks(load_config(api.config_dir).hooks)
+        if not hooks:
+            raise UsageError(
+                f"watch --hooks: {api.config_dir / 'config.toml'} has no [hooks] to run"
+            )
+    return watch(api, sys.stdout, formatter(args.format, args.waybar), tick, hooks)
 
 
 def _revoke(api: ApiClient, args: argparse.Namespace) -> int:
@@ -738,6 +750,113 @@ def _jam(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _lyrics(api: ApiClient, args: argparse.Namespace) -> int:
+    """The current track's lyrics: `{synced, lines: [{time_ms, text}]}` with --json;
+    otherwise the lines (with their times when synced), the one playing now marked."""
+    from tunehand.core.lyrics import from_json, line_at
+
+    payload = api.request("GET", "/v1/session")
+    st = status_json(payload, api.http.server)
+    if st["track"] is None:
+        raise NotFound("lyrics: nothing is playing")
+    answer = api.request("GET", f"/v1/tracks/{_q(st['track']['id'])}/lyrics")
+    found = from_json(answer)
+    if found is None:
+        raise CommandRefused("invalid", "the server sent lyrics in a form this ctl cannot read")
+    now = line_at(found, st["position_ms"])
+    human = []
+    for i, ln in enumerate(found.lines):
+        mark = "> " if i == now else "  "
+        t = ln.time_ms or 0
+        stamp = (
+            f"[{t // 60000:02d}:{t // 1000 % 60:02d}.{t % 1000 // 10:02d}] " if found.synced else ""
+        )
+        human.append(f"{mark}{stamp}{ln.text}" if found.synced else ln.text)
+    _out(args, found.to_json(), "\n".join(human) or "no lyrics for this track")
+    return 0
+
+
+def _autoplay(api: ApiClient, args: argparse.Namespace) -> int:
+    if args.mode is None:
+        on = api.request("GET", "/v1/autoplay")["on"]
+    else:
+        on = api.request("PUT", "/v1/autoplay", {"on": args.mode == "on"})["on"]
+    print(f"autoplay {'on' if on else 'off'}")
+    return 0
+
+
+def _radio(api: ApiClient, args: argparse.Namespace) -> int:
+    if sum(bool(x) for x in (args.track_id, args.artist, args.album)) != 1:
+        raise UsageError("radio: give a TRACK_ID, --artist NAME or --album ALBUM")
+    if args.artist:
+        body: Json = {"artist": args.artist}
+    elif args.album:
+        from tunehand.cli.lookup import album_tracks
+
+        body = {"track_ids": [t["id"] for t in album_tracks(api, args.album)]}
+    else:
+        body = {"track_ids": [args.track_id]}
+    ids = api.request("POST", "/v1/radio", body)["track_ids"]
+    fields: Json = {"track_ids": ids, "replace": True, "index": 0, "autoplay": True}
+    if args.device:
+        fields["device_id"] = resolve_device(api, args.device)["id"]
+    command(api, "play", **fields)
+    return 0
+
+
+LASTFM_WAIT_S = 600
+LASTFM_POLL_S = 3.0
+
+
+def _scrobble(api: ApiClient, args: argparse.Namespace) -> int:
+    """The account's scrobbling: list, `add listenbrainz --token-stdin [--url]`, `add
+    lastfm` (prints the page to approve on and waits, like the device-code login),
+    `remove NAME`."""
+    edit = getattr(args, "scrobble_command", None)
+    if edit is None:
+        rows = api.request("GET", "/v1/scrobble")["services"]
+        lines = [
+            f"{r['name']}  {r['user'] or '?'}  {r['url']}"
+            + (f"  ({r['queued']} waiting)" if r["queued"] else "")
+            for r in rows
+        ]
+        _out(args, rows, "\n".join(lines) or "no scrobbling: see `ctl scrobble add`")
+        return 0
+    if edit == "remove":
+        api.request("DELETE", f"/v1/scrobble/{_q(args.name)}")
+        return 0
+    if args.service == "listenbrainz":
+        if not args.token_stdin:
+            raise UsageError("scrobble add listenbrainz: give the token on stdin: --token-stdin")
+        token = sys.stdin.readline().strip()
+        if not token:
+            raise UsageError("scrobble add listenbrainz: no token on stdin")
+        body = {"token": token, **({"url": args.url} if args.url else {})}
+        got = api.request("PUT", "/v1/scrobble/listenbrainz", body)
+        print(names.shown(f"scrobbling to ListenBrainz as {got['user'] or '?'}"))
+        return 0
+    if args.token_stdin or args.url:
+        raise UsageError("scrobble add lastfm: takes no --token-stdin or --url")
+    started = api.request("POST", "/v1/scrobble/lastfm/start")
+    print(f"Approve tunehand on Last.fm: {started['url']}", flush=True)
+    deadline = time.monotonic() + LASTFM_WAIT_S
+    while True:
+        status, payload = api.request_status(
+            "POST", "/v1/scrobble/lastfm/finish", {"token": started["token"]}
+        )
+        if status == 200:
+            print(names.shown(f"scrobbling to Last.fm as {payload['user'] or '?'}"))
+            return 0
+        err = payload.get("error", {}) if isinstance(payload, dict) else {}
+        if err.get("code") != "authorization_pending":
+            raise CommandRefused(
+                err.get("code", "error"), err.get("message", f"refused ({status})")
+            )
+        if time.monotonic() > deadline:
+            raise CommandRefused("expired", "not approved on Last.fm in time: run it again")
+        time.sleep(LASTFM_POLL_S)  # the service's pace, as the device-code login polls
+
+
 _ACTIONS: dict[str, Any] = {
     "status": _status,
     "play": _play,
@@ -767,4 +886,8 @@ _ACTIONS: dict[str, Any] = {
     "approve": _approve,
     "app-passwords": _app_passwords,
     "jam": _jam,
+    "lyrics": _lyrics,
+    "scrobble": _scrobble,
+    "autoplay": _autoplay,
+    "radio": _radio,
 }

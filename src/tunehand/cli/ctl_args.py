@@ -196,6 +196,11 @@ def _watch(p: P, cls: type[P], g: Globals) -> None:
         help="e.g. '{icon} {title} — {artist} {elapsed}/{duration} on {device}'",
     )
     p.add_argument("--waybar", action="store_true", help="waybar's custom-module JSON")
+    p.add_argument(
+        "--hooks",
+        action="store_true",
+        help="also run the [hooks] of config.toml on player events (no device needed here)",
+    )
 
 
 def _approve(p: P, cls: type[P], g: Globals) -> None:
@@ -244,6 +249,35 @@ def _jam(p: P, cls: type[P], g: Globals) -> None:
     )
 
 
+def _scrobble(p: P, cls: type[P], g: Globals) -> None:
+    ssub = p.add_subparsers(dest="scrobble_command", metavar="EDIT", parser_class=cls)
+    add = ssub.add_parser("add", help="send this account's listens to a service")
+    g(add)
+    add.add_argument("service", choices=["listenbrainz", "lastfm"])
+    add.add_argument(
+        "--token-stdin",
+        action="store_true",
+        help="ListenBrainz: read your user token from stdin (listenbrainz.org/settings)",
+    )
+    add.add_argument("--url", metavar="URL", help="ListenBrainz: another server's API root")
+    remove = ssub.add_parser("remove", help="stop sending listens to a service")
+    g(remove)
+    remove.add_argument("name", choices=["listenbrainz", "lastfm"])
+
+
+def _radio(p: P, cls: type[P], g: Globals) -> None:
+    p.description = (
+        "Replace the queue with tracks that fit a track, an artist or an album, and play."
+        " Local signals only: what this account played around them, the same artists,"
+        " album artists, genres and years; never one of the last 50 played."
+    )
+    p.add_argument("track_id", nargs="?", help="a track to start from")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--artist", metavar="NAME", help="an artist's name")
+    what.add_argument("--album", metavar="ALBUM", help="an album's id, title or its start")
+    p.add_argument("--device", metavar="DEVICE", help="the device to play on if none is")
+
+
 # name: (help, takes --json, builder)
 ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "status": ("what plays, where, and the position", True, _none),
@@ -282,6 +316,14 @@ ACTIONS: dict[str, tuple[str, bool, Callable[[P, type[P], Globals], None]]] = {
     "approve": ("log in a new device showing CODE (tunehand login --device-code)", False, _approve),
     "app-passwords": ("passwords for Subsonic apps: list, create, revoke", True, _app_passwords),
     "jam": ("share the session with other accounts: start, join, leave, end, kick", True, _jam),
+    "lyrics": ("the current track's lyrics (the line playing now marked)", True, _none),
+    "scrobble": ("scrobbling: list, add listenbrainz|lastfm, remove", True, _scrobble),
+    "autoplay": (
+        "when the queue runs out, add tracks that fit (on/off; none: say which)",
+        False,
+        _one("mode", nargs="?", choices=["on", "off"]),
+    ),
+    "radio": ("play tracks that fit a track, an artist or an album", False, _radio),
 }
 
 

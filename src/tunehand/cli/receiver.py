@@ -19,6 +19,7 @@ import sys
 from tunehand.cli import residency
 from tunehand.cli.device import build_playing_agent
 from tunehand.client.agent import Agent
+from tunehand.client.hooks import hooks_for
 from tunehand.core.clock import clock
 from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import desktop_for
@@ -83,6 +84,7 @@ class _EventLog:
 
 async def _run(args: argparse.Namespace) -> int:
     desktop = desktop_for(getattr(args, "config_dir", None))
+    hooks = hooks_for(getattr(args, "config_dir", None))
     event_log = _EventLog()
     trimmer = _Trimmer(asyncio.get_running_loop())
 
@@ -90,6 +92,7 @@ async def _run(args: argparse.Namespace) -> int:
         event_log(snap)
         trimmer(snap)
         desktop.on_snapshot(snap)
+        hooks.on_snapshot(snap)
 
     agent = build_playing_agent(args, on_snapshot=on_snapshot)
     if await desktop.start(agent):

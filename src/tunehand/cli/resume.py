@@ -23,6 +23,7 @@ from tunehand.cli.ctl import client_for, play_request
 from tunehand.cli.ctl_args import play_what_argv
 from tunehand.cli.device import build_playing_agent
 from tunehand.client.agent import Agent
+from tunehand.client.hooks import hooks_for
 from tunehand.core import names
 from tunehand.core.clock import clock, extrapolate
 from tunehand.core.commands import Result
@@ -167,11 +168,13 @@ async def _run(args: argparse.Namespace) -> int:
     request = await asyncio.to_thread(_play_request, args)
     screen: _Screen | None = None
     desktop = desktop_for(getattr(args, "config_dir", None))
+    hooks = hooks_for(getattr(args, "config_dir", None))
 
     def on_snapshot(snap: Snapshot) -> None:
         if screen is not None:
             screen(snap)
         desktop.on_snapshot(snap)
+        hooks.on_snapshot(snap)
 
     agent = build_playing_agent(args, on_snapshot=on_snapshot)
     screen = _Screen(agent, tty)

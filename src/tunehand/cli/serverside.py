@@ -1,5 +1,5 @@
 """Settings shared by `serve` and `admin`: data dir, database URL, Redis prefix, saved
-music folders."""
+music folders, and the server's `server.toml` (in the data dir)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,16 @@ from tunehand.server.limits import DEFAULT_MAX_DEVICES
 from tunehand.server.services import Settings
 
 FOLDERS_FILE = "music-folders.json"
+CONFIG_FILE = "server.toml"
+CONFIG_KEYS: dict[str, type] = {
+    "lyrics_online": bool,
+    "lrclib_url": str,
+    "lastfm_api_key": str,
+    "lastfm_api_secret": str,
+    "lastfm_url": str,
+    "lastfm_auth_url": str,
+}
+"""What `server.toml` may say, and the type of each value."""
 MAX_PREFIX = 100
 MAX_DEVICES = 100_000
 MAX_TRANSCODES = 1024
@@ -70,8 +80,35 @@ def music_folders(args: argparse.Namespace, ddir: Path) -> tuple[Path, ...]:
     return tuple(Path(s) for s in saved)
 
 
+def server_config(ddir: Path) -> dict[str, object]:
+    """`server.toml` in the data dir (none: {}); a bad one raises ConfigError."""
+    import tomllib
+
+    path = ddir / CONFIG_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: unreadable ({exc.strerror})") from exc
+    try:
+        config = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    for key, value in config.items():
+        kind = CONFIG_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(CONFIG_KEYS)})")
+        if not isinstance(value, kind):
+            raise ConfigError(f"{path}: {key} must be a {kind.__name__}")
+        if key.endswith("_url") and not str(value).startswith(("http://", "https://")):
+            raise ConfigError(f"{path}: {key} must be an http(s) URL")
+    return config
+
+
 def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
     ddir = data_dir(args)
+    config = server_config(ddir)
     port = getattr(args, "port", 8440)
     if not 0 <= port <= 65535:
         raise UsageError("--port: must be 0 to 65535")
@@ -96,4 +133,5 @@ def settings_from(args: argparse.Namespace, **extra: object) -> Settings:
         max_devices=max_devices,
         max_transcodes=max_transcodes,
         allow_private_feeds=bool(getattr(args, "allow_private_feeds", False)),
+        **config,  # type: ignore[arg-type]
     )

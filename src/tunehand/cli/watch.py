@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from tunehand.cli.output import status_json
 from tunehand.client.config import default_device_name, load_config
+from tunehand.client.hooks import Hooks, view_of_status
 from tunehand.client.http import ApiClient
 from tunehand.core import names
 from tunehand.core.backoff import backoff
@@ -116,6 +117,7 @@ def watch(
     out: IO[str],
     fmt: Callable[[dict[str, Any]], str] | None = None,
     tick: bool = False,
+    hooks: Hooks | None = None,
 ) -> int:
     """Print one line per state change; with `tick` (a template showing `{elapsed}`),
     also every second while playing."""
@@ -164,7 +166,8 @@ def watch(
                         state_msg = msg["state"]
                     elif kind == "devices":
                         devices = merged_devices(devices, msg)
-                        continue
+                        if not hooks:
+                            continue
                     elif kind == "state":
                         if state_msg is not None and msg["version"] <= state_msg["version"]:
                             continue  # older than what we show: a delivery overtaken
@@ -179,7 +182,10 @@ def watch(
                         "devices": devices,
                         "server_time_ms": time.time_ns() // 1_000_000,
                     }
-                    line = fmt(status_json(payload, api.http.server))
+                    st = status_json(payload, api.http.server)
+                    if hooks:
+                        hooks.feed(view_of_status(st, devices))
+                    line = fmt(st)
                     if line != last_printed:
                         out.write(line + "\n")
                         out.flush()

@@ -20,6 +20,7 @@ from typing import Any
 from tunehand.client.channel import Channel
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
+from tunehand.core.lyrics import Lyrics
 from tunehand.core.mirror import Mirror
 from tunehand.core.model import PlayFailure, Position, SessionState, StreamInfo
 from tunehand.core.position import PositionModel
@@ -88,6 +89,7 @@ class Agent:
         ca_file: str | None = None,
         remote_track: Callable[[str], Awaitable[str]] | None = None,
         stream_quality: str = "original",
+        lyrics: Callable[[str], Awaitable[Lyrics | None]] | None = None,
     ) -> None:
         self.device = device
         self.stream_quality = stream_quality
@@ -95,6 +97,8 @@ class Agent:
 
         self.remote_track = remote_track
         """Make an http(s) URL a track of the library (its id), for MPRIS OpenUri."""
+        self.lyrics = lyrics
+        """A track's lyrics from the server (None: it has none), for MPRIS `xesam:asText`."""
         self.mirror = Mirror()
         self.sync = TimeSync()
         self._player_factory = player_factory

@@ -53,6 +53,8 @@ class Config(NamedTuple):
     stream_quality: str = "original"
     """What this device's player fetches: "original" (the file), or an Opus transcode,
     "high" (160 kb/s) or "low" (64 kb/s) for a slow link."""
+    hooks: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+    """`[hooks]`: event name (`on_play`, ...) -> the command to run, as its arguments."""
 
 
 def resolve_config_dir(cli_value: str | None, environ: Mapping[str, str]) -> Path:
@@ -278,7 +280,36 @@ def _config_from_table(table: dict[str, Any], path: Path) -> Config:
         notifications=_optional_bool(table, "notifications", path, default=True),
         cover_art=_choice(table, "cover_art", COVER_ART_MODES, path),
         stream_quality=_choice(table, "stream_quality", STREAM_QUALITIES, path),
+        hooks=_hooks(table.get("hooks", {}), path),
     )
+
+
+HOOK_NAMES = ("on_track_change", "on_play", "on_pause", "on_handoff", "on_device_change")
+MAX_HOOK_ARGS = 100
+MAX_HOOK_ARG_CHARS = 4096
+
+
+def _hooks(value: object, path: Path) -> Mapping[str, tuple[str, ...]]:
+    """`[hooks]`: each a non-empty list of strings (the program and its arguments; no
+    shell), or an empty list to disable it."""
+    if not isinstance(value, dict):
+        raise _wrong_type(path, "hooks", "a table", value)
+    out: dict[str, tuple[str, ...]] = {}
+    for key, argv in value.items():
+        if key not in HOOK_NAMES:
+            raise ConfigError(
+                f"{path}: hooks.{key[:40]} is not a hook; use {', '.join(HOOK_NAMES)}"
+            )
+        wanted = "a list of strings (the program and its arguments)"
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise _wrong_type(path, f"hooks.{key}", wanted, argv)
+        if len(argv) > MAX_HOOK_ARGS or any(
+            len(a) > MAX_HOOK_ARG_CHARS or "\x00" in a for a in argv
+        ):
+            raise ConfigError(f"{path}: hooks.{key} is too long or holds a NUL: fix that value")
+        if argv and argv[0]:
+            out[key] = tuple(argv)
+    return MappingProxyType(out)
 
 
 def _toml_type(value: object) -> str:

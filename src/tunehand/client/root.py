@@ -15,7 +15,7 @@ The player is injected (`player`: a `PlayerMaker`, such as
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from tunehand.client.config import (
     default_device_name,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from tunehand.client.agent import Agent, PlayerFactory
+    from tunehand.core.lyrics import Lyrics
     from tunehand.core.snapshot import Snapshot
 
 PlayerMaker: TypeAlias = "Callable[[Mapping[str, str]], PlayerFactory]"
@@ -146,6 +147,9 @@ def build_agent(
     async def remote_track(url: str) -> str:
         return await asyncio.to_thread(add_remote, url)
 
+    async def lyrics(track_id: str) -> Lyrics | None:
+        return await asyncio.to_thread(fetch_lyrics, api, lock, track_id)
+
     factory = player(mpv_options) if player is not None else None
     return Agent(
         server=api.http.server,
@@ -158,4 +162,16 @@ def build_agent(
         ca_file=api.http.ca_file,
         remote_track=remote_track,
         stream_quality=config.stream_quality,
+        lyrics=lyrics,
     )
+
+
+def fetch_lyrics(api: ApiClient, lock: Any, track_id: str) -> Lyrics | None:
+    """A track's lyrics from the server: None when it has none, or the answer is not
+    lyrics (blocking: call it in a thread)."""
+    from tunehand.client.http import quote
+    from tunehand.core.lyrics import from_json
+
+    with lock:
+        found = from_json(api.request("GET", f"/v1/tracks/{quote(track_id)}/lyrics"))
+    return found if found is not None and found.lines else None

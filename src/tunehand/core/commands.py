@@ -87,6 +87,8 @@ class Command:
     """transfer: the target device; play: the device to play on when none is active."""
     paused: bool = False
     """transfer: arrive paused."""
+    autoplay: bool = False
+    """queue_add, play: the entries are autoplay's picks (their ids start with "a")."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,10 +240,19 @@ def _start_directive(state: SessionState, ctx: Context) -> tuple[Directive, ...]
     )
 
 
+AUTOPLAY_PREFIX = "a"
+"""Entry ids of autoplay's picks start with it (others with "e")."""
+
+
+def is_autoplay(entry_id: str) -> bool:
+    return entry_id.startswith(AUTOPLAY_PREFIX)
+
+
 def _new_entries(state: SessionState, cmd: Command, ctx: Context) -> tuple[Entry, ...]:
     v = state.version + 1
+    kind = AUTOPLAY_PREFIX if cmd.autoplay else "e"
     return tuple(
-        Entry(f"e{v}.{i}", tid, max(0, int(ctx.durations.get(tid, 0))), ctx.user)
+        Entry(f"{kind}{v}.{i}", tid, max(0, int(ctx.durations.get(tid, 0))), ctx.user)
         for i, tid in enumerate(cmd.track_ids)
     )
 

@@ -104,6 +104,10 @@ class PlayerIface(ServiceInterface):
         self._shown: dict[str, Any] = {}
         self._anchor: tuple[str | None, int, int, bool, float] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._lyrics: tuple[str, str] = ("", "")
+        """(track id, its lyrics as text) for `xesam:asText`; asked once per track."""
+        self._lyrics_asked = ""
+        self._last: Snapshot | None = None
 
     # --- commands ---------------------------------------------------------------
 
@@ -296,7 +300,28 @@ class PlayerIface(ServiceInterface):
             meta["xesam:album"] = Variant("s", track.album)
             if track.art_url:
                 meta["mpris:artUrl"] = Variant("s", self._art_url(track.art_url))
+            if self._lyrics[0] == track.id and self._lyrics[1]:
+                meta["xesam:asText"] = Variant("s", self._lyrics[1])
         return meta
+
+    def _ask_lyrics(self, track_id: str) -> None:
+        """Fetch the track's lyrics once; when they come, publish them (still current)."""
+        fetch = self._agent.lyrics
+        if fetch is None or track_id == self._lyrics_asked:
+            return
+        self._lyrics_asked = track_id
+
+        async def run() -> None:
+            try:
+                found = await fetch(track_id)
+            except TunehandError as exc:
+                log.debug("no lyrics for MPRIS: %s", exc)
+                return
+            self._lyrics = (track_id, found.text if found is not None else "")
+            if found is not None and self._last is not None:
+                self.publish(self._last)
+
+        self._keep(asyncio.ensure_future(run()))
 
     def _art_url(self, url: str) -> str:
         """The signed art URL, absolute (a desktop shell fetches it with no token)."""
@@ -307,6 +332,10 @@ class PlayerIface(ServiceInterface):
 
     def publish(self, snap: Snapshot) -> None:
         st = snap.state
+        self._last = snap
+        track = self._agent.mirror.track
+        if track is not None and st.current is not None:
+            self._ask_lyrics(track.id)
         now = {
             "PlaybackStatus": playback_status(st),
             "LoopStatus": LOOP.get(st.repeat, "None"),

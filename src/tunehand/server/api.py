@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from tunehand import __version__
 from tunehand.core import names
+from tunehand.core import session as core_session
 from tunehand.core.commands import Command, Result
 from tunehand.errors import AuthError
 from tunehand.server import auth, quotas, security
@@ -192,6 +193,7 @@ async def get_queue(request: Request) -> Response:
             "track_id": e.track_id,
             "current": e.entry_id == state.current,
             "added_by": e.added_by,
+            "autoplay": core_session.is_autoplay(e.entry_id),
         }
         for e in state.queue
     ]

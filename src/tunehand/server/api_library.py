@@ -120,6 +120,23 @@ async def track(request: Request) -> Response:
     return json(views[track_id])
 
 
+async def lyrics(request: Request) -> Response:
+    """A track's lyrics: `{track_id, synced, lines: [{time_ms, text}], source}` (no lines
+    and source null when it has none); 404 when the track is not the account's to see."""
+    who = await principal(request)
+    track_id = path_param(request, "track_id")
+    s = services(request)
+    async with s.engine.connect() as conn:
+        stored = await ql.get(conn, track_id)
+        remote = {} if stored else await qu.remotes(conn, who.account_id, [track_id])
+    if stored is None and track_id not in remote:
+        raise ApiError(404, "not_found", f"no track {track_id}")
+    found = await s.lyrics.for_track(stored) if stored is not None else None
+    if found is None:
+        return json({"track_id": track_id, "synced": False, "lines": [], "source": None})
+    return json({"track_id": track_id, **found.lyrics.to_json(), "source": found.source})
+
+
 async def rescan(request: Request) -> Response:
     await principal(request)
     lib = services(request).library
@@ -256,6 +273,7 @@ routes = [
     Route("/v1/albums", albums),
     Route("/v1/albums/{album}/tracks", album_tracks),
     Route("/v1/tracks/{track_id}", track),
+    Route("/v1/tracks/{track_id}/lyrics", lyrics),
     Route("/v1/library/rescan", rescan, methods=["POST"]),
     Route("/v1/library/rescan/tracks", rescan_tracks, methods=["POST"]),
     Route("/v1/stream/{track_id}", stream, methods=["GET", "HEAD"]),

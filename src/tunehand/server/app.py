@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
+from tunehand.core.model import SessionState
 from tunehand.errors import StoreError, TunehandError
 from tunehand.server import (
     api,
@@ -30,6 +31,8 @@ from tunehand.server import (
     api_library,
     api_listening,
     api_podcasts,
+    api_radio,
+    api_scrobble,
     api_web,
     auth,
     purge,
@@ -40,10 +43,13 @@ from tunehand.server.db import migrate
 from tunehand.server.db.engine import default_url, open_engine, unavailable_types, warm_pool
 from tunehand.server.hub import Hub
 from tunehand.server.library.service import Library
+from tunehand.server.lyrics import LyricsSource
 from tunehand.server.podcasts.fetch import Fetcher
 from tunehand.server.podcasts.service import Podcasts
 from tunehand.server.presence import RedisPresence, open_presence
+from tunehand.server.radio import Autoplay
 from tunehand.server.revocation import AccountWatch, DeviceCheck
+from tunehand.server.scrobbling import LastfmApp, Scrobbler
 from tunehand.server.service import SessionService
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import Signer, load_or_create_key
@@ -106,6 +112,16 @@ def create_app(
         )
         feeds = asyncio.create_task(services.podcasts.run())
         sleeper = asyncio.create_task(api_listening.run_sleep(sessions))
+        services.scrobbler = Scrobbler(engine, signer, lastfm_app(settings))
+        services.scrobbler.state_of = sessions.state
+        services.autoplay = Autoplay(engine, sessions)
+        sessions.on_commit = _both(
+            services.scrobbler.observe_later, services.autoplay.observe_later
+        )
+        outbox = asyncio.create_task(services.scrobbler.run())
+        services.lyrics = LyricsSource(
+            settings.lyrics_online, settings.lrclib_url, lambda line: log.warning("%s", line)
+        )
         watch = AccountWatch(engine, hub)
         watch.start()
         scan: asyncio.Task[None] | None = None
@@ -117,7 +133,7 @@ def create_app(
         try:
             yield {"services": services}
         finally:
-            for task in (scan, purging, feeds, sleeper, *services.scans):
+            for task in (scan, purging, feeds, sleeper, outbox, *services.scans):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -125,6 +141,9 @@ def create_app(
             await watch.close()
             await services.transcoder.close()
             await fetcher.close()
+            await services.lyrics.close()
+            await services.scrobbler.close()
+            await services.autoplay.close()
             services.sockets.close()
             await hub.close_all(1001, "server going away")
             await presence.close()
@@ -151,6 +170,8 @@ def create_app(
             *api_web.routes,
             *api_app_passwords.routes,
             *api_jam.routes,
+            *api_scrobble.routes,
+            *api_radio.routes,
             *subsonic_routes.routes,
             *webapp.routes,
         ],
@@ -172,3 +193,27 @@ async def _first_scan(library: Library) -> None:
         summary.removed,
         summary.skipped,
     )
+
+
+def lastfm_app(settings: Settings) -> LastfmApp | None:
+    """The server's Last.fm API account (`server.toml`), or None when it has none."""
+    if not settings.lastfm_api_key or not settings.lastfm_api_secret:
+        return None
+    return LastfmApp(
+        settings.lastfm_api_key,
+        settings.lastfm_api_secret,
+        settings.lastfm_url,
+        settings.lastfm_auth_url,
+    )
+
+
+def _both(
+    a: Callable[[int, SessionState], None], b: Callable[[int, SessionState], None]
+) -> Callable[[int, SessionState], None]:
+    """Tell both of every committed change (scrobbling and autoplay)."""
+
+    def told(account_id: int, state: SessionState) -> None:
+        a(account_id, state)
+        b(account_id, state)
+
+    return told

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -104,6 +104,8 @@ class SessionService:
         hub.on_transfer_reply = self._on_transfer_reply
         hub.on_version = self._on_version
         hub.on_jam = self._on_jam
+        self.on_commit: Callable[[int, SessionState], None] | None = None
+        """Told of every committed change (scrobbling follows plays through it)."""
 
     def _lock(self, account_id: int) -> asyncio.Lock:
         """SQLite has one writer: serialise all writes; otherwise one writer per account here."""
@@ -754,6 +756,8 @@ class SessionService:
         command task is, when its device disconnects), what is left goes out in the
         background: otherwise the account's other devices would never get that version.
         (A message caught mid-send may go out twice; devices drop states not newer.)"""
+        if self.on_commit is not None:
+            self.on_commit(account_id, state)
         sent: list[int] = []
         try:
             await self._fan_out(account_id, state, directives, command_id, sent)

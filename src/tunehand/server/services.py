@@ -14,8 +14,12 @@ from tunehand.server.hub import Hub
 from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
 from tunehand.server.limits import DEFAULT_MAX_DEVICES, Buckets, HashGate, default_hash_gate
+from tunehand.server.lyrics import LRCLIB_URL, LyricsSource
 from tunehand.server.podcasts.service import Podcasts
+from tunehand.server.radio import Autoplay
 from tunehand.server.revocation import DeviceCheck
+from tunehand.server.scrobble_clients import LASTFM_AUTH_URL, LASTFM_URL
+from tunehand.server.scrobbling import Scrobbler
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
 from tunehand.server.transcode import Transcoder
@@ -57,6 +61,15 @@ class Settings:
     max_transcodes: int | None = None
     """Encoders (ffmpeg) running at once on this instance (`serve --max-transcodes`;
     default: one per core)."""
+    lyrics_online: bool = False
+    """Ask LRCLIB for lyrics a track's file lacks (`lyrics_online` in `server.toml`)."""
+    lrclib_url: str = LRCLIB_URL
+    """LRCLIB's address (`lrclib_url` in `server.toml`; tests use a local stand-in)."""
+    lastfm_api_key: str = ""
+    lastfm_api_secret: str = ""
+    """The server's Last.fm API account (`server.toml`): needed for `scrobble add lastfm`."""
+    lastfm_url: str = LASTFM_URL
+    lastfm_auth_url: str = LASTFM_AUTH_URL
 
 
 REST_PER_S = 50
@@ -98,3 +111,9 @@ class Services:
     """This instance's encoders (replaced at start by one built from the settings)."""
     podcasts: Podcasts | None = None
     """Podcast subscriptions and their fetcher (set at start)."""
+    autoplay: Autoplay = field(init=False)
+    """Autoplay: the accounts' switches, and topping up queues that run out (set at start)."""
+    scrobbler: Scrobbler = field(init=False)
+    """Scrobbling: services, rules and the outbox loop (set at start)."""
+    lyrics: LyricsSource = field(default_factory=LyricsSource)
+    """Lyrics from files and (when enabled) LRCLIB (replaced at start from the settings)."""

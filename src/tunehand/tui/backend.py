@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tunehand.core.commands import Result
+from tunehand.core.lyrics import Lyrics
 from tunehand.core.protocol import TrackView
 from tunehand.core.snapshot import Snapshot
 
@@ -232,6 +233,10 @@ class Backend(Protocol):
     async def art(self, url: str, size: int) -> bytes | None:
         """The picture at a track's `art_url`, about `size` pixels square; None when the
         server has none (gone, broken) or cannot be reached: the TUI then shows no cover."""
+        ...
+
+    async def lyrics(self, track_id: str) -> Lyrics | None:
+        """A track's lyrics (synced or plain lines), or None when it has none."""
         ...
 
     async def command(self, op: str, **fields: Any) -> Result:

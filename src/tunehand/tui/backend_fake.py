@@ -25,6 +25,7 @@ from typing import Any
 from tunehand.core import search as ranking
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Result
+from tunehand.core.lyrics import Lyrics
 from tunehand.core.model import DeviceInfo, Position, SessionState
 from tunehand.core.protocol import TrackView
 from tunehand.errors import AuthError, KeyringError, NotFound, TunehandError, UsageError
@@ -231,6 +232,8 @@ class FakeBackend:
         self.device_login_server = ""
         self.pictures: dict[str, bytes] = {}
         """Cover art by art URL path (see `give_art`)."""
+        self.lyrics_: dict[str, Lyrics] = {}
+        """Lyrics by track id (a track not here has none)."""
 
     # --- test helpers -------------------------------------------------------------
 
@@ -538,6 +541,12 @@ class FakeBackend:
     async def art(self, url: str, size: int) -> bytes | None:
         self._check("art", url=url, size=size)
         return self.pictures.get(url.split("?", 1)[0])
+
+    async def lyrics(self, track_id: str) -> Lyrics | None:
+        self._check("lyrics", track_id=track_id)
+        if track_id not in self.library.tracks:
+            raise NotFound(f"no track {track_id}")
+        return self.lyrics_.get(track_id)
 
     async def command(self, op: str, **fields: Any) -> Result:
         self._check("command", op=op, **fields)

@@ -43,9 +43,11 @@ from tunehand.client.credentials import (
     open_store,
 )
 from tunehand.client.device_login import DeviceCode
+from tunehand.client.hooks import Hooks
 from tunehand.client.http import ApiClient, HttpClient, check_server_url, quote, same_server
 from tunehand.client.root import Options, build_agent, client_for
 from tunehand.core.commands import Result
+from tunehand.core.lyrics import Lyrics, from_json
 from tunehand.core.protocol import TrackView
 from tunehand.core.snapshot import Snapshot
 from tunehand.desktop.service import Desktop
@@ -108,6 +110,7 @@ class LiveBackend:
         self._plays = True
         self._notice = ""
         self._desktop = Desktop(notifications=config.notifications)
+        self._hooks = Hooks(config.hooks)
         self._device_codes: dict[str, tuple[str, DeviceCode]] = {}
         self._token_file = False
         """The user opted into the 0600 token file on the login screen."""
@@ -262,6 +265,7 @@ class LiveBackend:
             if self._notice:
                 event, self._notice = self._notice, ""
             self._desktop.on_snapshot(snap)
+            self._hooks.on_snapshot(snap)
             on_snapshot(
                 SessionSnapshot(
                     snap.device_id,
@@ -457,6 +461,10 @@ class LiveBackend:
     async def queue(self) -> list[QueueItem]:
         entries = (await self._get("/v1/session/queue"))["entries"]
         return [QueueItem(e["entry_id"], e["track_id"], _track(e["track"])) for e in entries]
+
+    async def lyrics(self, track_id: str) -> Lyrics | None:
+        found = from_json(await self._get(f"/v1/tracks/{quote(track_id)}/lyrics"))
+        return found if found is not None and found.lines else None
 
     # --- cover art ----------------------------------------------------------------
 

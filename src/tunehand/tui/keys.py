@@ -52,6 +52,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("show_history", "4", "Listening history"),
     Action("show_queue", "5", "Queue", footer=True),
     Action("show_continue", "6", "Continue: episodes, audiobooks in progress"),
+    Action("show_lyrics", "7", "Lyrics of the playing track"),
     Action("devices", "d", "Devices panel", footer=True),
     Action("pull", "h", "Pull playback here (to this terminal)"),
     Action("push", "t", "Push playback to the selected device"),

@@ -17,6 +17,8 @@ accounts = sa.Table(
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    # When the queue runs out, the server appends tracks that fit (`ctl autoplay on`).
+    sa.Column("autoplay", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 account_ids = sa.Table(
@@ -434,3 +436,60 @@ listening = sa.Table(
     sa.Column("sleep_at_ms", sa.BigInteger, nullable=True, index=True),  # pause then
     sa.Column("sleep_entry", sa.String(64), nullable=True),  # or: pause when this one ends
 )
+
+scrobble_services = sa.Table(
+    "scrobble_services",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(32), primary_key=True),  # listenbrainz | lastfm
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("user_name", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),  # AES-GCM, like app passwords
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+"""Where an account's listens go. The token (ListenBrainz) or session key (Last.fm) is
+kept encrypted under a subkey of the server's secret, with the account and service as
+associated data."""
+
+scrobble_plays = sa.Table(
+    "scrobble_plays",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("play", sa.String(96), nullable=False),  # the entry id and its start
+    sa.Column("track_id", sa.String(64), nullable=False),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+    sa.Column("now_sent", sa.Boolean, nullable=False),
+    sa.Column("listened", sa.Boolean, nullable=False),
+)
+"""The account's current play, so a listen is counted once whatever device played it."""
+
+scrobble_outbox = sa.Table(
+    "scrobble_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("service", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # now | listen
+    sa.Column("payload", sa.Text, nullable=False),  # JSON: the track and when
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("due_ms", sa.BigInteger, nullable=False, index=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+)
+"""Submissions waiting to be sent (retried with backoff while a service is down)."""

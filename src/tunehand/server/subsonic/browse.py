@@ -34,6 +34,7 @@ async def get_extensions(call: Call) -> Payload:
             {"name": "apiKeyAuthentication", "versions": [1]},
             {"name": "formPost", "versions": [1]},
             {"name": "transcodeOffset", "versions": [1]},
+            {"name": "songLyrics", "versions": [1]},
         ]
     }
 

@@ -20,6 +20,7 @@ from tunehand.server.db.engine import unavailable
 from tunehand.server.subsonic import (
     browse,
     legacy,
+    lyrics,
     marks,
     media,
     params,
@@ -79,6 +80,8 @@ METHODS: dict[str, Handler] = {
     "getNowPlaying": playqueue.get_now_playing,
     "startScan": browse.start_scan,
     "getScanStatus": browse.get_scan_status,
+    "getLyrics": lyrics.get_lyrics,
+    "getLyricsBySongId": lyrics.get_lyrics_by_song_id,
 }
 PUBLIC = frozenset({"getOpenSubsonicExtensions"})
 """Methods answered without credentials (the spec lets apps ask it before logging in)."""

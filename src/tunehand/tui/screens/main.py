@@ -1,4 +1,5 @@
-"""The main screen: panes (library, playlists, liked, history, queue, search), devices, now playing.
+"""The main screen: panes (library, playlists, liked, history, queue, lyrics, search), devices,
+now playing.
 
 It receives each `SessionSnapshot` from the app (`show`) and hands it down to the
 widgets. Its actions (playback, volume, modes, panes, devices, help) post
@@ -33,6 +34,7 @@ from tunehand.tui.widgets.browse import (
 )
 from tunehand.tui.widgets.cover import Cover, ImageFactory
 from tunehand.tui.widgets.devices import DevicesPanel
+from tunehand.tui.widgets.lyrics import LyricsPane
 from tunehand.tui.widgets.nowplaying import NowPlaying
 from tunehand.tui.widgets.queue import QueuePane
 from tunehand.tui.widgets.search import SearchPane
@@ -44,6 +46,7 @@ PANES = (
     ("history", "4 History"),
     ("queue", "5 Queue"),
     ("continue", "6 Continue"),
+    ("lyrics", "7 Lyrics"),
     ("search", "/ Search"),
 )
 SEEK_MS = 5_000
@@ -88,6 +91,7 @@ class MainScreen(Screen[None]):
         self.queue = QueuePane(backend, id="queue")
         self.resumable = ContinuePane(backend, id="continue")
         self.search = SearchPane(backend, id="search", debounce_s=debounce_s)
+        self.lyrics = LyricsPane(backend, backend.server_now, tick_s=tick_s, id="lyrics")
         self.devices = DevicesPanel(id="devices")
         self.now = NowPlaying(backend.server_now, tick_s=tick_s, id="now")
         self.cover = Cover(backend, cover, id="cover")
@@ -103,6 +107,7 @@ class MainScreen(Screen[None]):
                 yield self.history
                 yield self.queue
                 yield self.resumable
+                yield self.lyrics
                 yield self.search
             yield self.devices
         with NowRow(id="now-row"):
@@ -134,6 +139,7 @@ class MainScreen(Screen[None]):
             self.run_worker(self._load_chapters(snap.track.id), exclusive=True, group="chapters")
         self.cover.show(snap.track)
         self.queue.show(snap)
+        self.lyrics.show(snap)
         self.devices.show(snap)
         if "jam" in snap.event:  # this account's devices moved to or from a jam
             self.run_worker(self._load_jam(), group="jam")
@@ -272,6 +278,9 @@ class MainScreen(Screen[None]):
 
     def action_show_queue(self) -> None:
         self.show_pane("queue")
+
+    def action_show_lyrics(self) -> None:
+        self.show_pane("lyrics")
 
     def action_devices(self) -> None:
         panel = self.devices
