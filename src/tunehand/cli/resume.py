@@ -191,15 +191,23 @@ async def _play(agent: Agent, screen: _Screen, tty: bool, request: dict[str, Any
     runner = asyncio.create_task(agent.run())
     try:
         waiting = asyncio.create_task(agent.first_state.wait())
+        failing = asyncio.create_task(agent.channel.attempt_failed.wait())
         done, _ = await asyncio.wait(
-            {runner, waiting}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            {runner, waiting, failing},
+            timeout=CONNECT_TIMEOUT_S,
+            return_when=asyncio.FIRST_COMPLETED,
         )
+        failing.cancel()
         if runner in done:
             runner.result()
-        if waiting not in done:
+        if waiting in done:
+            await _pull(agent, request)
+        else:
             waiting.cancel()
-            raise ServerUnreachable(f"cannot reach the server at {agent.channel.server}")
-        await _pull(agent, request)
+            # No server: play the session as last known from the offline cache.
+            offline = agent.offline
+            if request or offline is None or not offline.start_from_cache():
+                raise ServerUnreachable(f"cannot reach the server at {agent.channel.server}")
         screen.release()
         if tty:
             fd = sys.stdin.fileno()

@@ -15,15 +15,17 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunehand.client.channel import Channel
+from tunehand.client.offline.playback import OfflineDriver
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.mirror import Mirror
 from tunehand.core.model import Position, SessionState
 from tunehand.core.position import PositionModel
 from tunehand.core.protocol import (
+    CommandMsg,
     DeviceHello,
     DevicesMsg,
     DirectiveMsg,
@@ -44,6 +46,9 @@ from tunehand.core.timesync import Sample, TimeSync, sample
 from tunehand.errors import TunehandError
 from tunehand.player import base as pev
 from tunehand.player.base import Player
+
+if TYPE_CHECKING:
+    from tunehand.client.offline.device import DeviceCache
 
 log = logging.getLogger("tunehand.agent")
 
@@ -88,6 +93,7 @@ class Agent:
         ca_file: str | None = None,
         remote_track: Callable[[str], Awaitable[str]] | None = None,
         stream_quality: str = "original",
+        cache: DeviceCache | None = None,
     ) -> None:
         self.device = device
         self.stream_quality = stream_quality
@@ -147,6 +153,10 @@ class Agent:
         self.first_state = asyncio.Event()
         self.state_changed = asyncio.Event()
         self._stopped = False
+        self.cache = cache
+        """The offline cache: cached tracks play from their file, the queue ahead is
+        cached, and playback goes on from it while the server is unreachable."""
+        self.offline = OfflineDriver(self, cache) if cache is not None else None
 
     # --- time -------------------------------------------------------------------
 
@@ -203,12 +213,13 @@ class Agent:
         if self._on_snapshot is None:
             return
         now = self.server_now()
+        offline = self.offline is not None and self.offline.active
         self._on_snapshot(
             Snapshot(
                 self.device.id,
                 self.channel.connected,
-                self.mirror.shown(core.Context(now)),
-                self.mirror.track,
+                self.shown(),
+                self.offline.track() if self.offline is not None and offline else self.mirror.track,
                 self.mirror.devices,
                 now,
                 self.position_ms(),
@@ -218,11 +229,16 @@ class Agent:
 
     def shown(self) -> SessionState:
         """The state as shown (the server's with commands in flight replayed on it): what
-        `_publish` announces, so a reader asking between two announcements sees the same."""
+        `_publish` announces, so a reader asking between two announcements sees the same.
+        While playing offline: the session as played here."""
+        if self.offline is not None and self.offline.state is not None:
+            return self.offline.state
         return self.mirror.shown(core.Context(self.server_now()))
 
     def position_ms(self) -> int:
         """Where playback is now: the player's own position when it plays here."""
+        if self.offline is not None and self.offline.active:
+            return self.offline.position_ms()
         st = self.mirror.state
         # After `leave` the player is closed; the channel's last notices still publish.
         if self.player is not None and not self._stopped and st.active_device == self.device.id:
@@ -241,6 +257,8 @@ class Agent:
         else:
             self.connected.clear()
             self._publish("connection to the server lost; reconnecting")
+            if self.offline is not None:
+                self.offline.connection_lost()
 
     def _on_message(self, msg: ServerMessage) -> None:
         if isinstance(msg, Hello):
@@ -254,7 +272,10 @@ class Agent:
                 self.mirror.on_state(early)
             self._early.clear()
             self._publish("connected to the server")
-            self._replay_journal()
+            if self.offline is not None and self.offline.active:
+                self.offline.on_hello()  # replays the journal its way
+            else:
+                self._replay_journal()
             self._after_state()
         elif isinstance(msg, StateMsg):
             if not self.channel.connected:
@@ -266,6 +287,8 @@ class Agent:
             self._publish()
         elif isinstance(msg, ResultMsg):
             res = Result(msg.command_id, msg.code, msg.message, msg.version)
+            if self.offline is not None and self.offline.on_result(res):
+                return
             self.mirror.on_result(res)
             fut = self._results.pop(msg.command_id, None)
             if fut is not None and not fut.done():
@@ -290,6 +313,23 @@ class Agent:
         self.state_changed.set()
         self._reconcile()
         self._publish()
+        self._cache_ahead()
+
+    def _cache_ahead(self) -> None:
+        """Have the offline cache keep the current track and the next ones, and the
+        session as last known."""
+        cache = self.cache
+        if cache is None or self.player is None:
+            return
+        st = self.mirror.state
+        msg = StateMsg(st.version, st, self.mirror.track, self.mirror.next_track)
+        cache.save(msg)
+        if not self._mine() or st.current is None or cache.ahead <= 0:
+            return
+        order = st.play_order()
+        i = order.index(st.current) if st.current in order else 0
+        ids = [e.track_id for e in (st.entry(x) for x in order[i : i + 1 + cache.ahead]) if e]
+        cache.want(msg, ids)
 
     # --- commands ---------------------------------------------------------------
 
@@ -299,10 +339,10 @@ class Agent:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._results[cmd.command_id] = fut
         self.mirror.predict(cmd, core.Context(self.server_now()))
+        if self.offline is not None and self.offline.active:
+            self.offline.apply(cmd)
         self._reconcile()
         self._publish()
-        from tunehand.core.protocol import CommandMsg
-
         if not await self.channel.send(CommandMsg(cmd)):
             self._journal.append((time.monotonic(), cmd))
             del self._journal[:-JOURNAL_MAX]
@@ -310,8 +350,6 @@ class Agent:
         return await fut
 
     def _replay_journal(self) -> None:
-        from tunehand.core.protocol import CommandMsg
-
         now = time.monotonic()
         kept = [c for t, c in self._journal if c.op in ANYWHERE_OPS or now - t < JOURNAL_MAX_AGE_S]
         dropped = [c for _, c in self._journal if c not in kept]
@@ -337,6 +375,9 @@ class Agent:
     def _reconcile(self) -> None:
         player = self.player
         if player is None or self._stopped:
+            return
+        if self.offline is not None and self.offline.active:
+            self.offline.reconcile()
             return
         st = self.mirror.state
         if st.term < self._directive_term or self._switching:
@@ -414,13 +455,21 @@ class Agent:
         if next_entry == self._next_prefetched:
             return
         self._next_prefetched = next_entry
-        url = self._absolute(nxt.url) if nxt is not None and nxt.url else None
+        url = self._playable(self._absolute(nxt.url)) if nxt is not None and nxt.url else None
         self.player.set_next(next_entry if url else None, url)
+
+    def _playable(self, url: str) -> str:
+        """A cached track's file instead of its stream URL (online too: no download)."""
+        if self.cache is None or "/v1/stream/" not in url:
+            return url
+        path = self.cache.path_for(url.split("/v1/stream/", 1)[1].split("?", 1)[0])
+        return path if path is not None else url
 
     def _load(self, tag: str, url: str, position_ms: int, paused: bool) -> None:
         assert self.player is not None
         self._settling = tag
         self.model.reset()
+        url = self._playable(url)
         offset = "&quality=" in url and "/v1/stream/" in url and position_ms > 0
         if offset:  # a transcode: the server starts it there, timed from there
             url += f"&t={position_ms / 1000:.3f}"
@@ -434,7 +483,7 @@ class Agent:
         tag, cur, track = player.playing_tag(), self.mirror.state.current_entry, self.mirror.track
         if tag is not None and cur is not None and cur.entry_id == tag and track and track.url:
             url = self._absolute(track.url)
-            if "&quality=" in url:
+            if "&quality=" in url and self._playable(url) == url:
                 self._load(tag, url, position_ms, player.paused())
                 return
         player.seek(position_ms)
@@ -448,6 +497,8 @@ class Agent:
     def _report(self, playing: bool, event: str = "progress", entry: str | None = None) -> None:
         if self.player is None or not self._mine():
             return
+        if self.offline is not None and self.offline.active:
+            return  # nobody to report to: the device's place is told on return
         if self._switching and event == "progress":
             return  # a switch is due: the directive's instant decides, not this report
         st = self.mirror.state
@@ -489,6 +540,8 @@ class Agent:
         player = self.player
         if player is None or self._stopped or self._switching or not self._mine():
             return
+        if self.offline is not None and self.offline.active:
+            return
         st = self.mirror.state
         if st.term < self._directive_term or not st.position.playing:
             return
@@ -529,6 +582,9 @@ class Agent:
         st = self.mirror.state
         if isinstance(ev, (pev.Ready, pev.Failed)) and ev.tag == self._settling:
             self._settling = None
+        if self.offline is not None and self.offline.active:
+            self.offline.on_player_event(ev)
+            return
         if isinstance(ev, pev.Ready):
             if self._preparing is not None and ev.tag == self._preparing[1]:
                 transfer_id = self._preparing[0]
@@ -697,6 +753,10 @@ class Agent:
         self._stopped = True
         if player is not None:
             player.close()
+        if self.cache is not None:
+            if self.offline is not None and (msg := self.offline.state_msg()) is not None:
+                self.cache.save(msg)
+            self.cache.close()
         await self.channel.close()
 
     async def _wait_paused(self, timeout_s: float) -> None:

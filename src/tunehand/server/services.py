@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tunehand.server.bus import DEFAULT_PREFIX, Bus
+from tunehand.server.digests import FileDigests
 from tunehand.server.hub import Hub
 from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
@@ -86,6 +87,8 @@ class Services:
     minute, so an app's requests do not each write."""
     transcoder: Transcoder = field(default_factory=Transcoder)
     """This instance's encoders (replaced at start by one built from the settings)."""
+    digests: FileDigests = field(default_factory=FileDigests)
+    """SHA-256 of library files, for clients that ask (`Want-Repr-Digest`)."""
     play_queue_seen: dict[str, int] = field(default_factory=dict)
     """The session version each Subsonic app (device id) last read or wrote through its
     play queue on this instance: its next `savePlayQueue` replaces that version only."""
