@@ -27,7 +27,6 @@ import httpx
 from tunehand.client.offline.store import Store, art_id_of, meta_of
 from tunehand.errors import ServerUnreachable, TunehandError
 
-CHUNK = 256 * 1024
 TIMEOUT_S = 30.0
 EXTENSIONS = {
     "audio/flac": ".flac",
@@ -167,7 +166,7 @@ class Fetcher:
                     f.seek(start)
                     f.truncate()
                     done = start
-                    for chunk in r.iter_bytes(CHUNK):
+                    for chunk in r.iter_bytes():  # as it comes: a cut keeps what came
                         f.write(chunk)
                         n += len(chunk)
                         done += len(chunk)

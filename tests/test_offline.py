@@ -1,0 +1,204 @@
+"""The offline cache end to end: a real server, real devices (mpv, ao=null), real downloads.
+
+`offline add|list|status|remove` against the server (the album by name, sizes and
+SHA-256 checked against the music files themselves); a cached file that no longer
+matches is fetched again; a download cut in the middle (a proxy that drops the
+connection) continues with Range; and the issue's scenario: pin an album, stop the
+server, `resume` plays it from the cache through track changes (mpv's own path and
+position), commands made offline (keys in a terminal) apply once when the server is
+back, and the device reconciles without a jump. Every device gets its own cache dir
+(XDG_CACHE_HOME).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pty
+import shutil
+import subprocess
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.device_helpers import (
+    DeviceDir,
+    Lines,
+    Receiver,
+    add_users,
+    ctl_ok,
+    login_all,
+    make_tones,
+    require_mpv,
+    restart_server,
+    short_sock_dir,
+    status,
+    watching,
+)
+from tests.fixtures_server import ServerProc, launch
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sox") is None, reason="sox is not installed (generated audio)"
+)
+
+TRACKS = ("Cached One", "Cached Two", "Cached Three", "Cached Four")
+ALBUM = "Offline Tones"
+TRACK_S = 5
+
+
+@dataclass
+class World:
+    srv: ServerProc
+    root: Path
+    music: Path
+    users: list[str]
+    sock_dir: Path
+    count: int = 0
+
+    def user(self) -> str:
+        self.count += 1
+        return self.users[self.count - 1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("offline-server")
+    music = root / "music"
+    make_tones(music, TRACKS, album=ALBUM, duration_s=TRACK_S)
+    srv = launch(root, music=music)
+    users = [f"off{i}" for i in range(8)]
+    add_users(srv, users)
+    with short_sock_dir("th-off-") as sock_dir:
+        w = World(srv, root, music, users, sock_dir)
+        yield w
+        w.srv.stop()
+
+
+def _device(tmp: Path, name: str) -> DeviceDir:
+    dev = DeviceDir(name, tmp / name)
+    dev.env["XDG_CACHE_HOME"] = str(tmp / f"{name}-cache")
+    return dev
+
+
+@pytest.fixture
+def pair(world: World, tmp_path: Path) -> tuple[DeviceDir, DeviceDir]:
+    """A fresh user with a remote ("laptop") and a playing device ("box"), logged in."""
+    laptop, box = _device(tmp_path, "laptop"), _device(tmp_path, "box")
+    login_all(world.srv.url, world.user(), [laptop, box])
+    return laptop, box
+
+
+def _music_sha(world: World) -> dict[str, str]:
+    """SHA-256 of every music file, by title (the file names hold the titles)."""
+    out = {}
+    for p in world.music.iterdir():
+        for t in TRACKS:
+            if p.stem.endswith(t):
+                out[t] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _listed(dev: DeviceDir) -> list[dict[str, Any]]:
+    r = dev.run("offline", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    got: list[dict[str, Any]] = json.loads(r.stdout)
+    return got
+
+
+def _ok(dev: DeviceDir, *args: str) -> subprocess.CompletedProcess[str]:
+    r = dev.run(*args)
+    assert r.returncode == 0, (args, r.returncode, r.stdout, r.stderr)
+    return r
+
+
+# --- pinning, listing, status, removing ---------------------------------------------
+
+
+def test_offline_add_list_status_remove(world: World, pair: tuple[DeviceDir, DeviceDir]) -> None:
+    _, box = pair
+    r = _ok(box, "offline", "add", "--album", "offline t")  # a name's start, any case
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"kept {len(TRACKS)} of {len(TRACKS)} tracks offline"), lines
+    for i, title in enumerate(TRACKS, 1):
+        assert any(line.startswith(f"{i}/{len(TRACKS)} {title} (") for line in lines), lines
+    listed = _listed(box)
+    shas = _music_sha(world)
+    assert {t["title"]: t["sha256"] for t in listed} == shas
+    for t in listed:
+        path = Path(t["path"])
+        assert path.is_file() and str(path).startswith(box.env["XDG_CACHE_HOME"]), path
+        assert path.stat().st_size == t["size"]
+        assert t["pinned"] == [f"album:{t['album_id']}"]
+    st = json.loads(_ok(box, "offline", "status", "--json").stdout)
+    assert st["tracks"] == len(TRACKS)
+    assert st["pinned_bytes"] == sum(t["size"] for t in listed) > 0
+    assert st["limit_bytes"] == 2048 * 1024 * 1024
+    again = _ok(box, "offline", "add", "--album", ALBUM)  # hashed again, nothing fetched
+    assert again.stderr.count("(already here)") == len(TRACKS), again.stderr
+    r = _ok(box, "offline", "remove", "--album", "Offline")
+    assert r.stdout.strip() == f"removed {len(TRACKS)} tracks from the offline cache"
+    assert _listed(box) == []
+    assert not any(Path(t["path"]).exists() for t in listed)
+
+
+def test_offline_bad_input_is_one_line(pair: tuple[DeviceDir, DeviceDir]) -> None:
+    _, box = pair
+    r = box.run("offline", "add")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "give one of --album, --playlist, --liked or TRACK_IDs" in r.stderr
+    r = box.run("offline", "add", "--album", "no such album")
+    assert r.returncode == 5 and r.stderr == "tunehand: no album 'no such album'\n", r.stderr
+    r = box.run("offline", "remove", "--playlist", "nothing")
+    assert r.returncode == 5 and "no playlist 'nothing' is kept offline" in r.stderr, r.stderr
+
+
+def test_a_corrupted_cached_file_is_fetched_again(
+    world: World, pair: tuple[DeviceDir, DeviceDir]
+) -> None:
+    _, box = pair
+    _ok(box, "offline", "add", "--album", ALBUM)
+    victim = next(t for t in _listed(box) if t["title"] == TRACKS[1])
+    path = Path(victim["path"])
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, and the mtime put back: only the hash tells
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = _ok(box, "offline", "add", "--album", ALBUM)
+    assert "did not match its hash, fetched again" in r.stderr, r.stderr
+    assert r.stderr.count("(already here)") == len(TRACKS) - 1, r.stderr
+    after = next(t for t in _listed(box) if t["title"] == TRACKS[1])
+    got = hashlib.sha256(Path(after["path"]).read_bytes()).hexdigest()
+    assert got == after["sha256"] == _music_sha(world)[TRACKS[1]]
+
+
+def test_an_interrupted_download_resumes_with_range(world: World, tmp_path: Path) -> None:
+    size = next(p for p in world.music.iterdir() if p.stem.endswith(TRACKS[2])).stat().st_size
+    with TcpProxy.to_url(world.srv.url) as proxy:
+        box = _device(tmp_path, "box")  # it knows the server through the proxy only
+        login_all(proxy.url, world.user(), [box])
+        track = json.loads(_ok(box, "ctl", "search", TRACKS[2], "--json").stdout)[0]
+        proxy.cut_after = size // 2  # the answer's headers and about half the file
+        cut = box.run("offline", "add", track["id"])
+        assert cut.returncode == 4, (cut.returncode, cut.stderr)
+        last = cut.stderr.strip().splitlines()[-1]
+        assert last.startswith("tunehand: cannot reach the server"), cut.stderr
+        parts = list(Path(box.env["XDG_CACHE_HOME"]).rglob("*.part"))
+        assert len(parts) == 1 and 0 < parts[0].stat().st_size < size, parts
+        had = parts[0].stat().st_size
+        proxy.cut_after = None
+        r = _ok(box, "offline", "add", track["id"])
+    assert ", resumed)" in r.stderr, r.stderr
+    moved = float(r.stderr.split("(", 2)[-1].split(" MB downloaded")[0])
+    assert moved * 1024 * 1024 <= size - had + 0.05 * 1024 * 1024, (moved, size, had)
+    (got,) = _listed(box)
+    assert got["sha256"] == _music_sha(world)[TRACKS[2]]
+    assert not list(Path(box.env["XDG_CACHE_HOME"]).rglob("*.part"))
