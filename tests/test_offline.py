@@ -202,3 +202,131 @@ def test_an_interrupted_download_resumes_with_range(world: World, tmp_path: Path
     (got,) = _listed(box)
     assert got["sha256"] == _music_sha(world)[TRACKS[2]]
     assert not list(Path(box.env["XDG_CACHE_HOME"]).rglob("*.part"))
+
+
+# --- the issue's scenario: the server goes away, the music does not ----------------
+
+
+def _read_all(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into.append(chunk)
+
+
+def _wait(pred: Any, what: str, timeout: float = 30.0) -> Any:
+    """Poll `pred` (a check of a real process's state) until it gives a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_resume_plays_the_pinned_album_from_the_cache_while_the_server_is_down(
+    world: World, pair: tuple[DeviceDir, DeviceDir]
+) -> None:
+    require_mpv()
+    laptop, box = pair
+    _ok(box, "offline", "add", "--album", ALBUM)
+    files = {Path(t["path"]).name: t for t in _listed(box)}
+    titles = {t["title"]: name for name, t in files.items()}
+
+    # The box plays the album once online (the session as last known is kept), and stops.
+    rec = Receiver.start(box, world.sock_dir)
+    try:
+        mark = rec.mark()
+        ctl_ok(laptop, "repeat", "all")
+        ctl_ok(laptop, "play", "--album", ALBUM, "--device", "box")
+        rec.wait_for(f"playing {TRACKS[0]}", since=mark)
+        path = rec.ipc.wait_prop("path", lambda p: bool(p))
+        assert Path(path).name == titles[TRACKS[0]], path  # cached: played from its file
+    finally:
+        rec.stop()
+    assert rec.proc.returncode == 0, rec.lines.text()
+    world.srv.stop()
+
+    master, slave = pty.openpty()
+    ipc_path = world.sock_dir / f"box-{os.urandom(3).hex()}.sock"
+    proc = subprocess.Popen(
+        box.cmd(
+            "resume", "--mpv-option", "ao=null", "--mpv-option", f"input-ipc-server={ipc_path}"
+        ),
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=box.env,
+    )
+    os.close(slave)
+    screen: list[bytes] = []
+    drain = threading.Thread(target=_read_all, args=(master, screen), daemon=True)
+    drain.start()
+    assert proc.stderr is not None
+    res = Receiver(box, proc, ipc_path, Lines(proc.stderr, "resume box"))
+    try:
+        ipc = _wait(lambda: ipc_path.exists() and res.ipc, "mpv's IPC socket")
+        first = ipc.wait_prop("path", lambda p: bool(p) and Path(p).name in files, timeout=15)
+        ipc.wait_advancing(0.5)
+        # Through a track change, from the cache.
+        second = ipc.wait_prop("path", lambda p: p != first and Path(p).name in files, timeout=20)
+        ipc.wait_advancing(0.5)
+        assert b"[offline]" in b"".join(screen)
+
+        deadline = time.monotonic() + 15
+        while termios.tcgetattr(master)[3] & termios.ICANON:
+            assert time.monotonic() < deadline, "resume never took the terminal"
+            time.sleep(0.02)
+        # Commands made offline: volume down twice, and the next track.
+        os.write(master, b"-")
+        ipc.wait_prop("volume", lambda v: v is not None and round(v) == 95)
+        os.write(master, b"-")
+        ipc.wait_prop("volume", lambda v: v is not None and round(v) == 90)
+        before_next = ipc.get("path")
+        os.write(master, b"n")
+        third = ipc.wait_prop("path", lambda p: p != before_next and Path(p).name in files)
+        ipc.wait_advancing(0.3)
+
+        # The server comes back: the session goes on from where the box is, commands once.
+        world.srv = restart_server(world.srv)
+        st = _wait(
+            lambda: (s := status(laptop))["device"] and s["device"]["name"] == "box" and s,
+            "the box to hold the session again",
+            timeout=40,
+        )
+        now_path = ipc.get("path")
+        pos = ipc.time_pos()
+        order = [titles[t] for t in TRACKS]
+        successor = order[(order.index(Path(now_path).name) + 1) % len(order)]
+
+        def same_place() -> dict[str, Any] | None:
+            s = status(laptop)
+            here = files[Path(ipc.get("path")).name]["title"]
+            return s if s["playing"] and s["track"]["title"] == here else None
+
+        st = _wait(same_place, "the session on the track the box plays")
+        assert st["volume"] == 90, st  # two `-` made offline, applied once
+        # No jump: mpv went on from where it was (the same file, moving forward, or the
+        # next one of the album when that one ended meanwhile).
+        later = ipc.get("path")
+        assert Path(later).name in (Path(now_path).name, successor), (now_path, later)
+        if later == now_path and pos is not None:
+            assert ipc.wait_time_pos(lambda v: v >= pos) >= pos
+        # `n` made offline moved on one track from where it was pressed, once.
+        assert Path(third).name == order[(order.index(Path(before_next).name) + 1) % 4]
+        with watching(laptop) as w:  # and the session is live again: a pause from elsewhere
+            ctl_ok(laptop, "pause")
+            w.wait(lambda s: not s["playing"])
+        ipc.wait_prop("pause", lambda p: p is True)
+    finally:
+        res.stop()
+        drain.join(timeout=10)
+        os.close(master)
+        print(f"--- resume box:\n{res.lines.text()}")
+    assert "Traceback" not in res.lines.text()
