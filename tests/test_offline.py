@@ -237,6 +237,7 @@ def test_resume_plays_the_pinned_album_from_the_cache_while_the_server_is_down(
     _ok(box, "offline", "add", "--album", ALBUM)
     files = {Path(t["path"]).name: t for t in _listed(box)}
     titles = {t["title"]: name for name, t in files.items()}
+    order = [titles[t] for t in TRACKS]  # the album's files in play order
 
     # The box plays the album once online (the session as last known is kept), and stops.
     rec = Receiver.start(box, world.sock_dir)
@@ -277,6 +278,7 @@ def test_resume_plays_the_pinned_album_from_the_cache_while_the_server_is_down(
         # Through a track change, from the cache.
         second = ipc.wait_prop("path", lambda p: p != first and Path(p).name in files, timeout=20)
         ipc.wait_advancing(0.5)
+        assert Path(second).name == order[(order.index(Path(first).name) + 1) % len(order)]
         assert b"[offline]" in b"".join(screen)
 
         deadline = time.monotonic() + 15
@@ -302,7 +304,6 @@ def test_resume_plays_the_pinned_album_from_the_cache_while_the_server_is_down(
         )
         now_path = ipc.get("path")
         pos = ipc.time_pos()
-        order = [titles[t] for t in TRACKS]
         successor = order[(order.index(Path(now_path).name) + 1) % len(order)]
 
         def same_place() -> dict[str, Any] | None:
