@@ -35,6 +35,7 @@ MODULES = (
     "load",
     "subsonic",
     "transcode",
+    "offline",
 )
 
 

@@ -192,12 +192,14 @@ async def _play(agent: Agent, screen: _Screen, tty: bool, request: dict[str, Any
     try:
         waiting = asyncio.create_task(agent.first_state.wait())
         failing = asyncio.create_task(agent.channel.attempt_failed.wait())
+        refused = asyncio.create_task(_refused(agent.channel.server))
         done, _ = await asyncio.wait(
-            {runner, waiting, failing},
+            {runner, waiting, failing, refused},
             timeout=CONNECT_TIMEOUT_S,
             return_when=asyncio.FIRST_COMPLETED,
         )
         failing.cancel()
+        refused.cancel()
         if runner in done:
             runner.result()
         if waiting in done:
@@ -227,6 +229,23 @@ async def _play(agent: Agent, screen: _Screen, tty: bool, request: dict[str, Any
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
+
+
+async def _refused(server: str) -> None:
+    """Return when the server's port refuses a connection (the server is down: no need
+    to wait for the channel's own attempt to say so); else never."""
+    from tunehand.client.http import split_server_url
+
+    _, host, port, _ = split_server_url(server)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), port), 5)
+    except (ConnectionRefusedError, OSError):
+        return
+    except TimeoutError:
+        pass
+    else:
+        writer.close()
+    await asyncio.Event().wait()
 
 
 async def _until(quit_: asyncio.Event, runner: asyncio.Task[None]) -> None:

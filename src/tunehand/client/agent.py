@@ -175,9 +175,7 @@ class Agent:
 
     async def run(self) -> None:
         """Run until cancelled (or the login is refused: AuthError)."""
-        loop = asyncio.get_running_loop()
-        if self._player_factory is not None and self.player is None:
-            self.player = self._player_factory(self._on_player_event, loop)
+        self.ensure_player()
         self._spawn(self._clock_loop())
         self._spawn(self._report_loop())
         self._spawn(self._drift_loop())
@@ -191,6 +189,11 @@ class Agent:
         finally:
             for t in list(self._tasks):
                 t.cancel()
+
+    def ensure_player(self) -> None:
+        """Make this device's player now (`run` does it first thing)."""
+        if self._player_factory is not None and self.player is None:
+            self.player = self._player_factory(self._on_player_event, asyncio.get_running_loop())
 
     def _stop_player(self) -> None:
         self._stopped = True

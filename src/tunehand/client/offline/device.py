@@ -128,9 +128,7 @@ class DeviceCache:
         return msg if isinstance(msg, StateMsg) else None
 
     def _run(self) -> None:
-        from tunehand.client.offline.fetch import Fetcher
-
-        fetcher = Fetcher(self.store, self.server, ca_file=self.ca_file)
+        fetcher = _LazyFetcher(self)  # httpx is imported when a download is due, not at start
         try:
             while True:
                 job = self._jobs.get()
@@ -198,3 +196,23 @@ class DeviceCache:
         self._saved_at = time.monotonic()
         with contextlib.suppress(OSError):
             write_file_atomic(Path(self.store.root) / LAST_FILE, wire.encode(msg))
+
+
+class _LazyFetcher:
+    """A `Fetcher` made on first use (importing httpx costs start-up time we need)."""
+
+    def __init__(self, owner: DeviceCache) -> None:
+        self._owner = owner
+        self._fetcher: Any = None
+
+    def track(self, view: dict[str, Any]) -> Any:
+        if self._fetcher is None:
+            from tunehand.client.offline.fetch import Fetcher
+
+            o = self._owner
+            self._fetcher = Fetcher(o.store, o.server, ca_file=o.ca_file)
+        return self._fetcher.track(view)
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()

@@ -84,7 +84,10 @@ class OfflineDriver:
         when nothing of it is cached."""
         a = self.agent
         last = self.cache.last()
-        if last is None or a.player is None:
+        if last is None:
+            return False
+        a.ensure_player()
+        if a.player is None:
             return False
         st = last.state
         cur = st.current_entry
