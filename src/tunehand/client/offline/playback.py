@@ -79,9 +79,10 @@ class OfflineDriver:
         a._publish("offline: playing on from the cache")
         self.reconcile()
 
-    def start_from_cache(self) -> bool:
-        """Start playing the session as last known, from the cache (no server): False
-        when nothing of it is cached."""
+    def start_from_cache(self, playing: bool = True) -> bool:
+        """Start the session as last known, from the cache (no server): playing, or
+        paused at its place (the TUI: a start never plays on its own). False when
+        nothing of it is cached."""
         a = self.agent
         last = self.cache.last()
         if last is None:
@@ -93,18 +94,17 @@ class OfflineDriver:
         cur = st.current_entry
         if cur is None:
             return False
-        pos = st.position.position_ms
-        if st.position.playing:
-            pos = st.position.at(st.position.at_ms, cur.duration_ms)
+        pos = st.position.position_ms  # where it was when last known
+        rate = 1.0 if playing else 0.0
         self.state = replace(
-            st, active_device=a.device.id, position=Position(pos, self._now(), True, 1.0)
+            st, active_device=a.device.id, position=Position(pos, self._now(), playing, rate)
         )
         self._anchor = self.state.position
         if self._playable_from(st.current) is None:
             self.state = None
             return False
-        a._publish("offline: playing from the cache")
         self.reconcile()
+        a._publish("offline: playing from the cache")
         return True
 
     def _playable_from(self, entry_id: str | None) -> str | None:
