@@ -316,7 +316,7 @@ class Store:
         kept = set(keep)
         rows = self._db.execute(
             "SELECT track_id, size FROM tracks WHERE track_id NOT IN (SELECT track_id FROM pins)"
-            " ORDER BY used_ms ASC"
+            " ORDER BY used_ms ASC, rowid ASC"
         ).fetchall()
         over = sum(r[1] for r in rows) - self.max_bytes
         gone: list[str] = []
