@@ -57,6 +57,7 @@ class DeviceCache:
         self._saved_at = 0.0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._wanted: list[str] = []
         self.failed: str | None = None
         """The last reason a track could not be cached (shown once)."""
 
@@ -105,7 +106,11 @@ class DeviceCache:
         self._flush_save()
 
     def want(self, msg: StateMsg, upcoming: list[str]) -> None:
-        """Cache these tracks (the current one and the next ones, in play order)."""
+        """Cache these tracks (the current one and the next ones, in play order); the
+        same list again is nothing new (unless a download failed since)."""
+        if upcoming == self._wanted:
+            return
+        self._wanted = list(upcoming)
         self._jobs.put(("want", (msg, upcoming)))
 
     def save(self, msg: StateMsg) -> None:
@@ -128,7 +133,7 @@ class DeviceCache:
         return msg if isinstance(msg, StateMsg) else None
 
     def _run(self) -> None:
-        fetcher = _LazyFetcher(self)  # httpx is imported when a download is due, not at start
+        fetcher = _LazyFetcher(self)  # made when a download is due, not at start
         try:
             while True:
                 job = self._jobs.get()
@@ -182,6 +187,7 @@ class DeviceCache:
                 self._checked.add(tid)
             except TunehandError as exc:
                 self.failed = str(exc)
+                self._wanted = []  # the next state asks again
                 log.info("offline cache: %s: %s", tid, exc)
                 return
         self.store.evict(keep=upcoming)
@@ -199,7 +205,7 @@ class DeviceCache:
 
 
 class _LazyFetcher:
-    """A `Fetcher` made on first use (importing httpx costs start-up time we need)."""
+    """A `Fetcher` made on first use (its imports cost start-up time a device needs)."""
 
     def __init__(self, owner: DeviceCache) -> None:
         self._owner = owner

@@ -7,7 +7,9 @@ whatever range is asked. A partial download (`<id>.part`) is continued with
 result must have the announced size and hash, else it is removed and fetched once more
 from the start; only then does it get its final name and enter the index. An
 exclusive lock per track (`fcntl.flock`) keeps two processes of one config dir from
-writing the same file. Cover art comes along (once per picture).
+writing the same file. Cover art comes along (once per picture). The transport is the
+standard library's `http.client` (a receiver that caches ahead stays light), read as it
+comes, so a cut keeps every byte that arrived.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import base64
 import contextlib
 import fcntl
 import hashlib
+import http.client
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from tunehand.client.offline.store import Store, art_id_of, meta_of
 from tunehand.errors import ServerUnreachable, TunehandError
@@ -43,6 +46,7 @@ EXTENSIONS = {
     "image/webp": ".webp",
 }
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+CHUNK = 256 * 1024
 _REPR_DIGEST = re.compile(r"sha-256=:([A-Za-z0-9+/=]+):")
 
 Progress = Callable[[int, int], None]
@@ -71,18 +75,47 @@ class Fetcher:
     def __init__(self, store: Store, server: str, *, ca_file: str | None = None) -> None:
         self.store = store
         self.server = server.rstrip("/")
-        verify: Any = True
-        if server.startswith("https://") and ca_file:
-            import ssl
-
-            verify = ssl.create_default_context(cafile=ca_file)
-        self._http = httpx.Client(timeout=TIMEOUT_S, verify=verify, follow_redirects=False)
+        self._ca_file = ca_file
+        self._conn: http.client.HTTPConnection | None = None
+        self._conn_key: tuple[str, str] | None = None
 
     def close(self) -> None:
-        self._http.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _url(self, url: str) -> str:
         return url if "://" in url else self.server + url
+
+    def _open(
+        self, url: str, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """GET `url` on a kept-alive connection (a new one if it dropped)."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        for attempt in (0, 1):
+            if self._conn is None or self._conn_key != key:
+                self.close()
+                if parts.scheme == "https":
+                    import ssl
+
+                    ctx = ssl.create_default_context(cafile=self._ca_file)
+                    self._conn = http.client.HTTPSConnection(
+                        parts.netloc, timeout=TIMEOUT_S, context=ctx
+                    )
+                else:
+                    self._conn = http.client.HTTPConnection(parts.netloc, timeout=TIMEOUT_S)
+                self._conn_key = key
+            conn = self._conn
+            try:
+                conn.request("GET", target, headers=headers)
+                return conn, conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()  # a kept-alive connection the server had closed: once more
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def track(
         self, view: dict[str, Any], *, check: bool = False, progress: Progress | None = None
@@ -146,34 +179,43 @@ class Fetcher:
         if have:
             headers["Range"] = f"bytes={have}-"
         try:
-            with self._http.stream("GET", url, headers=headers) as r:
-                if r.status_code == 416 and have:
+            _, r = self._open(url, headers)
+            try:
+                if r.status == 416 and have:
+                    r.read()
                     part.unlink(missing_ok=True)  # longer than the file: start over
                     return self._get(part, url, progress)
-                if r.status_code not in (200, 206):
-                    r.read()
-                    raise FetchError(_refusal(r))
+                if r.status not in (200, 206):
+                    body = r.read(64 * 1024)
+                    self.close()
+                    raise FetchError(_refusal(r.status, body))
                 size, digest = _announced(r)
                 start = 0
-                if r.status_code == 206:
-                    m = _CONTENT_RANGE.match(r.headers.get("content-range", ""))
+                if r.status == 206:
+                    m = _CONTENT_RANGE.match(r.getheader("content-range", ""))
                     start = int(m.group(1)) if m else -1
                 if start != have:  # the whole file came, or another range: from 0
                     start = 0
-                ext = EXTENSIONS.get(r.headers.get("content-type", "").split(";")[0], ".audio")
+                ctype = r.getheader("content-type", "").split(";")[0]
+                ext = EXTENSIONS.get(ctype, ".audio")
                 n = 0
                 with open(part, "r+b" if start and part.exists() else "wb") as f:
                     f.seek(start)
                     f.truncate()
                     done = start
-                    for chunk in r.iter_bytes():  # as it comes: a cut keeps what came
+                    while chunk := r.read1(CHUNK):  # as it comes: a cut keeps what came
                         f.write(chunk)
                         n += len(chunk)
                         done += len(chunk)
                         if progress is not None:
                             progress(done, size)
+                if done < size:  # the connection ended early: what came is kept
+                    raise ConnectionResetError(f"cut at {done} of {size} bytes")
                 return size, digest, ext, n
-        except httpx.HTTPError as exc:
+            finally:
+                r.close()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
             raise ServerUnreachable(
                 f"cannot reach the server at {self.server}: {type(exc).__name__}"
             ) from exc
@@ -184,17 +226,21 @@ class Fetcher:
         if not art_url or art_id is None or self.store.art_path(art_id) is not None:
             return
         try:
-            r = self._http.get(self._url(str(art_url)))
-        except httpx.HTTPError:
+            _, r = self._open(self._url(str(art_url)), {})
+            with r:
+                data = r.read(16 * 1024 * 1024)
+                ctype = r.getheader("content-type", "").split(";")[0]
+                ok = r.status == 200
+        except (OSError, http.client.HTTPException):
+            self.close()
             return  # the picture is a nicety: the track is here
-        if r.status_code == 200 and r.content:
-            ctype = r.headers.get("content-type", "").split(";")[0]
-            self.store.add_art(art_id, r.content, EXTENSIONS.get(ctype, ".img"))
+        if ok and data:
+            self.store.add_art(art_id, data, EXTENSIONS.get(ctype, ".img"))
 
 
-def _announced(r: httpx.Response) -> tuple[int, str]:
-    raw_size = r.headers.get("x-content-size", "")
-    m = _REPR_DIGEST.search(r.headers.get("repr-digest", ""))
+def _announced(r: http.client.HTTPResponse) -> tuple[int, str]:
+    raw_size = r.getheader("x-content-size", "")
+    m = _REPR_DIGEST.search(r.getheader("repr-digest", ""))
     if not raw_size.isdigit() or m is None:
         raise FetchError(
             "the server does not say the file's size and hash (an older server?): "
@@ -207,13 +253,13 @@ def _announced(r: httpx.Response) -> tuple[int, str]:
     return int(raw_size), digest
 
 
-def _refusal(r: httpx.Response) -> str:
+def _refusal(status: int, raw: bytes) -> str:
     try:
-        body = r.json()
+        body = json.loads(raw)
         msg = body.get("error", {}).get("message") if isinstance(body, dict) else None
     except ValueError:
         msg = None
-    return f"the server refused the download ({r.status_code}{': ' + msg if msg else ''})"
+    return f"the server refused the download ({status}{': ' + str(msg) if msg else ''})"
 
 
 def _sha256(path: Path) -> str:
