@@ -331,3 +331,44 @@ def test_resume_plays_the_pinned_album_from_the_cache_while_the_server_is_down(
         os.close(master)
         print(f"--- resume box:\n{res.lines.text()}")
     assert "Traceback" not in res.lines.text()
+
+
+def test_a_receiver_plays_on_from_the_cache_when_the_server_goes_away(
+    world: World, pair: tuple[DeviceDir, DeviceDir]
+) -> None:
+    require_mpv()
+    laptop, box = pair
+    _ok(box, "offline", "add", "--album", ALBUM)
+    files = {Path(t["path"]).name: t for t in _listed(box)}
+    order = [next(n for n, t in files.items() if t["title"] == title) for title in TRACKS]
+    rec = Receiver.start(box, world.sock_dir)
+    try:
+        mark = rec.mark()
+        ctl_ok(laptop, "repeat", "all")
+        ctl_ok(laptop, "play", "--album", ALBUM, "--device", "box")
+        rec.wait_for(f"playing {TRACKS[0]}", since=mark)
+        first = rec.ipc.wait_prop("path", lambda p: bool(p) and Path(p).name in files)
+        world.srv.stop()
+        rec.wait_for("offline: playing on from the cache", since=mark)
+        # Two track changes with no server: the second one is the offline queue's own.
+        i = order.index(Path(first).name)
+        second = rec.ipc.wait_prop("path", lambda p: p != first, timeout=20)
+        assert Path(second).name == order[(i + 1) % len(order)], second
+        third = rec.ipc.wait_prop("path", lambda p: p not in (first, second), timeout=20)
+        assert Path(third).name == order[(i + 2) % len(order)], third
+        rec.ipc.wait_advancing(0.3)
+        mark = rec.mark()
+        world.srv = restart_server(world.srv)
+        rec.wait_for("back online: the session goes on from here", timeout=40, since=mark)
+
+        def same_place() -> dict[str, Any] | None:
+            s = status(laptop)
+            here = files[Path(rec.ipc.get("path")).name]["title"]
+            ok = s["playing"] and s["device"]["name"] == "box" and s["track"]["title"] == here
+            return s if ok else None
+
+        _wait(same_place, "the session on the track the receiver plays")
+    finally:
+        rec.stop()
+        print(f"--- receiver box:\n{rec.lines.text()}")
+    assert "Traceback" not in rec.lines.text()
