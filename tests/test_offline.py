@@ -12,6 +12,7 @@ back, and the device reconciles without a jump. Every device gets its own cache 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -372,3 +373,75 @@ def test_a_receiver_plays_on_from_the_cache_when_the_server_goes_away(
         rec.stop()
         print(f"--- receiver box:\n{rec.lines.text()}")
     assert "Traceback" not in rec.lines.text()
+
+
+async def test_the_tui_started_without_a_server_shows_the_cache(
+    world: World, pair: tuple[DeviceDir, DeviceDir], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI's live backend, in-process: started with the server down it has the
+    session as last known, paused; play plays it from the cache; its library, search
+    and queue answer from what is cached."""
+    import asyncio
+
+    require_mpv()
+    laptop, box = pair
+    await asyncio.to_thread(_ok, box, "offline", "add", "--album", ALBUM)
+    rec = await asyncio.to_thread(Receiver.start, box, world.sock_dir)
+    try:
+        mark = rec.mark()
+        await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
+        await asyncio.to_thread(rec.wait_for, f"playing {TRACKS[0]}", 15.0, mark)
+    finally:
+        await asyncio.to_thread(rec.stop)
+    await asyncio.to_thread(world.srv.stop)
+    try:
+        config = box.config_dir / "config.toml"
+        config.write_text(config.read_text() + '\n[mpv_options]\nao = "null"\n')
+        for key, value in box.env.items():
+            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_", "XDG_CACHE")):
+                monkeypatch.setenv(key, value)
+        from tunehand.cli.main import build_parser
+        from tunehand.tui.backend_live import LiveBackend
+
+        args = build_parser().parse_args(["--config-dir", str(box.config_dir)])
+        backend, _ = LiveBackend.from_args(args)
+        snaps: list[Any] = []
+        runner = asyncio.create_task(backend.run(snaps.append))
+        try:
+
+            async def until(pred: Any, what: str) -> Any:
+                deadline = time.monotonic() + 20
+                while not (got := pred()):
+                    assert time.monotonic() < deadline, f"never: {what}"
+                    assert not runner.done(), runner
+                    await asyncio.sleep(0.02)
+                return got
+
+            snap = await until(
+                lambda: next((s for s in snaps if "from the cache" in s.event), None),
+                "the offline notice",
+            )
+            assert not snap.connected and snap.track is not None
+            assert snap.track.title == TRACKS[0] and not snap.state.position.playing
+            found = await backend.search("cached thr")
+            assert [t.title for t in found.tracks] == [TRACKS[2]]
+            assert [a.title for a in found.albums] == [ALBUM]
+            assert [a.name for a in await backend.artists()] == ["Tester"]
+            tracks = await backend.album_tracks(found.tracks[0].album_id)
+            assert [t.title for t in tracks] == list(TRACKS)
+            queue = await backend.queue()
+            assert [q.track.title if q.track else None for q in queue] == list(TRACKS)
+            play = asyncio.ensure_future(backend.command("play"))
+            await until(lambda: snaps[-1].state.position.playing, "playing")
+            agent = backend._agent
+            assert agent is not None and agent.player is not None
+            first = await until(agent.player.position_ms, "a position")
+            await until(lambda: (agent.player.position_ms() or 0) > first + 300, "mpv playing")
+            play.cancel()
+        finally:
+            await backend.close()
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+    finally:
+        world.srv = await asyncio.to_thread(restart_server, world.srv)

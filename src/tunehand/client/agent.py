@@ -753,13 +753,13 @@ class Agent:
             sent = await self.channel.send(ReportMsg(rep))
             if sent:
                 await self._wait_paused(timeout_s)
-        self._stopped = True
-        if player is not None:
-            player.close()
-        if self.cache is not None:
+        if self.cache is not None:  # where it was offline: the next start goes on from there
             if self.offline is not None and (msg := self.offline.state_msg()) is not None:
                 self.cache.save(msg)
             self.cache.close()
+        self._stopped = True
+        if player is not None:
+            player.close()
         await self.channel.close()
 
     async def _wait_paused(self, timeout_s: float) -> None:

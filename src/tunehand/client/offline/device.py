@@ -120,6 +120,13 @@ class DeviceCache:
         if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
             self._jobs.put(("save", None))
 
+    def check(self, track_ids: list[str]) -> None:
+        """Hash these cached tracks (once per process each) before they play: offline,
+        with nothing to fetch, a mismatch is removed, so it is skipped, not played."""
+        ids = [t for t in track_ids if t not in self._checked]
+        if ids:
+            self._jobs.put(("check", ids))
+
     def played(self, track_id: str) -> None:
         self._jobs.put(("touch", track_id))
 
@@ -145,6 +152,12 @@ class DeviceCache:
                         self._fill(fetcher, *arg)
                     elif kind == "save":
                         self._flush_save()
+                    elif kind == "check":
+                        for tid in arg:
+                            if tid not in self._checked and self.store.get(tid) is not None:
+                                self._checked.add(tid)
+                                if not self.store.verify(tid):
+                                    log.info("offline cache: %s did not match its hash", tid)
                     elif kind == "touch":
                         self.store.touch([arg])
                 except Exception as exc:  # a worker must not die: log and go on

@@ -159,10 +159,14 @@ class OfflineDriver:
         a = self.agent
         st = self.state
         assert st is not None
+        if a._stopped:
+            return  # left: the player is closed
         now = self._now()
         if isinstance(ev, pev.Ready):
             if ev.tag == st.current and a.player is not None:
-                playing = not a.player.paused()
+                # Loaded: its place is the player's; playing or not stays what the state
+                # says (a play made while it loaded), and reconcile makes the player so.
+                playing = st.position.playing
                 pos = a.player.position_ms() or st.position.position_ms
                 self.state = replace(
                     st, position=Position(pos, now, playing, 1.0 if playing else 0.0)
@@ -259,6 +263,10 @@ class OfflineDriver:
                     a._settling = cur.entry_id
                     player.seek(want)
         self._prefetch()
+        order = st.play_order()
+        i = order.index(st.current) if st.current in order else 0
+        ahead = [st.entry(x) for x in order[i : i + 1 + max(1, self.cache.ahead)]]
+        self.cache.check([e.track_id for e in ahead if e is not None])
         msg = self.state_msg()
         if msg is not None:
             self.cache.save(msg)
