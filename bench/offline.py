@@ -194,11 +194,13 @@ def run() -> list[Result]:
         online = [_time_to_audio(env, sock) for _ in range(RUNS)]
         print(f"  resume, server up (ms): {', '.join(f'{x * 1000:.0f}' for x in online)}")
         srv.stop()
-        offline = [_time_to_audio(env, sock) for _ in range(RUNS)]
+        offline, floor = [], []
+        for _ in range(RUNS):  # alternated, so a busy machine weighs on both alike
+            offline.append(_time_to_audio(env, sock))
+            floor.append(_floor(env))
         print(f"  resume, server down (ms): {', '.join(f'{x * 1000:.0f}' for x in offline)}")
         results.append(_ms_row("resume to audio, server down, track cached", offline, TARGET_MS))
         results.append(_ms_row("resume to audio, server up, track cached", online))
-        floor = [_floor(env) for _ in range(RUNS)]
         print(f"  floor (ms): {', '.join(f'{x * 1000:.0f}' for x in floor)}")
         results.append(_ms_row("floor: interpreter, resume's imports, an idle libmpv", floor))
         over = statistics.median(offline) - statistics.median(floor)
