@@ -177,13 +177,20 @@ def _sources(args: argparse.Namespace, store: Store) -> tuple[list[str], list[st
         first = store.get(pins[s][0]) if pins[s] else None
         meta = first.meta if first is not None else {}
         name = str(meta.get("album") or "") if what == "album" else s[len(prefix) :]
-        if name.casefold().startswith(asked.casefold()):
+        if _key(name).startswith(_key(asked)):
             by_name.append(s)
     if len(by_name) > 1:
         raise UsageError(f"{what} {asked!r} matches {len(by_name)} kept here; give more of it")
     if not by_name:
         raise NotFound(f"no {what} {asked!r} is kept offline")
     return by_name, []
+
+
+def _key(text: str) -> str:
+    """Compared case- and accent-insensitively, as `--album` names are elsewhere."""
+    from tunehand.core.search import normalize
+
+    return normalize(text) or text.casefold()
 
 
 def _remove(args: argparse.Namespace, store: Store) -> int:
