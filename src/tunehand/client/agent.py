@@ -154,6 +154,9 @@ class Agent:
         self.state_changed = asyncio.Event()
         self._stopped = False
         self.cache = cache
+        self._local: set[str] = set()
+        """Entries the player was given as a cached file (a seek there is a seek, also on
+        a device that otherwise streams transcodes)."""
         """The offline cache: cached tracks play from their file, the queue ahead is
         cached, and playback goes on from it while the server is unreachable."""
         self.offline = OfflineDriver(self, cache) if cache is not None else None
@@ -329,6 +332,8 @@ class Agent:
         cache.save(msg)
         if not self._mine() or st.current is None or cache.ahead <= 0:
             return
+        if self.stream_quality != "original":
+            return  # a slow link (it asks for transcodes): only what the user pinned
         order = st.play_order()
         i = order.index(st.current) if st.current in order else 0
         ids = [e.track_id for e in (st.entry(x) for x in order[i : i + 1 + cache.ahead]) if e]
@@ -458,21 +463,31 @@ class Agent:
         if next_entry == self._next_prefetched:
             return
         self._next_prefetched = next_entry
-        url = self._playable(self._absolute(nxt.url)) if nxt is not None and nxt.url else None
+        url = None
+        if nxt is not None and nxt.url and next_entry is not None:
+            url = self._playable(self._absolute(nxt.url), next_entry)
         self.player.set_next(next_entry if url else None, url)
 
-    def _playable(self, url: str) -> str:
-        """A cached track's file instead of its stream URL (online too: no download)."""
-        if self.cache is None or "/v1/stream/" not in url:
-            return url
-        path = self.cache.path_for(url.split("/v1/stream/", 1)[1].split("?", 1)[0])
+    def _playable(self, url: str, tag: str | None = None) -> str:
+        """A cached track's file instead of its stream URL (online too: no download).
+        With `tag`: the player is given it, and remembers which it plays (`_local`)."""
+        path = None
+        if self.cache is not None and "/v1/stream/" in url:
+            path = self.cache.path_for(url.split("/v1/stream/", 1)[1].split("?", 1)[0])
+        if tag is not None:
+            if path is not None:
+                if len(self._local) > 64:
+                    self._local.clear()  # old entries: the player holds two at most
+                self._local.add(tag)
+            else:
+                self._local.discard(tag)
         return path if path is not None else url
 
     def _load(self, tag: str, url: str, position_ms: int, paused: bool) -> None:
         assert self.player is not None
         self._settling = tag
         self.model.reset()
-        url = self._playable(url)
+        url = self._playable(url, tag)
         offset = "&quality=" in url and "/v1/stream/" in url and position_ms > 0
         if offset:  # a transcode: the server starts it there, timed from there
             url += f"&t={position_ms / 1000:.3f}"
@@ -486,7 +501,7 @@ class Agent:
         tag, cur, track = player.playing_tag(), self.mirror.state.current_entry, self.mirror.track
         if tag is not None and cur is not None and cur.entry_id == tag and track and track.url:
             url = self._absolute(track.url)
-            if "&quality=" in url and self._playable(url) == url:
+            if "&quality=" in url and tag not in self._local:
                 self._load(tag, url, position_ms, player.paused())
                 return
         player.seek(position_ms)
