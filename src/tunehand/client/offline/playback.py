@@ -63,8 +63,8 @@ class OfflineDriver:
     def connection_lost(self) -> None:
         """The channel dropped: go on here if this device was playing."""
         a = self.agent
-        if self.state is not None or a.player is None or not a._mine():
-            return
+        if self.state is not None or a.player is None or a._stopped or not a._mine():
+            return  # not playing here, or left (the channel closes after the player)
         st = a.mirror.shown(core.Context(self._now()))
         if st.current_entry is None:
             return
