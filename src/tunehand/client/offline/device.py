@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -140,6 +141,9 @@ class DeviceCache:
         return msg if isinstance(msg, StateMsg) else None
 
     def _run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            # Downloads and hashes wait for the player and the agent (Linux: per thread).
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         fetcher = _LazyFetcher(self)  # made when a download is due, not at start
         try:
             while True:
