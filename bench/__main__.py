@@ -36,6 +36,7 @@ MODULES = (
     "subsonic",
     "transcode",
     "jam",
+    "offline",
 )
 
 

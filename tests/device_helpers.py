@@ -43,9 +43,27 @@ _CLEARED = (
 )
 
 
+_CACHE_HOME: list[str] = []
+
+
+def _cache_home() -> str:
+    """One temporary user cache dir for this test run's devices (their offline caches,
+    one folder per config dir inside), removed at exit: never the real ~/.cache."""
+    if not _CACHE_HOME:
+        import atexit
+        import shutil
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix="tunehand-cache-")
+        atexit.register(shutil.rmtree, path, True)
+        _CACHE_HOME.append(path)
+    return _CACHE_HOME[0]
+
+
 def device_env() -> dict[str, str]:
     """Our env without tunehand's variables and without any keyring (token files only)."""
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+    env["XDG_CACHE_HOME"] = _cache_home()
     env["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=/nonexistent"
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])

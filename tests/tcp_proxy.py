@@ -28,6 +28,9 @@ class TcpProxy:
         self.upstream = upstream
         self.accepted = 0
         """Connections accepted so far (each one tried the upstream of its moment)."""
+        self.cut_after: int | None = None
+        """When set: each connection is cut (RST) once this many bytes came back from
+        the upstream through it, as a network that drops in the middle of a download."""
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -67,7 +70,7 @@ class TcpProxy:
         self._writers.add(up_w)
         pipes = [
             asyncio.create_task(self._pipe(client_r, up_w, client_w)),
-            asyncio.create_task(self._pipe(up_r, client_w, up_w)),
+            asyncio.create_task(self._pipe(up_r, client_w, up_w, self.cut_after)),
         ]
         self._pipes.update(pipes)
         try:
@@ -79,12 +82,25 @@ class TcpProxy:
                 _abort(w)
 
     async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, src_w: asyncio.StreamWriter
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        src_w: asyncio.StreamWriter,
+        limit: int | None = None,
     ) -> None:
         """Copy until EOF (then close `dst` once its buffer is out, so the other direction
-        ends too) or an error on either side (then cut both at once)."""
+        ends too) or an error on either side (then cut both at once); with `limit`, cut
+        both once that many bytes went through."""
+        sent = 0
         try:
             while data := await src.read(CHUNK):
+                if limit is not None and sent + len(data) >= limit:
+                    dst.write(data[: limit - sent])
+                    await dst.drain()
+                    _abort(dst)
+                    _abort(src_w)
+                    return
+                sent += len(data)
                 dst.write(data)
                 await dst.drain()
         except OSError:

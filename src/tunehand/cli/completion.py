@@ -22,6 +22,7 @@ COMMANDS = (
     "ctl",
     "receiver",
     "resume",
+    "offline",
     "doctor",
     "mpd",
     "demo",

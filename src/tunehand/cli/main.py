@@ -173,6 +173,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 from tunehand.cli.ctl_args import play_what
 
                 play_what(dev)  # `resume TRACK|--search Q|...` plays that here
+    if wanted("offline"):
+        off = sub.add_parser(
+            "offline", help="keep tracks on this machine to play without the server"
+        )
+        _globals(off)
+        from tunehand.cli.offline import add_arguments
+
+        add_arguments(off, _globals)
     if wanted("doctor"):
         doctor = sub.add_parser("doctor", help="check libmpv, audio, keyring, server and login")
         _globals(doctor)
@@ -227,6 +235,7 @@ _COMMANDS = (
     "receiver",
     "resume",
     "doctor",
+    "offline",
     "mpd",
     "completion",
     "_complete",
@@ -383,6 +392,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tunehand.cli.resume import run_resume
 
         return run_resume(args)
+    if command == "offline":
+        from tunehand.cli.offline import run_offline
+
+        return run_offline(args)
     if command == "doctor":
         from tunehand.cli.doctor import run_doctor
 

@@ -194,15 +194,25 @@ async def _play(agent: Agent, screen: _Screen, tty: bool, request: dict[str, Any
     runner = asyncio.create_task(agent.run())
     try:
         waiting = asyncio.create_task(agent.first_state.wait())
+        failing = asyncio.create_task(agent.channel.attempt_failed.wait())
+        refused = asyncio.create_task(_refused(agent.channel.server))
         done, _ = await asyncio.wait(
-            {runner, waiting}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            {runner, waiting, failing, refused},
+            timeout=CONNECT_TIMEOUT_S,
+            return_when=asyncio.FIRST_COMPLETED,
         )
+        failing.cancel()
+        refused.cancel()
         if runner in done:
             runner.result()
-        if waiting not in done:
+        if waiting in done:
+            await _pull(agent, request)
+        else:
             waiting.cancel()
-            raise ServerUnreachable(f"cannot reach the server at {agent.channel.server}")
-        await _pull(agent, request)
+            # No server: play the session as last known from the offline cache.
+            offline = agent.offline
+            if request or offline is None or not offline.start_from_cache():
+                raise ServerUnreachable(f"cannot reach the server at {agent.channel.server}")
         screen.release()
         if tty:
             fd = sys.stdin.fileno()
@@ -222,6 +232,23 @@ async def _play(agent: Agent, screen: _Screen, tty: bool, request: dict[str, Any
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
+
+
+async def _refused(server: str) -> None:
+    """Return when the server's port refuses a connection (the server is down: no need
+    to wait for the channel's own attempt to say so); else never."""
+    from tunehand.client.http import split_server_url
+
+    _, host, port, _ = split_server_url(server)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), port), 5)
+    except (ConnectionRefusedError, OSError):
+        return
+    except TimeoutError:
+        pass
+    else:
+        writer.close()
+    await asyncio.Event().wait()
 
 
 async def _until(quit_: asyncio.Event, runner: asyncio.Task[None]) -> None:

@@ -15,9 +15,10 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunehand.client.channel import Channel
+from tunehand.client.offline.playback import OfflineDriver
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result
 from tunehand.core.lyrics import Lyrics
@@ -25,6 +26,7 @@ from tunehand.core.mirror import Mirror
 from tunehand.core.model import PlayFailure, Position, SessionState, StreamInfo
 from tunehand.core.position import PositionModel
 from tunehand.core.protocol import (
+    CommandMsg,
     DeviceHello,
     DevicesMsg,
     DirectiveMsg,
@@ -45,6 +47,9 @@ from tunehand.core.timesync import Sample, TimeSync, sample
 from tunehand.errors import TunehandError
 from tunehand.player import base as pev
 from tunehand.player.base import Player
+
+if TYPE_CHECKING:
+    from tunehand.client.offline.device import DeviceCache
 
 log = logging.getLogger("tunehand.agent")
 
@@ -90,6 +95,7 @@ class Agent:
         remote_track: Callable[[str], Awaitable[str]] | None = None,
         stream_quality: str = "original",
         lyrics: Callable[[str], Awaitable[Lyrics | None]] | None = None,
+        cache: DeviceCache | None = None,
     ) -> None:
         self.device = device
         self.stream_quality = stream_quality
@@ -158,6 +164,13 @@ class Agent:
         self.first_state = asyncio.Event()
         self.state_changed = asyncio.Event()
         self._stopped = False
+        self.cache = cache
+        self._local: set[str] = set()
+        """Entries the player was given as a cached file (a seek there is a seek, also on
+        a device that otherwise streams transcodes)."""
+        """The offline cache: cached tracks play from their file, the queue ahead is
+        cached, and playback goes on from it while the server is unreachable."""
+        self.offline = OfflineDriver(self, cache) if cache is not None else None
 
     # --- time -------------------------------------------------------------------
 
@@ -176,9 +189,7 @@ class Agent:
 
     async def run(self) -> None:
         """Run until cancelled (or the login is refused: AuthError)."""
-        loop = asyncio.get_running_loop()
-        if self._player_factory is not None and self.player is None:
-            self.player = self._player_factory(self._on_player_event, loop)
+        self.ensure_player()
         self._spawn(self._clock_loop())
         self._spawn(self._report_loop())
         self._spawn(self._drift_loop())
@@ -192,6 +203,11 @@ class Agent:
         finally:
             for t in list(self._tasks):
                 t.cancel()
+
+    def ensure_player(self) -> None:
+        """Make this device's player now (`run` does it first thing)."""
+        if self._player_factory is not None and self.player is None:
+            self.player = self._player_factory(self._on_player_event, asyncio.get_running_loop())
 
     def _stop_player(self) -> None:
         self._stopped = True
@@ -214,12 +230,13 @@ class Agent:
         if self._on_snapshot is None:
             return
         now = self.server_now()
+        offline = self.offline is not None and self.offline.active
         self._on_snapshot(
             Snapshot(
                 self.device.id,
                 self.channel.connected,
-                self.mirror.shown(core.Context(now)),
-                self.mirror.track,
+                self.shown(),
+                self.offline.track() if self.offline is not None and offline else self.mirror.track,
                 self.mirror.devices,
                 now,
                 self.position_ms(),
@@ -229,11 +246,16 @@ class Agent:
 
     def shown(self) -> SessionState:
         """The state as shown (the server's with commands in flight replayed on it): what
-        `_publish` announces, so a reader asking between two announcements sees the same."""
+        `_publish` announces, so a reader asking between two announcements sees the same.
+        While playing offline: the session as played here."""
+        if self.offline is not None and self.offline.state is not None:
+            return self.offline.state
         return self.mirror.shown(core.Context(self.server_now()))
 
     def position_ms(self) -> int:
         """Where playback is now: the player's own position when it plays here."""
+        if self.offline is not None and self.offline.active:
+            return self.offline.position_ms()
         st = self.mirror.state
         # After `leave` the player is closed; the channel's last notices still publish.
         if self.player is not None and not self._stopped and st.active_device == self.device.id:
@@ -252,6 +274,8 @@ class Agent:
         else:
             self.connected.clear()
             self._publish("connection to the server lost; reconnecting")
+            if self.offline is not None:
+                self.offline.connection_lost()
 
     def _on_message(self, msg: ServerMessage) -> None:
         if isinstance(msg, Hello):
@@ -265,7 +289,10 @@ class Agent:
                 self.mirror.on_state(early)
             self._early.clear()
             self._publish("connected to the server")
-            self._replay_journal()
+            if self.offline is not None and self.offline.active:
+                self.offline.on_hello()  # replays the journal its way
+            else:
+                self._replay_journal()
             self._after_state()
         elif isinstance(msg, StateMsg):
             if not self.channel.connected:
@@ -277,6 +304,8 @@ class Agent:
             self._publish()
         elif isinstance(msg, ResultMsg):
             res = Result(msg.command_id, msg.code, msg.message, msg.version)
+            if self.offline is not None and self.offline.on_result(res):
+                return
             self.mirror.on_result(res)
             fut = self._results.pop(msg.command_id, None)
             if fut is not None and not fut.done():
@@ -307,6 +336,7 @@ class Agent:
         self._reconcile()
         self._report_meta()
         self._publish(self._skipped(first))
+        self._cache_ahead()
 
     def _skipped(self, first: bool) -> str:
         """A notice when the session skipped an entry that another device could not play
@@ -319,6 +349,24 @@ class Agent:
             return ""
         return f"skipped an entry the device could not play: {failure.message}"
 
+    def _cache_ahead(self) -> None:
+        """Have the offline cache keep the current track and the next ones, and the
+        session as last known."""
+        cache = self.cache
+        if cache is None or self.player is None:
+            return
+        st = self.mirror.state
+        msg = StateMsg(st.version, st, self.mirror.track, self.mirror.next_track)
+        cache.save(msg)
+        if not self._mine() or st.current is None or cache.ahead <= 0:
+            return
+        if self.stream_quality != "original":
+            return  # a slow link (it asks for transcodes): only what the user pinned
+        order = st.play_order()
+        i = order.index(st.current) if st.current in order else 0
+        ids = [e.track_id for e in (st.entry(x) for x in order[i : i + 1 + cache.ahead]) if e]
+        cache.want(msg, ids)
+
     # --- commands ---------------------------------------------------------------
 
     async def command(self, op: str, **fields: Any) -> Result:
@@ -327,10 +375,10 @@ class Agent:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._results[cmd.command_id] = fut
         self.mirror.predict(cmd, core.Context(self.server_now()))
+        if self.offline is not None and self.offline.active:
+            self.offline.apply(cmd)
         self._reconcile()
         self._publish()
-        from tunehand.core.protocol import CommandMsg
-
         if not await self.channel.send(CommandMsg(cmd)):
             self._journal.append((time.monotonic(), cmd))
             del self._journal[:-JOURNAL_MAX]
@@ -338,8 +386,6 @@ class Agent:
         return await fut
 
     def _replay_journal(self) -> None:
-        from tunehand.core.protocol import CommandMsg
-
         now = time.monotonic()
         kept = [c for t, c in self._journal if c.op in ANYWHERE_OPS or now - t < JOURNAL_MAX_AGE_S]
         dropped = [c for _, c in self._journal if c not in kept]
@@ -365,6 +411,9 @@ class Agent:
     def _reconcile(self) -> None:
         player = self.player
         if player is None or self._stopped:
+            return
+        if self.offline is not None and self.offline.active:
+            self.offline.reconcile()
             return
         st = self.mirror.state
         if st.term < self._directive_term or self._switching:
@@ -446,13 +495,31 @@ class Agent:
         if next_entry == self._next_prefetched:
             return
         self._next_prefetched = next_entry
-        url = self._absolute(nxt.url) if nxt is not None and nxt.url else None
+        url = None
+        if nxt is not None and nxt.url and next_entry is not None:
+            url = self._playable(self._absolute(nxt.url), next_entry)
         self.player.set_next(next_entry if url else None, url)
+
+    def _playable(self, url: str, tag: str | None = None) -> str:
+        """A cached track's file instead of its stream URL (online too: no download).
+        With `tag`: the player is given it, and remembers which it plays (`_local`)."""
+        path = None
+        if self.cache is not None and "/v1/stream/" in url:
+            path = self.cache.path_for(url.split("/v1/stream/", 1)[1].split("?", 1)[0])
+        if tag is not None:
+            if path is not None:
+                if len(self._local) > 64:
+                    self._local.clear()  # old entries: the player holds two at most
+                self._local.add(tag)
+            else:
+                self._local.discard(tag)
+        return path if path is not None else url
 
     def _load(self, tag: str, url: str, position_ms: int, paused: bool) -> None:
         assert self.player is not None
         self._settling = tag
         self.model.reset()
+        url = self._playable(url, tag)
         offset = "&quality=" in url and "/v1/stream/" in url and position_ms > 0
         if offset:  # a transcode: the server starts it there, timed from there
             url += f"&t={position_ms / 1000:.3f}"
@@ -466,7 +533,7 @@ class Agent:
         tag, cur, track = player.playing_tag(), self.mirror.state.current_entry, self.mirror.track
         if tag is not None and cur is not None and cur.entry_id == tag and track and track.url:
             url = self._absolute(track.url)
-            if "&quality=" in url:
+            if "&quality=" in url and tag not in self._local:
                 self._load(tag, url, position_ms, player.paused())
                 return
         player.seek(position_ms)
@@ -482,6 +549,8 @@ class Agent:
     ) -> None:
         if self.player is None or not self._mine():
             return
+        if self.offline is not None and self.offline.active:
+            return  # nobody to report to: the device's place is told on return
         if self._switching and event == "progress":
             return  # a switch is due: the directive's instant decides, not this report
         st = self.mirror.state
@@ -526,6 +595,8 @@ class Agent:
         player = self.player
         if player is None or self._stopped or self._switching or not self._mine():
             return
+        if self.offline is not None and self.offline.active:
+            return
         st = self.mirror.state
         if st.term < self._directive_term or not st.position.playing:
             return
@@ -566,6 +637,9 @@ class Agent:
         st = self.mirror.state
         if isinstance(ev, (pev.Ready, pev.Failed)) and ev.tag == self._settling:
             self._settling = None
+        if self.offline is not None and self.offline.active:
+            self.offline.on_player_event(ev)
+            return
         if isinstance(ev, pev.Ready):
             if self._preparing is not None and ev.tag == self._preparing[1]:
                 transfer_id = self._preparing[0]
@@ -766,6 +840,10 @@ class Agent:
             sent = await self.channel.send(ReportMsg(rep))
             if sent:
                 await self._wait_paused(timeout_s)
+        if self.cache is not None:  # where it was offline: the next start goes on from there
+            if self.offline is not None and (msg := self.offline.state_msg()) is not None:
+                self.cache.save(msg)
+            self.cache.close()
         self._stopped = True
         if player is not None:
             player.close()

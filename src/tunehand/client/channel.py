@@ -80,6 +80,9 @@ class Channel:
         self.connected = False
         self._ever_connected = False
         self._delays = backoff(random.Random())
+        self.attempt_failed = asyncio.Event()
+        """Set when an attempt to connect (or a connection) failed: a device that has no
+        server yet may start from its offline cache instead of waiting."""
 
     async def run(self) -> None:
         """Stay connected until cancelled; raises AuthError when the login is refused."""
@@ -149,6 +152,7 @@ class Channel:
                 TunehandError,
             ) as exc:
                 log.info("channel: connection lost (%s)", type(exc).__name__)
+            self.attempt_failed.set()
             self._lost()
             await asyncio.sleep(next(self._delays))
 

@@ -55,6 +55,10 @@ class Config(NamedTuple):
     "high" (160 kb/s) or "low" (64 kb/s) for a slow link."""
     hooks: Mapping[str, tuple[str, ...]] = MappingProxyType({})
     """`[hooks]`: event name (`on_play`, ...) -> the command to run, as its arguments."""
+    offline_max_mb: int = 2048
+    """What the offline cache may hold beyond the pinned tracks (MB)."""
+    offline_ahead: int = 3
+    """How many tracks of the queue a playing device caches ahead (0: none)."""
 
 
 def resolve_config_dir(cli_value: str | None, environ: Mapping[str, str]) -> Path:
@@ -281,6 +285,8 @@ def _config_from_table(table: dict[str, Any], path: Path) -> Config:
         cover_art=_choice(table, "cover_art", COVER_ART_MODES, path),
         stream_quality=_choice(table, "stream_quality", STREAM_QUALITIES, path),
         hooks=_hooks(table.get("hooks", {}), path),
+        offline_max_mb=_int_in(table, "offline_max_mb", 2048, 0, 1 << 24, path),
+        offline_ahead=_int_in(table, "offline_ahead", 3, 0, 50, path),
     )
 
 
@@ -310,6 +316,15 @@ def _hooks(value: object, path: Path) -> Mapping[str, tuple[str, ...]]:
         if argv and argv[0]:
             out[key] = tuple(argv)
     return MappingProxyType(out)
+
+
+def _int_in(table: dict[str, Any], key: str, default: int, lo: int, hi: int, path: Path) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong_type(path, key, "an integer", value)
+    if not lo <= value <= hi:
+        raise ConfigError(f"{path}: {key} must be from {lo} to {hi}, not {value}: fix that value")
+    return value
 
 
 def _toml_type(value: object) -> str:

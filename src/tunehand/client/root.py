@@ -151,6 +151,26 @@ def build_agent(
         return await asyncio.to_thread(fetch_lyrics, api, lock, track_id)
 
     factory = player(mpv_options) if player is not None else None
+    cache = None
+    if factory is not None:
+        from tunehand.client.offline.device import DeviceCache
+        from tunehand.client.offline.store import Store, cache_root
+
+        def queue_views() -> dict[str, dict[str, object]]:
+            with lock:
+                got = api.request("GET", "/v1/session/queue")
+            return {
+                str(e["track_id"]): e["track"] for e in got.get("entries", []) if e.get("track")
+            }
+
+        cache = DeviceCache(
+            Store(cache_root(api.config_dir), config.offline_max_mb),
+            api.http.server,
+            ca_file=api.http.ca_file,
+            ahead=config.offline_ahead,
+            queue_views=queue_views,
+        )
+        cache.start()
     return Agent(
         server=api.http.server,
         token=token,
@@ -163,6 +183,7 @@ def build_agent(
         remote_track=remote_track,
         stream_quality=config.stream_quality,
         lyrics=lyrics,
+        cache=cache,
     )
 
 

@@ -23,6 +23,7 @@ from tunehand.server.api_podcasts import stream_episode
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import library as ql
 from tunehand.server.db import userdata as qu
+from tunehand.server.digests import wants_sha256
 from tunehand.server.revocation import link_allowed
 from tunehand.server.streams import track_view
 from tunehand.server.transcode import (
@@ -220,9 +221,13 @@ async def stream(request: Request) -> Response:
         except TranscodeError as exc:
             return error(503, "no_transcoder", exc.message)
         return TranscodeResponse(job)
-    response = FileResponse(
-        stored.path, media_type=stored.mime, headers={"Cache-Control": "private"}, stat_result=st
-    )
+    headers = {"Cache-Control": "private"}
+    if wants_sha256(request.headers.get("want-repr-digest")):
+        try:
+            headers |= await s.digests.headers(stored.path, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return error(404, "not_found", "the file is gone: rescan the library")
+    response = FileResponse(stored.path, media_type=stored.mime, headers=headers, stat_result=st)
     return _range_refusal(request, response, st.st_size) or response
 
 

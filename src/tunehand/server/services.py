@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tunehand.server.bus import DEFAULT_PREFIX, Bus
+from tunehand.server.digests import FileDigests
 from tunehand.server.hub import Hub
 from tunehand.server.library.art import ArtCache
 from tunehand.server.library.service import Library
@@ -117,3 +118,5 @@ class Services:
     """Scrobbling: services, rules and the outbox loop (set at start)."""
     lyrics: LyricsSource = field(default_factory=LyricsSource)
     """Lyrics from files and (when enabled) LRCLIB (replaced at start from the settings)."""
+    digests: FileDigests = field(default_factory=FileDigests)
+    """SHA-256 of library files, for clients that ask (`Want-Repr-Digest`)."""

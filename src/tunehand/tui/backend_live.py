@@ -295,7 +295,27 @@ class LiveBackend:
             self._notice = f"this terminal cannot play ({exc}); it works as a remote"
         self._agent = agent
         await self._desktop.start(agent)
-        await agent.run()
+        offline = asyncio.create_task(self._offline_start(agent))
+        try:
+            await agent.run()
+        finally:
+            offline.cancel()
+
+    async def _offline_start(self, agent: Any) -> None:
+        """No server at start: the session as last known, from the offline cache, paused
+        until the user plays it (a start never plays on its own)."""
+        first = asyncio.create_task(agent.first_state.wait())
+        failed = asyncio.create_task(agent.channel.attempt_failed.wait())
+        try:
+            done, _ = await asyncio.wait({first, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            first.cancel()
+            failed.cancel()
+        if first in done or agent.offline is None or agent.player is None:
+            return
+        if agent.offline.start_from_cache(playing=False):
+            self._notice = "offline: playing from the cache (paused: play to go on)"
+            agent._publish()
 
     def server_now(self) -> int:
         if self._agent is not None:
@@ -366,7 +386,35 @@ class LiveBackend:
     async def delete_playlist(self, name: str) -> None:
         await self._send("DELETE", f"/v1/playlists/{quote(name)}")
 
+    async def _cached(self) -> list[Any] | None:
+        """What the offline cache holds, when this device has one (None: it has not)."""
+        agent = self._agent
+        cache = getattr(agent, "cache", None)
+        if cache is None:
+            return None
+        rows: list[Any] = await asyncio.to_thread(cache.store.all)
+        return rows
+
     async def search(self, query: str, limit: int = 200) -> SearchResults:
+        try:
+            return await self._search(query, limit)
+        except ServerUnreachable:
+            rows = await self._cached()
+            if rows is None:
+                raise
+            from tunehand.client.offline import browse
+
+            found = browse.search(rows, query[:200], limit)
+            keys = {browse.artist_key(t) for t in found}
+            ids = {t.album_id for t in found}
+            return SearchResults(
+                found,
+                [Artist(*r) for r in browse.artists(rows) if r[0] in keys],
+                [Album(*r) for r in browse.albums(rows) if r[0] in ids],
+                [],
+            )
+
+    async def _search(self, query: str, limit: int) -> SearchResults:
         payload = await self._get(f"/v1/search?q={quote(query[:200])}&limit={limit}&groups=1")
         return SearchResults(
             _tracks(payload["tracks"]),
@@ -376,13 +424,36 @@ class LiveBackend:
         )
 
     async def artists(self) -> list[Artist]:
-        return _artists((await self._get("/v1/artists"))["artists"])
+        try:
+            return _artists((await self._get("/v1/artists"))["artists"])
+        except ServerUnreachable:
+            from tunehand.client.offline import browse
+
+            return [Artist(*r) for r in browse.artists(await self._cached_or_raise())]
 
     async def albums(self, artist_key: str) -> list[Album]:
-        return _albums((await self._get(f"/v1/artists/{quote(artist_key)}/albums"))["albums"])
+        try:
+            rows = (await self._get(f"/v1/artists/{quote(artist_key)}/albums"))["albums"]
+            return _albums(rows)
+        except ServerUnreachable:
+            from tunehand.client.offline import browse
+
+            cached = await self._cached_or_raise()
+            return [Album(*r) for r in browse.albums(cached, artist_key)]
 
     async def album_tracks(self, album_id: str) -> list[TrackView]:
-        return _tracks((await self._get(f"/v1/albums/{quote(album_id)}/tracks"))["tracks"])
+        try:
+            return _tracks((await self._get(f"/v1/albums/{quote(album_id)}/tracks"))["tracks"])
+        except ServerUnreachable:
+            from tunehand.client.offline import browse
+
+            return browse.album_tracks(await self._cached_or_raise(), album_id)
+
+    async def _cached_or_raise(self) -> list[Any]:
+        rows = await self._cached()
+        if rows is None:
+            raise ServerUnreachable("the server is unreachable and nothing is cached here")
+        return rows
 
     async def playlists(self) -> list[PlaylistInfo]:
         rows = (await self._get("/v1/playlists"))["playlists"]
@@ -459,7 +530,15 @@ class LiveBackend:
         ]
 
     async def queue(self) -> list[QueueItem]:
-        entries = (await self._get("/v1/session/queue"))["entries"]
+        try:
+            entries = (await self._get("/v1/session/queue"))["entries"]
+        except ServerUnreachable:
+            agent = self._agent
+            cache = getattr(agent, "cache", None)
+            if agent is None or cache is None:
+                raise
+            st = agent.shown()  # as played here offline, or as last known
+            return [QueueItem(e.entry_id, e.track_id, cache.view(e.track_id)) for e in st.queue]
         return [QueueItem(e["entry_id"], e["track_id"], _track(e["track"])) for e in entries]
 
     async def lyrics(self, track_id: str) -> Lyrics | None:

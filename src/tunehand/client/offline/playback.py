@@ -1,0 +1,398 @@
+"""Playing on while the server is unreachable: the agent's offline mode.
+
+While the channel is down and this device held playback (or it started with no
+server and a session last known in the cache), `OfflineDriver` keeps a local copy of
+the session (`state`) and moves it with the same pure core the server runs: the
+user's commands (`core.apply`) and the player's ends (`core.apply_report`). It plays
+only what is cached, skipping the rest and saying so. The agent still journals every
+command made meanwhile.
+
+When the server is back (`on_hello`) the device reconciles without a jump: the
+playback commands made offline were already heard here, so instead of replaying them
+the device tells the server where it is (`play` that entry at the position the speaker
+reached, on this device; then `pause` when paused here); queue edits are replayed by
+the agent's usual journal rules. If another device took playback meanwhile, this one
+stops and follows the server, like any device that lost the term. A refused
+reconciliation also leaves the server's state in charge, saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from tunehand.core import session as core
+from tunehand.core.commands import Command, Report, Result
+from tunehand.core.model import Position, SessionState
+from tunehand.core.protocol import CommandMsg, StateMsg, TrackView
+from tunehand.player import base as pev
+
+if TYPE_CHECKING:
+    from tunehand.client.agent import Agent
+    from tunehand.client.offline.device import DeviceCache
+
+log = logging.getLogger("tunehand.agent")
+
+PLAYBACK_OPS = frozenset({"play", "pause", "toggle", "next", "prev", "seek"})
+"""Commands heard here while offline: the device's place on return stands for them."""
+
+
+class OfflineDriver:
+    def __init__(self, agent: Agent, cache: DeviceCache) -> None:
+        self.agent = agent
+        self.cache = cache
+        self.state: SessionState | None = None
+        """The session as played here offline; None while online."""
+        self._anchor: Position | None = None
+        self._adopting: list[str] = []
+        """Command ids of the reconciliation on return; offline until they are answered."""
+        self._offline_ids: set[str] = set()
+        self._said_skip: set[str] = set()
+
+    @property
+    def active(self) -> bool:
+        return self.state is not None
+
+    def _now(self) -> int:
+        return self.agent.server_now()
+
+    # --- going offline ------------------------------------------------------------
+
+    def connection_lost(self) -> None:
+        """The channel dropped: go on here if this device was playing."""
+        a = self.agent
+        if self.state is not None or a.player is None or a._stopped or not a._mine():
+            return  # not playing here, or left (the channel closes after the player)
+        st = a.mirror.shown(core.Context(self._now()))
+        if st.current_entry is None:
+            return
+        pos = a.position_ms()
+        playing = st.position.playing and not a.player.paused()
+        self.state = replace(
+            st,
+            active_device=a.device.id,
+            position=Position(pos, self._now(), playing, 1.0 if playing else 0.0),
+        )
+        self._anchor = self.state.position
+        a._publish("offline: playing on from the cache")
+        self.reconcile()
+
+    def start_from_cache(self, playing: bool = True) -> bool:
+        """Start the session as last known, from the cache (no server): playing, or
+        paused at its place (the TUI: a start never plays on its own). False when
+        nothing of it is cached."""
+        a = self.agent
+        last = self.cache.last()
+        if last is None:
+            return False
+        a.ensure_player()
+        if a.player is None:
+            return False
+        st = last.state
+        cur = st.current_entry
+        if cur is None:
+            return False
+        pos = st.position.position_ms  # where it was when last known
+        rate = 1.0 if playing else 0.0
+        self.state = replace(
+            st, active_device=a.device.id, position=Position(pos, self._now(), playing, rate)
+        )
+        self._anchor = self.state.position
+        if self._playable_from(st.current) is None:
+            self.state = None
+            return False
+        self.reconcile()
+        a._publish("offline: playing from the cache")
+        return True
+
+    def _playable_from(self, entry_id: str | None) -> str | None:
+        """The first entry from `entry_id` on (play order) whose track is cached."""
+        st = self.state
+        assert st is not None
+        order = list(st.play_order())
+        if entry_id not in order:
+            return None
+        for eid in order[order.index(entry_id) :]:
+            e = st.entry(eid)
+            if e is not None and self.cache.path_for(e.track_id):
+                return eid
+        return None
+
+    # --- what the agent shows -----------------------------------------------------
+
+    def track(self) -> TrackView | None:
+        st = self.state
+        cur = st.current_entry if st is not None else None
+        return self.cache.view(cur.track_id) if cur is not None else None
+
+    def position_ms(self) -> int:
+        st = self.state
+        assert st is not None
+        player = self.agent.player
+        if player is not None and player.playing_tag() == st.current:
+            pos = player.position_ms()
+            if pos is not None:
+                return pos
+        return st.position_at(self._now())
+
+    # --- commands and player events -------------------------------------------------
+
+    def apply(self, cmd: Command) -> None:
+        st = self.state
+        assert st is not None
+        self._offline_ids.add(cmd.command_id)
+        now = self._now()
+        here = replace(
+            st,
+            position=Position(
+                self.position_ms(), now, st.position.playing, 1.0 if st.position.playing else 0.0
+            ),
+        )
+        out = core.apply(here, cmd, core.Context(now, online_devices=(self.agent.device.id,)))
+        if out.result.ok:
+            self.state = replace(out.state, position=_audible(out.state.position))
+            self.reconcile()
+
+    def on_player_event(self, ev: pev.PlayerEvent) -> None:
+        a = self.agent
+        st = self.state
+        assert st is not None
+        if a._stopped:
+            return  # left: the player is closed
+        now = self._now()
+        if isinstance(ev, pev.Ready):
+            if ev.tag == st.current and a.player is not None:
+                # Loaded: its place is the player's; playing or not stays what the state
+                # says (a play made while it loaded), and reconcile makes the player so.
+                playing = st.position.playing
+                pos = a.player.position_ms() or st.position.position_ms
+                self.state = replace(
+                    st, position=Position(pos, now, playing, 1.0 if playing else 0.0)
+                )
+                self._anchor = self.state.position
+                self.reconcile()
+        elif isinstance(ev, pev.Advanced):
+            a.model.reset()
+            a._next_prefetched = None
+            if st.entry(ev.tag) is not None:
+                self.state = replace(st, current=ev.tag, position=Position(0, now, True, 1.0))
+                self._anchor = self.state.position
+                self._played(ev.tag)
+            self.reconcile()
+        elif isinstance(ev, (pev.Ended, pev.Failed)):
+            if isinstance(ev, pev.Failed):
+                a._publish(f"offline: cannot play {ev.tag}: {ev.message}; skipping")
+            if ev.tag == st.current:
+                rep = Report(
+                    st.term,
+                    ev.tag,
+                    0,
+                    now,
+                    False,
+                    0.0,
+                    "ended" if isinstance(ev, pev.Ended) else "error",
+                )
+                new, _ = core.apply_report(st, st.active_device or "", rep, core.Context(now))
+                self.state = replace(new, position=_audible(new.position))
+                self._anchor = None
+                self.reconcile()
+        a._publish()
+
+    def _played(self, entry_id: str) -> None:
+        st = self.state
+        e = st.entry(entry_id) if st is not None else None
+        if e is not None:
+            self.cache.played(e.track_id)
+
+    # --- the player follows the offline state -----------------------------------------
+
+    def reconcile(self) -> None:
+        a = self.agent
+        player = a.player
+        st = self.state
+        if player is None or st is None or a._stopped:
+            return
+        if a._volume != st.volume:
+            a._volume = st.volume
+            player.set_volume(st.volume)
+        cur = st.current_entry
+        if cur is None:
+            if player.playing_tag() is not None:
+                player.stop()
+            return
+        if player.playing_tag() != cur.entry_id:
+            target = self._playable_from(cur.entry_id)
+            if target != cur.entry_id:
+                self._say_skipped(cur.entry_id, target)
+                if target is None:
+                    self.state = replace(st, position=Position(0, self._now(), False, 0.0))
+                    if player.playing_tag() is not None:
+                        player.stop()
+                    a._publish("offline: nothing further in the queue is cached; stopped")
+                    return
+                st = self.state = replace(
+                    st, current=target, position=Position(0, self._now(), st.position.playing, 0.0)
+                )
+                cur = st.current_entry
+                assert cur is not None
+            path = self.cache.path_for(cur.track_id)
+            assert path is not None
+            self._anchor = st.position
+            a._settling = cur.entry_id
+            a.model.reset()
+            player.load(
+                cur.entry_id,
+                path,
+                position_ms=st.position_at(self._now()),
+                paused=not st.position.playing,
+            )
+            a._next_prefetched = None
+            self._played(cur.entry_id)
+        elif a._settling != cur.entry_id:
+            if st.position.playing and player.paused():
+                player.resume()
+            elif not st.position.playing and not player.paused():
+                player.pause()
+            if st.position != self._anchor:
+                self._anchor = st.position
+                pos = player.position_ms()
+                want = st.position_at(self._now())
+                if pos is not None and abs(pos - want) > 300:
+                    a._settling = cur.entry_id
+                    player.seek(want)
+        self._prefetch()
+        order = st.play_order()
+        i = order.index(st.current) if st.current in order else 0
+        ahead = [st.entry(x) for x in order[i : i + 1 + max(1, self.cache.ahead)]]
+        self.cache.check([e.track_id for e in ahead if e is not None])
+        msg = self.state_msg()
+        if msg is not None:
+            self.cache.save(msg)
+
+    def _say_skipped(self, start: str, target: str | None) -> None:
+        st = self.state
+        assert st is not None
+        order = list(st.play_order())
+        i = order.index(start)
+        j = order.index(target) if target is not None else len(order)
+        for eid in order[i:j]:
+            if eid in self._said_skip:
+                continue
+            self._said_skip.add(eid)
+            e = st.entry(eid)
+            view = self.cache.view(e.track_id) if e is not None else None
+            name = view.title if view is not None else (e.track_id if e else eid)
+            self.agent._publish(f"offline: {name} is not cached; skipping")
+
+    def _prefetch(self) -> None:
+        a = self.agent
+        st = self.state
+        assert st is not None and a.player is not None
+        nxt = st.next_entry_id()
+        target = None
+        if nxt is not None:
+            target = self._playable_from(nxt)
+            if target is not None and st.play_order().index(target) <= st.play_order().index(
+                st.current or ""
+            ):
+                target = None  # wrapped around (repeat all): let the end decide
+        if target == a._next_prefetched:
+            return
+        a._next_prefetched = target
+        e = st.entry(target)
+        path = self.cache.path_for(e.track_id) if e is not None else None
+        a.player.set_next(target if path else None, path)
+
+    # --- back online -----------------------------------------------------------------
+
+    def on_hello(self) -> None:
+        """The server is back (its state is in the mirror): tell it where playback is."""
+        a = self.agent
+        st = self.state
+        assert st is not None
+        server = a.mirror.state
+        playback = [
+            c for _, c in a._journal if c.op in PLAYBACK_OPS and c.command_id in self._offline_ids
+        ]
+        a._journal = [(t, c) for t, c in a._journal if c not in playback]
+        for c in playback:  # heard here already: where playback is now says it
+            res = Result(c.command_id, "ok", "applied here while offline", 0)
+            a.mirror.on_result(res)
+            fut = a._results.pop(c.command_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(res)
+        a._replay_journal()
+        if server.active_device not in (None, a.device.id):
+            self._leave("another device took playback while this one was offline")
+            return
+        cur = st.current_entry
+        if cur is None or server.entry(cur.entry_id) is None:
+            self._leave("the queue changed on the server while offline")
+            return
+        pos = self.position_ms()
+        cmds = [
+            Command(
+                op="play",
+                command_id=os.urandom(8).hex(),
+                entry_id=cur.entry_id,
+                position_ms=max(0, pos),
+                device_id=a.device.id,
+            )
+        ]
+        if not st.position.playing:
+            cmds.append(Command(op="pause", command_id=os.urandom(8).hex()))
+        if st.volume != server.volume:
+            cmds.append(Command(op="volume", command_id=os.urandom(8).hex(), value=st.volume))
+        self._adopting = [c.command_id for c in cmds]
+        log.info("offline: back online at %s, %d ms", cur.entry_id, pos)
+        for c in cmds:
+            a._send(CommandMsg(c))
+
+    def on_result(self, res: Result) -> bool:
+        """A result on return; True when it was one of ours (the agent need not tell it)."""
+        if res.command_id not in self._adopting:
+            return False
+        first = res.command_id == self._adopting[0]
+        self._adopting.remove(res.command_id)
+        if first and not res.ok:
+            self._leave(f"the server refused where playback went offline ({res.message})")
+            return True
+        if not self._adopting and self.state is not None:
+            self.state = None
+            self.agent._publish("back online: the session goes on from here")
+            self.agent._last_anchor = None
+            self.agent._reconcile()
+        return True
+
+    def _leave(self, why: str) -> None:
+        self.state = None
+        self._adopting = []
+        self.agent._publish(f"back online: {why}; following the server")
+        self.agent._last_anchor = None
+        self.agent._reconcile()
+
+    def state_msg(self) -> StateMsg | None:
+        """The session as played here offline, as a state message (for the cache)."""
+        st = self.state
+        if st is None:
+            return None
+        return StateMsg(
+            st.version,
+            replace(
+                st,
+                position=Position(
+                    self.position_ms(),
+                    self._now(),
+                    st.position.playing,
+                    1.0 if st.position.playing else 0.0,
+                ),
+            ),
+            self.track(),
+        )
+
+
+def _audible(p: Position) -> Position:
+    """Offline nobody waits for a report: a playing anchor moves at rate 1."""
+    return replace(p, rate=1.0) if p.playing else p
