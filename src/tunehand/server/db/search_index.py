@@ -170,7 +170,8 @@ async def _one_word(conn: AsyncConnection, kind: str, word: str, n: int) -> Rank
     fetch = 2 * n + 16
     while True:
         in_range = (
-            sa.select(w.owner, w.sort_key, w.item_words, score, sa.literal(0).label("x"))
+            sa.select(w.owner, w.sort_key, sa.literal("").label("item_words"), score)
+            .add_columns(sa.literal(0).label("x"))
             .where(w.kind == kind, _in_range(word))
             .order_by(score.desc(), w.sort_key, w.owner)
             .limit(fetch)

@@ -31,6 +31,15 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     op.create_index("ix_search_words_owner", "search_words", ["owner"])
+    if op.get_bind().dialect.name == "postgresql":
+        # A one-word query reads its range from the index alone: PostgreSQL's heap is
+        # not kept in key order (SQLite's WITHOUT ROWID table is the key's b-tree).
+        op.create_index(
+            "ix_search_words_rank",
+            "search_words",
+            ["kind", "word"],
+            postgresql_include=["owner", "points", "sort_key"],
+        )
     op.create_table(
         "now_playing",
         sa.Column("account_id", sa.Integer(), nullable=False),
@@ -84,5 +93,7 @@ def downgrade() -> None:
     op.drop_index("ix_play_queue_seen_account_id", table_name="play_queue_seen")
     for table in ("play_queue_seen", "bookmarks", "ratings", "now_playing"):
         op.drop_table(table)
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_search_words_rank", table_name="search_words")
     op.drop_index("ix_search_words_owner", table_name="search_words")
     op.drop_table("search_words")
