@@ -130,13 +130,17 @@ async def _audio(options: dict[str, str], mpv_log: MpvLog) -> Check:
         try:
             player.set_volume(0)
             player.load("probe", str(wav), position_ms=0, paused=False)
-            try:
-                ev = await asyncio.wait_for(events.get(), 5)
-            except TimeoutError:
-                return ("audio output", False, "mpv did not start playing within 5 s")
+            # The first of Ready or Failed (the player also says what it learnt of the
+            # file, such as its tags, before or after it is ready).
+            until = time.monotonic() + 5
+            ev: PlayerEvent | None = None
+            while not isinstance(ev, Ready | Failed):
+                try:
+                    ev = await asyncio.wait_for(events.get(), max(0.0, until - time.monotonic()))
+                except TimeoutError:
+                    return ("audio output", False, "mpv did not start playing within 5 s")
             if isinstance(ev, Failed):
                 return ("audio output", False, f"{ev.message}: check mpv_options")
-            assert isinstance(ev, Ready)
             # mpv opens the output a moment after the file is ready: look for a while,
             # unless mpv has said it found none.
             deadline = time.monotonic() + 2.0
