@@ -52,15 +52,22 @@ def upgrade() -> None:
     )
     op.create_index("ix_scrobble_outbox_account_id", "scrobble_outbox", ["account_id"])
     op.create_index("ix_scrobble_outbox_due_ms", "scrobble_outbox", ["due_ms"])
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("autoplay", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # A plain ADD COLUMN, never a batch: on SQLite a batch rebuilds `accounts`, and
+    # dropping the old table deletes every row that refers to it ON DELETE CASCADE
+    # (sessions, devices, playlists...) while foreign keys are on.
+    op.add_column(
+        "accounts",
+        sa.Column(
+            "autoplay",
+            sa.Boolean(create_constraint=False),
+            server_default=sa.false(),
+            nullable=False,
+        ),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_column("autoplay")
+    op.drop_column("accounts", "autoplay")  # SQLite 3.35+ drops a column in place
     op.drop_index("ix_scrobble_outbox_due_ms", table_name="scrobble_outbox")
     op.drop_index("ix_scrobble_outbox_account_id", table_name="scrobble_outbox")
     op.drop_table("scrobble_outbox")
