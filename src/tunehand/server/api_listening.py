@@ -20,7 +20,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tunehand.core.commands import Command
+from tunehand.errors import StoreError
 from tunehand.server.db import podcasts as qp
+from tunehand.server.db.engine import unavailable
 from tunehand.server.service import SessionService
 from tunehand.server.web import ApiError, body, json, now_ms, principal, services
 
@@ -137,8 +139,12 @@ async def run_sleep(sessions: SessionService) -> None:
                 await sessions.execute(account_id, cmd, None)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("sleep timer failed")
+        except Exception as exc:
+            if isinstance(exc, StoreError) or unavailable(exc):
+                # The database is down or restarting: one line, and the next tick tries again.
+                log.warning("sleep timer: the database is unavailable (%s)", type(exc).__name__)
+            else:
+                log.exception("sleep timer failed")
         await asyncio.sleep(SLEEP_TICK_S)
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tunehand.errors import QuotaError
+from tunehand.errors import QuotaError, StoreError
 from tunehand.server.db import podcasts as qp
+from tunehand.server.db.engine import unavailable
 from tunehand.server.podcasts import feeds
 from tunehand.server.podcasts.fetch import Feed, Fetcher, FetchError
 
@@ -109,8 +110,11 @@ class Podcasts:
             async with gate:
                 try:
                     await self.refresh(account_id, row)
-                except Exception:  # one feed never stops the others
-                    log.exception("podcast %s: refresh failed", row.id)
+                except Exception as exc:  # one feed never stops the others
+                    if _unavailable(exc):
+                        log.warning("podcast %s: the database is unavailable", row.id)
+                    else:
+                        log.exception("podcast %s: refresh failed", row.id)
 
         await asyncio.gather(*(one(a, r) for a, r in rows))
         return len(rows)
@@ -121,6 +125,14 @@ class Podcasts:
         while True:
             try:
                 await self.refresh_due()
-            except Exception:
-                log.exception("podcast refresh failed")
+            except Exception as exc:
+                if _unavailable(exc):
+                    # Down or restarting: one line; the next round tries again.
+                    log.warning("podcast refresh: the database is unavailable")
+                else:
+                    log.exception("podcast refresh failed")
             await asyncio.sleep(pause)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, StoreError) or unavailable(exc)
