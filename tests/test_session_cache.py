@@ -155,7 +155,10 @@ async def test_a_session_read_for_a_device_is_kept_unless_a_newer_one_is(
 ) -> None:
     account = await _account(engine)
     a, b = await _service(engine), await _service(engine)
-    assert (await a.state(account)).version == 1  # a device's hello reads it
+    # A device's hello resolves the account's seat (its own session, or a jam's: kept
+    # until a jam changes) and reads the session.
+    assert (await a.seat(account)).session == account
+    assert (await a.state(account)).version == 1
     ran = Statements(engine)
     await a.execute(account, _volume(70), None)
     assert "SELECT" not in ran.take()
