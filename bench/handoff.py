@@ -768,13 +768,25 @@ def _rewind_if_late(remote: Remote, watch: MpvWatch, room_s: float = REWIND_BEFO
         time.sleep(SETTLE_S)
 
 
+STEADY_STEPS = 10
+"""time-pos steps over the last SETTLE_S that make a source steady (mpv refreshes it
+about every 50 ms: ~30 steps in 1.5 s when it plays on)."""
+
+
 def _wait_steady(watch: MpvWatch) -> None:
+    """Wait until the source has played on for SETTLE_S: a fresh output (a sound server's
+    first stream) can stall for a while after it started, and a transfer measured across
+    that stall has no source line to measure against."""
     deadline = time.monotonic() + WAIT_S
     while not watch.playing():
         if time.monotonic() > deadline:
             raise RuntimeError(f"{watch.name} is not playing")
         time.sleep(0.05)
     time.sleep(SETTLE_S)
+    while len(watch.advances(time.monotonic() - SETTLE_S)) < STEADY_STEPS:
+        if time.monotonic() > deadline + SETTLE_S:
+            raise RuntimeError(f"{watch.name} does not play on steadily")
+        time.sleep(0.05)
 
 
 def run_handoffs(

@@ -561,6 +561,37 @@ def short_sock_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass
+class World:
+    """A test module's server (replaced in place when a test restarts it), its music,
+    and its users, handed out one per test."""
+
+    srv: ServerProc
+    root: Path
+    music: Path
+    users: list[str]
+    sock_dir: Path
+    count: int = 0
+
+    def user(self) -> str:
+        self.count += 1
+        return self.users[self.count - 1]
+
+
+@contextlib.contextmanager
+def serving_world(root: Path, music: Path, users: list[str], sock_prefix: str) -> Iterator[World]:
+    """Serve `music` from a server in `root` with `users` added; the server is stopped
+    (the one in `World.srv` then, if a test replaced it) when the block ends."""
+    srv = launch(root, music=music)
+    add_users(srv, users)
+    with short_sock_dir(sock_prefix) as sock_dir:
+        w = World(srv, root, music, users, sock_dir)
+        try:
+            yield w
+        finally:
+            w.srv.stop()
+
+
 async def wait_app(
     pilot: Any, what: str, predicate: Callable[[], bool], timeout: float = 20.0
 ) -> None:

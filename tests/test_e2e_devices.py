@@ -33,18 +33,17 @@ from tests.device_helpers import (
     Lines,
     Receiver,
     Watch,
-    add_users,
+    World,
     ctl,
     ctl_ok,
     login_all,
     make_tones,
     require_mpv,
     restart_server,
-    short_sock_dir,
+    serving_world,
     status,
     watching,
 )
-from tests.fixtures_server import ServerProc, launch
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sox") is None, reason="sox is not installed (generated audio)"
@@ -54,34 +53,14 @@ TRACKS = ("Long Tone One", "Long Tone Two", "Long Tone Three")
 TRACK_S = 40
 
 
-@dataclass
-class World:
-    """The module's server (replaced in place when a test restarts it) and its users."""
-
-    srv: ServerProc
-    root: Path
-    users: list[str]
-    sock_dir: Path
-    count: int = 0
-
-    def user(self) -> str:
-        self.count += 1
-        return self.users[self.count - 1]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     require_mpv()
     root = tmp_path_factory.mktemp("devices-server")
     music = root / "music"
     make_tones(music, TRACKS, album="Long Tones", duration_s=TRACK_S)
-    srv = launch(root, music=music)
-    users = [f"dev{i}" for i in range(32)]
-    add_users(srv, users)
-    with short_sock_dir("th-mpv-") as sock_dir:
-        w = World(srv, root, users, sock_dir)
+    with serving_world(root, music, [f"dev{i}" for i in range(32)], "th-mpv-") as w:
         yield w
-        w.srv.stop()
 
 
 @dataclass

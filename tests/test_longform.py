@@ -20,16 +20,15 @@ import pytest
 from tests.device_helpers import (
     DeviceDir,
     Receiver,
-    add_users,
+    World,
     ctl,
     ctl_ok,
     login_all,
     make_tones,
     require_mpv,
-    short_sock_dir,
+    serving_world,
     status,
 )
-from tests.fixtures_server import ServerProc, launch
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sox") is None or shutil.which("ffmpeg") is None,
@@ -94,18 +93,6 @@ def make_book(music: Path) -> Path:
     return out
 
 
-@dataclass
-class World:
-    srv: ServerProc
-    users: list[str]
-    sock_dir: Path
-    count: int = 0
-
-    def user(self) -> str:
-        self.count += 1
-        return self.users[self.count - 1]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     require_mpv()
@@ -114,12 +101,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     make_tones(music, ("Music Tone",), album="Tones", duration_s=40)
     make_tones(music / "short", ("Short Tone",), album="Shorts", duration_s=6)
     make_book(music)
-    srv = launch(root, music=music)
-    users = [f"long{i}" for i in range(8)]
-    add_users(srv, users)
-    with short_sock_dir("th-long-") as sock_dir:
-        yield World(srv, users, sock_dir)
-    srv.stop()
+    with serving_world(root, music, [f"long{i}" for i in range(8)], "th-long-") as w:
+        yield w
 
 
 @dataclass

@@ -23,7 +23,6 @@ import termios
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +32,16 @@ from tests.device_helpers import (
     DeviceDir,
     Lines,
     Receiver,
-    add_users,
+    World,
     ctl_ok,
     login_all,
     make_tones,
     require_mpv,
     restart_server,
-    short_sock_dir,
+    serving_world,
     status,
     watching,
 )
-from tests.fixtures_server import ServerProc, launch
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.skipif(
@@ -55,32 +53,13 @@ ALBUM = "Offline Tones"
 TRACK_S = 5
 
 
-@dataclass
-class World:
-    srv: ServerProc
-    root: Path
-    music: Path
-    users: list[str]
-    sock_dir: Path
-    count: int = 0
-
-    def user(self) -> str:
-        self.count += 1
-        return self.users[self.count - 1]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("offline-server")
     music = root / "music"
     make_tones(music, TRACKS, album=ALBUM, duration_s=TRACK_S)
-    srv = launch(root, music=music)
-    users = [f"off{i}" for i in range(8)]
-    add_users(srv, users)
-    with short_sock_dir("th-off-") as sock_dir:
-        w = World(srv, root, music, users, sock_dir)
+    with serving_world(root, music, [f"off{i}" for i in range(8)], "th-off-") as w:
         yield w
-        w.srv.stop()
 
 
 def _device(tmp: Path, name: str) -> DeviceDir:
