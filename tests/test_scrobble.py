@@ -23,7 +23,7 @@ import pytest
 
 from tests.audiogen import make_track
 from tests.cli_helpers import PASSWORD, Device, FakePlayer, add_users, client_env, new_device_id
-from tests.fixtures_server import Backend, ServerProc, launch, tunehand_cmd
+from tests.fixtures_server import Backend, ServerProc, launch, tunehand_cmd, two_instances
 from tunehand.server.scrobble_clients import lastfm_signature
 from tunehand.server.scrobbling import threshold_ms
 
@@ -425,6 +425,54 @@ def test_a_subsonic_apps_scrobbles_count_once_per_play(
     finally:
         box.close()
         opensonic.cleanup()
+
+
+def test_one_listen_per_play_across_two_instances(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_backend: Backend,
+    services: Services,
+    tmp_path: Path,
+    secret_service: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two instances of one deployment (PostgreSQL + Redis): the device plays through A,
+    the commands come through B; each play is sent once. They share the signing key, as
+    the README's several instances do (tokens are sealed under a key derived from it)."""
+    monkeypatch.setenv("TUNEHAND_SIGNING_KEY", "twin-instances-signing-key-0123456789")
+    music = tmp_path / "music"
+    for i, title in enumerate(("Twin One", "Twin Two")):
+        make_track(music, f"{i}", "ogg", title=title, artist="Scrob", album="Twins", duration_s=6)
+    with two_instances(tmp_path_factory, postgres_backend.store(), music) as (a, b):
+        dev = _device(b, tmp_path, secret_service, "scrob-twins")
+        dev.ok(
+            "ctl",
+            "scrobble",
+            "add",
+            "listenbrainz",
+            "--token-stdin",
+            "--url",
+            f"{services.url}/lb",
+            input=LB_TOKEN + "\n",
+        )
+        box = _player(a, "scrob-twins", "box")
+        try:
+            before = None
+            for title in ("Twin One", "Twin Two"):
+                dev.ctl("play", "--search", title.lower(), "--device", "box")
+                before = box.wait_state(
+                    lambda st, was=before: (
+                        st["active_device"] == box.device_id and st["current"] not in (None, was)
+                    )
+                )["current"]
+                box.report_playing(2900)
+                wait_for(lambda t=title: _lb(services, "single", t) >= 1, f"{title}'s listen")
+            dev.ctl("pause")
+            wait_for(lambda: json.loads(dev.ctl("scrobble", "--json"))[0]["queued"] == 0, "empty")
+        finally:
+            box.close()
+        for title in ("Twin One", "Twin Two"):
+            assert _lb(services, "single", title) == 1, title
+            assert _lb(services, "playing_now", title) == 1, title
 
 
 def _serve_fails(data: Path, env: dict[str, str] | None = None) -> str:
