@@ -97,8 +97,11 @@ def _reap_orphan_server(marker: str) -> None:
 
 
 @contextmanager
-def running_server(backend: str = "sqlite") -> Iterator[ServerProc]:
-    """A real server on loopback with user `USER`; stopped when the block ends."""
+def running_server(
+    backend: str = "sqlite", env: dict[str, str] | None = None
+) -> Iterator[ServerProc]:
+    """A real server on loopback with user `USER` (`env`: extra environment for it);
+    stopped when the block ends."""
     drop = None
     with tempfile.TemporaryDirectory(prefix="tunehand-bench-") as tmp:
         srv: ServerProc | None = None
@@ -109,7 +112,7 @@ def running_server(backend: str = "sqlite") -> Iterator[ServerProc]:
             elif backend != "sqlite":
                 raise ValueError(f"unknown backend {backend!r}")
             try:
-                srv = launch(Path(tmp), store=Store(database))
+                srv = launch(Path(tmp), store=Store(database), env=env)
             except BaseException:
                 _reap_orphan_server(tmp)
                 raise
