@@ -11,7 +11,9 @@ SQLite and on PostgreSQL + Redis.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +46,13 @@ pytestmark = [
 
 EPISODE_S = 60
 DATES = ("Mon, 30 Nov 2026 10:00:00 GMT", "Tue, 01 Dec 2026 10:00:00 GMT")
+
+
+SERVER_ENV = {
+    "TUNEHAND_FEED_REFRESH_S": "1",
+    "TUNEHAND_FEED_TIMEOUT_S": "3",
+    "TUNEHAND_MAX_PODCASTS": "3",
+}
 
 
 @dataclass
@@ -88,11 +97,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterato
             music=music,
             store=backend.store(),
             extra_args=("--allow-private-feeds",),
-            env={
-                "TUNEHAND_FEED_REFRESH_S": "1",
-                "TUNEHAND_FEED_TIMEOUT_S": "3",
-                "TUNEHAND_MAX_PODCASTS": "3",
-            },
+            env=dict(SERVER_ENV),
         )
         users = [f"pod{i}" for i in range(8)]
         add_users(srv, users)
@@ -342,3 +347,103 @@ def test_another_account_never_sees_or_plays_a_podcast_of_ours(
     b_eps = jctl(b, "podcasts", "episodes", "Test Show")
     assert isinstance(b_eps, list) and episode not in {e["id"] for e in b_eps}
     assert jctl(a, "podcasts", "episodes", pid) == eps  # A's untouched
+
+
+# --- an episode kept offline ------------------------------------------------------------
+
+
+def _restart(srv: ServerProc) -> ServerProc:
+    """The module's server again (stopped), on its port, with its flags."""
+    port = srv.url.rsplit(":", 1)[1]
+    new = launch(
+        srv.data_dir.parent,
+        music=srv.music,
+        store=srv.store,
+        extra_args=("--allow-private-feeds", "--port", port),
+        env=dict(SERVER_ENV),
+    )
+    assert new.url == srv.url
+    return new
+
+
+def _kept(dev: DeviceDir) -> list[dict[str, object]]:
+    r = dev.run("offline", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    got: list[dict[str, object]] = json.loads(r.stdout)
+    return got
+
+
+def test_an_episode_kept_offline_is_checked_and_plays_from_the_cache_with_the_server_down(
+    world: World, tmp_path: Path
+) -> None:
+    """`offline add --episode ID`: the enclosure comes through the server (which has no
+    digest for it: the size it says is checked, the hash is made and kept here), is listed
+    as an episode, a copy that no longer matches is fetched again, and a receiver plays it
+    from its file and goes on with the server stopped."""
+    require_mpv()
+    remote = DeviceDir("laptop", tmp_path / "laptop")
+    box = DeviceDir("box", tmp_path / "box")
+    box.env["XDG_CACHE_HOME"] = str(tmp_path / "box-cache")
+    login_all(world.srv.url, world.user(), [remote, box])
+    ctl_ok(remote, "podcasts", "add", world.host.url("/show.rss"))
+    eps = jctl(remote, "podcasts", "episodes", "Test Show")
+    assert isinstance(eps, list)
+    episode = eps[1]["id"]  # "rss first": /audio/ep1.ogg
+    enclosure = world.host.files["/audio/ep1.ogg"][0]
+
+    r = box.run("offline", "add", "--episode", episode)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("kept 1 of 1 episodes offline"), r.stderr
+    assert world.host.wait(lambda s: s.path == "/audio/ep1.ogg" and s.status == 200)
+    [kept] = _kept(box)
+    assert kept["id"] == episode and kept["kind"] == "episode", kept
+    assert kept["title"] == "rss first" and kept["album"] == "Test Show", kept
+    assert kept["size"] == len(enclosure)
+    assert kept["sha256"] == hashlib.sha256(enclosure).hexdigest()
+    assert kept["pinned"] == ["episode"]
+    path = Path(str(kept["path"]))
+    assert path.read_bytes() == enclosure and path.suffix == ".ogg"
+
+    # A copy that no longer matches (same size, mtime put back) is fetched again.
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = box.run("offline", "add", "--episode", episode)
+    assert r.returncode == 0 and "did not match its hash, fetched again" in r.stderr, r.stderr
+    assert path.read_bytes() == enclosure
+
+    # Bad ids: one line each.
+    for args, code, says in (
+        (("--episode", "t0000"), 2, "is not an episode id"),
+        (("--episode", "e-nope"), 5, "no episode 'e-nope'"),
+        (("--episode", episode, "--album", "x"), 2, "not allowed with"),
+    ):
+        r = box.run("offline", "add", *args)
+        assert r.returncode == code and says in r.stderr, (args, r.returncode, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+    rec = Receiver.start(box, world.sock_dir)
+    try:
+        mark = rec.mark()
+        ctl_ok(remote, "play", "--episode", episode, "--device", "box")
+        playing = rec.ipc.wait_prop("path", lambda p: bool(p))
+        assert Path(playing) == path, playing  # from its file, not through the server
+        rec.ipc.wait_advancing(0.5)
+        world.srv.stop()
+        try:
+            rec.wait_for("offline: playing on from the cache", since=mark, timeout=30)
+            # mpv's own clock moves on in the cached file with no server.
+            rec.ipc.wait_advancing(1.0)
+            assert rec.ipc.get("path") == playing
+        finally:
+            world.srv = _restart(world.srv)
+        rec.wait_for("back online", since=mark, timeout=40)
+    finally:
+        rec.stop()
+        print(rec.lines.text())
+    assert "Traceback" not in rec.lines.text()
+    r = box.run("offline", "remove", "--episode", episode)
+    assert r.returncode == 0 and r.stdout.strip() == "removed 1 episode from the offline cache"
+    assert _kept(box) == [] and not path.exists()
