@@ -133,7 +133,7 @@ def test_offline_bad_input_is_one_line(pair: tuple[DeviceDir, DeviceDir]) -> Non
     _, box = pair
     r = box.run("offline", "add")
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "give one of --album, --playlist, --liked or TRACK_IDs" in r.stderr
+    assert "give one of --album, --playlist, --liked, --episode IDs or TRACK_IDs" in r.stderr
     r = box.run("offline", "add", "--album", "no such album")
     assert r.returncode == 5 and r.stderr == "tunehand: no album 'no such album'\n", r.stderr
     r = box.run("offline", "remove", "--playlist", "nothing")
