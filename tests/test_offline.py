@@ -424,3 +424,101 @@ async def test_the_tui_started_without_a_server_shows_the_cache(
                 await runner
     finally:
         world.srv = await asyncio.to_thread(restart_server, world.srv)
+
+
+async def test_a_session_paused_offline_never_plays_on_return(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI's live backend (in-process) plays through a proxy that is then cut: it
+    goes on offline and is paused there. When the proxy lets it through again, it tells
+    the server where it is in one `play` that lands paused: another device's `ctl watch`,
+    connected to the server all along, never sees the session play meanwhile (before, a
+    `play` then a `pause` went, and the session played between them)."""
+    import asyncio
+    import socket
+
+    require_mpv()
+    with TcpProxy.to_url(world.srv.url) as proxy:
+        laptop, box = _device(tmp_path, "laptop"), _device(tmp_path, "box")
+        user = world.user()
+        login_all(world.srv.url, user, [laptop])
+        login_all(proxy.url, user, [box])  # the box reaches the server through the proxy
+        await asyncio.to_thread(_ok, box, "offline", "add", "--album", ALBUM)
+        config = box.config_dir / "config.toml"
+        config.write_text(config.read_text() + '\n[mpv_options]\nao = "null"\n')
+        for key, value in box.env.items():
+            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_", "XDG_CACHE")):
+                monkeypatch.setenv(key, value)
+        from tunehand.cli.main import build_parser
+        from tunehand.tui.backend_live import LiveBackend
+
+        args = build_parser().parse_args(["--config-dir", str(box.config_dir)])
+        backend, _ = LiveBackend.from_args(args)
+        snaps: list[Any] = []
+        changed = asyncio.Event()
+
+        def seen(snap: Any) -> None:
+            snaps.append(snap)
+            changed.set()
+
+        runner = asyncio.create_task(backend.run(seen))
+
+        async def until(pred: Any, what: str) -> Any:
+            deadline = time.monotonic() + 30
+            while not (got := pred()):
+                left = deadline - time.monotonic()
+                assert left > 0, f"never: {what}"
+                assert not runner.done(), runner
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(left, 0.5))
+            return got
+
+        try:
+            await until(lambda: snaps and snaps[-1].connected, "connected")
+            await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
+            agent = backend._agent
+            assert agent is not None
+            await until(lambda: agent.player is not None, "a player")
+            assert agent.player is not None
+            first = await until(agent.player.position_ms, "a position")
+            await until(lambda: (agent.player.position_ms() or 0) > first + 300, "mpv playing")
+
+            with socket.socket() as s:  # a port nobody listens on: the network is cut
+                s.bind(("127.0.0.1", 0))
+                dead = s.getsockname()
+            proxy.switch(dead)
+            await until(lambda: any("playing on from the cache" in s.event for s in snaps), "off")
+            pausing = asyncio.ensure_future(backend.command("pause"))
+            await until(lambda: agent.player.paused(), "mpv paused offline")
+            here = agent.player.position_ms()
+            assert here is not None
+
+            with watching(laptop) as w:  # on the server all along, from before the return
+                mark = w.mark()
+                proxy.switch(world.srv.url)
+                await until(
+                    lambda: any("back online: the session goes on" in s.event for s in snaps),
+                    "back online",
+                )
+                st = await asyncio.to_thread(
+                    w.wait,
+                    lambda s: (
+                        s["device"]
+                        and s["device"]["name"] == "box"
+                        and not s["playing"]
+                        and abs(s["position_ms"] - here) < 1000
+                    ),
+                    15.0,
+                    mark,
+                )
+                assert st["track"]["title"] in TRACKS
+                seen_states = [json.loads(line) for line in w.lines.log[mark:]]
+            assert not any(s["playing"] for s in seen_states), seen_states
+            assert (await pausing).ok
+            assert agent.player.paused() and abs((agent.player.position_ms() or 0) - here) < 300
+        finally:
+            await backend.close()
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner

@@ -31,6 +31,8 @@ from tests.device_helpers import (
     make_tones,
     require_mpv,
     short_sock_dir,
+    status,
+    watching,
 )
 from tests.feed_host import FeedHost, atom, etag_of, feed_host, rss
 from tests.fixtures_server import Backend, ServerProc, launch
@@ -75,6 +77,41 @@ def _episodes(host: FeedHost, prefix: str) -> list[tuple[str, str, str, str]]:
     ]
 
 
+CHAPTERS = (("Opening", 0), ("Middle", 10_000), ("Closing", 20_000))
+
+
+def _chaptered_mp3(dir: Path) -> Path:
+    """An MP3 episode with ID3 CHAP frames (and a 300 kB picture before them, so its
+    tag is longer than the first read of its head)."""
+    from mutagen.id3 import APIC, CHAP, CTOC, ID3, TIT2, CTOCFlags
+
+    from tests.audiogen import make_track
+
+    path = make_track(dir, "chapters", "mp3", title="Chaptered", duration_s=30, freq=330)
+    tags = ID3(path)
+    tags.add(APIC(encoding=3, mime="image/png", type=3, desc="cover", data=os.urandom(300_000)))
+    ends = [ms for _, ms in CHAPTERS[1:]] + [30_000]
+    for i, ((title, start), end) in enumerate(zip(CHAPTERS, ends, strict=True)):
+        tags.add(
+            CHAP(
+                element_id=f"ch{i}",
+                start_time=start,
+                end_time=end,
+                sub_frames=[TIT2(encoding=3, text=[title])],
+            )
+        )
+    tags.add(
+        CTOC(
+            element_id="toc",
+            flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
+            child_element_ids=[f"ch{i}" for i in range(len(CHAPTERS))],
+            sub_frames=[TIT2(encoding=3, text=["Chapters"])],
+        )
+    )
+    tags.save(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[World]:
     from tests.audiogen import make_track
@@ -89,6 +126,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterato
             host.put(f"/audio/ep{i}.ogg", path.read_bytes(), "audio/ogg")
         host.put("/show.rss", rss("Test Show", _episodes(host, "rss")))
         host.put("/news.atom", atom("Atom News", _episodes(host, "atom")), "application/atom+xml")
+        chaptered = _chaptered_mp3(audio)
+        host.put("/audio/chapters.mp3", chaptered.read_bytes(), "audio/mpeg")
+        host.put(
+            "/chapters.rss",
+            rss("Chapter Show", [("ch-1", "chaptered", DATES[0], host.url("/audio/chapters.mp3"))]),
+        )
         host.put("/broken.rss", b"<?xml version='1.0'?><rss><channel><title>x</title><item>")
         music = root / "music"
         make_tones(music, ("Short Tone",), album="Tones", duration_s=30)
@@ -296,14 +339,14 @@ def test_an_episode_plays_through_the_server_and_resumes_where_it_was(
         assert listed[1]["position_ms"] == item["position_ms"] and not listed[1]["played"]
         # Back to the episode: mpv starts where it was left, not at 0.
         ctl_ok(remote, "play", "--episode", episode)
-        r.ipc.wait_prop("path", lambda v: isinstance(v, str) and "/v1/stream/e" in v)
+        r.ipc.wait_prop("path", lambda v: _the_episode(v, episode))
         first = r.ipc.wait_time_pos(lambda v: True)
         assert first >= item["position_ms"] / 1000 - 1.0, (first, item)
         # Handed off like a track: the other box goes on from where this one was.
         r2 = Receiver.start(box2, world.sock_dir)
         before = r.ipc.wait_time_pos(lambda v: v >= first + 1.0)
         ctl_ok(remote, "transfer", "box2")
-        r2.ipc.wait_prop("path", lambda v: isinstance(v, str) and "/v1/stream/e" in v)
+        r2.ipc.wait_prop("path", lambda v: _the_episode(v, episode))
         assert r2.ipc.wait_time_pos(lambda v: True) >= before
         # Heard to the end (the server streams it with Range, so mpv seeks): played.
         ctl_ok(remote, "seek", "58")
@@ -318,6 +361,12 @@ def test_an_episode_plays_through_the_server_and_resumes_where_it_was(
             if rec is not None:
                 rec.stop()
                 print(rec.lines.text())
+
+
+def _the_episode(path: object, episode: str) -> bool:
+    """mpv plays `episode`: streamed through the server, or from the device's cache (a
+    playing device keeps what it plays, episodes as tracks)."""
+    return isinstance(path, str) and (f"/v1/stream/{episode}" in path or Path(path).stem == episode)
 
 
 def test_another_account_never_sees_or_plays_a_podcast_of_ours(
@@ -447,3 +496,49 @@ def test_an_episode_kept_offline_is_checked_and_plays_from_the_cache_with_the_se
     r = box.run("offline", "remove", "--episode", episode)
     assert r.returncode == 0 and r.stdout.strip() == "removed 1 episode from the offline cache"
     assert _kept(box) == [] and not path.exists()
+
+
+def test_an_episode_has_the_chapters_of_its_file(world: World, tmp_path: Path) -> None:
+    """An MP3 episode with ID3 chapters (its tag larger than the first read): `status
+    --json` has them, read by the server from the head of the enclosure on its host, and
+    `ctl chapter next|prev` moves mpv between them; an episode without marks has none."""
+    require_mpv()
+    remote = DeviceDir("laptop", tmp_path / "laptop")
+    box = DeviceDir("box", tmp_path / "box")
+    login_all(world.srv.url, world.user(), [remote, box])
+    ctl_ok(remote, "podcasts", "add", world.host.url("/chapters.rss"))
+    ctl_ok(remote, "podcasts", "add", world.host.url("/show.rss"))
+    [ep] = jctl(remote, "podcasts", "episodes", "Chapter Show")  # type: ignore[misc]
+    plain = jctl(remote, "podcasts", "episodes", "Test Show")
+    assert isinstance(plain, list)
+    r = Receiver.start(box, world.sock_dir)
+    try:
+        ctl_ok(remote, "play", "--episode", plain[0]["id"], "--device", "box")
+        r.ipc.wait_prop("path", lambda v: isinstance(v, str) and "/v1/stream/e" in v)
+        assert status(remote)["chapters"] == []
+        no = ctl(remote, "chapter", "next")
+        assert no.returncode == 5 and "no chapters" in no.stderr, no.stderr
+        with watching(remote) as w:
+            ctl_ok(remote, "play", "--episode", ep["id"])
+            w.wait(lambda st: bool(st["track"]) and st["track"]["id"] == ep["id"])
+        r.ipc.wait_prop("path", lambda v: isinstance(v, str) and f"/v1/stream/{ep['id']}" in v)
+        st = status(remote)
+        assert st["chapters"] == [{"title": t, "start_ms": ms} for t, ms in CHAPTERS], st
+        assert st["chapter"] == 0
+        assert "chapter 2: Middle" in ctl_ok(remote, "chapter", "next")
+        r.ipc.wait_time_pos(lambda v: 10.0 <= v < 14.0)
+        assert status(remote)["chapter"] == 1
+        assert "chapter 3: Closing" in ctl_ok(remote, "chapter", "next")
+        r.ipc.wait_time_pos(lambda v: 20.0 <= v < 24.0)
+        last = ctl(remote, "chapter", "next")
+        assert last.returncode == 5 and "last chapter" in last.stderr, last.stderr
+        assert "chapter 2: Middle" in ctl_ok(remote, "chapter", "prev")  # within 3 s
+        r.ipc.wait_time_pos(lambda v: 10.0 <= v < 13.0)
+        assert "Middle" in ctl_ok(remote, "status")
+    finally:
+        r.stop()
+        print(r.lines.text())
+    # The server read the head of the file with a Range request, not the whole of it.
+    assert world.host.wait(
+        lambda s: s.path == "/audio/chapters.mp3" and s.headers.get("range") == "bytes=0-4194303"
+    )

@@ -10,7 +10,8 @@ command made meanwhile.
 When the server is back (`on_hello`) the device reconciles without a jump: the
 playback commands made offline were already heard here, so instead of replaying them
 the device tells the server where it is (`play` that entry at the position the speaker
-reached, on this device; then `pause` when paused here); queue edits are replayed by
+reached, on this device, `paused` when paused here: one command, so the session never
+plays in between); queue edits are replayed by
 the agent's usual journal rules. If another device took playback meanwhile, this one
 stops and follows the server, like any device that lost the term. A refused
 reconciliation also leaves the server's state in charge, saying so.
@@ -339,10 +340,9 @@ class OfflineDriver:
                 entry_id=cur.entry_id,
                 position_ms=max(0, pos),
                 device_id=a.device.id,
+                paused=not st.position.playing,  # paused here: the session never plays
             )
         ]
-        if not st.position.playing:
-            cmds.append(Command(op="pause", command_id=os.urandom(8).hex()))
         if st.volume != server.volume:
             cmds.append(Command(op="volume", command_id=os.urandom(8).hex(), value=st.volume))
         self._adopting = [c.command_id for c in cmds]
