@@ -59,7 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("offline-server")
     music = root / "music"
     make_tones(music, TRACKS, album=ALBUM, duration_s=TRACK_S)
-    with serving_world(root, music, [f"off{i}" for i in range(8)], "th-off-") as w:
+    with serving_world(root, music, [f"off{i}" for i in range(12)], "th-off-") as w:
         yield w
 
 
