@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunehand.core.commands import MAX_ID_LEN, Command, Report, validate
+from tunehand.core.commands import MAX_ID_LEN, Command, Report, coalesce_replay, validate
 from tunehand.core.model import (
     MAX_QUEUE,
     Entry,
@@ -186,6 +186,29 @@ class TestPlay:
         assert out.state.position == starting(0)
         out = ok(make(), cmd("play", entry_id="e3", position_ms=7_000))
         assert out.state.position == starting(7_000)
+
+    def test_play_paused_lands_at_the_entry_and_place_without_playing(self) -> None:
+        """A device back from offline, paused there: one command, never playing."""
+        s = make(playing=True, position_ms=5_000, at_ms=NOW - 1_000)
+        out = ok(s, cmd("play", entry_id="e2", position_ms=61_000, paused=True))
+        assert out.state.current == "e2"
+        assert out.state.position == stopped(61_000)
+        assert out.directives == ()
+
+    def test_play_paused_activates_a_device_with_a_paused_start(self) -> None:
+        s = make(active=None, position_ms=3_000)
+        out = ok(s, cmd("play", entry_id="e1", position_ms=9_000, device_id="d1", paused=True))
+        assert out.state.position == stopped(9_000) and out.state.active_device == "d1"
+        [d] = out.directives
+        assert d.action == "start" and d.entry_id == "e1" and d.position_ms == 9_000
+        assert d.playing is False
+
+    def test_plain_play_paused_pauses_a_playing_session_and_keeps_a_paused_one(self) -> None:
+        s = make(playing=True, position_ms=10_000, at_ms=NOW - 2_000)
+        assert ok(s, cmd("play", paused=True)).state.position == stopped(12_000)
+        paused = make(position_ms=7_000, at_ms=NOW - 3_000)
+        out = ok(paused, cmd("play", paused=True))  # only the version moves, as for play
+        assert out.state.position == paused.position
 
     def test_play_unknown_entry_is_refused(self) -> None:
         assert "e9" in refused(make(), cmd("play", entry_id="e9"), "not_found")
@@ -1265,3 +1288,25 @@ def test_commands_reports_and_device_loss_keep_the_invariants(data: st.DataObjec
         moved = s.position != before.position or s.current != before.current
         assert s.anchored == (s.version if moved else before.anchored) <= s.version
         check_invariants(s, now, online)
+
+
+# --- replaying a journal --------------------------------------------------------------
+
+
+def test_a_replayed_play_then_pause_goes_as_one_paused_play() -> None:
+    journal = [
+        cmd("queue_add", command_id="a", track_ids=("t1",)),
+        cmd("play", command_id="p", entry_id="e1", position_ms=4_000),
+        cmd("pause", command_id="z"),
+        cmd("volume", command_id="v", value=40),
+        cmd("pause", command_id="z2"),  # no play right before it: sent as it is
+    ]
+    sending, folded = coalesce_replay(journal)
+    assert [c.command_id for c in sending] == ["a", "p", "v", "z2"]
+    assert sending[1] == replace(journal[1], paused=True)
+    assert [c.command_id for c in folded] == ["z"]
+    # Applied, the session goes from playing straight to paused at the entry's place.
+    s = make(playing=True, position_ms=1_000, at_ms=NOW - 500)
+    out = ok(s, sending[1])
+    assert out.state.current == "e1" and out.state.position == stopped(4_000)
+    assert coalesce_replay([journal[2]]) == ([journal[2]], [])

@@ -31,6 +31,7 @@ import pytest
 from tests.device_helpers import (
     DeviceDir,
     Lines,
+    MpvIpc,
     Receiver,
     World,
     ctl_ok,
@@ -58,7 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("offline-server")
     music = root / "music"
     make_tones(music, TRACKS, album=ALBUM, duration_s=TRACK_S)
-    with serving_world(root, music, [f"off{i}" for i in range(8)], "th-off-") as w:
+    with serving_world(root, music, [f"off{i}" for i in range(12)], "th-off-") as w:
         yield w
 
 
@@ -133,7 +134,7 @@ def test_offline_bad_input_is_one_line(pair: tuple[DeviceDir, DeviceDir]) -> Non
     _, box = pair
     r = box.run("offline", "add")
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "give one of --album, --playlist, --liked or TRACK_IDs" in r.stderr
+    assert "give one of --album, --playlist, --liked, --episode IDs or TRACK_IDs" in r.stderr
     r = box.run("offline", "add", "--album", "no such album")
     assert r.returncode == 5 and r.stderr == "tunehand: no album 'no such album'\n", r.stderr
     r = box.run("offline", "remove", "--playlist", "nothing")
@@ -424,3 +425,233 @@ async def test_the_tui_started_without_a_server_shows_the_cache(
                 await runner
     finally:
         world.srv = await asyncio.to_thread(restart_server, world.srv)
+
+
+async def test_a_session_paused_offline_never_plays_on_return(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI's live backend (in-process) plays through a proxy that is then cut: it
+    goes on offline and is paused there. When the proxy lets it through again, it tells
+    the server where it is in one `play` that lands paused: another device's `ctl watch`,
+    connected to the server all along, never sees the session play meanwhile (before, a
+    `play` then a `pause` went, and the session played between them)."""
+    import asyncio
+    import socket
+
+    require_mpv()
+    with TcpProxy.to_url(world.srv.url) as proxy:
+        laptop, box = _device(tmp_path, "laptop"), _device(tmp_path, "box")
+        user = world.user()
+        login_all(world.srv.url, user, [laptop])
+        login_all(proxy.url, user, [box])  # the box reaches the server through the proxy
+        await asyncio.to_thread(_ok, box, "offline", "add", "--album", ALBUM)
+        config = box.config_dir / "config.toml"
+        config.write_text(config.read_text() + '\n[mpv_options]\nao = "null"\n')
+        for key, value in box.env.items():
+            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_", "XDG_CACHE")):
+                monkeypatch.setenv(key, value)
+        from tunehand.cli.main import build_parser
+        from tunehand.tui.backend_live import LiveBackend
+
+        args = build_parser().parse_args(["--config-dir", str(box.config_dir)])
+        backend, _ = LiveBackend.from_args(args)
+        snaps: list[Any] = []
+        changed = asyncio.Event()
+
+        def seen(snap: Any) -> None:
+            snaps.append(snap)
+            changed.set()
+
+        runner = asyncio.create_task(backend.run(seen))
+
+        async def until(pred: Any, what: str) -> Any:
+            deadline = time.monotonic() + 30
+            while not (got := pred()):
+                left = deadline - time.monotonic()
+                assert left > 0, f"never: {what}"
+                assert not runner.done(), runner
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(left, 0.5))
+            return got
+
+        try:
+            await until(lambda: snaps and snaps[-1].connected, "connected")
+            await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
+            agent = backend._agent
+            assert agent is not None
+            await until(lambda: agent.player is not None, "a player")
+            assert agent.player is not None
+            first = await until(agent.player.position_ms, "a position")
+            await until(lambda: (agent.player.position_ms() or 0) > first + 300, "mpv playing")
+
+            with socket.socket() as s:  # a port nobody listens on: the network is cut
+                s.bind(("127.0.0.1", 0))
+                dead = s.getsockname()
+            proxy.switch(dead)
+            await until(lambda: any("playing on from the cache" in s.event for s in snaps), "off")
+            pausing = asyncio.ensure_future(backend.command("pause"))
+            await until(lambda: agent.player.paused(), "mpv paused offline")
+            here = agent.player.position_ms()
+            assert here is not None
+
+            with watching(laptop) as w:  # on the server all along, from before the return
+                mark = w.mark()
+                proxy.switch(world.srv.url)
+                await until(
+                    lambda: any("back online: the session goes on" in s.event for s in snaps),
+                    "back online",
+                )
+                st = await asyncio.to_thread(
+                    w.wait,
+                    lambda s: (
+                        s["device"]
+                        and s["device"]["name"] == "box"
+                        and not s["playing"]
+                        and abs(s["position_ms"] - here) < 1000
+                    ),
+                    15.0,
+                    mark,
+                )
+                assert st["track"]["title"] in TRACKS
+                seen_states = [json.loads(line) for line in w.lines.log[mark:]]
+            assert not any(s["playing"] for s in seen_states), seen_states
+            assert (await pausing).ok
+            assert agent.player.paused() and abs((agent.player.position_ms() or 0) - here) < 300
+        finally:
+            await backend.close()
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+
+
+async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_jump(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline (the TUI's live backend behind a cut proxy), a track is put next and
+    played, then paused: the entry has an id made here. Back online, the replayed add
+    gives it the server's own id; the device follows that entry (same track, same place)
+    without mpv loading the file again or seeking (mpv's own events over IPC), and a
+    play from elsewhere resumes it where it is."""
+    import asyncio
+    import socket
+
+    require_mpv()
+    with TcpProxy.to_url(world.srv.url) as proxy:
+        laptop, box = _device(tmp_path, "laptop"), _device(tmp_path, "box")
+        user = world.user()
+        login_all(world.srv.url, user, [laptop])
+        login_all(proxy.url, user, [box])
+        await asyncio.to_thread(_ok, box, "offline", "add", "--album", ALBUM)
+        ids = {t["title"]: t["id"] for t in _listed(box)}
+        ipc_path = world.sock_dir / f"tui-{os.urandom(3).hex()}.sock"
+        config = box.config_dir / "config.toml"
+        config.write_text(
+            config.read_text() + f'\n[mpv_options]\nao = "null"\ninput-ipc-server = "{ipc_path}"\n'
+        )
+        for key, value in box.env.items():
+            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_", "XDG_CACHE")):
+                monkeypatch.setenv(key, value)
+        from tunehand.cli.main import build_parser
+        from tunehand.tui.backend_live import LiveBackend
+
+        args = build_parser().parse_args(["--config-dir", str(box.config_dir)])
+        backend, _ = LiveBackend.from_args(args)
+        snaps: list[Any] = []
+        changed = asyncio.Event()
+
+        def seen(snap: Any) -> None:
+            snaps.append(snap)
+            changed.set()
+
+        runner = asyncio.create_task(backend.run(seen))
+
+        async def until(pred: Any, what: str) -> Any:
+            deadline = time.monotonic() + 30
+            while not (got := pred()):
+                left = deadline - time.monotonic()
+                assert left > 0, f"never: {what}"
+                assert not runner.done(), runner
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(left, 0.5))
+            return got
+
+        def events_of(ipc: MpvIpc) -> list[str]:
+            """mpv's events sent to this connection since the last call."""
+            out = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    msg = ipc._read_msg(time.monotonic() + 0.3)
+                    if "event" in msg:
+                        out.append(str(msg["event"]))
+            return out
+
+        try:
+            await until(lambda: snaps and snaps[-1].connected, "connected")
+            await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
+            agent = backend._agent
+            assert agent is not None
+            await until(lambda: agent.player is not None, "a player")
+            assert agent.player is not None
+            await until(agent.player.position_ms, "a position")
+            known = {e.entry_id for e in agent.mirror.state.queue}
+
+            with socket.socket() as s:  # a port nobody listens on: the network is cut
+                s.bind(("127.0.0.1", 0))
+                dead = s.getsockname()
+            proxy.switch(dead)
+            await until(lambda: any("playing on from the cache" in s.event for s in snaps), "off")
+            added = asyncio.ensure_future(backend.command("queue_next", track_ids=[ids[TRACKS[3]]]))
+            await until(
+                lambda: (
+                    agent.offline is not None
+                    and agent.offline.state is not None
+                    and len(agent.offline.state.queue) == len(TRACKS) + 1
+                ),
+                "the entry added offline",
+            )
+            assert agent.offline is not None and agent.offline.state is not None
+            nxt = asyncio.ensure_future(backend.command("next"))
+            local = await until(
+                lambda: (t := agent.player.playing_tag()) not in (None, *known) and t,
+                "the added entry playing here",
+            )
+            ipc = await asyncio.to_thread(MpvIpc, ipc_path)
+            path = await asyncio.to_thread(
+                ipc.wait_prop, "path", lambda p: bool(p) and Path(p).stem == ids[TRACKS[3]]
+            )
+            await asyncio.to_thread(ipc.wait_advancing, 0.3)
+            pausing = asyncio.ensure_future(backend.command("pause"))
+            await until(lambda: agent.player.paused(), "paused offline")
+            here = await asyncio.to_thread(ipc.time_pos)
+            assert here is not None
+            await asyncio.to_thread(events_of, ipc)  # what came before the return
+
+            proxy.switch(world.srv.url)
+            await until(
+                lambda: any("back online: the session goes on" in s.event for s in snaps),
+                "back online",
+            )
+            st = await asyncio.to_thread(status, laptop)
+            server_id = agent.mirror.state.current
+            assert server_id is not None and server_id != local, (server_id, local)
+            assert agent.player.playing_tag() == server_id
+            assert st["track"]["id"] == ids[TRACKS[3]] and st["device"]["name"] == "box", st
+            assert not st["playing"] and abs(st["position_ms"] - here * 1000) < 300, (st, here)
+            for fut in (added, nxt, pausing):
+                assert (await fut).ok
+            # A play from elsewhere: mpv resumes the same file where it is, nothing reloads.
+            await asyncio.to_thread(ctl_ok, laptop, "play")
+            await asyncio.to_thread(ipc.wait_prop, "pause", lambda p: p is False)
+            moved = await asyncio.to_thread(ipc.wait_advancing, 0.3)
+            assert moved[0] >= here - 0.05, (moved, here)
+            assert await asyncio.to_thread(ipc.get, "path") == path
+            events = await asyncio.to_thread(events_of, ipc)
+            assert not {"start-file", "end-file", "file-loaded", "seek"} & set(events), events
+            ipc.close()
+        finally:
+            await backend.close()
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner

@@ -1,11 +1,13 @@
 """`tunehand offline add|list|remove|status`: what this device keeps for playing offline.
 
 `add` pins tracks (an album by id or name, a playlist by name, the liked tracks, or
-track ids) and downloads them with their cover art into the user cache dir, with a
-progress bar on a terminal and one line per track otherwise. Downloads resume where an
-interrupted one stopped, and every file is checked against the server's size and
-SHA-256 (a copy here that does not match is fetched again). `list`, `remove` and
-`status` work without the server.
+track ids) or podcast episodes (`--episode ID...`) and downloads them with their cover
+art into the user cache dir, with a progress bar on a terminal and one line per item
+otherwise. Downloads resume where an interrupted one stopped, and every file is checked
+against the server's size and SHA-256 (a copy here that does not match is fetched
+again; an episode, whose host may give no digest, is checked by the size the server
+says and, once here, by the hash made of it then). `list`, `remove` and `status` work
+without the server.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ def add_arguments(p: argparse.ArgumentParser, g: Any) -> None:
         what.add_argument("--album", metavar="ALBUM", help="an album: its id, title or start")
         what.add_argument("--playlist", metavar="NAME", help="a playlist: its name or start")
         what.add_argument("--liked", action="store_true", help="the liked tracks")
+        what.add_argument(
+            "--episode",
+            dest="episodes",
+            nargs="+",
+            metavar="ID",
+            help="podcast episodes (ids: `ctl podcasts episodes NAME`)",
+        )
     lst = sub.add_parser("list", help="what is kept here")
     g(lst)
     lst.add_argument("--json", action="store_true")
@@ -75,12 +84,34 @@ def _environ() -> Any:
 
 
 def _what(args: argparse.Namespace) -> str:
-    given = [bool(args.album), bool(args.playlist), bool(args.liked), bool(args.track_ids)]
+    given = [
+        bool(args.album),
+        bool(args.playlist),
+        bool(args.liked),
+        bool(args.track_ids),
+        bool(args.episodes),
+    ]
     if sum(given) != 1:
         raise UsageError(
-            f"offline {args.offline_command}: give one of --album, --playlist, --liked or TRACK_IDs"
+            f"offline {args.offline_command}: give one of --album, --playlist, --liked,"
+            " --episode IDs or TRACK_IDs"
         )
-    return ("album", "playlist", "liked", "tracks")[given.index(True)]
+    return ("album", "playlist", "liked", "tracks", "episodes")[given.index(True)]
+
+
+def _ids(args: argparse.Namespace, what: str) -> list[str]:
+    """The track or episode ids given, checked to be of that kind."""
+    ids = list(args.episodes if what == "episodes" else args.track_ids)
+    if len(ids) > MAX_TRACKS:
+        raise UsageError(f"offline {args.offline_command}: at most {MAX_TRACKS} at once")
+    if what == "episodes":
+        bad = [i for i in ids if not i.startswith("e")]
+        if bad:
+            raise UsageError(
+                f"offline {args.offline_command}: {names.line(bad[0])!r} is not an episode id"
+                " (ids: `tunehand ctl podcasts episodes NAME`)"
+            )
+    return ids
 
 
 def _add(args: argparse.Namespace, store: Store) -> int:
@@ -98,12 +129,10 @@ def _add(args: argparse.Namespace, store: Store) -> int:
             views = api.request("GET", "/v1/likes")["tracks"]
             source = "liked"
         else:
-            if len(args.track_ids) > MAX_TRACKS:
-                raise UsageError(f"offline add: at most {MAX_TRACKS} tracks at once")
             views = []
-            for tid in args.track_ids:
-                views.append(api.request("GET", f"/v1/tracks/{_q(tid)}"))
-            source = "track"
+            for tid in _ids(args, what):
+                views.append(_view(api, tid, what))
+            source = "episode" if what == "episodes" else "track"
         server = api.http.server
         ca_file = api.http.ca_file
     finally:
@@ -111,6 +140,7 @@ def _add(args: argparse.Namespace, store: Store) -> int:
     views = [v for v in views if isinstance(v, dict) and v.get("id")][:MAX_TRACKS]
     if not views:
         raise NotFound("nothing to keep: no tracks there")
+    noun = "episodes" if what == "episodes" else "tracks"
     store.pin(source, [str(v["id"]) for v in views])
     from tunehand.client.offline.fetch import Fetcher
 
@@ -146,11 +176,22 @@ def _add(args: argparse.Namespace, store: Store) -> int:
     store.evict()
     took = max(1e-6, time.monotonic() - started)
     print(
-        f"kept {len(views) - failed} of {len(views)} tracks offline"
+        f"kept {len(views) - failed} of {len(views)} {noun} offline"
         f" ({moved / MB:.1f} MB downloaded, {moved / MB / took:.1f} MB/s)",
         file=sys.stderr,
     )
     return 1 if failed else 0
+
+
+def _view(api: Any, tid: str, what: str) -> Json:
+    """A track's (or an episode's) view from the server; an id it does not know is
+    one line saying which."""
+    try:
+        got: Json = api.request("GET", f"/v1/tracks/{_q(tid)}")
+    except NotFound as exc:
+        kind = "episode" if what == "episodes" else "track"
+        raise NotFound(f"no {kind} {names.line(tid)!r}") from exc
+    return got
 
 
 def _q(value: str) -> str:
@@ -162,8 +203,8 @@ def _q(value: str) -> str:
 def _sources(args: argparse.Namespace, store: Store) -> tuple[list[str], list[str]]:
     pins = store.pins()
     what = _what(args)
-    if what == "tracks":
-        return [], list(args.track_ids)
+    if what in ("tracks", "episodes"):
+        return [], _ids(args, what)
     if what == "liked":
         return ["liked"], []
     prefix = f"{what}:"
@@ -196,7 +237,8 @@ def _key(text: str) -> str:
 def _remove(args: argparse.Namespace, store: Store) -> int:
     sources, tids = _sources(args, store)
     gone = store.unpin(sources, tids)
-    print(f"removed {len(gone)} track{'s' if len(gone) != 1 else ''} from the offline cache")
+    noun = "episode" if _what(args) == "episodes" else "track"
+    print(f"removed {len(gone)} {noun}{'s' if len(gone) != 1 else ''} from the offline cache")
     return 0
 
 
@@ -204,6 +246,7 @@ def _track_json(c: Any) -> Json:
     m = c.meta
     return {
         "id": c.track_id,
+        "kind": "episode" if c.track_id.startswith("e") else "track",
         "title": m.get("title") or "",
         "artist": m.get("artist") or "",
         "album": m.get("album") or "",

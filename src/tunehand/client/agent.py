@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tunehand.client.channel import Channel
 from tunehand.client.offline.playback import OfflineDriver
 from tunehand.core import session as core
-from tunehand.core.commands import Command, Report, Result
+from tunehand.core.commands import Command, Report, Result, coalesce_replay
 from tunehand.core.lyrics import Lyrics
 from tunehand.core.mirror import Mirror
 from tunehand.core.model import PlayFailure, Position, SessionState, StreamInfo
@@ -396,8 +396,20 @@ class Agent:
             if fut is not None and not fut.done():
                 fut.set_result(Result(c.command_id, "conflict", "dropped: made too long ago"))
             self._publish(f"dropped {c.op}: made while offline too long ago")
-        for c in kept:
+        sending, folded = coalesce_replay(kept)
+        for c in folded:
+            self._coalesced(c)
+        for c in sending:
             self._send(CommandMsg(c))
+
+    def _coalesced(self, c: Command) -> None:
+        """`c` was folded into the command before it (a `pause` into its `play`): the
+        server will not answer it, so it is answered here."""
+        res = Result(c.command_id, "ok", "sent with the play before it", 0)
+        self.mirror.on_result(res)
+        fut = self._results.pop(c.command_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(res)
 
     async def pull(self, paused: bool = False) -> Result:
         """Move playback to this device (the same transfer path as `ctl transfer`)."""

@@ -8,7 +8,7 @@ original `Result`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from tunehand.core.model import MAX_QUEUE, REPEAT_MODES, Repeat
@@ -86,7 +86,8 @@ class Command:
     device_id: str | None = None
     """transfer: the target device; play: the device to play on when none is active."""
     paused: bool = False
-    """transfer: arrive paused."""
+    """transfer: arrive paused; play: land paused there (a device back from offline,
+    paused: play and pause in one, so the session never plays in between)."""
     autoplay: bool = False
     """queue_add, play: the entries are autoplay's picks (their ids start with "a")."""
 
@@ -170,3 +171,19 @@ def validate(cmd: Command) -> str | None:
     if cmd.index is not None and cmd.index < 0:
         return "index: must be >= 0"
     return None
+
+
+def coalesce_replay(cmds: list[Command]) -> tuple[list[Command], list[Command]]:
+    """Commands journaled offline, as they are replayed: each `play` directly followed by
+    a `pause` goes as one `play` that lands paused (else the session would play between
+    the two, on every device). Returns (what to send, the `pause`s folded in)."""
+    out: list[Command] = []
+    folded: list[Command] = []
+    for c in cmds:
+        prev = out[-1] if out else None
+        if c.op == "pause" and prev is not None and prev.op == "play" and not prev.paused:
+            out[-1] = replace(prev, paused=True)
+            folded.append(c)
+            continue
+        out.append(c)
+    return out, folded

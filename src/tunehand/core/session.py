@@ -206,6 +206,12 @@ def _starting(position_ms: int, now_ms: int) -> Position:
     return Position(position_ms, now_ms, True, 0.0)
 
 
+def _paused_there(position_ms: int, now_ms: int) -> Position:
+    """`play` with `paused`: at that entry and place, not playing (a device back from
+    offline where it was paused: one command, so the session never plays meanwhile)."""
+    return Position(position_ms, now_ms, False, 0.0)
+
+
 def _need_device(state: SessionState, cmd: Command, ctx: Context) -> tuple[SessionState, bool]:
     """Make sure a device is active, picking one when that is unambiguous."""
     if state.active_device is not None:
@@ -265,6 +271,7 @@ def _check_room(state: SessionState, adding: int) -> None:
 def _play(state: SessionState, cmd: Command, ctx: Context) -> Handled:
     state, activated = _need_device(state, cmd, ctx)
     start_ms = cmd.position_ms or 0
+    land = _paused_there if cmd.paused else _starting
     if cmd.track_ids:
         entries = _new_entries(state, cmd, ctx)
         if cmd.replace:
@@ -278,11 +285,11 @@ def _play(state: SessionState, cmd: Command, ctx: Context) -> Handled:
             state = _insert_after_current(state, entries)
             first = entries[0].entry_id
             state = replace(state, current=first)
-        state = replace(state, position=_starting(start_ms, ctx.now_ms))
+        state = replace(state, position=land(start_ms, ctx.now_ms))
     elif cmd.entry_id is not None:
         if state.entry(cmd.entry_id) is None:
             raise Refused("not_found", f"no entry {cmd.entry_id} in the queue")
-        state = replace(state, current=cmd.entry_id, position=_starting(start_ms, ctx.now_ms))
+        state = replace(state, current=cmd.entry_id, position=land(start_ms, ctx.now_ms))
     else:
         if not state.queue:
             raise Refused("empty_queue", "the queue is empty: add tracks first")
@@ -291,9 +298,10 @@ def _play(state: SessionState, cmd: Command, ctx: Context) -> Handled:
             pos = start_ms
         else:
             pos = cmd.position_ms if cmd.position_ms is not None else state.position_at(ctx.now_ms)
-        if state.position.playing and cmd.position_ms is None and not activated:
+        as_asked = state.position.playing != cmd.paused  # playing, or paused when asked so
+        if as_asked and cmd.position_ms is None and not activated:
             return state, ()
-        state = replace(state, position=_starting(pos, ctx.now_ms))
+        state = replace(state, position=land(pos, ctx.now_ms))
     return state, _start_directive(state, ctx) if activated else ()
 
 

@@ -147,5 +147,12 @@ class FakePlayer:
     def playing_tag(self) -> str | None:
         return self._tag
 
+    def retag(self, old: str, new: str) -> None:
+        self.calls.append(f"retag {old} {new}")
+        if self._tag == old:
+            self._tag = new
+        if self._next is not None and self._next[0] == old:
+            self._next = (new, self._next[1])
+
     def close(self) -> None:
         self.stop()

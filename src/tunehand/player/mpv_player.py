@@ -338,5 +338,10 @@ class MpvPlayer:
     def playing_tag(self) -> str | None:
         return self._tags.get(self._current) if self._current is not None else None
 
+    def retag(self, old: str, new: str) -> None:
+        for entry, tag in list(self._tags.items()):
+            if tag == old:
+                self._tags[entry] = new
+
     def close(self) -> None:
         self._mpv.terminate()

@@ -22,6 +22,7 @@ from tunehand.server import auth, quotas, security
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import userdata as qu
 from tunehand.server.hub import REVOKED_DEVICE, REVOKED_FAMILY
+from tunehand.server.library.chapters import Chapter
 from tunehand.server.limits import QUOTAS
 from tunehand.server.web import (
     ApiError,
@@ -157,6 +158,15 @@ async def whoami(request: Request) -> Response:
     return json({"user": who.account_name, "device_id": who.device_id})
 
 
+async def _chapters(request: Request, track_id: str) -> tuple[Chapter, ...]:
+    """The chapter marks of what plays: a library track's file, or the head of an
+    episode's enclosure (fetched from its host)."""
+    s = services(request)
+    if track_id.startswith("e"):
+        return await s.podcasts.chapters.of(track_id) if s.podcasts is not None else ()
+    return await s.sessions.chapters(track_id)
+
+
 async def get_session(request: Request) -> Response:
     who = await principal(request)
     sessions = services(request).sessions
@@ -164,7 +174,7 @@ async def get_session(request: Request) -> Response:
     msg = await sessions.state_message(session, state)
     devices = await sessions.devices_view(who.account_id)
     seat = await sessions.seat(who.account_id)
-    marks = await sessions.chapters(msg.track.id) if msg.track is not None else ()
+    marks = await _chapters(request, msg.track.id) if msg.track is not None else ()
     return json(
         {
             "state": msg.state,

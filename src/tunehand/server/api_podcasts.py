@@ -23,7 +23,15 @@ from tunehand.server.podcasts.service import Podcasts
 from tunehand.server.web import ApiError, body, error, json, path_param, principal, services
 
 MAX_CONTINUE = 50
-PASSED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges")
+PASSED_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "accept-ranges",
+    "repr-digest",
+)
+"""Passed on from the episode's host; its `Repr-Digest` (RFC 9530), when it gives one, is
+what the offline cache checks its copy against (else the size, and a hash made there)."""
 
 
 @dataclass(frozen=True)

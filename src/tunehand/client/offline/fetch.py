@@ -7,7 +7,11 @@ whatever range is asked. A partial download (`<id>.part`) is continued with
 result must have the announced size and hash, else it is removed and fetched once more
 from the start; only then does it get its final name and enter the index. An
 exclusive lock per track (`fcntl.flock`) keeps two processes of one config dir from
-writing the same file. Cover art comes along (once per picture). The transport is the
+writing the same file. A podcast episode (an id `e…`) streams through the server from
+its enclosure, which the server does not hash: when no `Repr-Digest` comes with it,
+its size (the `Content-Range` total, or the `Content-Length` of a whole answer) is
+checked, its SHA-256 is computed here and recorded, and from then on the copy is
+checked against that like a track's. Cover art comes along (once per picture). The transport is the
 standard library's `http.client` (a receiver that caches ahead stays light), read as it
 comes, so a cut keeps every byte that arrived.
 """
@@ -159,10 +163,10 @@ class Fetcher:
         resumed = part.exists() and part.stat().st_size > 0
         transferred = 0
         for attempt in (0, 1):
-            size, digest, ext, n = self._get(part, url, progress)
+            size, digest, ext, n = self._get(part, url, progress, episode=_is_episode(tid))
             transferred += n
             h = _sha256(part)
-            if part.stat().st_size == size and h == digest:
+            if part.stat().st_size == size and h == (digest or h):
                 final = self.store.final_path(tid, ext)
                 part.replace(final)
                 self.store.add(tid, final, h, meta_of(view))
@@ -171,9 +175,11 @@ class Fetcher:
             part.unlink(missing_ok=True)  # not what the server has: once more, whole
         raise FetchError(f"track {tid}: the download does not match the server's size and hash")
 
-    def _get(self, part: Path, url: str, progress: Progress | None) -> tuple[int, str, str, int]:
+    def _get(
+        self, part: Path, url: str, progress: Progress | None, *, episode: bool = False
+    ) -> tuple[int, str, str, int]:
         """Fetch into `part` (continuing it when it has bytes): (size, sha256 hex, file
-        extension, bytes transferred)."""
+        extension, bytes transferred). `episode`: the hash may be unknown ("")."""
         have = part.stat().st_size if part.exists() else 0
         headers = {"Want-Repr-Digest": "sha-256=1"}
         if have:
@@ -184,12 +190,12 @@ class Fetcher:
                 if r.status == 416 and have:
                     r.read()
                     part.unlink(missing_ok=True)  # longer than the file: start over
-                    return self._get(part, url, progress)
+                    return self._get(part, url, progress, episode=episode)
                 if r.status not in (200, 206):
                     body = r.read(64 * 1024)
                     self.close()
                     raise FetchError(_refusal(r.status, body))
-                size, digest = _announced(r)
+                size, digest = _announced_episode(r) if episode else _announced(r)
                 start = 0
                 if r.status == 206:
                     m = _CONTENT_RANGE.match(r.getheader("content-range", ""))
@@ -250,6 +256,31 @@ def _announced(r: http.client.HTTPResponse) -> tuple[int, str]:
         digest = base64.b64decode(m.group(1), validate=True).hex()
     except ValueError as exc:
         raise FetchError("the server sent a malformed Repr-Digest") from exc
+    return int(raw_size), digest
+
+
+def _is_episode(track_id: str) -> bool:
+    return track_id.startswith("e")
+
+
+def _announced_episode(r: http.client.HTTPResponse) -> tuple[int, str]:
+    """An episode's size and SHA-256 hex ("" when its host gives no digest)."""
+    m = _REPR_DIGEST.search(r.getheader("repr-digest", ""))
+    digest = ""
+    if m is not None:
+        try:
+            digest = base64.b64decode(m.group(1), validate=True).hex()
+        except ValueError as exc:
+            raise FetchError("the server sent a malformed Repr-Digest") from exc
+    raw_size = r.getheader("x-content-size", "")
+    if not raw_size.isdigit():
+        if r.status == 206:
+            m2 = _CONTENT_RANGE.match(r.getheader("content-range", ""))
+            raw_size = m2.group(3) if m2 else ""
+        else:
+            raw_size = r.getheader("content-length", "")
+    if not raw_size.isdigit():
+        raise FetchError("the episode's host does not say how big it is: it cannot be kept offline")
     return int(raw_size), digest
 
 

@@ -10,7 +10,8 @@ command made meanwhile.
 When the server is back (`on_hello`) the device reconciles without a jump: the
 playback commands made offline were already heard here, so instead of replaying them
 the device tells the server where it is (`play` that entry at the position the speaker
-reached, on this device; then `pause` when paused here); queue edits are replayed by
+reached, on this device, `paused` when paused here: one command, so the session never
+plays in between); queue edits are replayed by
 the agent's usual journal rules. If another device took playback meanwhile, this one
 stops and follows the server, like any device that lost the term. A refused
 reconciliation also leaves the server's state in charge, saying so.
@@ -37,6 +38,8 @@ log = logging.getLogger("tunehand.agent")
 
 PLAYBACK_OPS = frozenset({"play", "pause", "toggle", "next", "prev", "seek"})
 """Commands heard here while offline: the device's place on return stands for them."""
+ADDING_OPS = frozenset({"queue_add", "queue_next", "queue_replace"})
+"""Commands made offline that add entries: replayed, the server gives them its own ids."""
 
 
 class OfflineDriver:
@@ -50,6 +53,11 @@ class OfflineDriver:
         """Command ids of the reconciliation on return; offline until they are answered."""
         self._offline_ids: set[str] = set()
         self._said_skip: set[str] = set()
+        self._renamed: tuple[str, str, frozenset[str]] | None = None
+        """Back online, playing an entry added offline: (its id here, its track, the
+        server's entry ids before the replayed adds), until the server's copy shows up."""
+        self._replayed_adds: dict[str, Result | None] = {}
+        """The replayed commands that add entries, and their results once answered."""
 
     @property
     def active(self) -> bool:
@@ -210,6 +218,8 @@ class OfflineDriver:
 
     def reconcile(self) -> None:
         a = self.agent
+        if self._renamed is not None:
+            self._follow_renamed()  # a state came: the server's copy may be in it
         player = a.player
         st = self.state
         if player is None or st is None or a._stopped:
@@ -323,35 +333,99 @@ class OfflineDriver:
             fut = a._results.pop(c.command_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(res)
+        adding = [
+            c.command_id
+            for _, c in a._journal
+            if c.op in ADDING_OPS and c.command_id in self._offline_ids
+        ]
         a._replay_journal()
         if server.active_device not in (None, a.device.id):
             self._leave("another device took playback while this one was offline")
             return
         cur = st.current_entry
+        if cur is not None and server.entry(cur.entry_id) is None and adding:
+            # Added here offline: the replayed add gives it the server's own id. Wait for
+            # it, then go on with the server's entry without touching the player.
+            self._replayed_adds = dict.fromkeys(adding)
+            before = frozenset(e.entry_id for e in server.queue)
+            self._renamed = (cur.entry_id, cur.track_id, before)
+            return
         if cur is None or server.entry(cur.entry_id) is None:
             self._leave("the queue changed on the server while offline")
             return
+        self._adopt(cur.entry_id)
+
+    def _follow_renamed(self) -> None:
+        """Waiting for the server's copy of the entry playing here (added offline): once
+        it is in the server's state, the player's entry takes its id (same file, same
+        place: nothing reloads or seeks) and the server is told where playback is."""
+        if self._renamed is None:
+            return
+        local, track_id, before = self._renamed
+        a = self.agent
+        server = a.mirror.state
+        order = server.play_order()
+        fresh = [
+            eid
+            for eid in order
+            if eid not in before and (e := server.entry(eid)) is not None and e.track_id == track_id
+        ]
+        if not fresh:
+            answered = [r for r in self._replayed_adds.values() if r is not None]
+            if len(answered) < len(self._replayed_adds):
+                return  # an add is not answered yet
+            if all(r.ok and server.version < r.version for r in answered):
+                return  # answered, its state on the way
+            self._renamed = None
+            self._leave("the entry playing here was not added on the server")
+            return
+        self._renamed = None
+        new = fresh[0]
+        st = self.state
+        assert st is not None
+        if a.player is not None:
+            a.player.retag(local, new)
+        if a._settling == local:
+            a._settling = new
+        if a._next_prefetched == local:
+            a._next_prefetched = new
+        entries = tuple(replace(e, entry_id=new) if e.entry_id == local else e for e in st.queue)
+        order_here = tuple(new if x == local else x for x in st.order)
+        self.state = replace(st, queue=entries, order=order_here, current=new)
+        log.info("offline: the entry added here is %s on the server", new)
+        self._adopt(new)
+
+    def _adopt(self, entry_id: str) -> None:
+        """Tell the server playback is at `entry_id`, where the speaker is, on this device."""
+        a = self.agent
+        st = self.state
+        assert st is not None
+        server = a.mirror.state
         pos = self.position_ms()
         cmds = [
             Command(
                 op="play",
                 command_id=os.urandom(8).hex(),
-                entry_id=cur.entry_id,
+                entry_id=entry_id,
                 position_ms=max(0, pos),
                 device_id=a.device.id,
+                paused=not st.position.playing,  # paused here: the session never plays
             )
         ]
-        if not st.position.playing:
-            cmds.append(Command(op="pause", command_id=os.urandom(8).hex()))
         if st.volume != server.volume:
             cmds.append(Command(op="volume", command_id=os.urandom(8).hex(), value=st.volume))
         self._adopting = [c.command_id for c in cmds]
-        log.info("offline: back online at %s, %d ms", cur.entry_id, pos)
+        log.info("offline: back online at %s, %d ms", entry_id, pos)
         for c in cmds:
             a._send(CommandMsg(c))
 
     def on_result(self, res: Result) -> bool:
         """A result on return; True when it was one of ours (the agent need not tell it)."""
+        if res.command_id in self._replayed_adds:
+            self._replayed_adds[res.command_id] = res
+            if self._renamed is not None:
+                self._follow_renamed()
+            return False  # the agent's own, replayed: it answers it
         if res.command_id not in self._adopting:
             return False
         first = res.command_id == self._adopting[0]
@@ -369,6 +443,7 @@ class OfflineDriver:
     def _leave(self, why: str) -> None:
         self.state = None
         self._adopting = []
+        self._renamed = None
         self.agent._publish(f"back online: {why}; following the server")
         self.agent._last_anchor = None
         self.agent._reconcile()

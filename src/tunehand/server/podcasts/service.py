@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +19,7 @@ from tunehand.errors import QuotaError, StoreError
 from tunehand.server.db import podcasts as qp
 from tunehand.server.db.engine import unavailable
 from tunehand.server.podcasts import feeds
+from tunehand.server.podcasts.chapters import EpisodeChapters
 from tunehand.server.podcasts.fetch import Feed, Fetcher, FetchError
 
 log = logging.getLogger("tunehand.server.podcasts")
@@ -41,6 +42,11 @@ class Podcasts:
     fetcher: Fetcher
     refresh_s: int = REFRESH_S
     max_podcasts: int = MAX_PODCASTS
+    chapters: EpisodeChapters = field(init=False)
+    """Episodes' chapter marks, read from the head of their enclosures."""
+
+    def __post_init__(self) -> None:
+        self.chapters = EpisodeChapters(self.engine, self.fetcher)
 
     async def subscribe(self, account_id: int, url: str) -> qp.PodcastRow:
         """Fetch and read the feed at `url` now, then keep it (FetchError, QuotaError)."""
