@@ -9,12 +9,16 @@ searching group what is cached as the server groups its library.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tunehand.client.offline import browse
+from tunehand.client.offline import store as store_mod
 from tunehand.client.offline.store import MB, Store, cache_root
 
 
@@ -26,7 +30,13 @@ def _put(store: Store, tid: str, size: int, **meta: object) -> Path:
     return path
 
 
-def test_lru_eviction_keeps_pins_and_what_plays_next(tmp_path: Path) -> None:
+def test_lru_eviction_keeps_pins_and_what_plays_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A clock that moves on at every reading: on a fast machine the adds and the touch
+    # fall in one millisecond, and the order of use would be the order of the rows.
+    ticks = itertools.count(1_000)
+    monkeypatch.setattr(store_mod, "now_ms", lambda: next(ticks))
     store = Store(tmp_path / "c", max_mb=1)
     for tid in ("t1", "t2", "t3", "t4"):
         _put(store, tid, MB // 2)
