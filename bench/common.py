@@ -109,11 +109,13 @@ def redis_configured() -> bool:
 
 
 @contextmanager
-def running_server(backend: str = "sqlite") -> Iterator[ServerProc]:
-    """A real server on loopback with user `USER`; stopped when the block ends.
-    `backend`: "sqlite", "postgres" (a fresh database, in-process bus and presence) or
-    "postgres+redis" (and the bus and presence on TUNEHAND_TEST_REDIS_URL, under a
-    fresh key prefix)."""
+def running_server(
+    backend: str = "sqlite", env: dict[str, str] | None = None
+) -> Iterator[ServerProc]:
+    """A real server on loopback with user `USER` (`env`: extra environment for it);
+    stopped when the block ends. `backend`: "sqlite", "postgres" (a fresh database,
+    in-process bus and presence) or "postgres+redis" (and the bus and presence on
+    TUNEHAND_TEST_REDIS_URL, under a fresh key prefix)."""
     drop = None
     with tempfile.TemporaryDirectory(prefix="tunehand-bench-") as tmp:
         srv: ServerProc | None = None
@@ -128,7 +130,7 @@ def running_server(backend: str = "sqlite") -> Iterator[ServerProc]:
             elif backend != "sqlite":
                 raise ValueError(f"unknown backend {backend!r}")
             try:
-                srv = launch(Path(tmp), store=store)
+                srv = launch(Path(tmp), store=store, env=env)
             except BaseException:
                 _reap_orphan_server(tmp)
                 raise

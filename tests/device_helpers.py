@@ -561,14 +561,12 @@ def short_sock_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@dataclass
-class World:
-    """A test module's server (replaced in place when a test restarts it), its music,
-    and its users, handed out one per test."""
+@dataclass(kw_only=True)
+class Users:
+    """A test module's server (replaced in place when a test restarts it) and its users,
+    handed out one per test; test modules add what else their tests share."""
 
     srv: ServerProc
-    root: Path
-    music: Path
     users: list[str]
     sock_dir: Path
     count: int = 0
@@ -578,6 +576,14 @@ class World:
         return self.users[self.count - 1]
 
 
+@dataclass(kw_only=True)
+class World(Users):
+    """`Users`, and the folder the server runs in and the music it serves."""
+
+    root: Path
+    music: Path
+
+
 @contextlib.contextmanager
 def serving_world(root: Path, music: Path, users: list[str], sock_prefix: str) -> Iterator[World]:
     """Serve `music` from a server in `root` with `users` added; the server is stopped
@@ -585,7 +591,7 @@ def serving_world(root: Path, music: Path, users: list[str], sock_prefix: str) -
     srv = launch(root, music=music)
     add_users(srv, users)
     with short_sock_dir(sock_prefix) as sock_dir:
-        w = World(srv, root, music, users, sock_dir)
+        w = World(srv=srv, root=root, music=music, users=users, sock_dir=sock_dir)
         try:
             yield w
         finally:

@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 
 from tests.cli_helpers import PASSWORD, Device, FakePlayer, add_users, client_env, new_device_id
-from tests.fixtures_server import ServerProc, launch
+from tests.fixtures_server import Backend, ServerProc, launch
 from tunehand.core.model import Entry, SessionState
 from tunehand.server.radio import runs_out
 
 SIGUR = {"Svefn-g-englar", "Starálfur", "Flugufrelsarinn"}
 WAIT_S = 30.0
+
+pytestmark = [pytest.mark.every_backend]
 
 
 def wait_for(pred: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
@@ -47,8 +49,8 @@ def test_a_queue_runs_out_on_its_last_entry_unless_it_repeats() -> None:
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
-    s = launch(tmp_path_factory.mktemp("autoplay"))
+def srv(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[ServerProc]:
+    s = launch(tmp_path_factory.mktemp(f"autoplay-{backend.name}"), store=backend.store())
     yield s
     s.stop()
 

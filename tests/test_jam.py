@@ -25,6 +25,7 @@ import pytest
 from tests.device_helpers import (
     DeviceDir,
     Receiver,
+    Users,
     add_users,
     ctl,
     ctl_ok,
@@ -46,18 +47,6 @@ TRACK_S = 60
 CODE = re.compile(r"^[B-DF-HJ-NP-TV-XZ]{4}-[B-DF-HJ-NP-TV-XZ]{4}$")
 
 
-@dataclass
-class World:
-    srv: ServerProc
-    users: list[str]
-    sock_dir: Path
-    count: int = 0
-
-    def user(self) -> str:
-        self.count += 1
-        return self.users[self.count - 1]
-
-
 @pytest.fixture(scope="module")
 def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_mpv()
@@ -67,12 +56,12 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, music: Path) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, music: Path) -> Iterator[Users]:
     srv = launch(tmp_path_factory.mktemp("jam-server"), music=music)
     users = [f"jam{i}" for i in range(12)]
     add_users(srv, users)
     with short_sock_dir("th-jam-") as sock_dir:
-        yield World(srv, users, sock_dir)
+        yield Users(srv=srv, users=users, sock_dir=sock_dir)
         srv.stop()
 
 
@@ -118,7 +107,7 @@ def person(srv: ServerProc, user: str, tmp: Path, sock_dir: Path) -> Person:
 
 
 @pytest.fixture
-def people(world: World, tmp_path: Path) -> Iterator[Callable[[], Person]]:
+def people(world: Users, tmp_path: Path) -> Iterator[Callable[[], Person]]:
     made: list[Person] = []
 
     def make() -> Person:

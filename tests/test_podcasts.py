@@ -22,6 +22,7 @@ import pytest
 from tests.device_helpers import (
     DeviceDir,
     Receiver,
+    Users,
     add_users,
     ctl,
     ctl_ok,
@@ -31,7 +32,7 @@ from tests.device_helpers import (
     short_sock_dir,
 )
 from tests.feed_host import FeedHost, atom, etag_of, feed_host, rss
-from tests.fixtures_server import Backend, ServerProc, launch
+from tests.fixtures_server import Backend, launch
 from tunehand.server.podcasts import feeds
 from tunehand.server.podcasts.fetch import Fetcher, FetchError
 
@@ -46,17 +47,9 @@ EPISODE_S = 60
 DATES = ("Mon, 30 Nov 2026 10:00:00 GMT", "Tue, 01 Dec 2026 10:00:00 GMT")
 
 
-@dataclass
-class World:
-    srv: ServerProc
+@dataclass(kw_only=True)
+class World(Users):
     host: FeedHost
-    users: list[str]
-    sock_dir: Path
-    count: int = 0
-
-    def user(self) -> str:
-        self.count += 1
-        return self.users[self.count - 1]
 
 
 def _episodes(host: FeedHost, prefix: str) -> list[tuple[str, str, str, str]]:
@@ -97,7 +90,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterato
         users = [f"pod{i}" for i in range(8)]
         add_users(srv, users)
         with short_sock_dir("th-pod-") as sock_dir:
-            yield World(srv, host, users, sock_dir)
+            yield World(srv=srv, host=host, users=users, sock_dir=sock_dir)
         srv.stop()
 
 

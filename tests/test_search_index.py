@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.audiogen import make_library
 from tests.fixtures_server import Backend, fresh_postgres_database
 from tunehand.core import search
 from tunehand.server.db import library as ql
@@ -21,6 +22,7 @@ from tunehand.server.db.engine import default_url, open_engine
 from tunehand.server.db.migrate import alembic_config, upgrade
 from tunehand.server.db.tables import tracks as tracks_table
 from tunehand.server.library.scan import ScannedTrack
+from tunehand.server.library.service import Library
 
 pytestmark = pytest.mark.every_backend
 
@@ -207,3 +209,28 @@ async def test_the_migration_indexes_a_library_stored_before_it(db_url: str) -> 
             assert await found(e, q) == brute_tracks(tracks, q)
     finally:
         await e.dispose()
+
+
+async def test_a_scan_settles_the_index_on_postgresql(
+    backend: Backend, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """A scan that changed the library VACUUMs and ANALYZEs what it rewrote (PostgreSQL),
+    so searches read the index alone at once, not after autovacuum comes by."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite needs no VACUUM ANALYZE after a scan")
+    logs: list[str] = []
+    lib = Library(engine, [make_library(tmp_path / "music", 3)], log=logs.append)
+    summary = await lib.rescan()
+    assert summary.changed >= 3
+    assert not [line for line in logs if "VACUUM" in line]
+    async with engine.connect() as conn:
+        # Both done on each table (ANALYZE also counts its rows: never analyzed is -1).
+        rows = await conn.execute(
+            sa.text(
+                "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+                " WHERE s.last_vacuum IS NOT NULL AND s.last_analyze IS NOT NULL"
+                " AND c.reltuples > 0"
+            )
+        )
+        settled = {r.relname for r in rows}
+    assert settled >= {"search_words", "albums", "tracks"}

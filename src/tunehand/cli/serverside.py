@@ -21,10 +21,15 @@ CONFIG_KEYS: dict[str, type] = {
     "lrclib_url": str,
     "lastfm_api_key": str,
     "lastfm_api_secret": str,
+    "lastfm_api_secret_file": str,
     "lastfm_url": str,
     "lastfm_auth_url": str,
 }
 """What `server.toml` may say, and the type of each value."""
+SECRET_ENV = "TUNEHAND_LASTFM_API_SECRET"  # noqa: S105 (a variable name)
+SECRETS = ("lastfm_api_secret",)
+"""Settings that are secrets: a file holding one must be the owner's alone (0600)."""
+MAX_SECRET_FILE = 4096
 MAX_PREFIX = 100
 MAX_DEVICES = 100_000
 MAX_TRANSCODES = 1024
@@ -81,14 +86,16 @@ def music_folders(args: argparse.Namespace, ddir: Path) -> tuple[Path, ...]:
 
 
 def server_config(ddir: Path) -> dict[str, object]:
-    """`server.toml` in the data dir (none: {}); a bad one raises ConfigError."""
+    """`server.toml` in the data dir (none: {}); a bad one raises ConfigError. The Last.fm
+    API secret comes from the file, from TUNEHAND_LASTFM_API_SECRET, or from the file
+    `lastfm_api_secret_file` names (one of them)."""
     import tomllib
 
     path = ddir / CONFIG_FILE
     try:
-        raw = path.read_bytes()
+        raw, mode = _read_private(path)
     except FileNotFoundError:
-        return {}
+        raw, mode = b"", 0o600
     except OSError as exc:
         raise ConfigError(f"{path}: unreadable ({exc.strerror})") from exc
     try:
@@ -103,6 +110,62 @@ def server_config(ddir: Path) -> dict[str, object]:
             raise ConfigError(f"{path}: {key} must be a {kind.__name__}")
         if key.endswith("_url") and not str(value).startswith(("http://", "https://")):
             raise ConfigError(f"{path}: {key} must be an http(s) URL")
+    held = [k for k in SECRETS if k in config]
+    if held:
+        _refuse_open_mode(path, mode, f"holds {held[0]}")
+    return _with_secret(path, config)
+
+
+def _read_private(path: Path) -> tuple[bytes, int]:
+    """A file's bytes and its permission bits, from the one descriptor (no race)."""
+    with open(path, "rb") as f:
+        return f.read(1 << 20), os.fstat(f.fileno()).st_mode & 0o777
+
+
+def _refuse_open_mode(path: Path, mode: int, why: str) -> None:
+    """Like ssh with a private key: a secret others can read is not used at all."""
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: {why} but is open to group or others (mode {mode:04o}):"
+            f" run `chmod 600 {path}`"
+        )
+
+
+def _with_secret(path: Path, config: dict[str, object]) -> dict[str, object]:
+    """`lastfm_api_secret` from exactly one of: server.toml, the environment, a file."""
+    env = os.environ.get(SECRET_ENV, "")
+    named = config.pop("lastfm_api_secret_file", None)
+    given = [
+        what
+        for what, there in (
+            ("lastfm_api_secret", "lastfm_api_secret" in config),
+            (SECRET_ENV, bool(env)),
+            ("lastfm_api_secret_file", named is not None),
+        )
+        if there
+    ]
+    if len(given) > 1:
+        raise ConfigError(f"{path}: the Last.fm API secret is given twice ({' and '.join(given)})")
+    if env:
+        return {**config, "lastfm_api_secret": env.strip()}
+    if isinstance(named, str):
+        secret_path = Path(named).expanduser()
+        if not secret_path.is_absolute():
+            secret_path = path.parent / secret_path
+        try:
+            raw, mode = _read_private(secret_path)
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: lastfm_api_secret_file {secret_path}: unreadable ({exc.strerror})"
+            ) from exc
+        _refuse_open_mode(secret_path, mode, "holds the Last.fm API secret")
+        try:
+            secret = raw[:MAX_SECRET_FILE].decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{secret_path}: not UTF-8 text") from exc
+        if not secret or len(raw) > MAX_SECRET_FILE or "\n" in secret:
+            raise ConfigError(f"{secret_path}: must hold the Last.fm API secret on one line")
+        return {**config, "lastfm_api_secret": secret}
     return config
 
 

@@ -289,6 +289,82 @@ class Scrobbler:
         if heard and pos < limit:
             self._arm(account_id, (limit - pos) / max(p.rate, 0.01) / 1000 + 0.05)
 
+    async def report(
+        self,
+        account_id: int,
+        track: ql.StoredTrack,
+        *,
+        listen: bool,
+        at_ms: int,
+        fresh: bool = True,
+    ) -> None:
+        """A Subsonic app's `scrobble` (`listen`: submission=true; else playing now).
+
+        The app is a device: its scrobble is that device's report of a play. When it plays
+        the session's current entry (after `savePlayQueue`, or a handoff to or from it),
+        that is the session's play: the same once-flags as `observe`, so a play a
+        tunehand device already counted is not counted again (nor one the app counted
+        when a device plays on). Otherwise it is a play of the app's own, sent as
+        reported (`fresh` false: the app said it again, nothing more is sent)."""
+        try:
+            if not await self.has_services(account_id):
+                return
+            await self._report(account_id, track, listen, at_ms, fresh)
+        except Exception as exc:
+            log.warning("scrobbling: could not follow an app's scrobble (%s)", type(exc).__name__)
+
+    async def _report(
+        self, account_id: int, track: ql.StoredTrack, listen: bool, at_ms: int, fresh: bool
+    ) -> None:
+        v = track.view
+        if not v.artist:
+            return  # a stream or an untagged file: nothing a service can count
+        state = await self.state_of(account_id) if self.state_of is not None else None
+        cur = state.current_entry if state is not None else None
+        plays = scrobble_plays
+        mine = plays.c.account_id == account_id
+        kind = "listen" if listen else "now"
+        lock = self._locks.setdefault(account_id, asyncio.Lock())
+        async with lock, self.engine.begin() as conn:
+            if cur is not None and cur.track_id == v.id:
+                row = (await conn.execute(sa.select(plays).where(mine))).first()
+                if row is None or row.play != cur.entry_id:
+                    await conn.execute(plays.delete().where(mine))
+                    await conn.execute(
+                        plays.insert().values(
+                            account_id=account_id,
+                            play=cur.entry_id,
+                            track_id=cur.track_id,
+                            started_ms=at_ms,
+                            now_sent=False,
+                            listened=False,
+                        )
+                    )
+                    row = (await conn.execute(sa.select(plays).where(mine))).first()
+                assert row is not None
+                flag = plays.c.listened if listen else plays.c.now_sent
+                done = await conn.execute(
+                    plays.update()
+                    .where(mine, plays.c.play == row.play, flag == sa.false())
+                    .values({flag.name: True})
+                )
+                if not done.rowcount:
+                    return  # this play was counted already, by whichever device
+                started = int(row.started_ms)
+            elif fresh:
+                started = at_ms
+            else:
+                return
+            payload = {
+                "artist": v.artist,
+                "title": v.title,
+                "album": v.album,
+                "duration_ms": v.duration_ms,
+                "listened_at_s": started // 1000,
+            }
+            await self._enqueue(conn, account_id, [kind], payload)
+        self._wake.set()
+
     def _arm(self, account_id: int, delay_s: float) -> None:
         loop = asyncio.get_running_loop()
 

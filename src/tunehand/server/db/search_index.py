@@ -31,10 +31,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tunehand.core import search
-from tunehand.server.db.tables import albums, search_words
+from tunehand.server.db.tables import albums, search_words, tracks
 
 TRACK, ARTIST, ALBUM = "t", "r", "l"
 EXACT = {TRACK: "T", ARTIST: "R", ALBUM: "L"}
@@ -108,6 +108,24 @@ async def reindex_groups(conn: AsyncConnection) -> None:
         sa.select(albums.c.id, albums.c.name, albums.c.artist, albums.c.artist_key)
     )
     await _insert(conn, group_rows((r.id, r.name, r.artist, r.artist_key) for r in rows))
+
+
+SETTLED = (search_words, albums, tracks)
+
+
+async def settle(engine: AsyncEngine) -> None:
+    """After a scan that changed the library, on PostgreSQL: `VACUUM (ANALYZE)` the tables a
+    scan rewrites. Until then (autovacuum comes later) a one-word search reads every
+    matching row from the table instead of the index alone (fresh rows are not yet marked
+    visible), and the planner has no statistics: on 50,000 tracks a word's ranking took
+    25 ms instead of 5. SQLite needs nothing. VACUUM cannot run in a transaction: this
+    takes a connection of its own in autocommit."""
+    if engine.dialect.name != "postgresql":
+        return
+    names = ", ".join(t.name for t in SETTLED)
+    async with engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.execute(sa.text(f"VACUUM (ANALYZE) {names}"))
 
 
 def _in_range(word: str) -> sa.ColumnElement[bool]:

@@ -122,6 +122,23 @@ async def add_history(
     )
 
 
+async def has_history(
+    conn: AsyncConnection, account_id: int, track_id: str, device_id: str, played_ms: int
+) -> bool:
+    """Whether this device already entered this play (an app sending a scrobble again)."""
+    row = await conn.execute(
+        sa.select(history.c.id)
+        .where(
+            history.c.account_id == account_id,
+            history.c.track_id == track_id,
+            history.c.device_id == device_id,
+            history.c.played_ms == played_ms,
+        )
+        .limit(1)
+    )
+    return row.first() is not None
+
+
 async def recent(conn: AsyncConnection, account_id: int, limit: int) -> list[tuple[str, int, str]]:
     rows = await conn.execute(
         sa.select(history.c.track_id, history.c.played_ms, history.c.device_id)

@@ -11,9 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tunehand.server.db import library as ql
+from tunehand.server.db import search_index
+from tunehand.server.db.engine import unavailable_types
 from tunehand.server.library.scan import scan_folders
 
 
@@ -62,6 +65,12 @@ class Library:
             async with self.engine.begin() as conn:
                 changed, removed = await ql.store_scan(conn, result.tracks, unreadable, scope)
                 total = await ql.count(conn)
+            if changed or removed:
+                failed: tuple[type[Exception], ...] = (DBAPIError, *unavailable_types())
+                try:
+                    await search_index.settle(self.engine)
+                except failed as exc:  # the scan is stored; only searches stay slower
+                    self.log(f"after the scan, VACUUM ANALYZE failed: {exc}")
             self.last = ScanSummary(total, changed, removed, len(result.skipped))
             return self.last
 

@@ -263,12 +263,17 @@ async def get_starred2(call: Call) -> Payload:
 async def scrobble(call: Call) -> Payload:
     """`submission=true` (the default) enters each `id` into the history, at `time` (ms)
     when given; `submission=false` says the app now plays `id` (`getNowPlaying` shows it
-    until the track would have ended) and enters nothing into the history."""
+    until the track would have ended) and enters nothing into the history.
+
+    Both go on to the account's ListenBrainz / Last.fm (`Scrobbler.report`: the app is a
+    device, its scrobble is its play report, one listen per play): a scrobble sent again
+    (the same `id` and `time`, or playing-now of the track it already plays) is not."""
     ids = call.many("id")
     if not ids:
         call.required("id")
     times = call.many("time")
     who = call.principal
+    scrobbler = call.services.scrobbler
     async with call.services.engine.connect() as conn:
         found = await ql.get_many(conn, ids[:500])
     for sid in ids:
@@ -276,14 +281,30 @@ async def scrobble(call: Call) -> Payload:
             raise SubsonicError(NOT_FOUND, f"Song not found: {sid[:80]}")
     now = now_ms()
     if not call.flag("submission", True):
+        track = found[ids[-1]]
         async with call.services.engine.begin() as conn:
+            before = await qst.now_playing_of(conn, who.account_id)
+            again = any(
+                device == who.device_id
+                and tid == track.view.id
+                and now - since < track.view.duration_ms
+                for device, tid, since in before
+            )
             await qst.set_now_playing(conn, who.account_id, who.device_id, ids[-1], now)
+        await scrobbler.report(who.account_id, track, listen=False, at_ms=now, fresh=not again)
         return {}
+    heard: list[tuple[str, int]] = []
     async with call.services.engine.begin() as conn:
         for i, sid in enumerate(ids[:500]):
             at = now
-            if i < len(times) and times[i].isascii() and times[i].isdigit():
+            given = i < len(times) and times[i].isascii() and times[i].isdigit()
+            if given:
                 at = min(now, int(times[i][:15]))
+            if given and await qu.has_history(conn, who.account_id, sid, who.device_id, at):
+                continue  # the app sent this one before
             await qu.add_history(conn, who.account_id, sid, who.device_id, at)
             await qst.clear_now_playing(conn, who.account_id, who.device_id, sid)
+            heard.append((sid, at))
+    for sid, at in heard:
+        await scrobbler.report(who.account_id, found[sid], listen=True, at_ms=at)
     return {}
