@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,9 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fixtures_server import ServerProc, Store, fresh_postgres_database, launch
+from tests.fixtures_server import (
+    ServerProc,
+    Store,
+    _drop_redis_keys,
+    fresh_postgres_database,
+    launch,
+)
 
 POSTGRES_ENV = "TUNEHAND_TEST_POSTGRES_URL"
+REDIS_ENV = "TUNEHAND_TEST_REDIS_URL"
 USER = "bench"
 PASSWORD = "bench-password"
 
@@ -96,23 +104,33 @@ def _reap_orphan_server(marker: str) -> None:
             os.waitpid(pid, 0)
 
 
+def redis_configured() -> bool:
+    return bool(os.environ.get(REDIS_ENV))
+
+
 @contextmanager
 def running_server(
     backend: str = "sqlite", env: dict[str, str] | None = None
 ) -> Iterator[ServerProc]:
     """A real server on loopback with user `USER` (`env`: extra environment for it);
-    stopped when the block ends."""
+    stopped when the block ends. `backend`: "sqlite", "postgres" (a fresh database,
+    in-process bus and presence) or "postgres+redis" (and the bus and presence on
+    TUNEHAND_TEST_REDIS_URL, under a fresh key prefix)."""
     drop = None
     with tempfile.TemporaryDirectory(prefix="tunehand-bench-") as tmp:
         srv: ServerProc | None = None
+        store = Store()
         try:
-            database = None
-            if backend == "postgres":
+            if backend in ("postgres", "postgres+redis"):
                 database, drop = fresh_postgres_database()
+                store = Store(database)
+                if backend == "postgres+redis":
+                    prefix = f"bench-{secrets.token_hex(4)}:"
+                    store = Store(database, os.environ[REDIS_ENV], prefix)
             elif backend != "sqlite":
                 raise ValueError(f"unknown backend {backend!r}")
             try:
-                srv = launch(Path(tmp), store=Store(database), env=env)
+                srv = launch(Path(tmp), store=store, env=env)
             except BaseException:
                 _reap_orphan_server(tmp)
                 raise
@@ -121,6 +139,8 @@ def running_server(
         finally:
             if srv is not None:
                 srv.stop()
+            if store.redis and store.redis_prefix:
+                _drop_redis_keys(store.redis, store.redis_prefix)
             if drop is not None:
                 drop()
 

@@ -9,7 +9,9 @@ the whole queue, every entry's `added_by` the account that sent it. The sweep: j
 (10, 25, 50 accounts) and rate (20/s, and 40/s for the largest); the queue is cleared
 before each case, so every case starts from an empty queue and grows to COMMANDS
 entries (the whole queue travels in every state message). SQLite always; PostgreSQL
-too when TUNEHAND_TEST_POSTGRES_URL is set.
+too when TUNEHAND_TEST_POSTGRES_URL is set, with the bus and presence on Redis when
+TUNEHAND_TEST_REDIS_URL is set too (every state then goes through Redis, as it does
+between instances).
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.common import Result, check, ms, percentile, postgres_configured, running_server
+from bench.common import (
+    Result,
+    check,
+    ms,
+    percentile,
+    postgres_configured,
+    redis_configured,
+    running_server,
+)
 
 CASES = ((10, 20.0), (25, 20.0), (50, 20.0), (50, 40.0))
 """(accounts in the jam, commands/s overall)."""
@@ -109,12 +119,17 @@ async def _case(
     session's before the run (joining devices do not change it)."""
     ws_url = url.replace("http://", "ws://", 1) + "/v1/channel"
     async with AsyncExitStack() as stack:
-        members = [
-            Member(user, await _open(ws_url, stack, token, f"{user}-dev")) for user, token in people
-        ]
         arrived = asyncio.Event()
-        readers = [asyncio.create_task(_read(m, arrived)) for m in members]
+        members: list[Member] = []
+        readers: list[asyncio.Task[None]] = []
         try:
+            for user, token in people:
+                # Each device reads from the moment it is on, as a real one does: one that
+                # did not would stop answering the server's pings once the devices
+                # messages of the members joining after it filled its queue.
+                m = Member(user, await _open(ws_url, stack, token, f"{user}-dev"))
+                members.append(m)
+                readers.append(asyncio.create_task(_read(m, arrived)))
             sent: list[tuple[int, float, str]] = []
             interval = 1.0 / rate
             next_send = time.perf_counter()
@@ -210,8 +225,11 @@ def _backend(backend: str) -> list[Result]:
 
 def run() -> list[Result]:
     results = _backend("sqlite")
-    if postgres_configured():
-        results += _backend("postgres")
-    else:
+    if not postgres_configured():
         print("  postgres: skipped (TUNEHAND_TEST_POSTGRES_URL is not set)")
+    elif redis_configured():
+        results += _backend("postgres+redis")  # as a deployment of several instances runs
+    else:
+        print("  postgres+redis: TUNEHAND_TEST_REDIS_URL is not set: PostgreSQL alone")
+        results += _backend("postgres")
     return results

@@ -285,6 +285,46 @@ def test_a_wrong_code_is_refused_and_throttled(people: Callable[[], Person]) -> 
     assert "jam join" in ctl(guest.phone, "jam", "join", "--help").stdout
 
 
+def test_a_guest_adds_url_tracks_to_the_hosts_queue(people: Callable[[], Person]) -> None:
+    """`queue add --url` / `queue next --url` / `play --url` as a guest: the remote
+    track's row is the host's (every member's devices find it on the shared session),
+    the entry says the guest added it; a URL the host has already is that same row."""
+    host, guest = people(), people()
+    host.receiver()  # `play` needs a device online
+    own = f"http://radio.example/{secrets.token_hex(4)}/guest.mp3"
+    shared = f"http://radio.example/{secrets.token_hex(4)}/both.ogg"
+    host.ctl("queue", "add", "--url", shared)
+    code = start_jam(host)
+    guest.ctl("jam", "join", code)
+
+    guest.ctl("queue", "add", "--url", own)
+    guest.ctl("queue", "next", "--url", shared)
+    entries = host.queue()
+    assert guest.queue() == entries
+    # (A remote track's title is its URL until a player learns its name.)
+    got = [(e["track"]["title"], e["added_by"]) for e in entries]
+    # `next` with nothing playing puts it first.
+    assert got == [(shared, guest.user), (shared, host.user), (own, guest.user)], got
+    assert entries[0]["track"]["id"] == entries[1]["track"]["id"]  # the host's row, once
+    in_jam = entries[2]["track"]["id"]
+
+    # Without control a guest may not replace what plays, URL or not: one line.
+    assert "host" in guest.refused("play", "--url", own, "--no-wait")
+    host.ctl("jam", "set", "--guests-can-control", "on")
+    radio = f"http://radio.example/{secrets.token_hex(4)}/live"
+    guest.ctl("play", "--url", radio, "--no-wait")
+    entries = guest.queue()
+    assert (radio, guest.user) in [(e["track"]["title"], e["added_by"]) for e in entries]
+    assert host.queue() == entries
+
+    # Back home, a guest's URLs are its own again (its session, its rows).
+    guest.ctl("jam", "leave")
+    guest.ctl("queue", "add", "--url", own)
+    mine = guest.queue()
+    assert [(e["track"]["title"], e["added_by"]) for e in mine] == [(own, guest.user)]
+    assert mine[0]["track"]["id"] != in_jam
+
+
 # --- a guest on the other instance (PostgreSQL + Redis) ------------------------------
 
 

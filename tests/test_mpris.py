@@ -885,3 +885,44 @@ async def test_the_tui_shows_a_radio_title_live(
         st = await asyncio.to_thread(status, acct.remote)
         assert st["track"]["title"] == "Second Song" and st["device"]["name"] == "far", st
         await app.action_quit()
+
+
+def test_a_guests_mpris_shows_the_jam_and_a_refused_command_is_an_error(
+    world: World, acct: Account, peer: BusPeer, tmp_path: Path
+) -> None:
+    """A guest's receiver on the bus shows the jam's session (the host's track and
+    status); a command the guest may not make (no `--guests-can-control`) is a D-Bus
+    error that playerctl reports, not a silent no-op; once the host lets guests control,
+    the same command pauses the host's device."""
+    bus, until = world.bus, peer.until
+    host = world.user()
+    host_remote = DeviceDir("host-laptop", tmp_path / "host-laptop")
+    host_dev = DeviceDir("host-box", tmp_path / "host-box")  # no bus: another machine
+    login_all(world.srv.url, host, [host_remote, host_dev])
+    host_box = Receiver.start(host_dev, world.sock_dir)
+    acct.receivers.append(host_box)
+    ctl_ok(host_remote, "play", "--search", TRACKS[1], "--device", "host-box")
+    host_box.ipc.wait_advancing(0.3)
+    code = json.loads(ctl_ok(host_remote, "jam", "start", "--json"))["code"]
+
+    r = acct.receiver("r")
+    assert mpris_name(r) == MPRIS
+    mark = r.mark()
+    ctl_ok(acct.remote, "jam", "join", code)
+    r.wait_for(f"joined {host}'s jam", since=mark)
+    until(lambda: meta(bus), lambda s: s.startswith(TRACKS[1] + "|"), "the jam's track")
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Playing", "the jam plays")
+
+    for args in (("pause",), ("play-pause",), ("next",)):
+        out = playerctl(bus, *args)
+        assert out.startswith("<exit ") and not out.startswith("<exit 0"), (args, out)
+        assert "host" in out, (args, out)  # the core's one line, through D-Bus
+    st = status(host_remote)
+    assert st["playing"] is True and st["track"]["title"] == TRACKS[1]
+    assert playerctl(bus, "status") == "Playing"
+
+    ctl_ok(host_remote, "jam", "set", "--guests-can-control", "on")
+    assert playerctl(bus, "pause") == ""
+    until(lambda: status(host_remote)["playing"], lambda p: p is False, "the host's paused")
+    host_box.ipc.wait_prop("pause", lambda v: v is True)
+    until(lambda: playerctl(bus, "status"), lambda s: s == "Paused", "paused in MPRIS")

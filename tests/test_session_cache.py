@@ -21,6 +21,7 @@ from tunehand.core.commands import Command, Report
 from tunehand.core.model import Position, SessionState
 from tunehand.server.bus import MemoryBus
 from tunehand.server.db import accounts as qa
+from tunehand.server.db import jams as qj
 from tunehand.server.db import sessions as qs
 from tunehand.server.db.engine import open_engine
 from tunehand.server.db.migrate import upgrade
@@ -254,3 +255,32 @@ async def test_a_change_committed_as_its_command_is_cancelled_still_fans_out(
         await command
     assert await asyncio.wait_for(sent.get(), 5) == 3
     assert (await sessions.state(account)).volume == 20
+
+
+async def test_a_jams_device_list_is_one_query_whatever_its_size(engine: AsyncEngine) -> None:
+    """Every device joining a jam sends the list of every member's devices to all of
+    them: one query for the whole jam, not one per member (a jam of 50 accounts made
+    that 2,500 queries as its devices came online)."""
+    members = [await _account(engine) for _ in range(6)]
+    host, guests = members[0], members[1:]
+    async with engine.begin() as conn:
+        assert await qj.create(conn, host, secrets.token_hex(4).upper(), False, 0)
+        for g in guests:
+            assert await qj.add_guest(conn, host, g, 0)
+        for m in members:
+            for n in range(2):
+                await qa.upsert_device(conn, m, f"d{m}-{n}", f"dev {m}-{n}", 0, "10.0.0.1")
+    sessions = await _service(engine)
+    for m in members:
+        await sessions.hub.presence.join(m, f"d{m}-0", ("play",))
+    viewer = guests[0]
+    await sessions.seat(viewer)  # kept: what is counted is the device list alone
+    ran = Statements(engine)
+    devices = await sessions.devices_view(viewer)
+    assert ran.take() == ["SELECT"]
+    mine = {d.id for d in devices if d.id.startswith(f"d{viewer}-")}
+    assert mine == {f"d{viewer}-0", f"d{viewer}-1"}  # its own, online or not
+    others = [d for d in devices if not d.id.startswith(f"d{viewer}-")]
+    # The other members' devices: the online ones only, by name, no address or time.
+    assert sorted(d.id for d in others) == sorted(f"d{m}-0" for m in members if m != viewer)
+    assert all(d.online and d.address == "" and d.last_seen_ms == 0 for d in others)

@@ -391,9 +391,18 @@ async def add_remote(request: Request) -> Response:
     b = await body(request, RemoteBody)
     if not b.url.startswith(("http://", "https://")) or len(b.url) > 2000:
         raise ApiError(422, "invalid", "url: must be an http(s) URL of at most 2000 characters")
-    async with services(request).engine.begin() as conn:
-        await quotas.room_for_remote(conn, who.account_id, qu.remote_id(who.account_id, b.url))
-        rid = await qu.add_remote(conn, who.account_id, b.url, names.clean(b.title, 300))
+    svc = services(request)
+    # In a jam the row is the host's (the account whose session it is queued on, where
+    # every member's devices look it up); the guest reads none of the host's others.
+    # A guest never renames a row the host has already: it only gets its id.
+    seat = await svc.sessions.seat(who.account_id)
+    owner = seat.session
+    rid = qu.remote_id(owner, b.url)
+    async with svc.engine.begin() as conn:
+        if owner != who.account_id and await qu.remotes(conn, owner, [rid]):
+            return json({"id": rid})
+        await quotas.room_for_remote(conn, owner, rid)
+        rid = await qu.add_remote(conn, owner, b.url, names.clean(b.title, 300))
     return json({"id": rid})
 
 

@@ -244,9 +244,15 @@ class SessionService:
         return await self._jam_devices(seat, account_id)
 
     async def _jam_devices(self, seat: Seat, viewer: int | None) -> tuple[DeviceInfo, ...]:
+        """Every member's devices: one query for all of them (a device joining a jam of
+        N accounts is not N queries), and their presence asked at once."""
+        members = seat.members
+        found = await asyncio.gather(*(self.hub.presence.devices(m) for m in members))
+        async with self.engine.connect() as conn:
+            rows = await qa.list_devices_of(conn, members)
         out: list[DeviceInfo] = []
-        for member in seat.members:
-            mine = await self.devices(member)
+        for member, online in zip(members, found, strict=True):
+            mine = _device_infos(rows[member], online)
             if member != viewer:
                 # Another account's devices: those on the session now (online), by name.
                 mine = tuple(replace(d, address="", last_seen_ms=0) for d in mine if d.online)
@@ -332,18 +338,7 @@ class SessionService:
         online = await self.hub.presence.devices(account_id)
         async with self.engine.connect() as conn:
             rows = await qa.list_devices(conn, account_id)
-        return tuple(
-            DeviceInfo(
-                r.id,
-                r.name,
-                r.id in online,
-                r.last_seen_ms,
-                r.address,
-                online.get(r.id, ()),
-                r.kind,
-            )
-            for r in rows
-        )
+        return _device_infos(rows, online)
 
     async def publish_devices(self, account_id: int) -> None:
         seat = await self.seat(account_id)
@@ -812,3 +807,14 @@ class SessionService:
         for to, version, payload in out[len(sent) :]:
             await self.hub.send(account_id, payload, to=to, version=version)
             sent.append(1)
+
+
+def _device_infos(
+    rows: Sequence[qa.DeviceRow], online: dict[str, tuple[str, ...]]
+) -> tuple[DeviceInfo, ...]:
+    return tuple(
+        DeviceInfo(
+            r.id, r.name, r.id in online, r.last_seen_ms, r.address, online.get(r.id, ()), r.kind
+        )
+        for r in rows
+    )

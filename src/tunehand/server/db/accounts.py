@@ -349,6 +349,27 @@ async def list_devices(conn: AsyncConnection, account_id: int) -> list[DeviceRow
     ]
 
 
+async def list_devices_of(
+    conn: AsyncConnection, account_ids: Sequence[int]
+) -> dict[int, list[DeviceRow]]:
+    """`list_devices` of several accounts (a jam's members) in one query."""
+    out: dict[int, list[DeviceRow]] = {a: [] for a in account_ids}
+    if not out:
+        return out
+    rows = await conn.execute(
+        sa.select(devices)
+        .where(devices.c.account_id.in_(list(out)), devices.c.revoked.is_(False))
+        .order_by(devices.c.name)
+    )
+    for r in rows:
+        out[r.account_id].append(
+            DeviceRow(
+                r.id, r.account_id, r.name, r.last_seen_ms, r.address, bool(r.revoked), r.kind
+            )
+        )
+    return out
+
+
 async def device_addresses(conn: AsyncConnection, account_id: int) -> list[str]:
     """The last addresses of the account's devices (not revoked)."""
     rows = await conn.execute(
