@@ -285,6 +285,10 @@ def test_a_wrong_code_is_refused_and_throttled(people: Callable[[], Person]) -> 
     assert "jam join" in ctl(guest.phone, "jam", "join", "--help").stdout
 
 
+def _entries(queue: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [(e["entry_id"], e["track"]["id"], e["added_by"]) for e in queue]
+
+
 def test_a_guest_adds_url_tracks_to_the_hosts_queue(people: Callable[[], Person]) -> None:
     """`queue add --url` / `queue next --url` / `play --url` as a guest: the remote
     track's row is the host's (every member's devices find it on the shared session),
@@ -315,7 +319,9 @@ def test_a_guest_adds_url_tracks_to_the_hosts_queue(people: Callable[[], Person]
     guest.ctl("play", "--url", radio, "--no-wait")
     entries = guest.queue()
     assert (radio, guest.user) in [(e["track"]["title"], e["added_by"]) for e in entries]
-    assert host.queue() == entries
+    # The host's receiver is trying the URL meanwhile (which entry is current, and its
+    # failure, may change between the two reads): the entries themselves are the same.
+    assert _entries(host.queue()) == _entries(entries)
 
     # Back home, a guest's URLs are its own again (its session, its rows).
     guest.ctl("jam", "leave")
