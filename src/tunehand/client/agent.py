@@ -147,6 +147,8 @@ class Agent:
         means nothing yet (mpv answers 0 or the old one), so it is neither reported nor
         compared, and what changed meanwhile is applied on Ready."""
         self._preparing: tuple[str, str] | None = None  # (transfer id, entry id)
+        self._warm: str | None = None
+        """The entry this device holds loaded paused as the predicted next device."""
         self._holding_for_transfer = False
         self._holding_since = 0.0
         self._next_prefetched: str | None = None
@@ -424,6 +426,7 @@ class Agent:
                 self._holding_for_transfer = False
                 self._preparing = None
             busy = self._preparing is not None or self._holding_for_transfer
+            busy = busy or (self._warm is not None and player.playing_tag() == self._warm)
             if player.playing_tag() is not None and not busy:
                 player.stop()
                 self._next_prefetched = None

@@ -3,7 +3,9 @@
 The server moves playback between devices with directives (`core/transfer.py`): the
 target is told to `prepare` (load the current entry paused at a position, then say
 `Ready`), then at the planned server time T the target `start`s and the source
-`stop`s. `Directives` carries them out against the agent's player at T on the server
+`stop`s. A `warm` directive keeps the predicted next device loaded paused near the
+position (`server/warm.py`), so a transfer to it needs no prepare; `unwarm` lets that
+go. `Directives` carries them out against the agent's player at T on the server
 clock; the agent keeps the state they share with its reconciling (`_switching`,
 `_directive_term`, `_preparing`, `_holding_for_transfer`).
 """
@@ -11,6 +13,7 @@ clock; the agent keeps the state they share with its reconciling (`_switching`,
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -20,8 +23,12 @@ from tunehand.core.protocol import DirectiveMsg, Failed
 if TYPE_CHECKING:
     from tunehand.client.agent import Agent
 
+log = logging.getLogger("tunehand.agent")
+
 START_SEEK_MS = 3
 """A transfer target held this far from the switch position seeks to it before T."""
+WARM_SEEK_MS = 50
+"""A warm device held this far from the position it is told seeks there (paused)."""
 
 
 class Directives:
@@ -42,14 +49,64 @@ class Directives:
                 a._send(Failed(d.transfer_id, "nothing to play"))
                 return
             a._preparing = (d.transfer_id, d.entry_id)
+            log.info("transfer %s: preparing %s", d.transfer_id, d.entry_id)
             a._holding_since = time.monotonic()
             a._load(d.entry_id, a._absolute(d.track.url), d.position_ms, True)
+        elif d.action == "warm":
+            self._keep_warm(d)
+        elif d.action == "unwarm":
+            self._unwarm()
         elif d.action == "start":
             self._seek_for_start(d)
             self._switch(d, lambda: self._start(d))
         elif d.action == "stop":
             a._holding_for_transfer = False
             self._switch(d, self._stop_for_transfer)
+
+    def _keep_warm(self, d: DirectiveMsg, *, deferred: bool = False) -> None:
+        """The predicted next device: hold the entry loaded, paused at the position
+        (a seek while paused when it holds it already). Never while it plays here, nor
+        while a transfer prepares or switches."""
+        a = self.agent
+        player = a.player
+        if a._switching and not deferred:
+            # This device's own stop (it just gave playback away) is still due: hold
+            # the entry once that is done.
+            self._at(d.at_ms, lambda: self._keep_warm(d, deferred=True))
+            return
+        if player is None or a._stopped or a._mine() or a._switching:
+            return
+        if a._preparing is not None or a._holding_for_transfer or d.entry_id is None:
+            return
+        if d.track is None or d.track.url is None:
+            return
+        a._warm = d.entry_id
+        if player.playing_tag() != d.entry_id:
+            a._load(d.entry_id, a._absolute(d.track.url), d.position_ms, True)
+            log.info("warm: holding %s paused at %d ms", d.entry_id, d.position_ms)
+            return
+        if a._settling == d.entry_id:
+            return
+        if not player.paused():
+            player.pause()  # never audible while warm
+        pos = player.position_ms()
+        if pos is not None and abs(pos - d.position_ms) > WARM_SEEK_MS:
+            a._settling = d.entry_id
+            a._seek(d.position_ms)
+
+    def _unwarm(self) -> None:
+        """No longer the predicted next device: let the held entry go."""
+        a = self.agent
+        held, a._warm = a._warm, None
+        player = a.player
+        if player is None or held is None or a._mine() or a._switching:
+            return
+        if a._preparing is not None or a._holding_for_transfer:
+            return
+        if player.playing_tag() == held:
+            player.stop()
+            a._next_prefetched = None
+            log.info("warm: released %s", held)
 
     def _switch(self, d: DirectiveMsg, fn: Callable[[], None]) -> None:
         """Carry out a start/stop directive at its server time, then catch up with the state."""
@@ -97,6 +154,7 @@ class Directives:
         if player is None or d.entry_id is None:
             return
         a._holding_for_transfer = False
+        a._warm = None
         if player.playing_tag() != d.entry_id:
             if d.track is None or d.track.url is None:
                 return

@@ -33,6 +33,7 @@ from tunehand.server.db import jams as qj
 from tunehand.server.db import library as ql
 from tunehand.server.db import podcasts as qp
 from tunehand.server.db import sessions as qs
+from tunehand.server.db import transfers as qt
 from tunehand.server.db import userdata as qu
 from tunehand.server.db.engine import unavailable
 from tunehand.server.hub import ALL, DEVICES, Hub
@@ -40,6 +41,7 @@ from tunehand.server.library.chapters import Chapter
 from tunehand.server.library.chapters import chapters as read_chapters
 from tunehand.server.longform import LongForm, end_of_entry
 from tunehand.server.streams import Signer, episode_view, track_view
+from tunehand.server.warm import Warmth
 
 log = logging.getLogger("tunehand.service")
 
@@ -101,6 +103,7 @@ class SessionService:
         self._seats: dict[int, tuple[float, Seat]] = {}
         self._rehoming: set[asyncio.Future[None]] = set()
         self.longform = LongForm()
+        self.warm = Warmth(self)
         hub.on_transfer_reply = self._on_transfer_reply
         hub.on_version = self._on_version
         hub.on_jam = self._on_jam
@@ -330,6 +333,7 @@ class SessionService:
 
     async def devices(self, account_id: int) -> tuple[DeviceInfo, ...]:
         online = await self.hub.presence.devices(account_id)
+        warm = self.warm.warm_device(account_id)
         async with self.engine.connect() as conn:
             rows = await qa.list_devices(conn, account_id)
         return tuple(
@@ -341,6 +345,7 @@ class SessionService:
                 r.address,
                 online.get(r.id, ()),
                 r.kind,
+                r.id == warm,
             )
             for r in rows
         )
@@ -526,6 +531,12 @@ class SessionService:
             prep = transfer.plan(state, cmd.device_id, source_online, now_ms(), paused=cmd.paused)
         if prep is None:
             return await self._execute(seat, cmd, sender)
+        if self.warm.is_warm(account_id, prep.target, prep.entry_id):
+            # Loaded paused near the position already: no prepare, no wait for `ready`.
+            at = now_ms() + transfer.WARM_LEAD_MS
+            prep = replace(prep, position_ms=state.position_at(at), switch_at_ms=at)
+            log.info("transfer to a warm device: no prepare")
+            return await self._switch(seat, cmd, sender, prep, 0)
         cur = state.current_entry
         assert cur is not None
         track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
@@ -602,7 +613,13 @@ class SessionService:
                 else:
                     res = Result(cmd.command_id, "ok", "", new.version)
                     await qs.save_result(conn, account_id, res, now_ms())
+                    if prep.source is not None:
+                        at = new.position.at_ms
+                        await qt.record(conn, account_id, prep.source, prep.target, at)
                     switched = (new, directives, res)
+        if switched is not None:
+            self.warm.taken(account_id, prep.target)
+            self.warm.forget_past(account_id)
         return switched
 
     def _on_transfer_reply(self, reply: dict[str, Any]) -> None:
@@ -758,6 +775,7 @@ class SessionService:
         (A message caught mid-send may go out twice; devices drop states not newer.)"""
         if self.on_commit is not None:
             self.on_commit(account_id, state)
+        self.warm.observe(account_id, state)
         sent: list[int] = []
         try:
             await self._fan_out(account_id, state, directives, command_id, sent)
