@@ -33,7 +33,6 @@ from tunehand.server.db import jams as qj
 from tunehand.server.db import library as ql
 from tunehand.server.db import podcasts as qp
 from tunehand.server.db import sessions as qs
-from tunehand.server.db import transfers as qt
 from tunehand.server.db import userdata as qu
 from tunehand.server.db.engine import unavailable
 from tunehand.server.hub import ALL, DEVICES, Hub
@@ -130,6 +129,10 @@ class SessionService:
 
     def _recall(self, account_id: int) -> SessionState | None:
         return self._states.get(account_id)
+
+    def kept(self, account_id: int) -> SessionState | None:
+        """The session as this instance last knew it (maybe stale), if it does."""
+        return self._recall(account_id)
 
     def _remember(self, account_id: int, state: SessionState) -> None:
         """Keep `state`, unless a newer version is kept already (heard on the bus while
@@ -536,7 +539,7 @@ class SessionService:
             at = now_ms() + transfer.WARM_LEAD_MS
             prep = replace(prep, position_ms=state.position_at(at), switch_at_ms=at)
             log.info("transfer to a warm device: no prepare")
-            return await self._switch(seat, cmd, sender, prep, 0)
+            return await self._switch(seat, cmd, sender, prep, 0, transfer.WARM_LEAD_MS)
         cur = state.current_entry
         assert cur is not None
         track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
@@ -584,11 +587,12 @@ class SessionService:
         sender: str | None,
         prep: transfer.Prepare,
         start_ms: int,
+        lead_ms: int = transfer.LATE_LEAD_MS,
     ) -> Result:
         account_id = seat.session
         async with self._lock(account_id):
             self._forget(account_id)
-            switched = await self._switch_once(account_id, cmd, prep, start_ms)
+            switched = await self._switch_once(account_id, cmd, prep, start_ms, lead_ms)
             if switched is not None:
                 self._remember(account_id, switched[0])
         if switched is None:
@@ -596,14 +600,17 @@ class SessionService:
             return await self._execute(seat, cmd, sender)
         new, directives, res = switched
         await self._publish(account_id, new, directives, cmd.command_id)
+        if prep.source is not None:  # after the switch went out: not on its path
+            self.warm.record_later(account_id, prep.source, prep.target, new.position.at_ms)
         return res
 
     async def _switch_once(
-        self, account_id: int, cmd: Command, prep: transfer.Prepare, start_ms: int
+        self, account_id: int, cmd: Command, prep: transfer.Prepare, start_ms: int, lead_ms: int
     ) -> tuple[SessionState, Sequence[core.Directive], Result] | None:
         async with self.engine.begin() as conn:
             state = await qs.load(conn, account_id)
-            done = transfer.switch(state, prep, transfer.switch_time(prep, now_ms(), start_ms))
+            at_ms = transfer.switch_time(prep, now_ms(), start_ms, lead_ms)
+            done = transfer.switch(state, prep, at_ms)
             if done is None:
                 switched = None
             else:
@@ -613,13 +620,9 @@ class SessionService:
                 else:
                     res = Result(cmd.command_id, "ok", "", new.version)
                     await qs.save_result(conn, account_id, res, now_ms())
-                    if prep.source is not None:
-                        at = new.position.at_ms
-                        await qt.record(conn, account_id, prep.source, prep.target, at)
                     switched = (new, directives, res)
         if switched is not None:
             self.warm.taken(account_id, prep.target)
-            self.warm.forget_past(account_id)
         return switched
 
     def _on_transfer_reply(self, reply: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ From the account's past transfers (`db/transfers.py`) and the hour of day,
 from the active one. While the session plays, that device (online, able to play, and
 not opted out: it says `warm` among its capabilities) is sent a `warm` directive: load
 the current entry paused at the position it is predicted to be at. It is refreshed
-every `REFRESH_S` (a seek while paused), and sent `unwarm` when the prediction, the
+every `REFRESH_S` (a short seek while paused: at the switch it is at most that far
+behind, a seek within what mpv has read ahead), and sent `unwarm` when the prediction, the
 active device or the session changes so that it no longer applies. A transfer to a
 device warm with the current entry skips the prepare phase (`SessionService._transfer`).
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tunehand.server.warm")
 
-REFRESH_S = 5.0
+REFRESH_S = 1.0
 """How often a warm device is told the position again while the session plays."""
 AHEAD_MS = 500
 """A warm load is asked for the position this far ahead (its own load takes a while)."""
@@ -52,6 +53,8 @@ class Warmth:
         self._past: dict[int, list[PastTransfer]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._locks: dict[int, asyncio.Lock] = {}
+        """One update at a time per account, so an older one cannot undo a newer."""
 
     def is_warm(self, account_id: int, device_id: str, entry_id: str) -> bool:
         return self._warm.get(account_id) == (device_id, entry_id)
@@ -60,10 +63,24 @@ class Warmth:
         held = self._warm.get(account_id)
         return held[0] if held is not None else None
 
-    def forget_past(self, account_id: int) -> None:
-        """A transfer was recorded: predict from the history again."""
+    def record_later(self, account_id: int, source: str, target: str, at_ms: int) -> None:
+        """Record a completed transfer (in the background), then predict again."""
+        task = asyncio.ensure_future(self._record(account_id, source, target, at_ms))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _record(self, account_id: int, source: str, target: str, at_ms: int) -> None:
+        try:
+            async with self.service.engine.begin() as conn:
+                await qt.record(conn, account_id, source, target, at_ms)
+        except Exception as exc:  # a database that is down: one line, one transfer lost
+            log.warning("warm device: could not record a transfer (%s)", type(exc).__name__)
+            return
         self._past.pop(account_id, None)
-        self._seen.pop(account_id, None)
+        seen = self._seen.pop(account_id, None)
+        state = self.service.kept(account_id)
+        if seen is not None and state is not None:
+            self.observe(account_id, state)  # the prediction from the new history
 
     def observe(self, account_id: int, state: SessionState) -> None:
         """A committed change: warm, move or drop the warm device when what it depends
@@ -77,8 +94,12 @@ class Warmth:
         task.add_done_callback(self._tasks.discard)
 
     async def _update_logged(self, account_id: int, state: SessionState) -> None:
+        lock = self._locks.setdefault(account_id, asyncio.Lock())
         try:
-            await self._update(account_id, state)
+            async with lock:
+                kept = self.service.kept(account_id)
+                newest = kept if kept is not None and kept.version > state.version else state
+                await self._update(account_id, newest)
         except Exception as exc:  # a database that is down: one line, tried again later
             log.warning("warm device: could not follow a change (%s)", type(exc).__name__)
             self._seen.pop(account_id, None)
@@ -130,7 +151,7 @@ class Warmth:
             await asyncio.sleep(REFRESH_S)
             for account_id, (device, entry) in list(self._warm.items()):
                 with contextlib.suppress(Exception):
-                    state = await self.service.state(account_id)
+                    state = self.service.kept(account_id) or await self.service.state(account_id)
                     if self._warm.get(account_id) != (device, entry):
                         continue
                     if state.current != entry or not state.position.playing:
