@@ -25,6 +25,7 @@ MODULES = (
     "ctl_status",
     "fanout",
     "handoff",
+    "warm",
     "web",
     "revoke",
     "receiver_mem",

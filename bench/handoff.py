@@ -794,8 +794,12 @@ def run_handoffs(
     remote: Remote,
     watches: dict[str, MpvWatch],
     receivers: dict[str, Receiver],
+    warmup: int = WARMUP_HANDOFFS,
+    before: Callable[[str, str], str] | None = None,
 ) -> tuple[list[Handoff], str]:
-    """Back and forth between r1 and r2; returns the measured handoffs and the last target."""
+    """Back and forth between r1 and r2; returns the measured handoffs and the last target.
+    `warmup` handoffs first are not measured; `before(source, target)`, called just before
+    each command, gives a note for its row."""
     order = ["r1", "r2"]
     out: list[Handoff] = []
     src_name = "r1"
@@ -805,13 +809,16 @@ def run_handoffs(
         + "".join(f" {m:>7}" for m in MARKS)
         + " | after start"
     )
-    for i in range(WARMUP_HANDOFFS + HANDOFFS):
+    for i in range(warmup + HANDOFFS):
         tgt_name = order[1 - order.index(src_name)]
         src, tgt = watches[src_name], watches[tgt_name]
         _rewind_if_late(remote, src)
         _wait_steady(src)
+        note = before(src_name, tgt_name) if before is not None else ""
         h = measure_handoff(f"{src_name}→{tgt_name}", env, remote, src, tgt, receivers[tgt_name])
-        warm = i < WARMUP_HANDOFFS
+        if note:
+            h.notes.append(note)
+        warm = i < warmup
         after = (
             "steady"
             if h.discontinuity_ms == 0
@@ -821,7 +828,7 @@ def run_handoffs(
         if h.seeks_after_start:
             after += f"; {h.seeks_after_start} seek(s) after start"
         print(
-            f"  {'w' if warm else i - WARMUP_HANDOFFS + 1:>3} {h.label:<7} "
+            f"  {'w' if warm else i - warmup + 1:>3} {h.label:<7} "
             f"{h.ctl_s * 1000:>5.0f} {h.latency_ms:>7.1f} {h.gap_ms:>+6.1f} "
             f"{h.gap_literal_ms:>+7.1f} {h.jump_ms:>+6.1f} {h.model_err_ms:>+6.1f} "
             f"{h.anchor_err_ms:>+6.1f} |"

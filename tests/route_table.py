@@ -250,7 +250,7 @@ SERVER_MESSAGES: dict[str, bool] = {
     "time": True,
     "error": True,
     "state": True,  # B's own session, on B's resync (checked for A's markers)
-    "directive": False,
+    "directive": False,  # also `warm`/`unwarm`, to one device of the session's account
     "bye": False,
 }
 

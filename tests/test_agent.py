@@ -265,7 +265,7 @@ async def test_a_pause_from_elsewhere_stands_against_the_report_that_the_audio_s
 def held_switches(agent: Agent) -> list[Callable[[], None]]:
     """Make the agent's timed switches (start/stop at a server instant) wait for the test."""
     pending: list[Callable[[], None]] = []
-    agent._at = lambda _server_ms, fn: pending.append(fn)  # type: ignore[method-assign]
+    agent.directives._at = lambda _server_ms, fn: pending.append(fn)  # type: ignore[method-assign]
     return pending
 
 

@@ -87,6 +87,7 @@ theme = "nord"
 ca_file = "/etc/ssl/my-ca.pem"
 notifications = false
 stream_quality = "low"
+warm = false
 
 [mpv_options]
 audio-device = "alsa/default"
@@ -104,6 +105,7 @@ quit = "q"
         ca_file="/etc/ssl/my-ca.pem",
         notifications=False,
         stream_quality="low",
+        warm=False,
     )
 
 
@@ -163,6 +165,7 @@ def test_not_utf8(tmp_path: Path) -> None:
         ("theme = 1979-05-27\n", "theme", "a date/time"),
         ("ca_file = 1.5\n", "ca_file", "a float"),
         ('notifications = "yes"\n', "notifications", "a string"),
+        ('warm = "no"\n', "warm", "a string"),
         ("stream_quality = 64\n", "stream_quality", "an integer"),
         ('stream_quality = "best"\n', "stream_quality", "'best'"),
     ],

@@ -380,6 +380,7 @@ def _devices(api: ApiClient, args: argparse.Namespace) -> int:
             "last_seen_ms": d["last_seen_ms"],
             "address": d["address"],
             "kind": d.get("kind", "terminal"),
+            "warm": bool(d.get("warm", False)),
         }
         for d in devices
     ]

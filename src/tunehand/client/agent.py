@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tunehand.client.channel import Channel
+from tunehand.client.directives import Directives
 from tunehand.client.offline.playback import OfflineDriver
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result, coalesce_replay
@@ -63,8 +64,6 @@ REPORT_CONFIRM_S = 0.15
 found it within its tolerance, or made before a state still on its way): the session's
 own anchor is the line to check against again."""
 SEEK_TOLERANCE_MS = 300
-START_SEEK_MS = 3
-"""A transfer target held this far from the switch position seeks to it before T."""
 JOURNAL_MAX_AGE_S = 120.0
 JOURNAL_MAX = 200
 TIME_BURST = 5
@@ -148,6 +147,8 @@ class Agent:
         means nothing yet (mpv answers 0 or the old one), so it is neither reported nor
         compared, and what changed meanwhile is applied on Ready."""
         self._preparing: tuple[str, str] | None = None  # (transfer id, entry id)
+        self._warm: str | None = None
+        """The entry this device holds loaded paused as the predicted next device."""
         self._holding_for_transfer = False
         self._holding_since = 0.0
         self._next_prefetched: str | None = None
@@ -171,6 +172,7 @@ class Agent:
         """The offline cache: cached tracks play from their file, the queue ahead is
         cached, and playback goes on from it while the server is unreachable."""
         self.offline = OfflineDriver(self, cache) if cache is not None else None
+        self.directives = Directives(self)
 
     # --- time -------------------------------------------------------------------
 
@@ -315,7 +317,7 @@ class Agent:
         elif isinstance(msg, TimeReply):
             self.sync.add(sample(msg.t0, msg.t1, msg.t2, self._local_ms()))
         elif isinstance(msg, DirectiveMsg):
-            self._on_directive(msg)
+            self.directives.on_directive(msg)
         elif isinstance(msg, ErrorMsg):
             if msg.code == "stale_term":
                 # Our report carried an old term: maybe another device holds playback, or
@@ -436,6 +438,7 @@ class Agent:
                 self._holding_for_transfer = False
                 self._preparing = None
             busy = self._preparing is not None or self._holding_for_transfer
+            busy = busy or (self._warm is not None and player.playing_tag() == self._warm)
             if player.playing_tag() is not None and not busy:
                 player.stop()
                 self._next_prefetched = None
@@ -719,103 +722,6 @@ class Agent:
         )
         self._meta_sent = ev
         self._send(ReportMsg(rep))
-
-    # --- transfer directives ----------------------------------------------------
-
-    def _on_directive(self, d: DirectiveMsg) -> None:
-        player = self.player
-        if self._stopped:
-            return  # left: the player is closed
-        if player is None:
-            if d.action == "prepare":
-                self._send(Failed(d.transfer_id, "this device does not play"))
-            return
-        if d.action == "prepare":
-            if d.track is None or d.track.url is None or d.entry_id is None:
-                self._send(Failed(d.transfer_id, "nothing to play"))
-                return
-            self._preparing = (d.transfer_id, d.entry_id)
-            self._holding_since = time.monotonic()
-            self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, True)
-        elif d.action == "start":
-            self._seek_for_start(d)
-            self._switch(d, lambda: self._start(d))
-        elif d.action == "stop":
-            self._holding_for_transfer = False
-            self._switch(d, self._stop_for_transfer)
-
-    def _switch(self, d: DirectiveMsg, fn: Callable[[], None]) -> None:
-        """Carry out a start/stop directive at its server time, then catch up with the state."""
-        self._directive_term = max(self._directive_term, d.term)
-        self._switching += 1
-
-        def run() -> None:
-            self._switching -= 1
-            if self._stopped:
-                return  # left meanwhile: the player is closed
-            fn()
-            self._reconcile()
-
-        self._at(d.at_ms, run)
-
-    def _at(self, server_ms: int, fn: Callable[[], None]) -> None:
-        """Run `fn` when the server clock reads `server_ms` (at once if that has passed)."""
-        loop = asyncio.get_running_loop()
-        delay_s = (self.sync.local_ms(server_ms) - self._local_ms()) / 1000
-        if delay_s <= 0.0005:
-            fn()
-        else:
-            loop.call_at(loop.time() + delay_s, fn)
-
-    def _seek_for_start(self, d: DirectiveMsg) -> None:
-        """A prepared target held off the switch position (the source's line moved since
-        the prepare) seeks there now, paused, so at T it only has to unpause."""
-        player = self.player
-        if player is None or d.entry_id is None or player.playing_tag() != d.entry_id:
-            return
-        if self._settling == d.entry_id or not player.paused():
-            return
-        pos = player.position_ms()
-        if pos is not None and abs(pos - d.position_ms) > START_SEEK_MS:
-            self._settling = d.entry_id
-            self.model.reset()
-            self._seek(d.position_ms)
-
-    def _start(self, d: DirectiveMsg) -> None:
-        player = self.player
-        if player is None or d.entry_id is None:
-            return
-        self._holding_for_transfer = False
-        if player.playing_tag() != d.entry_id:
-            if d.track is None or d.track.url is None:
-                return
-            self._load(d.entry_id, self._absolute(d.track.url), d.position_ms, not d.playing)
-        else:
-            pos = player.position_ms()
-            # Past T (the directive came late): where the session is now, not at T.
-            want = d.position_ms + (max(0, self.server_now() - d.at_ms) if d.playing else 0)
-            held = self._settling != d.entry_id and player.paused()
-            if held and pos is not None and abs(pos - want) > START_SEEK_MS:
-                self._settling = d.entry_id
-                self._seek(want)
-            self.model.reset()
-            if d.playing:
-                player.resume()
-        self._last_anchor = self._last_position = None
-        self._reported = None
-        self._publish("playback moved here")
-
-    def _stop_for_transfer(self) -> None:
-        if self._preparing is not None:
-            # A transfer back here came before this switch's instant, and the player is
-            # loading for it already (that load replaced what played): stopping now
-            # would drop it, and that transfer would fail as never ready.
-            return
-        if self.player is not None and self.player.playing_tag() is not None:
-            self.player.pause()
-            self.player.stop()
-            self._next_prefetched = None
-            self._publish("playback moved to another device")
 
     # --- clock ------------------------------------------------------------------
 

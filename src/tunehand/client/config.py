@@ -59,6 +59,9 @@ class Config(NamedTuple):
     """What the offline cache may hold beyond the pinned tracks (MB)."""
     offline_ahead: int = 3
     """How many tracks of the queue a playing device caches ahead (0: none)."""
+    warm: bool = True
+    """May the server keep this device loaded paused as the predicted next device
+    (`warm = false`: never)."""
 
 
 def resolve_config_dir(cli_value: str | None, environ: Mapping[str, str]) -> Path:
@@ -287,6 +290,7 @@ def _config_from_table(table: dict[str, Any], path: Path) -> Config:
         hooks=_hooks(table.get("hooks", {}), path),
         offline_max_mb=_int_in(table, "offline_max_mb", 2048, 0, 1 << 24, path),
         offline_ahead=_int_in(table, "offline_ahead", 3, 0, 50, path),
+        warm=_optional_bool(table, "warm", path, default=True),
     )
 
 

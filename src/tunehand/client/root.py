@@ -175,7 +175,10 @@ def build_agent(
         server=api.http.server,
         token=token,
         device=DeviceHello(
-            api.device_id(), name, ("play",) if factory else (), name_default=default
+            api.device_id(),
+            name,
+            (("play", "warm") if config.warm else ("play",)) if factory else (),
+            name_default=default,
         ),
         player_factory=factory,
         on_snapshot=on_snapshot,

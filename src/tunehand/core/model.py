@@ -144,6 +144,8 @@ class DeviceInfo:
     capabilities: tuple[str, ...] = ()
     kind: str = "terminal"
     """`web` for a browser tab, `terminal` for the rest."""
+    warm: bool = False
+    """The server keeps this device loaded paused for the transfer it predicts next."""
 
 
 def next_version(old: SessionState, new: SessionState) -> SessionState:

@@ -177,9 +177,11 @@ class DevicesMsg:
 class DirectiveMsg:
     """Something one device must do: `prepare` (load paused at `position_ms`, answer
     `ready`), `start` (play `entry_id` from `position_ms` at server time `at_ms`, holding
-    `term`) or `stop` (stop at server time `at_ms`)."""
+    `term`) or `stop` (stop at server time `at_ms`); `warm` (the predicted next device:
+    load `entry_id` paused at `position_ms`, or seek there while paused; never play nor
+    report) and `unwarm` (let that load go)."""
 
-    action: Literal["prepare", "start", "stop"]
+    action: Literal["prepare", "start", "stop", "warm", "unwarm"]
     term: int
     entry_id: str | None = None
     position_ms: int = 0

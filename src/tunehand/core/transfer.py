@@ -22,6 +22,9 @@ LEAD_MS = 100
 ready + LATE_LEAD_MS instead, and the target seeks to the position for that instant)."""
 LATE_LEAD_MS = 40
 """When `ready` comes after the planned instant, switch this far after it instead."""
+WARM_LEAD_MS = 25
+"""A transfer to a warm device (loaded paused near the position already) switches this
+far ahead: the start directive's delivery, and a short seek while paused."""
 MAX_START_MS = 500
 """The most a target's own start delay (its `ready.start_ms`) moves the switch back."""
 
@@ -61,13 +64,16 @@ def plan(
     return Prepare(target, state.active_device, cur.entry_id, state.position_at(at), at)
 
 
-def switch_time(p: Prepare, ready_at_ms: int, start_ms: int = 0) -> int:
+def switch_time(
+    p: Prepare, ready_at_ms: int, start_ms: int = 0, late_lead_ms: int = LATE_LEAD_MS
+) -> int:
     """The planned instant, or a little after `ready` if that came too late for it.
 
     A target whose output needs `start_ms` from its play call to sound starts that
-    early: the start directive must reach it at least LATE_LEAD_MS before then."""
+    early: the start directive must reach it at least `late_lead_ms` before then
+    (LATE_LEAD_MS; WARM_LEAD_MS for a warm target, which only has to seek paused)."""
     start = min(max(start_ms, 0), MAX_START_MS)
-    return max(p.switch_at_ms, ready_at_ms + LATE_LEAD_MS + start)
+    return max(p.switch_at_ms, ready_at_ms + late_lead_ms + start)
 
 
 def switch(

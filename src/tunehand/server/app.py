@@ -138,6 +138,7 @@ def create_app(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            await sessions.warm.close()
             await watch.close()
             await services.transcoder.close()
             await fetcher.close()

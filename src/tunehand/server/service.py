@@ -40,6 +40,7 @@ from tunehand.server.library.chapters import Chapter
 from tunehand.server.library.chapters import chapters as read_chapters
 from tunehand.server.longform import LongForm, end_of_entry
 from tunehand.server.streams import Signer, episode_view, track_view
+from tunehand.server.warm import Warmth
 
 log = logging.getLogger("tunehand.service")
 
@@ -101,6 +102,7 @@ class SessionService:
         self._seats: dict[int, tuple[float, Seat]] = {}
         self._rehoming: set[asyncio.Future[None]] = set()
         self.longform = LongForm()
+        self.warm = Warmth(self)
         hub.on_transfer_reply = self._on_transfer_reply
         hub.on_version = self._on_version
         hub.on_jam = self._on_jam
@@ -127,6 +129,10 @@ class SessionService:
 
     def _recall(self, account_id: int) -> SessionState | None:
         return self._states.get(account_id)
+
+    def kept(self, account_id: int) -> SessionState | None:
+        """The session as this instance last knew it (maybe stale), if it does."""
+        return self._recall(account_id)
 
     def _remember(self, account_id: int, state: SessionState) -> None:
         """Keep `state`, unless a newer version is kept already (heard on the bus while
@@ -250,9 +256,10 @@ class SessionService:
         found = await asyncio.gather(*(self.hub.presence.devices(m) for m in members))
         async with self.engine.connect() as conn:
             rows = await qa.list_devices_of(conn, members)
+        warm = self.warm.warm_device(seat.session)
         out: list[DeviceInfo] = []
         for member, online in zip(members, found, strict=True):
-            mine = _device_infos(rows[member], online)
+            mine = _device_infos(rows[member], online, warm)
             if member != viewer:
                 # Another account's devices: those on the session now (online), by name.
                 mine = tuple(replace(d, address="", last_seen_ms=0) for d in mine if d.online)
@@ -336,9 +343,10 @@ class SessionService:
 
     async def devices(self, account_id: int) -> tuple[DeviceInfo, ...]:
         online = await self.hub.presence.devices(account_id)
+        warm = self.warm.warm_device(account_id)
         async with self.engine.connect() as conn:
             rows = await qa.list_devices(conn, account_id)
-        return _device_infos(rows, online)
+        return _device_infos(rows, online, warm)
 
     async def publish_devices(self, account_id: int) -> None:
         seat = await self.seat(account_id)
@@ -521,6 +529,12 @@ class SessionService:
             prep = transfer.plan(state, cmd.device_id, source_online, now_ms(), paused=cmd.paused)
         if prep is None:
             return await self._execute(seat, cmd, sender)
+        if self.warm.is_warm(account_id, prep.target, prep.entry_id):
+            # Loaded paused near the position already: no prepare, no wait for `ready`.
+            at = now_ms() + transfer.WARM_LEAD_MS
+            prep = replace(prep, position_ms=state.position_at(at), switch_at_ms=at)
+            log.info("transfer to a warm device: no prepare")
+            return await self._switch(seat, cmd, sender, prep, 0, transfer.WARM_LEAD_MS)
         cur = state.current_entry
         assert cur is not None
         track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
@@ -568,11 +582,12 @@ class SessionService:
         sender: str | None,
         prep: transfer.Prepare,
         start_ms: int,
+        lead_ms: int = transfer.LATE_LEAD_MS,
     ) -> Result:
         account_id = seat.session
         async with self._lock(account_id):
             self._forget(account_id)
-            switched = await self._switch_once(account_id, cmd, prep, start_ms)
+            switched = await self._switch_once(account_id, cmd, prep, start_ms, lead_ms)
             if switched is not None:
                 self._remember(account_id, switched[0])
         if switched is None:
@@ -580,14 +595,17 @@ class SessionService:
             return await self._execute(seat, cmd, sender)
         new, directives, res = switched
         await self._publish(account_id, new, directives, cmd.command_id)
+        if prep.source is not None:  # after the switch went out: not on its path
+            self.warm.record_later(account_id, prep.source, prep.target, new.position.at_ms)
         return res
 
     async def _switch_once(
-        self, account_id: int, cmd: Command, prep: transfer.Prepare, start_ms: int
+        self, account_id: int, cmd: Command, prep: transfer.Prepare, start_ms: int, lead_ms: int
     ) -> tuple[SessionState, Sequence[core.Directive], Result] | None:
         async with self.engine.begin() as conn:
             state = await qs.load(conn, account_id)
-            done = transfer.switch(state, prep, transfer.switch_time(prep, now_ms(), start_ms))
+            at_ms = transfer.switch_time(prep, now_ms(), start_ms, lead_ms)
+            done = transfer.switch(state, prep, at_ms)
             if done is None:
                 switched = None
             else:
@@ -598,6 +616,8 @@ class SessionService:
                     res = Result(cmd.command_id, "ok", "", new.version)
                     await qs.save_result(conn, account_id, res, now_ms())
                     switched = (new, directives, res)
+        if switched is not None:
+            self.warm.taken(account_id, prep.target)
         return switched
 
     def _on_transfer_reply(self, reply: dict[str, Any]) -> None:
@@ -753,6 +773,7 @@ class SessionService:
         (A message caught mid-send may go out twice; devices drop states not newer.)"""
         if self.on_commit is not None:
             self.on_commit(account_id, state)
+        self.warm.observe(account_id, state)
         sent: list[int] = []
         try:
             await self._fan_out(account_id, state, directives, command_id, sent)
@@ -810,11 +831,18 @@ class SessionService:
 
 
 def _device_infos(
-    rows: Sequence[qa.DeviceRow], online: dict[str, tuple[str, ...]]
+    rows: Sequence[qa.DeviceRow], online: dict[str, tuple[str, ...]], warm: str | None
 ) -> tuple[DeviceInfo, ...]:
     return tuple(
         DeviceInfo(
-            r.id, r.name, r.id in online, r.last_seen_ms, r.address, online.get(r.id, ()), r.kind
+            r.id,
+            r.name,
+            r.id in online,
+            r.last_seen_ms,
+            r.address,
+            online.get(r.id, ()),
+            r.kind,
+            r.id == warm,
         )
         for r in rows
     )

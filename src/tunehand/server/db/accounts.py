@@ -110,6 +110,7 @@ async def delete_account(conn: AsyncConnection, account_id: int) -> None:
         t.podcasts,
         t.resume_points,
         t.listening,
+        t.transfers,
     ):
         await conn.execute(sa.delete(table).where(table.c.account_id == account_id))
     await conn.execute(sa.delete(accounts).where(accounts.c.id == account_id))

@@ -495,3 +495,21 @@ scrobble_outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=False, server_default=""),
 )
 """Submissions waiting to be sent (retried with backoff while a service is down)."""
+
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("hour", sa.Integer, nullable=False),  # of the day, UTC
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+)
+"""The account's completed transfers (the last `core.predict.HISTORY_MAX`)."""
