@@ -10,6 +10,7 @@ instance (PostgreSQL + Redis).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.device_helpers import (
@@ -321,6 +323,54 @@ def test_a_guest_adds_url_tracks_to_the_hosts_queue(people: Callable[[], Person]
     mine = guest.queue()
     assert [(e["track"]["title"], e["added_by"]) for e in mine] == [(own, guest.user)]
     assert mine[0]["track"]["id"] != in_jam
+
+
+def _subsonic(srv: ServerProc, user: str, password: str, method: str, **params: Any) -> Any:
+    """One Subsonic call as an app makes it (token and salt), its JSON envelope."""
+    salt = secrets.token_hex(6)
+    token = hashlib.md5((password + salt).encode(), usedforsecurity=False).hexdigest()
+    query = {"u": user, "t": token, "s": salt, "v": "1.16.1", "c": "Symfonium", "f": "json"}
+    r = httpx.get(f"{srv.url}/rest/{method}", params={**query, **params}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["subsonic-response"]
+
+
+def test_a_guests_subsonic_app_is_on_the_jam(people: Callable[[], Person], world: Users) -> None:
+    """A guest's Subsonic app reads the jam's queue and saves over it only as the guest's
+    role allows (error 50, the queue kept); back home, it is on the guest's own session."""
+    host, guest = people(), people()
+    host.ctl("queue", "add", "--search", TRACKS[0])
+    host.ctl("queue", "add", "--search", TRACKS[1])
+    ids = [e["track"]["id"] for e in host.queue()]
+    code = start_jam(host)
+    guest.ctl("jam", "join", code)
+    password = guest.json("app-passwords", "create", "phone")["password"]
+
+    def app(method: str, **params: Any) -> Any:
+        return _subsonic(world.srv, guest.user, password, method, **params)
+
+    got = app("getPlayQueue")
+    assert got["status"] == "ok", got
+    assert [e["id"] for e in got["playQueue"]["entry"]] == ids
+
+    refused = app("savePlayQueue", id=[ids[1]], current=ids[1], position="1500")
+    assert refused["status"] == "failed" and refused["error"]["code"] == 50, refused
+    assert "host" in refused["error"]["message"]
+    assert [e["track"]["id"] for e in host.queue()] == ids
+
+    host.ctl("jam", "set", "--guests-can-control", "on")
+    assert app("getPlayQueue")["status"] == "ok"
+    saved = app("savePlayQueue", id=[ids[1], ids[0]], current=ids[1], position="1500")
+    assert saved["status"] == "ok", saved
+    entries = host.queue()
+    assert [e["track"]["id"] for e in entries] == [ids[1], ids[0]]
+    assert [e["added_by"] for e in entries] == [guest.user, guest.user]
+    st = host.json("status")
+    assert st["track"]["id"] == ids[1] and not st["playing"] and st["position_ms"] == 1500
+
+    guest.ctl("jam", "leave")
+    home = app("getPlayQueue")
+    assert home["status"] == "ok" and not home["playQueue"].get("entry"), home
 
 
 def test_a_wrong_code_is_refused_and_throttled(people: Callable[[], Person]) -> None:

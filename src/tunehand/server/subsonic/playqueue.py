@@ -11,6 +11,9 @@ newer change made elsewhere (a terminal that played on): it is refused (error 0,
 play queue again") until it has read the session again. An app that has read nothing yet
 may save over a paused session, never over one that plays.
 
+In a jam, the session is the jam's (`SessionService.view`): a guest's app reads the
+shared queue, and saves over it only as the guest's role allows (error 50 otherwise).
+
 The app reports as a device named after its `c` parameter ("Symfonium"), made unique
 within the account as default names are (`ctl devices` lists it so; a rename there
 stays).
@@ -29,7 +32,13 @@ from tunehand.server.db import subsonic as qs
 from tunehand.server.db import subsonic_state as qst
 from tunehand.server.subsonic import views
 from tunehand.server.subsonic.params import Call
-from tunehand.server.subsonic.responses import GENERIC, NOT_FOUND, Payload, SubsonicError
+from tunehand.server.subsonic.responses import (
+    GENERIC,
+    NOT_AUTHORIZED,
+    NOT_FOUND,
+    Payload,
+    SubsonicError,
+)
 from tunehand.server.web import client_address, now_ms
 
 NOW_PLAYING_GRACE_MS = 60_000
@@ -63,7 +72,7 @@ async def _name_device(call: Call) -> None:
 async def get_play_queue(call: Call) -> Payload:
     who = call.principal
     sessions = call.services.sessions
-    state = await sessions.state(who.account_id)
+    _, state = await sessions.view(who.account_id)
     by_entry = {e.entry_id: e for e in state.queue}
     order = [by_entry[i] for i in state.play_order() if i in by_entry]
     async with call.services.engine.connect() as conn:
@@ -88,7 +97,7 @@ async def save_play_queue(call: Call) -> Payload:
     ids = call.many("id")
     s = call.services
     await _name_device(call)
-    state = await s.sessions.state(who.account_id)
+    _, state = await s.sessions.view(who.account_id)
     async with s.engine.connect() as conn:
         seen = await qst.seen_version(conn, who.account_id, who.device_id)
     if seen is None:
@@ -120,6 +129,8 @@ async def save_play_queue(call: Call) -> Payload:
         raise SubsonicError(
             GENERIC, "the play queue changed on another device: get the play queue again"
         )
+    if res.code == "forbidden":  # a jam's guest without control
+        raise SubsonicError(NOT_AUTHORIZED, res.message or "not allowed in this jam")
     if not res.ok:
         raise SubsonicError(GENERIC, res.message or res.code)
     await _seen(call, res.version)
@@ -132,7 +143,7 @@ async def get_now_playing(call: Call) -> Payload:
     another account's)."""
     who = call.principal
     sessions = call.services.sessions
-    state = await sessions.state(who.account_id)
+    _, state = await sessions.view(who.account_id)
     now = now_ms()
     cur = state.current_entry
     playing: list[tuple[str, str, int, int]] = []  # device, track, since ms, position ms
@@ -146,7 +157,7 @@ async def get_now_playing(call: Call) -> Payload:
         t = found.get(track)
         if t is not None and now - since <= t.view.duration_ms + NOW_PLAYING_GRACE_MS:
             playing.append((device, track, since, max(0, now - since)))
-    device_names = {d.id: d.name for d in await sessions.devices(who.account_id)}
+    device_names = {d.id: d.name for d in await sessions.devices_view(who.account_id)}
     out = []
     for player, (device, track, since, position) in enumerate(playing, 1):
         if track not in found:
