@@ -193,13 +193,27 @@ async def search(call: Call) -> Found:
     counts = {k: call.int_(f"{k}Count", 20, 0, 500) for k in ("artist", "album", "song")}
     offsets = {k: call.int_(f"{k}Offset", 0, 0, 10_000_000) for k in ("artist", "album", "song")}
     account = call.principal.account_id
-    async with call.services.engine.connect() as conn:
-        if q:
-            artists = await ql.find_artists(conn, q, counts["artist"], offsets["artist"])
-            wanted = await ql.find_album_ids(conn, q, counts["album"], offsets["album"])
-            albums = await qs.albums_by_id(conn, wanted)
-            songs = await ql.find(conn, q, counts["song"], offsets["song"])
-        else:
+    engine = call.services.engine
+    if q:
+        # The three rankings are independent: each on a connection of its own, at once
+        # (SQLite and PostgreSQL both run them side by side), so a search costs its
+        # slowest ranking, not their sum.
+        async def find_artists() -> list[ql.ArtistRow]:
+            async with engine.connect() as conn:
+                return await ql.find_artists(conn, q, counts["artist"], offsets["artist"])
+
+        async def find_albums() -> list[qs.AlbumAgg]:
+            async with engine.connect() as conn:
+                wanted = await ql.find_album_ids(conn, q, counts["album"], offsets["album"])
+                return await qs.albums_by_id(conn, wanted)
+
+        async def find_songs() -> list[ql.StoredTrack]:
+            async with engine.connect() as conn:
+                return await ql.find(conn, q, counts["song"], offsets["song"])
+
+        artists, albums, songs = await asyncio.gather(find_artists(), find_albums(), find_songs())
+    async with engine.connect() as conn:
+        if not q:
             artists = (await ql.artists(conn))[offsets["artist"] :][: counts["artist"]]
             albums = await qs.all_albums(conn, offsets["album"], counts["album"])
             songs = await qs.all_songs(conn, offsets["song"], counts["song"])
