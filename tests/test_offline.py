@@ -12,6 +12,7 @@ back, and the device reconciles without a jump. Every device gets its own cache 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -22,7 +23,8 @@ import subprocess
 import termios
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,63 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     make_tones(music, TRACKS, album=ALBUM, duration_s=TRACK_S)
     with serving_world(root, music, [f"off{i}" for i in range(12)], "th-off-") as w:
         yield w
+
+
+@dataclass
+class LiveTui:
+    """The TUI's live backend for a device dir, run in the test's event loop: every
+    snapshot it publishes, and a wait on them."""
+
+    backend: Any
+    snaps: list[Any]
+    changed: asyncio.Event
+    runner: asyncio.Task[Any]
+
+    async def until(self, pred: Any, what: str, timeout: float = 30.0) -> Any:
+        """Wait (on the backend's snapshots, or a short tick for what the player says
+        between them) until `pred()` is true; its value."""
+        deadline = time.monotonic() + timeout
+        while not (got := pred()):
+            left = deadline - time.monotonic()
+            assert left > 0, f"never: {what}"
+            assert not self.runner.done(), self.runner
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
+        return got
+
+
+@contextlib.asynccontextmanager
+async def live_tui(
+    box: DeviceDir, monkeypatch: pytest.MonkeyPatch, mpv_options: str = ""
+) -> AsyncIterator[LiveTui]:
+    """Run the TUI's live backend of `box` (mpv on the null output, plus `mpv_options`
+    lines), as the TUI would, and close it at the end."""
+    config = box.config_dir / "config.toml"
+    config.write_text(config.read_text() + '\n[mpv_options]\nao = "null"\n' + mpv_options)
+    for key, value in box.env.items():
+        if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_", "XDG_CACHE")):
+            monkeypatch.setenv(key, value)
+    from tunehand.cli.main import build_parser
+    from tunehand.tui.backend_live import LiveBackend
+
+    args = build_parser().parse_args(["--config-dir", str(box.config_dir)])
+    backend, _ = LiveBackend.from_args(args)
+    snaps: list[Any] = []
+    changed = asyncio.Event()
+
+    def seen(snap: Any) -> None:
+        snaps.append(snap)
+        changed.set()
+
+    runner = asyncio.create_task(backend.run(seen))
+    try:
+        yield LiveTui(backend, snaps, changed, runner)
+    finally:
+        await backend.close()
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
 
 
 def _device(tmp: Path, name: str) -> DeviceDir:
@@ -361,8 +420,6 @@ async def test_the_tui_started_without_a_server_shows_the_cache(
     """The TUI's live backend, in-process: started with the server down it has the
     session as last known, paused; play plays it from the cache; its library, search
     and queue answer from what is cached."""
-    import asyncio
-
     require_mpv()
     laptop, box = pair
     await asyncio.to_thread(_ok, box, "offline", "add", "--album", ALBUM)
@@ -375,54 +432,28 @@ async def test_the_tui_started_without_a_server_shows_the_cache(
         await asyncio.to_thread(rec.stop)
     await asyncio.to_thread(world.srv.stop)
     try:
-        config = box.config_dir / "config.toml"
-        config.write_text(config.read_text() + '\n[mpv_options]\nao = "null"\n')
-        for key, value in box.env.items():
-            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_", "XDG_CACHE")):
-                monkeypatch.setenv(key, value)
-        from tunehand.cli.main import build_parser
-        from tunehand.tui.backend_live import LiveBackend
-
-        args = build_parser().parse_args(["--config-dir", str(box.config_dir)])
-        backend, _ = LiveBackend.from_args(args)
-        snaps: list[Any] = []
-        runner = asyncio.create_task(backend.run(snaps.append))
-        try:
-
-            async def until(pred: Any, what: str) -> Any:
-                deadline = time.monotonic() + 20
-                while not (got := pred()):
-                    assert time.monotonic() < deadline, f"never: {what}"
-                    assert not runner.done(), runner
-                    await asyncio.sleep(0.02)
-                return got
-
-            snap = await until(
-                lambda: next((s for s in snaps if "from the cache" in s.event), None),
+        async with live_tui(box, monkeypatch) as tui:
+            snap = await tui.until(
+                lambda: next((s for s in tui.snaps if "from the cache" in s.event), None),
                 "the offline notice",
             )
             assert not snap.connected and snap.track is not None
             assert snap.track.title == TRACKS[0] and not snap.state.position.playing
-            found = await backend.search("cached thr")
+            found = await tui.backend.search("cached thr")
             assert [t.title for t in found.tracks] == [TRACKS[2]]
             assert [a.title for a in found.albums] == [ALBUM]
-            assert [a.name for a in await backend.artists()] == ["Tester"]
-            tracks = await backend.album_tracks(found.tracks[0].album_id)
+            assert [a.name for a in await tui.backend.artists()] == ["Tester"]
+            tracks = await tui.backend.album_tracks(found.tracks[0].album_id)
             assert [t.title for t in tracks] == list(TRACKS)
-            queue = await backend.queue()
+            queue = await tui.backend.queue()
             assert [q.track.title if q.track else None for q in queue] == list(TRACKS)
-            play = asyncio.ensure_future(backend.command("play"))
-            await until(lambda: snaps[-1].state.position.playing, "playing")
-            agent = backend._agent
+            play = asyncio.ensure_future(tui.backend.command("play"))
+            await tui.until(lambda: tui.snaps[-1].state.position.playing, "playing")
+            agent = tui.backend._agent
             assert agent is not None and agent.player is not None
-            first = await until(agent.player.position_ms, "a position")
-            await until(lambda: (agent.player.position_ms() or 0) > first + 300, "mpv playing")
+            first = await tui.until(agent.player.position_ms, "a position")
+            await tui.until(lambda: (agent.player.position_ms() or 0) > first + 300, "mpv playing")
             play.cancel()
-        finally:
-            await backend.close()
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
     finally:
         world.srv = await asyncio.to_thread(restart_server, world.srv)
 
@@ -435,7 +466,6 @@ async def test_a_session_paused_offline_never_plays_on_return(
     the server where it is in one `play` that lands paused: another device's `ctl watch`,
     connected to the server all along, never sees the session play meanwhile (before, a
     `play` then a `pause` went, and the session played between them)."""
-    import asyncio
     import socket
 
     require_mpv()
@@ -445,61 +475,33 @@ async def test_a_session_paused_offline_never_plays_on_return(
         login_all(world.srv.url, user, [laptop])
         login_all(proxy.url, user, [box])  # the box reaches the server through the proxy
         await asyncio.to_thread(_ok, box, "offline", "add", "--album", ALBUM)
-        config = box.config_dir / "config.toml"
-        config.write_text(config.read_text() + '\n[mpv_options]\nao = "null"\n')
-        for key, value in box.env.items():
-            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_", "XDG_CACHE")):
-                monkeypatch.setenv(key, value)
-        from tunehand.cli.main import build_parser
-        from tunehand.tui.backend_live import LiveBackend
-
-        args = build_parser().parse_args(["--config-dir", str(box.config_dir)])
-        backend, _ = LiveBackend.from_args(args)
-        snaps: list[Any] = []
-        changed = asyncio.Event()
-
-        def seen(snap: Any) -> None:
-            snaps.append(snap)
-            changed.set()
-
-        runner = asyncio.create_task(backend.run(seen))
-
-        async def until(pred: Any, what: str) -> Any:
-            deadline = time.monotonic() + 30
-            while not (got := pred()):
-                left = deadline - time.monotonic()
-                assert left > 0, f"never: {what}"
-                assert not runner.done(), runner
-                changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), min(left, 0.5))
-            return got
-
-        try:
-            await until(lambda: snaps and snaps[-1].connected, "connected")
+        async with live_tui(box, monkeypatch) as tui:
+            await tui.until(lambda: tui.snaps and tui.snaps[-1].connected, "connected")
             await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
-            agent = backend._agent
+            agent = tui.backend._agent
             assert agent is not None
-            await until(lambda: agent.player is not None, "a player")
+            await tui.until(lambda: agent.player is not None, "a player")
             assert agent.player is not None
-            first = await until(agent.player.position_ms, "a position")
-            await until(lambda: (agent.player.position_ms() or 0) > first + 300, "mpv playing")
+            first = await tui.until(agent.player.position_ms, "a position")
+            await tui.until(lambda: (agent.player.position_ms() or 0) > first + 300, "mpv playing")
 
             with socket.socket() as s:  # a port nobody listens on: the network is cut
                 s.bind(("127.0.0.1", 0))
                 dead = s.getsockname()
             proxy.switch(dead)
-            await until(lambda: any("playing on from the cache" in s.event for s in snaps), "off")
-            pausing = asyncio.ensure_future(backend.command("pause"))
-            await until(lambda: agent.player.paused(), "mpv paused offline")
+            await tui.until(
+                lambda: any("playing on from the cache" in s.event for s in tui.snaps), "off"
+            )
+            pausing = asyncio.ensure_future(tui.backend.command("pause"))
+            await tui.until(lambda: agent.player.paused(), "mpv paused offline")
             here = agent.player.position_ms()
             assert here is not None
 
             with watching(laptop) as w:  # on the server all along, from before the return
                 mark = w.mark()
                 proxy.switch(world.srv.url)
-                await until(
-                    lambda: any("back online: the session goes on" in s.event for s in snaps),
+                await tui.until(
+                    lambda: any("back online: the session goes on" in s.event for s in tui.snaps),
                     "back online",
                 )
                 st = await asyncio.to_thread(
@@ -518,11 +520,6 @@ async def test_a_session_paused_offline_never_plays_on_return(
             assert not any(s["playing"] for s in seen_states), seen_states
             assert (await pausing).ok
             assert agent.player.paused() and abs((agent.player.position_ms() or 0) - here) < 300
-        finally:
-            await backend.close()
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
 
 
 async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_jump(
@@ -533,7 +530,6 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
     gives it the server's own id; the device follows that entry (same track, same place)
     without mpv loading the file again or seeking (mpv's own events over IPC), and a
     play from elsewhere resumes it where it is."""
-    import asyncio
     import socket
 
     require_mpv()
@@ -545,37 +541,6 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
         await asyncio.to_thread(_ok, box, "offline", "add", "--album", ALBUM)
         ids = {t["title"]: t["id"] for t in _listed(box)}
         ipc_path = world.sock_dir / f"tui-{os.urandom(3).hex()}.sock"
-        config = box.config_dir / "config.toml"
-        config.write_text(
-            config.read_text() + f'\n[mpv_options]\nao = "null"\ninput-ipc-server = "{ipc_path}"\n'
-        )
-        for key, value in box.env.items():
-            if key.startswith(("TUNEHAND_", "PYTHON_KEYRING", "DBUS_", "XDG_CACHE")):
-                monkeypatch.setenv(key, value)
-        from tunehand.cli.main import build_parser
-        from tunehand.tui.backend_live import LiveBackend
-
-        args = build_parser().parse_args(["--config-dir", str(box.config_dir)])
-        backend, _ = LiveBackend.from_args(args)
-        snaps: list[Any] = []
-        changed = asyncio.Event()
-
-        def seen(snap: Any) -> None:
-            snaps.append(snap)
-            changed.set()
-
-        runner = asyncio.create_task(backend.run(seen))
-
-        async def until(pred: Any, what: str) -> Any:
-            deadline = time.monotonic() + 30
-            while not (got := pred()):
-                left = deadline - time.monotonic()
-                assert left > 0, f"never: {what}"
-                assert not runner.done(), runner
-                changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), min(left, 0.5))
-            return got
 
         def events_of(ipc: MpvIpc) -> list[str]:
             """mpv's events sent to this connection since the last call."""
@@ -587,23 +552,27 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
                         out.append(str(msg["event"]))
             return out
 
-        try:
-            await until(lambda: snaps and snaps[-1].connected, "connected")
+        async with live_tui(box, monkeypatch, f'input-ipc-server = "{ipc_path}"\n') as tui:
+            await tui.until(lambda: tui.snaps and tui.snaps[-1].connected, "connected")
             await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
-            agent = backend._agent
+            agent = tui.backend._agent
             assert agent is not None
-            await until(lambda: agent.player is not None, "a player")
+            await tui.until(lambda: agent.player is not None, "a player")
             assert agent.player is not None
-            await until(agent.player.position_ms, "a position")
+            await tui.until(agent.player.position_ms, "a position")
             known = {e.entry_id for e in agent.mirror.state.queue}
 
             with socket.socket() as s:  # a port nobody listens on: the network is cut
                 s.bind(("127.0.0.1", 0))
                 dead = s.getsockname()
             proxy.switch(dead)
-            await until(lambda: any("playing on from the cache" in s.event for s in snaps), "off")
-            added = asyncio.ensure_future(backend.command("queue_next", track_ids=[ids[TRACKS[3]]]))
-            await until(
+            await tui.until(
+                lambda: any("playing on from the cache" in s.event for s in tui.snaps), "off"
+            )
+            added = asyncio.ensure_future(
+                tui.backend.command("queue_next", track_ids=[ids[TRACKS[3]]])
+            )
+            await tui.until(
                 lambda: (
                     agent.offline is not None
                     and agent.offline.state is not None
@@ -612,8 +581,8 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
                 "the entry added offline",
             )
             assert agent.offline is not None and agent.offline.state is not None
-            nxt = asyncio.ensure_future(backend.command("next"))
-            local = await until(
+            nxt = asyncio.ensure_future(tui.backend.command("next"))
+            local = await tui.until(
                 lambda: (t := agent.player.playing_tag()) not in (None, *known) and t,
                 "the added entry playing here",
             )
@@ -622,15 +591,15 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
                 ipc.wait_prop, "path", lambda p: bool(p) and Path(p).stem == ids[TRACKS[3]]
             )
             await asyncio.to_thread(ipc.wait_advancing, 0.3)
-            pausing = asyncio.ensure_future(backend.command("pause"))
-            await until(lambda: agent.player.paused(), "paused offline")
+            pausing = asyncio.ensure_future(tui.backend.command("pause"))
+            await tui.until(lambda: agent.player.paused(), "paused offline")
             here = await asyncio.to_thread(ipc.time_pos)
             assert here is not None
             await asyncio.to_thread(events_of, ipc)  # what came before the return
 
             proxy.switch(world.srv.url)
-            await until(
-                lambda: any("back online: the session goes on" in s.event for s in snaps),
+            await tui.until(
+                lambda: any("back online: the session goes on" in s.event for s in tui.snaps),
                 "back online",
             )
             st = await asyncio.to_thread(status, laptop)
@@ -650,8 +619,3 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
             events = await asyncio.to_thread(events_of, ipc)
             assert not {"start-file", "end-file", "file-loaded", "seek"} & set(events), events
             ipc.close()
-        finally:
-            await backend.close()
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
