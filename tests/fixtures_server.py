@@ -206,6 +206,20 @@ def fresh_postgres_database(base: str | None = None) -> tuple[str, Callable[[], 
     return url, drop
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, then a fresh PostgreSQL database
+    (dropped after the test; skipped without PostgreSQL)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    database, drop = fresh_postgres_database()
+    try:
+        yield database
+    finally:
+        drop()
+
+
 def _drop_redis_keys(url: str, prefix: str) -> None:
     """Delete what a deployment left in Redis (presence hashes; channels leave nothing)."""
     import redis

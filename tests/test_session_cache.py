@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures_server import fresh_postgres_database
 from tunehand.core.commands import Command, Report
 from tunehand.core.model import Position, SessionState
 from tunehand.server.bus import MemoryBus
@@ -30,16 +28,9 @@ from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'cache.db'}"
-        return
-    database, drop = fresh_postgres_database()  # skips without PostgreSQL
-    try:
-        yield database
-    finally:
-        drop()
+@pytest.fixture
+def url(empty_database: str) -> str:
+    return empty_database
 
 
 class Statements:

@@ -5,13 +5,11 @@ on a real database (SQLite, and PostgreSQL when it is set): each account keeps i
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures_server import fresh_postgres_database
 from tunehand.core.predict import HISTORY_MAX, PastTransfer, next_device
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import transfers as qt
@@ -21,16 +19,9 @@ from tunehand.server.db.migrate import upgrade
 HOUR_MS = 3_600_000
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'transfers.db'}"
-        return
-    database, drop = fresh_postgres_database()  # skips without PostgreSQL
-    try:
-        yield database
-    finally:
-        drop()
+@pytest.fixture
+def url(empty_database: str) -> str:
+    return empty_database
 
 
 @pytest.fixture
