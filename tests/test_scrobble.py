@@ -280,10 +280,8 @@ def test_scrobble_add_list_remove_and_one_listen_per_play(
                 assert secret.encode() not in f.read_bytes(), f
 
 
-def test_a_listen_waits_in_the_outbox_while_the_service_is_down(
-    srv: ServerProc, services: Services, tmp_path: Path, secret_service: dict[str, str]
-) -> None:
-    dev = _device(srv, tmp_path, secret_service, "scrob2")
+def _add_listenbrainz(dev: Device, services: Services) -> None:
+    """`ctl scrobble add listenbrainz` with the stand-in's URL and its token."""
     dev.ok(
         "ctl",
         "scrobble",
@@ -294,6 +292,13 @@ def test_a_listen_waits_in_the_outbox_while_the_service_is_down(
         f"{services.url}/lb",
         input=LB_TOKEN + "\n",
     )
+
+
+def test_a_listen_waits_in_the_outbox_while_the_service_is_down(
+    srv: ServerProc, services: Services, tmp_path: Path, secret_service: dict[str, str]
+) -> None:
+    dev = _device(srv, tmp_path, secret_service, "scrob2")
+    _add_listenbrainz(dev, services)
     box = _player(srv, "scrob2", "box")
     before = len(services.got("lb:single"))
     services.lb_down = True
@@ -351,16 +356,7 @@ def test_a_subsonic_apps_scrobbles_count_once_per_play(
 
     user = "scrob4"
     dev = _device(srv, tmp_path, secret_service, user)
-    dev.ok(
-        "ctl",
-        "scrobble",
-        "add",
-        "listenbrainz",
-        "--token-stdin",
-        "--url",
-        f"{services.url}/lb",
-        input=LB_TOKEN + "\n",
-    )
+    _add_listenbrainz(dev, services)
     h = {"Authorization": "Bearer " + srv.login(user)["access_token"]}
     services.approved = True
     start = httpx.post(srv.url + "/v1/scrobble/lastfm/start", headers=h, json={}).json()
@@ -444,16 +440,7 @@ def test_one_listen_per_play_across_two_instances(
         make_track(music, f"{i}", "ogg", title=title, artist="Scrob", album="Twins", duration_s=6)
     with two_instances(tmp_path_factory, postgres_backend.store(), music) as (a, b):
         dev = _device(b, tmp_path, secret_service, "scrob-twins")
-        dev.ok(
-            "ctl",
-            "scrobble",
-            "add",
-            "listenbrainz",
-            "--token-stdin",
-            "--url",
-            f"{services.url}/lb",
-            input=LB_TOKEN + "\n",
-        )
+        _add_listenbrainz(dev, services)
         box = _player(a, "scrob-twins", "box")
         try:
             before = None
