@@ -15,10 +15,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from tests.fixtures_server import (
     ServerProc,
@@ -165,3 +166,23 @@ def login_cli(srv: ServerProc, config_dir: Path, env: dict[str, str], *, file_st
 
 def ms(seconds: float) -> float:
     return seconds * 1000.0
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+C = TypeVar("C", bound=Named)
+
+
+def selected_cases(cases: Iterable[C], env_name: str) -> list[C]:
+    """The cases named in the environment variable `env_name` (comma-separated; all
+    when it is unset or empty), in the order of `cases`; an unknown name is an error."""
+    cases = list(cases)
+    wanted = os.environ.get(env_name)
+    names = [n.strip() for n in wanted.split(",")] if wanted else [c.name for c in cases]
+    unknown = [n for n in names if n not in {c.name for c in cases}]
+    if unknown:
+        raise RuntimeError(f"{env_name}: no case {', '.join(unknown)}")
+    return [c for c in cases if c.name in names]

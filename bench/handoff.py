@@ -85,6 +85,7 @@ from bench.common import (
     login_cli,
     ms,
     percentile,
+    selected_cases,
     tunehand_bin,
 )
 
@@ -1190,14 +1191,9 @@ def measure_steady(remote: Remote, watch: MpvWatch, device_id: str, seconds: flo
 
 
 def run() -> list[Result]:
-    wanted = os.environ.get(CASES_ENV)
-    names = [n.strip() for n in wanted.split(",")] if wanted else [c.name for c in CASES]
-    unknown = [n for n in names if n not in {c.name for c in CASES}]
-    if unknown:
-        raise RuntimeError(f"{CASES_ENV}: no case {', '.join(unknown)}")
     rows: list[Row] = []
     results: list[Result] = []
-    for case in (c for c in CASES if c.name in names):
+    for case in selected_cases(CASES, CASES_ENV):
         print(
             f"  === case {case.name}: mpv {' '.join(case.mpv_options)}"
             + (", every CPU kept busy" if case.busy else "")

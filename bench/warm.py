@@ -15,13 +15,12 @@ One row per output buffer (CASES); `BENCH_WARM_CASES` picks some by name.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import Result, check, login_cli, percentile
+from bench.common import Result, check, login_cli, percentile, selected_cases
 from bench.handoff import (
     TARGET_ROW_GAP_MEDIAN_MS,
     TARGET_ROW_JUMP_MEDIAN_MS,
@@ -66,13 +65,8 @@ class Row:
 
 
 def run() -> list[Result]:
-    wanted = os.environ.get(CASES_ENV)
-    names = [n.strip() for n in wanted.split(",")] if wanted else [c.name for c in CASES]
-    unknown = [n for n in names if n not in {c.name for c in CASES}]
-    if unknown:
-        raise RuntimeError(f"{CASES_ENV}: no case {', '.join(unknown)}")
     rows: list[Row] = []
-    for case in (c for c in CASES if c.name in names):
+    for case in selected_cases(CASES, CASES_ENV):
         print(f"  === case {case.name}: mpv {' '.join(case.mpv_options)}")
         row = Row(case.name)
         try:

@@ -88,7 +88,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 from tests.web_helpers import close_browser, open_browser, web_login
 
-from bench.common import PASSWORD, USER, Result, login_cli, ms, percentile
+from bench.common import PASSWORD, USER, Result, login_cli, ms, percentile, selected_cases
 from bench.handoff import (
     TRACK_S,
     Api,
@@ -774,14 +774,9 @@ def page_results(srv_url: str) -> list[Result]:
 
 
 def run() -> list[Result]:
-    wanted = os.environ.get(CASES_ENV)
-    names = [n.strip() for n in wanted.split(",")] if wanted else [c.name for c in CASES]
-    unknown = [n for n in names if n not in {c.name for c in CASES}]
-    if unknown:
-        raise RuntimeError(f"{CASES_ENV}: no case {', '.join(unknown)}")
     results: list[Result] = []
     all_rows: list[Row] = []
-    for case in (c for c in CASES if c.name in names):
+    for case in selected_cases(CASES, CASES_ENV):
         print(f"  === handoff, case {case.name}: mpv {' '.join(case.mpv_options)}")
         rows = {d: Row(case.name, d) for d in ("tab→r1", "r1→tab")}
         try:
