@@ -522,14 +522,17 @@ async def test_a_session_paused_offline_never_plays_on_return(
             assert agent.player.paused() and abs((agent.player.position_ms() or 0) - here) < 300
 
 
+@pytest.mark.parametrize("how", ["queue next", "play tracks"])
 async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_jump(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     """Offline (the TUI's live backend behind a cut proxy), a track is put next and
     played, then paused: the entry has an id made here. Back online, the replayed add
     gives it the server's own id; the device follows that entry (same track, same place)
     without mpv loading the file again or seeking (mpv's own events over IPC), and a
-    play from elsewhere resumes it where it is."""
+    play from elsewhere resumes it where it is. The entry comes from `queue_next` then
+    `next`, or from a `play` of tracks (the queue replaced: replayed as an add that
+    lands paused)."""
     import socket
 
     require_mpv()
@@ -569,19 +572,25 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
             await tui.until(
                 lambda: any("playing on from the cache" in s.event for s in tui.snaps), "off"
             )
-            added = asyncio.ensure_future(
-                tui.backend.command("queue_next", track_ids=[ids[TRACKS[3]]])
-            )
-            await tui.until(
-                lambda: (
-                    agent.offline is not None
-                    and agent.offline.state is not None
-                    and len(agent.offline.state.queue) == len(TRACKS) + 1
-                ),
-                "the entry added offline",
-            )
-            assert agent.offline is not None and agent.offline.state is not None
-            nxt = asyncio.ensure_future(tui.backend.command("next"))
+            if how == "queue next":
+                added = asyncio.ensure_future(
+                    tui.backend.command("queue_next", track_ids=[ids[TRACKS[3]]])
+                )
+                await tui.until(
+                    lambda: (
+                        agent.offline is not None
+                        and agent.offline.state is not None
+                        and len(agent.offline.state.queue) == len(TRACKS) + 1
+                    ),
+                    "the entry added offline",
+                )
+                nxt = asyncio.ensure_future(tui.backend.command("next"))
+            else:
+                new_queue = [ids[TRACKS[3]], ids[TRACKS[0]]]
+                added = asyncio.ensure_future(
+                    tui.backend.command("play", track_ids=new_queue, replace=True)
+                )
+                nxt = added
             local = await tui.until(
                 lambda: (t := agent.player.playing_tag()) not in (None, *known) and t,
                 "the added entry playing here",
@@ -610,6 +619,9 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
             assert not st["playing"] and abs(st["position_ms"] - here * 1000) < 300, (st, here)
             for fut in (added, nxt, pausing):
                 assert (await fut).ok
+            if how == "play tracks":  # the queue played offline is the server's now
+                queue = json.loads(await asyncio.to_thread(ctl_ok, laptop, "queue", "--json"))
+                assert [e["track"]["id"] for e in queue["entries"]] == new_queue, queue
             # A play from elsewhere: mpv resumes the same file where it is, nothing reloads.
             await asyncio.to_thread(ctl_ok, laptop, "play")
             await asyncio.to_thread(ipc.wait_prop, "pause", lambda p: p is False)

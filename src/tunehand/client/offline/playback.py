@@ -42,6 +42,11 @@ ADDING_OPS = frozenset({"queue_add", "queue_next", "queue_replace"})
 """Commands made offline that add entries: replayed, the server gives them its own ids."""
 
 
+def _brings_tracks(c: Command) -> bool:
+    """A `play` of tracks (the queue replaced, or tracks put first): it adds entries."""
+    return c.op == "play" and bool(c.track_ids)
+
+
 class OfflineDriver:
     def __init__(self, agent: Agent, cache: DeviceCache) -> None:
         self.agent = agent
@@ -323,10 +328,19 @@ class OfflineDriver:
         st = self.state
         assert st is not None
         server = a.mirror.state
+        mine = self._offline_ids
         playback = [
-            c for _, c in a._journal if c.op in PLAYBACK_OPS and c.command_id in self._offline_ids
+            c
+            for _, c in a._journal
+            if c.op in PLAYBACK_OPS and c.command_id in mine and not _brings_tracks(c)
         ]
-        a._journal = [(t, c) for t, c in a._journal if c not in playback]
+        # A play of tracks made offline brought entries the server has not got: it goes
+        # as an add, landing paused (where playback is now is told after, as for any).
+        a._journal = [
+            (t, replace(c, paused=True) if c.command_id in mine and _brings_tracks(c) else c)
+            for t, c in a._journal
+            if c not in playback
+        ]
         for c in playback:  # heard here already: where playback is now says it
             res = Result(c.command_id, "ok", "applied here while offline", 0)
             a.mirror.on_result(res)
@@ -336,7 +350,7 @@ class OfflineDriver:
         adding = [
             c.command_id
             for _, c in a._journal
-            if c.op in ADDING_OPS and c.command_id in self._offline_ids
+            if (c.op in ADDING_OPS or _brings_tracks(c)) and c.command_id in mine
         ]
         a._replay_journal()
         if server.active_device not in (None, a.device.id):
