@@ -15,6 +15,7 @@ import json
 import re
 import secrets
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, music: Path) -> Iterator[Users]:
     srv = launch(tmp_path_factory.mktemp("jam-server"), music=music)
-    users = [f"jam{i}" for i in range(12)]
+    users = [f"jam{i}" for i in range(16)]
     add_users(srv, users)
     with short_sock_dir("th-jam-") as sock_dir:
         yield Users(srv=srv, users=users, sock_dir=sock_dir)
@@ -371,6 +372,57 @@ def test_a_guests_subsonic_app_is_on_the_jam(people: Callable[[], Person], world
     guest.ctl("jam", "leave")
     home = app("getPlayQueue")
     assert home["status"] == "ok" and not home["playQueue"].get("entry"), home
+
+
+def test_a_guests_mpd_frontend_shows_who_added_what_and_refuses_in_one_line(
+    people: Callable[[], Person],
+) -> None:
+    """python-mpd2 on a guest's `tunehand mpd`: the shared queue with `AddedBy` for every
+    entry, an add from it attributed to the guest, and without control a refused
+    `pause` is an MPD error naming the host (the queue and playback untouched)."""
+    import mpd
+    from tests.cli_helpers import LineReader
+    from tests.test_mpd import stop_proc
+
+    host, guest = people(), people()
+    host.receiver()
+    host.ctl("queue", "add", "--search", TRACKS[0])
+    code = start_jam(host)
+    guest.ctl("jam", "join", code)
+    proc = subprocess.Popen(
+        guest.phone.cmd("mpd", "--port", "0"),
+        env=guest.phone.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = LineReader(proc.stdout).next(30)
+        assert line.startswith("mpd frontend listening on 127.0.0.1:"), line
+        client = mpd.MPDClient()
+        client.timeout = 20
+        client.connect("127.0.0.1", int(line.rsplit(":", 1)[1]))
+        try:
+            found = client.search("title", TRACKS[1])
+            assert [f["title"] for f in found] == [TRACKS[1]], found
+            client.add(found[0]["file"])
+            listed = eventually(lambda: len(q := client.playlistinfo()) == 2 and q)
+            assert [(e["title"], e.get("addedby")) for e in listed] == [
+                (TRACKS[0], host.user),
+                (TRACKS[1], guest.user),
+            ], listed
+            host.ctl("play")
+            eventually(lambda: client.status()["state"] == "play")
+            with pytest.raises(mpd.CommandError) as refused:
+                client.pause(1)
+            assert "host" in str(refused.value), refused.value
+            assert client.status()["state"] == "play"
+            assert by_title(host.queue()) == {TRACKS[0]: host.user, TRACKS[1]: guest.user}
+        finally:
+            client.disconnect()
+    finally:
+        stop_proc(proc)
 
 
 def test_a_wrong_code_is_refused_and_throttled(people: Callable[[], Person]) -> None:
