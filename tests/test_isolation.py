@@ -32,7 +32,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.fixtures_server import ServerProc
+from tests.fixtures_server import Backend, ServerProc, launch
 from tests.route_table import (
     MESSAGES,
     ROUTES,
@@ -380,6 +380,23 @@ def make_world(shared_server: ServerProc, make: Callable[..., Api]) -> World:
     w.markers += [a_app.name, a_app.password, a_app.device_id, a_sid, jam_code, a_comment]
     assert snapshot(a, playlist, rid)["history"]["history"]  # A really has a history
     return w
+
+
+@pytest.fixture(scope="module")
+def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, backend: Backend
+) -> Iterator[ServerProc]:
+    """The module's server, with the per-account REST rate lifted: A's snapshots before
+    and after every route of the matrix, from one account in a burst, would pass the
+    limit (50/s) and be answered 429, which says nothing of isolation (the limit has its
+    own test in test_limits.py)."""
+    srv = launch(
+        tmp_path_factory.mktemp(f"isolation-{backend.name}"),
+        store=backend.store(),
+        env={"TUNEHAND_REST_PER_S": "1000000"},
+    )
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
