@@ -209,8 +209,9 @@ def test_play_uses_the_only_online_player(acct: Account, catalogue: Catalogue) -
 
     devices = dev.json("ctl", "devices")
     assert all(
-        set(d) == {"id", "name", "online", "active", "last_seen_ms", "address", "kind"}
+        set(d) == {"id", "name", "online", "active", "last_seen_ms", "address", "kind", "warm"}
         and d["kind"] == "terminal"
+        and d["warm"] is False  # (no device here has asked to be kept warm)
         for d in devices
     )
     by_name = {d["name"]: d for d in devices}
