@@ -138,8 +138,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterato
         users = [f"pod{i}" for i in range(8)]
         add_users(srv, users)
         with short_sock_dir("th-pod-") as sock_dir:
-            yield World(srv=srv, host=host, users=users, sock_dir=sock_dir)
-        srv.stop()
+            w = World(srv=srv, host=host, users=users, sock_dir=sock_dir)
+            try:
+                yield w
+            finally:
+                w.srv.stop()  # the one running now: a test may have restarted it
 
 
 @pytest.fixture
