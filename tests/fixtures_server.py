@@ -32,16 +32,19 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from tests.audiogen import make_library
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.services import POSTGRES_ENV, REDIS_ENV
 
 STARTUP_TIMEOUT_S = 30.0
@@ -218,6 +221,18 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         yield database
     finally:
         drop()
+
+
+@pytest.fixture
+async def migrated_engine(empty_database: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on `empty_database`, migrated to the newest schema."""
+    from tunehand.server.db.engine import open_engine
+    from tunehand.server.db.migrate import upgrade
+
+    engine = open_engine(empty_database)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
 
 
 def _drop_redis_keys(url: str, prefix: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -21,8 +20,6 @@ from tunehand.server.bus import MemoryBus
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import jams as qj
 from tunehand.server.db import sessions as qs
-from tunehand.server.db.engine import open_engine
-from tunehand.server.db.migrate import upgrade
 from tunehand.server.hub import Hub, topic
 from tunehand.server.service import SessionService
 from tunehand.server.streams import Signer
@@ -55,11 +52,8 @@ async def _service(engine: AsyncEngine) -> SessionService:
 
 
 @pytest.fixture
-async def engine(url: str) -> AsyncIterator[AsyncEngine]:
-    engine = open_engine(url)
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
+def engine(migrated_engine: AsyncEngine) -> AsyncEngine:
+    return migrated_engine
 
 
 async def _account(engine: AsyncEngine) -> int:

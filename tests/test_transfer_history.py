@@ -5,7 +5,6 @@ on a real database (SQLite, and PostgreSQL when it is set): each account keeps i
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tunehand.core.predict import HISTORY_MAX, PastTransfer, next_device
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import transfers as qt
-from tunehand.server.db.engine import open_engine
-from tunehand.server.db.migrate import upgrade
 
 HOUR_MS = 3_600_000
 
@@ -25,11 +22,8 @@ def url(empty_database: str) -> str:
 
 
 @pytest.fixture
-async def engine(url: str) -> AsyncIterator[AsyncEngine]:
-    engine = open_engine(url)
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
+def engine(migrated_engine: AsyncEngine) -> AsyncEngine:
+    return migrated_engine
 
 
 async def _account(engine: AsyncEngine) -> int:
