@@ -10,6 +10,19 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+
+def _owner() -> sa.Column[int]:
+    """`account_id`, indexed: the account a row belongs to, gone with it (ON DELETE
+    CASCADE). A new column each call: a column belongs to one table."""
+    return sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+
+
 accounts = sa.Table(
     "accounts",
     metadata,
@@ -34,13 +47,7 @@ devices = sa.Table(
     "devices",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("last_seen_ms", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("address", sa.String(64), nullable=False, server_default=""),
@@ -57,13 +64,7 @@ tokens = sa.Table(
     metadata,
     sa.Column("hash", sa.String(64), primary_key=True),
     sa.Column("kind", sa.String(8), nullable=False),  # "access" | "refresh"
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("device_id", sa.String(64), nullable=False, index=True),
     sa.Column("family", sa.String(64), nullable=False, index=True),
     sa.Column("expires_ms", sa.BigInteger, nullable=False),
@@ -168,13 +169,7 @@ remote_tracks = sa.Table(
     "remote_tracks",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("title", sa.Text, nullable=False),
 )
@@ -206,13 +201,7 @@ history = sa.Table(
     "history",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("track_id", sa.String(64), nullable=False),
     sa.Column("played_ms", sa.BigInteger, nullable=False),
     sa.Column("device_id", sa.String(64), nullable=False),
@@ -248,13 +237,7 @@ app_passwords = sa.Table(
     "app_passwords",
     metadata,
     sa.Column("device_id", sa.String(64), primary_key=True),  # its row in `devices`
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("secret", sa.Text, nullable=False),  # AES-GCM under a subkey of the server's
     sa.Column("lookup", sa.String(64), nullable=False, unique=True, index=True),  # keyed hash
@@ -349,13 +332,7 @@ play_queue_seen = sa.Table(
     "play_queue_seen",
     metadata,
     sa.Column("device_id", sa.String(64), primary_key=True),
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("version", sa.BigInteger, nullable=False),
 )
 """The session version a Subsonic app last read (`getPlayQueue`) or wrote
@@ -366,13 +343,7 @@ podcasts = sa.Table(
     "podcasts",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),  # "p" + a hash of account and URL
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("etag", sa.Text, nullable=True),
@@ -393,13 +364,7 @@ episodes = sa.Table(
         nullable=False,
         index=True,
     ),
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("published_ms", sa.BigInteger, nullable=True),
     sa.Column("duration_ms", sa.BigInteger, nullable=False),
@@ -479,13 +444,7 @@ scrobble_outbox = sa.Table(
     "scrobble_outbox",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("service", sa.String(32), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),  # now | listen
     sa.Column("payload", sa.Text, nullable=False),  # JSON: the track and when
@@ -500,13 +459,7 @@ transfers = sa.Table(
     "transfers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "account_id",
-        sa.Integer,
-        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    _owner(),
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("target", sa.String(64), nullable=False),
     sa.Column("hour", sa.Integer, nullable=False),  # of the day, UTC
