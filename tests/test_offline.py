@@ -88,6 +88,30 @@ class LiveTui:
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
         return got
 
+    async def play_album_here(self, laptop: DeviceDir) -> Any:
+        """Once connected, `laptop` plays the album on this device: its agent, once its
+        player has a position."""
+        await self.until(lambda: self.snaps and self.snaps[-1].connected, "connected")
+        await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
+        agent = self.backend._agent
+        assert agent is not None
+        await self.until(lambda: agent.player is not None, "a player")
+        await self.until(agent.player.position_ms, "a position")
+        return agent
+
+    async def cut_off(self, proxy: TcpProxy) -> None:
+        """Point `proxy` at a port nobody listens on (the network is cut), and wait until
+        the device plays on from its cache."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()
+        proxy.switch(dead)
+        await self.until(
+            lambda: any("playing on from the cache" in e.event for e in self.snaps), "off"
+        )
+
 
 @contextlib.asynccontextmanager
 async def live_tui(
@@ -466,7 +490,6 @@ async def test_a_session_paused_offline_never_plays_on_return(
     the server where it is in one `play` that lands paused: another device's `ctl watch`,
     connected to the server all along, never sees the session play meanwhile (before, a
     `play` then a `pause` went, and the session played between them)."""
-    import socket
 
     require_mpv()
     with TcpProxy.to_url(world.srv.url) as proxy:
@@ -476,22 +499,10 @@ async def test_a_session_paused_offline_never_plays_on_return(
         login_all(proxy.url, user, [box])  # the box reaches the server through the proxy
         await asyncio.to_thread(_ok, box, "offline", "add", "--album", ALBUM)
         async with live_tui(box, monkeypatch) as tui:
-            await tui.until(lambda: tui.snaps and tui.snaps[-1].connected, "connected")
-            await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
-            agent = tui.backend._agent
-            assert agent is not None
-            await tui.until(lambda: agent.player is not None, "a player")
-            assert agent.player is not None
-            first = await tui.until(agent.player.position_ms, "a position")
+            agent = await tui.play_album_here(laptop)
+            first = agent.player.position_ms()
             await tui.until(lambda: (agent.player.position_ms() or 0) > first + 300, "mpv playing")
-
-            with socket.socket() as s:  # a port nobody listens on: the network is cut
-                s.bind(("127.0.0.1", 0))
-                dead = s.getsockname()
-            proxy.switch(dead)
-            await tui.until(
-                lambda: any("playing on from the cache" in s.event for s in tui.snaps), "off"
-            )
+            await tui.cut_off(proxy)
             pausing = asyncio.ensure_future(tui.backend.command("pause"))
             await tui.until(lambda: agent.player.paused(), "mpv paused offline")
             here = agent.player.position_ms()
@@ -533,7 +544,6 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
     play from elsewhere resumes it where it is. The entry comes from `queue_next` then
     `next`, or from a `play` of tracks (the queue replaced: replayed as an add that
     lands paused)."""
-    import socket
 
     require_mpv()
     with TcpProxy.to_url(world.srv.url) as proxy:
@@ -556,22 +566,9 @@ async def test_an_entry_added_offline_is_followed_under_its_server_id_without_a_
             return out
 
         async with live_tui(box, monkeypatch, f'input-ipc-server = "{ipc_path}"\n') as tui:
-            await tui.until(lambda: tui.snaps and tui.snaps[-1].connected, "connected")
-            await asyncio.to_thread(ctl_ok, laptop, "play", "--album", ALBUM, "--device", "box")
-            agent = tui.backend._agent
-            assert agent is not None
-            await tui.until(lambda: agent.player is not None, "a player")
-            assert agent.player is not None
-            await tui.until(agent.player.position_ms, "a position")
+            agent = await tui.play_album_here(laptop)
             known = {e.entry_id for e in agent.mirror.state.queue}
-
-            with socket.socket() as s:  # a port nobody listens on: the network is cut
-                s.bind(("127.0.0.1", 0))
-                dead = s.getsockname()
-            proxy.switch(dead)
-            await tui.until(
-                lambda: any("playing on from the cache" in s.event for s in tui.snaps), "off"
-            )
+            await tui.cut_off(proxy)
             if how == "queue next":
                 added = asyncio.ensure_future(
                     tui.backend.command("queue_next", track_ids=[ids[TRACKS[3]]])
