@@ -19,7 +19,7 @@ from tunehand.cli.ctl_args import play_what_argv
 from tunehand.cli.output import format_status, format_track_line, status_json, track_json
 from tunehand.client import root
 from tunehand.client.http import ApiClient, quote
-from tunehand.core import names
+from tunehand.core import devices, names
 from tunehand.errors import CommandRefused, MediaError, NotFound, UsageError
 
 Json = dict[str, Any]
@@ -89,14 +89,16 @@ class NoDeviceOnline(NotFound):
     """A command needed a device to play on, and none of the account's is online."""
 
 
-def command(api: ApiClient, op: str, **fields: Any) -> Json:
-    """Send one command; raise the mapped error when it is refused."""
+def command(api: ApiClient, op: str, device: str | None = None, **fields: Any) -> Json:
+    """Send one command; raise the mapped error when it is refused. `device` (an id, a
+    name or a unique name prefix) is resolved by the server into the command's device."""
     body = {"op": op, "command_id": os.urandom(8).hex(), **fields}
-    status, payload = api.request_status("POST", "/v1/session/commands", body)
+    path = "/v1/session/commands" + (f"?device={_q(device)}" if device is not None else "")
+    status, payload = api.request_status("POST", path, body)
     result = payload.get("result") if isinstance(payload, dict) else None
     if result is None:
         err = payload.get("error", {}) if isinstance(payload, dict) else {}
-        if status == 404:
+        if status == 404 or err.get("code") == "device_offline":
             raise NotFound(err.get("message", "not found"))
         raise CommandRefused(err.get("code", "error"), err.get("message", f"refused ({status})"))
     code = result["code"]
@@ -169,7 +171,7 @@ def play_request(api: ApiClient, args: argparse.Namespace) -> Json:
 def _play(api: ApiClient, args: argparse.Namespace) -> int:
     fields: Json = {}
     if args.device:
-        fields["device_id"] = resolve_device(api, args.device)["id"]
+        fields["device"] = args.device
     url = None if getattr(args, "no_wait", False) else getattr(args, "url", None)
     before = _failure_at(api) if url else 0
     request = play_request(api, args)
@@ -345,21 +347,12 @@ def device_list(api: ApiClient) -> list[Json]:
 
 def resolve_device(api: ApiClient, name: str) -> Json:
     """A device by id, exact name, or unique name prefix (case-insensitive)."""
-    devices = device_list(api)
-    for d in devices:
-        if d["id"] == name:
-            return d
-    exact = [d for d in devices if d["name"].casefold() == name.casefold()]
-    pref = [d for d in devices if d["name"].casefold().startswith(name.casefold())]
-    for group in (exact, pref):
-        if len(group) == 1:
-            return group[0]
-        if len(group) > 1:
-            online = [d for d in group if d["online"]]
-            if len(online) == 1:
-                return online[0]
-    names = ", ".join(f"{d['name']}{'' if d['online'] else ' (offline)'}" for d in devices)
-    raise NotFound(f"no device {name!r}; devices: {names or 'none'}")
+    found = device_list(api)
+    listed = [(d["id"], d["name"], bool(d["online"])) for d in found]
+    i = devices.pick(listed, name)
+    if i is None:
+        raise NotFound(devices.unknown(listed, name))
+    return found[i]
 
 
 def _devices(api: ApiClient, args: argparse.Namespace) -> int:
@@ -394,10 +387,8 @@ def _devices(api: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _transfer(api: ApiClient, args: argparse.Namespace) -> int:
-    dev = resolve_device(api, args.device)
-    if not dev["online"]:
-        raise NotFound(f"device {dev['name']} is offline")
-    command(api, "transfer", device_id=dev["id"], paused=args.paused)
+    # The server resolves the name (`?device=`): no device list first, one round trip.
+    command(api, "transfer", device=args.device, paused=args.paused)
     return 0
 
 
@@ -800,7 +791,7 @@ def _radio(api: ApiClient, args: argparse.Namespace) -> int:
     ids = api.request("POST", "/v1/radio", body)["track_ids"]
     fields: Json = {"track_ids": ids, "replace": True, "index": 0, "autoplay": True}
     if args.device:
-        fields["device_id"] = resolve_device(api, args.device)["id"]
+        fields["device"] = args.device
     command(api, "play", **fields)
     return 0
 

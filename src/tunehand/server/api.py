@@ -6,7 +6,8 @@ query is scoped to that token's account.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from starlette.requests import Request
@@ -14,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tunehand import __version__
-from tunehand.core import names
+from tunehand.core import devices, names
 from tunehand.core import session as core_session
 from tunehand.core.commands import Command, Result
 from tunehand.errors import AuthError
@@ -35,6 +36,12 @@ from tunehand.server.web import (
     query_int,
     services,
 )
+
+if TYPE_CHECKING:
+    from tunehand.server.service import SessionService
+
+MAX_DEVICE_ARG = 200
+"""The longest `?device=` (a device name is at most 64 characters, an id less)."""
 
 RESULT_STATUS = {
     "ok": 200,
@@ -216,6 +223,9 @@ async def post_command(request: Request) -> Response:
     who = await principal(request)
     cmd = await body(request, Command)
     sessions = services(request).sessions
+    name = request.query_params.get("device")
+    if name is not None:
+        cmd = replace(cmd, device_id=await _named_device(sessions, who.account_id, cmd, name))
     res: Result = await sessions.execute(who.account_id, cmd, None)
     session, state = await sessions.view(who.account_id)
     msg = await sessions.state_message(session, state)
@@ -223,6 +233,21 @@ async def post_command(request: Request) -> Response:
     if not res.ok:  # every 4xx answer carries the usual error object too
         answer["error"] = {"code": res.code, "message": res.message}
     return json(answer, RESULT_STATUS.get(res.code, 400))
+
+
+async def _named_device(sessions: SessionService, account_id: int, cmd: Command, name: str) -> str:
+    """The id of the device `?device=` names (id, exact name or unique name prefix; the
+    rule of `core.devices`), so that `ctl transfer NAME` is one request."""
+    if not 1 <= len(name) <= MAX_DEVICE_ARG or "\x00" in name:
+        raise ApiError(422, "invalid", f"device: must be 1 to {MAX_DEVICE_ARG} characters")
+    found = await sessions.devices_view(account_id)
+    listed = [(d.id, d.name, d.online) for d in found]
+    i = devices.pick(listed, name)
+    if i is None:
+        raise ApiError(404, "not_found", devices.unknown(listed, name))
+    if cmd.op == "transfer" and not found[i].online:
+        raise ApiError(409, "device_offline", f"device {found[i].name} is offline")
+    return found[i].id
 
 
 async def get_devices(request: Request) -> Response:
