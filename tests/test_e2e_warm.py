@@ -104,6 +104,10 @@ def test_the_usual_next_device_is_kept_warm_and_a_transfer_to_it_skips_prepare(
     devices = acct.devices()
     assert devices["r2"]["warm"] is True, devices
     assert devices["r1"]["warm"] is False and devices["r1"]["active"] is True, devices
+    # The human list says it too, on r2's line only.
+    listed = ctl_ok(acct.remote, "devices").splitlines()
+    assert [ln.endswith("  warm") for ln in listed if " r2 " in f" {ln} "] == [True], listed
+    assert not any(ln.endswith("warm") for ln in listed if " r1 " in f" {ln} "), listed
     # Loaded in r2's mpv, paused, near where r1 plays; never audible.
     r2.ipc.wait_prop("idle-active", lambda v: v is False, timeout=10)
     assert r2.ipc.get("pause") is True

@@ -379,7 +379,7 @@ def _devices(api: ApiClient, args: argparse.Namespace) -> int:
     ]
     lines = [
         f"{'*' if d['active'] else ' '} {names.line(d['name']):<24} {d['id']:<24} "
-        f"{d['kind']:<9} {'online' if d['online'] else 'offline'}"
+        f"{d['kind']:<9} {'online' if d['online'] else 'offline'}{'  warm' if d['warm'] else ''}"
         for d in out
     ]
     _out(args, out, "\n".join(lines) or "no device is online (see --all)")

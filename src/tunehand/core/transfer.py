@@ -22,7 +22,7 @@ LEAD_MS = 100
 ready + LATE_LEAD_MS instead, and the target seeks to the position for that instant)."""
 LATE_LEAD_MS = 40
 """When `ready` comes after the planned instant, switch this far after it instead."""
-WARM_LEAD_MS = 25
+WARM_LEAD_MS = 15
 """A transfer to a warm device (loaded paused near the position already) switches this
 far ahead: the start directive's delivery, and a short seek while paused."""
 MAX_START_MS = 500
