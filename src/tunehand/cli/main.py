@@ -290,8 +290,9 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="ffmpeg encoders running at once per server process; past them and a short"
-        " queue a transcoded stream is refused (default: one per core)",
+        help="ffmpeg encoders running at once for the whole command (its --workers share"
+        " them); past them and a short queue a transcoded stream is refused (default: one"
+        " per core)",
     )
     serve.add_argument(
         "--allow-private-feeds",

@@ -24,7 +24,7 @@ from typing import Any
 
 from tunehand.cli.serverside import settings_from
 from tunehand.errors import StoreError, TunehandError, UsageError
-from tunehand.server import channel, security
+from tunehand.server import channel, encoder_slots, security
 from tunehand.server.app import create_app, open_database
 from tunehand.server.services import Services, Settings
 from tunehand.server.streams import load_or_create_key
@@ -161,11 +161,6 @@ def run_serve(args: argparse.Namespace) -> int:
             "--workers above 1 needs PostgreSQL (--database) and Redis (--redis): the"
             " workers share sessions and devices through them, as several instances do"
         )
-    if workers > 1:
-        # --max-transcodes (default: one per core) is for the whole command: each worker
-        # gets its share, so N workers never run N times the encoders the cores allow.
-        total = settings.max_transcodes or os.cpu_count() or 1
-        settings = replace(settings, max_transcodes=max(1, total // workers))
     max_connections = _max_connections(getattr(args, "max_connections", None))
     certfile, keyfile = getattr(args, "certfile", None), getattr(args, "keyfile", None)
     if bool(certfile) != bool(keyfile):
@@ -176,6 +171,11 @@ def run_serve(args: argparse.Namespace) -> int:
     # Arguments are checked before anything is written or migrated.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     security.to_file(settings.data_dir)
+    if workers > 1:
+        # --max-transcodes (default: one per core) is for the whole command: the workers
+        # share that many slots live (one worker may use them all), never N times them.
+        slots = encoder_slots.prepare(settings.data_dir)
+        settings = replace(settings, encoder_slots=slots)
     # The signing key now, so that a bad one is one line (not a failed app startup).
     load_or_create_key(settings.data_dir, os.environ)
     asyncio.run(_migrate(settings))

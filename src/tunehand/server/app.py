@@ -105,7 +105,9 @@ def create_app(
         library = Library(engine, settings.music, lambda line: log.warning("%s", line), progress)
         links = DeviceCheck(engine, hub)
         services = Services(settings, engine, bus, hub, signer, sessions, library, links=links)
-        services.transcoder = Transcoder(settings.max_transcodes, find_ffmpeg(os.environ))
+        services.transcoder = Transcoder(
+            settings.max_transcodes, find_ffmpeg(os.environ), settings.encoder_slots
+        )
         fetcher = Fetcher(settings.allow_private_feeds, feed_timeout_s=settings.feed_timeout_s)
         services.podcasts = Podcasts(
             engine, fetcher, settings.feed_refresh_s, settings.max_podcasts

@@ -60,8 +60,11 @@ class Settings:
     feed_timeout_s: int = field(default_factory=lambda: _env_int("TUNEHAND_FEED_TIMEOUT_S", 20))
     """The most a feed's fetch may take, all of it (a slow host is cut off there)."""
     max_transcodes: int | None = None
-    """Encoders (ffmpeg) running at once on this instance (`serve --max-transcodes`;
-    default: one per core)."""
+    """Encoders (ffmpeg) running at once on this instance, all its workers together
+    (`serve --max-transcodes`; default: one per core)."""
+    encoder_slots: Path | None = None
+    """The slot folder the workers of one `serve --workers N` share the encoders through
+    (`encoder_slots`); None: this process's own."""
     lyrics_online: bool = False
     """Ask LRCLIB for lyrics a track's file lacks (`lyrics_online` in `server.toml`)."""
     lrclib_url: str = LRCLIB_URL

@@ -8,20 +8,30 @@ server stops). At most `limit` encoders run at once (default: one per core); a r
 past them waits up to `QUEUE_WAIT_S` in a queue of `limit` places, and past the queue
 (or the wait) it is refused with `Busy`. A server without ffmpeg refuses transcoding
 with `Unavailable` (one line), and still serves originals.
+
+The workers of one `tunehand serve --workers N` share the `limit` live through slot
+files (`encoder_slots.FileSlots`): a worker runs an encoder whenever any of the
+command's slots is free. The queue and the per-device and per-account caps stay per
+worker (each worker queues up to `limit` requests; a device or an account holds at
+most its share in each worker it reaches).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from tunehand.server.encoder_slots import CountedSlots, FileSlots, Slots
 
 QUEUE_WAIT_S = 5.0
 """How long a request waits in the queue for an encoder before it is refused."""
@@ -97,13 +107,21 @@ def command(
 
 
 class Transcoder:
-    """This server instance's encoders: the limit, the queue, and the processes."""
+    """This server process's encoders: the limit, the queue, and the processes. With
+    `slots_dir` (the workers of one command) the limit is shared with every process
+    using that folder; without it, it is this process's own."""
 
-    def __init__(self, limit: int | None = None, ffmpeg: str | None = None) -> None:
+    def __init__(
+        self, limit: int | None = None, ffmpeg: str | None = None, slots_dir: Path | None = None
+    ) -> None:
         self.limit = max(1, limit if limit is not None else (os.cpu_count() or 1))
         self.queue = self.limit
         self.ffmpeg = ffmpeg
+        self.slots: Slots = (
+            CountedSlots(self.limit) if slots_dir is None else FileSlots(slots_dir, self.limit)
+        )
         self.running = 0
+        """Encoders this process runs."""
         self.waiting = 0
         self._freed = asyncio.Condition()
         self.procs: set[asyncio.subprocess.Process] = set()
@@ -114,10 +132,19 @@ class Transcoder:
         """The same per account, past `per_account(limit)`: the account's devices
         together (two phones) cannot keep every encoder either."""
 
-    async def _acquire(self) -> None:
-        if self.running < self.limit:
+    def _take(self) -> int | None:
+        try:
+            slot = self.slots.take()
+        except OSError as exc:
+            raise Unavailable(f"cannot take an encoder slot: {exc.strerror or exc}") from None
+        if slot is not None:
             self.running += 1
-            return
+        return slot
+
+    async def _acquire(self) -> int:
+        """A slot (its number), at once, or after a wait in the queue, or `Busy`."""
+        if (slot := self._take()) is not None:
+            return slot
         if self.waiting >= self.queue:
             raise Busy(
                 f"all {self.limit} encoders are busy and {self.queue} requests wait already:"
@@ -127,17 +154,22 @@ class Transcoder:
         try:
             async with self._freed:
                 with anyio.move_on_after(QUEUE_WAIT_S):
-                    await self._freed.wait_for(lambda: self.running < self.limit)
-                if self.running >= self.limit:
+                    while (slot := self._take()) is None:
+                        # A release here notifies at once; one in another worker (shared
+                        # slots) is only seen by looking again, every poll_s while queued.
+                        with anyio.move_on_after(self.slots.poll_s or math.inf):
+                            await self._freed.wait()
+                if slot is None:
                     raise Busy(
                         f"all {self.limit} encoders stayed busy for {QUEUE_WAIT_S:.0f} s:"
                         " try again in a few seconds"
                     )
-                self.running += 1
+                return slot
         finally:
             self.waiting -= 1
 
-    async def _release(self) -> None:
+    async def _release(self, slot: int) -> None:
+        self.slots.give(slot)
         self.running -= 1
         async with self._freed:
             self._freed.notify()
@@ -170,7 +202,7 @@ class Transcoder:
             cap = per_account(self.limit)
             for old in self.accounts.get(account, [])[: -cap + 1 or None]:
                 old.stop()
-        await self._acquire()
+        slot = await self._acquire()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command(self.ffmpeg, path, codec, kbps, offset_s, keep_time),
@@ -179,9 +211,9 @@ class Transcoder:
                 stderr=asyncio.subprocess.PIPE,
             )
         except OSError as exc:
-            await self._release()
+            await self._release(slot)
             raise Unavailable(f"cannot run ffmpeg: {exc.strerror or exc}") from None
-        job = Transcode(self, proc, codec, holder, account)
+        job = Transcode(self, proc, codec, slot, holder, account)
         self.procs.add(proc)
         if holder:
             self.held.setdefault(holder, []).append(job)
@@ -219,10 +251,12 @@ class Transcode:
         owner: Transcoder,
         proc: asyncio.subprocess.Process,
         codec: Codec,
+        slot: int,
         holder: str = "",
         account: str = "",
     ) -> None:
         self.owner, self.proc, self.codec, self.holder = owner, proc, codec, holder
+        self.slot = slot
         self.account = account
         self.first = b""
         self._closed = False
@@ -268,7 +302,7 @@ class Transcode:
         with contextlib.suppress(Exception):
             await self._drain
         self.owner.procs.discard(proc)
-        await self.owner._release()
+        await self.owner._release(self.slot)
         err = self._err_tail.decode(errors="replace")
         lines = [ln for ln in err.splitlines() if ln.strip()]
         return lines[-1][:200] if lines else ""
