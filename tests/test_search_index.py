@@ -18,6 +18,7 @@ from tests.audiogen import make_library
 from tests.fixtures_server import Backend, fresh_postgres_database
 from tunehand.core import search
 from tunehand.server.db import library as ql
+from tunehand.server.db import search_index
 from tunehand.server.db.engine import default_url, open_engine
 from tunehand.server.db.migrate import alembic_config, upgrade
 from tunehand.server.db.tables import tracks as tracks_table
@@ -234,3 +235,28 @@ async def test_a_scan_settles_the_index_on_postgresql(
         )
         settled = {r.relname for r in rows}
     assert settled >= {"search_words", "albums", "tracks"}
+
+
+async def test_several_words_read_the_index_alone_on_postgresql(
+    backend: Backend, engine: AsyncEngine
+) -> None:
+    """Migration 0015: the rank index carries `item_words`, so the candidates of a query of
+    several words come from the index alone (no heap fetch per row, where the heap's
+    order scattered them over thousands of pages); the plan is forced to an index scan
+    so that a small table's statistics cannot pick another."""
+    if backend.name != "postgres":
+        pytest.skip("SQLite's WITHOUT ROWID table is the key's b-tree already")
+    await store(engine, library(400))
+    async with engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.execute(sa.text("VACUUM (ANALYZE) search_words"))
+        stmt, others = search_index.candidates(search_index.TRACK, ["blue", "rose"], "postgresql")
+        sql = stmt.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})
+        for setting in ("enable_seqscan", "enable_bitmapscan"):
+            await auto.execute(sa.text(f"SET {setting} = off"))
+        plan = "\n".join(
+            r[0] for r in await auto.execute(sa.text(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}"))
+        )
+    assert others == ["rose"]  # the range read is the longest word's (the first of equals)
+    assert "Index Only Scan using ix_search_words_rank" in plan, plan
+    assert "Heap Fetches: 0" in plan, plan

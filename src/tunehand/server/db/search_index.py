@@ -27,8 +27,10 @@ albums are rebuilt from the `albums` table after every scan (`reindex_groups`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -211,32 +213,65 @@ async def _one_word(conn: AsyncConnection, kind: str, word: str, n: int) -> Rank
         fetch *= 4
 
 
-async def _many_words(
-    conn: AsyncConnection, kind: str, words: Sequence[str], skip: set[str]
-) -> Ranked:
-    """Every item (not in `skip`) matching all of several query words, best first."""
+def _points_of(word: str) -> Callable[[str], int | None]:
+    """`_word_points` for one query word, as a function of `item_words` (the pattern made
+    once for all of a query's rows)."""
+    pattern = re.compile(" " + re.escape(word) + r"(\S*?):(\d+)")
+    bonus = search.WHOLE_WORD_BONUS
+
+    def points(item_words: str) -> int | None:
+        best: int | None = None
+        for rest, found in pattern.findall(item_words):
+            value = int(found) if rest else int(found) + bonus
+            if best is None or value > best:
+                best = value
+        return best
+
+    return points
+
+
+def candidates(kind: str, words: Sequence[str], dialect: str) -> tuple[sa.Select[Any], list[str]]:
+    """The query for the items matching several words (owner, score of the longest word,
+    sort key, item_words: the rows of that word's range whose `item_words` hold the
+    others as prefixes), and those other words."""
     w = search_words.c
     driver = max(words, key=len)
     others = list(words)
     others.remove(driver)
-    stmt = sa.select(w.owner, w.word, w.points, w.sort_key, w.item_words).where(
+    score = w.points + sa.case((w.word == driver, search.WHOLE_WORD_BONUS), else_=0)
+    stmt = sa.select(w.owner, score, w.sort_key, w.item_words).where(
         w.kind == kind, _in_range(driver)
     )
     for word in set(others):
-        stmt = stmt.where(w.item_words.like(f"% {word}%"))  # normalized words hold no % or _
+        # Normalized words hold no % or _. SQLite's instr is a plain byte search, where
+        # its LIKE folds case on every row (about a third slower on 9,000 rows).
+        stmt = stmt.where(
+            sa.func.instr(w.item_words, " " + word) > 0
+            if dialect == "sqlite"
+            else w.item_words.like(f"% {word}%")
+        )
+    return stmt, others
+
+
+async def _many_words(
+    conn: AsyncConnection, kind: str, words: Sequence[str], skip: set[str]
+) -> Ranked:
+    """Every item (not in `skip`) matching all of several query words, best first."""
+    stmt, others = candidates(kind, words, conn.dialect.name)
+    scorers = [_points_of(word) for word in others]
     best: dict[str, tuple[int, str]] = {}
-    for r in await conn.execute(stmt):
-        if r.owner in skip:
+    for owner, total, sort_key, item_words in (await conn.execute(stmt)).all():
+        if owner in skip:
             continue
-        total = r.points + (search.WHOLE_WORD_BONUS if r.word == driver else 0)
-        for word in others:
-            points = _word_points(word, r.item_words)
+        for scorer in scorers:
+            points = scorer(item_words)
             if points is None:
                 break
             total += points
         else:
-            if r.owner not in best or total > best[r.owner][0]:
-                best[r.owner] = (total, r.sort_key)
+            known = best.get(owner)
+            if known is None or total > known[0]:
+                best[owner] = (total, sort_key)
     return sorted((-total, key, owner) for owner, (total, key) in best.items())
 
 

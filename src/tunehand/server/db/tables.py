@@ -280,8 +280,9 @@ search_words = sa.Table(
     sa.Column("sort_key", CodePointText, nullable=False),
     sa.Column("item_words", sa.Text, nullable=False),  # " w1:p1 w2:p2 ... ": all its words
     sa.Index("ix_search_words_owner", "owner"),
-    # On PostgreSQL only, migration 0013 adds ix_search_words_rank: (kind, word)
-    # INCLUDE (owner, points, sort_key), so a one-word query is an index-only scan.
+    # On PostgreSQL only, migrations 0013 and 0015 add ix_search_words_rank: (kind, word)
+    # INCLUDE (owner, points, sort_key, item_words), so a query of one word or several is
+    # an index-only scan.
     sqlite_with_rowid=False,
 )
 """The text index of the library (see `search_index`): per item (`owner`: a track id, an
