@@ -19,9 +19,9 @@ from tunehand.cli.serverside import settings_from
 from tunehand.errors import NotFound, TunehandError, UsageError
 from tunehand.server import auth, security
 from tunehand.server.app import open_database
+from tunehand.server.clock import now_ms
 from tunehand.server.db import accounts as qa
 from tunehand.server.library.service import Library
-from tunehand.server.service import now_ms
 
 
 def run_admin(args: argparse.Namespace) -> int:

@@ -4,6 +4,10 @@ Talks to the server over HTTP (and the channel for `watch`); never imports textu
 mpv. Exit codes: 0 ok, 1 other error, 2 usage, 3 not logged in or refused, 4 server
 unreachable, 5 no such device, track or playlist. Read commands take `--json`; the
 field names are documented in the README and stay stable.
+
+This module holds the dispatch, the playback actions and what every action shares; the
+others live in `ctl_library`, `ctl_listening`, `ctl_account` and `ctl_jam`, each
+imported only when one of its actions runs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tunehand.cli.ctl_args import play_what_argv
@@ -23,6 +28,7 @@ from tunehand.core import devices, names
 from tunehand.errors import CommandRefused, MediaError, NotFound, UsageError
 
 Json = dict[str, Any]
+Handler = Callable[[ApiClient, argparse.Namespace], int]
 
 
 def client_for(args: argparse.Namespace) -> ApiClient:
@@ -73,8 +79,12 @@ def check_args(args: argparse.Namespace) -> None:
     elif action == "history" and not 1 <= args.limit <= 1000:
         raise UsageError("--limit: 1 to 1000")
     elif action == "speed":
+        from tunehand.cli.ctl_listening import parse_speed
+
         parse_speed(args.speed)
     elif action == "sleep":
+        from tunehand.cli.ctl_listening import parse_sleep
+
         parse_sleep(args.when)
     elif action == "watch" and args.format is not None:
         from tunehand.cli.watch import check_template
@@ -392,220 +402,6 @@ def _transfer(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _search(api: ApiClient, args: argparse.Namespace) -> int:
-    tracks = api.request("GET", f"/v1/search?q={_q(args.query)}&limit={args.limit}")["tracks"]
-    out = [track_json(t, api.http.server) for t in tracks]
-    lines = [f"{t['id']}  {format_track_line(t)}" for t in out]
-    _out(args, out, "\n".join(lines) or "no match")
-    return 0
-
-
-def _playlists(api: ApiClient, args: argparse.Namespace) -> int:
-    edit = args.playlist_command
-    if edit is None:
-        lists = api.request("GET", "/v1/playlists")["playlists"]
-        _out(
-            args,
-            lists,
-            "\n".join(f"{names.line(p['name'])}  ({p['tracks']} tracks)" for p in lists)
-            or "no playlists",
-        )
-    elif edit == "show":
-        pl = api.request("GET", f"/v1/playlists/{_q(args.name)}")
-        tracks = [track_json(t, api.http.server) for t in pl["tracks"] if t]
-        _out(
-            args,
-            {"name": pl["name"], "tracks": tracks},
-            "\n".join(f"{t['id']}  {format_track_line(t)}" for t in tracks) or "empty",
-        )
-    elif edit == "save":
-        ids = list(args.track_ids)
-        if not ids:
-            q = api.request("GET", "/v1/session/queue")
-            ids = [e["track_id"] for e in q["entries"]]
-        if not ids:
-            raise UsageError("playlists save: the queue is empty; give track ids")
-        api.request("PUT", f"/v1/playlists/{_q(args.name)}", {"track_ids": ids})
-    elif edit == "delete":
-        api.request("DELETE", f"/v1/playlists/{_q(args.name)}")
-    return 0
-
-
-def _like(api: ApiClient, args: argparse.Namespace) -> int:
-    track_id = args.track_id
-    if track_id is None:
-        track = api.request("GET", "/v1/session")["track"]
-        if track is None:
-            raise UsageError("like: nothing is playing; give a track id")
-        track_id = track["id"]
-    api.request("DELETE" if args.remove else "PUT", f"/v1/likes/{_q(track_id)}")
-    return 0
-
-
-def _likes(api: ApiClient, args: argparse.Namespace) -> int:
-    tracks = [track_json(t, api.http.server) for t in api.request("GET", "/v1/likes")["tracks"]]
-    _out(args, tracks, "\n".join(f"{t['id']}  {format_track_line(t)}" for t in tracks) or "none")
-    return 0
-
-
-def _history(api: ApiClient, args: argparse.Namespace) -> int:
-    rows = api.request("GET", f"/v1/history?limit={args.limit}")["history"]
-    out = [
-        {
-            "track": track_json(r["track"], api.http.server) if r["track"] else None,
-            "played_ms": r["played_ms"],
-            "device_id": r["device_id"],
-        }
-        for r in rows
-    ]
-    lines = [format_track_line(r["track"]) if r["track"] else "(gone)" for r in out]
-    _out(args, out, "\n".join(lines) or "nothing played yet")
-    return 0
-
-
-def _when(ms: int | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else "never"
-
-
-def _clock(ms: int) -> str:
-    s = max(0, ms) // 1000
-    return (
-        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-    )
-
-
-def resolve_podcast(api: ApiClient, name: str) -> Json:
-    """A podcast by id, exact title, or unique title prefix (case-insensitive)."""
-    rows: list[Json] = api.request("GET", "/v1/podcasts")["podcasts"]
-    for p in rows:
-        if p["id"] == name:
-            return p
-    key = name.casefold()
-    exact = [p for p in rows if p["title"].casefold() == key]
-    prefix = [p for p in rows if p["title"].casefold().startswith(key)]
-    for group in (exact, prefix):
-        if len(group) == 1:
-            return group[0]
-        if len(group) > 1:
-            listed = ", ".join(f"{names.line(p['title'])} ({p['id']})" for p in group)
-            raise UsageError(f"{name!r} names several podcasts: {listed}")
-    titles = ", ".join(names.line(p["title"]) for p in rows)
-    raise NotFound(f"no podcast {name!r}; podcasts: {titles or 'none (see podcasts add)'}")
-
-
-def _podcasts(api: ApiClient, args: argparse.Namespace) -> int:
-    edit = getattr(args, "podcast_command", None)
-    if edit == "add":
-        p = api.request("POST", "/v1/podcasts", {"url": args.url})
-        _out(args, p, f"subscribed to {names.line(p['title'])} ({p['episodes']} episodes)")
-    elif edit == "remove":
-        p = resolve_podcast(api, args.name)
-        api.request("DELETE", f"/v1/podcasts/{_q(p['id'])}")
-        print(names.shown(f"unsubscribed from {names.line(p['title'])}"))
-    elif edit == "episodes":
-        p = resolve_podcast(api, args.name)
-        eps = api.request("GET", f"/v1/podcasts/{_q(p['id'])}/episodes")["episodes"]
-        lines = [
-            f"{e['id']}  {'✓' if e['played'] else ' '} {(e['published'] or '')[:10]:<10} "
-            f"{names.line(e['title'])}"
-            + (
-                f"  [{_clock(e['position_ms'])}/{_clock(e['duration_ms'])}]"
-                if e["position_ms"]
-                else ""
-            )
-            for e in eps
-        ]
-        _out(args, eps, "\n".join(lines) or "no episodes")
-    else:
-        rows = api.request("GET", "/v1/podcasts")["podcasts"]
-        lines = [
-            f"{names.line(p['title'])}  ({p['episodes']} episodes,"
-            f" refreshed {_when(p['refreshed_ms'])})"
-            + (f"  error: {names.line(p['error'])}" if p["error"] else "")
-            for p in rows
-        ]
-        _out(args, rows, "\n".join(lines) or "no podcasts (see `ctl podcasts add URL`)")
-    return 0
-
-
-def parse_speed(raw: str) -> float:
-    try:
-        speed = float(raw.rstrip("x"))
-    except ValueError:
-        speed = -1.0
-    if not 0.5 <= speed <= 3.0:  # also refuses nan
-        raise UsageError(f"speed: {raw!r} is not a speed from 0.5 to 3.0 (e.g. 1.5)")
-    return speed
-
-
-def parse_sleep(raw: str) -> Json:
-    """ "30m", "1h", "90s", "45" (minutes) -> in N minutes; "end"; "off"."""
-    if raw in ("end", "off"):
-        return {"mode": raw}
-    units = {"s": 1 / 60, "m": 1.0, "h": 60.0}
-    number, unit = (raw[:-1], raw[-1]) if raw[-1:] in units else (raw, "m")
-    try:
-        minutes = float(number) * units[unit]
-    except ValueError:
-        minutes = -1.0
-    if not 0 < minutes <= 24 * 60:
-        raise UsageError(f"sleep: {raw!r} is not 30m, 1h, 90s, end or off (at most 24h)")
-    return {"mode": "in", "minutes": minutes}
-
-
-PREV_RESTARTS_MS = 3000
-
-
-def _chapter(api: ApiClient, args: argparse.Namespace) -> int:
-    st = status_json(api.request("GET", "/v1/session"), api.http.server)
-    marks, at = st["chapters"], st["chapter"]
-    if not marks or at is None:
-        raise NotFound("what plays has no chapters")
-    if args.where == "next":
-        if at + 1 >= len(marks):
-            raise NotFound("this is the last chapter")
-        target = marks[at + 1]
-    elif st["position_ms"] - marks[at]["start_ms"] > PREV_RESTARTS_MS or at == 0:
-        target = marks[at]
-    else:
-        target = marks[at - 1]
-    command(api, "seek", position_ms=target["start_ms"])
-    print(names.shown(f"chapter {marks.index(target) + 1}: {names.line(target['title'])}"))
-    return 0
-
-
-def _speed(api: ApiClient, args: argparse.Namespace) -> int:
-    done = api.request(
-        "PUT", "/v1/listening/speed", {"speed": parse_speed(args.speed), "kind": args.kind or ""}
-    )
-    kind = "long-form" if done["kind"] == "long" else "music"
-    print(f"{kind} plays at {done['speed']:g}x")
-    return 0
-
-
-def _sleep(api: ApiClient, args: argparse.Namespace) -> int:
-    done = api.request("PUT", "/v1/listening/sleep", parse_sleep(args.when))
-    if done["sleep_at_ms"]:
-        at = time.strftime("%H:%M:%S", time.localtime(done["sleep_at_ms"] / 1000))
-        print(f"pausing at {at}")
-    elif done["sleep_entry"]:
-        print("pausing at the end of this one")
-    else:
-        print("sleep timer off")
-    return 0
-
-
-def _continue(api: ApiClient, args: argparse.Namespace) -> int:
-    items = api.request("GET", "/v1/continue")["items"]
-    lines = [
-        f"{i['id']}  {i['kind']:<9} {_clock(i['position_ms'])}/{_clock(i['duration_ms'])}  "
-        f"{names.line(i['title'])}"
-        for i in items
-    ]
-    _out(args, items, "\n".join(lines) or "nothing in progress")
-    return 0
-
-
 def _watch(api: ApiClient, args: argparse.Namespace) -> int:
     from tunehand.cli.watch import formatter, watch
 
@@ -621,125 +417,6 @@ def _watch(api: ApiClient, args: argparse.Namespace) -> int:
                 f"watch --hooks: {api.config_dir / 'config.toml'} has no [hooks] to run"
             )
     return watch(api, sys.stdout, formatter(args.format, args.waybar), tick, hooks)
-
-
-def _revoke(api: ApiClient, args: argparse.Namespace) -> int:
-    dev = resolve_device(api, args.device)
-    api.request("DELETE", f"/v1/devices/{_q(dev['id'])}")
-    print(f"revoked {names.line(dev['name'])}: it is logged out")
-    return 0
-
-
-def _app_passwords(api: ApiClient, args: argparse.Namespace) -> int:
-    """Passwords for Subsonic apps: `create NAME` prints the new one once (it is kept
-    encrypted on the server and never shown again), `revoke NAME`, or the list."""
-    edit = getattr(args, "app_password_command", None)
-    if edit == "create":
-        made = api.request("POST", "/v1/app-passwords", {"name": args.name})
-        base = api.http.server.rstrip("/")
-        _out(
-            args,
-            {**made, "server": base},
-            f"app password {names.line(made['name'])}: {made['password']}\n"
-            f"Give the app the server {base}, your user name and this password; it is"
-            " shown only now.",
-        )
-    elif edit == "revoke":
-        api.request("DELETE", f"/v1/app-passwords/{_q(args.name)}")
-        print(f"revoked the app password {names.line(args.name)}: the app is logged out")
-    else:
-        rows = api.request("GET", "/v1/app-passwords")["app_passwords"]
-
-        def when(ms: int | None) -> str:
-            return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000)) if ms else "never"
-
-        lines = [
-            f"{names.line(p['name']):<24} {p['device_id']:<24} created {when(p['created_ms'])},"
-            f" last used {when(p['last_used_ms'])}"
-            for p in rows
-        ]
-        _out(args, rows, "\n".join(lines) or "no app passwords (see `app-passwords create`)")
-    return 0
-
-
-def _approve(api: ApiClient, args: argparse.Namespace) -> int:
-    """Show the device that asked for the code and ask y/N (`--yes` for scripts) before
-    approving: a code someone else sent would log in *their* device (RFC 8628 §5.4)."""
-    allow = not args.deny
-    if allow:
-        p = api.request("POST", "/v1/auth/device/review", {"user_code": args.code})
-        asked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["asked_ms"] / 1000))
-        print(
-            names.shown(
-                f"code {p['user_code']} asks to log in as {p['user']}:\n"
-                f"  device   {names.clean(p['device_name']) or p['device_id']}\n"
-                f"  address  {p['address'] or 'unknown'}\n"
-                f"  asked    {asked} (expires in {p['expires_in']} s)"
-            )
-        )
-        if not args.yes:
-            print("Approve it? Only if you started this login yourself. [y/N] ", end="")
-            sys.stdout.flush()
-            answer = sys.stdin.readline().strip().lower()
-            if answer not in ("y", "yes"):
-                raise CommandRefused(
-                    "not_approved",
-                    "not approved: the code stays pending (answer y, or pass --yes in scripts)",
-                )
-    answer = api.request(
-        "POST", "/v1/auth/device/approve", {"user_code": args.code, "approve": allow}
-    )
-    name = names.clean(answer["device_name"])
-    if allow:
-        print(names.shown(f"approved: {name} is logged in as {answer['user']}"))
-    else:
-        print(names.shown(f"denied: {name} stays logged out"))
-    return 0
-
-
-def _jam_code(raw: str) -> str:
-    """The code from `ABCD-EFGH` or from the link `jam start --json` gives."""
-    if "jam=" in raw:
-        raw = raw.split("jam=", 1)[1].split("&", 1)[0]
-    return raw.strip()
-
-
-def _jam(api: ApiClient, args: argparse.Namespace) -> int:
-    edit = getattr(args, "jam_command", None)
-    if edit == "start":
-        got = api.request("POST", "/v1/jam", {"guests_can_control": args.guests_can_control})
-        _out(
-            args,
-            {"code": got["code"], "url": got["url"]},
-            f"jam started: others join with `tunehand ctl jam join {got['code']}`",
-        )
-    elif edit == "join":
-        got = api.request("POST", "/v1/jam/join", {"code": _jam_code(args.code)})
-        print(names.shown(f"joined {names.line(got['host'])}'s jam"))
-    elif edit == "leave":
-        got = api.request("POST", "/v1/jam/leave", {})
-        print(names.shown(f"left {names.line(got['host'])}'s jam: back to your own session"))
-    elif edit == "end":
-        api.request("DELETE", "/v1/jam")
-        print("jam ended: the guests are back on their own sessions")
-    elif edit == "kick":
-        api.request("POST", "/v1/jam/kick", {"user": args.user})
-        print(names.shown(f"removed {names.line(args.user)} from the jam"))
-    elif edit == "set":
-        got = api.request("PATCH", "/v1/jam", {"guests_can_control": args.control})
-        state = "on" if got["guests_can_control"] else "off"
-        print(f"guests can control: {state}")
-    else:
-        got = api.request("GET", "/v1/jam")
-        lines = [
-            f"{names.line(got['host'])}'s jam  code {got['code']}"
-            f"  guests can control: {'on' if got['guests_can_control'] else 'off'}"
-        ]
-        for m in got["members"]:
-            devices = ", ".join(names.line(d) for d in m["devices"]) or "no device online"
-            lines.append(f"  {names.line(m['user'])}: {devices}")
-        _out(args, got, "\n".join(lines))
-    return 0
 
 
 def _lyrics(api: ApiClient, args: argparse.Namespace) -> int:
@@ -796,57 +473,41 @@ def _radio(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-LASTFM_WAIT_S = 600
-LASTFM_POLL_S = 3.0
+# --- actions in their own modules, imported when they run ---------------------------
 
 
-def _scrobble(api: ApiClient, args: argparse.Namespace) -> int:
-    """The account's scrobbling: list, `add listenbrainz --token-stdin [--url]`, `add
-    lastfm` (prints the page to approve on and waits, like the device-code login),
-    `remove NAME`."""
-    edit = getattr(args, "scrobble_command", None)
-    if edit is None:
-        rows = api.request("GET", "/v1/scrobble")["services"]
-        lines = [
-            f"{r['name']}  {r['user'] or '?'}  {r['url']}"
-            + (f"  ({r['queued']} waiting)" if r["queued"] else "")
-            for r in rows
-        ]
-        _out(args, rows, "\n".join(lines) or "no scrobbling: see `ctl scrobble add`")
-        return 0
-    if edit == "remove":
-        api.request("DELETE", f"/v1/scrobble/{_q(args.name)}")
-        return 0
-    if args.service == "listenbrainz":
-        if not args.token_stdin:
-            raise UsageError("scrobble add listenbrainz: give the token on stdin: --token-stdin")
-        token = sys.stdin.readline().strip()
-        if not token:
-            raise UsageError("scrobble add listenbrainz: no token on stdin")
-        body = {"token": token, **({"url": args.url} if args.url else {})}
-        got = api.request("PUT", "/v1/scrobble/listenbrainz", body)
-        print(names.shown(f"scrobbling to ListenBrainz as {got['user'] or '?'}"))
-        return 0
-    if args.token_stdin or args.url:
-        raise UsageError("scrobble add lastfm: takes no --token-stdin or --url")
-    started = api.request("POST", "/v1/scrobble/lastfm/start")
-    print(f"Approve tunehand on Last.fm: {started['url']}", flush=True)
-    deadline = time.monotonic() + LASTFM_WAIT_S
-    while True:
-        status, payload = api.request_status(
-            "POST", "/v1/scrobble/lastfm/finish", {"token": started["token"]}
-        )
-        if status == 200:
-            print(names.shown(f"scrobbling to Last.fm as {payload['user'] or '?'}"))
-            return 0
-        err = payload.get("error", {}) if isinstance(payload, dict) else {}
-        if err.get("code") != "authorization_pending":
-            raise CommandRefused(
-                err.get("code", "error"), err.get("message", f"refused ({status})")
-            )
-        if time.monotonic() > deadline:
-            raise CommandRefused("expired", "not approved on Last.fm in time: run it again")
-        time.sleep(LASTFM_POLL_S)  # the service's pace, as the device-code login polls
+def _later(actions: Callable[[], dict[str, Handler]]) -> Handler:
+    """An action of a module imported only when it runs: `ctl` starts with only what the
+    playback actions need (a benchmark times `ctl transfer` from process start)."""
+
+    def run(api: ApiClient, args: argparse.Namespace) -> int:
+        return actions()[args.ctl_command](api, args)
+
+    return run
+
+
+def _library() -> dict[str, Handler]:
+    from tunehand.cli.ctl_library import ACTIONS
+
+    return ACTIONS
+
+
+def _listening() -> dict[str, Handler]:
+    from tunehand.cli.ctl_listening import ACTIONS
+
+    return ACTIONS
+
+
+def _account() -> dict[str, Handler]:
+    from tunehand.cli.ctl_account import ACTIONS
+
+    return ACTIONS
+
+
+def _jam() -> dict[str, Handler]:
+    from tunehand.cli.ctl_jam import ACTIONS
+
+    return ACTIONS
 
 
 _ACTIONS: dict[str, Any] = {
@@ -863,23 +524,23 @@ _ACTIONS: dict[str, Any] = {
     "queue": _queue,
     "devices": _devices,
     "transfer": _transfer,
-    "search": _search,
-    "playlists": _playlists,
-    "like": _like,
-    "likes": _likes,
-    "podcasts": _podcasts,
-    "continue": _continue,
-    "speed": _speed,
-    "chapter": _chapter,
-    "sleep": _sleep,
-    "history": _history,
+    "search": _later(_library),
+    "playlists": _later(_library),
+    "like": _later(_library),
+    "likes": _later(_library),
+    "podcasts": _later(_listening),
+    "continue": _later(_listening),
+    "speed": _later(_listening),
+    "chapter": _later(_listening),
+    "sleep": _later(_listening),
+    "history": _later(_library),
     "watch": _watch,
-    "revoke": _revoke,
-    "approve": _approve,
-    "app-passwords": _app_passwords,
-    "jam": _jam,
+    "revoke": _later(_account),
+    "approve": _later(_account),
+    "app-passwords": _later(_account),
+    "jam": _later(_jam),
     "lyrics": _lyrics,
-    "scrobble": _scrobble,
+    "scrobble": _later(_account),
     "autoplay": _autoplay,
     "radio": _radio,
 }

@@ -49,9 +49,9 @@ from tunehand.core.protocol import (
 )
 from tunehand.errors import AuthError, ProtocolError, QuotaError, StoreError
 from tunehand.server import auth
+from tunehand.server.clock import now_ms
 from tunehand.server.db import accounts as qa
 from tunehand.server.db.engine import unavailable
-from tunehand.server.service import now_ms
 from tunehand.server.services import Services
 from tunehand.server.web import MAX_ADDRESS, NUL_MESSAGE, has_nul
 from tunehand.server.websocket import CLOSE_INTERNAL, SocketSet, WebSocket

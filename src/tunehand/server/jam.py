@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from tunehand.errors import StoreError
 from tunehand.server import auth
+from tunehand.server.clock import now_ms
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import jams as qj
 from tunehand.server.device_code import new_user_code, normalize, shown
-from tunehand.server.service import SessionService, now_ms
+from tunehand.server.service import SessionService
 from tunehand.server.web import ApiError
 
 MAX_GUESTS = 100

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tunehand.server.auth import REFRESH_TTL_MS
+from tunehand.server.clock import now_ms
 from tunehand.server.db import accounts as qa
 from tunehand.server.db import app_passwords as qp
 from tunehand.server.db import device_codes as dq
 from tunehand.server.db import sessions as qs
 from tunehand.server.db.engine import unavailable
 from tunehand.server.device_code import FORGET_FAILURES_MS, KEEP_EXPIRED_MS
-from tunehand.server.service import now_ms
 
 log = logging.getLogger("tunehand.purge")
 

@@ -4,6 +4,10 @@ Every change is one transaction that loads the account's session, applies the pu
 core, and compares and sets `version`; after it commits, the new state goes to every
 device of the account through the hub. A command's result is stored under its
 `command_id`, so a retried or replayed command gets its original result.
+
+Its parts live beside it, each holding the service: `seats.py` (which session an
+account is on, and moving its devices when a jam changes), `handoff.py` (transfers),
+`device_lists.py` (the device lists devices see) and `warm.py` (the warm next device).
 """
 
 from __future__ import annotations
@@ -14,31 +18,33 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tunehand import __version__, wire
-from tunehand.core import roles, transfer
+from tunehand import wire
+from tunehand.core import roles
 from tunehand.core import session as core
 from tunehand.core.commands import Command, Report, Result, ResultCode, validate
 from tunehand.core.model import DeviceInfo, SessionState
-from tunehand.core.protocol import DevicesMsg, DirectiveMsg, ErrorMsg, Hello, StateMsg, TrackView
+from tunehand.core.protocol import DirectiveMsg, StateMsg, TrackView
 from tunehand.errors import StoreError
+from tunehand.server import device_lists
+from tunehand.server.clock import now_ms
 from tunehand.server.db import accounts as qa
-from tunehand.server.db import jams as qj
 from tunehand.server.db import library as ql
 from tunehand.server.db import podcasts as qp
 from tunehand.server.db import sessions as qs
 from tunehand.server.db import userdata as qu
 from tunehand.server.db.engine import unavailable
-from tunehand.server.hub import ALL, DEVICES, Hub
+from tunehand.server.handoff import Handoff
+from tunehand.server.hub import ALL, Hub
 from tunehand.server.library.chapters import Chapter
 from tunehand.server.library.chapters import chapters as read_chapters
 from tunehand.server.longform import LongForm, end_of_entry
+from tunehand.server.seats import Seat, Seats
 from tunehand.server.streams import Signer, episode_view, track_view
 from tunehand.server.warm import Warmth
 
@@ -51,33 +57,6 @@ STATE_CACHE_WEIGHT = 200_000
 """Sessions kept in memory, counted as 1 + their queue's length (~30 MB at most)."""
 
 
-SEAT_CACHE_S = 5.0
-"""How long an account's seat (which session it is on, its role) is kept; every jam
-change clears the kept seats on every instance at once (`Hub.jam_changed`)."""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Seat:
-    """Where an account's commands and devices go: its own session, or a jam host's."""
-
-    account_id: int
-    user: str
-    session: int
-    """The account whose session it is (the jam's host, or the account itself)."""
-    role: roles.Role = "owner"
-    guests_can_control: bool = False
-    members: tuple[int, ...] = ()
-    """Every account of the jam, the host first; just the account when in none."""
-
-    @property
-    def in_jam(self) -> bool:
-        return self.role != "owner"
-
-
 class SessionService:
     def __init__(self, engine: AsyncEngine, hub: Hub, signer: Signer) -> None:
         self.engine = engine
@@ -88,9 +67,6 @@ class SessionService:
         self._global = asyncio.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._history_marker: dict[int, str] = {}
-        self._transfers: dict[
-            str, tuple[tuple[int, ...], str, asyncio.Future[tuple[bool, str, int]]]
-        ] = {}
         self._fanning: set[asyncio.Future[None]] = set()
         self._track_cache: dict[
             tuple[int, tuple[str, ...]], tuple[float, dict[str, TrackView]]
@@ -99,13 +75,13 @@ class SessionService:
         """The last version of each account's session this instance wrote or read, while
         no newer one is known: a command on it needs no read first (see `_try_execute`)."""
         self._states_weight = 0
-        self._seats: dict[int, tuple[float, Seat]] = {}
-        self._rehoming: set[asyncio.Future[None]] = set()
         self.longform = LongForm()
+        self.seats = Seats(self)
         self.warm = Warmth(self)
-        hub.on_transfer_reply = self._on_transfer_reply
+        self.handoff = Handoff(self)
+        hub.on_transfer_reply = self.handoff.on_transfer_reply
         hub.on_version = self._on_version
-        hub.on_jam = self._on_jam
+        hub.on_jam = self.seats.on_jam
         self.on_commit: Callable[[int, SessionState], None] | None = None
         """Told of every committed change (scrobbling follows plays through it)."""
 
@@ -173,61 +149,15 @@ class SessionService:
     # --- seats: which session an account is on (jams) ------------------------------
 
     async def seat(self, account_id: int) -> Seat:
-        """The account's seat, kept SEAT_CACHE_S (until a jam change anywhere clears it)."""
-        now = time.monotonic()
-        hit = self._seats.get(account_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        async with self.engine.connect() as conn:
-            seat = await self._read_seat(conn, account_id)
-        if len(self._seats) > 50_000:
-            self._seats.clear()
-        self._seats[account_id] = (now + SEAT_CACHE_S, seat)
-        return seat
-
-    async def _read_seat(self, conn: AsyncConnection, account_id: int) -> Seat:
-        account = await qa.account_by_id(conn, account_id)
-        user = account.name if account is not None else ""
-        host = await qj.host_of(conn, account_id)
-        jam = await qj.by_host(conn, host) if host is not None else None
-        if jam is None:
-            return Seat(account_id, user, account_id, "owner", False, (account_id,))
-        role: roles.Role = "host" if jam.host_id == account_id else "guest"
-        return Seat(account_id, user, jam.host_id, role, jam.guests_can_control, jam.members)
+        """The account's seat, kept a few seconds (`Seats.seat`)."""
+        return await self.seats.seat(account_id)
 
     def forget_seats(self) -> None:
-        self._seats.clear()
-
-    def _on_jam(self, accounts: list[int], notice: str) -> None:
-        """A jam changed (here or on another instance): move the devices here of the
-        accounts it names to the session they are on now."""
-        self.forget_seats()
-        task = asyncio.ensure_future(self.rehome(accounts, notice))
-        self._rehoming.add(task)
-        task.add_done_callback(self._rehomed)
-
-    def _rehomed(self, task: asyncio.Future[None]) -> None:
-        self._rehoming.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("could not move devices to their session: %r", task.exception())
+        self.seats.forget_seats()
 
     async def rehome(self, accounts: Sequence[int], notice: str) -> None:
-        """Put the devices here of `accounts` on the session each is on now, and send each
-        device that session as a new `hello` (its state replaces what the device had,
-        whatever the versions), after the one-line `notice`."""
-        for account_id in accounts:
-            if not self.hub.local_conns(account_id):
-                continue
-            seat = await self.seat(account_id)
-            await self.hub.set_home(account_id, seat.session if seat.role == "guest" else None)
-            state = await self.state(seat.session)
-            msg = await self.state_message(seat.session, state)
-            devices = await self.devices_view(account_id)
-            for conn in self.hub.local_conns(account_id):
-                if notice:
-                    conn.push(wire.encode(ErrorMsg("jam", notice)))
-                hello = Hello(conn.device_id, now_ms(), state.version, msg, devices, __version__)
-                conn.push(wire.encode(hello))
+        """Put the devices here of `accounts` on the session each is on now (`Seats.rehome`)."""
+        await self.seats.rehome(accounts, notice)
 
     async def view(self, account_id: int) -> tuple[int, SessionState]:
         """The session the account is on (its own or a jam's) and its stored state."""
@@ -240,31 +170,6 @@ class SessionService:
             return await self.hub.online(seat.session, "play")
         found = await asyncio.gather(*(self.hub.online(a, "play") for a in seat.members))
         return [d for ds in found for d in ds]
-
-    async def devices_view(self, account_id: int) -> tuple[DeviceInfo, ...]:
-        """The devices an account sees: its own, and in a jam the other members' online
-        ones too, of which only the name and what it can do (never addresses or times)."""
-        seat = await self.seat(account_id)
-        if not seat.in_jam:
-            return await self.devices(account_id)
-        return await self._jam_devices(seat, account_id)
-
-    async def _jam_devices(self, seat: Seat, viewer: int | None) -> tuple[DeviceInfo, ...]:
-        """Every member's devices: one query for all of them (a device joining a jam of
-        N accounts is not N queries), and their presence asked at once."""
-        members = seat.members
-        found = await asyncio.gather(*(self.hub.presence.devices(m) for m in members))
-        async with self.engine.connect() as conn:
-            rows = await qa.list_devices_of(conn, members)
-        warm = self.warm.warm_device(seat.session)
-        out: list[DeviceInfo] = []
-        for member, online in zip(members, found, strict=True):
-            mine = _device_infos(rows[member], online, warm)
-            if member != viewer:
-                # Another account's devices: those on the session now (online), by name.
-                mine = tuple(replace(d, address="", last_seen_ms=0) for d in mine if d.online)
-            out.extend(mine)
-        return tuple(out)
 
     # --- reading ----------------------------------------------------------------
 
@@ -342,44 +247,20 @@ class SessionService:
         return StateMsg(state.version, state, track, views.get(nxt.track_id) if nxt else None)
 
     async def devices(self, account_id: int) -> tuple[DeviceInfo, ...]:
-        online = await self.hub.presence.devices(account_id)
-        warm = self.warm.warm_device(account_id)
-        async with self.engine.connect() as conn:
-            rows = await qa.list_devices(conn, account_id)
-        return _device_infos(rows, online, warm)
+        """The account's own devices (`device_lists.devices`)."""
+        return await device_lists.devices(self, account_id)
+
+    async def devices_view(self, account_id: int) -> tuple[DeviceInfo, ...]:
+        """The devices an account sees, a jam's too (`device_lists.devices_view`)."""
+        return await device_lists.devices_view(self, account_id)
 
     async def publish_devices(self, account_id: int) -> None:
-        seat = await self.seat(account_id)
-        if seat.in_jam:
-            devices = await self._jam_devices(seat, None)
-        else:
-            devices = await self.devices(account_id)
-        await self.hub.send(seat.session, wire.encode(DevicesMsg(devices)), version=DEVICES)
+        """Send the account's session its device list (`device_lists.publish_devices`)."""
+        await device_lists.publish_devices(self, account_id)
 
     async def publish_device(self, account_id: int, device_id: str) -> None:
-        """Tell the account's devices that one of them came, went or was revoked: a
-        patch of that one device (see `DevicesMsg`). In a jam, every member's device
-        list goes to the jam's session instead."""
-        if (await self.seat(account_id)).in_jam:
-            await self.publish_devices(account_id)
-            return
-        async with self.engine.connect() as conn:
-            row = await qa.device(conn, device_id)
-        if row is None or row.account_id != account_id or row.revoked:
-            msg = DevicesMsg((), patch=True, removed=(device_id,))
-        else:
-            online = await self.hub.presence.devices(account_id)
-            info = DeviceInfo(
-                row.id,
-                row.name,
-                row.id in online,
-                row.last_seen_ms,
-                row.address,
-                online.get(row.id, ()),
-                row.kind,
-            )
-            msg = DevicesMsg((info,), patch=True)
-        await self.hub.send(account_id, wire.encode(msg), version=DEVICES)
+        """Send a patch of one device (`device_lists.publish_device`)."""
+        await device_lists.publish_device(self, account_id, device_id)
 
     # --- writing ----------------------------------------------------------------
 
@@ -393,7 +274,7 @@ class SessionService:
             why = roles.refusal(SessionState(), cmd, seat.role, seat.user, seat.guests_can_control)
             if why is not None:
                 return Result(cmd.command_id, "forbidden", why, 0)
-            return await self._transfer(seat, cmd, sender)
+            return await self.handoff.run(seat, cmd, sender)
         return await self._execute(seat, cmd, sender)
 
     async def _execute(self, seat: Seat, cmd: Command, sender: str | None) -> Result:
@@ -506,135 +387,6 @@ class SessionService:
             for d in out.directives
         )
         return replace(out, state=new, directives=directives)
-
-    # --- handoff ----------------------------------------------------------------
-
-    async def _transfer(self, seat: Seat, cmd: Command, sender: str | None) -> Result:
-        """Prepare the target, then switch both devices at one server instant.
-
-        If the target is not ready within 3 s the transfer is aborted and the source
-        keeps playing. Anything that is not a handoff of playing audio (nothing plays,
-        `paused`, the source is gone) is a plain activation through the core.
-        """
-        assert cmd.device_id is not None
-        account_id = seat.session
-        async with self.engine.connect() as conn:
-            if (prior := await qs.result(conn, account_id, cmd.command_id)) is not None:
-                return prior
-            state = await qs.load(conn, account_id)
-        online = await self._online(seat)
-        source_online = state.active_device in online
-        prep = None
-        if cmd.device_id in online:
-            prep = transfer.plan(state, cmd.device_id, source_online, now_ms(), paused=cmd.paused)
-        if prep is None:
-            return await self._execute(seat, cmd, sender)
-        if self.warm.is_warm(account_id, prep.target, prep.entry_id):
-            # Loaded paused near the position already: no prepare, no wait for `ready`.
-            at = now_ms() + transfer.WARM_LEAD_MS
-            prep = replace(prep, position_ms=state.position_at(at), switch_at_ms=at)
-            log.info("transfer to a warm device: no prepare")
-            return await self._switch(seat, cmd, sender, prep, 0, transfer.WARM_LEAD_MS)
-        cur = state.current_entry
-        assert cur is not None
-        track = (await self.tracks(account_id, [cur.track_id])).get(cur.track_id)
-        transfer_id = secrets.token_hex(8)
-        ready: asyncio.Future[tuple[bool, str, int]] = asyncio.get_running_loop().create_future()
-        self._transfers[transfer_id] = (seat.members, prep.target, ready)
-        try:
-            await self.hub.send(
-                account_id,
-                wire.encode(
-                    DirectiveMsg(
-                        "prepare",
-                        state.term,
-                        prep.entry_id,
-                        prep.position_ms,
-                        prep.switch_at_ms,
-                        True,
-                        track,
-                        transfer_id,
-                    )
-                ),
-                to=prep.target,
-            )
-            ok, message, start_ms = await asyncio.wait_for(ready, transfer.READY_TIMEOUT_MS / 1000)
-        except TimeoutError:
-            ok, message, start_ms = False, "the device was not ready within 3 s", 0
-        finally:
-            self._transfers.pop(transfer_id, None)
-        if not ok:
-            res = Result(
-                cmd.command_id,
-                "transfer_failed",
-                f"transfer aborted ({message}); playback stays where it was",
-                0,
-            )
-            async with self.engine.begin() as conn:
-                await qs.save_result(conn, account_id, res, now_ms())
-            return res
-        return await self._switch(seat, cmd, sender, prep, start_ms)
-
-    async def _switch(
-        self,
-        seat: Seat,
-        cmd: Command,
-        sender: str | None,
-        prep: transfer.Prepare,
-        start_ms: int,
-        lead_ms: int = transfer.LATE_LEAD_MS,
-    ) -> Result:
-        account_id = seat.session
-        async with self._lock(account_id):
-            self._forget(account_id)
-            switched = await self._switch_once(account_id, cmd, prep, start_ms, lead_ms)
-            if switched is not None:
-                self._remember(account_id, switched[0])
-        if switched is None:
-            # The session changed while the target prepared: apply it plainly.
-            return await self._execute(seat, cmd, sender)
-        new, directives, res = switched
-        await self._publish(account_id, new, directives, cmd.command_id)
-        if prep.source is not None:  # after the switch went out: not on its path
-            self.warm.record_later(account_id, prep.source, prep.target, new.position.at_ms)
-        return res
-
-    async def _switch_once(
-        self, account_id: int, cmd: Command, prep: transfer.Prepare, start_ms: int, lead_ms: int
-    ) -> tuple[SessionState, Sequence[core.Directive], Result] | None:
-        async with self.engine.begin() as conn:
-            state = await qs.load(conn, account_id)
-            at_ms = transfer.switch_time(prep, now_ms(), start_ms, lead_ms)
-            done = transfer.switch(state, prep, at_ms)
-            if done is None:
-                switched = None
-            else:
-                new, directives = done
-                if not await qs.compare_and_set(conn, account_id, state.version, new, state):
-                    switched = None
-                else:
-                    res = Result(cmd.command_id, "ok", "", new.version)
-                    await qs.save_result(conn, account_id, res, now_ms())
-                    switched = (new, directives, res)
-        if switched is not None:
-            self.warm.taken(account_id, prep.target)
-        return switched
-
-    def _on_transfer_reply(self, reply: dict[str, Any]) -> None:
-        """A target answered `ready` or `failed` (on this instance or another one)."""
-        pending = self._transfers.get(str(reply.get("t")))
-        if pending is None:
-            return
-        acct, target, fut = pending
-        if reply.get("a") in acct and target == reply.get("d") and not fut.done():
-            start = reply.get("s")
-            fut.set_result(
-                (
-                    bool(reply.get("ok")),
-                    str(reply.get("m") or "cannot play it"),
-                    start if isinstance(start, int) and not isinstance(start, bool) else 0,
-                )
-            )
 
     async def resync_local(self) -> None:
         """After the bus was down, send every device connected here the current state."""
@@ -828,21 +580,3 @@ class SessionService:
         for to, version, payload in out[len(sent) :]:
             await self.hub.send(account_id, payload, to=to, version=version)
             sent.append(1)
-
-
-def _device_infos(
-    rows: Sequence[qa.DeviceRow], online: dict[str, tuple[str, ...]], warm: str | None
-) -> tuple[DeviceInfo, ...]:
-    return tuple(
-        DeviceInfo(
-            r.id,
-            r.name,
-            r.id in online,
-            r.last_seen_ms,
-            r.address,
-            online.get(r.id, ()),
-            r.kind,
-            r.id == warm,
-        )
-        for r in rows
-    )

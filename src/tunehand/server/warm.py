@@ -8,7 +8,7 @@ the current entry paused at the position it is predicted to be at. It is refresh
 every `REFRESH_S` (a short seek while paused: at the switch it is at most that far
 behind, a seek within what mpv has read ahead), and sent `unwarm` when the prediction, the
 active device or the session changes so that it no longer applies. A transfer to a
-device warm with the current entry skips the prepare phase (`SessionService._transfer`).
+device warm with the current entry skips the prepare phase (`Handoff.run`, `handoff.py`).
 
 What is warm is kept by this server instance (a transfer handled by another instance
 prepares as usual).
