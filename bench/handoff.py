@@ -2,10 +2,12 @@
 
 Setup: a real server on a library of TRACKS generated tracks of TRACK_S seconds, and two
 real receivers (`tunehand receiver`, each logged in with its own config dir, mpv with
-`ao=null` and a JSON IPC socket). The queue holds every track with repeat on, and plays
-on r1. A poller thread asks each mpv for `time-pos` every POLL_S (2 ms); `pause`,
-`core-idle` and `idle-active` come as `observe_property` events. Every reply and event
-is stamped with time.monotonic() when it arrives (loopback IPC answers in ~0.1 ms).
+`ao=null` and a JSON IPC socket), both opted out of being kept warm (`warm = false`:
+this bench measures the prepared handoff; `bench.warm` measures the warm one). The queue
+holds every track with repeat on, and plays on r1. A poller thread asks each mpv for
+`time-pos` every POLL_S (2 ms); `pause`, `core-idle` and `idle-active` come as
+`observe_property` events. Every reply and event is stamped with time.monotonic() when
+it arrives (loopback IPC answers in ~0.1 ms).
 
 mpv with `ao=null` refreshes `time-pos` only on its playloop ticks, ~50 ms apart while it
 plays; but it sets it exactly on pause and stop, and the values it steps to are exact:
@@ -337,10 +339,16 @@ def start_receiver(
     name: str,
     mpv_options: Sequence[str] = ("ao=null",),
     extra_env: dict[str, str] | None = None,
+    *,
+    warm: bool = True,
 ) -> Receiver:
-    """Log `name` in with its own config dir and start `tunehand receiver` (stopped by `stack`)."""
+    """Log `name` in with its own config dir and start `tunehand receiver` (stopped by `stack`).
+    `warm=False` opts it out of being kept warm (`warm = false` in its config.toml)."""
     config_dir = tmp / name
     login_cli(srv, config_dir, bench_env(tmp), file_store=True)
+    if not warm:  # a top-level key: before any table of the file
+        conf = config_dir / "config.toml"
+        conf.write_text("warm = false\n" + conf.read_text())
     sock = tmp / f"{name}.sock"
     log_path = tmp / f"{name}.log"
     argv = [
@@ -1284,7 +1292,12 @@ def _run(case: Case, row: Row, receivers: dict[str, Receiver]) -> list[Result]:
         extra_env = stack.enter_context(pulse_server(tmp)) if case.pulse else {}
         srv = stack.enter_context(bench_server(tmp))
         for name in ("r1", "r2"):
-            receivers[name] = start_receiver(stack, srv, tmp, name, case.mpv_options, extra_env)
+            # Not kept warm: this bench measures the prepared handoff (back and forth
+            # between two devices would make each the other's predicted next one, and
+            # `bench.warm` measures that).
+            receivers[name] = start_receiver(
+                stack, srv, tmp, name, case.mpv_options, extra_env, warm=False
+            )
         api = Api(srv)
         stack.callback(api.close)
         api.wait_online(list(receivers.values()))
